@@ -1,0 +1,237 @@
+//! The JSON report (`--report FILE`) and the human summary on stdout.
+//!
+//! `plan`, `run` and `delete` all produce a [`Report`]; the summary lines are
+//! derived from it so the two can never disagree.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub engine: String,
+    pub repositories: Vec<RepositoryReport>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepositoryReport {
+    pub path: String,
+    /// How many tags the repository had when it was listed.
+    pub tags: usize,
+    /// Deleted tags (in a dry run: what would be deleted).
+    pub deleted: Vec<DeletedTag>,
+    pub kept: usize,
+    pub protected: usize,
+    /// Tags that were planned for deletion but were already gone.
+    #[serde(default)]
+    pub already_absent: Vec<AbsentTag>,
+    pub failed: Vec<FailedTag>,
+    pub skipped: Vec<SkippedTag>,
+    /// Repository-level notes: a failed listing, a server-engine warning…
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletedTag {
+    pub tag: String,
+    pub digest: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub rule: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbsentTag {
+    pub tag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedTag {
+    pub tag: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedTag {
+    pub tag: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub repositories: usize,
+    pub tags: usize,
+    pub deleted: usize,
+    pub kept: usize,
+    pub protected: usize,
+    #[serde(default)]
+    pub already_absent: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Report {
+    pub fn new(engine: &str, dry_run: bool) -> Self {
+        Report {
+            dry_run,
+            engine: engine.to_string(),
+            ..Report::default()
+        }
+    }
+
+    /// Adds a repository and keeps the totals in step.
+    pub fn push(&mut self, repository: RepositoryReport) {
+        self.repositories.push(repository);
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        let mut totals = Totals {
+            repositories: self.repositories.len(),
+            ..Totals::default()
+        };
+        for repository in &self.repositories {
+            totals.tags += repository.tags;
+            totals.deleted += repository.deleted.len();
+            totals.kept += repository.kept;
+            totals.protected += repository.protected;
+            totals.already_absent += repository.already_absent.len();
+            totals.failed += repository.failed.len();
+            totals.skipped += repository.skipped.len();
+        }
+        self.totals = totals;
+    }
+
+    pub fn has_failures(&self) -> bool {
+        self.totals.failed > 0
+    }
+
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(self).context("serialising the report")?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))
+    }
+
+    /// The per-repository lines and the total, as printed on stdout.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let verb = if self.dry_run { "would delete" } else { "deleted" };
+        let mut lines: Vec<String> = self
+            .repositories
+            .iter()
+            .map(|repository| repository.summary_line(verb))
+            .collect();
+        let totals = &self.totals;
+        let mut total = format!(
+            "total: {} repositories, {} tags, {} {verb}, {} kept, {} protected",
+            totals.repositories, totals.tags, totals.deleted, totals.kept, totals.protected
+        );
+        append_counts(
+            &mut total,
+            totals.already_absent,
+            totals.skipped,
+            totals.failed,
+        );
+        lines.push(total);
+        lines
+    }
+
+    pub fn print_summary(&self, out: &mut impl Write) -> std::io::Result<()> {
+        for line in self.summary_lines() {
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl RepositoryReport {
+    pub fn new(path: &str) -> Self {
+        RepositoryReport {
+            path: path.to_string(),
+            ..RepositoryReport::default()
+        }
+    }
+
+    fn summary_line(&self, verb: &str) -> String {
+        let mut line = format!(
+            "{}: {} tags, {} {verb}, {} kept, {} protected",
+            self.path,
+            self.tags,
+            self.deleted.len(),
+            self.kept,
+            self.protected
+        );
+        append_counts(
+            &mut line,
+            self.already_absent.len(),
+            self.skipped.len(),
+            self.failed.len(),
+        );
+        for warning in &self.warnings {
+            line.push_str(&format!(" (warning: {warning})"));
+        }
+        line
+    }
+}
+
+fn append_counts(line: &mut String, already_absent: usize, skipped: usize, failed: usize) {
+    if already_absent > 0 {
+        line.push_str(&format!(", {already_absent} already absent"));
+    }
+    if skipped > 0 {
+        line.push_str(&format!(", {skipped} skipped"));
+    }
+    if failed > 0 {
+        line.push_str(&format!(", {failed} failed"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_follow_the_repositories() {
+        let mut report = Report::new("client", false);
+        let mut api = RepositoryReport::new("group/project/api");
+        api.tags = 140;
+        api.kept = 118;
+        api.protected = 2;
+        api.deleted = (0..20)
+            .map(|i| DeletedTag {
+                tag: format!("mr-{i}"),
+                digest: None,
+                created_at: None,
+                rule: Some("review images".into()),
+            })
+            .collect();
+        report.push(api);
+        assert_eq!(report.totals.deleted, 20);
+        assert_eq!(
+            report.summary_lines()[0],
+            "group/project/api: 140 tags, 20 deleted, 118 kept, 2 protected"
+        );
+    }
+
+    #[test]
+    fn dry_run_says_would_delete() {
+        let mut report = Report::new("client", true);
+        let mut repository = RepositoryReport::new("g/p");
+        repository.tags = 1;
+        repository.deleted.push(DeletedTag {
+            tag: "a".into(),
+            digest: None,
+            created_at: None,
+            rule: None,
+        });
+        report.push(repository);
+        assert_eq!(
+            report.summary_lines()[0],
+            "g/p: 1 tags, 1 would delete, 0 kept, 0 protected"
+        );
+    }
+}
