@@ -1,0 +1,88 @@
+#!/bin/sh
+# Installs the tools scripts/image-test.sh and scripts/component-test.sh need, on
+# Debian 12 as root. Idempotent: anything already present is skipped.
+#
+#   scripts/ci-tools.sh              # everything
+#   scripts/ci-tools.sh components   # only what component-test.sh needs (CI job)
+#   scripts/ci-tools.sh image        # only what image-test.sh needs
+set -eu
+
+GITLAB_CI_LOCAL_VERSION=4.70.0 # newer releases need Node 22; Debian 12 has Node 18/20
+
+want=${1:-all}
+case $want in
+    all | components | image) ;;
+    *)
+        echo "usage: $0 [all|components|image]" >&2
+        exit 2
+        ;;
+esac
+
+missing=""
+need_deb() { # need_deb COMMAND PACKAGE: queue PACKAGE unless COMMAND (a path or a name) exists
+    case $1 in
+        /*) [ -e "$1" ] && return 0 ;;
+        *) command -v "$1" >/dev/null 2>&1 && return 0 ;;
+    esac
+    missing="$missing $2"
+}
+
+# Both scripts run the image's busybox tools, python3 and git.
+need_deb /bin/busybox busybox-static
+need_deb python3 python3
+need_deb git git
+need_deb file file
+need_deb /etc/ssl/certs/ca-certificates.crt ca-certificates
+if [ "$want" != components ]; then
+    need_deb buildah buildah
+fi
+if [ "$want" = all ]; then
+    need_deb docker-registry docker-registry # a real Distribution registry, for manual/integration tests
+fi
+if [ "$want" != image ]; then
+    need_deb rsync rsync # gitlab-ci-local copies the repository with it
+    need_deb npm npm
+    python3 -m pip --version >/dev/null 2>&1 || missing="$missing python3-pip"
+    python3 -c 'import yaml' 2>/dev/null || missing="$missing python3-yaml"
+fi
+
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086 # word splitting is the point
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if [ -n "$missing" ]; then
+    echo "ci-tools: installing Debian packages:$missing"
+    # shellcheck disable=SC2086
+    apt_install $missing
+fi
+# busybox (dynamic) and busybox-static conflict; the image tests need a static one.
+if ! file -L /bin/busybox | grep -q 'statically linked'; then
+    echo "ci-tools: /bin/busybox is not static; installing busybox-static"
+    apt_install busybox-static
+fi
+
+if [ "$want" != image ]; then
+    if [ "$(gitlab-ci-local --version 2>/dev/null || true)" != "$GITLAB_CI_LOCAL_VERSION" ]; then
+        echo "ci-tools: installing gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION"
+        npm install -g --no-fund --no-audit --loglevel=error "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION"
+    fi
+    # The PyYAML next to the python3 on PATH (a pyenv/venv python has its own).
+    if ! python3 -c 'import yaml' 2>/dev/null; then
+        python3 -m pip install --quiet pyyaml 2>/dev/null ||
+            python3 -m pip install --quiet --break-system-packages pyyaml
+    fi
+    if ! command -v check-jsonschema >/dev/null 2>&1; then
+        echo "ci-tools: installing check-jsonschema"
+        # Debian's own python3 is "externally managed" (PEP 668).
+        python3 -m pip install --quiet check-jsonschema 2>/dev/null ||
+            python3 -m pip install --quiet --break-system-packages check-jsonschema
+    fi
+fi
+
+printf 'ci-tools: ready (%s):' "$want"
+command -v buildah >/dev/null && printf ' buildah %s,' "$(buildah --version | awk '{print $3}')"
+command -v gitlab-ci-local >/dev/null && printf ' gitlab-ci-local %s,' "$(gitlab-ci-local --version)"
+command -v check-jsonschema >/dev/null && printf ' %s,' "$(check-jsonschema --version)"
+printf ' busybox %s\n' "$(/bin/busybox | head -n1 | awk '{print $2}')"
