@@ -44,9 +44,9 @@ macro_rules! user_error {
 
 /// Exit code for an error that stopped the run.
 pub fn exit_for(error: &anyhow::Error) -> Exit {
-    let is_user_error = error.chain().any(|cause| {
-        cause.is::<UserError>() || cause.is::<crate::policy::PolicyError>()
-    });
+    let is_user_error = error
+        .chain()
+        .any(|cause| cause.is::<UserError>() || cause.is::<crate::policy::PolicyError>());
     if is_user_error {
         Exit::Usage
     } else {

@@ -1,15 +1,74 @@
 //! registry-cleanup: precise, previewable cleanup of GitLab container registries.
+//!
+//! The binary's `main` calls [`main_with_args`]; everything else lives here so
+//! tests reach it. One module per concern: `config` (environment), `http`
+//! (retries, errors), `auth` (registry tokens), `gitlab` and `registry` (the
+//! two APIs), `policy` and `planner` (pure), `deleter` (safe deletes),
+//! `commands` (one per subcommand), `report` (output).
 
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod deleter;
 pub mod error;
+pub mod gitlab;
+pub mod http;
 pub mod inventory;
+pub mod links;
+pub mod listing;
+pub mod logging;
+pub mod paths;
 pub mod planner;
 pub mod policy;
+pub mod progress;
+pub mod registry;
 pub mod report;
 pub mod secret;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-pub fn main_with_args(_args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    ExitCode::SUCCESS
+use clap::Parser;
+
+use crate::error::{exit_for, Exit};
+
+/// Parses `args`, runs the command and maps the outcome to an exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            }
+            .into();
+        }
+    };
+    if let Err(err) = logging::init() {
+        eprintln!("registry-cleanup: error: {err}");
+        return Exit::Usage.into();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("registry-cleanup: error: starting the async runtime: {err}");
+            return Exit::Failed.into();
+        }
+    };
+    let outcome = runtime.block_on(commands::dispatch(cli));
+    // Let in-flight tasks (progress tickers) go before we print the verdict.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            eprintln!("registry-cleanup: error: {err:#}");
+            exit_for(&err).into()
+        }
+    }
 }

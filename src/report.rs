@@ -32,9 +32,12 @@ pub struct RepositoryReport {
     pub already_absent: Vec<AbsentTag>,
     pub failed: Vec<FailedTag>,
     pub skipped: Vec<SkippedTag>,
-    /// Repository-level notes: a failed listing, a server-engine warning…
+    /// Repository-level notes: a server-engine warning, a plan that empties it…
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Why nothing was attempted in this repository (e.g. its listing failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,7 +111,7 @@ impl Report {
     }
 
     pub fn has_failures(&self) -> bool {
-        self.totals.failed > 0
+        self.totals.failed > 0 || self.repositories.iter().any(|r| r.error.is_some())
     }
 
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
@@ -119,7 +122,11 @@ impl Report {
 
     /// The per-repository lines and the total, as printed on stdout.
     pub fn summary_lines(&self) -> Vec<String> {
-        let verb = if self.dry_run { "would delete" } else { "deleted" };
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         let mut lines: Vec<String> = self
             .repositories
             .iter()
@@ -171,8 +178,11 @@ impl RepositoryReport {
             self.skipped.len(),
             self.failed.len(),
         );
+        if let Some(error) = &self.error {
+            line.push_str(&format!(" (FAILED: {error})"));
+        }
         for warning in &self.warnings {
-            line.push_str(&format!(" (warning: {warning})"));
+            line.push_str(&format!(" (WARNING: {warning})"));
         }
         line
     }

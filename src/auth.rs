@@ -1,0 +1,480 @@
+//! Registry authentication: the `WWW-Authenticate` challenge, GitLab's
+//! `/jwt/auth` token service, and a per-repository token cache.
+//!
+//! GitLab answers `/jwt/auth` with 200 even when it drops actions the caller
+//! may not have, so every token's (unverified) `access` claim is read and a
+//! missing permission is reported by name before the registry refuses with a
+//! bare 401. Tokens are refreshed shortly before `exp` and whenever the
+//! registry says `invalid_token`.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use reqwest::Method;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::error::UserError;
+use crate::http::{display_url, Http};
+use crate::secret::Secret;
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Challenge {
+    pub scheme: String,
+    pub params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn realm(&self) -> Option<&str> {
+        self.param("realm")
+    }
+
+    pub fn service(&self) -> Option<&str> {
+        self.param("service")
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.param("error")
+    }
+}
+
+/// Parses `Bearer realm="…",service="…",scope="repository:g/p:pull,delete"`.
+///
+/// Quoted values may contain commas and backslash escapes; unquoted values
+/// end at the next comma. Returns `None` for a header that is not a challenge.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = match header.find(char::is_whitespace) {
+        Some(index) => (&header[..index], header[index..].trim_start()),
+        None => (header, ""),
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return None;
+    }
+    let mut params = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c == ',' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next_if_eq(&'=').is_none() || key.is_empty() {
+            return None;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => {
+                        closed = true;
+                        break;
+                    }
+                    other => value.push(other),
+                }
+            }
+            if !closed {
+                return None;
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+            value = value.trim_end().to_string();
+        }
+        params.push((key.to_ascii_lowercase(), value));
+    }
+    Some(Challenge {
+        scheme: scheme.to_string(),
+        params,
+    })
+}
+
+/// The claims of a registry JWT that we read (without verifying: the
+/// registry verifies; we only want to explain refusals and expiry).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Claims {
+    #[serde(default)]
+    pub exp: Option<i64>,
+    #[serde(default)]
+    pub iat: Option<i64>,
+    #[serde(default)]
+    pub access: Vec<Access>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Access {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+pub fn decode_claims(jwt: &str) -> Option<Claims> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+impl Claims {
+    /// Actions granted on `repository` (GitLab never grants `*` to a job token,
+    /// but an admin's token may carry it).
+    pub fn granted(&self, repository: &str) -> Vec<String> {
+        self.access
+            .iter()
+            .filter(|a| a.kind == "repository" && a.name == repository)
+            .flat_map(|a| a.actions.iter().cloned())
+            .collect()
+    }
+
+    pub fn missing(&self, repository: &str, wanted: &[&str]) -> Vec<String> {
+        let granted = self.granted(repository);
+        if granted.iter().any(|a| a == "*") {
+            return Vec::new();
+        }
+        wanted
+            .iter()
+            .filter(|w| !granted.iter().any(|g| g == *w))
+            .map(|w| w.to_string())
+            .collect()
+    }
+
+    /// When to stop using the token: a quarter of its lifetime (at most 30 s)
+    /// before `exp`, so a request never leaves with a token about to expire.
+    pub fn refresh_at(&self) -> Option<SystemTime> {
+        let exp = self.exp?;
+        let lifetime = self.iat.map(|iat| (exp - iat).max(0)).unwrap_or(300);
+        let margin = Duration::from_millis(((lifetime as u64) * 1000 / 4).min(30_000));
+        let exp = SystemTime::UNIX_EPOCH + Duration::from_secs(exp.max(0) as u64);
+        Some(exp.checked_sub(margin).unwrap_or(exp))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    token: Secret,
+    refresh_at: Option<SystemTime>,
+}
+
+/// Where the registry sends us for tokens, as its challenge says.
+#[derive(Debug, Clone)]
+pub struct TokenService {
+    pub realm: Url,
+    pub service: Option<String>,
+}
+
+/// Fetches and caches registry JWTs per repository and set of actions.
+#[derive(Debug)]
+pub struct RegistryAuth {
+    http: Http,
+    service: TokenService,
+    credentials: Option<(String, Secret)>,
+    cache: Mutex<HashMap<(String, String), CachedToken>>,
+}
+
+impl RegistryAuth {
+    /// Refuses a realm that is not on `server_url`'s origin: the registry
+    /// credentials (often the job token) go to GitLab and nowhere else.
+    pub fn new(
+        http: Http,
+        challenge: &Challenge,
+        server_url: &Url,
+        credentials: Option<(String, Secret)>,
+    ) -> anyhow::Result<RegistryAuth> {
+        let realm_text = challenge.realm().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the registry's authentication challenge names no realm (token service)"
+            )
+        })?;
+        let realm = Url::parse(realm_text).map_err(|err| {
+            anyhow::anyhow!("the registry's token realm {realm_text:?} is not a URL: {err}")
+        })?;
+        if realm.origin() != server_url.origin() {
+            return Err(UserError::new(format!(
+                "the registry sends clients to the token service {}, which is not on CI_SERVER_URL's origin ({}); refusing to send registry credentials there. Check that CI_SERVER_URL and CI_REGISTRY / CLEANUP_REGISTRY_URL belong to the same GitLab",
+                display_url(&realm),
+                server_url.origin().ascii_serialization()
+            ))
+            .into());
+        }
+        Ok(RegistryAuth {
+            http,
+            service: TokenService {
+                realm,
+                service: challenge.service().map(str::to_string),
+            },
+            credentials,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A token for `repository` granting every one of `actions`.
+    pub async fn token(&self, repository: &str, actions: &[&str]) -> anyhow::Result<Secret> {
+        let key = (repository.to_string(), actions.join(","));
+        {
+            let cache = self.cache.lock().await;
+            if let Some(cached) = cache.get(&key) {
+                if cached.refresh_at.is_none_or(|at| SystemTime::now() < at) {
+                    return Ok(cached.token.clone());
+                }
+            }
+        }
+        let token = self.fetch(repository, actions).await?;
+        let claims = decode_claims(token.expose()).unwrap_or_default();
+        let missing = claims.missing(repository, actions);
+        if !missing.is_empty() {
+            let granted = claims.granted(repository);
+            return Err(anyhow::Error::new(PermissionError {
+                repository: repository.to_string(),
+                missing,
+                granted,
+            }));
+        }
+        self.cache.lock().await.insert(
+            key,
+            CachedToken {
+                token: token.clone(),
+                refresh_at: claims.refresh_at(),
+            },
+        );
+        Ok(token)
+    }
+
+    /// Forgets a token the registry called invalid (expired early, revoked).
+    pub async fn invalidate(&self, repository: &str, actions: &[&str]) {
+        self.cache
+            .lock()
+            .await
+            .remove(&(repository.to_string(), actions.join(",")));
+    }
+
+    async fn fetch(&self, repository: &str, actions: &[&str]) -> anyhow::Result<Secret> {
+        let (user, password) = self.credentials.as_ref().ok_or_else(|| {
+            UserError::new(
+                "the registry needs a token but no registry credentials are set: set CI_REGISTRY_USER and CI_REGISTRY_PASSWORD (GitLab sets them in CI jobs), or GITLAB_TOKEN",
+            )
+        })?;
+        let mut url = self.service.realm.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = &self.service.service {
+                query.append_pair("service", service);
+            }
+            query.append_pair(
+                "scope",
+                &format!("repository:{repository}:{}", actions.join(",")),
+            );
+        }
+        let response = self
+            .http
+            .send(Method::GET, &url, |request| {
+                request.basic_auth(user, Some(password.expose()))
+            })
+            .await?;
+        if response.status.as_u16() == 401 || response.status.as_u16() == 403 {
+            return Err(UserError::new(format!(
+                "GitLab refused the registry credentials of user {user:?} at {} ({}): check CI_REGISTRY_USER / CI_REGISTRY_PASSWORD (an access token needs the read_registry and write_registry scopes)",
+                display_url(&self.service.realm),
+                response.status
+            ))
+            .into());
+        }
+        if !response.status.is_success() {
+            return Err(response.unexpected().into());
+        }
+        #[derive(Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let answer: TokenAnswer = response.json()?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| response.invalid("the token service's answer has no token"))?;
+        Ok(Secret::new(token))
+    }
+}
+
+/// The token service silently dropped actions we need.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", permission_message(.repository, .missing, .granted))]
+pub struct PermissionError {
+    pub repository: String,
+    pub missing: Vec<String>,
+    pub granted: Vec<String>,
+}
+
+fn permission_message(repository: &str, missing: &[String], granted: &[String]) -> String {
+    let granted = if granted.is_empty() {
+        "nothing".to_string()
+    } else {
+        granted.join(", ")
+    };
+    let hint = if missing.iter().any(|m| m == "delete") {
+        "deleting needs the Developer role (or higher) on the project for the token's user; deploy tokens can never delete"
+    } else if missing.iter().any(|m| m == "push") {
+        "moving a tag off a shared manifest needs push (write_registry) permission"
+    } else {
+        "check that the repository belongs to the project and the credentials can read its registry"
+    };
+    format!(
+        "the registry token for {repository} lacks {} (granted: {granted}): {hint}",
+        missing.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_gitlab_challenges() {
+        let challenge = parse_challenge(
+            r#"Bearer realm="https://gitlab.example.com/jwt/auth",service="container_registry",scope="repository:g/p:pull,delete",error="insufficient_scope""#,
+        )
+        .expect("challenge");
+        assert_eq!(challenge.scheme, "Bearer");
+        assert_eq!(
+            challenge.realm(),
+            Some("https://gitlab.example.com/jwt/auth")
+        );
+        assert_eq!(challenge.service(), Some("container_registry"));
+        assert_eq!(challenge.param("scope"), Some("repository:g/p:pull,delete"));
+        assert_eq!(challenge.error(), Some("insufficient_scope"));
+    }
+
+    #[test]
+    fn parses_spaces_unquoted_values_and_escapes() {
+        let challenge = parse_challenge(
+            r#"Bearer  realm = "https://h/jwt/auth" , service=container_registry, scope="repository:a/b:pull repository:a/c:pull,delete", note="say \"hi\"""#,
+        )
+        .expect("challenge");
+        assert_eq!(challenge.realm(), Some("https://h/jwt/auth"));
+        assert_eq!(challenge.service(), Some("container_registry"));
+        assert_eq!(
+            challenge.param("scope"),
+            Some("repository:a/b:pull repository:a/c:pull,delete")
+        );
+        assert_eq!(challenge.param("note"), Some(r#"say "hi""#));
+        assert_eq!(parse_challenge("Basic").expect("bare").params.len(), 0);
+    }
+
+    #[test]
+    fn rejects_broken_challenges() {
+        for header in [
+            "",
+            r#"Bearer realm="unterminated"#,
+            "Bearer =x",
+            "Bearer realm",
+            "Be@rer x=y",
+        ] {
+            assert!(parse_challenge(header).is_none(), "{header:?}");
+        }
+    }
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.signature",
+            engine.encode(br#"{"alg":"RS256"}"#),
+            engine.encode(claims.to_string())
+        )
+    }
+
+    #[test]
+    fn reads_access_and_reports_missing_actions() {
+        let token = jwt(serde_json::json!({
+            "exp": 2_000_000_000, "iat": 1_999_999_700,
+            "access": [{"type": "repository", "name": "g/p", "actions": ["pull"]}]
+        }));
+        let claims = decode_claims(&token).expect("claims");
+        assert_eq!(claims.granted("g/p"), vec!["pull"]);
+        assert_eq!(claims.missing("g/p", &["pull", "delete"]), vec!["delete"]);
+        assert_eq!(claims.missing("g/other", &["pull"]), vec!["pull"]);
+        let message = permission_message("g/p", &["delete".into()], &["pull".into()]);
+        assert!(
+            message.contains("lacks delete (granted: pull)"),
+            "{message}"
+        );
+
+        let dropped = decode_claims(&jwt(serde_json::json!({"access": []}))).expect("claims");
+        assert_eq!(
+            dropped.missing("g/p", &["pull", "delete"]),
+            vec!["pull", "delete"]
+        );
+
+        let star = decode_claims(&jwt(serde_json::json!({
+            "access": [{"type": "repository", "name": "g/p", "actions": ["*"]}]
+        })))
+        .expect("claims");
+        assert!(star.missing("g/p", &["pull", "delete", "push"]).is_empty());
+        assert!(decode_claims("not-a-jwt").is_none());
+        assert!(decode_claims("a.!!!.c").is_none());
+    }
+
+    #[test]
+    fn refreshes_before_expiry() {
+        let claims = Claims {
+            exp: Some(1_000_300),
+            iat: Some(1_000_000),
+            access: vec![],
+        };
+        // 300 s lifetime: refresh 30 s early.
+        assert_eq!(
+            claims.refresh_at(),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_270))
+        );
+        let short = Claims {
+            exp: Some(1_000_002),
+            iat: Some(1_000_000),
+            access: vec![],
+        };
+        // 2 s lifetime: refresh half a second early.
+        assert_eq!(
+            short.refresh_at(),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_001_500))
+        );
+        assert_eq!(Claims::default().refresh_at(), None);
+    }
+}

@@ -1,0 +1,374 @@
+//! `registry-cleanup run`: the policy applied to every repository of the
+//! project, by the tool itself (client engine) or by GitLab's bulk-delete
+//! API (server engine).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+
+use super::{finish, load_policy, Context};
+use crate::cli::{Engine, RunArgs};
+use crate::config::CleanupEnv;
+use crate::deleter::{Outcome, Target};
+use crate::error::{Exit, UserError};
+use crate::gitlab::{BulkDelete, GitLab, RepositoryInfo};
+use crate::listing::list_tags;
+use crate::planner::{plan_repository, RepositoryPlan};
+use crate::policy::{Policy, PolicyError, Rule};
+use crate::progress::Progress;
+use crate::report::{AbsentTag, FailedTag, Report, RepositoryReport, SkippedTag};
+
+/// Repositories listed at once; each also overlaps its own tag requests.
+const REPOSITORY_CONCURRENCY: usize = 2;
+
+pub async fn run(
+    args: RunArgs,
+    env: &CleanupEnv,
+    allow_insecure_http: bool,
+) -> anyhow::Result<Exit> {
+    let dry_run = args.common.dry_run || env.dry_run()?;
+    let report_path = args
+        .common
+        .report
+        .clone()
+        .or_else(|| env.path(&env.cleanup_report));
+    let concurrency = env.concurrency(args.common.concurrency)?;
+    let max_deletions = env.max_deletions(args.max_deletions)?;
+    let engine = match args.engine {
+        Some(engine) => engine,
+        None => match env.string(&env.cleanup_engine).as_deref() {
+            None | Some("client") => Engine::Client,
+            Some("server") => Engine::Server,
+            Some(other) => {
+                return Err(UserError::new(format!(
+                    "CLEANUP_ENGINE={other:?} is not an engine: use client or server"
+                ))
+                .into())
+            }
+        },
+    };
+    let (policy_path, policy) = load_policy(args.policy.clone(), env)?;
+    let ctx = Context::from_env(allow_insecure_http, concurrency)?;
+    let gitlab = ctx.require_gitlab()?;
+    let repositories = gitlab
+        .repositories()
+        .await
+        .map_err(|err| err.context("listing the project's container repositories"))?;
+    tracing::info!(
+        repositories = repositories.len(),
+        engine = engine.name(),
+        dry_run,
+        "starting"
+    );
+
+    if engine == Engine::Server {
+        let rules = server_rules(&policy, &policy_path.display().to_string(), &repositories)?;
+        if !dry_run {
+            let report = server(&gitlab, &policy, &rules, &repositories).await;
+            ctx.log_stats();
+            return finish(&report, report_path);
+        }
+        println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
+    }
+    let report = client(
+        &ctx,
+        &gitlab,
+        &policy,
+        repositories,
+        dry_run,
+        max_deletions,
+        engine,
+    )
+    .await?;
+    ctx.log_stats();
+    let exit = finish(&report, report_path)?;
+    match max_deletions {
+        Some(limit) if report.totals.deleted > limit && !dry_run => {
+            eprintln!(
+                "registry-cleanup: refused: the plan deletes {} tags, more than the limit of {limit} (--max-deletions / CLEANUP_MAX_DELETIONS); nothing was deleted. Check the policy with `registry-cleanup run --dry-run`, then raise the limit if the plan is right",
+                report.totals.deleted
+            );
+            Ok(Exit::Failed)
+        }
+        _ => Ok(exit),
+    }
+}
+
+struct Listed {
+    info: RepositoryInfo,
+    plan: Result<RepositoryPlan, String>,
+}
+
+async fn client(
+    ctx: &Context,
+    gitlab: &Arc<GitLab>,
+    policy: &Policy,
+    repositories: Vec<RepositoryInfo>,
+    dry_run: bool,
+    max_deletions: Option<usize>,
+    engine: Engine,
+) -> anyhow::Result<Report> {
+    let now = Utc::now();
+    let listing = Progress::new("listing tags");
+    listing.add_total(
+        repositories
+            .iter()
+            .map(|r| r.tags_count.unwrap_or(0) as usize)
+            .sum(),
+    );
+    let ticker = listing.tick(Duration::from_secs(5));
+    let mut listed: Vec<Listed> = stream::iter(repositories)
+        .map(|info| {
+            let listing = &listing;
+            async move {
+                let need_details = policy.needs_dates(&info.path);
+                let plan = match list_tags(&ctx.registry, gitlab, &info, need_details, ctx.concurrency, listing).await {
+                    Ok((tags, source)) => {
+                        tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
+                        Ok(plan_repository(policy, &info.path, &tags, now))
+                    }
+                    Err(err) => {
+                        tracing::error!(repository = %info.path, error = %format!("{err:#}"), "listing failed; nothing will be deleted here");
+                        Err(format!("listing failed, nothing deleted: {err:#}"))
+                    }
+                };
+                Listed { info, plan }
+            }
+        })
+        .buffer_unordered(REPOSITORY_CONCURRENCY)
+        .collect()
+        .await;
+    drop(ticker);
+    listed.sort_by(|a, b| a.info.path.cmp(&b.info.path));
+
+    let planned: usize = listed
+        .iter()
+        .filter_map(|l| l.plan.as_ref().ok())
+        .map(|p| p.delete.len())
+        .sum();
+    let over_limit = max_deletions.is_some_and(|limit| planned > limit);
+    let write = !dry_run && !over_limit;
+
+    let mut report = Report::new(engine.name(), dry_run || over_limit);
+    let deleting = Progress::new("deleting tags");
+    deleting.add_total(if write { planned } else { 0 });
+    let ticker = deleting.tick(Duration::from_secs(5));
+    let deleter = ctx.deleter();
+    for Listed { info, plan } in listed {
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(error) => {
+                let mut repository = RepositoryReport::new(&info.path);
+                repository.tags = info.tags_count.unwrap_or(0) as usize;
+                repository.error = Some(error);
+                report.push(repository);
+                continue;
+            }
+        };
+        let mut repository = plan.to_report();
+        repository.warnings.extend(plan_warnings(&plan));
+        if write && !plan.delete.is_empty() {
+            let target = Target {
+                path: info.path.clone(),
+                id: Some(info.id),
+            };
+            let tags: Vec<String> = plan.delete.iter().map(|d| d.tag.name.clone()).collect();
+            let outcomes: HashMap<String, Outcome> = deleter
+                .delete_tags(&target, &tags, &deleting)
+                .await
+                .into_iter()
+                .collect();
+            apply_outcomes(&mut repository, &outcomes);
+        }
+        report.push(repository);
+    }
+    drop(ticker);
+    if over_limit {
+        // The report shows the refused plan as a dry run: nothing was deleted.
+        report.dry_run = true;
+    }
+    Ok(report)
+}
+
+/// Moves what did not go as planned out of `deleted`.
+fn apply_outcomes(repository: &mut RepositoryReport, outcomes: &HashMap<String, Outcome>) {
+    let planned = std::mem::take(&mut repository.deleted);
+    for entry in planned {
+        match outcomes.get(&entry.tag) {
+            Some(Outcome::Deleted) => repository.deleted.push(entry),
+            Some(Outcome::AlreadyAbsent) => {
+                repository.already_absent.push(AbsentTag { tag: entry.tag })
+            }
+            Some(Outcome::Skipped(reason)) => repository.skipped.push(SkippedTag {
+                tag: entry.tag,
+                reason: reason.clone(),
+            }),
+            Some(Outcome::Failed(error)) => repository.failed.push(FailedTag {
+                tag: entry.tag,
+                error: error.clone(),
+            }),
+            None => repository.failed.push(FailedTag {
+                tag: entry.tag,
+                error: "internal error: not attempted".into(),
+            }),
+        }
+    }
+}
+
+/// What the summary should shout about.
+pub fn plan_warnings(plan: &RepositoryPlan) -> Vec<String> {
+    if !plan.delete.is_empty() && plan.keep.is_empty() && plan.protected.is_empty() {
+        tracing::warn!(repository = %plan.path, deleted = plan.delete.len(), "the plan deletes EVERY tag of this repository");
+        vec![format!(
+            "the plan deletes every tag of {} ({}): none is left",
+            plan.path,
+            plan.delete.len()
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The one rule each repository hands to GitLab; more than one is a policy error.
+fn server_rules<'a>(
+    policy: &'a Policy,
+    origin: &str,
+    repositories: &[RepositoryInfo],
+) -> Result<HashMap<u64, &'a Rule>, PolicyError> {
+    let mut rules = HashMap::new();
+    for repository in repositories {
+        let applicable: Vec<&Rule> = policy
+            .rules
+            .iter()
+            .filter(|rule| rule.repositories.is_match(&repository.path))
+            .collect();
+        match applicable.as_slice() {
+            [] => {}
+            [rule] => {
+                rules.insert(repository.id, *rule);
+            }
+            several => {
+                let names: Vec<String> = several.iter().map(|r| format!("{:?}", r.name)).collect();
+                return Err(PolicyError {
+                    message: format!(
+                        "{origin}: repository {} has {} applicable rules ({}), but --engine server hands GitLab one rule per repository: narrow the rules' `repositories` patterns, or use --engine client",
+                        repository.path,
+                        several.len(),
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// A pattern GitLab will anchor as `\A` + pattern + `\z`: wrapped so the
+/// anchors bind every top-level alternative.
+fn anchored(patterns: &[&str]) -> String {
+    let alternatives: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+    format!("(?:{})", alternatives.join("|"))
+}
+
+/// GitLab parses `older_than` with ChronicDuration; whole units it reads the same way.
+pub fn gitlab_duration(seconds: u64) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The form parameters of the bulk-delete call for one rule.
+pub fn bulk_form(policy: &Policy, rule: &Rule) -> Vec<(String, String)> {
+    let mut form = vec![(
+        "name_regex_delete".to_string(),
+        anchored(&[rule.delete.source()]),
+    )];
+    let mut keep: Vec<&str> = rule.keep.iter().map(|k| k.source()).collect();
+    keep.extend(policy.protect.iter().map(|p| p.source()));
+    if !keep.is_empty() {
+        form.push(("name_regex_keep".to_string(), anchored(&keep)));
+    }
+    if rule.keep_n > 0 {
+        form.push(("keep_n".to_string(), rule.keep_n.to_string()));
+    }
+    if let Some(older_than) = &rule.older_than {
+        form.push((
+            "older_than".to_string(),
+            gitlab_duration(older_than.seconds),
+        ));
+    }
+    form
+}
+
+async fn server(
+    gitlab: &GitLab,
+    policy: &Policy,
+    rules: &HashMap<u64, &Rule>,
+    repositories: &[RepositoryInfo],
+) -> Report {
+    let mut report = Report::new("server", false);
+    if !policy.protect_latest {
+        tracing::warn!("protect_latest: false has no effect with --engine server: GitLab never bulk-deletes `latest`");
+    }
+    for info in repositories {
+        let mut repository = RepositoryReport::new(&info.path);
+        repository.tags = info.tags_count.unwrap_or(0) as usize;
+        let Some(rule) = rules.get(&info.id) else {
+            repository
+                .warnings
+                .push("no rule applies; no bulk call sent".into());
+            report.push(repository);
+            continue;
+        };
+        let form = bulk_form(policy, rule);
+        match gitlab.bulk_delete(info.id, &form).await {
+            Ok(BulkDelete::Accepted) => {
+                tracing::info!(repository = %info.path, rule = %rule.name, "bulk delete accepted");
+                repository.warnings.push(format!(
+                    "bulk delete for rule {:?} accepted: GitLab runs it in the background and reports nothing back",
+                    rule.name
+                ));
+            }
+            Ok(BulkDelete::AlreadyRequested(message)) => {
+                tracing::warn!(repository = %info.path, message = %message, "bulk delete not accepted");
+                repository
+                    .warnings
+                    .push(format!("GitLab did not run the bulk delete: {message}"));
+            }
+            Err(err) => {
+                repository.error = Some(format!("bulk delete failed: {err:#}"));
+            }
+        }
+        report.push(repository);
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchoring_binds_every_alternative() {
+        assert_eq!(anchored(&["a|b"]), "(?:(?:a|b))");
+        assert_eq!(anchored(&["keep", "v\\d+"]), "(?:(?:keep)|(?:v\\d+))");
+        let gitlab_regex =
+            regex::Regex::new(&format!("\\A{}\\z", anchored(&["a|b"]))).expect("regex");
+        assert!(gitlab_regex.is_match("a") && gitlab_regex.is_match("b"));
+        assert!(!gitlab_regex.is_match("ab") && !gitlab_regex.is_match("xb"));
+    }
+
+    #[test]
+    fn durations_in_units_gitlab_parses() {
+        assert_eq!(gitlab_duration(90 * 86_400), "90d");
+        assert_eq!(gitlab_duration(7_200), "2h");
+        assert_eq!(gitlab_duration(90), "90s");
+        assert_eq!(gitlab_duration(1_800), "30m");
+    }
+}

@@ -1,0 +1,313 @@
+//! GitLab's REST API for the project's container registry.
+
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{join_path, RestAuth};
+use crate::http::{credential_header, Http, HttpError, HttpResponse};
+use crate::inventory::Tag;
+use crate::links::{check_next, next_link};
+use crate::registry::encode_segment;
+
+const PER_PAGE: &str = "100";
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct RepositoryInfo {
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub location: String,
+    #[serde(default)]
+    pub tags_count: Option<u64>,
+}
+
+/// What the single-tag `DELETE` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestDelete {
+    Deleted,
+    NotFound,
+    /// 403: a protected tag, or (newer GitLab) a tag that does not exist.
+    Forbidden(String),
+}
+
+/// What a bulk-delete request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkDelete {
+    Accepted,
+    /// The once-an-hour limit for this repository.
+    AlreadyRequested(String),
+}
+
+#[derive(Debug)]
+pub struct GitLab {
+    http: Http,
+    api: Url,
+    project: String,
+    auth: RestAuth,
+}
+
+impl GitLab {
+    pub fn new(http: Http, api: Url, project: String, auth: RestAuth) -> GitLab {
+        GitLab {
+            http,
+            api,
+            project,
+            auth,
+        }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        join_path(&self.api, path)
+    }
+
+    fn project_url(&self, rest: &str) -> Url {
+        self.url(&format!("projects/{}/{rest}", self.project))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<HttpResponse> {
+        if url.origin() != self.api.origin() {
+            anyhow::bail!(
+                "refusing to send the GitLab token to {}",
+                crate::http::display_url(url)
+            );
+        }
+        let (name, value) = credential_header(self.auth.header, &self.auth.token)?;
+        let response = self
+            .http
+            .send(method, url, |request| {
+                build(request).header(name.clone(), value.clone())
+            })
+            .await?;
+        if response.status == StatusCode::UNAUTHORIZED {
+            return Err(crate::error::UserError::new(format!(
+                "GitLab refused the {} credentials ({}): {}",
+                self.auth.header,
+                response.unexpected(),
+                match self.auth.header {
+                    "PRIVATE-TOKEN" => "check that GITLAB_TOKEN is a valid access token with the api scope",
+                    _ => "the job token is only valid while its job runs, and only for its own project",
+                }
+            ))
+            .into());
+        }
+        Ok(response)
+    }
+
+    /// Every page of an offset-paginated list: follows `x-next-page` or
+    /// `Link rel="next"`, never `x-total` (absent above 10,000 records).
+    async fn all_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        first: Url,
+    ) -> anyhow::Result<Vec<T>> {
+        let mut url = first;
+        let mut items = Vec::new();
+        let mut pages = 0usize;
+        loop {
+            let response = self.send(Method::GET, &url, |r| r).await?;
+            if !response.status.is_success() {
+                return Err(response.unexpected().into());
+            }
+            let page: Vec<T> = response.json()?;
+            items.extend(page);
+            pages += 1;
+            match self.next_offset_page(&response, &url, pages)? {
+                Some(next) => url = next,
+                None => return Ok(items),
+            }
+        }
+    }
+
+    fn next_offset_page(
+        &self,
+        response: &HttpResponse,
+        url: &Url,
+        pages: usize,
+    ) -> Result<Option<Url>, HttpError> {
+        if let Some(next) = response.header("x-next-page") {
+            let next = next.trim();
+            if next.is_empty() {
+                return Ok(None);
+            }
+            let page: u64 = next.parse().map_err(|_| {
+                response.invalid(format!("x-next-page {next:?} is not a page number"))
+            })?;
+            let mut next_url = url.clone();
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "page")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            next_url
+                .query_pairs_mut()
+                .clear()
+                .extend_pairs(pairs)
+                .append_pair("page", &page.to_string());
+            check_next(response, url, &next_url, pages)?;
+            return Ok(Some(next_url));
+        }
+        next_link(response, url, pages)
+    }
+
+    /// The project's container repositories.
+    pub async fn repositories(&self) -> anyhow::Result<Vec<RepositoryInfo>> {
+        let mut url = self.project_url("registry/repositories");
+        url.query_pairs_mut()
+            .append_pair("per_page", PER_PAGE)
+            .append_pair("tags_count", "true");
+        self.all_pages(url).await
+    }
+
+    /// Every tag name: keyset pagination (GitLab 16.10+ with the registry
+    /// database), falling back to offset pagination where it answers 405/400.
+    pub async fn tag_names(&self, repository_id: u64) -> anyhow::Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct TagName {
+            name: String,
+        }
+        let base = self.project_url(&format!("registry/repositories/{repository_id}/tags"));
+        let mut url = base.clone();
+        url.query_pairs_mut()
+            .append_pair("pagination", "keyset")
+            .append_pair("per_page", PER_PAGE)
+            .append_pair("sort", "asc");
+        let mut names = Vec::new();
+        let mut pages = 0usize;
+        loop {
+            let response = self.send(Method::GET, &url, |r| r).await?;
+            if pages == 0 && matches!(response.status.as_u16(), 400 | 405) {
+                tracing::debug!(
+                    repository_id,
+                    status = response.status.as_u16(),
+                    "keyset pagination not available; using offset pagination"
+                );
+                let mut offset = base;
+                offset.query_pairs_mut().append_pair("per_page", PER_PAGE);
+                let tags: Vec<TagName> = self.all_pages(offset).await?;
+                return Ok(tags.into_iter().map(|t| t.name).collect());
+            }
+            if !response.status.is_success() {
+                return Err(response.unexpected().into());
+            }
+            let page: Vec<TagName> = response.json()?;
+            names.extend(page.into_iter().map(|t| t.name));
+            pages += 1;
+            match next_link(&response, &url, pages)? {
+                Some(next) => url = next,
+                None => return Ok(names),
+            }
+        }
+    }
+
+    /// A tag's digest and date; `None` when the tag no longer exists.
+    pub async fn tag_details(&self, repository_id: u64, tag: &str) -> anyhow::Result<Option<Tag>> {
+        #[derive(Deserialize)]
+        struct Details {
+            name: String,
+            #[serde(default)]
+            digest: Option<String>,
+            #[serde(default)]
+            created_at: Option<DateTime<Utc>>,
+        }
+        let url = self.project_url(&format!(
+            "registry/repositories/{repository_id}/tags/{}",
+            encode_segment(tag)
+        ));
+        let response = self.send(Method::GET, &url, |r| r).await?;
+        match response.status.as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(response.unexpected().into()),
+        }
+        let details: Details = response.json()?;
+        if details.name != tag {
+            return Err(response
+                .invalid(format!("asked for tag {tag:?}, got {:?}", details.name))
+                .into());
+        }
+        Ok(Some(Tag {
+            name: details.name,
+            digest: details.digest,
+            created_at: details.created_at,
+            protected: false,
+        }))
+    }
+
+    /// `DELETE …/tags/:tag`: GitLab deletes one tag, on any registry.
+    pub async fn delete_tag(&self, repository_id: u64, tag: &str) -> anyhow::Result<RestDelete> {
+        let url = self.project_url(&format!(
+            "registry/repositories/{repository_id}/tags/{}",
+            encode_segment(tag)
+        ));
+        let response = self.send(Method::DELETE, &url, |r| r).await?;
+        Ok(match response.status.as_u16() {
+            200..=299 => RestDelete::Deleted,
+            404 => RestDelete::NotFound,
+            403 => RestDelete::Forbidden(crate::http::error_message(&response.body)),
+            _ => return Err(response.unexpected().into()),
+        })
+    }
+
+    /// `DELETE …/tags` with a form body: GitLab's asynchronous bulk delete.
+    pub async fn bulk_delete(
+        &self,
+        repository_id: u64,
+        form: &[(String, String)],
+    ) -> anyhow::Result<BulkDelete> {
+        let url = self.project_url(&format!("registry/repositories/{repository_id}/tags"));
+        let body = form_encode(form);
+        let response = self
+            .send(Method::DELETE, &url, |r| {
+                r.header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body.clone())
+            })
+            .await?;
+        match response.status.as_u16() {
+            200..=299 => Ok(BulkDelete::Accepted),
+            400 => {
+                let message = crate::http::error_message(&response.body);
+                if message.contains("already been made") || message.contains("once an hour") {
+                    Ok(BulkDelete::AlreadyRequested(message))
+                } else {
+                    Err(response.unexpected().into())
+                }
+            }
+            _ => Err(response.unexpected().into()),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded`: `+` in a regex must become `%2B`.
+pub fn form_encode(form: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_encode_plus_and_pipes() {
+        let body = form_encode(&[
+            ("name_regex_delete".into(), "(?:v\\d+)".into()),
+            ("name_regex_keep".into(), "(?:(?:a+)|(?:b))".into()),
+        ]);
+        assert_eq!(
+            body,
+            "name_regex_delete=%28%3F%3Av%5Cd%2B%29&name_regex_keep=%28%3F%3A%28%3F%3Aa%2B%29%7C%28%3F%3Ab%29%29"
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! The HTTP layer: one connection pool, one retry policy, typed errors.
+//!
+//! Architecture: [`Http`] wraps a single `reqwest::Client` (keep-alive, one
+//! pool for GitLab and the registry) and sends every request through
+//! [`Http::send`], which
+//! - waits for the [`RateBudget`] when GitLab's `RateLimit-*` headers say the
+//!   budget is nearly spent,
+//! - retries 429, 500, 502, 503, 504, timeouts and dropped connections with
+//!   capped exponential backoff and jitter, honouring `Retry-After` (seconds or
+//!   an HTTP date) and then `RateLimit-Reset`, within a bounded number of
+//!   attempts and a time budget per call,
+//! - reads the whole body, so a connection dropped mid-body is retried too,
+//! - returns an [`HttpResponse`] for every other status: the callers decide
+//!   what 404 or 403 mean for them. 400/401/403/404 are never retried here.
+//!
+//! Credentials never cross origins: redirects are followed only within the
+//! same origin (reqwest would otherwise carry our custom `JOB-TOKEN` and
+//! `PRIVATE-TOKEN` headers along), and credential headers are marked
+//! sensitive so no debug output prints them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::error::UserError;
+use crate::secret::Secret;
+
+/// Largest response body we accept (a page of 1000 tags is ~300 KiB).
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The server answered with a status the caller did not expect.
+    #[error("{method} {url} answered {status}{}", format_detail(.detail))]
+    Status {
+        method: Method,
+        url: String,
+        status: StatusCode,
+        detail: String,
+    },
+    /// No usable answer after every retry.
+    #[error("{method} {url}: {message}")]
+    Transport {
+        method: Method,
+        url: String,
+        message: String,
+    },
+    /// An answer we cannot use: not JSON, wrong shape, bogus headers.
+    #[error("{method} {url}: unexpected response: {message}")]
+    InvalidResponse {
+        method: Method,
+        url: String,
+        message: String,
+    },
+}
+
+fn format_detail(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+impl HttpError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A fully read response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub method: Method,
+    pub url: Url,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body).map_err(|err| {
+            self.invalid(format!("{err} in the JSON body ({})", excerpt(&self.body)))
+        })
+    }
+
+    pub fn invalid(&self, message: impl Into<String>) -> HttpError {
+        HttpError::InvalidResponse {
+            method: self.method.clone(),
+            url: display_url(&self.url),
+            message: message.into(),
+        }
+    }
+
+    /// The error for a status the caller did not expect, with GitLab's or
+    /// the registry's own message.
+    pub fn unexpected(&self) -> HttpError {
+        HttpError::Status {
+            method: self.method.clone(),
+            url: display_url(&self.url),
+            status: self.status,
+            detail: error_message(&self.body),
+        }
+    }
+
+    /// The registry's error code (`DIGEST_INVALID`, `UNSUPPORTED`, …) if any.
+    pub fn registry_error_code(&self) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        value
+            .get("errors")?
+            .as_array()?
+            .first()?
+            .get("code")?
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+/// GitLab's `{"message": …}` / `{"error": …}`, the registry's
+/// `{"errors":[{"code","message"}]}`, or the start of whatever else came.
+pub fn error_message(body: &[u8]) -> String {
+    if body.is_empty() {
+        return String::new();
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(message) = value.get("message").and_then(|m| m.as_str()) {
+            return message.to_string();
+        }
+        if let Some(error) = value.get("error").and_then(|m| m.as_str()) {
+            return error.to_string();
+        }
+        if let Some(first) = value
+            .get("errors")
+            .and_then(|e| e.as_array())
+            .and_then(|e| e.first())
+        {
+            let code = first
+                .get("code")
+                .and_then(|c| c.as_str())
+                .unwrap_or_default();
+            let message = first
+                .get("message")
+                .and_then(|c| c.as_str())
+                .unwrap_or_default();
+            return format!("{code} {message}").trim().to_string();
+        }
+    }
+    excerpt(body)
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if body.len() > 200 {
+        format!("{text}…")
+    } else {
+        text
+    }
+}
+
+/// A URL fit for messages: no query string values beyond 100 characters,
+/// never any userinfo (we never put credentials in URLs, but be sure).
+pub fn display_url(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let text = url.to_string();
+    if text.len() > 300 {
+        format!(
+            "{}…",
+            &text[..text
+                .char_indices()
+                .nth(300)
+                .map(|(i, _)| i)
+                .unwrap_or(text.len())]
+        )
+    } else {
+        text
+    }
+}
+
+/// When and how often to try again.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Total time one call may take, retries included.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+            budget: Duration::from_secs(180),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Capped exponential backoff with full jitter (at least half the step).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let step = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
+        let half = step / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+/// Statuses worth another try.
+pub fn is_retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+}
+
+/// `Retry-After` (seconds or HTTP date), then `RateLimit-Reset` (Unix time).
+pub fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(value) = header("retry-after") {
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        if let Ok(date) = httpdate::parse_http_date(value) {
+            return Some(date.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    if let Some(reset) = header("ratelimit-reset").and_then(|v| v.parse::<u64>().ok()) {
+        let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+        return Some(reset.duration_since(now).unwrap_or(Duration::ZERO));
+    }
+    None
+}
+
+/// GitLab's announced request budget: when `RateLimit-Remaining` runs low,
+/// wait for `RateLimit-Reset` instead of running into 429s.
+#[derive(Debug, Default)]
+pub struct RateBudget {
+    state: Mutex<Option<BudgetState>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BudgetState {
+    remaining: u64,
+    limit: u64,
+    reset: SystemTime,
+}
+
+impl RateBudget {
+    /// Requests kept in reserve for other jobs of the same user.
+    fn reserve(limit: u64) -> u64 {
+        (limit / 20).max(2)
+    }
+
+    async fn before_request(&self) {
+        let wait = {
+            let mut state = self.state.lock().await;
+            match state.as_mut() {
+                None => None,
+                Some(budget) => {
+                    let now = SystemTime::now();
+                    if budget.reset <= now {
+                        *state = None;
+                        None
+                    } else if budget.remaining <= Self::reserve(budget.limit) {
+                        let wait = budget.reset.duration_since(now).unwrap_or_default();
+                        // The window will have reset when we wake.
+                        *state = None;
+                        Some(wait)
+                    } else {
+                        budget.remaining -= 1;
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(wait) = wait {
+            let wait = wait.min(Duration::from_secs(120));
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "rate budget nearly spent; waiting for the reset"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn observe(&self, headers: &HeaderMap) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let (Some(remaining), Some(reset)) =
+            (number("ratelimit-remaining"), number("ratelimit-reset"))
+        {
+            let limit = number("ratelimit-limit").unwrap_or(remaining.max(1));
+            let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+            let mut state = self.state.lock().await;
+            // Answers arrive out of order: keep the most pessimistic view of the current window.
+            let keep_old =
+                matches!(*state, Some(old) if old.reset == reset && old.remaining < remaining);
+            if !keep_old {
+                *state = Some(BudgetState {
+                    remaining,
+                    limit,
+                    reset,
+                });
+            }
+        }
+    }
+}
+
+/// Counters for the run summary and the benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    budget: Arc<RateBudget>,
+    pub stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http").field("retry", &self.retry).finish()
+    }
+}
+
+pub struct HttpOptions {
+    pub extra_ca_files: Vec<std::path::PathBuf>,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub pool_size: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            extra_ca_files: Vec::new(),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(60),
+            pool_size: 32,
+        }
+    }
+}
+
+impl Http {
+    pub fn new(options: HttpOptions) -> anyhow::Result<Http> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("registry-cleanup/", env!("CARGO_PKG_VERSION")))
+            .https_only(false)
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(options.timeout)
+            .pool_max_idle_per_host(options.pool_size)
+            .tcp_keepalive(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.origin() == attempt.url().origin());
+                if attempt.previous().len() >= 5 {
+                    attempt.error("too many redirects")
+                } else if same_origin {
+                    attempt.follow()
+                } else {
+                    // Our credential headers are not standard ones, so reqwest
+                    // would carry them along: stop and let the caller fail.
+                    attempt.stop()
+                }
+            }));
+        for file in &options.extra_ca_files {
+            let pem = std::fs::read(file).map_err(|err| {
+                UserError::new(format!("cannot read CA bundle {}: {err}", file.display()))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
+                UserError::new(format!(
+                    "{} is not a PEM CA bundle ({err}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at a file of PEM certificates",
+                    file.display()
+                ))
+            })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|err| anyhow::anyhow!("setting up the HTTP client: {err}"))?;
+        Ok(Http {
+            client,
+            retry: options.retry,
+            budget: Arc::new(RateBudget::default()),
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Sends the request built by `build` (called again for each attempt)
+    /// under the retry policy and reads the whole answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<HttpResponse, HttpError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            self.budget.before_request().await;
+            self.stats.requests.fetch_add(1, Relaxed);
+            let outcome = self.attempt(method.clone(), url, &build).await;
+            attempt += 1;
+            let (delay, failure) = match outcome {
+                Ok(response) => {
+                    self.budget.observe(&response.headers).await;
+                    if !is_retryable(response.status) {
+                        return Ok(response);
+                    }
+                    let delay = server_delay(&response.headers, SystemTime::now())
+                        .map(|d| d.min(self.retry.max_delay.max(Duration::from_secs(60))))
+                        .unwrap_or_else(|| self.retry.backoff(attempt - 1));
+                    let failure = Failure::Status(response);
+                    (delay, failure)
+                }
+                Err(message) => (self.retry.backoff(attempt - 1), Failure::Transport(message)),
+            };
+            let out_of_time = started.elapsed() + delay > self.retry.budget;
+            if attempt >= self.retry.max_attempts || out_of_time {
+                return match failure {
+                    // The caller gets the last answer and decides (a 429 becomes an error there).
+                    Failure::Status(response) => Ok(response),
+                    Failure::Transport(message) => Err(HttpError::Transport {
+                        method,
+                        url: display_url(url),
+                        message: format!("{message} (gave up after {attempt} attempts)"),
+                    }),
+                };
+            }
+            self.stats.retries.fetch_add(1, Relaxed);
+            match &failure {
+                Failure::Status(response) => tracing::debug!(
+                    method = %method, url = %display_url(url), status = response.status.as_u16(),
+                    attempt, delay_ms = delay.as_millis() as u64, "retrying"
+                ),
+                Failure::Transport(message) => tracing::debug!(
+                    method = %method, url = %display_url(url), error = %message,
+                    attempt, delay_ms = delay.as_millis() as u64, "retrying"
+                ),
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        url: &Url,
+        build: &impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<HttpResponse, String> {
+        let request = build(self.client.request(method.clone(), url.clone()));
+        let mut response = request.send().await.map_err(describe_reqwest_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let final_url = response.url().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(describe_reqwest_error)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(format!("response body larger than {MAX_BODY_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            method,
+            url: final_url,
+            status,
+            headers,
+            body: body.into(),
+        })
+    }
+}
+
+enum Failure {
+    Status(HttpResponse),
+    Transport(String),
+}
+
+/// reqwest's own messages, without the URL (we add a clean one) and with the
+/// underlying cause, which its `Display` leaves out.
+fn describe_reqwest_error(err: reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else if err.is_body() || err.is_decode() {
+        "connection broke while reading the answer"
+    } else if err.is_redirect() {
+        "redirect refused"
+    } else {
+        "request failed"
+    };
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    if causes.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {}", causes.join(": "))
+    }
+}
+
+/// A header carrying a credential, marked sensitive so that no debug output prints it.
+pub fn credential_header(
+    name: &'static str,
+    secret: &Secret,
+) -> Result<(HeaderName, HeaderValue), UserError> {
+    let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
+        UserError::new(format!(
+            "the token for the {name} header contains characters that cannot be sent in a header; check the variable's value"
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok((HeaderName::from_static(name_to_static(name)), value))
+}
+
+fn name_to_static(name: &'static str) -> &'static str {
+    // HeaderName::from_static needs lower case.
+    match name {
+        "JOB-TOKEN" => "job-token",
+        "PRIVATE-TOKEN" => "private-token",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_date_and_reset() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(server_delay(&headers, now), Some(Duration::from_secs(7)));
+
+        let mut headers = HeaderMap::new();
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        headers.insert("retry-after", HeaderValue::from_str(&date).expect("date"));
+        assert_eq!(server_delay(&headers, now), Some(Duration::from_secs(30)));
+
+        let mut headers = HeaderMap::new();
+        headers.insert("ratelimit-reset", HeaderValue::from_static("1700000012"));
+        assert_eq!(server_delay(&headers, now), Some(Duration::from_secs(12)));
+
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(server_delay(&headers, now), None);
+        assert_eq!(server_delay(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let policy = RetryPolicy::default();
+        for attempt in 0..40 {
+            let delay = policy.backoff(attempt);
+            assert!(delay <= policy.max_delay, "{attempt}: {delay:?}");
+        }
+        let first = policy.backoff(0);
+        assert!(first >= policy.base_delay / 2 && first <= policy.base_delay);
+    }
+
+    #[test]
+    fn only_transient_statuses_are_retried() {
+        for status in [429, 500, 502, 503, 504] {
+            assert!(is_retryable(StatusCode::from_u16(status).expect("status")));
+        }
+        for status in [400, 401, 403, 404, 405, 409, 501] {
+            assert!(!is_retryable(StatusCode::from_u16(status).expect("status")));
+        }
+    }
+
+    #[test]
+    fn error_messages_come_from_every_body_shape() {
+        assert_eq!(
+            error_message(br#"{"message":"404 Tag Not Found"}"#),
+            "404 Tag Not Found"
+        );
+        assert_eq!(
+            error_message(br#"{"error":"name_regex is invalid"}"#),
+            "name_regex is invalid"
+        );
+        assert_eq!(
+            error_message(br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match"}]}"#),
+            "DIGEST_INVALID provided digest did not match"
+        );
+        assert_eq!(
+            error_message(b"<html>\nbad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
+    }
+
+    #[test]
+    fn credential_headers_are_sensitive() {
+        let (name, value) = credential_header("JOB-TOKEN", &Secret::new("abc")).expect("header");
+        assert_eq!(name.as_str(), "job-token");
+        assert!(value.is_sensitive());
+        assert!(credential_header("PRIVATE-TOKEN", &Secret::new("a\nb")).is_err());
+    }
+}

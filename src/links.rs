@@ -1,0 +1,155 @@
+//! `Link` headers (RFC 8288) as GitLab and the registry send them for paging.
+
+use url::Url;
+
+use crate::http::{HttpError, HttpResponse};
+
+/// Pages we follow at most for one listing (100 per page: 10 million records).
+pub const MAX_PAGES: usize = 100_000;
+
+/// Every `<target>; rel="…"` of a `Link` header, as (target, rels).
+pub fn parse_link_header(header: &str) -> Option<Vec<(String, Vec<String>)>> {
+    let mut links = Vec::new();
+    let mut rest = header.trim();
+    while !rest.is_empty() {
+        rest = rest.strip_prefix('<')?;
+        let end = rest.find('>')?;
+        let target = rest[..end].trim().to_string();
+        rest = &rest[end + 1..];
+        let mut rels = Vec::new();
+        // Parameters up to the next link (a ',' outside quotes).
+        loop {
+            rest = rest.trim_start();
+            if let Some(after) = rest.strip_prefix(',') {
+                rest = after.trim_start();
+                break;
+            }
+            if rest.is_empty() {
+                break;
+            }
+            rest = rest.strip_prefix(';')?.trim_start();
+            let eq = rest.find('=');
+            let stop = rest.find([';', ',']).unwrap_or(rest.len());
+            match eq {
+                Some(eq) if eq < stop => {
+                    let name = rest[..eq].trim().to_ascii_lowercase();
+                    let after = rest[eq + 1..].trim_start();
+                    let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+                        let close = quoted.find('"')?;
+                        (&quoted[..close], &quoted[close + 1..])
+                    } else {
+                        let stop = after.find([';', ',']).unwrap_or(after.len());
+                        (after[..stop].trim(), &after[stop..])
+                    };
+                    if name == "rel" {
+                        rels.extend(value.split_whitespace().map(str::to_ascii_lowercase));
+                    }
+                    rest = remaining;
+                }
+                _ => {
+                    rest = &rest[stop..];
+                }
+            }
+        }
+        links.push((target, rels));
+    }
+    Some(links)
+}
+
+/// The `rel="next"` page of `response`, resolved against `current`.
+///
+/// A next page on another origin, a next page that is the current page, an
+/// unparsable header or more than [`MAX_PAGES`] pages are errors: each would
+/// otherwise send credentials elsewhere or loop for ever.
+pub fn next_link(
+    response: &HttpResponse,
+    current: &Url,
+    pages_so_far: usize,
+) -> Result<Option<Url>, HttpError> {
+    let Some(header) = response.header("link") else {
+        return Ok(None);
+    };
+    let links = parse_link_header(header).ok_or_else(|| {
+        response.invalid(format!("unparsable Link header {:?}", truncate(header)))
+    })?;
+    let Some((target, _)) = links
+        .iter()
+        .find(|(_, rels)| rels.iter().any(|r| r == "next"))
+    else {
+        return Ok(None);
+    };
+    let next = current
+        .join(target)
+        .map_err(|err| response.invalid(format!("Link rel=next {:?}: {err}", truncate(target))))?;
+    check_next(response, current, &next, pages_so_far)?;
+    Ok(Some(next))
+}
+
+pub fn check_next(
+    response: &HttpResponse,
+    current: &Url,
+    next: &Url,
+    pages_so_far: usize,
+) -> Result<(), HttpError> {
+    if next.origin() != current.origin() {
+        return Err(response.invalid(format!(
+            "the next page is on another origin ({}); refusing to follow it with our credentials",
+            next.origin().ascii_serialization()
+        )));
+    }
+    if next == current {
+        return Err(response.invalid("the next page is the current page"));
+    }
+    if pages_so_far >= MAX_PAGES {
+        return Err(response.invalid(format!("more than {MAX_PAGES} pages")));
+    }
+    Ok(())
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_gitlab_link_headers() {
+        let header = r#"<https://gitlab.example.com/api/v4/projects/8/registry/repositories/2/tags?page=2&per_page=20>; rel="next", <https://gitlab.example.com/api/v4/projects/8/registry/repositories/2/tags?page=1&per_page=20>; rel="first", <https://h/x?a=1,2>; rel="last""#;
+        let links = parse_link_header(header).expect("parses");
+        assert_eq!(links.len(), 3);
+        assert!(links[0].0.ends_with("page=2&per_page=20"));
+        assert_eq!(links[0].1, vec!["next"]);
+        assert_eq!(links[2].0, "https://h/x?a=1,2");
+    }
+
+    #[test]
+    fn parses_registry_style_and_odd_spacing() {
+        let links =
+            parse_link_header(r#"</v2/g/p/tags/list?last=b&n=2>;rel=next"#).expect("parses");
+        assert_eq!(
+            links,
+            vec![(
+                "/v2/g/p/tags/list?last=b&n=2".to_string(),
+                vec!["next".to_string()]
+            )]
+        );
+        let links = parse_link_header(r#"<a>; title="x, y"; rel="prev next""#).expect("parses");
+        assert_eq!(links[0].1, vec!["prev", "next"]);
+        let links = parse_link_header(r#"<a>; foo; rel="next""#).expect("parses");
+        assert_eq!(links[0].1, vec!["next"]);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for header in [
+            "no brackets",
+            "<unterminated",
+            r#"<a>; rel="next"#,
+            "<a> junk",
+        ] {
+            assert!(parse_link_header(header).is_none(), "{header:?}");
+        }
+    }
+}

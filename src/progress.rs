@@ -1,0 +1,75 @@
+//! Progress lines for long runs: CI logs are not terminals, so a plain line
+//! (count, percent, rate) every few seconds instead of a bar.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Progress {
+    what: &'static str,
+    total: AtomicUsize,
+    done: AtomicUsize,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(what: &'static str) -> Arc<Progress> {
+        Arc::new(Progress {
+            what,
+            total: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn add_total(&self, n: usize) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn advance(&self, n: usize) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn report(&self) {
+        let done = self.done.load(Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let percent = if total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        };
+        tracing::info!(
+            done,
+            total,
+            percent = format!("{percent:.0}"),
+            rate = format!("{:.1}/s", done as f64 / seconds),
+            "{}: {done}/{total} ({percent:.0}%), {:.1}/s",
+            self.what,
+            done as f64 / seconds
+        );
+    }
+
+    /// Logs a line every `every` until the returned guard is dropped.
+    pub fn tick(self: &Arc<Self>, every: Duration) -> ProgressGuard {
+        let progress = Arc::clone(self);
+        let handle = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                progress.report();
+            }
+        });
+        ProgressGuard(handle)
+    }
+}
+
+pub struct ProgressGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
