@@ -1,0 +1,91 @@
+//! Shared helpers for the integration tests: run the real binary against the emulator.
+#![allow(dead_code)]
+
+use std::process::Command;
+
+use chrono::{DateTime, Duration, Utc};
+pub use gitlab_emulator::{Config, Emulator, TagSpec};
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `registry-cleanup ARGS` with exactly `env` (nothing inherited).
+pub fn run(env: &[(String, String)], args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_registry-cleanup"))
+        .env_clear()
+        .envs(env.iter().cloned())
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    for (key, value) in extra {
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
+    }
+    env
+}
+
+pub fn without(mut env: Vec<(String, String)>, keys: &[&str]) -> Vec<(String, String)> {
+    env.retain(|(k, _)| !keys.contains(&k.as_str()));
+    env
+}
+
+pub fn tag(name: &str) -> TagSpec {
+    TagSpec {
+        name: name.to_string(),
+        digest: None,
+        created_at: Some(Utc::now() - Duration::days(1)),
+        protected: false,
+    }
+}
+
+pub fn tag_at(name: &str, created_at: DateTime<Utc>) -> TagSpec {
+    TagSpec {
+        created_at: Some(created_at),
+        ..tag(name)
+    }
+}
+
+pub fn tag_with_digest(name: &str, digest: &str) -> TagSpec {
+    TagSpec {
+        digest: Some(digest.to_string()),
+        ..tag(name)
+    }
+}
+
+pub fn undated(name: &str) -> TagSpec {
+    TagSpec {
+        created_at: None,
+        ..tag(name)
+    }
+}
+
+pub fn digest(n: u8) -> String {
+    format!("sha256:{}", format!("{n:02x}").repeat(32))
+}
+
+pub fn names(emulator: &Emulator, repository: &str) -> Vec<String> {
+    emulator.tags(repository).into_keys().collect()
+}
+
+pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write file");
+    path.display().to_string()
+}
