@@ -89,3 +89,12 @@ pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     std::fs::write(&path, text).expect("write file");
     path.display().to_string()
 }
+
+/// Requests with `method` whose path contains `path` and whose query contains `query`.
+pub fn count_query(emulator: &Emulator, method: &str, path: &str, query: &str) -> usize {
+    emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.contains(path) && r.query.contains(query))
+        .count()
+}

@@ -1,1 +1,608 @@
-pub fn placeholder() {}
+//! An in-process emulator of the three GitLab services `registry-cleanup` talks to:
+//! the REST API (`/api/v4`), the registry token endpoint (`/jwt/auth`) and a
+//! GitLab-flavoured container registry (`/v2/…`, `/gitlab/v1/…`).
+//!
+//! It is built from `gitlab-protocol.md` and meant to be *faithful*, not
+//! convenient: unknown scopes are dropped silently, keyset pagination answers 405
+//! where GitLab would, a bulk delete's regexes are anchored as literally as GitLab
+//! anchors them, and a registry without tag delete answers `DIGEST_INVALID`.
+//!
+//! # Architecture
+//!
+//! [`Emulator::start`] binds two loopback listeners (GitLab origin and registry
+//! origin, different ports as in reality) and runs them on a current-thread tokio
+//! runtime in a thread of its own, so plain `#[test]` functions and async tests
+//! can both use it. All state lives in one [`std::sync::Mutex`] (`model::State`)
+//! that handlers lock briefly and never across an `.await`; the HTTP layer
+//! (`server`) adds latency, rate limits and fault injection around the pure
+//! request handlers (`rest`, `registry`), and records every request.
+//!
+//! Emulation choices a reader of a failing test may need:
+//! - Tags seeded with a `created_at` get a Docker schema2 image manifest; tags
+//!   seeded without one get an OCI image index (one linux/amd64 OCI child), which
+//!   is why GitLab shows no date for them. Fetched by tag or digest, an OCI
+//!   manifest needs its OCI media type in `Accept` (else 404 `MANIFEST_UNKNOWN`,
+//!   like Distribution); a Docker manifest list fetched by tag without the list
+//!   type resolves to its linux/amd64 child; a Docker schema2 manifest is served
+//!   whatever `Accept` says (there is no schema1 to convert to).
+//! - JWT expiry is checked without leeway, to the millisecond.
+//! - A dropped connection is a response that is never written: the server closes
+//!   the socket after reading the request (recorded with status 0).
+
+mod bulk;
+mod jwt;
+mod model;
+mod registry;
+mod rest;
+mod server;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use bulk::parse_chronic_duration;
+pub use jwt::libtrust_key_id;
+
+/// The PEM of the RSA key the emulator signs JWTs with unless
+/// [`Config::signing_key_pem`] names another.
+pub const DEFAULT_SIGNING_KEY_PEM: &str = include_str!("../testdata/signing-key.pem");
+
+/// The numeric id of the project's group on the REST API (the group path is the
+/// project path without its last segment).
+pub const GROUP_ID: u64 = 99;
+
+/// How the emulated GitLab and registry behave. Every field can be changed while
+/// running with [`Emulator::set_config`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub project_id: u64,
+    pub project_path: String,
+    /// Valid as `JOB-TOKEN` header and as Basic password of user `gitlab-ci-token`.
+    pub job_token: String,
+    /// Valid as `PRIVATE-TOKEN` header (or REST `Authorization: Bearer`) and as
+    /// Basic password with any username.
+    pub access_token: String,
+    /// `(user, password)` for Basic auth on `/jwt/auth` only; never gets `delete`.
+    pub deploy_token: Option<(String, String)>,
+    /// `true`: GitLab registry (`DELETE /v2/<p>/manifests/<tag>` removes that tag).
+    /// `false`: Docker Distribution 2.8 (400 `DIGEST_INVALID`).
+    pub tag_delete: bool,
+    /// Whether the REST tag list supports `pagination=keyset` (else 405).
+    pub keyset: bool,
+    /// Whether the registry serves `/gitlab/v1/repositories/<path>/tags/list/`.
+    pub gitlab_v1: bool,
+    /// Whether `/jwt/auth` grants `delete` (dropped silently when not).
+    pub grant_delete: bool,
+    /// Whether `/jwt/auth` grants `push`.
+    pub grant_push: bool,
+    pub jwt_lifetime: Duration,
+    /// Added to every request before it is answered.
+    pub latency: Duration,
+    pub faults: Option<Faults>,
+    /// A request budget for the GitLab origin, announced in `RateLimit-*` headers.
+    pub rate_limit: Option<RateLimit>,
+    /// The realm the registry's challenges name instead of our `/jwt/auth`.
+    pub realm_override: Option<String>,
+    /// REST single-tag delete of a missing tag: 404 (older GitLab) or 403 (newer).
+    pub missing_tag_delete_status: u16,
+    /// PKCS#8 or PKCS#1 RSA private key PEM; `None` → [`DEFAULT_SIGNING_KEY_PEM`].
+    pub signing_key_pem: Option<String>,
+    pub issuer: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            project_id: 1,
+            project_path: "group/project".to_string(),
+            job_token: "jobtoken-s3cr3t-0000".to_string(),
+            access_token: "glpat-s3cr3t-1111".to_string(),
+            deploy_token: None,
+            tag_delete: true,
+            keyset: true,
+            gitlab_v1: true,
+            grant_delete: true,
+            grant_push: false,
+            jwt_lifetime: Duration::from_secs(300),
+            latency: Duration::ZERO,
+            faults: None,
+            rate_limit: None,
+            realm_override: None,
+            missing_tag_delete_status: 404,
+            signing_key_pem: None,
+            issuer: "gitlab-issuer".to_string(),
+        }
+    }
+}
+
+/// Seeded fault injection: a fraction `rate` of requests (0..1) fails with a 429
+/// (with `Retry-After: 1`, `0`, an HTTP-date or none), a 500, 502 or 503, a dropped
+/// connection, or a response delayed by `slow`. Half of the faults hitting a
+/// state-changing request happen after the change was applied.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    pub seed: u64,
+    pub rate: f64,
+    pub slow: Duration,
+}
+
+/// `limit` requests per `window` on the GitLab origin; more get 429.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+/// A tag to seed. `digest: None` generates a unique manifest; `created_at: None`
+/// makes the tag an OCI image index, which GitLab shows without a date.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TagSpec {
+    pub name: String,
+    pub digest: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub protected: bool,
+}
+
+impl TagSpec {
+    /// An undated tag with a unique digest.
+    pub fn new(name: impl Into<String>) -> TagSpec {
+        TagSpec {
+            name: name.into(),
+            ..TagSpec::default()
+        }
+    }
+
+    pub fn created(mut self, at: DateTime<Utc>) -> TagSpec {
+        self.created_at = Some(at);
+        self
+    }
+
+    pub fn digest(mut self, digest: impl Into<String>) -> TagSpec {
+        self.digest = Some(digest.into());
+        self
+    }
+
+    pub fn protected(mut self) -> TagSpec {
+        self.protected = true;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Server {
+    Gitlab,
+    Registry,
+}
+
+/// Which credential a request carried (whether or not it was valid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AuthKind {
+    None,
+    JobToken,
+    PrivateToken,
+    Basic,
+    Bearer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// The path exactly as received (still percent-encoded).
+    pub path: String,
+    pub query: String,
+    /// 0 when the connection was dropped without an answer.
+    pub status: u16,
+    pub server: Server,
+    /// The injected fault, e.g. `"503"`, `"drop after-effect"`, `"slow"`.
+    pub fault: Option<String>,
+    pub auth: AuthKind,
+    pub retry_after_sent: bool,
+}
+
+/// One call of the REST bulk delete, as received.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BulkCall {
+    pub repository_id: u64,
+    pub content_type: String,
+    pub raw_body: String,
+    /// Query and body parameters, decoded, in order received.
+    pub params: Vec<(String, String)>,
+    pub status: u16,
+}
+
+/// Where the binary (or a test) wants the emulator to listen.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub gitlab: SocketAddr,
+    /// `None`: serve only the GitLab origin (for use as the token realm of a
+    /// real registry).
+    pub registry: Option<SocketAddr>,
+    /// The registry host GitLab reports in `location` and `CI_REGISTRY`;
+    /// default: the registry listener's address.
+    pub registry_host: Option<String>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Listen {
+            gitlab: any,
+            registry: Some(any),
+            registry_host: None,
+        }
+    }
+}
+
+/// A running emulator; dropping it shuts the servers down.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    gitlab_url: String,
+    registry_url: String,
+    registry_host: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<model::State>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, model::State> {
+        // A panicking handler must not turn every later request into a panic.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Emulator {
+    /// Starts on two free loopback ports. Panics if that is impossible or the
+    /// configured signing key does not parse (test code: fail loudly).
+    pub fn start(config: Config) -> Emulator {
+        Emulator::start_on(config, Listen::default()).expect("starting the GitLab emulator")
+    }
+
+    /// Starts on the given addresses.
+    pub fn start_on(config: Config, listen: Listen) -> Result<Emulator, String> {
+        let gitlab_listener = TcpListener::bind(listen.gitlab)
+            .map_err(|err| format!("cannot listen on {}: {err}", listen.gitlab))?;
+        let registry_listener = match listen.registry {
+            Some(addr) => Some(
+                TcpListener::bind(addr).map_err(|err| format!("cannot listen on {addr}: {err}"))?,
+            ),
+            None => None,
+        };
+        let gitlab_addr = gitlab_listener
+            .local_addr()
+            .map_err(|err| format!("no local address: {err}"))?;
+        let registry_addr = match &registry_listener {
+            Some(listener) => Some(
+                listener
+                    .local_addr()
+                    .map_err(|err| format!("no local address: {err}"))?,
+            ),
+            None => None,
+        };
+        let gitlab_url = format!("http://{gitlab_addr}");
+        let registry_host = match (&listen.registry_host, registry_addr) {
+            (Some(host), _) => host.clone(),
+            (None, Some(addr)) => addr.to_string(),
+            (None, None) => "registry.invalid".to_string(),
+        };
+        let registry_url = match registry_addr {
+            Some(addr) => format!("http://{addr}"),
+            None => format!("http://{registry_host}"),
+        };
+        let state = model::State::new(config, gitlab_url.clone(), registry_host.clone())?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+        });
+        for listener in [Some(&gitlab_listener), registry_listener.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            listener
+                .set_nonblocking(true)
+                .map_err(|err| format!("cannot configure listener: {err}"))?;
+        }
+
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("gitlab-emulator".to_string())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(format!("cannot start tokio: {err}")));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listeners = [
+                        Some((gitlab_listener, Server::Gitlab)),
+                        registry_listener.map(|listener| (listener, Server::Registry)),
+                    ];
+                    for (listener, server) in listeners.into_iter().flatten() {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(listener) => {
+                                tokio::spawn(server::serve(listener, thread_shared.clone(), server));
+                            }
+                            Err(err) => {
+                                let _ = ready_tx.send(Err(format!("cannot adopt listener: {err}")));
+                                return;
+                            }
+                        }
+                    }
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = shutdown_rx.await;
+                });
+                // Dropping the runtime cancels every connection task.
+            })
+            .map_err(|err| format!("cannot spawn the emulator thread: {err}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| "the emulator thread died while starting".to_string())??;
+        Ok(Emulator {
+            shared,
+            gitlab_url,
+            registry_url,
+            registry_host,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` — `CI_SERVER_URL`.
+    pub fn gitlab_url(&self) -> String {
+        self.gitlab_url.clone()
+    }
+
+    /// `http://127.0.0.1:PORT2` — `CLEANUP_REGISTRY_URL`.
+    pub fn registry_url(&self) -> String {
+        self.registry_url.clone()
+    }
+
+    /// `127.0.0.1:PORT2` — `CI_REGISTRY`.
+    pub fn registry_host(&self) -> String {
+        self.registry_host.clone()
+    }
+
+    /// Creates a repository (`""` or `"."` = the project's root image, else a
+    /// name under the project or a full path) and returns its id; an existing
+    /// repository's id is returned as is.
+    pub fn add_repository(&self, name: &str) -> u64 {
+        let mut state = self.shared.lock();
+        let path = state.full_path(name);
+        state.ensure_repository(&path, None)
+    }
+
+    /// Adds (or replaces) a tag, creating the repository if needed.
+    /// `repository_path` is a full path or a name relative to the project.
+    pub fn add_tag(&self, repository_path: &str, tag: TagSpec) {
+        self.add_tags(repository_path, [tag]);
+    }
+
+    pub fn add_tags(&self, repository_path: &str, tags: impl IntoIterator<Item = TagSpec>) {
+        let mut state = self.shared.lock();
+        let path = state.full_path(repository_path);
+        let id = state.ensure_repository(&path, None);
+        for tag in tags {
+            state.seed_tag(id, tag);
+        }
+    }
+
+    /// Seeds from the product's inventory format; panics on an invalid file.
+    pub fn load_inventory_json(&self, json: &str) {
+        if let Err(err) = self.try_load_inventory_json(json) {
+            panic!("invalid inventory for the emulator: {err}");
+        }
+    }
+
+    /// Seeds from the product's inventory format (paths are full paths under the
+    /// project; a repository `id` is used when free).
+    pub fn try_load_inventory_json(&self, json: &str) -> Result<(), String> {
+        self.shared.lock().load_inventory(json)
+    }
+
+    /// Stores a blob in a repository (creating it) and returns its digest.
+    pub fn put_blob(&self, repository_path: &str, content: &[u8]) -> String {
+        let mut state = self.shared.lock();
+        let path = state.full_path(repository_path);
+        let id = state.ensure_repository(&path, None);
+        state.put_blob(id, bytes::Bytes::copy_from_slice(content))
+    }
+
+    /// Stores any manifest (e.g. a Docker manifest list) under `reference` (a tag
+    /// or a digest) as a registry push would, without auth; returns its digest.
+    pub fn put_manifest(
+        &self,
+        repository_path: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<String, String> {
+        let mut state = self.shared.lock();
+        let path = state.full_path(repository_path);
+        let id = state.ensure_repository(&path, None);
+        state
+            .push_manifest(id, reference, Some(media_type), bytes::Bytes::copy_from_slice(body))
+            .map_err(|err| err.to_string())
+    }
+
+    /// Current tags of a repository: tag → digest (empty when it does not exist).
+    pub fn tags(&self, repository_path: &str) -> BTreeMap<String, String> {
+        let state = self.shared.lock();
+        let path = state.full_path(repository_path);
+        state
+            .repository_by_path(&path)
+            .map(|repository| {
+                repository
+                    .tags
+                    .iter()
+                    .map(|(name, tag)| (name.clone(), tag.digest.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Full paths of every repository, by id.
+    pub fn repositories(&self) -> Vec<(u64, String)> {
+        let state = self.shared.lock();
+        state
+            .repositories
+            .values()
+            .map(|repository| (repository.id, repository.path.clone()))
+            .collect()
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Recorded requests with this method (case-insensitive) whose raw path
+    /// contains `path_contains`.
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| {
+                request.method.eq_ignore_ascii_case(method) && request.path.contains(path_contains)
+            })
+            .count()
+    }
+
+    /// State-changing requests received (DELETE/PUT/POST/PATCH on either origin,
+    /// `/jwt/auth` excluded), whatever their status.
+    pub fn writes(&self) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| {
+                matches!(request.method.as_str(), "DELETE" | "PUT" | "POST" | "PATCH")
+                    && !request.path.starts_with("/jwt/auth")
+            })
+            .count()
+    }
+
+    pub fn bulk_calls(&self) -> Vec<BulkCall> {
+        self.shared.lock().bulk_calls.clone()
+    }
+
+    /// Forgets recorded requests and bulk calls (not the hourly bulk-delete lock).
+    pub fn reset_requests(&self) {
+        let mut state = self.shared.lock();
+        state.requests.clear();
+        state.bulk_calls.clear();
+    }
+
+    /// Lifts GitLab's once-an-hour bulk-delete lock on every repository.
+    pub fn reset_bulk_locks(&self) {
+        self.shared.lock().bulk_leases.clear();
+    }
+
+    /// Changes the configuration of the running emulator. Panics if the new
+    /// signing key does not parse.
+    pub fn set_config(&self, f: impl FnOnce(&mut Config)) {
+        let mut state = self.shared.lock();
+        let mut config = state.config.clone();
+        f(&mut config);
+        if let Err(err) = state.replace_config(config) {
+            panic!("invalid emulator configuration: {err}");
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        self.shared.lock().config.clone()
+    }
+
+    /// Everything a CI job has.
+    pub fn ci_env(&self) -> Vec<(String, String)> {
+        let config = self.config();
+        let mut env = self.common_env(&config);
+        env.extend([
+            ("CI_REGISTRY_USER".to_string(), "gitlab-ci-token".to_string()),
+            ("CI_REGISTRY_PASSWORD".to_string(), config.job_token.clone()),
+            ("CI_JOB_TOKEN".to_string(), config.job_token),
+        ]);
+        env
+    }
+
+    /// A laptop outside CI: an access token, no `CI_JOB_TOKEN`.
+    pub fn laptop_env(&self) -> Vec<(String, String)> {
+        let config = self.config();
+        let mut env = self.common_env(&config);
+        env.extend([
+            ("GITLAB_TOKEN".to_string(), config.access_token.clone()),
+            ("CI_REGISTRY_USER".to_string(), "some-user".to_string()),
+            ("CI_REGISTRY_PASSWORD".to_string(), config.access_token),
+        ]);
+        env
+    }
+
+    fn common_env(&self, config: &Config) -> Vec<(String, String)> {
+        let fqdn = self
+            .gitlab_url
+            .trim_start_matches("http://")
+            .to_string();
+        vec![
+            ("CI_SERVER_URL".to_string(), self.gitlab_url.clone()),
+            ("CI_SERVER_FQDN".to_string(), fqdn),
+            ("CI_API_V4_URL".to_string(), format!("{}/api/v4", self.gitlab_url)),
+            ("CI_PROJECT_ID".to_string(), config.project_id.to_string()),
+            ("CI_PROJECT_PATH".to_string(), config.project_path.clone()),
+            ("CI_REGISTRY".to_string(), self.registry_host.clone()),
+            (
+                "CI_REGISTRY_IMAGE".to_string(),
+                format!("{}/{}", self.registry_host, config.project_path),
+            ),
+            ("CLEANUP_REGISTRY_URL".to_string(), self.registry_url.clone()),
+        ]
+    }
+
+    /// Every secret the emulator knows, for leak tests: job token, access token,
+    /// deploy password and every JWT issued so far.
+    pub fn secrets(&self) -> Vec<String> {
+        let state = self.shared.lock();
+        let mut secrets = vec![state.config.job_token.clone(), state.config.access_token.clone()];
+        if let Some((_, password)) = &state.config.deploy_token {
+            secrets.push(password.clone());
+        }
+        secrets.extend(state.jwts.iter().cloned());
+        secrets
+    }
+
+    pub fn issued_jwts(&self) -> usize {
+        self.shared.lock().jwts.len()
+    }
+
+    /// The `kid` of the signing key (libtrust fingerprint).
+    pub fn kid(&self) -> String {
+        self.shared.lock().keys.kid.clone()
+    }
+
+    /// The signing key's public half, as SubjectPublicKeyInfo PEM.
+    pub fn public_key_pem(&self) -> String {
+        self.shared.lock().keys.public_pem.clone()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

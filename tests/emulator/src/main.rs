@@ -1,1 +1,163 @@
-fn main() {}
+//! `gitlab-emulator`: the emulator as a process, for shell scripts.
+//!
+//! Prints one JSON line describing where it listens, then serves until SIGTERM or
+//! SIGINT. Run with `--help` for the flags.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gitlab_emulator::{Config, Emulator, Listen};
+
+const USAGE: &str = "\
+usage: gitlab-emulator [options]
+
+  --gitlab-addr ADDR      GitLab origin (REST, /jwt/auth) listen address [127.0.0.1:0]
+  --registry-addr ADDR    registry origin listen address [127.0.0.1:0]
+  --no-registry           serve only the GitLab origin (token realm for a real registry)
+  --registry-host HOST    registry host:port GitLab reports (default: our registry address)
+  --inventory FILE        seed repositories and tags (inventory JSON, full paths)
+  --project-path PATH     project path [group/project]
+  --project-id N          project id [1]
+  --signing-key FILE      RSA private key PEM (PKCS#8 or PKCS#1) for JWTs
+  --issuer NAME           JWT issuer [gitlab-issuer]
+  --job-token T           CI job token
+  --access-token T        personal access token
+  --no-tag-delete         registry answers DIGEST_INVALID to tag deletes (Distribution 2.8)
+  --no-keyset             REST tag list answers 405 to keyset pagination
+  --no-gitlab-v1          registry has no /gitlab/v1 tag list
+  --no-grant-delete       /jwt/auth never grants delete
+  --grant-push            /jwt/auth grants push
+  --latency-ms N          delay every request by N ms
+
+Control endpoints on the GitLab origin: GET /_emulator/state, GET /_emulator/requests,
+POST /_emulator/reset-requests.";
+
+struct Options {
+    config: Config,
+    listen: Listen,
+    inventory: Option<String>,
+}
+
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let mut config = Config::default();
+    let mut listen = Listen::default();
+    let mut inventory = None;
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let addr = |text: String, flag: &str| -> Result<SocketAddr, String> {
+            text.parse()
+                .map_err(|_| format!("{flag}: {text:?} is not an address like 127.0.0.1:18080"))
+        };
+        match flag.as_str() {
+            "--gitlab-addr" => listen.gitlab = addr(value(&flag)?, &flag)?,
+            "--registry-addr" => listen.registry = Some(addr(value(&flag)?, &flag)?),
+            "--no-registry" => listen.registry = None,
+            "--registry-host" => listen.registry_host = Some(value(&flag)?),
+            "--inventory" => inventory = Some(value(&flag)?),
+            "--project-path" => config.project_path = value(&flag)?,
+            "--project-id" => {
+                let text = value(&flag)?;
+                config.project_id = text
+                    .parse()
+                    .map_err(|_| format!("--project-id: {text:?} is not a number"))?;
+            }
+            "--signing-key" => {
+                let file = value(&flag)?;
+                config.signing_key_pem = Some(
+                    std::fs::read_to_string(&file)
+                        .map_err(|err| format!("--signing-key: cannot read {file}: {err}"))?,
+                );
+            }
+            "--issuer" => config.issuer = value(&flag)?,
+            "--job-token" => config.job_token = value(&flag)?,
+            "--access-token" => config.access_token = value(&flag)?,
+            "--no-tag-delete" => config.tag_delete = false,
+            "--no-keyset" => config.keyset = false,
+            "--no-gitlab-v1" => config.gitlab_v1 = false,
+            "--no-grant-delete" => config.grant_delete = false,
+            "--grant-push" => config.grant_push = true,
+            "--latency-ms" => {
+                let text = value(&flag)?;
+                let ms: u64 = text
+                    .parse()
+                    .map_err(|_| format!("--latency-ms: {text:?} is not a number"))?;
+                config.latency = Duration::from_millis(ms);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Options {
+        config,
+        listen,
+        inventory,
+    })
+}
+
+fn run(options: Options) -> Result<(), String> {
+    let serves_registry = options.listen.registry.is_some();
+    let emulator = Emulator::start_on(options.config, options.listen)?;
+    if let Some(file) = &options.inventory {
+        let json = std::fs::read_to_string(file)
+            .map_err(|err| format!("--inventory: cannot read {file}: {err}"))?;
+        emulator
+            .try_load_inventory_json(&json)
+            .map_err(|err| format!("--inventory {file}: {err}"))?;
+    }
+    let config = emulator.config();
+    let line = serde_json::json!({
+        "gitlab_url": emulator.gitlab_url(),
+        "registry_url": serves_registry.then(|| emulator.registry_url()),
+        "registry_host": emulator.registry_host(),
+        "job_token": config.job_token,
+        "access_token": config.access_token,
+        "project_path": config.project_path,
+        "project_id": config.project_id,
+        "kid": emulator.kid(),
+    });
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|err| format!("cannot write to stdout: {err}"))?;
+    drop(stdout);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start tokio: {err}"))?;
+    runtime.block_on(async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|err| format!("cannot watch SIGTERM: {err}"))?;
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok::<(), String>(())
+    })?;
+    drop(emulator);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("gitlab-emulator: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("gitlab-emulator: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,574 @@
+//! The emulator's state: repositories, tags, manifests, blobs, and what it has seen.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::jwt::Keys;
+use crate::{BulkCall, Config, RecordedRequest, TagSpec};
+
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+pub(crate) fn sha256_digest(content: &[u8]) -> String {
+    let hash = Sha256::digest(content);
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for byte in hash {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+pub(crate) fn is_index(media_type: &str) -> bool {
+    media_type == DOCKER_LIST || media_type == OCI_INDEX
+}
+
+/// GitLab's timestamp format (`2024-05-01T10:00:00.000+00:00`).
+pub(crate) fn gitlab_time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3f+00:00").to_string()
+}
+
+pub(crate) struct Manifest {
+    pub media_type: String,
+    pub body: Bytes,
+    pub config_digest: Option<String>,
+    /// Config plus layers for an image; `None` for an index (GitLab shows null).
+    pub total_size: Option<u64>,
+    /// Children of an index: (digest, os, architecture).
+    pub children: Vec<(String, String, String)>,
+    /// The image config's `created`, if any.
+    pub created: Option<DateTime<Utc>>,
+}
+
+pub(crate) struct TagEntry {
+    pub digest: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub published_at: DateTime<Utc>,
+    pub protected: bool,
+}
+
+pub(crate) struct Repository {
+    pub id: u64,
+    pub path: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub tags: BTreeMap<String, TagEntry>,
+    pub manifests: HashMap<String, Manifest>,
+    pub blobs: HashMap<String, Bytes>,
+}
+
+pub(crate) struct Upload {
+    pub repository_id: u64,
+    pub data: Vec<u8>,
+}
+
+/// Why a push was refused, as the registry reports it.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    Invalid(String),
+    BlobUnknown(String),
+    DigestMismatch(String),
+    Protected(String),
+}
+
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushError::Invalid(why) => write!(f, "manifest invalid: {why}"),
+            PushError::BlobUnknown(digest) => write!(f, "blob unknown to registry: {digest}"),
+            PushError::DigestMismatch(digest) => write!(f, "digest does not match content: {digest}"),
+            PushError::Protected(tag) => write!(f, "tag {tag} is protected"),
+        }
+    }
+}
+
+pub(crate) struct State {
+    pub config: Config,
+    pub keys: Keys,
+    pub gitlab_url: String,
+    pub registry_host: String,
+    pub repositories: BTreeMap<u64, Repository>,
+    pub uploads: HashMap<String, Upload>,
+    pub requests: Vec<RecordedRequest>,
+    pub bulk_calls: Vec<BulkCall>,
+    pub bulk_leases: HashMap<u64, Instant>,
+    pub jwts: Vec<String>,
+    pub rng: SplitMix64,
+    /// Start of the current rate-limit window and requests seen in it.
+    pub rate_window: Option<(Instant, DateTime<Utc>, u32)>,
+    /// Makes generated manifests unique.
+    counter: u64,
+}
+
+fn keys_for(config: &Config) -> Result<Keys, String> {
+    Keys::from_pem(
+        config
+            .signing_key_pem
+            .as_deref()
+            .unwrap_or(crate::DEFAULT_SIGNING_KEY_PEM),
+    )
+}
+
+impl State {
+    pub(crate) fn new(config: Config, gitlab_url: String, registry_host: String) -> Result<State, String> {
+        let keys = keys_for(&config)?;
+        let seed = config.faults.as_ref().map_or(0, |faults| faults.seed);
+        Ok(State {
+            config,
+            keys,
+            gitlab_url,
+            registry_host,
+            repositories: BTreeMap::new(),
+            uploads: HashMap::new(),
+            requests: Vec::new(),
+            bulk_calls: Vec::new(),
+            bulk_leases: HashMap::new(),
+            jwts: Vec::new(),
+            rng: SplitMix64(seed),
+            rate_window: None,
+            counter: 0,
+        })
+    }
+
+    pub(crate) fn replace_config(&mut self, config: Config) -> Result<(), String> {
+        let pem = config
+            .signing_key_pem
+            .as_deref()
+            .unwrap_or(crate::DEFAULT_SIGNING_KEY_PEM);
+        if pem != self.keys.source_pem {
+            self.keys = keys_for(&config)?;
+        }
+        let old_seed = self.config.faults.as_ref().map(|faults| faults.seed);
+        let new_seed = config.faults.as_ref().map(|faults| faults.seed);
+        if new_seed != old_seed {
+            self.rng = SplitMix64(new_seed.unwrap_or(0));
+        }
+        if config.rate_limit.is_none() {
+            self.rate_window = None;
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    /// A full repository path from a full path or a name relative to the project.
+    pub(crate) fn full_path(&self, name: &str) -> String {
+        let project = &self.config.project_path;
+        let name = name.trim_matches('/');
+        if name.is_empty() || name == "." {
+            project.clone()
+        } else if name == project || name.starts_with(&format!("{project}/")) {
+            name.to_string()
+        } else {
+            format!("{project}/{name}")
+        }
+    }
+
+    /// Whether a full path belongs to the configured project.
+    pub(crate) fn in_project(&self, path: &str) -> bool {
+        let project = &self.config.project_path;
+        path == project
+            || (path.starts_with(&format!("{project}/")) && !path.ends_with('/') && !path.contains("//"))
+    }
+
+    pub(crate) fn repository_by_path(&self, path: &str) -> Option<&Repository> {
+        self.repositories.values().find(|repository| repository.path == path)
+    }
+
+    pub(crate) fn repository_id(&self, path: &str) -> Option<u64> {
+        self.repository_by_path(path).map(|repository| repository.id)
+    }
+
+    pub(crate) fn repository_mut(&mut self, id: u64) -> Option<&mut Repository> {
+        self.repositories.get_mut(&id)
+    }
+
+    /// The repository with this full path, created if needed (with `wanted_id`
+    /// when that id is free).
+    pub(crate) fn ensure_repository(&mut self, path: &str, wanted_id: Option<u64>) -> u64 {
+        if let Some(id) = self.repository_id(path) {
+            return id;
+        }
+        let id = match wanted_id {
+            Some(id) if !self.repositories.contains_key(&id) => id,
+            _ => self.repositories.keys().next_back().map_or(1, |last| last + 1),
+        };
+        let project = &self.config.project_path;
+        let name = path
+            .strip_prefix(project.as_str())
+            .map(|rest| rest.trim_start_matches('/'))
+            .unwrap_or(path)
+            .to_string();
+        self.repositories.insert(
+            id,
+            Repository {
+                id,
+                path: path.to_string(),
+                name,
+                created_at: Utc::now(),
+                tags: BTreeMap::new(),
+                manifests: HashMap::new(),
+                blobs: HashMap::new(),
+            },
+        );
+        id
+    }
+
+    pub(crate) fn put_blob(&mut self, repository_id: u64, content: Bytes) -> String {
+        let digest = sha256_digest(&content);
+        if let Some(repository) = self.repository_mut(repository_id) {
+            repository.blobs.insert(digest.clone(), content);
+        }
+        digest
+    }
+
+    fn next_unique(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    /// Builds and stores an image manifest (config + one layer) and returns its
+    /// real digest.
+    fn generate_image(
+        &mut self,
+        repository_id: u64,
+        label: &str,
+        created: Option<DateTime<Utc>>,
+        oci: bool,
+    ) -> String {
+        let unique = self.next_unique();
+        let layer = Bytes::from(format!("emulated layer of {label} #{unique}\n").into_bytes());
+        let layer_digest = self.put_blob(repository_id, layer.clone());
+        let mut config = json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"emulator.image": format!("{label} #{unique}")}},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        });
+        if let Some(created) = created {
+            config["created"] = json!(created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        let config = Bytes::from(config.to_string().into_bytes());
+        let config_digest = self.put_blob(repository_id, config.clone());
+        let (media_type, config_type, layer_type) = if oci {
+            (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
+        } else {
+            (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
+        };
+        let body = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {"mediaType": config_type, "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": layer_type, "size": layer.len(), "digest": layer_digest}],
+        })
+        .to_string();
+        let body = Bytes::from(body.into_bytes());
+        let digest = sha256_digest(&body);
+        let manifest = Manifest {
+            media_type: media_type.to_string(),
+            body,
+            config_digest: Some(config_digest),
+            total_size: Some((config.len() + layer.len()) as u64),
+            children: vec![],
+            created,
+        };
+        if let Some(repository) = self.repository_mut(repository_id) {
+            repository.manifests.insert(digest.clone(), manifest);
+        }
+        digest
+    }
+
+    /// A dated tag becomes a Docker schema2 image; an undated one an OCI index
+    /// over one OCI image (GitLab shows indexes without date or size). Returns
+    /// the body and media type; the caller chooses the digest it is stored under.
+    fn generate_tag_manifest(
+        &mut self,
+        repository_id: u64,
+        label: &str,
+        created: Option<DateTime<Utc>>,
+    ) -> Manifest {
+        if created.is_some() {
+            let digest = self.generate_image(repository_id, label, created, false);
+            let repository = self.repository_mut(repository_id).expect("repository exists");
+            let image = repository.manifests.get(&digest).expect("just stored");
+            return Manifest {
+                media_type: image.media_type.clone(),
+                body: image.body.clone(),
+                config_digest: image.config_digest.clone(),
+                total_size: image.total_size,
+                children: vec![],
+                created: image.created,
+            };
+        }
+        let child = self.generate_image(repository_id, label, None, true);
+        let child_size = self
+            .repositories
+            .get(&repository_id)
+            .and_then(|repository| repository.manifests.get(&child))
+            .map_or(0, |manifest| manifest.body.len());
+        let body = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{
+                "mediaType": OCI_MANIFEST,
+                "size": child_size,
+                "digest": child,
+                "platform": {"architecture": "amd64", "os": "linux"},
+            }],
+        })
+        .to_string();
+        Manifest {
+            media_type: OCI_INDEX.to_string(),
+            body: Bytes::from(body.into_bytes()),
+            config_digest: None,
+            total_size: None,
+            children: vec![(child, "linux".to_string(), "amd64".to_string())],
+            created: None,
+        }
+    }
+
+    pub(crate) fn seed_tag(&mut self, repository_id: u64, tag: TagSpec) {
+        let path = self
+            .repositories
+            .get(&repository_id)
+            .map(|repository| repository.path.clone())
+            .unwrap_or_default();
+        let existing_shared = tag.digest.as_ref().is_some_and(|digest| {
+            self.repositories
+                .get(&repository_id)
+                .is_some_and(|repository| repository.manifests.contains_key(digest))
+        });
+        let digest = if existing_shared {
+            tag.digest.clone().unwrap_or_default()
+        } else {
+            let manifest = self.generate_tag_manifest(repository_id, &format!("{path}:{}", tag.name), tag.created_at);
+            let digest = tag.digest.clone().unwrap_or_else(|| sha256_digest(&manifest.body));
+            if let Some(repository) = self.repository_mut(repository_id) {
+                repository.manifests.insert(digest.clone(), manifest);
+            }
+            digest
+        };
+        let published_at = tag.created_at.unwrap_or_else(Utc::now);
+        if let Some(repository) = self.repository_mut(repository_id) {
+            repository.tags.insert(
+                tag.name,
+                TagEntry {
+                    digest,
+                    created_at: tag.created_at,
+                    published_at,
+                    protected: tag.protected,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn load_inventory(&mut self, json: &str) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Inventory {
+            repositories: Vec<InventoryRepository>,
+        }
+        #[derive(Deserialize)]
+        struct InventoryRepository {
+            path: String,
+            #[serde(default)]
+            id: Option<u64>,
+            #[serde(default)]
+            tags: Vec<InventoryTag>,
+        }
+        #[derive(Deserialize)]
+        struct InventoryTag {
+            name: String,
+            #[serde(default)]
+            digest: Option<String>,
+            #[serde(default)]
+            created_at: Option<DateTime<Utc>>,
+            #[serde(default)]
+            protected: bool,
+        }
+        let inventory: Inventory =
+            serde_json::from_str(json).map_err(|err| format!("inventory is not valid: {err}"))?;
+        for repository in &inventory.repositories {
+            if !self.in_project(&repository.path) {
+                return Err(format!(
+                    "repository {:?} is not under the project {:?}",
+                    repository.path, self.config.project_path
+                ));
+            }
+        }
+        for repository in inventory.repositories {
+            let id = self.ensure_repository(&repository.path, repository.id);
+            for tag in repository.tags {
+                self.seed_tag(
+                    id,
+                    TagSpec {
+                        name: tag.name,
+                        digest: tag.digest,
+                        created_at: tag.created_at,
+                        protected: tag.protected,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a pushed manifest under a tag or a digest, as the registry's
+    /// `PUT /v2/<p>/manifests/<reference>` does. `content_type` wins over the
+    /// body's `mediaType`.
+    pub(crate) fn push_manifest(
+        &mut self,
+        repository_id: u64,
+        reference: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<String, PushError> {
+        let repository = self
+            .repositories
+            .get(&repository_id)
+            .ok_or_else(|| PushError::Invalid("no such repository".to_string()))?;
+        let parsed: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|err| PushError::Invalid(format!("not JSON: {err}")))?;
+        let body_type = parsed.get("mediaType").and_then(|value| value.as_str());
+        let media_type = content_type
+            .map(|value| value.split(';').next().unwrap_or("").trim())
+            .filter(|value| [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX].contains(value))
+            .or(body_type)
+            .filter(|value| [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX].contains(value))
+            .ok_or_else(|| PushError::Invalid("unsupported or missing media type".to_string()))?
+            .to_string();
+        let digest = sha256_digest(&body);
+        if reference.contains(':') && reference != digest {
+            return Err(PushError::DigestMismatch(reference.to_string()));
+        }
+        if let Some(tag) = repository.tags.get(reference) {
+            if tag.protected {
+                return Err(PushError::Protected(reference.to_string()));
+            }
+        }
+        let descriptor_digest = |value: &serde_json::Value| -> Result<String, PushError> {
+            value
+                .get("digest")
+                .and_then(|digest| digest.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| PushError::Invalid("descriptor without digest".to_string()))
+        };
+        let manifest = if is_index(&media_type) {
+            let mut children = Vec::new();
+            for child in parsed
+                .get("manifests")
+                .and_then(|value| value.as_array())
+                .ok_or_else(|| PushError::Invalid("index without manifests".to_string()))?
+            {
+                let child_digest = descriptor_digest(child)?;
+                if !repository.manifests.contains_key(&child_digest) {
+                    return Err(PushError::BlobUnknown(child_digest));
+                }
+                let platform = child.get("platform");
+                let field = |name: &str| {
+                    platform
+                        .and_then(|platform| platform.get(name))
+                        .and_then(|value| value.as_str())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                children.push((child_digest, field("os"), field("architecture")));
+            }
+            Manifest {
+                media_type,
+                body: body.clone(),
+                config_digest: None,
+                total_size: None,
+                children,
+                created: None,
+            }
+        } else {
+            let config = parsed
+                .get("config")
+                .ok_or_else(|| PushError::Invalid("image manifest without config".to_string()))?;
+            let config_digest = descriptor_digest(config)?;
+            let config_blob = repository
+                .blobs
+                .get(&config_digest)
+                .ok_or_else(|| PushError::BlobUnknown(config_digest.clone()))?;
+            let mut total = config_blob.len() as u64;
+            for layer in parsed
+                .get("layers")
+                .and_then(|value| value.as_array())
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let layer_digest = descriptor_digest(layer)?;
+                let blob = repository
+                    .blobs
+                    .get(&layer_digest)
+                    .ok_or(PushError::BlobUnknown(layer_digest))?;
+                total += blob.len() as u64;
+            }
+            let created = serde_json::from_slice::<serde_json::Value>(config_blob)
+                .ok()
+                .and_then(|config| config.get("created").and_then(|c| c.as_str()).map(str::to_string))
+                .and_then(|created| DateTime::parse_from_rfc3339(&created).ok())
+                .map(|created| created.with_timezone(&Utc));
+            Manifest {
+                media_type,
+                body: body.clone(),
+                config_digest: Some(config_digest),
+                total_size: Some(total),
+                children: vec![],
+                created,
+            }
+        };
+        let created = manifest.created;
+        let repository = self.repository_mut(repository_id).expect("checked above");
+        repository.manifests.insert(digest.clone(), manifest);
+        if !reference.contains(':') {
+            let protected = repository
+                .tags
+                .get(reference)
+                .is_some_and(|tag| tag.protected);
+            repository.tags.insert(
+                reference.to_string(),
+                TagEntry {
+                    digest: digest.clone(),
+                    created_at: created,
+                    published_at: Utc::now(),
+                    protected,
+                },
+            );
+        }
+        Ok(digest)
+    }
+}
+
+/// A tiny seeded PRNG (SplitMix64): deterministic fault injection needs no crate.
+pub(crate) struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}

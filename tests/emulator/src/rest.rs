@@ -1,0 +1,604 @@
+//! The GitLab origin: `/api/v4` container registry endpoints, `/jwt/auth`, and
+//! the emulator's own `/_emulator/*` control endpoints.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::Utc;
+use hyper::Method;
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+
+use crate::bulk;
+use crate::jwt::{Access, Claims};
+use crate::model::{gitlab_time, sha256_digest, Repository, State};
+use crate::server::{empty, json_response, response, set_header, Req, Resp};
+use crate::{BulkCall, Shared};
+
+/// GitLab does not count beyond this: above it the totals are left out.
+const COUNT_LIMIT: usize = 10_000;
+
+fn message(status: u16, text: &str) -> Resp {
+    json_response(status, &json!({"message": text}))
+}
+
+fn unauthorized() -> Resp {
+    message(401, "401 Unauthorized")
+}
+
+fn decode(segment: &str) -> String {
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+fn truthy(value: Option<String>) -> bool {
+    matches!(value.as_deref(), Some("true" | "1" | "yes" | "t"))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Caller {
+    Job,
+    Private,
+}
+
+/// Who the REST request is from; `Err` is the 401 to send.
+fn authenticate(state: &State, req: &Req) -> Result<Caller, Resp> {
+    if let Some(token) = req.header("job-token") {
+        return if token == state.config.job_token {
+            Ok(Caller::Job)
+        } else {
+            Err(unauthorized())
+        };
+    }
+    if let Some(token) = req.header("private-token") {
+        return if token == state.config.access_token {
+            Ok(Caller::Private)
+        } else {
+            Err(unauthorized())
+        };
+    }
+    if let Some(value) = req.header("authorization") {
+        // GitLab also takes a personal access token as an OAuth-style bearer.
+        let token = value.strip_prefix("Bearer ").unwrap_or("");
+        return if !token.is_empty() && token == state.config.access_token {
+            Ok(Caller::Private)
+        } else {
+            Err(unauthorized())
+        };
+    }
+    Err(unauthorized())
+}
+
+pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
+    if req.path == "/jwt/auth" {
+        return if req.method == Method::GET || req.method == Method::HEAD {
+            jwt_auth(state, req)
+        } else {
+            json_response(405, &json!({"error": "405 Not Allowed"}))
+        };
+    }
+    let Some(rest) = req.path.strip_prefix("/api/v4/") else {
+        return response(404, Some("text/plain"), "Not Found\n");
+    };
+    let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let method = &req.method;
+    let get = *method == Method::GET || *method == Method::HEAD;
+    match segments.as_slice() {
+        ["projects", id, "registry", "repositories"] if get => {
+            with_project(state, req, id, |state, _| list_repositories(state, req))
+        }
+        ["projects", id, "registry", "repositories", rid] if *method == Method::DELETE => {
+            with_repository(state, req, id, rid, |state, _, rid| {
+                state.repositories.remove(&rid);
+                empty(202)
+            })
+        }
+        ["projects", id, "registry", "repositories", rid, "tags"] if get => {
+            with_repository(state, req, id, rid, |state, _, rid| list_tags(state, req, rid))
+        }
+        ["projects", id, "registry", "repositories", rid, "tags"] if *method == Method::DELETE => {
+            with_repository(state, req, id, rid, |state, _, rid| bulk_delete(state, req, rid))
+        }
+        ["projects", id, "registry", "repositories", rid, "tags", tag] if get => {
+            let tag = decode(tag);
+            with_repository(state, req, id, rid, |state, _, rid| tag_details(state, rid, &tag))
+        }
+        ["projects", id, "registry", "repositories", rid, "tags", tag] if *method == Method::DELETE => {
+            let tag = decode(tag);
+            with_repository(state, req, id, rid, |state, _, rid| delete_tag(state, rid, &tag))
+        }
+        ["groups", id, "registry", "repositories"] if get => group_repositories(state, req, id),
+        ["registry", "repositories", rid] if get => {
+            let caller = match authenticate(state, req) {
+                Ok(caller) => caller,
+                Err(response) => return response,
+            };
+            let _ = caller;
+            match rid.parse::<u64>().ok().and_then(|rid| state.repositories.get(&rid)) {
+                Some(repository) => json_response(200, &repository_json(state, repository, req)),
+                None => message(404, "404 Repository Not Found"),
+            }
+        }
+        ["projects", _, "registry", "repositories", ..] | ["groups", _, "registry", "repositories"]
+        | ["registry", "repositories", _] => json_response(405, &json!({"error": "405 Not Allowed"})),
+        _ => json_response(404, &json!({"error": "404 Not Found"})),
+    }
+}
+
+fn with_project(
+    state: &mut State,
+    req: &Req,
+    id: &str,
+    then: impl FnOnce(&mut State, Caller) -> Resp,
+) -> Resp {
+    let caller = match authenticate(state, req) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let id = decode(id);
+    let ours = id == state.config.project_id.to_string() || id == state.config.project_path;
+    if !ours {
+        return message(404, "404 Project Not Found");
+    }
+    then(state, caller)
+}
+
+fn with_repository(
+    state: &mut State,
+    req: &Req,
+    id: &str,
+    rid: &str,
+    then: impl FnOnce(&mut State, Caller, u64) -> Resp,
+) -> Resp {
+    with_project(state, req, id, |state, caller| {
+        match rid.parse::<u64>().ok().filter(|rid| state.repositories.contains_key(rid)) {
+            Some(rid) => then(state, caller, rid),
+            None => message(404, "404 Repository Not Found"),
+        }
+    })
+}
+
+fn location(state: &State, path: &str) -> String {
+    format!("{}/{}", state.registry_host, path)
+}
+
+fn tag_summary(state: &State, repository: &Repository, name: &str) -> Value {
+    json!({
+        "name": name,
+        "path": format!("{}:{name}", repository.path),
+        "location": format!("{}:{name}", location(state, &repository.path)),
+    })
+}
+
+fn repository_json(state: &State, repository: &Repository, req: &Req) -> Value {
+    let mut value = json!({
+        "id": repository.id,
+        "name": repository.name,
+        "path": repository.path,
+        "project_id": state.config.project_id,
+        "location": location(state, &repository.path),
+        "created_at": gitlab_time(&repository.created_at),
+        "cleanup_policy_started_at": null,
+        "status": null,
+    });
+    if truthy(req.param("tags_count")) {
+        value["tags_count"] = json!(repository.tags.len());
+    }
+    if truthy(req.param("tags")) {
+        value["tags"] = repository
+            .tags
+            .keys()
+            .map(|name| tag_summary(state, repository, name))
+            .collect();
+    }
+    if truthy(req.param("size")) {
+        let size: u64 = repository
+            .manifests
+            .values()
+            .filter_map(|manifest| manifest.total_size)
+            .sum();
+        value["size"] = json!(size);
+    }
+    value
+}
+
+fn list_repositories(state: &mut State, req: &Req) -> Resp {
+    let items: Vec<Value> = state
+        .repositories
+        .values()
+        .map(|repository| repository_json(state, repository, req))
+        .collect();
+    offset_page(state, req, items)
+}
+
+fn group_repositories(state: &mut State, req: &Req, id: &str) -> Resp {
+    // The group endpoints do not take job tokens: the caller is anonymous there.
+    if req.headers.contains_key("job-token") {
+        return unauthorized();
+    }
+    if let Err(response) = authenticate(state, req) {
+        return response;
+    }
+    let id = decode(id);
+    let project = &state.config.project_path;
+    let namespace = project.rsplit_once('/').map_or("", |(namespace, _)| namespace);
+    let ours = id == crate::GROUP_ID.to_string()
+        || (!id.is_empty() && (namespace == id || namespace.starts_with(&format!("{id}/"))));
+    if !ours {
+        return message(404, "404 Group Not Found");
+    }
+    list_repositories(state, req)
+}
+
+/// GitLab's offset pagination with its headers.
+fn offset_page(state: &State, req: &Req, items: Vec<Value>) -> Resp {
+    if req.param("pagination").as_deref() == Some("keyset") {
+        return message(405, "405 Method Not Allowed");
+    }
+    let parse = |name: &str, default: usize| -> Result<usize, Resp> {
+        match req.param(name) {
+            None => Ok(default),
+            Some(value) if value.is_empty() => Ok(default),
+            Some(value) => value
+                .parse::<i64>()
+                .map(|n| usize::try_from(n.max(0)).unwrap_or(0))
+                .map_err(|_| json_response(400, &json!({"error": format!("{name} is invalid")}))),
+        }
+    };
+    let page = match parse("page", 1) {
+        Ok(page) => page.max(1),
+        Err(response) => return response,
+    };
+    let per_page = match parse("per_page", 20) {
+        Ok(0) => 20,
+        Ok(per_page) => per_page.min(100),
+        Err(response) => return response,
+    };
+    let total = items.len();
+    let total_pages = total.div_ceil(per_page).max(1);
+    let start = (page - 1).saturating_mul(per_page).min(total);
+    let end = (start + per_page).min(total);
+    let has_next = end < total;
+    let body: Vec<Value> = items[start..end].to_vec();
+
+    let mut response = json_response(200, &Value::Array(body));
+    let link = |n: usize| -> String {
+        let mut pairs: Vec<(String, String)> = req
+            .query_pairs()
+            .into_iter()
+            .filter(|(key, _)| key != "page" && key != "per_page")
+            .collect();
+        pairs.push(("page".to_string(), n.to_string()));
+        pairs.push(("per_page".to_string(), per_page.to_string()));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        format!("{}{}?{query}", state.gitlab_url, req.path)
+    };
+    let mut links = Vec::new();
+    if page > 1 {
+        links.push(format!("<{}>; rel=\"prev\"", link(page - 1)));
+    }
+    if has_next {
+        links.push(format!("<{}>; rel=\"next\"", link(page + 1)));
+    }
+    links.push(format!("<{}>; rel=\"first\"", link(1)));
+    let countable = total <= COUNT_LIMIT;
+    if countable {
+        links.push(format!("<{}>; rel=\"last\"", link(total_pages)));
+    }
+    set_header(&mut response, "link", &links.join(", "));
+    set_header(&mut response, "x-page", &page.to_string());
+    set_header(&mut response, "x-per-page", &per_page.to_string());
+    set_header(
+        &mut response,
+        "x-next-page",
+        &if has_next { (page + 1).to_string() } else { String::new() },
+    );
+    set_header(
+        &mut response,
+        "x-prev-page",
+        &if page > 1 { (page - 1).to_string() } else { String::new() },
+    );
+    if countable {
+        set_header(&mut response, "x-total", &total.to_string());
+        set_header(&mut response, "x-total-pages", &total_pages.to_string());
+    }
+    response
+}
+
+fn list_tags(state: &mut State, req: &Req, rid: u64) -> Resp {
+    let Some(repository) = state.repositories.get(&rid) else {
+        return message(404, "404 Repository Not Found");
+    };
+    if req.param("pagination").as_deref() != Some("keyset") {
+        let items: Vec<Value> = repository
+            .tags
+            .keys()
+            .map(|name| tag_summary(state, repository, name))
+            .collect();
+        return offset_page(state, req, items);
+    }
+    if !state.config.keyset {
+        return message(405, "405 Method Not Allowed");
+    }
+    let per_page = req
+        .param("per_page")
+        .and_then(|value| value.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(20)
+        .min(100);
+    let descending = match req.param("sort").as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return json_response(400, &json!({"error": "sort does not have a valid value"})),
+    };
+    let last = req.param("last");
+    let mut names: Vec<&String> = repository.tags.keys().collect();
+    if descending {
+        names.reverse();
+    }
+    let after: Vec<&String> = names
+        .into_iter()
+        .filter(|name| match &last {
+            None => true,
+            Some(last) if descending => name.as_str() < last.as_str(),
+            Some(last) => name.as_str() > last.as_str(),
+        })
+        .collect();
+    let page: Vec<&String> = after.iter().take(per_page).copied().collect();
+    let body: Vec<Value> = page
+        .iter()
+        .map(|name| tag_summary(state, repository, name))
+        .collect();
+    let mut response = json_response(200, &Value::Array(body));
+    if after.len() > per_page {
+        if let Some(last_name) = page.last() {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("last", last_name)
+                .append_pair("pagination", "keyset")
+                .append_pair("per_page", &per_page.to_string())
+                .append_pair("sort", if descending { "desc" } else { "asc" })
+                .finish();
+            set_header(
+                &mut response,
+                "link",
+                &format!("<{}{}?{query}>; rel=\"next\"", state.gitlab_url, req.path),
+            );
+        }
+    }
+    response
+}
+
+fn tag_details(state: &State, rid: u64, name: &str) -> Resp {
+    let Some(repository) = state.repositories.get(&rid) else {
+        return message(404, "404 Repository Not Found");
+    };
+    let Some(tag) = repository.tags.get(name) else {
+        return message(404, "404 Tag Not Found");
+    };
+    let manifest = repository.manifests.get(&tag.digest);
+    let revision = manifest
+        .and_then(|manifest| manifest.config_digest.as_deref())
+        .map(|digest| digest.trim_start_matches("sha256:").to_string());
+    let mut value = tag_summary(state, repository, name);
+    value["revision"] = json!(revision);
+    value["short_revision"] = json!(revision.as_ref().map(|revision| revision.chars().take(9).collect::<String>()));
+    value["digest"] = json!(tag.digest);
+    value["created_at"] = json!(tag.created_at.as_ref().map(gitlab_time));
+    value["total_size"] = json!(manifest.and_then(|manifest| manifest.total_size));
+    json_response(200, &value)
+}
+
+fn delete_tag(state: &mut State, rid: u64, name: &str) -> Resp {
+    let missing_status = state.config.missing_tag_delete_status;
+    let Some(repository) = state.repository_mut(rid) else {
+        return message(404, "404 Repository Not Found");
+    };
+    match repository.tags.get(name) {
+        None if missing_status == 403 => message(403, "403 Forbidden"),
+        None => message(missing_status, "404 Tag Not Found"),
+        Some(tag) if tag.protected => message(403, "403 Forbidden - cannot delete protected tag(s)"),
+        Some(_) => {
+            // GitLab removes only this tag, whatever the registry supports.
+            repository.tags.remove(name);
+            empty(200)
+        }
+    }
+}
+
+fn bulk_delete(state: &mut State, req: &Req, rid: u64) -> Resp {
+    let content_type = req.header("content-type").unwrap_or("").to_string();
+    let raw_body = String::from_utf8_lossy(&req.body).into_owned();
+    // Grape merges query and body parameters.
+    let mut params = req.query_pairs();
+    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media_type == "application/json" {
+        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&req.body) {
+            for (key, value) in map {
+                let value = match value {
+                    Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                params.push((key, value));
+            }
+        }
+    } else if media_type == "application/x-www-form-urlencoded" || media_type.is_empty() {
+        params.extend(
+            form_urlencoded::parse(&req.body).map(|(key, value)| (key.into_owned(), value.into_owned())),
+        );
+    }
+    let response = match bulk::validate(&params) {
+        Err(error) => json_response(400, &json!({"error": error})),
+        Ok(validated) => {
+            let now = std::time::Instant::now();
+            let locked = state
+                .bulk_leases
+                .get(&rid)
+                .is_some_and(|since| now.duration_since(*since) < std::time::Duration::from_secs(3600));
+            if locked {
+                message(
+                    400,
+                    "This request has already been made. You can run this at most once an hour for a given container repository",
+                )
+            } else {
+                state.bulk_leases.insert(rid, now);
+                if let Some(repository) = state.repository_mut(rid) {
+                    let candidates: Vec<bulk::Candidate<'_>> = repository
+                        .tags
+                        .iter()
+                        .map(|(name, tag)| bulk::Candidate {
+                            name,
+                            created_at: tag.created_at,
+                            protected: tag.protected,
+                        })
+                        .collect();
+                    let doomed = bulk::select(&validated, &candidates, Utc::now());
+                    for name in doomed {
+                        repository.tags.remove(&name);
+                    }
+                }
+                empty(202)
+            }
+        }
+    };
+    state.bulk_calls.push(BulkCall {
+        repository_id: rid,
+        content_type,
+        raw_body,
+        params,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+/// `GET /jwt/auth`: Basic credentials in, a JWT with whatever subset of the
+/// requested scopes the caller may have out.
+fn jwt_auth(state: &mut State, req: &Req) -> Resp {
+    if req.param("service").as_deref() != Some("container_registry") {
+        return empty(404);
+    }
+    let credentials = req
+        .header("authorization")
+        .and_then(|value| {
+            value
+                .get(..6)
+                .filter(|scheme| scheme.eq_ignore_ascii_case("basic "))
+                .map(|_| value[6..].trim())
+        })
+        .and_then(|encoded| STANDARD.decode(encoded).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .and_then(|decoded| decoded.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())));
+    let config = &state.config;
+    let denied = || {
+        json_response(
+            401,
+            &json!({"errors": [{"code": "UNAUTHORIZED", "message": "HTTP Basic: Access denied"}]}),
+        )
+    };
+    let Some((user, password)) = credentials else {
+        return denied();
+    };
+    let is_deploy = config
+        .deploy_token
+        .as_ref()
+        .is_some_and(|(deploy_user, deploy_password)| *deploy_user == user && *deploy_password == password);
+    let valid = (user == "gitlab-ci-token" && password == config.job_token)
+        || password == config.access_token
+        || is_deploy;
+    if !valid {
+        return denied();
+    }
+
+    let mut access = Vec::new();
+    for scope in req
+        .query_pairs()
+        .into_iter()
+        .filter(|(key, _)| key == "scope")
+        .flat_map(|(_, value)| value.split(' ').map(str::to_string).collect::<Vec<_>>())
+    {
+        // GitLab splits `type:name:actions` on the first two colons, so a
+        // host-prefixed name (`host:port/group/project`) ends up unrecognisable.
+        let mut parts = scope.splitn(3, ':');
+        let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if kind != "repository" || !state.in_project(name) {
+            continue;
+        }
+        let mut granted: Vec<String> = Vec::new();
+        for action in actions.split(',') {
+            let allowed = match action {
+                "pull" => true,
+                "push" => config.grant_push && !is_deploy,
+                "delete" => config.grant_delete && !is_deploy,
+                _ => false,
+            };
+            if allowed && !granted.iter().any(|known| known == action) {
+                granted.push(action.to_string());
+            }
+        }
+        if granted.is_empty() {
+            continue;
+        }
+        match access.iter_mut().find(|entry: &&mut Access| entry.name == name) {
+            Some(entry) => {
+                for action in granted {
+                    if !entry.actions.contains(&action) {
+                        entry.actions.push(action);
+                    }
+                }
+            }
+            None => access.push(Access {
+                kind: "repository".to_string(),
+                name: name.to_string(),
+                actions: granted,
+            }),
+        }
+    }
+
+    let now = Utc::now();
+    let issued_at = now.timestamp();
+    let lifetime = chrono::Duration::from_std(config.jwt_lifetime).unwrap_or_default();
+    let jti = sha256_digest(format!("{}-{}", now.timestamp_nanos_opt().unwrap_or(0), state.jwts.len()).as_bytes());
+    let claims = Claims {
+        iss: config.issuer.clone(),
+        aud: "container_registry".to_string(),
+        sub: user,
+        iat: issued_at,
+        nbf: issued_at - 5,
+        exp: (now + lifetime).timestamp(),
+        jti: jti.trim_start_matches("sha256:")[..32].to_string(),
+        access,
+    };
+    let token = state.keys.sign(&claims);
+    state.jwts.push(token.clone());
+    json_response(200, &json!({"token": token}))
+}
+
+/// `/_emulator/*`: state and recorded requests for shell scripts.
+pub(crate) fn control(shared: &Shared, req: &Req) -> Resp {
+    let mut state = shared.lock();
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/_emulator/state") => {
+            let repositories: Vec<Value> = state
+                .repositories
+                .values()
+                .map(|repository| {
+                    let tags: serde_json::Map<String, Value> = repository
+                        .tags
+                        .iter()
+                        .map(|(name, tag)| (name.clone(), json!(tag.digest)))
+                        .collect();
+                    json!({"path": repository.path, "id": repository.id, "tags": tags})
+                })
+                .collect();
+            json_response(200, &json!({"repositories": repositories}))
+        }
+        ("GET", "/_emulator/requests") => json_response(200, &json!(state.requests)),
+        ("POST", "/_emulator/reset-requests") => {
+            state.requests.clear();
+            state.bulk_calls.clear();
+            empty(204)
+        }
+        _ => json_response(404, &json!({"error": "unknown emulator control endpoint"})),
+    }
+}

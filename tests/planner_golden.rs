@@ -1,0 +1,109 @@
+//! The shipped examples, planned through the library, must give exactly the
+//! checked-in report `tests/golden/examples-plan.json` — the same bytes
+//! `registry-cleanup plan --inventory examples/inventory.json --policy
+//! examples/policy.yml --now 2026-11-01T00:00:00Z --report FILE` writes.
+//!
+//! After an intended change: `UPDATE_GOLDEN=1 cargo test --test planner_golden`,
+//! then review the diff of the golden file.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use registry_cleanup::inventory::Inventory;
+use registry_cleanup::planner::plan_repository;
+use registry_cleanup::policy::Policy;
+use registry_cleanup::report::Report;
+
+const NOW: &str = "2026-11-01T00:00:00Z";
+
+fn path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn examples_report() -> (Policy, Report) {
+    let policy = Policy::load(&path("examples/policy.yml")).expect("example policy");
+    let inventory = Inventory::load(&path("examples/inventory.json")).expect("example inventory");
+    let now: DateTime<Utc> = NOW.parse().expect("now");
+    let mut report = Report::new("plan", true);
+    for repository in &inventory.repositories {
+        let plan = plan_repository(&policy, &repository.path, &repository.tags, now);
+        report.push(plan.to_report());
+    }
+    (policy, report)
+}
+
+#[test]
+fn examples_plan_matches_the_golden_report() {
+    let (_, report) = examples_report();
+    let actual = serde_json::to_string_pretty(&report).expect("serialise") + "\n";
+    let golden = path("tests/golden/examples-plan.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|value| value == "1") {
+        std::fs::create_dir_all(golden.parent().expect("parent")).expect("create tests/golden");
+        std::fs::write(&golden, &actual).expect("write the golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|err| panic!("{}: {err} (UPDATE_GOLDEN=1 creates it)", golden.display()));
+    if actual != expected {
+        let first_difference = actual
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, e)| a != e)
+            .map_or_else(
+                || "at the end".to_string(),
+                |line| format!("at line {}", line + 1),
+            );
+        panic!(
+            "the plan of the examples differs from {} {first_difference}; if the change is intended, \
+             run `UPDATE_GOLDEN=1 cargo test --test planner_golden` and review the diff",
+            golden.display()
+        );
+    }
+}
+
+#[test]
+fn the_report_file_is_the_golden_bytes() {
+    let (_, report) = examples_report();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let written = dir.path().join("report.json");
+    report.write(&written).expect("write the report");
+    let written = std::fs::read_to_string(&written).expect("read it back");
+    assert_eq!(
+        written,
+        serde_json::to_string_pretty(&report).expect("serialise") + "\n"
+    );
+}
+
+/// The examples are meant to show every rule at work; keep them that way.
+#[test]
+fn the_examples_exercise_every_rule() {
+    let (policy, report) = examples_report();
+    let totals = &report.totals;
+    assert_eq!(totals.repositories, 4);
+    assert!(
+        totals.deleted * 4 > totals.tags && totals.deleted * 2 < totals.tags,
+        "deletes {} of {} tags",
+        totals.deleted,
+        totals.tags
+    );
+    assert!(totals.protected > 0 && totals.kept > 0);
+    let rules_that_delete: BTreeSet<&str> = report
+        .repositories
+        .iter()
+        .flat_map(|repository| &repository.deleted)
+        .filter_map(|deleted| deleted.rule.as_deref())
+        .collect();
+    let all_rules: BTreeSet<&str> = policy.rules.iter().map(|rule| rule.name.as_str()).collect();
+    assert_eq!(rules_that_delete, all_rules);
+    for repository in &report.repositories {
+        let deleted: BTreeSet<&str> = repository.deleted.iter().map(|d| d.tag.as_str()).collect();
+        assert!(!deleted.contains("latest"), "{}", repository.path);
+        assert!(!deleted.contains("main"), "{}", repository.path);
+        assert!(
+            !deleted.iter().any(|tag| policy.is_protected(tag)),
+            "{}",
+            repository.path
+        );
+    }
+}
