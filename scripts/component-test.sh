@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Tests the CI/CD components (templates/*.yml) and .gitlab-ci.yml:
+#
+#   scripts/ci-tools.sh components && scripts/component-test.sh
+#
+# 1. Static: each template's job document, interpolated with its defaults, and
+#    .gitlab-ci.yml against GitLab's CI schema (check-jsonschema); the inputs of every
+#    include of the components (.gitlab-ci.yml, docs, fixtures) against their specs;
+#    the generated inputs tables are up to date.
+# 2. Live: a throw-away git repository includes both templates with `include: local:`
+#    and inputs (tests/components/pipeline.yml); gitlab-ci-local runs the jobs in
+#    shell mode with the freshly built binary and the image's busybox tools on PATH,
+#    against the test emulator (tests/emulator) loaded with tests/components/inventory.json.
+#    Asserted on the emulator: dry runs send no DELETE and change nothing; the cleanup
+#    deletes exactly the expected plan (also cross-checked with `registry-cleanup plan`);
+#    the dotenv counts reach a later job; the delete job removes the branch's tag in the
+#    chosen repositories and nothing else. Misspelt inputs are rejected.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+fixtures=$root/tests/components
+
+log() { printf 'component-test: %s\n' "$*" >&2; }
+fail() {
+    printf 'component-test: FAIL: %s\n' "$*" >&2
+    exit 1
+}
+
+for tool in gitlab-ci-local check-jsonschema python3 git cargo rsync; do
+    command -v "$tool" >/dev/null || fail "$tool not found; run scripts/ci-tools.sh components"
+done
+python3 -c 'import yaml' 2>/dev/null || fail "python3 has no yaml module; run scripts/ci-tools.sh components"
+file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || fail "no static /bin/busybox; run scripts/ci-tools.sh components"
+
+work=$(mktemp -d /tmp/component-test.XXXXXX)
+emulator_pid=""
+cleanup() {
+    local rc=$?
+    set +e
+    [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null
+    if [ -n "${KEEP_WORK:-}" ]; then
+        log "work directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. static checks -------------------------------------------------------------
+log "validating templates and .gitlab-ci.yml against GitLab's CI schema"
+for template in templates/*.yml; do
+    name=$(basename "$template" .yml)
+    python3 tests/components/ci_inputs.py render "$template" >"$work/$name.json"
+    check-jsonschema --builtin-schema vendor.gitlab-ci "$work/$name.json" >/dev/null ||
+        check-jsonschema --builtin-schema vendor.gitlab-ci "$work/$name.json" ||
+        fail "$template (job document with default inputs) does not match GitLab's schema"
+done
+check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml >/dev/null ||
+    check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml ||
+    fail ".gitlab-ci.yml does not match GitLab's schema"
+
+shopt -s nullglob
+docs=(docs/*.md)
+[ -f README.md ] && docs+=(README.md)
+python3 tests/components/ci_inputs.py check-includes templates .gitlab-ci.yml "${docs[@]}" "$fixtures/pipeline.yml" ||
+    fail "an include passes inputs its component does not declare"
+python3 scripts/gen-inputs-table.py --check >/dev/null || fail "inputs tables out of date: run scripts/gen-inputs-table.py"
+
+# --- 2. binaries, PATH ------------------------------------------------------------
+log "building registry-cleanup and gitlab-emulator"
+cargo build --quiet --locked -p registry-cleanup -p gitlab-emulator --bins
+bin=$work/bin
+mkdir -p "$bin"
+ln -s "$root/target/debug/registry-cleanup" "$bin/registry-cleanup"
+# The job scripts run in the image with busybox's tools; run them with those here too.
+for applet in awk sed grep tr cat cut head tail printf; do
+    ln -s /bin/busybox "$bin/$applet"
+done
+"$bin/registry-cleanup" --version >/dev/null || fail "registry-cleanup --version failed"
+
+# --- 3. the emulator --------------------------------------------------------------
+"$root/target/debug/gitlab-emulator" --gitlab-addr 127.0.0.1:0 --registry-addr 127.0.0.1:0 \
+    --inventory "$fixtures/inventory.json" --project-path group/project --project-id 1 \
+    >"$work/emulator.out" 2>"$work/emulator.err" &
+emulator_pid=$!
+for _ in $(seq 100); do
+    [ -s "$work/emulator.out" ] && break
+    kill -0 "$emulator_pid" 2>/dev/null || fail "emulator exited: $(cat "$work/emulator.err")"
+    sleep 0.1
+done
+read -r addrs <"$work/emulator.out" || fail "emulator printed no addresses"
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$addrs" "$1"; }
+gitlab_url=$(field gitlab_url)
+registry_url=$(field registry_url)
+registry_host=$(field registry_host)
+job_token=$(field job_token)
+log "emulator: gitlab $gitlab_url, registry $registry_url"
+
+ci_env=(
+    CI_SERVER_URL="$gitlab_url" CI_API_V4_URL="$gitlab_url/api/v4"
+    CI_PROJECT_ID=1 CI_PROJECT_PATH=group/project
+    CI_REGISTRY="$registry_host" CI_REGISTRY_IMAGE="$registry_host/group/project"
+    CLEANUP_REGISTRY_URL="$registry_url"
+    CI_REGISTRY_USER=gitlab-ci-token CI_REGISTRY_PASSWORD="$job_token" CI_JOB_TOKEN="$job_token"
+)
+
+# state: the emulator's repositories as {"path": {"tag": "digest"}}, sorted JSON.
+state() {
+    python3 - "$gitlab_url" <<'EOF'
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/_emulator/state") as r:
+    data = json.load(r)
+print(json.dumps({repo["path"]: repo["tags"] for repo in data["repositories"]}, sort_keys=True))
+EOF
+}
+# deletes: how many DELETE requests the emulator has received so far.
+deletes() {
+    python3 - "$gitlab_url" <<'EOF'
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/_emulator/requests") as r:
+    print(sum(1 for q in json.load(r) if q["method"] == "DELETE"))
+EOF
+}
+# minus STATE JSON_LIST_OF_[path,tag]: STATE without those tags (each must be there).
+minus() {
+    python3 - "$1" "$2" <<'EOF'
+import json, sys
+state, gone = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for path, tag in gone:
+    if tag not in state.get(path, {}):
+        sys.exit(f"expected {path}:{tag} in the emulator before deleting it")
+    del state[path][tag]
+print(json.dumps(state, sort_keys=True))
+EOF
+}
+# report_deleted REPORT: the [path, tag] pairs a report lists as deleted, sorted JSON.
+report_deleted() {
+    python3 - "$1" <<'EOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+print(json.dumps(sorted([r["path"], d["tag"]] for r in report["repositories"] for d in r["deleted"])))
+EOF
+}
+same() { # same WHAT WANT GOT
+    [ "$2" = "$3" ] || fail "$1:
+  want $2
+  got  $3"
+}
+
+initial=$(state)
+[ "$initial" != "{}" ] || fail "the emulator has no repositories"
+# The plan for tests/components/policy.yml, written out by hand (see the policy's comments).
+expected='[["group/project", "mr-2-bbb"], ["group/project", "mr-3-ccc"], ["group/project/api", "deadbeef"]]'
+expected_count=3
+
+# The same plan from the binary, offline, as a cross-check of the fixture.
+"$bin/registry-cleanup" plan --inventory "$fixtures/inventory.json" --policy "$fixtures/policy.yml" \
+    --report "$work/plan.json" >/dev/null || fail "registry-cleanup plan failed"
+same "registry-cleanup plan on the fixture" "$expected" "$(report_deleted "$work/plan.json")"
+
+# --- 4. the throw-away project ----------------------------------------------------
+repo=$work/project
+mkdir -p "$repo/.gitlab"
+cp -r templates "$repo/templates"
+cp "$fixtures/policy.yml" "$repo/.gitlab/registry-cleanup.yml" # the `policy` input's default path
+cp "$fixtures/pipeline.yml" "$repo/.gitlab-ci.yml"
+git -C "$repo" init --quiet --initial-branch=review-feature
+git -C "$repo" -c user.name=test -c user.email=test@example.com add -A
+git -C "$repo" -c user.name=test -c user.email=test@example.com commit --quiet -m "component test"
+git -C "$repo" remote add origin https://gitlab.example.com/group/project.git
+git -C "$repo" update-ref refs/remotes/origin/main HEAD
+git -C "$repo" symbolic-ref refs/remotes/origin/HEAD refs/remotes/origin/main
+
+# glci ARGS...: gitlab-ci-local in the project, output kept in $work/glci.log.
+glci() {
+    local args=(--no-color --force-shell-executor --home "$work/home" --variable CI_PIPELINE_SOURCE=schedule)
+    local kv
+    for kv in "${ci_env[@]}"; do args+=(--variable "$kv"); done
+    (cd "$repo" && PATH="$bin:$PATH" gitlab-ci-local "${args[@]}" "$@") >"$work/glci.log" 2>&1
+}
+run_job() { # run_job JOB...: must pass
+    glci "$@" || {
+        cat "$work/glci.log" >&2
+        fail "gitlab-ci-local $* failed"
+    }
+}
+artifact() { echo "$repo/.gitlab-ci-local/artifacts/$1/$2"; }
+dotenv_of() { cat "$(artifact "$1" .gitlab-ci-reports/dotenv/registry-cleanup.env)"; }
+
+log "gitlab-ci-local: job list"
+glci --list || {
+    cat "$work/glci.log" >&2
+    fail "gitlab-ci-local rejects tests/components/pipeline.yml"
+}
+for job in registry-cleanup cleanup-dry-run stop-review stop-review-dry-run review cleanup-summary; do
+    grep -q "^$job " "$work/glci.log" || fail "job $job missing from gitlab-ci-local --list: $(cat "$work/glci.log")"
+done
+
+log "cleanup, dry run"
+run_job cleanup-dry-run
+same "emulator after the dry run" "$initial" "$(state)"
+same "DELETE requests in the dry run" 0 "$(deletes)"
+report=$(artifact cleanup-dry-run dry-run-report.json)
+[ -f "$report" ] || fail "no dry-run report artifact ($report)"
+python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["dry_run"] is True else 1)' "$report" ||
+    fail "dry-run report does not say dry_run: true"
+same "dry run: would delete" "$expected" "$(report_deleted "$report")"
+grep -qx "CLEANUP_DELETED=$expected_count" <<<"$(dotenv_of cleanup-dry-run)" ||
+    fail "dry-run dotenv: $(dotenv_of cleanup-dry-run)"
+
+log "cleanup"
+run_job registry-cleanup
+after_cleanup=$(minus "$initial" "$expected")
+same "emulator after the cleanup" "$after_cleanup" "$(state)"
+report=$(artifact registry-cleanup registry-cleanup-report.json)
+[ -f "$report" ] || fail "no report artifact ($report)"
+same "cleanup: deleted" "$expected" "$(report_deleted "$report")"
+dotenv=$(dotenv_of registry-cleanup)
+for want in "CLEANUP_DELETED=$expected_count" CLEANUP_FAILED=0 CLEANUP_PROTECTED=2 CLEANUP_KEPT=7; do
+    grep -qx "$want" <<<"$dotenv" || fail "dotenv lacks $want: $dotenv"
+done
+run_job cleanup-summary
+grep -q "summary deleted=$expected_count kept=7 protected=2 failed=0" "$work/glci.log" ||
+    fail "cleanup-summary did not receive the counts: $(cat "$work/glci.log")"
+
+log "delete, dry run"
+deletes_before=$(deletes)
+run_job stop-review-dry-run
+same "emulator after the delete dry run" "$after_cleanup" "$(state)"
+same "DELETE requests in the delete dry run" "$deletes_before" "$(deletes)"
+
+log "delete (on_stop job, branch review-feature)"
+run_job stop-review
+grep -q 'registry-cleanup delete --repository . --repository api review-feature' "$work/glci.log" ||
+    fail "stop-review ran an unexpected command: $(grep 'registry-cleanup delete' "$work/glci.log")"
+same "emulator after the delete" \
+    "$(minus "$after_cleanup" '[["group/project", "review-feature"], ["group/project/api", "review-feature"]]')" \
+    "$(state)"
+log "delete again: already absent is success"
+run_job stop-review
+
+# --- 5. misspelt inputs -------------------------------------------------------------
+# expect_rejected NAME MESSAGE INCLUDE_INPUTS_YAML: gitlab-ci-local must refuse it.
+expect_rejected() {
+    printf 'include:\n  - local: templates/cleanup.yml\n    inputs:\n      %s\n' "$3" >"$repo/.gitlab-ci.yml"
+    if glci --list; then
+        fail "gitlab-ci-local accepted $1 ($3)"
+    fi
+    grep -q "$2" "$work/glci.log" || fail "gitlab-ci-local rejected $1 without saying '$2': $(cat "$work/glci.log")"
+    log "rejected $1: $(grep -m1 "$2" "$work/glci.log")"
+}
+expect_rejected "a misspelt option" "not in the list of allowed options" "engine: clinet"
+expect_rejected "a string for a boolean" "not a boolean" 'dry_run: "yes"'
+expect_rejected "a string for a number" "not a number" 'max_deletions: "ten"'
+
+# A misspelt input *name*: GitLab refuses it at pipeline creation ("unknown input
+# arguments"); gitlab-ci-local 4.70.0 silently ignores it, so ci_inputs.py checks it.
+printf 'include:\n  - local: templates/cleanup.yml\n    inputs:\n      dryrun: true\n' >"$repo/.gitlab-ci.yml"
+if python3 tests/components/ci_inputs.py check-includes templates "$repo/.gitlab-ci.yml" 2>"$work/typo.err"; then
+    fail "ci_inputs.py accepted the misspelt input name dryrun"
+fi
+grep -q 'unknown input `dryrun` (did you mean `dry_run`?)' "$work/typo.err" || fail "unexpected message: $(cat "$work/typo.err")"
+log "rejected a misspelt input name: $(head -n1 "$work/typo.err")"
+if glci --list; then
+    log "note: gitlab-ci-local $(gitlab-ci-local --version) accepts the unknown input name dryrun (GitLab does not)"
+fi
+
+log "OK"
