@@ -9,10 +9,40 @@
 //!   `is_protected(tag_name)`, `needs_dates(repository_path)`.
 //! - `Rule { name, repositories, delete, keep, keep_n, older_than }`, `Rule::summary()`.
 //! - `PolicyDuration { seconds, source }`, `parse_duration(&str)`.
+//!
+//! # Architecture
+//!
+//! The file is deserialised by `serde_yaml` straight into private `*File` structs.
+//! Every check that can fail — a pattern, a duration, `keep_n`, an empty `rules`
+//! list, `version`, a duplicate rule name — runs inside a `Deserialize` impl, so
+//! `serde_yaml` attaches the key path, line and column of the offending value to
+//! the error. [`format_yaml_error`] turns that into `file:line:column: path: what`.
+//! Explicit nulls (`older_than:` with nothing after it) are rejected rather than
+//! read as "not set": a half-written rule must not silently delete more.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::path::Path;
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
+use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
+
+/// Where the policy is looked for when neither `--policy` nor `CLEANUP_POLICY` is set.
+pub const DEFAULT_POLICY_PATH: &str = ".gitlab/registry-cleanup.yml";
+
+/// Compiled-program and lazy-DFA budget of one pattern. Generous for any real
+/// tag pattern; `(a{1000}){1000}` and friends are refused instead of eating memory.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// Maximum nesting depth of groups and repetitions in one pattern.
+const PATTERN_NEST_LIMIT: u32 = 64;
+
+/// Longest accepted duration, in seconds: what `chrono::TimeDelta` can hold.
+const MAX_DURATION_SECONDS: u64 = i64::MAX as u64 / 1000;
+
+const DURATION_HELP: &str =
+    "use <number><unit> with unit s, m, h, d, w, month, y — e.g. 90d, 1month, 2w3d";
+const PATTERN_HELP: &str =
+    r#"patterns are RE2 syntax and must match the whole name, e.g. "mr-\d+-.*""#;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -20,6 +50,15 @@ pub struct PolicyError {
     pub message: String,
 }
 
+impl PolicyError {
+    fn new(message: impl Into<String>) -> Self {
+        PolicyError {
+            message: message.into(),
+        }
+    }
+}
+
+/// A name pattern: RE2 syntax, matching the whole string (`\A(?:pattern)\z`).
 #[derive(Debug, Clone)]
 pub struct Pattern {
     source: String,
@@ -27,25 +66,218 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    pub fn new(_source: &str) -> Result<Pattern, String> {
-        todo!()
+    /// Compiles `source`; the error says what is wrong, without the pattern itself.
+    pub fn new(source: &str) -> Result<Pattern, String> {
+        if source.is_empty() {
+            return Err(r#"an empty pattern matches no name; use ".*" to match every name"#.into());
+        }
+        // Compiled on its own first: once wrapped, a stray ")" in `a)|(b` would
+        // close our group and silently turn the pattern into an unanchored one.
+        build_regex(source, 0)?;
+        let regex = build_regex(&format!(r"\A(?:{source})\z"), 1).map_err(|err| {
+            format!("it cannot be anchored to the whole name ({err}); a trailing (?x) comment is the usual cause")
+        })?;
+        Ok(Pattern {
+            source: source.to_string(),
+            regex,
+        })
     }
+
     pub fn source(&self) -> &str {
         &self.source
     }
+
     pub fn is_match(&self, text: &str) -> bool {
         self.regex.is_match(text)
     }
 }
 
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Pattern {}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// `extra_nesting`: groups we add around the user's pattern, which must not
+/// count against the user's nesting budget.
+fn build_regex(source: &str, extra_nesting: u32) -> Result<Regex, String> {
+    RegexBuilder::new(source)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+        .nest_limit(PATTERN_NEST_LIMIT + extra_nesting)
+        .build()
+        .map_err(describe_regex_error)
+}
+
+fn describe_regex_error(err: regex::Error) -> String {
+    match err {
+        regex::Error::CompiledTooBig(limit) => format!(
+            "it is too large (over the {} MiB compiled-size limit); large counted repetitions such as {{1000}} are the usual cause",
+            limit >> 20
+        ),
+        // The syntax error is a multi-line drawing of the pattern with a caret,
+        // ending in "error: <what>"; the pattern is quoted by the caller already.
+        regex::Error::Syntax(text) => {
+            let what = text
+                .lines()
+                .rev()
+                .find_map(|line| line.strip_prefix("error: "))
+                .unwrap_or(text.as_str());
+            if what.contains("maximum number of nested") {
+                format!("it nests groups or repetitions too deeply (at most {PATTERN_NEST_LIMIT} levels)")
+            } else {
+                what.to_string()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PatternVisitor;
+        impl Visitor<'_> for PatternVisitor {
+            type Value = Pattern;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a pattern (a string, RE2 syntax, matching the whole name)")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Pattern, E> {
+                Pattern::new(value).map_err(|why| {
+                    E::custom(format!(
+                        "\"{value}\" is not a valid pattern: {why}; {PATTERN_HELP}"
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_str(PatternVisitor)
+    }
+}
+
+/// An `older_than` value: the parsed length and the text it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyDuration {
     pub seconds: u64,
     pub source: String,
 }
 
-pub fn parse_duration(_text: &str) -> Result<PolicyDuration, String> {
-    todo!()
+impl PolicyDuration {
+    /// The length as a `chrono` duration (always in range: parsing caps it).
+    pub fn to_timedelta(&self) -> chrono::TimeDelta {
+        i64::try_from(self.seconds)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .unwrap_or(chrono::TimeDelta::MAX)
+    }
+
+    /// The same length in one unit GitLab's `older_than` parameter reads
+    /// unambiguously (`90d`, `36h`, `90m`, `45s`). GitLab's own parser counts a
+    /// year as 365.25 days, so `1y` is never passed through as written.
+    pub fn gitlab_older_than(&self) -> String {
+        const UNITS: [(u64, &str); 3] = [(86_400, "d"), (3_600, "h"), (60, "m")];
+        for (size, unit) in UNITS {
+            if self.seconds % size == 0 && self.seconds > 0 {
+                return format!("{}{unit}", self.seconds / size);
+            }
+        }
+        format!("{}s", self.seconds)
+    }
+}
+
+impl fmt::Display for PolicyDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Parses `90d`, `1month`, `2w3d`: one or more `<integer><unit>`, no spaces.
+///
+/// Units: `s`, `m` (minutes), `h`, `d`, `w`, `month`/`months` (30 days),
+/// `y`/`year`/`years` (365 days). Parts add up and may come in any order;
+/// `0d` is allowed (every dated tag is old enough).
+pub fn parse_duration(text: &str) -> Result<PolicyDuration, String> {
+    let fail = |why: String| {
+        Err(format!(
+            "{text:?} is not a duration ({why}); {DURATION_HELP}"
+        ))
+    };
+    if text.is_empty() {
+        return fail("it is empty".into());
+    }
+    if text.chars().any(char::is_whitespace) {
+        return fail("spaces are not allowed".into());
+    }
+    let mut seconds: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return match rest.chars().next() {
+                Some('-') => fail("negative durations are not allowed".into()),
+                Some(c) if c.is_ascii_alphabetic() => {
+                    fail(format!("a number must come before the unit at {rest:?}"))
+                }
+                Some(c) => fail(format!("unexpected character {c:?}")),
+                None => fail("it is empty".into()),
+            };
+        }
+        let (number, after) = rest.split_at(digits);
+        let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, after) = after.split_at(letters);
+        let unit_seconds: u64 = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            "month" | "months" => 30 * 86_400,
+            "y" | "year" | "years" => 365 * 86_400,
+            "" => {
+                return match after.chars().next() {
+                    None if digits == text.len() => fail("a bare number has no unit".into()),
+                    None => fail(format!("{number} at the end has no unit")),
+                    Some(c) => fail(format!("unexpected character {c:?} after {number}")),
+                }
+            }
+            other => return fail(format!("unknown unit {other:?}")),
+        };
+        let part = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_seconds));
+        match part.and_then(|part| seconds.checked_add(part)) {
+            Some(total) if total <= MAX_DURATION_SECONDS => seconds = total,
+            _ => return fail("it is too large".into()),
+        }
+        rest = after;
+    }
+    Ok(PolicyDuration {
+        seconds,
+        source: text.to_string(),
+    })
+}
+
+impl<'de> Deserialize<'de> for PolicyDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = PolicyDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a duration; {DURATION_HELP}")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<PolicyDuration, E> {
+                parse_duration(value).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(DurationVisitor)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -59,8 +291,25 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// One line for `check`, e.g. `review images: in repositories matching ".*",
+    /// delete tags matching "mr-\d+-.*", keep "mr-1-.*", keep the 5 newest, only older than 14d`.
     pub fn summary(&self) -> String {
-        todo!()
+        let mut line = format!(
+            "{}: in repositories matching \"{}\", delete tags matching \"{}\"",
+            self.name, self.repositories, self.delete
+        );
+        if let Some(keep) = &self.keep {
+            line.push_str(&format!(", keep \"{keep}\""));
+        }
+        match self.keep_n {
+            0 => {}
+            1 => line.push_str(", keep the newest"),
+            n => line.push_str(&format!(", keep the {n} newest")),
+        }
+        if let Some(older_than) = &self.older_than {
+            line.push_str(&format!(", only older than {older_than}"));
+        }
+        line
     }
 }
 
@@ -72,21 +321,605 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn load(_path: &Path) -> Result<Policy, PolicyError> {
-        todo!()
+    /// Reads and validates a policy file; the error names the file (and the
+    /// default location when the file does not exist).
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let origin = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(PolicyError::new(format!(
+                    "{origin}: policy file not found; the default is {DEFAULT_POLICY_PATH} \
+                     (relative to the working directory), another file can be given with \
+                     --policy FILE or CLEANUP_POLICY"
+                )))
+            }
+            Err(err) => {
+                return Err(PolicyError::new(format!(
+                    "{origin}: cannot read the policy file: {err}"
+                )))
+            }
+        };
+        Self::parse(&text, &origin)
     }
-    pub fn parse(_text: &str, _origin: &str) -> Result<Policy, PolicyError> {
-        todo!()
+
+    /// Parses a policy; `origin` (usually the file name) starts every error message.
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        // An empty file (or only comments) is one null document; say so plainly
+        // instead of "invalid type: unit value".
+        if let Ok(serde_yaml::Value::Null) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+            return Err(PolicyError::new(format!(
+                "{origin}: the policy is empty; it needs a `rules:` list with at least one rule, \
+                 e.g. `rules: [{{delete: \"mr-\\\\d+-.*\", older_than: 14d}}]`"
+            )));
+        }
+        let file: PolicyFile =
+            serde_yaml::from_str(text).map_err(|err| format_yaml_error(origin, &err))?;
+        Ok(Policy {
+            protect_latest: file.protect_latest,
+            protect: file.protect.0,
+            rules: file.rules.0,
+        })
     }
-    pub fn applicable_rules<'a>(&'a self, repository: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+
+    pub fn applicable_rules<'a>(
+        &'a self,
+        repository: &'a str,
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
         self.rules
             .iter()
             .filter(move |rule| rule.repositories.is_match(repository))
     }
-    pub fn is_protected(&self, _tag: &str) -> bool {
-        todo!()
+
+    /// Whether the policy itself protects this tag name (`latest`, `protect`).
+    /// Tags marked `protected` in the inventory are protected as well; the
+    /// planner checks that flag.
+    pub fn is_protected(&self, tag: &str) -> bool {
+        (self.protect_latest && tag == "latest") || self.protect.iter().any(|p| p.is_match(tag))
     }
-    pub fn needs_dates(&self, _repository: &str) -> bool {
-        todo!()
+
+    /// Whether planning this repository looks at `created_at` (so the dates must
+    /// be fetched): some applicable rule has `keep_n > 0` or `older_than`.
+    pub fn needs_dates(&self, repository: &str) -> bool {
+        self.applicable_rules(repository)
+            .any(|rule| rule.keep_n > 0 || rule.older_than.is_some())
+    }
+
+    /// The one rule `--engine server` sends for this repository: `None` when no
+    /// rule applies, an error when several do (GitLab's bulk API takes one
+    /// rule, so the first-claim semantics of several rules cannot be kept).
+    pub fn single_applicable_rule(&self, repository: &str) -> Result<Option<&Rule>, PolicyError> {
+        let mut rules = self
+            .rules
+            .iter()
+            .filter(|rule| rule.repositories.is_match(repository));
+        let first = rules.next();
+        if let (Some(first), Some(second)) = (first, rules.next()) {
+            return Err(PolicyError::new(format!(
+                "repository {repository}: rules \"{}\" and \"{}\" both apply; --engine server sends \
+                 one rule per repository to GitLab, so narrow the rules' `repositories` patterns \
+                 or use --engine client",
+                first.name, second.name
+            )));
+        }
+        Ok(first)
+    }
+
+    /// `name_regex_keep` for `--engine server`: the rule's `keep` OR'ed with
+    /// every `protect` pattern, each alternative in its own group so GitLab's
+    /// `\A(?:…)\z` anchoring applies to each. `None` when there is nothing to keep.
+    /// (`latest` needs no entry: GitLab never deletes it.)
+    pub fn server_keep_regex(&self, rule: &Rule) -> Option<String> {
+        let alternatives: Vec<String> = rule
+            .keep
+            .iter()
+            .chain(&self.protect)
+            .map(|pattern| format!("(?:{})", pattern.source()))
+            .collect();
+        (!alternatives.is_empty()).then(|| alternatives.join("|"))
+    }
+}
+
+/// Turns a `serde_yaml` error into `origin:line:column: key.path: what is wrong`.
+fn format_yaml_error(origin: &str, err: &serde_yaml::Error) -> PolicyError {
+    let mut message = err.to_string();
+    let prefix = match err.location() {
+        Some(location) => {
+            let suffixes = [
+                format!(" at line {} column {}", location.line(), location.column()),
+                format!(" at position {}", location.index()),
+            ];
+            // The location moves to the front; YAML syntax errors carry it
+            // mid-sentence ("… at line 3 column 4, while parsing …").
+            for suffix in &suffixes {
+                if let Some(at) = message.find(suffix.as_str()) {
+                    message.replace_range(at..at + suffix.len(), "");
+                    break;
+                }
+            }
+            format!("{origin}:{}:{}: ", location.line(), location.column())
+        }
+        None => format!("{origin}: "),
+    };
+    message = message
+        .replace("invalid type: unit value", "no value given")
+        .replace("expected a boolean", "expected true or false");
+    if message.contains("missing field `delete`") {
+        message.push_str(r#"; every rule needs a `delete` pattern naming the tags it may delete, e.g. delete: "mr-\d+-.*""#);
+    } else if message.contains("missing field `rules`") {
+        message.push_str("; a policy needs a `rules:` list with at least one rule");
+    }
+    PolicyError::new(format!("{prefix}{message}"))
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(serde::Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a policy: a mapping with the keys version, protect_latest, protect and rules"
+)]
+struct PolicyFile {
+    #[serde(default)]
+    #[allow(dead_code)] // validated while parsing; there is only one version
+    version: Option<Version>,
+    #[serde(default = "default_true")]
+    protect_latest: bool,
+    #[serde(default)]
+    protect: PatternList,
+    rules: Rules,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a rule: a mapping with the keys name, repositories, delete, keep, keep_n and older_than"
+)]
+struct RuleFile {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<RuleName>,
+    #[serde(default, deserialize_with = "present")]
+    repositories: Option<Pattern>,
+    delete: Pattern,
+    #[serde(default, deserialize_with = "present")]
+    keep: Option<Pattern>,
+    #[serde(default)]
+    keep_n: KeepN,
+    #[serde(default, deserialize_with = "present")]
+    older_than: Option<PolicyDuration>,
+}
+
+/// For optional keys: absent is `None`, but an explicit null is an error (it
+/// reaches `T`'s visitor) rather than a silent "not set".
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+struct Version;
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VersionVisitor;
+        impl Visitor<'_> for VersionVisitor {
+            type Value = Version;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("version 1 (the number 1), or no `version` key")
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Version, E> {
+                if value == 1 {
+                    Ok(Version)
+                } else {
+                    Err(E::custom(format!(
+                        "policy version {value} is not supported; this tool reads version 1 \
+                         (write `version: 1` or leave the key out)"
+                    )))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Version, E> {
+                match u64::try_from(value) {
+                    Ok(value) => self.visit_u64(value),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(value), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(VersionVisitor)
+    }
+}
+
+#[derive(Default)]
+struct PatternList(Vec<Pattern>);
+
+impl<'de> Deserialize<'de> for PatternList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = PatternList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a list of patterns, e.g. ["v\\d+\\.\\d+\\.\\d+"]"#)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PatternList, A::Error> {
+                let mut patterns = Vec::new();
+                while let Some(pattern) = seq.next_element()? {
+                    patterns.push(pattern);
+                }
+                Ok(PatternList(patterns))
+            }
+        }
+        deserializer.deserialize_seq(ListVisitor)
+    }
+}
+
+/// The `rules` list: non-empty, names defaulted to "rule N" and unique.
+struct Rules(Vec<Rule>);
+
+impl<'de> Deserialize<'de> for Rules {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RulesVisitor;
+        impl<'de> Visitor<'de> for RulesVisitor {
+            type Value = Rules;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of rules, each a mapping with at least `delete`")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rules, A::Error> {
+                let mut rules: Vec<Rule> = Vec::new();
+                let mut names = HashSet::new();
+                while let Some(rule) = seq.next_element::<RuleFile>()? {
+                    let index = rules.len();
+                    let name = match rule.name {
+                        Some(RuleName(name)) => name,
+                        None => format!("rule {}", index + 1),
+                    };
+                    if !names.insert(name.clone()) {
+                        return Err(de::Error::custom(format!(
+                            "two rules are named {name:?} (the second is rules[{index}]); \
+                             rule names must be unique, reports name the rule that deleted each tag"
+                        )));
+                    }
+                    rules.push(Rule {
+                        name,
+                        repositories: match rule.repositories {
+                            Some(pattern) => pattern,
+                            None => Pattern::new(".*").map_err(de::Error::custom)?,
+                        },
+                        delete: rule.delete,
+                        keep: rule.keep,
+                        keep_n: rule.keep_n.0,
+                        older_than: rule.older_than,
+                    });
+                }
+                if rules.is_empty() {
+                    return Err(de::Error::custom(
+                        r#"the list is empty; a policy needs at least one rule, e.g. `- delete: "mr-\d+-.*"`"#,
+                    ));
+                }
+                Ok(Rules(rules))
+            }
+        }
+        deserializer.deserialize_seq(RulesVisitor)
+    }
+}
+
+struct RuleName(String);
+
+impl<'de> Deserialize<'de> for RuleName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = RuleName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rule name (a non-empty string)")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<RuleName, E> {
+                if value.trim().is_empty() {
+                    Err(E::custom(
+                        "a rule name cannot be empty; leave `name` out to get \"rule N\"",
+                    ))
+                } else {
+                    Ok(RuleName(value.to_string()))
+                }
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+#[derive(Default)]
+struct KeepN(usize);
+
+impl<'de> Deserialize<'de> for KeepN {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeepNVisitor;
+        const ALLOWED: &str = "keep_n is a whole number of tags, 0 or more (e.g. keep_n: 5)";
+        impl Visitor<'_> for KeepNVisitor {
+            type Value = KeepN;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number, 0 or more")
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<KeepN, E> {
+                usize::try_from(value)
+                    .map(KeepN)
+                    .map_err(|_| E::custom(format!("{value} is too large; {ALLOWED}")))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<KeepN, E> {
+                match u64::try_from(value) {
+                    Ok(value) => self.visit_u64(value),
+                    Err(_) => Err(E::custom(format!("{value} is negative; {ALLOWED}"))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<KeepN, E> {
+                Err(E::custom(format!(
+                    "{value} is not a whole number; {ALLOWED}"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<KeepN, E> {
+                Err(E::custom(format!("{value:?} is not a number; {ALLOWED}")))
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<KeepN, E> {
+                Err(E::custom(format!("{value} is not a number; {ALLOWED}")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<KeepN, E> {
+                Err(E::custom(format!(
+                    "no value given; {ALLOWED}, or leave the key out for 0"
+                )))
+            }
+        }
+        deserializer.deserialize_any(KeepNVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, String> {
+        Policy::parse(text, "policy.yml").map_err(|err| err.message)
+    }
+
+    #[test]
+    fn durations() {
+        let day = 86_400;
+        let good: &[(&str, u64)] = &[
+            ("90d", 90 * day),
+            ("1month", 30 * day),
+            ("2months", 60 * day),
+            ("2w3d", 17 * day),
+            ("3d2w", 17 * day),
+            ("1y", 365 * day),
+            ("1year", 365 * day),
+            ("2years", 730 * day),
+            ("36h", 36 * 3600),
+            ("90m", 90 * 60),
+            ("45s", 45),
+            ("0d", 0),
+            ("007d", 7 * day),
+            ("1h30m", 5400),
+        ];
+        for (text, seconds) in good {
+            let duration = parse_duration(text).map_err(|e| format!("{text}: {e}"));
+            assert_eq!(duration.map(|d| d.seconds), Ok(*seconds), "{text}");
+        }
+        let bad: &[(&str, &str)] = &[
+            ("", "it is empty"),
+            ("90", "a bare number has no unit"),
+            ("0", "a bare number has no unit"),
+            ("d", "a number must come before the unit"),
+            ("14x", "unknown unit \"x\""),
+            ("1mo", "unknown unit \"mo\""),
+            ("1D", "unknown unit \"D\""),
+            ("1dd", "unknown unit \"dd\""),
+            ("-1d", "negative"),
+            ("1d-1h", "negative"),
+            ("90 d", "spaces are not allowed"),
+            (" 90d", "spaces are not allowed"),
+            ("1.5d", "unexpected character '.' after 1"),
+            ("2w3", "3 at the end has no unit"),
+            ("99999999999999999999d", "too large"),
+            ("300000000y", "too large"),
+            ("1d+1h", "unexpected character '+'"),
+        ];
+        for (text, why) in bad {
+            let err = parse_duration(text).expect_err(text);
+            assert!(err.contains(why), "{text:?}: {err}");
+            assert!(err.contains("e.g. 90d, 1month, 2w3d"), "{err}");
+            assert!(
+                err.starts_with(&format!("{text:?} is not a duration")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn duration_in_gitlab_units() {
+        let cases = [
+            ("90d", "90d"),
+            ("1month", "30d"),
+            ("1y", "365d"),
+            ("2w3d", "17d"),
+            ("36h", "36h"),
+            ("90m", "90m"),
+            ("61s", "61s"),
+            ("0d", "0s"),
+        ];
+        for (text, gitlab) in cases {
+            let duration = parse_duration(text).expect(text);
+            assert_eq!(duration.gitlab_older_than(), gitlab, "{text}");
+        }
+    }
+
+    #[test]
+    fn patterns_match_the_whole_name() {
+        let cases: &[(&str, &str, bool)] = &[
+            (r"mr-\d+-.*", "mr-12-fix", true),
+            (r"mr-\d+-.*", "x-mr-12-fix", false),
+            ("v1", "v10", false),
+            ("v1", "v1", true),
+            ("a|b", "ab", false),
+            ("a|b", "b", true),
+            ("(?m)^a$", "a\nb", false),
+            ("(?i)Latest", "latest", true),
+            (".*", "anything", true),
+            (&format!("{}a{}", "(".repeat(63), ")".repeat(63)), "a", true),
+        ];
+        for (source, text, expected) in cases {
+            let pattern = Pattern::new(source).expect(source);
+            assert_eq!(pattern.is_match(text), *expected, "{source} on {text:?}");
+            assert_eq!(pattern.source(), *source);
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            ("", "empty pattern"),
+            ("mr-(\\d+", "unclosed group"),
+            ("a)|(b", "unopened group"),
+            (r"(?<=a)b", "look-around"),
+            ("a{1000}{1000}", "too large"),
+            (
+                &format!("{}a{}", "(".repeat(65), ")".repeat(65)),
+                "too deeply",
+            ),
+            ("(?x)a # comment", "anchored"),
+        ];
+        for (source, why) in cases {
+            let err = Pattern::new(source).expect_err(source);
+            assert!(err.contains(why), "{source:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let policy = parse("rules:\n  - delete: mr-.*\n").expect("parses");
+        assert!(policy.protect_latest);
+        assert!(policy.protect.is_empty());
+        let rule = &policy.rules[0];
+        assert_eq!(rule.name, "rule 1");
+        assert_eq!(rule.repositories.source(), ".*");
+        assert_eq!(rule.keep, None);
+        assert_eq!(rule.keep_n, 0);
+        assert_eq!(rule.older_than, None);
+    }
+
+    #[test]
+    fn default_names_count_from_one_in_file_order() {
+        let policy =
+            parse("rules:\n  - delete: a\n  - name: named\n    delete: b\n  - delete: c\n")
+                .expect("parses");
+        let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["rule 1", "named", "rule 3"]);
+    }
+
+    #[test]
+    fn a_full_policy() {
+        let text = r#"
+version: 1
+protect_latest: false
+protect:
+  - "v\\d+\\.\\d+\\.\\d+"
+  - stable
+rules:
+  - name: review images
+    repositories: "group/project(/.*)?"
+    delete: mr-\d+-.*
+    keep: "mr-1-.*"
+    keep_n: 5
+    older_than: 14d
+"#;
+        let policy = parse(text).expect("parses");
+        assert!(!policy.protect_latest);
+        assert!(policy.is_protected("v1.2.3"));
+        assert!(policy.is_protected("stable"));
+        assert!(!policy.is_protected("v1.2.3-rc1"));
+        assert!(!policy.is_protected("latest"));
+        let rule = &policy.rules[0];
+        assert_eq!(
+            rule.summary(),
+            r#"review images: in repositories matching "group/project(/.*)?", delete tags matching "mr-\d+-.*", keep "mr-1-.*", keep the 5 newest, only older than 14d"#
+        );
+        assert_eq!(
+            rule.older_than.as_ref().map(|d| d.seconds),
+            Some(14 * 86_400)
+        );
+    }
+
+    #[test]
+    fn latest_is_protected_by_default() {
+        let policy = parse("rules: [{delete: '.*'}]").expect("parses");
+        assert!(policy.is_protected("latest"));
+        assert!(!policy.is_protected("Latest"));
+        assert!(!policy.is_protected("latest-1"));
+    }
+
+    #[test]
+    fn summaries() {
+        let policy = parse(
+            "rules:\n  - delete: a\n  - delete: b\n    keep_n: 1\n  - delete: c\n    older_than: 1month\n",
+        )
+        .expect("parses");
+        let summaries: Vec<String> = policy.rules.iter().map(Rule::summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                r#"rule 1: in repositories matching ".*", delete tags matching "a""#,
+                r#"rule 2: in repositories matching ".*", delete tags matching "b", keep the newest"#,
+                r#"rule 3: in repositories matching ".*", delete tags matching "c", only older than 1month"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn needs_dates_looks_at_applicable_rules_only() {
+        let policy = parse(
+            "rules:\n  - repositories: g/p/api\n    delete: a\n    keep_n: 3\n  - repositories: g/p/web\n    delete: b\n    older_than: 1d\n  - repositories: g/p/tools\n    delete: c\n",
+        )
+        .expect("parses");
+        assert!(policy.needs_dates("g/p/api"));
+        assert!(policy.needs_dates("g/p/web"));
+        assert!(!policy.needs_dates("g/p/tools"));
+        assert!(!policy.needs_dates("g/p"));
+        // Whole-path match: "g/p/api" does not apply to "g/p/api/v2".
+        assert!(!policy.needs_dates("g/p/api/v2"));
+    }
+
+    #[test]
+    fn server_engine_helpers() {
+        let policy = parse(
+            "protect: ['v\\d+', stable]\nrules:\n  - name: a\n    repositories: g/p/api\n    delete: mr-.*\n    keep: mr-1\n  - name: b\n    repositories: g/p/.*\n    delete: x\n",
+        )
+        .expect("parses");
+        let rule = &policy.rules[0];
+        assert_eq!(
+            policy.server_keep_regex(rule).as_deref(),
+            Some(r"(?:mr-1)|(?:v\d+)|(?:stable)")
+        );
+        let err = policy
+            .single_applicable_rule("g/p/api")
+            .expect_err("two rules");
+        assert!(
+            err.message.contains(r#"rules "a" and "b" both apply"#),
+            "{err}"
+        );
+        let only = policy.single_applicable_rule("g/p/web").expect("one rule");
+        assert_eq!(only.map(|r| r.name.as_str()), Some("b"));
+        assert!(policy
+            .single_applicable_rule("g/p")
+            .expect("none")
+            .is_none());
+        let bare = parse("rules: [{delete: x}]").expect("parses");
+        assert_eq!(bare.server_keep_regex(&bare.rules[0]), None);
+    }
+
+    #[test]
+    fn errors_carry_file_line_and_column() {
+        let text = "rules:\n  - name: review\n    delete: mr-.*\n    older_than: 14x\n";
+        let err = parse(text).expect_err("bad duration");
+        assert_eq!(
+            err,
+            r#"policy.yml:4:17: rules[0].older_than: "14x" is not a duration (unknown unit "x"); use <number><unit> with unit s, m, h, d, w, month, y — e.g. 90d, 1month, 2w3d"#
+        );
     }
 }
