@@ -3,13 +3,24 @@
 //! CONTRACT (other modules rely on exactly this public API):
 //! `plan_repository(&Policy, repository_path, &[Tag], now) -> RepositoryPlan`,
 //! `RepositoryPlan { path, protected, delete, keep }`, `PlannedDeletion { tag, rule }`,
-//! `KeptTag { tag, reason }`, `KeepReason`, and `RepositoryPlan::to_report(dry_run)`.
+//! `KeptTag { tag, reason }`, `KeepReason`, and `RepositoryPlan::to_report()`.
+//!
+//! It follows the five steps of the specification literally (see
+//! `docs/policy.md`): protected tags first, then applicable rules in file
+//! order, first claim wins, the claiming rule's `keep`, then `keep_n` over the
+//! candidates newest first, then `older_than`.
+//!
+//! Output order: `protected`, `delete` and `keep` are each sorted by tag name
+//! ascending (byte order), whatever the order of the input, so plans and
+//! reports can be compared and diffed as text.
+
+use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
 use crate::inventory::Tag;
-use crate::policy::Policy;
-use crate::report::RepositoryReport;
+use crate::policy::{Policy, Rule};
+use crate::report::{DeletedTag, RepositoryReport};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoryPlan {
@@ -45,22 +56,878 @@ pub enum KeepReason {
     Undated { rule: String },
 }
 
+impl KeepReason {
+    /// The rule that decided to keep the tag, if one did.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            KeepReason::Unclaimed => None,
+            KeepReason::KeepPattern { rule }
+            | KeepReason::KeepN { rule }
+            | KeepReason::TooNew { rule }
+            | KeepReason::Undated { rule } => Some(rule),
+        }
+    }
+}
+
+impl std::fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepReason::Unclaimed => f.write_str("no rule deletes it"),
+            KeepReason::KeepPattern { rule } => write!(f, "matches the keep pattern of {rule:?}"),
+            KeepReason::KeepN { rule } => write!(f, "among the keep_n newest of {rule:?}"),
+            KeepReason::TooNew { rule } => write!(f, "not older than older_than of {rule:?}"),
+            KeepReason::Undated { rule } => {
+                write!(f, "no creation date, and {rule:?} deletes by age only")
+            }
+        }
+    }
+}
+
 impl RepositoryPlan {
     pub fn total(&self) -> usize {
         self.protected.len() + self.delete.len() + self.keep.len()
     }
 
-    /// The report entry for this plan before anything was attempted.
+    /// The report entry for this plan before anything was attempted: every
+    /// planned deletion is listed under `deleted` (what a dry run reports).
     pub fn to_report(&self) -> RepositoryReport {
-        todo!()
+        let mut report = RepositoryReport::new(&self.path);
+        report.tags = self.total();
+        report.deleted = self
+            .delete
+            .iter()
+            .map(|deletion| DeletedTag {
+                tag: deletion.tag.name.clone(),
+                digest: deletion.tag.digest.clone(),
+                created_at: deletion.tag.created_at,
+                rule: Some(deletion.rule.clone()),
+            })
+            .collect();
+        report.kept = self.keep.len();
+        report.protected = self.protected.len();
+        report
     }
 }
 
+/// Plans one repository. `repository` is its full path (`group/project/api`),
+/// which the rules' `repositories` patterns are matched against.
 pub fn plan_repository(
-    _policy: &Policy,
-    _repository: &str,
-    _tags: &[Tag],
-    _now: DateTime<Utc>,
+    policy: &Policy,
+    repository: &str,
+    tags: &[Tag],
+    now: DateTime<Utc>,
 ) -> RepositoryPlan {
-    todo!()
+    // Step 2: the applicable rules, in file order.
+    let rules: Vec<&Rule> = policy.applicable_rules(repository).collect();
+
+    let mut protected = Vec::new();
+    let mut keep = Vec::new();
+    let mut delete = Vec::new();
+    let mut claimed: Vec<Vec<&Tag>> = vec![Vec::new(); rules.len()];
+    for tag in tags {
+        // Step 1: protected tags are set aside before any rule sees them.
+        if tag.protected || policy.is_protected(&tag.name) {
+            protected.push(tag.clone());
+            continue;
+        }
+        // Step 3: the first applicable rule whose `delete` matches claims it.
+        match rules
+            .iter()
+            .position(|rule| rule.delete.is_match(&tag.name))
+        {
+            Some(index) => claimed[index].push(tag),
+            None => keep.push(KeptTag {
+                tag: tag.clone(),
+                reason: KeepReason::Unclaimed,
+            }),
+        }
+    }
+
+    for (rule, claimed) in rules.iter().zip(claimed) {
+        plan_rule(rule, claimed, now, &mut delete, &mut keep);
+    }
+
+    protected.sort_by(by_name);
+    delete.sort_by(|a, b| by_name(&a.tag, &b.tag));
+    keep.sort_by(|a, b| by_name(&a.tag, &b.tag));
+    RepositoryPlan {
+        path: repository.to_string(),
+        protected,
+        delete,
+        keep,
+    }
+}
+
+/// Steps 4 and 5 for one rule and the tags it claimed.
+fn plan_rule(
+    rule: &Rule,
+    claimed: Vec<&Tag>,
+    now: DateTime<Utc>,
+    delete: &mut Vec<PlannedDeletion>,
+    keep: &mut Vec<KeptTag>,
+) {
+    let name = || rule.name.clone();
+    let (kept_by_pattern, mut candidates): (Vec<&Tag>, Vec<&Tag>) =
+        claimed.into_iter().partition(|tag| {
+            rule.keep
+                .as_ref()
+                .is_some_and(|keep| keep.is_match(&tag.name))
+        });
+    keep.extend(kept_by_pattern.into_iter().map(|tag| KeptTag {
+        tag: tag.clone(),
+        reason: KeepReason::KeepPattern { rule: name() },
+    }));
+
+    candidates.sort_by(|a, b| newest_first(a, b));
+    // `None` when `now - older_than` is before the earliest representable
+    // time: then no tag is old enough.
+    let cutoff = rule
+        .older_than
+        .as_ref()
+        .map(|older_than| now.checked_sub_signed(older_than.to_timedelta()));
+    for (index, tag) in candidates.into_iter().enumerate() {
+        let reason = if index < rule.keep_n {
+            Some(KeepReason::KeepN { rule: name() })
+        } else {
+            match (cutoff, tag.created_at) {
+                (None, _) => None,
+                (Some(_), None) => Some(KeepReason::Undated { rule: name() }),
+                (Some(Some(cutoff)), Some(created_at)) if created_at < cutoff => None,
+                (Some(_), Some(_)) => Some(KeepReason::TooNew { rule: name() }),
+            }
+        };
+        match reason {
+            Some(reason) => keep.push(KeptTag {
+                tag: tag.clone(),
+                reason,
+            }),
+            None => delete.push(PlannedDeletion {
+                tag: tag.clone(),
+                rule: name(),
+            }),
+        }
+    }
+}
+
+/// Candidate order of step 4: undated first (they count as newest), then by
+/// `created_at` descending, then by name ascending in byte order. The digest
+/// only breaks ties between identical names, so that even a malformed input
+/// with duplicates plans the same whatever its order.
+pub fn newest_first(a: &Tag, b: &Tag) -> Ordering {
+    let date = match (a.created_at, b.created_at) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => b.cmp(&a),
+    };
+    date.then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
+        .then_with(|| a.digest.cmp(&b.digest))
+        .then_with(|| a.protected.cmp(&b.protected))
+}
+
+/// Output order: by name (byte order), then as [`newest_first`].
+fn by_name(a: &Tag, b: &Tag) -> Ordering {
+    a.name
+        .as_bytes()
+        .cmp(b.name.as_bytes())
+        .then_with(|| newest_first(a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    use super::*;
+    use crate::policy::{Pattern, PolicyDuration};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+            .single()
+            .expect("valid date")
+    }
+
+    /// `"mr-1@2026-10-01"` → dated tag; `"mr-1"` → undated; `"!mr-1"` → protected
+    /// in the inventory. A date may carry a time: `2026-10-01T12:00:00`.
+    fn tag(spec: &str) -> Tag {
+        let (protected, spec) = match spec.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, spec),
+        };
+        let (name, date) = match spec.split_once('@') {
+            Some((name, date)) => (name, Some(date)),
+            None => (spec, None),
+        };
+        let created_at = date.map(|date| {
+            let text = if date.contains('T') {
+                format!("{date}Z")
+            } else {
+                format!("{date}T00:00:00Z")
+            };
+            text.parse::<DateTime<Utc>>().expect("test date")
+        });
+        Tag {
+            name: name.to_string(),
+            digest: Some(format!("sha256:{name}")),
+            created_at,
+            protected,
+        }
+    }
+
+    fn policy(yaml: &str) -> Policy {
+        Policy::parse(yaml, "test.yml").unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// One table row: a policy, the repository's tags, and the expected outcome.
+    struct Case {
+        what: &'static str,
+        policy: &'static str,
+        repository: &'static str,
+        tags: &'static [&'static str],
+        protected: &'static [&'static str],
+        delete: &'static [(&'static str, &'static str)],
+        keep: &'static [(&'static str, &'static str)],
+    }
+
+    const DEFAULT_REPO: &str = "acme/shop";
+
+    fn reason_code(reason: &KeepReason) -> String {
+        match reason {
+            KeepReason::Unclaimed => "unclaimed".into(),
+            KeepReason::KeepPattern { rule } => format!("keep:{rule}"),
+            KeepReason::KeepN { rule } => format!("keep_n:{rule}"),
+            KeepReason::TooNew { rule } => format!("too_new:{rule}"),
+            KeepReason::Undated { rule } => format!("undated:{rule}"),
+        }
+    }
+
+    fn run(case: &Case) {
+        let policy = policy(case.policy);
+        let tags: Vec<Tag> = case.tags.iter().map(|spec| tag(spec)).collect();
+        let plan = plan_repository(&policy, case.repository, &tags, now());
+        let protected: Vec<&str> = plan.protected.iter().map(|t| t.name.as_str()).collect();
+        let delete: Vec<(&str, &str)> = plan
+            .delete
+            .iter()
+            .map(|d| (d.tag.name.as_str(), d.rule.as_str()))
+            .collect();
+        let keep: Vec<(String, String)> = plan
+            .keep
+            .iter()
+            .map(|k| (k.tag.name.clone(), reason_code(&k.reason)))
+            .collect();
+        let expected_keep: Vec<(String, String)> = case
+            .keep
+            .iter()
+            .map(|(name, reason)| (name.to_string(), reason.to_string()))
+            .collect();
+        assert_eq!(protected, case.protected, "{}: protected", case.what);
+        assert_eq!(delete, case.delete, "{}: delete", case.what);
+        assert_eq!(keep, expected_keep, "{}: keep", case.what);
+        assert_eq!(plan.total(), tags.len(), "{}: total", case.what);
+    }
+
+    const ALL: &str = "rules: [{name: all, delete: '.*'}]";
+
+    #[test]
+    fn step_1_protected_tags() {
+        let cases = [
+            Case {
+                what: "latest is protected by default",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["latest@2020-01-01", "main@2020-01-01"],
+                protected: &["latest"],
+                delete: &[("main", "all")],
+                keep: &[],
+            },
+            Case {
+                what: "protect_latest: false lets a rule delete latest",
+                policy: "protect_latest: false\nrules: [{name: all, delete: '.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["latest@2020-01-01", "main@2020-01-01"],
+                protected: &[],
+                delete: &[("latest", "all"), ("main", "all")],
+                keep: &[],
+            },
+            Case {
+                what: "only the exact name latest",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["latest-arm64", "Latest", "latest"],
+                protected: &["latest"],
+                delete: &[("Latest", "all"), ("latest-arm64", "all")],
+                keep: &[],
+            },
+            Case {
+                what: "protect patterns match whole names",
+                policy:
+                    "protect: ['v\\d+\\.\\d+\\.\\d+', stable]\nrules: [{name: all, delete: '.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["v1.2.3", "v1.2.3-rc.1", "stable", "unstable", "xv1.2.3"],
+                protected: &["stable", "v1.2.3"],
+                delete: &[
+                    ("unstable", "all"),
+                    ("v1.2.3-rc.1", "all"),
+                    ("xv1.2.3", "all"),
+                ],
+                keep: &[],
+            },
+            Case {
+                what: "protected in the inventory",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["!release", "main"],
+                protected: &["release"],
+                delete: &[("main", "all")],
+                keep: &[],
+            },
+            Case {
+                what: "protected even when no rule applies",
+                policy: "rules: [{repositories: other/repo, delete: '.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["latest", "main"],
+                protected: &["latest"],
+                delete: &[],
+                keep: &[("main", "unclaimed")],
+            },
+        ];
+        cases.iter().for_each(run);
+    }
+
+    #[test]
+    fn step_2_applicable_rules() {
+        let policy = "rules:\n  - {name: api, repositories: 'acme/shop/api', delete: 'mr-.*'}\n  - {name: sub, repositories: 'acme/shop/.+', delete: '.*'}\n";
+        let cases = [
+            Case {
+                what: "repository pattern matches the full path exactly",
+                policy,
+                repository: "acme/shop/api",
+                tags: &["mr-1", "main"],
+                protected: &[],
+                delete: &[("main", "sub"), ("mr-1", "api")],
+                keep: &[],
+            },
+            Case {
+                what: "a longer path does not match",
+                policy,
+                repository: "acme/shop/api/v2",
+                tags: &["mr-1", "main"],
+                protected: &[],
+                delete: &[("main", "sub"), ("mr-1", "sub")],
+                keep: &[],
+            },
+            Case {
+                what: "no rule applies to the root image",
+                policy,
+                repository: "acme/shop",
+                tags: &["mr-1", "main"],
+                protected: &[],
+                delete: &[],
+                keep: &[("main", "unclaimed"), ("mr-1", "unclaimed")],
+            },
+        ];
+        cases.iter().for_each(run);
+    }
+
+    #[test]
+    fn step_3_first_claim_wins() {
+        let cases = [
+            Case {
+                what: "the earlier rule claims, even when it then keeps the tag",
+                policy: "rules:\n  - {name: first, delete: 'mr-.*', keep: 'mr-1'}\n  - {name: second, delete: '.*'}\n",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1", "mr-2", "main"],
+                protected: &[],
+                delete: &[("main", "second"), ("mr-2", "first")],
+                keep: &[("mr-1", "keep:first")],
+            },
+            Case {
+                what: "a claimed tag kept by keep_n is not deleted by a later rule",
+                policy: "rules:\n  - {name: first, delete: 'mr-.*', keep_n: 1}\n  - {name: second, delete: '.*'}\n",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1@2026-01-01", "mr-2@2026-01-02"],
+                protected: &[],
+                delete: &[("mr-1", "first")],
+                keep: &[("mr-2", "keep_n:first")],
+            },
+            Case {
+                what: "an inapplicable earlier rule does not claim",
+                policy: "rules:\n  - {name: first, repositories: other, delete: '.*'}\n  - {name: second, delete: 'mr-.*'}\n",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1", "main"],
+                protected: &[],
+                delete: &[("mr-1", "second")],
+                keep: &[("main", "unclaimed")],
+            },
+            Case {
+                what: "unclaimed tags are kept",
+                policy: "rules: [{name: r, delete: 'mr-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["feature-x", "mr-3"],
+                protected: &[],
+                delete: &[("mr-3", "r")],
+                keep: &[("feature-x", "unclaimed")],
+            },
+        ];
+        cases.iter().for_each(run);
+    }
+
+    #[test]
+    fn step_4_keep_pattern_and_order() {
+        let cases = [
+            Case {
+                what: "keep pattern keeps, and does not count towards keep_n",
+                policy: "rules: [{name: r, delete: 'mr-.*', keep: 'mr-1-.*', keep_n: 1}]",
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "mr-1-a@2026-01-05",
+                    "mr-2-a@2026-01-04",
+                    "mr-3-a@2026-01-03",
+                ],
+                protected: &[],
+                delete: &[("mr-3-a", "r")],
+                keep: &[("mr-1-a", "keep:r"), ("mr-2-a", "keep_n:r")],
+            },
+            Case {
+                what: "equal dates: name ascending in byte order (uppercase sorts first)",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 2}]",
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "b@2026-01-01",
+                    "a@2026-01-01",
+                    "B@2026-01-01",
+                    "c@2026-01-01",
+                ],
+                protected: &[],
+                delete: &[("b", "r"), ("c", "r")],
+                keep: &[("B", "keep_n:r"), ("a", "keep_n:r")],
+            },
+            Case {
+                what: "undated tags count as newer than any dated tag",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 2}]",
+                repository: DEFAULT_REPO,
+                tags: &["new@2026-10-31", "z-index", "old@2025-01-01"],
+                protected: &[],
+                delete: &[("old", "r")],
+                keep: &[("new", "keep_n:r"), ("z-index", "keep_n:r")],
+            },
+            Case {
+                what: "several undated tags order by name",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 1}]",
+                repository: DEFAULT_REPO,
+                tags: &["y-index", "x-index", "dated@2026-10-31"],
+                protected: &[],
+                delete: &[("dated", "r"), ("y-index", "r")],
+                keep: &[("x-index", "keep_n:r")],
+            },
+            Case {
+                what: "later time on the same day is newer",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 1}]",
+                repository: DEFAULT_REPO,
+                tags: &["a@2026-01-01T00:00:00", "b@2026-01-01T00:00:01"],
+                protected: &[],
+                delete: &[("a", "r")],
+                keep: &[("b", "keep_n:r")],
+            },
+        ];
+        cases.iter().for_each(run);
+    }
+
+    #[test]
+    fn step_5_keep_n_and_older_than() {
+        let cases = [
+            Case {
+                what: "keep_n larger than the candidates keeps them all",
+                policy: "rules: [{name: r, delete: 'mr-.*', keep_n: 10}]",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1@2026-01-01", "mr-2"],
+                protected: &[],
+                delete: &[],
+                keep: &[("mr-1", "keep_n:r"), ("mr-2", "keep_n:r")],
+            },
+            Case {
+                what: "keep_n 0 and no older_than deletes every candidate, dated or not",
+                policy: "rules: [{name: r, delete: 'mr-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1@2026-10-31", "mr-2"],
+                protected: &[],
+                delete: &[("mr-1", "r"), ("mr-2", "r")],
+                keep: &[],
+            },
+            Case {
+                what:
+                    "older_than: strictly earlier than now - older_than is deleted, equal is kept",
+                policy: "rules: [{name: r, delete: '.*', older_than: 1d}]",
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "before@2026-10-30T23:59:59",
+                    "exact@2026-10-31T00:00:00",
+                    "after@2026-10-31T00:00:01",
+                    "future@2027-01-01",
+                ],
+                protected: &[],
+                delete: &[("before", "r")],
+                keep: &[
+                    ("after", "too_new:r"),
+                    ("exact", "too_new:r"),
+                    ("future", "too_new:r"),
+                ],
+            },
+            Case {
+                what: "undated tags are never deleted by age",
+                policy: "rules: [{name: r, delete: '.*', older_than: 0s}]",
+                repository: DEFAULT_REPO,
+                tags: &["index", "old@2020-01-01"],
+                protected: &[],
+                delete: &[("old", "r")],
+                keep: &[("index", "undated:r")],
+            },
+            Case {
+                what: "keep_n is applied before older_than",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 1, older_than: 30d}]",
+                repository: DEFAULT_REPO,
+                tags: &["a@2025-01-01", "b@2025-02-01", "c@2026-10-20", "d"],
+                protected: &[],
+                delete: &[("a", "r"), ("b", "r")],
+                keep: &[("c", "too_new:r"), ("d", "keep_n:r")],
+            },
+            Case {
+                what: "an older_than reaching before the calendar deletes nothing",
+                policy: "rules: [{name: r, delete: '.*', older_than: 1000000y}]",
+                repository: DEFAULT_REPO,
+                tags: &["a@1970-01-01"],
+                protected: &[],
+                delete: &[],
+                keep: &[("a", "too_new:r")],
+            },
+        ];
+        cases.iter().for_each(run);
+    }
+
+    #[test]
+    fn every_rule_plans_its_own_claims() {
+        let policy = policy(
+            "rules:\n  - {name: review, delete: 'mr-.*', keep_n: 1}\n  - {name: nightly, delete: 'nightly-.*', keep_n: 1}\n",
+        );
+        let tags: Vec<Tag> = [
+            "mr-1@2026-01-01",
+            "mr-2@2026-01-02",
+            "nightly-1@2026-01-03",
+            "nightly-2@2026-01-04",
+        ]
+        .iter()
+        .map(|spec| tag(spec))
+        .collect();
+        let plan = plan_repository(&policy, DEFAULT_REPO, &tags, now());
+        let deleted: Vec<(&str, &str)> = plan
+            .delete
+            .iter()
+            .map(|d| (d.tag.name.as_str(), d.rule.as_str()))
+            .collect();
+        assert_eq!(deleted, [("mr-1", "review"), ("nightly-1", "nightly")]);
+    }
+
+    #[test]
+    fn report_counts_and_lists_deletions() {
+        let policy = policy(ALL);
+        let tags = vec![tag("latest@2026-01-01"), tag("main@2026-01-02")];
+        let report = plan_repository(&policy, "g/p/api", &tags, now()).to_report();
+        assert_eq!(report.path, "g/p/api");
+        assert_eq!(report.tags, 2);
+        assert_eq!(report.kept, 0);
+        assert_eq!(report.protected, 1);
+        assert_eq!(
+            report.deleted,
+            [DeletedTag {
+                tag: "main".into(),
+                digest: Some("sha256:main".into()),
+                created_at: tags[1].created_at,
+                rule: Some("all".into()),
+            }]
+        );
+        assert!(report.failed.is_empty() && report.skipped.is_empty());
+        assert!(report.already_absent.is_empty() && report.warnings.is_empty());
+    }
+
+    #[test]
+    fn duplicate_names_plan_the_same_in_any_order() {
+        // An inventory never lists a name twice, but a live listing might race
+        // with a push; the outcome must still not depend on the order.
+        let policy = policy("rules: [{name: r, delete: '.*', keep_n: 1}]");
+        let mut first = tag("a@2026-01-01");
+        first.digest = Some("sha256:1".into());
+        let mut second = first.clone();
+        second.digest = Some("sha256:2".into());
+        let forward = plan_repository(
+            &policy,
+            DEFAULT_REPO,
+            &[first.clone(), second.clone()],
+            now(),
+        );
+        let backward = plan_repository(&policy, DEFAULT_REPO, &[second, first], now());
+        assert_eq!(forward, backward);
+        assert_eq!(forward.keep[0].tag.digest.as_deref(), Some("sha256:1"));
+    }
+
+    #[test]
+    fn empty_repository() {
+        let plan = plan_repository(&policy(ALL), DEFAULT_REPO, &[], now());
+        assert_eq!(plan.total(), 0);
+        assert_eq!(plan.to_report().tags, 0);
+    }
+
+    // ---- property tests ---------------------------------------------------
+
+    const NAME_PREFIXES: &[&str] = &[
+        "mr-1-", "mr-2-", "mr-", "v1.", "nightly-", "latest", "x", "",
+    ];
+    const PATTERNS: &[&str] = &[
+        ".*",
+        "mr-.*",
+        r"mr-\d+-.*",
+        "mr-1-.*",
+        r"v\d+\..*",
+        "nightly-.*",
+        "x.*",
+        "latest",
+        "[a-m].*",
+        r".*\d",
+    ];
+    const REPOSITORIES: &[&str] = &[".*", "g/p", "g/p/.+", "g/p/api"];
+    const REPOSITORY_PATHS: &[&str] = &["g/p", "g/p/api", "g/p/web"];
+
+    fn pattern(source: &str) -> Pattern {
+        Pattern::new(source).expect("test pattern")
+    }
+
+    fn any_tags() -> impl Strategy<Value = Vec<Tag>> {
+        let tag = (
+            0..NAME_PREFIXES.len(),
+            0u8..12,
+            // Few distinct dates, so ties and the older_than boundary occur.
+            proptest::option::weighted(0.8, 0i64..40),
+            0u8..4,
+            proptest::bool::weighted(0.1),
+        );
+        proptest::collection::vec(tag, 0..40).prop_map(|raw| {
+            let mut by_name = BTreeMap::new();
+            for (prefix, suffix, day, digest, protected) in raw {
+                let name = format!("{}{}", NAME_PREFIXES[prefix], suffix);
+                let tag = Tag {
+                    name: name.clone(),
+                    digest: Some(format!("sha256:{digest}")),
+                    created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
+                    protected,
+                };
+                by_name.insert(name, tag);
+            }
+            by_name.into_values().collect()
+        })
+    }
+
+    fn any_rule(index: usize) -> impl Strategy<Value = Rule> {
+        (
+            0..REPOSITORIES.len(),
+            0..PATTERNS.len(),
+            proptest::option::of(0..PATTERNS.len()),
+            0usize..5,
+            proptest::option::of(0u64..12),
+        )
+            .prop_map(
+                move |(repositories, delete, keep, keep_n, older_than)| Rule {
+                    name: format!("rule {}", index + 1),
+                    repositories: pattern(REPOSITORIES[repositories]),
+                    delete: pattern(PATTERNS[delete]),
+                    keep: keep.map(|keep| pattern(PATTERNS[keep])),
+                    keep_n,
+                    older_than: older_than.map(|half_days| PolicyDuration {
+                        seconds: half_days * 12 * 3600,
+                        source: format!("{}h", half_days * 12),
+                    }),
+                },
+            )
+    }
+
+    fn any_rules(
+        count: std::ops::Range<usize>,
+        first_index: usize,
+    ) -> impl Strategy<Value = Vec<Rule>> {
+        count.prop_flat_map(move |count| {
+            (0..count)
+                .map(|index| any_rule(first_index + index))
+                .collect::<Vec<_>>()
+        })
+    }
+
+    fn any_policy() -> impl Strategy<Value = Policy> {
+        (
+            any::<bool>(),
+            proptest::collection::vec(0..PATTERNS.len(), 0..2),
+            any_rules(1..4, 0),
+        )
+            .prop_map(|(protect_latest, protect, rules)| Policy {
+                protect_latest,
+                protect: protect.into_iter().map(|i| pattern(PATTERNS[i])).collect(),
+                rules,
+            })
+    }
+
+    fn any_repository() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(REPOSITORY_PATHS)
+    }
+
+    /// The outcome of one tag, as a comparable value.
+    fn outcomes(plan: &RepositoryPlan) -> BTreeMap<String, String> {
+        let mut outcomes = BTreeMap::new();
+        for tag in &plan.protected {
+            outcomes.insert(tag.name.clone(), "protected".to_string());
+        }
+        for deletion in &plan.delete {
+            outcomes.insert(
+                deletion.tag.name.clone(),
+                format!("delete:{}", deletion.rule),
+            );
+        }
+        for kept in &plan.keep {
+            outcomes.insert(kept.tag.name.clone(), reason_code(&kept.reason));
+        }
+        outcomes
+    }
+
+    /// The rule that claims a tag, straight from the definition of step 3.
+    fn claiming_rule<'a>(policy: &'a Policy, repository: &str, tag: &Tag) -> Option<&'a Rule> {
+        if tag.protected || policy.is_protected(&tag.name) {
+            return None;
+        }
+        policy
+            .rules
+            .iter()
+            .find(|rule| rule.repositories.is_match(repository) && rule.delete.is_match(&tag.name))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn every_tag_appears_exactly_once(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
+            let plan = plan_repository(&policy, repository, &tags, now());
+            let mut seen: Vec<Tag> = plan.protected.clone();
+            seen.extend(plan.delete.iter().map(|d| d.tag.clone()));
+            seen.extend(plan.keep.iter().map(|k| k.tag.clone()));
+            let mut expected = tags.clone();
+            seen.sort_by(by_name);
+            expected.sort_by(by_name);
+            prop_assert_eq!(seen, expected);
+        }
+
+        #[test]
+        fn nothing_protected_or_kept_by_pattern_is_deleted(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
+            let plan = plan_repository(&policy, repository, &tags, now());
+            for deletion in &plan.delete {
+                let tag = &deletion.tag;
+                prop_assert!(!tag.protected, "{} is protected in the inventory", tag.name);
+                prop_assert!(!policy.is_protected(&tag.name), "{} is protected by the policy", tag.name);
+                prop_assert!(!(policy.protect_latest && tag.name == "latest"));
+                let rule = claiming_rule(&policy, repository, tag);
+                prop_assert!(rule.is_some(), "{} deleted but unclaimed", tag.name);
+                let rule = rule.expect("checked");
+                prop_assert_eq!(&deletion.rule, &rule.name);
+                prop_assert!(!rule.keep.as_ref().is_some_and(|keep| keep.is_match(&tag.name)));
+                if let Some(older_than) = &rule.older_than {
+                    let created_at = tag.created_at;
+                    prop_assert!(created_at.is_some(), "{} deleted by age without a date", tag.name);
+                    prop_assert!(created_at.expect("checked") < now() - older_than.to_timedelta());
+                }
+            }
+            for tag in &plan.protected {
+                prop_assert!(tag.protected || policy.is_protected(&tag.name));
+            }
+        }
+
+        #[test]
+        fn each_rule_keeps_its_keep_n_newest_candidates(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
+            let plan = plan_repository(&policy, repository, &tags, now());
+            let outcomes = outcomes(&plan);
+            for rule in policy.applicable_rules(repository) {
+                let mut candidates: Vec<&Tag> = tags
+                    .iter()
+                    .filter(|tag| claiming_rule(&policy, repository, tag).is_some_and(|r| r.name == rule.name))
+                    .filter(|tag| !rule.keep.as_ref().is_some_and(|keep| keep.is_match(&tag.name)))
+                    .collect();
+                candidates.sort_by(|a, b| newest_first(a, b));
+                let kept = candidates
+                    .iter()
+                    .filter(|tag| !outcomes[&tag.name].starts_with("delete:"))
+                    .count();
+                prop_assert!(kept >= rule.keep_n.min(candidates.len()));
+                for tag in candidates.iter().take(rule.keep_n) {
+                    prop_assert_eq!(&outcomes[&tag.name], &format!("keep_n:{}", rule.name));
+                }
+                // Newest first really is newest first.
+                for pair in candidates.windows(2) {
+                    let (newer, older) = (pair[0], pair[1]);
+                    let newer_first = match (newer.created_at, older.created_at) {
+                        (None, _) => true,
+                        (Some(_), None) => false,
+                        (Some(a), Some(b)) => a > b || (a == b && newer.name < older.name),
+                    };
+                    prop_assert!(newer_first, "{} before {}", newer.name, older.name);
+                }
+            }
+        }
+
+        #[test]
+        fn planning_is_deterministic_and_ignores_input_order(
+            policy in any_policy(),
+            repository in any_repository(),
+            (tags, shuffled) in any_tags().prop_flat_map(|tags| (Just(tags.clone()), Just(tags).prop_shuffle())),
+        ) {
+            let plan = plan_repository(&policy, repository, &tags, now());
+            prop_assert_eq!(&plan, &plan_repository(&policy, repository, &tags, now()));
+            prop_assert_eq!(&plan, &plan_repository(&policy, repository, &shuffled, now()));
+            let names = |list: Vec<&str>| list.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes());
+            prop_assert!(names(plan.protected.iter().map(|t| t.name.as_str()).collect()));
+            prop_assert!(names(plan.delete.iter().map(|d| d.tag.name.as_str()).collect()));
+            prop_assert!(names(plan.keep.iter().map(|k| k.tag.name.as_str()).collect()));
+        }
+
+        #[test]
+        fn later_rules_never_touch_tags_claimed_earlier(
+            policy in any_policy(),
+            extra in any_rules(1..3, 10),
+            repository in any_repository(),
+            tags in any_tags(),
+        ) {
+            let mut extended = policy.clone();
+            extended.rules.extend(extra);
+            let before = outcomes(&plan_repository(&policy, repository, &tags, now()));
+            let after = outcomes(&plan_repository(&extended, repository, &tags, now()));
+            for tag in &tags {
+                let claimed_before = claiming_rule(&policy, repository, tag);
+                if claimed_before.is_some() || tag.protected || policy.is_protected(&tag.name) {
+                    prop_assert_eq!(&before[&tag.name], &after[&tag.name], "{}", tag.name);
+                }
+                // And every decision names the claiming rule.
+                let claimer = claiming_rule(&extended, repository, tag).map(|rule| rule.name.clone());
+                let decided_by = after[&tag.name].split_once(':').map(|(_, rule)| rule.to_string());
+                prop_assert_eq!(claimer, decided_by, "{}", tag.name);
+            }
+        }
+    }
+
+    #[test]
+    fn generated_tag_names_are_unique() {
+        // Guard for the property helpers: `outcomes` keys by name, so the
+        // generator must never produce duplicate names.
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        for _ in 0..50 {
+            let tags = any_tags().new_tree(&mut runner).expect("tree").current();
+            let names: BTreeSet<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(names.len(), tags.len());
+        }
+    }
 }
