@@ -17,7 +17,7 @@ pub fn check(args: CheckArgs, env: &CleanupEnv) -> anyhow::Result<Exit> {
     if policy.protect_latest {
         protected.push("latest".into());
     }
-    protected.extend(policy.protect.iter().map(|p| format!("{:?}", p.source())));
+    protected.extend(policy.protect.iter().map(|p| format!("\"{}\"", p.source())));
     if protected.is_empty() {
         println!("  protected: nothing (protect_latest: false, no protect patterns)");
     } else {
