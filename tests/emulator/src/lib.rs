@@ -92,6 +92,9 @@ pub struct Config {
     /// PKCS#8 or PKCS#1 RSA private key PEM; `None` → [`DEFAULT_SIGNING_KEY_PEM`].
     pub signing_key_pem: Option<String>,
     pub issuer: String,
+    /// Answers to corrupt, for hostile-input tests: the first matching rule
+    /// applies (after fault injection, which it does not replace).
+    pub tamper: Vec<Tamper>,
 }
 
 impl Default for Config {
@@ -115,8 +118,80 @@ impl Default for Config {
             missing_tag_delete_status: 404,
             signing_key_pem: None,
             issuer: "gitlab-issuer".to_string(),
+            tamper: Vec::new(),
         }
     }
+}
+
+/// Corrupts the answers to matching requests: a wrong status (the real handler
+/// then does not run, so no change happens), extra or missing headers, a
+/// replaced, truncated or rewritten body. A 302 with a `Location` elsewhere
+/// makes a cross-origin redirect.
+#[derive(Debug, Clone, Default)]
+pub struct Tamper {
+    /// `None`: either origin.
+    pub server: Option<Server>,
+    /// `None`: any method (case-insensitive otherwise).
+    pub method: Option<String>,
+    /// A substring of the raw (percent-encoded) path; `""` matches every path.
+    pub path_contains: String,
+    /// A substring of the raw query; `""` matches every query.
+    pub query_contains: String,
+    pub status: Option<u16>,
+    /// Set (replacing any value the handler gave).
+    pub set_headers: Vec<(String, String)>,
+    pub remove_headers: Vec<String>,
+    pub body: Option<TamperBody>,
+}
+
+impl Tamper {
+    /// Requests with `method` (any when `None`) whose path contains `path_contains`.
+    pub fn on(method: Option<&str>, path_contains: &str) -> Tamper {
+        Tamper {
+            method: method.map(str::to_string),
+            path_contains: path_contains.to_string(),
+            ..Tamper::default()
+        }
+    }
+
+    pub fn status(mut self, status: u16) -> Tamper {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Tamper {
+        self.set_headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn without_header(mut self, name: &str) -> Tamper {
+        self.remove_headers.push(name.to_string());
+        self
+    }
+
+    pub fn body(mut self, body: TamperBody) -> Tamper {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn query(mut self, query_contains: &str) -> Tamper {
+        self.query_contains = query_contains.to_string();
+        self
+    }
+
+    pub fn on_server(mut self, server: Server) -> Tamper {
+        self.server = Some(server);
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum TamperBody {
+    Replace(Vec<u8>),
+    /// The first N bytes of the real body.
+    Truncate(usize),
+    /// The real body, rewritten.
+    Transform(fn(&[u8]) -> Vec<u8>),
 }
 
 /// Seeded fault injection: a fraction `rate` of requests (0..1) fails with a 429

@@ -355,13 +355,67 @@ async fn handle(shared: Arc<Shared>, server: Server, request: Request<Incoming>)
     }
 }
 
+fn tamper_for(state: &crate::model::State, server: Server, req: &Req) -> Option<crate::Tamper> {
+    state
+        .config
+        .tamper
+        .iter()
+        .find(|tamper| {
+            tamper.server.is_none_or(|s| s == server)
+                && tamper
+                    .method
+                    .as_deref()
+                    .is_none_or(|method| req.method.as_str().eq_ignore_ascii_case(method))
+                && req.path.contains(&tamper.path_contains)
+                && req.query.contains(&tamper.query_contains)
+        })
+        .cloned()
+}
+
+fn apply_tamper(mut response: Resp, tamper: &crate::Tamper) -> Resp {
+    if let Some(body) = &tamper.body {
+        let (mut parts, full) = response.into_parts();
+        let original = bytes_of(full);
+        let body: Vec<u8> = match body {
+            crate::TamperBody::Replace(bytes) => bytes.clone(),
+            crate::TamperBody::Truncate(n) => original[..(*n).min(original.len())].to_vec(),
+            crate::TamperBody::Transform(f) => f(&original),
+        };
+        parts.headers.remove("content-length");
+        response = Response::from_parts(parts, Full::new(Bytes::from(body)));
+    }
+    for name in &tamper.remove_headers {
+        response.headers_mut().remove(name.as_str());
+    }
+    for (name, value) in &tamper.set_headers {
+        set_header(&mut response, name, value);
+    }
+    response
+}
+
+/// The bytes of a `Full` body (always ready: it is a single in-memory chunk).
+fn bytes_of(mut body: Full<Bytes>) -> Bytes {
+    use hyper::body::Body;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
 fn dispatch(shared: &Shared, server: Server, req: &Req) -> Resp {
     let mut state = shared.lock();
-    let response = match server {
-        Server::Gitlab => crate::rest::handle(&mut state, req),
-        Server::Registry => crate::registry::handle(&mut state, req),
+    let tamper = tamper_for(&state, server, req);
+    let response = match (&tamper, server) {
+        (Some(crate::Tamper { status: Some(status), .. }), _) => empty(*status),
+        (_, Server::Gitlab) => crate::rest::handle(&mut state, req),
+        (_, Server::Registry) => crate::registry::handle(&mut state, req),
     };
     drop(state);
+    let response = match &tamper {
+        Some(tamper) => apply_tamper(response, tamper),
+        None => response,
+    };
     if req.method == Method::HEAD {
         // HEAD answers carry the headers of a GET and no body.
         let (mut parts, body) = response.into_parts();
