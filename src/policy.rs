@@ -176,19 +176,6 @@ impl PolicyDuration {
             .and_then(chrono::TimeDelta::try_seconds)
             .unwrap_or(chrono::TimeDelta::MAX)
     }
-
-    /// The same length in one unit GitLab's `older_than` parameter reads
-    /// unambiguously (`90d`, `36h`, `90m`, `45s`). GitLab's own parser counts a
-    /// year as 365.25 days, so `1y` is never passed through as written.
-    pub fn gitlab_older_than(&self) -> String {
-        const UNITS: [(u64, &str); 3] = [(86_400, "d"), (3_600, "h"), (60, "m")];
-        for (size, unit) in UNITS {
-            if self.seconds % size == 0 && self.seconds > 0 {
-                return format!("{}{unit}", self.seconds / size);
-            }
-        }
-        format!("{}s", self.seconds)
-    }
 }
 
 impl fmt::Display for PolicyDuration {
@@ -383,40 +370,6 @@ impl Policy {
     pub fn needs_dates(&self, repository: &str) -> bool {
         self.applicable_rules(repository)
             .any(|rule| rule.keep_n > 0 || rule.older_than.is_some())
-    }
-
-    /// The one rule `--engine server` sends for this repository: `None` when no
-    /// rule applies, an error when several do (GitLab's bulk API takes one
-    /// rule, so the first-claim semantics of several rules cannot be kept).
-    pub fn single_applicable_rule(&self, repository: &str) -> Result<Option<&Rule>, PolicyError> {
-        let mut rules = self
-            .rules
-            .iter()
-            .filter(|rule| rule.repositories.is_match(repository));
-        let first = rules.next();
-        if let (Some(first), Some(second)) = (first, rules.next()) {
-            return Err(PolicyError::new(format!(
-                "repository {repository}: rules \"{}\" and \"{}\" both apply; --engine server sends \
-                 one rule per repository to GitLab, so narrow the rules' `repositories` patterns \
-                 or use --engine client",
-                first.name, second.name
-            )));
-        }
-        Ok(first)
-    }
-
-    /// `name_regex_keep` for `--engine server`: the rule's `keep` OR'ed with
-    /// every `protect` pattern, each alternative in its own group so GitLab's
-    /// `\A(?:…)\z` anchoring applies to each. `None` when there is nothing to keep.
-    /// (`latest` needs no entry: GitLab never deletes it.)
-    pub fn server_keep_regex(&self, rule: &Rule) -> Option<String> {
-        let alternatives: Vec<String> = rule
-            .keep
-            .iter()
-            .chain(&self.protect)
-            .map(|pattern| format!("(?:{})", pattern.source()))
-            .collect();
-        (!alternatives.is_empty()).then(|| alternatives.join("|"))
     }
 }
 
@@ -733,24 +686,6 @@ mod tests {
     }
 
     #[test]
-    fn duration_in_gitlab_units() {
-        let cases = [
-            ("90d", "90d"),
-            ("1month", "30d"),
-            ("1y", "365d"),
-            ("2w3d", "17d"),
-            ("36h", "36h"),
-            ("90m", "90m"),
-            ("61s", "61s"),
-            ("0d", "0s"),
-        ];
-        for (text, gitlab) in cases {
-            let duration = parse_duration(text).expect(text);
-            assert_eq!(duration.gitlab_older_than(), gitlab, "{text}");
-        }
-    }
-
-    #[test]
     fn patterns_match_the_whole_name() {
         let cases: &[(&str, &str, bool)] = &[
             (r"mr-\d+-.*", "mr-12-fix", true),
@@ -883,34 +818,6 @@ rules:
         assert!(!policy.needs_dates("g/p"));
         // Whole-path match: "g/p/api" does not apply to "g/p/api/v2".
         assert!(!policy.needs_dates("g/p/api/v2"));
-    }
-
-    #[test]
-    fn server_engine_helpers() {
-        let policy = parse(
-            "protect: ['v\\d+', stable]\nrules:\n  - name: a\n    repositories: g/p/api\n    delete: mr-.*\n    keep: mr-1\n  - name: b\n    repositories: g/p/.*\n    delete: x\n",
-        )
-        .expect("parses");
-        let rule = &policy.rules[0];
-        assert_eq!(
-            policy.server_keep_regex(rule).as_deref(),
-            Some(r"(?:mr-1)|(?:v\d+)|(?:stable)")
-        );
-        let err = policy
-            .single_applicable_rule("g/p/api")
-            .expect_err("two rules");
-        assert!(
-            err.message.contains(r#"rules "a" and "b" both apply"#),
-            "{err}"
-        );
-        let only = policy.single_applicable_rule("g/p/web").expect("one rule");
-        assert_eq!(only.map(|r| r.name.as_str()), Some("b"));
-        assert!(policy
-            .single_applicable_rule("g/p")
-            .expect("none")
-            .is_none());
-        let bare = parse("rules: [{delete: x}]").expect("parses");
-        assert_eq!(bare.server_keep_regex(&bare.rules[0]), None);
     }
 
     #[test]
