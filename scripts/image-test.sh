@@ -48,8 +48,6 @@ cleanup() {
     fi
     "${BUILDAH[@]}" rmi -f "$IMAGE" >/dev/null 2>&1
     [ -n "$made_base" ] && "${BUILDAH[@]}" rmi -f "$BASE_IMAGE" >/dev/null 2>&1
-    # Intermediate images of earlier, interrupted runs would otherwise pile up in vfs.
-    "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1
     rm -rf "$work"
     exit "$rc"
 }
