@@ -195,7 +195,7 @@ glci --list || {
     cat "$work/glci.log" >&2
     fail "gitlab-ci-local rejects tests/components/pipeline.yml"
 }
-for job in registry-cleanup cleanup-dry-run stop-review stop-review-dry-run review cleanup-summary; do
+for job in registry-cleanup cleanup-dry-run cleanup-capped stop-review stop-review-dry-run review cleanup-summary; do
     grep -q "^$job " "$work/glci.log" || fail "job $job missing from gitlab-ci-local --list: $(cat "$work/glci.log")"
 done
 
@@ -208,8 +208,19 @@ report=$(artifact cleanup-dry-run dry-run-report.json)
 python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["dry_run"] is True else 1)' "$report" ||
     fail "dry-run report does not say dry_run: true"
 same "dry run: would delete" "$expected" "$(report_deleted "$report")"
-grep -qx "CLEANUP_DELETED=$expected_count" <<<"$(dotenv_of cleanup-dry-run)" ||
-    fail "dry-run dotenv: $(dotenv_of cleanup-dry-run)"
+dotenv=$(dotenv_of cleanup-dry-run)
+for want in "CLEANUP_DELETED=$expected_count" CLEANUP_FAILED=0 CLEANUP_PLANNED_ONLY=true; do
+    grep -qx "$want" <<<"$dotenv" || fail "dry-run dotenv lacks $want: $dotenv"
+done
+
+log "cleanup with max_deletions below the plan: refused, nothing deleted"
+if glci cleanup-capped; then
+    fail "cleanup-capped (max_deletions 2, plan 3) passed: $(cat "$work/glci.log")"
+fi
+same "emulator after the refused run" "$initial" "$(state)"
+same "DELETE requests in the refused run" 0 "$(deletes)"
+grep -qx CLEANUP_PLANNED_ONLY=true <<<"$(dotenv_of cleanup-capped)" ||
+    fail "refused run's dotenv does not say CLEANUP_PLANNED_ONLY=true: $(dotenv_of cleanup-capped)"
 
 log "cleanup"
 run_job registry-cleanup
@@ -219,7 +230,8 @@ report=$(artifact registry-cleanup registry-cleanup-report.json)
 [ -f "$report" ] || fail "no report artifact ($report)"
 same "cleanup: deleted" "$expected" "$(report_deleted "$report")"
 dotenv=$(dotenv_of registry-cleanup)
-for want in "CLEANUP_DELETED=$expected_count" CLEANUP_FAILED=0 CLEANUP_PROTECTED=2 CLEANUP_KEPT=7; do
+for want in "CLEANUP_DELETED=$expected_count" CLEANUP_FAILED=0 CLEANUP_PROTECTED=2 CLEANUP_KEPT=7 \
+    CLEANUP_ALREADY_ABSENT=0 CLEANUP_SKIPPED=0 CLEANUP_PLANNED_ONLY=false; do
     grep -qx "$want" <<<"$dotenv" || fail "dotenv lacks $want: $dotenv"
 done
 run_job cleanup-summary
