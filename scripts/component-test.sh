@@ -14,7 +14,10 @@
 #    Asserted on the emulator: dry runs send no DELETE and change nothing; the cleanup
 #    deletes exactly the expected plan (also cross-checked with `registry-cleanup plan`);
 #    the dotenv counts reach a later job; the delete job removes the branch's tag in the
-#    chosen repositories and nothing else. Misspelt inputs are rejected.
+#    chosen repositories and nothing else.
+# 3. This project's .gitlab-ci.yml, its component includes turned into local ones:
+#    the jobs of branch, release-tag and other tag pipelines, and their needs.
+# 4. Misspelt inputs are rejected.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -254,7 +257,43 @@ same "emulator after the delete" \
 log "delete again: already absent is success"
 run_job stop-review
 
-# --- 5. misspelt inputs -------------------------------------------------------------
+# --- 5. this project's own .gitlab-ci.yml -------------------------------------------
+# gitlab-ci-local cannot fetch `include: component:`, so the copy includes the same
+# templates with `include: local:` and the same inputs; everything else is unchanged.
+log "this project's .gitlab-ci.yml: jobs of branch and tag pipelines, needs"
+self=$work/self
+mkdir -p "$self/tests"
+cp -r templates Cargo.toml "$self/"
+cp -r tests/components "$self/tests/"
+sed -E 's#component: \$CI_SERVER_FQDN/\$CI_PROJECT_PATH/([a-z-]+)@\$CI_COMMIT_SHA#local: templates/\1.yml#' \
+    .gitlab-ci.yml >"$self/.gitlab-ci.yml"
+[ "$(grep -c '^  - local: templates/' "$self/.gitlab-ci.yml")" = 2 ] ||
+    fail "expected two component includes in .gitlab-ci.yml"
+git -C "$self" init --quiet --initial-branch=main
+git -C "$self" -c user.name=test -c user.email=test@example.com add -A
+git -C "$self" -c user.name=test -c user.email=test@example.com commit --quiet -m self
+git -C "$self" remote add origin https://gitlab.example.com/registry-cleanup/registry-cleanup.git
+git -C "$self" update-ref refs/remotes/origin/main HEAD
+git -C "$self" symbolic-ref refs/remotes/origin/HEAD refs/remotes/origin/main
+# jobs_of ARGS...: the names of the jobs gitlab-ci-local would run, sorted, one line.
+jobs_of() {
+    (cd "$self" && gitlab-ci-local --no-color --home "$work/home" --validate-dependency-chain "$@" >"$work/self.log" 2>&1) ||
+        fail "gitlab-ci-local rejects .gitlab-ci.yml ($*): $(cat "$work/self.log")"
+    (cd "$self" && gitlab-ci-local --no-color --home "$work/home" --list "$@" 2>/dev/null) |
+        awk 'f { print $1 } /^name / { f = 1 }' | sort | tr '\n' ' '
+}
+lint_test_build="build-image clippy component-test fmt image-smoke inputs-table test"
+same "jobs of a branch pipeline" \
+    "$(printf '%s\n' $lint_test_build component-cleanup component-delete component-review component-verify | sort | tr '\n' ' ')" \
+    "$(jobs_of)"
+same "jobs of a v1.2.3 tag pipeline" \
+    "$(printf '%s\n' $lint_test_build release release-image | sort | tr '\n' ' ')" \
+    "$(jobs_of --variable CI_COMMIT_TAG=v1.2.3 --unset-variable CI_COMMIT_BRANCH)"
+same "jobs of a non-version tag pipeline" \
+    "$(printf '%s\n' $lint_test_build | sort | tr '\n' ' ')" \
+    "$(jobs_of --variable CI_COMMIT_TAG=nightly --unset-variable CI_COMMIT_BRANCH)"
+
+# --- 6. misspelt inputs -------------------------------------------------------------
 # expect_rejected NAME MESSAGE INCLUDE_INPUTS_YAML: gitlab-ci-local must refuse it.
 expect_rejected() {
     printf 'include:\n  - local: templates/cleanup.yml\n    inputs:\n      %s\n' "$3" >"$repo/.gitlab-ci.yml"
