@@ -42,6 +42,7 @@ fi
 if [ "$want" != image ]; then
     need_deb rsync rsync # gitlab-ci-local copies the repository with it
     need_deb npm npm
+    need_deb shellcheck shellcheck # the templates' job scripts
     python3 -m pip --version >/dev/null 2>&1 || missing="$missing python3-pip"
     python3 -c 'import yaml' 2>/dev/null || missing="$missing python3-yaml"
 fi

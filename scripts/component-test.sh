@@ -4,7 +4,8 @@
 #   scripts/ci-tools.sh components && scripts/component-test.sh
 #
 # 1. Static: each template's job document, interpolated with its defaults, and
-#    .gitlab-ci.yml against GitLab's CI schema (check-jsonschema); the inputs of every
+#    .gitlab-ci.yml against GitLab's CI schema (check-jsonschema); the job scripts
+#    through shellcheck (POSIX sh: the image has busybox); the inputs of every
 #    include of the components (.gitlab-ci.yml, docs, fixtures) against their specs;
 #    the generated inputs tables are up to date.
 # 2. Live: a throw-away git repository includes both templates with `include: local:`
@@ -30,7 +31,7 @@ fail() {
     exit 1
 }
 
-for tool in gitlab-ci-local check-jsonschema python3 git cargo rsync; do
+for tool in gitlab-ci-local check-jsonschema shellcheck python3 git cargo rsync; do
     command -v "$tool" >/dev/null || fail "$tool not found; run scripts/ci-tools.sh components"
 done
 python3 -c 'import yaml' 2>/dev/null || fail "python3 has no yaml module; run scripts/ci-tools.sh components"
@@ -60,6 +61,15 @@ for template in templates/*.yml; do
     check-jsonschema --builtin-schema vendor.gitlab-ci "$work/$name.json" >/dev/null ||
         check-jsonschema --builtin-schema vendor.gitlab-ci "$work/$name.json" ||
         fail "$template (job document with default inputs) does not match GitLab's schema"
+done
+for template in templates/*.yml; do
+    # The job scripts as the runner gets them (default inputs), for the image's sh.
+    python3 -c 'import json, sys
+for name, job in json.load(open(sys.argv[1])).items():
+    print("#!/bin/sh"); print("# job", name)
+    for key in ("before_script", "script", "after_script"):
+        print("\n".join(job.get(key) or []))' "$work/$(basename "$template" .yml).json" >"$work/$(basename "$template" .yml).sh"
+    shellcheck --shell=sh "$work/$(basename "$template" .yml).sh" || fail "$template: shellcheck finds problems in the job script"
 done
 check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml >/dev/null ||
     check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml ||
@@ -265,6 +275,7 @@ self=$work/self
 mkdir -p "$self/tests"
 cp -r templates Cargo.toml "$self/"
 cp -r tests/components "$self/tests/"
+# shellcheck disable=SC2016 # literal $CI_* in the pattern
 sed -E 's#component: \$CI_SERVER_FQDN/\$CI_PROJECT_PATH/([a-z-]+)@\$CI_COMMIT_SHA#local: templates/\1.yml#' \
     .gitlab-ci.yml >"$self/.gitlab-ci.yml"
 [ "$(grep -c '^  - local: templates/' "$self/.gitlab-ci.yml")" = 2 ] ||
@@ -282,15 +293,15 @@ jobs_of() {
     (cd "$self" && gitlab-ci-local --no-color --home "$work/home" --list "$@" 2>/dev/null) |
         awk 'f { print $1 } /^name / { f = 1 }' | sort | tr '\n' ' '
 }
-lint_test_build="build-image clippy component-test fmt image-smoke inputs-table test"
+lint_test_build=(build-image clippy component-test fmt image-smoke inputs-table test)
 same "jobs of a branch pipeline" \
-    "$(printf '%s\n' $lint_test_build component-cleanup component-delete component-review component-verify | sort | tr '\n' ' ')" \
+    "$(printf '%s\n' "${lint_test_build[@]}" component-cleanup component-delete component-review component-verify | sort | tr '\n' ' ')" \
     "$(jobs_of)"
 same "jobs of a v1.2.3 tag pipeline" \
-    "$(printf '%s\n' $lint_test_build release release-image | sort | tr '\n' ' ')" \
+    "$(printf '%s\n' "${lint_test_build[@]}" release release-image | sort | tr '\n' ' ')" \
     "$(jobs_of --variable CI_COMMIT_TAG=v1.2.3 --unset-variable CI_COMMIT_BRANCH)"
 same "jobs of a non-version tag pipeline" \
-    "$(printf '%s\n' $lint_test_build | sort | tr '\n' ' ')" \
+    "$(printf '%s\n' "${lint_test_build[@]}" | sort | tr '\n' ' ')" \
     "$(jobs_of --variable CI_COMMIT_TAG=nightly --unset-variable CI_COMMIT_BRANCH)"
 
 # --- 6. misspelt inputs -------------------------------------------------------------
@@ -313,6 +324,7 @@ printf 'include:\n  - local: templates/cleanup.yml\n    inputs:\n      dryrun: t
 if python3 tests/components/ci_inputs.py check-includes templates "$repo/.gitlab-ci.yml" 2>"$work/typo.err"; then
     fail "ci_inputs.py accepted the misspelt input name dryrun"
 fi
+# shellcheck disable=SC2016 # literal backticks
 grep -q 'unknown input `dryrun` (did you mean `dry_run`?)' "$work/typo.err" || fail "unexpected message: $(cat "$work/typo.err")"
 log "rejected a misspelt input name: $(head -n1 "$work/typo.err")"
 if glci --list; then

@@ -177,6 +177,7 @@ case $out in
     *"$version"*) log "--version: $out" ;;
     *) fail "--version printed '$out', want it to contain $version" ;;
 esac
+# shellcheck disable=SC2016 # expanded by the image's shell
 in_image sh -c 'echo "sh works as $(id -u)"' | grep -qx 'sh works as 10001' || fail "/bin/sh does not run as uid 10001"
 
 # One real command against the test emulator, through the image's binary.
