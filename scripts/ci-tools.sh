@@ -44,8 +44,9 @@ if [ "$want" != image ]; then
     need_deb npm npm
     need_deb shellcheck shellcheck # the templates' job scripts
     python3 -m pip --version >/dev/null 2>&1 || missing="$missing python3-pip"
-    python3 -c 'import yaml' 2>/dev/null || missing="$missing python3-yaml"
 fi
+# Both render templates with tests/components/ci_inputs.py.
+python3 -c 'import yaml' 2>/dev/null || missing="$missing python3-yaml"
 
 apt_install() {
     export DEBIAN_FRONTEND=noninteractive
@@ -58,6 +59,11 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     apt_install $missing
 fi
+# python3-yaml serves Debian's python3; a pyenv/venv python3 on PATH needs its own.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    python3 -m pip install --quiet pyyaml 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages pyyaml
+fi
 # busybox (dynamic) and busybox-static conflict; the image tests need a static one.
 if ! file -L /bin/busybox | grep -q 'statically linked'; then
     echo "ci-tools: /bin/busybox is not static; installing busybox-static"
@@ -68,11 +74,6 @@ if [ "$want" != image ]; then
     if [ "$(gitlab-ci-local --version 2>/dev/null || true)" != "$GITLAB_CI_LOCAL_VERSION" ]; then
         echo "ci-tools: installing gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION"
         npm install -g --no-fund --no-audit --loglevel=error "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION"
-    fi
-    # The PyYAML next to the python3 on PATH (a pyenv/venv python has its own).
-    if ! python3 -c 'import yaml' 2>/dev/null; then
-        python3 -m pip install --quiet pyyaml 2>/dev/null ||
-            python3 -m pip install --quiet --break-system-packages pyyaml
     fi
     if ! command -v check-jsonschema >/dev/null 2>&1; then
         echo "ci-tools: installing check-jsonschema"

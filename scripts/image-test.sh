@@ -33,6 +33,7 @@ for tool in buildah cargo file ldd chroot python3; do
     command -v "$tool" >/dev/null || fail "$tool not found; run scripts/ci-tools.sh"
 done
 [ "$(id -u)" = 0 ] || fail "must run as root (buildah vfs storage, chroot)"
+python3 -c 'import yaml' 2>/dev/null || fail "python3 has no yaml module; run scripts/ci-tools.sh"
 
 work=$(mktemp -d /tmp/image-test.XXXXXX)
 container=""
@@ -230,5 +231,30 @@ if got != want:
     sys.exit(1)
 EOF
 log "inventory from inside the image lists $(grep -c '"name"' "$work/live-inventory.json") tags in 2 repositories, digests match"
+
+# The delete component's job as GitLab Runner would run it in this image: its
+# variables, then its script in the image's sh (busybox), as the image's user.
+log "running templates/delete.yml's job script inside the image"
+python3 tests/components/ci_inputs.py render templates/delete.yml \
+    '{"tags": ["mr-1-abc"], "repositories": ["."]}' >"$work/delete-job.json"
+mapfile -t job_vars < <(python3 -c 'import json, sys
+(job,) = json.load(open(sys.argv[1])).values()
+for k, v in job["variables"].items():
+    print(f"{k}={v}")' "$work/delete-job.json")
+job_script=$(python3 -c 'import json, sys
+(job,) = json.load(open(sys.argv[1])).values()
+print("\n".join(job["script"]))' "$work/delete-job.json")
+in_image_ci "${job_vars[@]}" sh -e -c "$job_script" >"$work/delete-job.log" 2>&1 ||
+    fail "the delete job's script failed in the image: $(cat "$work/delete-job.log")"
+python3 - "$gitlab_url" <<'EOF' || fail "emulator state after the delete job (log: $(cat "$work/delete-job.log"))"
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/_emulator/state") as r:
+    tags = {repo["path"]: set(repo["tags"]) for repo in json.load(r)["repositories"]}
+want = {"group/project": {"latest", "v1.0.0"}, "group/project/api": {"main"}}
+if tags != want:
+    print(f"  want {want}\n  got  {tags}", file=sys.stderr)
+    sys.exit(1)
+EOF
+log "delete job in the image removed mr-1-abc and nothing else"
 
 log "OK"
