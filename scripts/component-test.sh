@@ -208,7 +208,7 @@ glci --list || {
     cat "$work/glci.log" >&2
     fail "gitlab-ci-local rejects tests/components/pipeline.yml"
 }
-for job in registry-cleanup cleanup-dry-run cleanup-capped stop-review stop-review-dry-run review cleanup-summary; do
+for job in registry-cleanup cleanup-dry-run cleanup-capped stop-review stop-review-dry-run stop-review-hostile review cleanup-summary; do
     grep -q "^$job " "$work/glci.log" || fail "job $job missing from gitlab-ci-local --list: $(cat "$work/glci.log")"
 done
 
@@ -257,9 +257,17 @@ run_job stop-review-dry-run
 same "emulator after the delete dry run" "$after_cleanup" "$(state)"
 same "DELETE requests in the delete dry run" "$deletes_before" "$(deletes)"
 
+log "delete with a hostile tag element: refused, nothing run or deleted"
+if glci stop-review-hostile; then
+    fail "stop-review-hostile passed: $(cat "$work/glci.log")"
+fi
+grep -q "refusing tag '\$(touch pwned)'" "$work/glci.log" || fail "no refusal message: $(cat "$work/glci.log")"
+[ ! -e "$repo/pwned" ] || fail "an element of the tags input was run as a command"
+same "emulator after the refused delete" "$after_cleanup" "$(state)"
+
 log "delete (on_stop job, branch review-feature)"
 run_job stop-review
-grep -q 'registry-cleanup delete --repository . --repository api review-feature' "$work/glci.log" ||
+grep -q 'registry-cleanup delete --repository . --repository api -- review-feature' "$work/glci.log" ||
     fail "stop-review ran an unexpected command: $(grep 'registry-cleanup delete' "$work/glci.log")"
 same "emulator after the delete" \
     "$(minus "$after_cleanup" '[["group/project", "review-feature"], ["group/project/api", "review-feature"]]')" \
