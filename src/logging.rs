@@ -1,6 +1,8 @@
 //! Logs on stderr through tracing-subscriber: the filter from `CLEANUP_LOG`
 //! (or `RUST_LOG`, default `info`), JSON lines with `CLEANUP_LOG_FORMAT=json`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::error::UserError;
@@ -23,6 +25,8 @@ pub fn init() -> Result<(), UserError> {
     let format = std::env::var("CLEANUP_LOG_FORMAT").unwrap_or_default();
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // CI logs are not terminals: no colour codes there.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_target(false);
     let installed = match format.trim() {
