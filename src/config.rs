@@ -12,6 +12,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::UserError;
+use crate::http::RetryPolicy;
 use crate::secret::Secret;
 
 /// Default policy path, relative to the working directory (the project checkout in CI).
@@ -51,7 +52,14 @@ pub struct CleanupEnv {
     pub cleanup_now: Option<String>,
     pub cleanup_output: Option<String>,
     pub cleanup_allow_insecure_http: Option<String>,
+    pub cleanup_retry_max_attempts: Option<String>,
+    pub cleanup_retry_base_ms: Option<String>,
 }
+
+/// Bounds of the retry settings: enough to ride out a rate-limit window, never
+/// a hammering loop or a job that hangs for hours.
+const MAX_RETRY_ATTEMPTS: usize = 20;
+const MAX_RETRY_BASE_MS: usize = 60_000;
 
 /// GitLab sets unset CI/CD variables and empty component inputs to "": treat
 /// an empty value as not set.
@@ -124,6 +132,37 @@ impl CleanupEnv {
             .into()),
             Some((value, _)) => Ok(value),
         }
+    }
+
+    /// The retry policy, with `CLEANUP_RETRY_MAX_ATTEMPTS` (attempts per
+    /// request, retries included) and `CLEANUP_RETRY_BASE_MS` (first backoff
+    /// step) applied.
+    pub fn retry_policy(&self) -> anyhow::Result<RetryPolicy> {
+        let mut policy = RetryPolicy::default();
+        if let Some(attempts) = parse_count(
+            "CLEANUP_RETRY_MAX_ATTEMPTS",
+            &self.cleanup_retry_max_attempts,
+        )? {
+            if !(1..=MAX_RETRY_ATTEMPTS).contains(&attempts) {
+                return Err(UserError::new(format!(
+                    "CLEANUP_RETRY_MAX_ATTEMPTS is {attempts}: set it to a number of attempts per request from 1 (no retry) to {MAX_RETRY_ATTEMPTS} (default {})",
+                    policy.max_attempts
+                ))
+                .into());
+            }
+            policy.max_attempts = attempts as u32;
+        }
+        if let Some(base) = parse_count("CLEANUP_RETRY_BASE_MS", &self.cleanup_retry_base_ms)? {
+            if !(1..=MAX_RETRY_BASE_MS).contains(&base) {
+                return Err(UserError::new(format!(
+                    "CLEANUP_RETRY_BASE_MS is {base}: set it to the first backoff step in milliseconds, from 1 to {MAX_RETRY_BASE_MS} (default {})",
+                    policy.base_delay.as_millis()
+                ))
+                .into());
+            }
+            policy.base_delay = std::time::Duration::from_millis(base as u64);
+        }
+        Ok(policy)
     }
 
     pub fn max_deletions(&self, flag: Option<usize>) -> anyhow::Result<Option<usize>> {
@@ -642,6 +681,48 @@ mod tests {
                 .expect("n"),
             Some(50)
         );
+        let retry = cleanup(&[
+            ("CLEANUP_RETRY_MAX_ATTEMPTS", "3"),
+            ("CLEANUP_RETRY_BASE_MS", "10"),
+        ])
+        .retry_policy()
+        .expect("retry");
+        assert_eq!(retry.max_attempts, 3);
+        assert_eq!(retry.base_delay, std::time::Duration::from_millis(10));
+        assert_eq!(
+            cleanup(&[]).retry_policy().expect("default").max_attempts,
+            RetryPolicy::default().max_attempts
+        );
+        for (name, value, expected) in [
+            (
+                "CLEANUP_RETRY_MAX_ATTEMPTS",
+                "0",
+                "CLEANUP_RETRY_MAX_ATTEMPTS is 0",
+            ),
+            (
+                "CLEANUP_RETRY_MAX_ATTEMPTS",
+                "21",
+                "CLEANUP_RETRY_MAX_ATTEMPTS is 21",
+            ),
+            (
+                "CLEANUP_RETRY_MAX_ATTEMPTS",
+                "many",
+                "CLEANUP_RETRY_MAX_ATTEMPTS=\"many\" is not a whole number",
+            ),
+            ("CLEANUP_RETRY_BASE_MS", "0", "CLEANUP_RETRY_BASE_MS is 0"),
+            (
+                "CLEANUP_RETRY_BASE_MS",
+                "1.5",
+                "CLEANUP_RETRY_BASE_MS=\"1.5\" is not a whole number",
+            ),
+        ] {
+            let message = format!(
+                "{:#}",
+                cleanup(&[(name, value)]).retry_policy().expect_err(value)
+            );
+            assert!(message.contains(expected), "{name}={value}: {message}");
+        }
+
         let message = format!(
             "{:#}",
             cleanup(&[("CLEANUP_MAX_DELETIONS", "-1")])

@@ -27,6 +27,9 @@ pub const PULL: &[&str] = &["pull"];
 pub const PULL_DELETE: &[&str] = &["pull", "delete"];
 pub const PULL_PUSH_DELETE: &[&str] = &["pull", "push", "delete"];
 
+/// Fresh tokens fetched for one call after `invalid_token` refusals.
+const MAX_TOKEN_REFRESHES: u32 = 3;
+
 const UNKNOWN: u8 = 0;
 const YES: u8 = 1;
 const NO: u8 = 2;
@@ -124,7 +127,10 @@ impl Registry {
     }
 
     /// Sends an authenticated request; a token the registry calls invalid
-    /// (expired, revoked) is replaced once, transparently.
+    /// (expired, revoked) is replaced transparently, a few times at most: retries
+    /// inside [`Http::send`] reuse the token, so a call slowed down by 429s can
+    /// outlive a short-lived JWT more than once, but a registry that rejects
+    /// every fresh token must not keep us asking.
     async fn call(
         &self,
         method: Method,
@@ -140,7 +146,7 @@ impl Registry {
             );
         }
         let auth = self.auth().await?;
-        let mut refreshed = false;
+        let mut refreshes = 0;
         loop {
             let token = match &auth {
                 Some(auth) => Some(auth.token(repository, actions).await?),
@@ -156,7 +162,7 @@ impl Registry {
                     }
                 })
                 .await?;
-            if response.status == StatusCode::UNAUTHORIZED && !refreshed {
+            if response.status == StatusCode::UNAUTHORIZED && refreshes < MAX_TOKEN_REFRESHES {
                 if let Some(auth) = &auth {
                     let challenge = response
                         .header(WWW_AUTHENTICATE.as_str())
@@ -172,7 +178,7 @@ impl Registry {
                             "registry token refused; fetching a new one"
                         );
                         auth.invalidate(repository, actions).await;
-                        refreshed = true;
+                        refreshes += 1;
                         continue;
                     }
                 }
