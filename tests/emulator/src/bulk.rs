@@ -36,7 +36,10 @@ pub(crate) fn validate(params: &[(String, String)]) -> Result<BulkParams, String
     for name in ["name_regex_delete", "name_regex", "name_regex_keep"] {
         if let Some(value) = get(name) {
             if let Err(err) = Regex::new(&value) {
-                errors.push(format!("{name} is an invalid regexp: {}", one_line(&err.to_string())));
+                errors.push(format!(
+                    "{name} is an invalid regexp: {}",
+                    one_line(&err.to_string())
+                ));
             }
         }
     }
@@ -80,7 +83,11 @@ fn one_line(message: &str) -> String {
 /// the newest N candidates (undated = newest; ties by name); `older_than` only
 /// deletes tags with a known date older than `now - older_than`. An unparsable
 /// `older_than` makes the (asynchronous) worker fail: nothing is deleted.
-pub(crate) fn select(params: &BulkParams, tags: &[Candidate<'_>], now: DateTime<Utc>) -> Vec<String> {
+pub(crate) fn select(
+    params: &BulkParams,
+    tags: &[Candidate<'_>],
+    now: DateTime<Utc>,
+) -> Vec<String> {
     let anchored = |regex: &str| Regex::new(&format!("\\A{regex}\\z")).ok();
     let Some(delete) = anchored(&params.delete) else {
         return vec![];
@@ -198,7 +205,10 @@ mod tests {
             "name_regex, name_regex_delete are missing, at least one parameter must be provided"
         );
         let err = validate(&params(&[("name_regex_delete", "(")])).unwrap_err();
-        assert!(err.starts_with("name_regex_delete is an invalid regexp: "), "{err}");
+        assert!(
+            err.starts_with("name_regex_delete is an invalid regexp: "),
+            "{err}"
+        );
         let err = validate(&params(&[("name_regex", ".*"), ("keep_n", "x")])).unwrap_err();
         assert_eq!(err, "keep_n is invalid");
         assert!(validate(&params(&[("name_regex", ".*")])).is_ok());
@@ -210,7 +220,11 @@ mod tests {
         let names = ["mr-1", "mr-2", "mr-1-x", "x-mr-2", "mr-10"];
         let tags: Vec<Candidate<'_>> = names
             .iter()
-            .map(|name| Candidate { name, created_at: None, protected: false })
+            .map(|name| Candidate {
+                name,
+                created_at: None,
+                protected: false,
+            })
             .collect();
         let deleted = select(&p, &tags, Utc::now());
         // \Amr-1|mr-2\z: "mr-1…" prefix or "…mr-2" suffix.

@@ -129,8 +129,9 @@ fn run(options: Options) -> Result<(), String> {
         .build()
         .map_err(|err| format!("cannot start tokio: {err}"))?;
     runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|err| format!("cannot watch SIGTERM: {err}"))?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|err| format!("cannot watch SIGTERM: {err}"))?;
         tokio::select! {
             _ = terminate.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -88,7 +88,9 @@ impl std::fmt::Display for PushError {
         match self {
             PushError::Invalid(why) => write!(f, "manifest invalid: {why}"),
             PushError::BlobUnknown(digest) => write!(f, "blob unknown to registry: {digest}"),
-            PushError::DigestMismatch(digest) => write!(f, "digest does not match content: {digest}"),
+            PushError::DigestMismatch(digest) => {
+                write!(f, "digest does not match content: {digest}")
+            }
             PushError::Protected(tag) => write!(f, "tag {tag} is protected"),
         }
     }
@@ -122,7 +124,11 @@ fn keys_for(config: &Config) -> Result<Keys, String> {
 }
 
 impl State {
-    pub(crate) fn new(config: Config, gitlab_url: String, registry_host: String) -> Result<State, String> {
+    pub(crate) fn new(
+        config: Config,
+        gitlab_url: String,
+        registry_host: String,
+    ) -> Result<State, String> {
         let keys = keys_for(&config)?;
         let seed = config.faults.as_ref().map_or(0, |faults| faults.seed);
         Ok(State {
@@ -179,15 +185,20 @@ impl State {
     pub(crate) fn in_project(&self, path: &str) -> bool {
         let project = &self.config.project_path;
         path == project
-            || (path.starts_with(&format!("{project}/")) && !path.ends_with('/') && !path.contains("//"))
+            || (path.starts_with(&format!("{project}/"))
+                && !path.ends_with('/')
+                && !path.contains("//"))
     }
 
     pub(crate) fn repository_by_path(&self, path: &str) -> Option<&Repository> {
-        self.repositories.values().find(|repository| repository.path == path)
+        self.repositories
+            .values()
+            .find(|repository| repository.path == path)
     }
 
     pub(crate) fn repository_id(&self, path: &str) -> Option<u64> {
-        self.repository_by_path(path).map(|repository| repository.id)
+        self.repository_by_path(path)
+            .map(|repository| repository.id)
     }
 
     pub(crate) fn repository_mut(&mut self, id: u64) -> Option<&mut Repository> {
@@ -202,7 +213,11 @@ impl State {
         }
         let id = match wanted_id {
             Some(id) if !self.repositories.contains_key(&id) => id,
-            _ => self.repositories.keys().next_back().map_or(1, |last| last + 1),
+            _ => self
+                .repositories
+                .keys()
+                .next_back()
+                .map_or(1, |last| last + 1),
         };
         let project = &self.config.project_path;
         let name = path
@@ -300,7 +315,9 @@ impl State {
     ) -> Manifest {
         if created.is_some() {
             let digest = self.generate_image(repository_id, label, created, false);
-            let repository = self.repository_mut(repository_id).expect("repository exists");
+            let repository = self
+                .repository_mut(repository_id)
+                .expect("repository exists");
             let image = repository.manifests.get(&digest).expect("just stored");
             return Manifest {
                 media_type: image.media_type.clone(),
@@ -352,8 +369,15 @@ impl State {
         let digest = if existing_shared {
             tag.digest.clone().unwrap_or_default()
         } else {
-            let manifest = self.generate_tag_manifest(repository_id, &format!("{path}:{}", tag.name), tag.created_at);
-            let digest = tag.digest.clone().unwrap_or_else(|| sha256_digest(&manifest.body));
+            let manifest = self.generate_tag_manifest(
+                repository_id,
+                &format!("{path}:{}", tag.name),
+                tag.created_at,
+            );
+            let digest = tag
+                .digest
+                .clone()
+                .unwrap_or_else(|| sha256_digest(&manifest.body));
             if let Some(repository) = self.repository_mut(repository_id) {
                 repository.manifests.insert(digest.clone(), manifest);
             }
@@ -517,7 +541,12 @@ impl State {
             }
             let created = serde_json::from_slice::<serde_json::Value>(config_blob)
                 .ok()
-                .and_then(|config| config.get("created").and_then(|c| c.as_str()).map(str::to_string))
+                .and_then(|config| {
+                    config
+                        .get("created")
+                        .and_then(|c| c.as_str())
+                        .map(str::to_string)
+                })
                 .and_then(|created| DateTime::parse_from_rfc3339(&created).ok())
                 .map(|created| created.with_timezone(&Utc));
             Manifest {

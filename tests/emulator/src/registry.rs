@@ -8,8 +8,8 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::model::{
-    gitlab_time, sha256_digest, PushError, State, Upload, DOCKER_LIST, DOCKER_MANIFEST,
-    OCI_INDEX, OCI_MANIFEST,
+    gitlab_time, sha256_digest, PushError, State, Upload, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
+    OCI_MANIFEST,
 };
 use crate::server::{empty, json_response, response, set_header, Req, Resp};
 
@@ -18,7 +18,11 @@ pub(crate) fn error(status: u16, code: &str, message: &str, detail: Value) -> Re
         status,
         &json!({"errors": [{"code": code, "message": message, "detail": detail}]}),
     );
-    set_header(&mut response, "docker-distribution-api-version", "registry/2.0");
+    set_header(
+        &mut response,
+        "docker-distribution-api-version",
+        "registry/2.0",
+    );
     response
 }
 
@@ -55,22 +59,29 @@ fn challenge(state: &State, scope: Option<&str>, error_code: Option<&str>) -> St
     value
 }
 
-fn unauthorized(state: &State, scope: Option<&str>, error_code: Option<&str>, message: &str) -> Resp {
+fn unauthorized(
+    state: &State,
+    scope: Option<&str>,
+    error_code: Option<&str>,
+    message: &str,
+) -> Resp {
     let mut response = error(401, "UNAUTHORIZED", message, json!(null));
-    set_header(&mut response, "www-authenticate", &challenge(state, scope, error_code));
+    set_header(
+        &mut response,
+        "www-authenticate",
+        &challenge(state, scope, error_code),
+    );
     response
 }
 
 /// Checks the bearer token; `Ok` carries its access claim.
 fn bearer(state: &State, req: &Req, scope: Option<&str>) -> Result<Vec<crate::jwt::Access>, Resp> {
-    let token = req
-        .header("authorization")
-        .and_then(|value| {
-            value
-                .get(..7)
-                .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
-                .map(|_| value[7..].trim())
-        });
+    let token = req.header("authorization").and_then(|value| {
+        value
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+            .map(|_| value[7..].trim())
+    });
     let Some(token) = token else {
         return Err(unauthorized(state, scope, None, "authentication required"));
     };
@@ -97,7 +108,9 @@ fn authorize(state: &State, req: &Req, path: &str, need: Need) -> Result<(), Res
     let access = bearer(state, req, Some(&scope))?;
     let granted = need.actions().iter().all(|action| {
         access.iter().any(|entry| {
-            entry.kind == "repository" && entry.name == path && entry.actions.iter().any(|a| a == action)
+            entry.kind == "repository"
+                && entry.name == path
+                && entry.actions.iter().any(|a| a == action)
         })
     });
     if granted {
@@ -113,11 +126,21 @@ fn authorize(state: &State, req: &Req, path: &str, need: Need) -> Result<(), Res
 }
 
 fn name_unknown(path: &str) -> Resp {
-    error(404, "NAME_UNKNOWN", "repository name not known to registry", json!({"name": path}))
+    error(
+        404,
+        "NAME_UNKNOWN",
+        "repository name not known to registry",
+        json!({"name": path}),
+    )
 }
 
 fn manifest_unknown(reference: &str) -> Resp {
-    error(404, "MANIFEST_UNKNOWN", "manifest unknown", json!({"Tag": reference}))
+    error(
+        404,
+        "MANIFEST_UNKNOWN",
+        "manifest unknown",
+        json!({"Tag": reference}),
+    )
 }
 
 pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
@@ -126,7 +149,11 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
         return match bearer(state, req, None) {
             Ok(_) => {
                 let mut response = json_response(200, &json!({}));
-                set_header(&mut response, "docker-distribution-api-version", "registry/2.0");
+                set_header(
+                    &mut response,
+                    "docker-distribution-api-version",
+                    "registry/2.0",
+                );
                 response
             }
             Err(response) => response,
@@ -179,7 +206,10 @@ fn tags_list(state: &mut State, req: &Req, name: &str) -> Resp {
     let after: Vec<&String> = repository
         .tags
         .keys()
-        .filter(|tag| last.as_ref().is_none_or(|last| tag.as_str() > last.as_str()))
+        .filter(|tag| {
+            last.as_ref()
+                .is_none_or(|last| tag.as_str() > last.as_str())
+        })
         .collect();
     let page: Vec<&String> = match n {
         Some(n) => after.iter().take(n).copied().collect(),
@@ -239,7 +269,9 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
                     .children
                     .iter()
                     .find(|(_, os, arch)| os == "linux" && arch == "amd64")
-                    .and_then(|(child, _, _)| repository.manifests.get(child).map(|m| (child.clone(), m)));
+                    .and_then(|(child, _, _)| {
+                        repository.manifests.get(child).map(|m| (child.clone(), m))
+                    });
                 match child {
                     Some((child_digest, child)) => {
                         digest = child_digest;
@@ -267,7 +299,11 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
             let mut response = response(200, Some(&manifest.media_type), manifest.body.clone());
             set_header(&mut response, "docker-content-digest", &digest);
             set_header(&mut response, "etag", &format!("\"{digest}\""));
-            set_header(&mut response, "docker-distribution-api-version", "registry/2.0");
+            set_header(
+                &mut response,
+                "docker-distribution-api-version",
+                "registry/2.0",
+            );
             response
         }
         Method::PUT => {
@@ -282,7 +318,11 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
                 Ok(digest) => {
                     let mut response = empty(201);
                     set_header(&mut response, "docker-content-digest", &digest);
-                    set_header(&mut response, "location", &format!("/v2/{name}/manifests/{digest}"));
+                    set_header(
+                        &mut response,
+                        "location",
+                        &format!("/v2/{name}/manifests/{digest}"),
+                    );
                     response
                 }
                 Err(PushError::BlobUnknown(digest)) => error(
@@ -303,9 +343,12 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
                     "requested access to the resource is denied",
                     json!({"tag": tag, "reason": "protected tag"}),
                 ),
-                Err(err @ PushError::Invalid(_)) => {
-                    error(400, "MANIFEST_INVALID", "manifest invalid", json!(err.to_string()))
-                }
+                Err(err @ PushError::Invalid(_)) => error(
+                    400,
+                    "MANIFEST_INVALID",
+                    "manifest invalid",
+                    json!(err.to_string()),
+                ),
             }
         }
         Method::DELETE => {
@@ -359,7 +402,12 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
             repository.tags.retain(|_, tag| tag.digest != reference);
             empty(202)
         }
-        _ => error(405, "UNSUPPORTED", "The operation is unsupported.", json!(null)),
+        _ => error(
+            405,
+            "UNSUPPORTED",
+            "The operation is unsupported.",
+            json!(null),
+        ),
     }
 }
 
@@ -374,20 +422,36 @@ fn blobs(state: &mut State, req: &Req, name: &str, digest: &str) -> Resp {
             };
             match repository.blobs.get(digest) {
                 Some(blob) => {
-                    let mut response = response(200, Some("application/octet-stream"), blob.clone());
+                    let mut response =
+                        response(200, Some("application/octet-stream"), blob.clone());
                     set_header(&mut response, "docker-content-digest", digest);
                     response
                 }
-                None => error(404, "BLOB_UNKNOWN", "blob unknown to registry", json!({"digest": digest})),
+                None => error(
+                    404,
+                    "BLOB_UNKNOWN",
+                    "blob unknown to registry",
+                    json!({"digest": digest}),
+                ),
             }
         }
         Method::DELETE => {
             if let Err(response) = authorize(state, req, name, Need::Delete) {
                 return response;
             }
-            error(405, "UNSUPPORTED", "The operation is unsupported.", json!(null))
+            error(
+                405,
+                "UNSUPPORTED",
+                "The operation is unsupported.",
+                json!(null),
+            )
         }
-        _ => error(405, "UNSUPPORTED", "The operation is unsupported.", json!(null)),
+        _ => error(
+            405,
+            "UNSUPPORTED",
+            "The operation is unsupported.",
+            json!(null),
+        ),
     }
 }
 
@@ -398,7 +462,11 @@ fn upload_location(req: &Req, name: &str, id: &str) -> String {
 
 fn blob_created(name: &str, digest: &str) -> Resp {
     let mut response = empty(201);
-    set_header(&mut response, "location", &format!("/v2/{name}/blobs/{digest}"));
+    set_header(
+        &mut response,
+        "location",
+        &format!("/v2/{name}/blobs/{digest}"),
+    );
     set_header(&mut response, "docker-content-digest", digest);
     response
 }
@@ -438,7 +506,9 @@ fn blob_upload(state: &mut State, req: &Req, name: &str, upload_id: &str) -> Res
                 state.put_blob(id, req.body.clone());
                 return blob_created(name, &digest);
             }
-            let upload = sha256_digest(format!("upload-{}-{}", state.uploads.len(), chrono::Utc::now()).as_bytes());
+            let upload = sha256_digest(
+                format!("upload-{}-{}", state.uploads.len(), chrono::Utc::now()).as_bytes(),
+            );
             let upload = URL_SAFE_NO_PAD.encode(&upload.as_bytes()[7..31]);
             state.uploads.insert(
                 upload.clone(),
@@ -448,21 +518,38 @@ fn blob_upload(state: &mut State, req: &Req, name: &str, upload_id: &str) -> Res
                 },
             );
             let mut response = empty(202);
-            set_header(&mut response, "location", &upload_location(req, name, &upload));
+            set_header(
+                &mut response,
+                "location",
+                &upload_location(req, name, &upload),
+            );
             set_header(&mut response, "docker-upload-uuid", &upload);
             set_header(&mut response, "range", "0-0");
             response
         }
         (method, upload) if !upload.is_empty() => {
-            let Some(pending) = state.uploads.get_mut(upload).filter(|u| u.repository_id == id) else {
-                return error(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", json!(null));
+            let Some(pending) = state
+                .uploads
+                .get_mut(upload)
+                .filter(|u| u.repository_id == id)
+            else {
+                return error(
+                    404,
+                    "BLOB_UPLOAD_UNKNOWN",
+                    "blob upload unknown to registry",
+                    json!(null),
+                );
             };
             match *method {
                 Method::PATCH => {
                     pending.data.extend_from_slice(&req.body);
                     let end = pending.data.len().saturating_sub(1);
                     let mut response = empty(202);
-                    set_header(&mut response, "location", &upload_location(req, name, upload));
+                    set_header(
+                        &mut response,
+                        "location",
+                        &upload_location(req, name, upload),
+                    );
                     set_header(&mut response, "docker-upload-uuid", upload);
                     set_header(&mut response, "range", &format!("0-{end}"));
                     response
@@ -480,6 +567,7 @@ fn blob_upload(state: &mut State, req: &Req, name: &str, upload_id: &str) -> Res
                         return digest_invalid("digest parameter missing");
                     };
                     if sha256_digest(&pending.data) != digest {
+                        state.uploads.remove(upload);
                         return digest_invalid(&digest);
                     }
                     let data = Bytes::from(std::mem::take(&mut pending.data));
@@ -491,10 +579,20 @@ fn blob_upload(state: &mut State, req: &Req, name: &str, upload_id: &str) -> Res
                     state.uploads.remove(upload);
                     empty(204)
                 }
-                _ => error(405, "UNSUPPORTED", "The operation is unsupported.", json!(null)),
+                _ => error(
+                    405,
+                    "UNSUPPORTED",
+                    "The operation is unsupported.",
+                    json!(null),
+                ),
             }
         }
-        _ => error(405, "UNSUPPORTED", "The operation is unsupported.", json!(null)),
+        _ => error(
+            405,
+            "UNSUPPORTED",
+            "The operation is unsupported.",
+            json!(null),
+        ),
     }
 }
 
@@ -565,7 +663,12 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|key| key.contains('|'))
-            .or_else(|| repository.tags.get(marker).map(|tag| key_of(marker, &tag.published_at)))
+            .or_else(|| {
+                repository
+                    .tags
+                    .get(marker)
+                    .map(|tag| key_of(marker, &tag.published_at))
+            })
             .unwrap_or_else(|| marker.to_string())
     };
     let mut entries: Vec<(String, &String)> = repository
@@ -578,7 +681,13 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
     if descending {
         entries.reverse();
     }
-    let beyond = |key: &str, marker: &str| if descending { key < marker } else { key > marker };
+    let beyond = |key: &str, marker: &str| {
+        if descending {
+            key < marker
+        } else {
+            key > marker
+        }
+    };
     let page: Vec<&(String, &String)>;
     let has_next;
     if let Some(before) = &before {
@@ -624,7 +733,9 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
             last_name.to_string()
         };
         let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("last", &marker).append_pair("n", &n.to_string());
+        query
+            .append_pair("last", &marker)
+            .append_pair("n", &n.to_string());
         if sort != "name" {
             query.append_pair("sort", &sort);
         }
@@ -634,7 +745,10 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
         set_header(
             &mut response,
             "link",
-            &format!("</gitlab/v1/repositories/{name}/tags/list/?{}>; rel=\"next\"", query.finish()),
+            &format!(
+                "</gitlab/v1/repositories/{name}/tags/list/?{}>; rel=\"next\"",
+                query.finish()
+            ),
         );
     }
     response

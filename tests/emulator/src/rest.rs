@@ -92,18 +92,28 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
             })
         }
         ["projects", id, "registry", "repositories", rid, "tags"] if get => {
-            with_repository(state, req, id, rid, |state, _, rid| list_tags(state, req, rid))
+            with_repository(state, req, id, rid, |state, _, rid| {
+                list_tags(state, req, rid)
+            })
         }
         ["projects", id, "registry", "repositories", rid, "tags"] if *method == Method::DELETE => {
-            with_repository(state, req, id, rid, |state, _, rid| bulk_delete(state, req, rid))
+            with_repository(state, req, id, rid, |state, _, rid| {
+                bulk_delete(state, req, rid)
+            })
         }
         ["projects", id, "registry", "repositories", rid, "tags", tag] if get => {
             let tag = decode(tag);
-            with_repository(state, req, id, rid, |state, _, rid| tag_details(state, rid, &tag))
+            with_repository(state, req, id, rid, |state, _, rid| {
+                tag_details(state, rid, &tag)
+            })
         }
-        ["projects", id, "registry", "repositories", rid, "tags", tag] if *method == Method::DELETE => {
+        ["projects", id, "registry", "repositories", rid, "tags", tag]
+            if *method == Method::DELETE =>
+        {
             let tag = decode(tag);
-            with_repository(state, req, id, rid, |state, _, rid| delete_tag(state, rid, &tag))
+            with_repository(state, req, id, rid, |state, _, rid| {
+                delete_tag(state, rid, &tag)
+            })
         }
         ["groups", id, "registry", "repositories"] if get => group_repositories(state, req, id),
         ["registry", "repositories", rid] if get => {
@@ -112,13 +122,20 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
                 Err(response) => return response,
             };
             let _ = caller;
-            match rid.parse::<u64>().ok().and_then(|rid| state.repositories.get(&rid)) {
+            match rid
+                .parse::<u64>()
+                .ok()
+                .and_then(|rid| state.repositories.get(&rid))
+            {
                 Some(repository) => json_response(200, &repository_json(state, repository, req)),
                 None => message(404, "404 Repository Not Found"),
             }
         }
-        ["projects", _, "registry", "repositories", ..] | ["groups", _, "registry", "repositories"]
-        | ["registry", "repositories", _] => json_response(405, &json!({"error": "405 Not Allowed"})),
+        ["projects", _, "registry", "repositories", ..]
+        | ["groups", _, "registry", "repositories"]
+        | ["registry", "repositories", _] => {
+            json_response(405, &json!({"error": "405 Not Allowed"}))
+        }
         _ => json_response(404, &json!({"error": "404 Not Found"})),
     }
 }
@@ -149,7 +166,11 @@ fn with_repository(
     then: impl FnOnce(&mut State, Caller, u64) -> Resp,
 ) -> Resp {
     with_project(state, req, id, |state, caller| {
-        match rid.parse::<u64>().ok().filter(|rid| state.repositories.contains_key(rid)) {
+        match rid
+            .parse::<u64>()
+            .ok()
+            .filter(|rid| state.repositories.contains_key(rid))
+        {
             Some(rid) => then(state, caller, rid),
             None => message(404, "404 Repository Not Found"),
         }
@@ -219,7 +240,9 @@ fn group_repositories(state: &mut State, req: &Req, id: &str) -> Resp {
     }
     let id = decode(id);
     let project = &state.config.project_path;
-    let namespace = project.rsplit_once('/').map_or("", |(namespace, _)| namespace);
+    let namespace = project
+        .rsplit_once('/')
+        .map_or("", |(namespace, _)| namespace);
     let ours = id == crate::GROUP_ID.to_string()
         || (!id.is_empty() && (namespace == id || namespace.starts_with(&format!("{id}/"))));
     if !ours {
@@ -291,12 +314,20 @@ fn offset_page(state: &State, req: &Req, items: Vec<Value>) -> Resp {
     set_header(
         &mut response,
         "x-next-page",
-        &if has_next { (page + 1).to_string() } else { String::new() },
+        &if has_next {
+            (page + 1).to_string()
+        } else {
+            String::new()
+        },
     );
     set_header(
         &mut response,
         "x-prev-page",
-        &if page > 1 { (page - 1).to_string() } else { String::new() },
+        &if page > 1 {
+            (page - 1).to_string()
+        } else {
+            String::new()
+        },
     );
     if countable {
         set_header(&mut response, "x-total", &total.to_string());
@@ -329,7 +360,9 @@ fn list_tags(state: &mut State, req: &Req, rid: u64) -> Resp {
     let descending = match req.param("sort").as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
-        Some(_) => return json_response(400, &json!({"error": "sort does not have a valid value"})),
+        Some(_) => {
+            return json_response(400, &json!({"error": "sort does not have a valid value"}))
+        }
     };
     let last = req.param("last");
     let mut names: Vec<&String> = repository.tags.keys().collect();
@@ -381,7 +414,9 @@ fn tag_details(state: &State, rid: u64, name: &str) -> Resp {
         .map(|digest| digest.trim_start_matches("sha256:").to_string());
     let mut value = tag_summary(state, repository, name);
     value["revision"] = json!(revision);
-    value["short_revision"] = json!(revision.as_ref().map(|revision| revision.chars().take(9).collect::<String>()));
+    value["short_revision"] = json!(revision
+        .as_ref()
+        .map(|revision| revision.chars().take(9).collect::<String>()));
     value["digest"] = json!(tag.digest);
     value["created_at"] = json!(tag.created_at.as_ref().map(gitlab_time));
     value["total_size"] = json!(manifest.and_then(|manifest| manifest.total_size));
@@ -396,7 +431,9 @@ fn delete_tag(state: &mut State, rid: u64, name: &str) -> Resp {
     match repository.tags.get(name) {
         None if missing_status == 403 => message(403, "403 Forbidden"),
         None => message(missing_status, "404 Tag Not Found"),
-        Some(tag) if tag.protected => message(403, "403 Forbidden - cannot delete protected tag(s)"),
+        Some(tag) if tag.protected => {
+            message(403, "403 Forbidden - cannot delete protected tag(s)")
+        }
         Some(_) => {
             // GitLab removes only this tag, whatever the registry supports.
             repository.tags.remove(name);
@@ -410,7 +447,12 @@ fn bulk_delete(state: &mut State, req: &Req, rid: u64) -> Resp {
     let raw_body = String::from_utf8_lossy(&req.body).into_owned();
     // Grape merges query and body parameters.
     let mut params = req.query_pairs();
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if media_type == "application/json" {
         if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&req.body) {
             for (key, value) in map {
@@ -423,17 +465,17 @@ fn bulk_delete(state: &mut State, req: &Req, rid: u64) -> Resp {
         }
     } else if media_type == "application/x-www-form-urlencoded" || media_type.is_empty() {
         params.extend(
-            form_urlencoded::parse(&req.body).map(|(key, value)| (key.into_owned(), value.into_owned())),
+            form_urlencoded::parse(&req.body)
+                .map(|(key, value)| (key.into_owned(), value.into_owned())),
         );
     }
     let response = match bulk::validate(&params) {
         Err(error) => json_response(400, &json!({"error": error})),
         Ok(validated) => {
             let now = std::time::Instant::now();
-            let locked = state
-                .bulk_leases
-                .get(&rid)
-                .is_some_and(|since| now.duration_since(*since) < std::time::Duration::from_secs(3600));
+            let locked = state.bulk_leases.get(&rid).is_some_and(|since| {
+                now.duration_since(*since) < std::time::Duration::from_secs(3600)
+            });
             if locked {
                 message(
                     400,
@@ -486,7 +528,11 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
         })
         .and_then(|encoded| STANDARD.decode(encoded).ok())
         .and_then(|decoded| String::from_utf8(decoded).ok())
-        .and_then(|decoded| decoded.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())));
+        .and_then(|decoded| {
+            decoded
+                .split_once(':')
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+        });
     let config = &state.config;
     let denied = || {
         json_response(
@@ -500,7 +546,9 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
     let is_deploy = config
         .deploy_token
         .as_ref()
-        .is_some_and(|(deploy_user, deploy_password)| *deploy_user == user && *deploy_password == password);
+        .is_some_and(|(deploy_user, deploy_password)| {
+            *deploy_user == user && *deploy_password == password
+        });
     let valid = (user == "gitlab-ci-token" && password == config.job_token)
         || password == config.access_token
         || is_deploy;
@@ -518,7 +566,8 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
         // GitLab splits `type:name:actions` on the first two colons, so a
         // host-prefixed name (`host:port/group/project`) ends up unrecognisable.
         let mut parts = scope.splitn(3, ':');
-        let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         if kind != "repository" || !state.in_project(name) {
@@ -539,7 +588,10 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
         if granted.is_empty() {
             continue;
         }
-        match access.iter_mut().find(|entry: &&mut Access| entry.name == name) {
+        match access
+            .iter_mut()
+            .find(|entry: &&mut Access| entry.name == name)
+        {
             Some(entry) => {
                 for action in granted {
                     if !entry.actions.contains(&action) {
@@ -558,7 +610,14 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
     let now = Utc::now();
     let issued_at = now.timestamp();
     let lifetime = chrono::Duration::from_std(config.jwt_lifetime).unwrap_or_default();
-    let jti = sha256_digest(format!("{}-{}", now.timestamp_nanos_opt().unwrap_or(0), state.jwts.len()).as_bytes());
+    let jti = sha256_digest(
+        format!(
+            "{}-{}",
+            now.timestamp_nanos_opt().unwrap_or(0),
+            state.jwts.len()
+        )
+        .as_bytes(),
+    );
     let claims = Claims {
         iss: config.issuer.clone(),
         aud: "container_registry".to_string(),

@@ -78,8 +78,12 @@ impl Req {
             return AuthKind::PrivateToken;
         }
         match self.header("authorization") {
-            Some(value) if value.len() > 6 && value[..6].eq_ignore_ascii_case("basic ") => AuthKind::Basic,
-            Some(value) if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") => AuthKind::Bearer,
+            Some(value) if value.len() > 6 && value[..6].eq_ignore_ascii_case("basic ") => {
+                AuthKind::Basic
+            }
+            Some(value) if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") => {
+                AuthKind::Bearer
+            }
             _ => AuthKind::None,
         }
     }
@@ -87,7 +91,8 @@ impl Req {
 
 pub(crate) fn response(status: u16, content_type: Option<&str>, body: impl Into<Bytes>) -> Resp {
     let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Some(content_type) = content_type {
         set_header(&mut response, "content-type", content_type);
     }
@@ -172,7 +177,10 @@ impl Fault {
 }
 
 fn is_write(method: &Method) -> bool {
-    matches!(*method, Method::DELETE | Method::PUT | Method::POST | Method::PATCH)
+    matches!(
+        *method,
+        Method::DELETE | Method::PUT | Method::POST | Method::PATCH
+    )
 }
 
 fn roll_fault(state: &mut crate::model::State, method: &Method, path: &str) -> Option<Fault> {
@@ -189,7 +197,10 @@ fn roll_fault(state: &mut crate::model::State, method: &Method, path: &str) -> O
             2 => FaultKind::Status(503),
             _ => FaultKind::Drop,
         };
-        return Some(Fault { kind, after_effect: true });
+        return Some(Fault {
+            kind,
+            after_effect: true,
+        });
     }
     let kind = match state.rng.below(6) {
         0 => FaultKind::TooMany(match state.rng.below(4) {
@@ -204,7 +215,10 @@ fn roll_fault(state: &mut crate::model::State, method: &Method, path: &str) -> O
         4 => FaultKind::Drop,
         _ => FaultKind::Slow,
     };
-    Some(Fault { kind, after_effect: false })
+    Some(Fault {
+        kind,
+        after_effect: false,
+    })
 }
 
 fn fault_response(server: Server, kind: FaultKind) -> Resp {
@@ -212,7 +226,9 @@ fn fault_response(server: Server, kind: FaultKind) -> Resp {
         FaultKind::TooMany(retry_after) => {
             let mut response = match server {
                 Server::Gitlab => response(429, Some("text/plain"), "Retry later\n"),
-                Server::Registry => crate::registry::error(429, "TOOMANYREQUESTS", "too many requests", json!(null)),
+                Server::Registry => {
+                    crate::registry::error(429, "TOOMANYREQUESTS", "too many requests", json!(null))
+                }
             };
             let value = match retry_after {
                 RetryAfter::One => Some("1".to_string()),
@@ -245,32 +261,52 @@ fn fault_response(server: Server, kind: FaultKind) -> Resp {
     }
 }
 
-/// Counts a GitLab-origin request against the budget; returns the headers to
-/// announce and whether the request is over budget.
-fn rate_limit(state: &mut crate::model::State) -> Option<(Vec<(&'static str, String)>, bool, Duration)> {
+/// What the rate limiter says about one GitLab-origin request.
+struct RateStatus {
+    headers: Vec<(&'static str, String)>,
+    exceeded: bool,
+    reset_in: Duration,
+}
+
+/// Counts a GitLab-origin request against the budget (fixed window).
+fn rate_limit(state: &mut crate::model::State) -> Option<RateStatus> {
     let limit = state.config.rate_limit.clone()?;
     let now = Instant::now();
     let window = match state.rate_window {
-        Some((start, wall, count)) if now.duration_since(start) < limit.window => (start, wall, count + 1),
+        Some((start, wall, count)) if now.duration_since(start) < limit.window => {
+            (start, wall, count + 1)
+        }
         _ => (now, Utc::now(), 1),
     };
     state.rate_window = Some(window);
     let (start, wall_start, observed) = window;
-    let reset_in = limit.window.saturating_sub(now.duration_since(start));
     let reset_at = wall_start + chrono::Duration::from_std(limit.window).unwrap_or_default();
-    let headers = vec![
-        ("ratelimit-limit", limit.limit.to_string()),
-        ("ratelimit-observed", observed.to_string()),
-        ("ratelimit-remaining", limit.limit.saturating_sub(observed).to_string()),
-        ("ratelimit-reset", reset_at.timestamp().to_string()),
-    ];
-    let exceeded = observed > limit.limit;
-    Some((headers, exceeded, reset_in))
+    Some(RateStatus {
+        headers: vec![
+            ("ratelimit-limit", limit.limit.to_string()),
+            ("ratelimit-observed", observed.to_string()),
+            (
+                "ratelimit-remaining",
+                limit.limit.saturating_sub(observed).to_string(),
+            ),
+            ("ratelimit-reset", reset_at.timestamp().to_string()),
+        ],
+        exceeded: observed > limit.limit,
+        reset_in: limit.window.saturating_sub(now.duration_since(start)),
+    })
 }
 
-async fn handle(shared: Arc<Shared>, server: Server, request: Request<Incoming>) -> Result<Resp, DropConnection> {
+async fn handle(
+    shared: Arc<Shared>,
+    server: Server,
+    request: Request<Incoming>,
+) -> Result<Resp, DropConnection> {
     let (parts, body) = request.into_parts();
-    let body = body.collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
     let req = Req {
         method: parts.method,
         path: parts.uri.path().to_string(),
@@ -285,18 +321,22 @@ async fn handle(shared: Arc<Shared>, server: Server, request: Request<Incoming>)
     let (latency, fault, rate) = {
         let mut state = shared.lock();
         let fault = roll_fault(&mut state, &req.method, &req.path);
-        let rate = if server == Server::Gitlab { rate_limit(&mut state) } else { None };
+        let rate = if server == Server::Gitlab {
+            rate_limit(&mut state)
+        } else {
+            None
+        };
         (state.config.latency, fault, rate)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let rate_limited = rate.as_ref().is_some_and(|(_, exceeded, _)| *exceeded);
+    let rate_limited = rate.as_ref().is_some_and(|rate| rate.exceeded);
     let fault = if rate_limited { None } else { fault };
 
     let mut dropped = false;
     let mut response = if rate_limited {
-        let reset_in = rate.as_ref().map_or(Duration::ZERO, |(_, _, reset_in)| *reset_in);
+        let reset_in = rate.as_ref().map_or(Duration::ZERO, |rate| rate.reset_in);
         let mut response = response(429, Some("text/plain"), "Retry later\n");
         let seconds = reset_in.as_secs() + u64::from(reset_in.subsec_nanos() > 0);
         set_header(&mut response, "retry-after", &seconds.to_string());
@@ -308,17 +348,34 @@ async fn handle(shared: Arc<Shared>, server: Server, request: Request<Incoming>)
         response
     } else {
         match fault {
-            Some(Fault { kind: FaultKind::Slow, .. }) => {
-                let slow = shared.lock().config.faults.as_ref().map_or(Duration::ZERO, |f| f.slow);
+            Some(Fault {
+                kind: FaultKind::Slow,
+                ..
+            }) => {
+                let slow = shared
+                    .lock()
+                    .config
+                    .faults
+                    .as_ref()
+                    .map_or(Duration::ZERO, |f| f.slow);
                 tokio::time::sleep(slow).await;
                 dispatch(&shared, server, &req)
             }
-            Some(Fault { kind: FaultKind::Drop, after_effect: false }) => {
+            Some(Fault {
+                kind: FaultKind::Drop,
+                after_effect: false,
+            }) => {
                 dropped = true;
                 empty(500)
             }
-            Some(Fault { kind, after_effect: false }) => fault_response(server, kind),
-            Some(Fault { kind, after_effect: true }) => {
+            Some(Fault {
+                kind,
+                after_effect: false,
+            }) => fault_response(server, kind),
+            Some(Fault {
+                kind,
+                after_effect: true,
+            }) => {
                 // The change happens; its answer is lost.
                 let _applied = dispatch(&shared, server, &req);
                 if kind == FaultKind::Drop {
@@ -331,8 +388,8 @@ async fn handle(shared: Arc<Shared>, server: Server, request: Request<Incoming>)
             None => dispatch(&shared, server, &req),
         }
     };
-    if let Some((headers, _, _)) = &rate {
-        for (name, value) in headers {
+    if let Some(rate) = &rate {
+        for (name, value) in &rate.headers {
             set_header(&mut response, name, value);
         }
     }
@@ -341,7 +398,11 @@ async fn handle(shared: Arc<Shared>, server: Server, request: Request<Incoming>)
         method: req.method.to_string(),
         path: req.path.clone(),
         query: req.query.clone(),
-        status: if dropped { 0 } else { response.status().as_u16() },
+        status: if dropped {
+            0
+        } else {
+            response.status().as_u16()
+        },
         server,
         fault: fault.map(|fault| fault.label()),
         auth: req.auth_kind(),
@@ -407,7 +468,13 @@ fn dispatch(shared: &Shared, server: Server, req: &Req) -> Resp {
     let mut state = shared.lock();
     let tamper = tamper_for(&state, server, req);
     let response = match (&tamper, server) {
-        (Some(crate::Tamper { status: Some(status), .. }), _) => empty(*status),
+        (
+            Some(crate::Tamper {
+                status: Some(status),
+                ..
+            }),
+            _,
+        ) => empty(*status),
         (_, Server::Gitlab) => crate::rest::handle(&mut state, req),
         (_, Server::Registry) => crate::registry::handle(&mut state, req),
     };
