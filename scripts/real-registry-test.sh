@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Runs tests/real_registry.rs against a real registry: Debian's docker-registry
+# (Docker Distribution 2.8.2, which cannot delete by tag) with token auth whose
+# realm is the gitlab-emulator binary's /jwt/auth.
+#
+#   scripts/real-registry-test.sh [extra cargo test args]
+#
+# Installs docker-registry if missing (apt), generates a signing key and its
+# self-signed certificate (the registry's rootcertbundle), starts both servers on
+# free loopback ports, runs `cargo test --test real_registry` with REAL_REGISTRY_*
+# variables describing them, and stops both on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+log() { printf 'real-registry-test: %s\n' "$*" >&2; }
+fail() {
+    printf 'real-registry-test: FAIL: %s\n' "$*" >&2
+    exit 1
+}
+
+command -v docker-registry >/dev/null || (apt-get update && apt-get install -y docker-registry)
+for tool in docker-registry openssl python3 curl cargo; do
+    command -v "$tool" >/dev/null || fail "$tool not found"
+done
+
+work=$(mktemp -d /tmp/real-registry-test.XXXXXX)
+emulator_pid=""
+registry_pid=""
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "$registry_pid" "$emulator_pid"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    if [ "$rc" != 0 ]; then
+        for file in emulator.err registry.log; do
+            [ -s "$work/$file" ] && { log "--- $file (last 30 lines)"; tail -n 30 "$work/$file" >&2; }
+        done
+    fi
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# The token signer's key and the certificate the registry trusts it by.
+openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=gitlab-issuer \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null ||
+    fail "openssl could not make a key and certificate"
+
+log "building the emulator"
+cargo build --quiet -p gitlab-emulator
+emulator_bin=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug/gitlab-emulator
+[ -x "$emulator_bin" ] || fail "no emulator binary at $emulator_bin"
+
+registry_port=$(free_port)
+registry_host=127.0.0.1:$registry_port
+
+# The emulator serves REST and /jwt/auth only; --grant-push lets the tool move a
+# tag onto a throw-away manifest, which Distribution 2.8 needs.
+"$emulator_bin" --gitlab-addr 127.0.0.1:0 --no-registry --registry-host "$registry_host" \
+    --signing-key "$work/key.pem" --issuer gitlab-issuer --grant-push \
+    >"$work/emulator.json" 2>"$work/emulator.err" &
+emulator_pid=$!
+for _ in $(seq 100); do
+    [ -s "$work/emulator.json" ] && break
+    kill -0 "$emulator_pid" 2>/dev/null || fail "the emulator exited: $(cat "$work/emulator.err")"
+    sleep 0.1
+done
+[ -s "$work/emulator.json" ] || fail "the emulator did not start"
+field() { python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])' "$work/emulator.json" "$1"; }
+gitlab_url=$(field gitlab_url)
+job_token=$(field job_token)
+project_path=$(field project_path)
+project_id=$(field project_id)
+
+mkdir -p "$work/data"
+cat >"$work/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog: { disabled: true }
+storage:
+  filesystem: { rootdirectory: $work/data }
+  delete: { enabled: true }
+http:
+  addr: $registry_host
+auth:
+  token:
+    realm: $gitlab_url/jwt/auth
+    service: container_registry
+    issuer: gitlab-issuer
+    rootcertbundle: $work/cert.pem
+EOF
+docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+
+status=""
+for _ in $(seq 100); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' "http://$registry_host/v2/" || true)
+    [ "$status" = 401 ] && break
+    kill -0 "$registry_pid" 2>/dev/null || fail "docker-registry exited"
+    sleep 0.1
+done
+[ "$status" = 401 ] || fail "docker-registry does not answer on $registry_host (last status: ${status:-none})"
+curl -sf -o /dev/null -u "gitlab-ci-token:$job_token" \
+    "$gitlab_url/jwt/auth?service=container_registry&scope=repository:$project_path:pull" ||
+    fail "the emulator's /jwt/auth does not answer"
+log "registry $registry_host ($(docker-registry --version 2>/dev/null | head -n 1)), token realm $gitlab_url/jwt/auth"
+
+export REAL_REGISTRY_URL=http://$registry_host
+export REAL_REGISTRY_HOST=$registry_host
+export REAL_REGISTRY_GITLAB_URL=$gitlab_url
+export REAL_REGISTRY_JOB_TOKEN=$job_token
+export REAL_REGISTRY_PROJECT_PATH=$project_path
+export REAL_REGISTRY_PROJECT_ID=$project_id
+cargo test --test real_registry "$@" -- --nocapture
+log "passed"
