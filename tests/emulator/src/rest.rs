@@ -33,24 +33,19 @@ fn truthy(value: Option<String>) -> bool {
     matches!(value.as_deref(), Some("true" | "1" | "yes" | "t"))
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Caller {
-    Job,
-    Private,
-}
-
-/// Who the REST request is from; `Err` is the 401 to send.
-fn authenticate(state: &State, req: &Req) -> Result<Caller, Resp> {
+/// Checks the REST credentials (a job token, or an access token as
+/// `PRIVATE-TOKEN` or bearer); `Err` is the 401 to send.
+fn authenticate(state: &State, req: &Req) -> Result<(), Resp> {
     if let Some(token) = req.header("job-token") {
         return if token == state.config.job_token {
-            Ok(Caller::Job)
+            Ok(())
         } else {
             Err(unauthorized())
         };
     }
     if let Some(token) = req.header("private-token") {
         return if token == state.config.access_token {
-            Ok(Caller::Private)
+            Ok(())
         } else {
             Err(unauthorized())
         };
@@ -59,7 +54,7 @@ fn authenticate(state: &State, req: &Req) -> Result<Caller, Resp> {
         // GitLab also takes a personal access token as an OAuth-style bearer.
         let token = value.strip_prefix("Bearer ").unwrap_or("");
         return if !token.is_empty() && token == state.config.access_token {
-            Ok(Caller::Private)
+            Ok(())
         } else {
             Err(unauthorized())
         };
@@ -83,27 +78,25 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
     let get = *method == Method::GET || *method == Method::HEAD;
     match segments.as_slice() {
         ["projects", id, "registry", "repositories"] if get => {
-            with_project(state, req, id, |state, _| list_repositories(state, req))
+            with_project(state, req, id, |state| list_repositories(state, req))
         }
         ["projects", id, "registry", "repositories", rid] if *method == Method::DELETE => {
-            with_repository(state, req, id, rid, |state, _, rid| {
+            with_repository(state, req, id, rid, |state, rid| {
                 state.repositories.remove(&rid);
                 empty(202)
             })
         }
         ["projects", id, "registry", "repositories", rid, "tags"] if get => {
-            with_repository(state, req, id, rid, |state, _, rid| {
-                list_tags(state, req, rid)
-            })
+            with_repository(state, req, id, rid, |state, rid| list_tags(state, req, rid))
         }
         ["projects", id, "registry", "repositories", rid, "tags"] if *method == Method::DELETE => {
-            with_repository(state, req, id, rid, |state, _, rid| {
+            with_repository(state, req, id, rid, |state, rid| {
                 bulk_delete(state, req, rid)
             })
         }
         ["projects", id, "registry", "repositories", rid, "tags", tag] if get => {
             let tag = decode(tag);
-            with_repository(state, req, id, rid, |state, _, rid| {
+            with_repository(state, req, id, rid, |state, rid| {
                 tag_details(state, rid, &tag)
             })
         }
@@ -111,17 +104,15 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
             if *method == Method::DELETE =>
         {
             let tag = decode(tag);
-            with_repository(state, req, id, rid, |state, _, rid| {
+            with_repository(state, req, id, rid, |state, rid| {
                 delete_tag(state, rid, &tag)
             })
         }
         ["groups", id, "registry", "repositories"] if get => group_repositories(state, req, id),
         ["registry", "repositories", rid] if get => {
-            let caller = match authenticate(state, req) {
-                Ok(caller) => caller,
-                Err(response) => return response,
-            };
-            let _ = caller;
+            if let Err(response) = authenticate(state, req) {
+                return response;
+            }
             match rid
                 .parse::<u64>()
                 .ok()
@@ -144,18 +135,17 @@ fn with_project(
     state: &mut State,
     req: &Req,
     id: &str,
-    then: impl FnOnce(&mut State, Caller) -> Resp,
+    then: impl FnOnce(&mut State) -> Resp,
 ) -> Resp {
-    let caller = match authenticate(state, req) {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
+    if let Err(response) = authenticate(state, req) {
+        return response;
+    }
     let id = decode(id);
     let ours = id == state.config.project_id.to_string() || id == state.config.project_path;
     if !ours {
         return message(404, "404 Project Not Found");
     }
-    then(state, caller)
+    then(state)
 }
 
 fn with_repository(
@@ -163,15 +153,15 @@ fn with_repository(
     req: &Req,
     id: &str,
     rid: &str,
-    then: impl FnOnce(&mut State, Caller, u64) -> Resp,
+    then: impl FnOnce(&mut State, u64) -> Resp,
 ) -> Resp {
-    with_project(state, req, id, |state, caller| {
+    with_project(state, req, id, |state| {
         match rid
             .parse::<u64>()
             .ok()
             .filter(|rid| state.repositories.contains_key(rid))
         {
-            Some(rid) => then(state, caller, rid),
+            Some(rid) => then(state, rid),
             None => message(404, "404 Repository Not Found"),
         }
     })
