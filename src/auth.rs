@@ -8,6 +8,7 @@
 //! registry says `invalid_token`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -202,6 +203,9 @@ pub struct TokenService {
     pub service: Option<String>,
 }
 
+/// A repository and a comma-joined list of actions.
+type TokenKey = (String, String);
+
 /// Fetches and caches registry JWTs per repository and set of actions.
 #[derive(Debug)]
 pub struct RegistryAuth {
@@ -209,6 +213,9 @@ pub struct RegistryAuth {
     service: TokenService,
     credentials: Option<(String, Secret)>,
     cache: Mutex<HashMap<(String, String), CachedToken>>,
+    /// One fetch at a time per key: requests that start together for the
+    /// same repository share one token instead of each fetching its own.
+    fetching: Mutex<HashMap<TokenKey, Arc<Mutex<()>>>>,
 }
 
 impl RegistryAuth {
@@ -244,19 +251,20 @@ impl RegistryAuth {
             },
             credentials,
             cache: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
         })
     }
 
     /// A token for `repository` granting every one of `actions`.
     pub async fn token(&self, repository: &str, actions: &[&str]) -> anyhow::Result<Secret> {
         let key = (repository.to_string(), actions.join(","));
-        {
-            let cache = self.cache.lock().await;
-            if let Some(cached) = cache.get(&key) {
-                if cached.refresh_at.is_none_or(|at| SystemTime::now() < at) {
-                    return Ok(cached.token.clone());
-                }
-            }
+        if let Some(token) = self.cached(&key, actions).await {
+            return Ok(token);
+        }
+        let gate = Arc::clone(self.fetching.lock().await.entry(key.clone()).or_default());
+        let _turn = gate.lock().await;
+        if let Some(token) = self.cached(&key, actions).await {
+            return Ok(token);
         }
         let token = self.fetch(repository, actions).await?;
         let claims = decode_claims(token.expose()).unwrap_or_default();
@@ -279,12 +287,32 @@ impl RegistryAuth {
         Ok(token)
     }
 
-    /// Forgets a token the registry called invalid (expired early, revoked).
+    /// A live cached token for the key, else one for the same repository
+    /// granting more (a `pull,delete` token serves a `pull` request).
+    async fn cached(&self, key: &TokenKey, actions: &[&str]) -> Option<Secret> {
+        let cache = self.cache.lock().await;
+        let now = SystemTime::now();
+        let live = |cached: &&CachedToken| cached.refresh_at.is_none_or(|at| now < at);
+        if let Some(cached) = cache.get(key).filter(live) {
+            return Some(cached.token.clone());
+        }
+        cache
+            .iter()
+            .find(|((repository, granted), cached)| {
+                *repository == key.0 && covers(granted, actions) && live(cached)
+            })
+            .map(|(_, cached)| cached.token.clone())
+    }
+
+    /// Forgets a token the registry called invalid (expired early, revoked):
+    /// every cached token that could have served `actions` on `repository`.
     pub async fn invalidate(&self, repository: &str, actions: &[&str]) {
         self.cache
             .lock()
             .await
-            .remove(&(repository.to_string(), actions.join(",")));
+            .retain(|(cached_repository, granted), _| {
+                cached_repository != repository || !covers(granted, actions)
+            });
     }
 
     async fn fetch(&self, repository: &str, actions: &[&str]) -> anyhow::Result<Secret> {
@@ -334,6 +362,11 @@ impl RegistryAuth {
             .ok_or_else(|| response.invalid("the token service's answer has no token"))?;
         Ok(Secret::new(token))
     }
+}
+
+/// Whether a comma-joined action list grants every one of `actions`.
+fn covers(granted: &str, actions: &[&str]) -> bool {
+    actions.iter().all(|a| granted.split(',').any(|g| g == *a))
 }
 
 /// The token service silently dropped actions we need.
@@ -451,6 +484,15 @@ mod tests {
         assert!(star.missing("g/p", &["pull", "delete", "push"]).is_empty());
         assert!(decode_claims("not-a-jwt").is_none());
         assert!(decode_claims("a.!!!.c").is_none());
+    }
+
+    #[test]
+    fn a_token_with_more_actions_covers_fewer() {
+        assert!(covers("pull,delete", &["pull"]));
+        assert!(covers("pull,delete", &["pull", "delete"]));
+        assert!(covers("pull,push,delete", &["pull", "delete"]));
+        assert!(!covers("pull", &["pull", "delete"]));
+        assert!(!covers("pullx,delete", &["pull"]));
     }
 
     #[test]
