@@ -253,14 +253,17 @@ pub fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 /// GitLab's announced request budget: when `RateLimit-Remaining` runs low,
-/// wait for `RateLimit-Reset` instead of running into 429s.
+/// wait for `RateLimit-Reset` instead of running into 429s. The budget belongs
+/// to the origin that announced it: requests to the registry do not spend
+/// GitLab's, and do not wait for it.
 #[derive(Debug, Default)]
 pub struct RateBudget {
     state: Mutex<Option<BudgetState>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct BudgetState {
+    origin: url::Origin,
     remaining: u64,
     limit: u64,
     reset: SystemTime,
@@ -272,21 +275,23 @@ impl RateBudget {
         (limit / 20).max(2)
     }
 
-    async fn before_request(&self) {
+    async fn before_request(&self, url: &Url) {
         let wait = {
             let mut state = self.state.lock().await;
             match state.as_mut() {
                 None => None,
+                Some(budget) if budget.origin != url.origin() => None,
                 Some(budget) => {
                     let now = SystemTime::now();
                     if budget.reset <= now {
                         *state = None;
                         None
                     } else if budget.remaining <= Self::reserve(budget.limit) {
+                        // Every request waits, not only the first to notice;
+                        // the state goes once the window has reset. The reset
+                        // is in whole seconds: one more covers the rounding.
                         let wait = budget.reset.duration_since(now).unwrap_or_default();
-                        // The window will have reset when we wake.
-                        *state = None;
-                        Some(wait)
+                        Some(wait + Duration::from_secs(1))
                     } else {
                         budget.remaining -= 1;
                         None
@@ -304,7 +309,7 @@ impl RateBudget {
         }
     }
 
-    async fn observe(&self, headers: &HeaderMap) {
+    async fn observe(&self, url: &Url, headers: &HeaderMap) {
         let number = |name: &str| {
             headers
                 .get(name)
@@ -318,10 +323,11 @@ impl RateBudget {
             let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
             let mut state = self.state.lock().await;
             // Answers arrive out of order: keep the most pessimistic view of the current window.
-            let keep_old =
-                matches!(*state, Some(old) if old.reset == reset && old.remaining < remaining);
+            let origin = url.origin();
+            let keep_old = matches!(&*state, Some(old) if old.origin == origin && old.reset == reset && old.remaining < remaining);
             if !keep_old {
                 *state = Some(BudgetState {
+                    origin,
                     remaining,
                     limit,
                     reset,
@@ -435,13 +441,13 @@ impl Http {
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
-            self.budget.before_request().await;
+            self.budget.before_request(url).await;
             self.stats.requests.fetch_add(1, Relaxed);
             let outcome = self.attempt(method.clone(), url, &build).await;
             attempt += 1;
             let (delay, failure) = match outcome {
                 Ok(response) => {
-                    self.budget.observe(&response.headers).await;
+                    self.budget.observe(url, &response.headers).await;
                     if !is_retryable(response.status) {
                         return Ok(response);
                     }
