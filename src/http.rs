@@ -5,6 +5,8 @@
 //! [`Http::send`], which
 //! - waits for the [`RateBudget`] when GitLab's `RateLimit-*` headers say the
 //!   budget is nearly spent,
+//! - holds a [`Throttle`] permit while an attempt is on the wire, so at most
+//!   `CLEANUP_CONCURRENCY` requests are in flight, fewer after 429s,
 //! - retries 429, 500, 502, 503, 504, timeouts and dropped connections with
 //!   capped exponential backoff and jitter, honouring `Retry-After` (seconds or
 //!   an HTTP date) and then `RateLimit-Reset`, within a bounded number of
@@ -28,6 +30,7 @@ use url::Url;
 
 use crate::error::UserError;
 use crate::secret::Secret;
+use crate::throttle::{Signal, Throttle};
 
 /// Largest response body we accept (a page of 1000 tags is ~300 KiB).
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -350,6 +353,8 @@ pub struct Http {
     retry: RetryPolicy,
     budget: Arc<RateBudget>,
     pub stats: Arc<Stats>,
+    /// Adaptive limit on requests in flight (see [`crate::throttle`]).
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl std::fmt::Debug for Http {
@@ -363,6 +368,8 @@ pub struct HttpOptions {
     pub retry: RetryPolicy,
     pub timeout: Duration,
     pub pool_size: usize,
+    /// At most this many requests on the wire at once, fewer after 429s.
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for HttpOptions {
@@ -372,6 +379,7 @@ impl Default for HttpOptions {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(60),
             pool_size: 32,
+            max_in_flight: None,
         }
     }
 }
@@ -422,7 +430,12 @@ impl Http {
             retry: options.retry,
             budget: Arc::new(RateBudget::default()),
             stats: Arc::new(Stats::default()),
+            throttle: options.max_in_flight.map(Throttle::new),
         })
+    }
+
+    pub fn throttle(&self) -> Option<&Arc<Throttle>> {
+        self.throttle.as_ref()
     }
 
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
@@ -438,12 +451,28 @@ impl Http {
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<HttpResponse, HttpError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let started = Instant::now();
+        let mut started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
             self.budget.before_request(url).await;
+            // Waiting for our own throttle is not the server's time.
+            let queued = Instant::now();
+            let permit = match &self.throttle {
+                Some(throttle) => Some(throttle.acquire().await),
+                None => None,
+            };
+            started += queued.elapsed();
             self.stats.requests.fetch_add(1, Relaxed);
             let outcome = self.attempt(method.clone(), url, &build).await;
+            if let Some(permit) = permit {
+                permit.finish(match &outcome {
+                    Ok(response) if response.status == StatusCode::TOO_MANY_REQUESTS => {
+                        Signal::Throttled
+                    }
+                    Ok(response) if !response.status.is_server_error() => Signal::Success,
+                    _ => Signal::Neutral,
+                });
+            }
             attempt += 1;
             let (delay, failure) = match outcome {
                 Ok(response) => {

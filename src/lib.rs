@@ -25,6 +25,7 @@ pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod secret;
+pub mod throttle;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

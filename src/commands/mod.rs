@@ -48,6 +48,7 @@ impl Context {
         let http = Http::new(HttpOptions {
             extra_ca_files: settings.extra_ca_files.clone(),
             pool_size: concurrency.max(8),
+            max_in_flight: Some(concurrency),
             ..HttpOptions::default()
         })?;
         let registry = Arc::new(Registry::new(
@@ -89,9 +90,16 @@ impl Context {
 
     pub fn log_stats(&self) {
         use std::sync::atomic::Ordering::Relaxed;
+        let (lowest_in_flight, too_many_requests) = self
+            .http
+            .throttle()
+            .map(|throttle| throttle.summary())
+            .unwrap_or((self.concurrency, 0));
         tracing::info!(
             requests = self.http.stats.requests.load(Relaxed),
             retries = self.http.stats.retries.load(Relaxed),
+            too_many_requests,
+            lowest_in_flight,
             "HTTP requests sent"
         );
     }
