@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
-use tokio::sync::OnceCell;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::auth::PermissionError;
 use crate::gitlab::{GitLab, RestDelete};
 use crate::progress::Progress;
-use crate::registry::{Registry, RegistryDelete, PULL_PUSH_DELETE};
+use crate::registry::{Registry, RegistryDelete, PULL_DELETE, PULL_PUSH_DELETE};
 
 /// What happened to one tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub struct Deleter {
     gitlab: Option<Arc<GitLab>>,
     concurrency: usize,
     repository_ids: OnceCell<HashMap<String, u64>>,
+    /// Whether the registry has said if it deletes by tag. Until it has, tag
+    /// deletes go one at a time (see [`Deleter::delete_tags`]).
+    tag_delete_known: Mutex<bool>,
 }
 
 fn chain(err: &anyhow::Error) -> String {
@@ -65,6 +68,7 @@ impl Deleter {
             gitlab,
             concurrency: concurrency.max(1),
             repository_ids: OnceCell::new(),
+            tag_delete_known: Mutex::new(false),
         }
     }
 
@@ -78,30 +82,39 @@ impl Deleter {
         let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
         let mut fallback = Vec::new();
 
-        let direct: Vec<(String, Option<Outcome>)> = stream::iter(tags.iter().cloned())
-            .map(|tag| async move {
-                if !self.registry.may_delete_by_tag() {
-                    return (tag, None);
+        let mut pending = tags.iter().cloned();
+        let mut direct: Vec<(String, Option<Outcome>)> = Vec::with_capacity(tags.len());
+        if self.registry.may_delete_by_tag() {
+            if let Some(message) = self.missing_delete_permission(target).await {
+                for tag in pending.by_ref() {
+                    direct.push(self.settle(
+                        target,
+                        tag,
+                        Some(Outcome::Failed(message.clone())),
+                        progress,
+                    ));
                 }
-                let outcome = match self.registry.delete_manifest(&target.path, &tag).await {
-                    Ok(RegistryDelete::Deleted) => Some(Outcome::Deleted),
-                    Ok(RegistryDelete::NotFound) => Some(Outcome::AlreadyAbsent),
-                    Ok(RegistryDelete::Denied(message)) => Some(Outcome::Skipped(format!(
-                        "the registry refused to delete it (403 {message}): a protected tag"
-                    ))),
-                    Ok(RegistryDelete::Unsupported(_)) => None,
-                    Err(err) => Some(Outcome::Failed(chain(&err))),
-                };
-                (tag, outcome)
-            })
+            }
+            // Until the registry has said whether it deletes by tag, one tag
+            // at a time: one that cannot (Distribution) then costs one wasted
+            // request rather than one per slot.
+            let mut known = self.tag_delete_known.lock().await;
+            while !*known {
+                let Some(tag) = pending.next() else { break };
+                let (tag, outcome) = self.delete_by_tag(target, tag, progress).await;
+                *known = matches!(outcome, None | Some(Outcome::Deleted));
+                direct.push((tag, outcome));
+            }
+        }
+        let rest: Vec<(String, Option<Outcome>)> = stream::iter(pending)
+            .map(|tag| self.delete_by_tag(target, tag, progress))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
+        direct.extend(rest);
         for (tag, outcome) in direct {
             match outcome {
                 Some(outcome) => {
-                    progress.advance(1);
-                    log_outcome(&target.path, &tag, &outcome);
                     outcomes.insert(tag, outcome);
                 }
                 None => fallback.push(tag),
@@ -129,6 +142,55 @@ impl Deleter {
                 (tag.clone(), outcome)
             })
             .collect()
+    }
+
+    /// `DELETE /v2/<path>/manifests/<tag>`; `None` when the registry cannot
+    /// delete by tag and a fallback must do it.
+    async fn delete_by_tag(
+        &self,
+        target: &Target,
+        tag: String,
+        progress: &Progress,
+    ) -> (String, Option<Outcome>) {
+        if !self.registry.may_delete_by_tag() {
+            return (tag, None);
+        }
+        let outcome = match self.registry.delete_manifest(&target.path, &tag).await {
+            Ok(RegistryDelete::Deleted) => Some(Outcome::Deleted),
+            Ok(RegistryDelete::NotFound) => Some(Outcome::AlreadyAbsent),
+            Ok(RegistryDelete::Denied(message)) => Some(Outcome::Skipped(format!(
+                "the registry refused to delete it (403 {message}): a protected tag"
+            ))),
+            Ok(RegistryDelete::Unsupported(_)) => None,
+            Err(err) => Some(Outcome::Failed(chain(&err))),
+        };
+        self.settle(target, tag, outcome, progress)
+    }
+
+    /// Counts and logs a final outcome as soon as it is known, so progress
+    /// lines move during a long repository.
+    fn settle(
+        &self,
+        target: &Target,
+        tag: String,
+        outcome: Option<Outcome>,
+        progress: &Progress,
+    ) -> (String, Option<Outcome>) {
+        if let Some(outcome) = &outcome {
+            progress.advance(1);
+            log_outcome(&target.path, &tag, outcome);
+        }
+        (tag, outcome)
+    }
+
+    /// Fetches the delete token before the deletes fan out. A token without
+    /// `delete` fails every tag with the very message each tag delete would
+    /// have failed with, without asking the token service again per tag.
+    async fn missing_delete_permission(&self, target: &Target) -> Option<String> {
+        match self.registry.check_access(&target.path, PULL_DELETE).await {
+            Err(err) if err.downcast_ref::<PermissionError>().is_some() => Some(chain(&err)),
+            _ => None,
+        }
     }
 
     async fn repository_id(&self, gitlab: &GitLab, target: &Target) -> anyhow::Result<u64> {

@@ -10,7 +10,7 @@ use crate::cli::InventoryArgs;
 use crate::config::CleanupEnv;
 use crate::error::{Exit, UserError};
 use crate::inventory::{Inventory, InventoryRepository};
-use crate::listing::list_tags;
+use crate::listing::Lister;
 use crate::paths::normalise_repository;
 use crate::progress::Progress;
 
@@ -59,20 +59,15 @@ pub async fn inventory(
             .sum(),
     );
     let ticker = progress.tick(Duration::from_secs(5));
+    let lister = Lister::new(&ctx.registry, &gitlab, ctx.concurrency, false);
     let listed: Vec<anyhow::Result<InventoryRepository>> = stream::iter(repositories)
         .map(|info| {
-            let (ctx, gitlab, progress) = (&ctx, &gitlab, &progress);
+            let (lister, progress) = (&lister, &progress);
             async move {
-                let (mut tags, _) = list_tags(
-                    &ctx.registry,
-                    gitlab,
-                    &info,
-                    true,
-                    ctx.concurrency,
-                    progress,
-                )
-                .await
-                .map_err(|err| err.context(format!("listing the tags of {}", info.path)))?;
+                let (mut tags, _) = lister
+                    .list(&info, true, progress)
+                    .await
+                    .map_err(|err| err.context(format!("listing the tags of {}", info.path)))?;
                 tags.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(InventoryRepository {
                     path: info.path,

@@ -15,13 +15,14 @@ use crate::config::CleanupEnv;
 use crate::deleter::{Outcome, Target};
 use crate::error::{Exit, UserError};
 use crate::gitlab::{BulkDelete, GitLab, RepositoryInfo};
-use crate::listing::list_tags;
+use crate::listing::Lister;
 use crate::planner::{plan_repository, RepositoryPlan};
 use crate::policy::{Policy, PolicyError, Rule};
 use crate::progress::Progress;
 use crate::report::{AbsentTag, FailedTag, Report, RepositoryReport, SkippedTag};
 
-/// Repositories listed at once; each also overlaps its own tag requests.
+/// Repositories listed at once; each also overlaps its own tag requests. Each
+/// holds its whole tag list while it is listed and planned, so few at once.
 const REPOSITORY_CONCURRENCY: usize = 2;
 
 pub async fn run(
@@ -97,9 +98,13 @@ pub async fn run(
     }
 }
 
-struct Listed {
+/// One repository after listing and planning: its report entry (every
+/// planned deletion under `deleted`), or why nothing will be attempted. The
+/// listed tags and the plan are dropped right after planning, so what a run
+/// holds grows with the tags it deletes, not with the tags it lists.
+struct Planned {
     info: RepositoryInfo,
-    plan: Result<RepositoryPlan, String>,
+    report: Result<RepositoryReport, String>,
 }
 
 async fn client(
@@ -120,75 +125,89 @@ async fn client(
             .sum(),
     );
     let ticker = listing.tick(Duration::from_secs(5));
-    let mut listed: Vec<Listed> = stream::iter(repositories)
+    let lister = Lister::new(&ctx.registry, gitlab, ctx.concurrency, !dry_run);
+    let planned: Vec<Planned> = stream::iter(repositories)
         .map(|info| {
-            let listing = &listing;
+            let (listing, lister) = (&listing, &lister);
             async move {
                 let need_details = policy.needs_dates(&info.path);
-                let plan = match list_tags(&ctx.registry, gitlab, &info, need_details, ctx.concurrency, listing).await {
+                let report = match lister.list(&info, need_details, listing).await {
                     Ok((tags, source)) => {
                         tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
-                        Ok(plan_repository(policy, &info.path, &tags, now))
+                        let plan = plan_repository(policy, &info.path, &tags, now);
+                        drop(tags);
+                        let mut report = plan.to_report();
+                        report.warnings.extend(plan_warnings(&plan));
+                        Ok(report)
                     }
                     Err(err) => {
                         tracing::error!(repository = %info.path, error = %format!("{err:#}"), "listing failed; nothing will be deleted here");
                         Err(format!("listing failed, nothing deleted: {err:#}"))
                     }
                 };
-                Listed { info, plan }
+                Planned { info, report }
             }
         })
         .buffer_unordered(REPOSITORY_CONCURRENCY)
         .collect()
         .await;
     drop(ticker);
-    listed.sort_by(|a, b| a.info.path.cmp(&b.info.path));
 
-    let planned: usize = listed
+    let planned_deletions: usize = planned
         .iter()
-        .filter_map(|l| l.plan.as_ref().ok())
-        .map(|p| p.delete.len())
+        .filter_map(|p| p.report.as_ref().ok())
+        .map(|r| r.deleted.len())
         .sum();
-    let over_limit = max_deletions.is_some_and(|limit| planned > limit);
+    let over_limit = max_deletions.is_some_and(|limit| planned_deletions > limit);
     let write = !dry_run && !over_limit;
 
-    let mut report = Report::new(engine.name(), dry_run || over_limit);
     let deleting = Progress::new("deleting tags");
-    deleting.add_total(if write { planned } else { 0 });
+    deleting.add_total(if write { planned_deletions } else { 0 });
     let ticker = deleting.tick(Duration::from_secs(5));
     let deleter = ctx.deleter();
-    for Listed { info, plan } in listed {
-        let plan = match plan {
-            Ok(plan) => plan,
-            Err(error) => {
-                let mut repository = RepositoryReport::new(&info.path);
-                repository.tags = info.tags_count.unwrap_or(0) as usize;
-                repository.error = Some(error);
-                report.push(repository);
-                continue;
+    // Repositories are deleted from side by side, so that small ones do not
+    // leave slots idle; the throttle in the HTTP layer keeps the requests in
+    // flight within CLEANUP_CONCURRENCY whatever the number of repositories.
+    let mut repositories: Vec<RepositoryReport> = stream::iter(planned)
+        .map(|Planned { info, report }| {
+            let (deleter, deleting) = (&deleter, &deleting);
+            async move {
+                let mut repository = match report {
+                    Ok(report) => report,
+                    Err(error) => {
+                        let mut repository = RepositoryReport::new(&info.path);
+                        repository.tags = info.tags_count.unwrap_or(0) as usize;
+                        repository.error = Some(error);
+                        return repository;
+                    }
+                };
+                if write && !repository.deleted.is_empty() {
+                    let target = Target {
+                        path: info.path.clone(),
+                        id: Some(info.id),
+                    };
+                    let tags: Vec<String> =
+                        repository.deleted.iter().map(|d| d.tag.clone()).collect();
+                    let outcomes: HashMap<String, Outcome> = deleter
+                        .delete_tags(&target, &tags, deleting)
+                        .await
+                        .into_iter()
+                        .collect();
+                    apply_outcomes(&mut repository, &outcomes);
+                }
+                repository
             }
-        };
-        let mut repository = plan.to_report();
-        repository.warnings.extend(plan_warnings(&plan));
-        if write && !plan.delete.is_empty() {
-            let target = Target {
-                path: info.path.clone(),
-                id: Some(info.id),
-            };
-            let tags: Vec<String> = plan.delete.iter().map(|d| d.tag.name.clone()).collect();
-            let outcomes: HashMap<String, Outcome> = deleter
-                .delete_tags(&target, &tags, &deleting)
-                .await
-                .into_iter()
-                .collect();
-            apply_outcomes(&mut repository, &outcomes);
-        }
-        report.push(repository);
-    }
+        })
+        .buffer_unordered(ctx.concurrency.max(REPOSITORY_CONCURRENCY))
+        .collect()
+        .await;
     drop(ticker);
-    if over_limit {
-        // The report shows the refused plan as a dry run: nothing was deleted.
-        report.dry_run = true;
+    repositories.sort_by(|a, b| a.path.cmp(&b.path));
+
+    // The report shows a refused plan as a dry run: nothing was deleted.
+    let mut report = Report::new(engine.name(), dry_run || over_limit);
+    for repository in repositories {
+        report.push(repository);
     }
     Ok(report)
 }
