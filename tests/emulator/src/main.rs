@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gitlab_emulator::{Config, Emulator, Listen};
+use gitlab_emulator::{Config, Emulator, Listen, RateLimit};
 
 const USAGE: &str = "\
 usage: gitlab-emulator [options]
@@ -30,6 +30,8 @@ usage: gitlab-emulator [options]
   --no-grant-delete       /jwt/auth never grants delete
   --grant-push            /jwt/auth grants push
   --latency-ms N          delay every request by N ms
+  --rate-limit N/SECONDS  GitLab origin: announce a budget of N requests per window
+                          in RateLimit-* headers, answer 429 beyond it
 
 Control endpoints on the GitLab origin: GET /_emulator/state, GET /_emulator/requests,
 POST /_emulator/reset-requests.";
@@ -85,6 +87,19 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
                     .parse()
                     .map_err(|_| format!("--latency-ms: {text:?} is not a number"))?;
                 config.latency = Duration::from_millis(ms);
+            }
+            "--rate-limit" => {
+                let text = value(&flag)?;
+                let parsed = text
+                    .split_once('/')
+                    .and_then(|(limit, seconds)| Some((limit.parse().ok()?, seconds.parse().ok()?)))
+                    .filter(|&(limit, seconds): &(u32, u64)| limit > 0 && seconds > 0);
+                let (limit, seconds) =
+                    parsed.ok_or_else(|| format!("--rate-limit: {text:?} is not like 2000/60"))?;
+                config.rate_limit = Some(RateLimit {
+                    limit,
+                    window: Duration::from_secs(seconds),
+                });
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
