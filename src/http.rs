@@ -86,6 +86,10 @@ pub struct HttpResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: bytes::Bytes,
+    /// Attempts it took (1: answered the first time). A state-changing request
+    /// answered after a retry may have taken effect on an attempt whose answer
+    /// was lost.
+    pub attempts: u32,
 }
 
 impl HttpResponse {
@@ -248,12 +252,27 @@ pub fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             return Some(date.duration_since(now).unwrap_or(Duration::ZERO));
         }
     }
-    if let Some(reset) = header("ratelimit-reset").and_then(|v| v.parse::<u64>().ok()) {
-        let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+    if let Some(reset) = header("ratelimit-reset").and_then(unix_time) {
         return Some(reset.duration_since(now).unwrap_or(Duration::ZERO));
     }
     None
 }
+
+/// A Unix time from a header; `None` for text or a time beyond what the clock
+/// holds (adding it to the epoch would panic).
+fn unix_time(value: &str) -> Option<SystemTime> {
+    let seconds = value.trim().parse::<u64>().ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+}
+
+/// The longest wait a server's `Retry-After` (or `RateLimit-Reset`) may ask of
+/// one call. Beyond it the call gives up at once: a shorter wait would only
+/// meet the same refusal, a longer one would stall the job.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
+
+/// A rate-limit window announced further ahead than this is not GitLab's
+/// (a minute) and is ignored.
+const MAX_RESET_AHEAD: Duration = Duration::from_secs(3600);
 
 /// GitLab's announced request budget: when `RateLimit-Remaining` runs low,
 /// wait for `RateLimit-Reset` instead of running into 429s. The budget belongs
@@ -323,7 +342,18 @@ impl RateBudget {
             (number("ratelimit-remaining"), number("ratelimit-reset"))
         {
             let limit = number("ratelimit-limit").unwrap_or(remaining.max(1));
-            let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+            let Some(reset) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset)) else {
+                return;
+            };
+            if reset
+                .duration_since(SystemTime::now())
+                .is_ok_and(|ahead| ahead > MAX_RESET_AHEAD)
+            {
+                tracing::debug!(
+                    "ignoring a RateLimit-Reset more than an hour ahead: not a rate-limit window"
+                );
+                return;
+            }
             let mut state = self.state.lock().await;
             // Answers arrive out of order: keep the most pessimistic view of the current window.
             let origin = url.origin();
@@ -351,6 +381,7 @@ pub struct Stats {
 pub struct Http {
     client: reqwest::Client,
     retry: RetryPolicy,
+    timeout: Duration,
     budget: Arc<RateBudget>,
     pub stats: Arc<Stats>,
     /// Adaptive limit on requests in flight (see [`crate::throttle`]).
@@ -418,6 +449,26 @@ impl Http {
                     file.display()
                 ))
             })?;
+            if certificates.is_empty() {
+                return Err(UserError::new(format!(
+                    "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
+                    file.display()
+                ))
+                .into());
+            }
+            // A certificate that does not parse only shows when a client is
+            // built: try this file alone, so the error can name it.
+            let mut probe = reqwest::Client::builder().tls_built_in_root_certs(false);
+            for certificate in &certificates {
+                probe = probe.add_root_certificate(certificate.clone());
+            }
+            probe.build().map_err(|err| {
+                UserError::new(format!(
+                    "{} holds a certificate that cannot be used ({}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
+                    file.display(),
+                    describe_reqwest_error(&err)
+                ))
+            })?;
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
@@ -428,6 +479,7 @@ impl Http {
         Ok(Http {
             client,
             retry: options.retry,
+            timeout: options.timeout,
             budget: Arc::new(RateBudget::default()),
             stats: Arc::new(Stats::default()),
             throttle: options.max_in_flight.map(Throttle::new),
@@ -463,7 +515,11 @@ impl Http {
             };
             started += queued.elapsed();
             self.stats.requests.fetch_add(1, Relaxed);
-            let outcome = self.attempt(method.clone(), url, &build).await;
+            // No attempt may outlive the call's budget: a server that accepts
+            // the connection and never answers must not hang the job.
+            let remaining = self.retry.budget.saturating_sub(started.elapsed());
+            let timeout = self.timeout.min(remaining).max(Duration::from_millis(100));
+            let outcome = self.attempt(method.clone(), url, &build, timeout).await;
             if let Some(permit) = permit {
                 permit.finish(match &outcome {
                     Ok(response) if response.status == StatusCode::TOO_MANY_REQUESTS => {
@@ -475,24 +531,47 @@ impl Http {
             }
             attempt += 1;
             let (delay, failure) = match outcome {
-                Ok(response) => {
+                Ok(mut response) => {
+                    response.attempts = attempt;
                     self.budget.observe(url, &response.headers).await;
                     if !is_retryable(response.status) {
                         return Ok(response);
                     }
-                    let delay = server_delay(&response.headers, SystemTime::now())
-                        .map(|d| d.min(self.retry.max_delay.max(Duration::from_secs(60))))
-                        .unwrap_or_else(|| self.retry.backoff(attempt - 1));
-                    let failure = Failure::Status(response);
+                    let delay = match server_delay(&response.headers, SystemTime::now()) {
+                        Some(wait) if wait > MAX_SERVER_WAIT => {
+                            tracing::warn!(
+                                method = %method, url = %display_url(url),
+                                status = response.status.as_u16(), wait_s = wait.as_secs(),
+                                "the server asks to wait longer than {} s; giving up on this request",
+                                MAX_SERVER_WAIT.as_secs()
+                            );
+                            return Ok(response);
+                        }
+                        Some(wait) => wait,
+                        None => self.retry.backoff(attempt - 1),
+                    };
+                    let failure = Failure::Status(Box::new(response));
                     (delay, failure)
                 }
-                Err(message) => (self.retry.backoff(attempt - 1), Failure::Transport(message)),
+                Err(AttemptError {
+                    message,
+                    transient: false,
+                }) => {
+                    return Err(HttpError::Transport {
+                        method,
+                        url: display_url(url),
+                        message,
+                    })
+                }
+                Err(AttemptError { message, .. }) => {
+                    (self.retry.backoff(attempt - 1), Failure::Transport(message))
+                }
             };
             let out_of_time = started.elapsed() + delay > self.retry.budget;
             if attempt >= self.retry.max_attempts || out_of_time {
                 return match failure {
                     // The caller gets the last answer and decides (a 429 becomes an error there).
-                    Failure::Status(response) => Ok(response),
+                    Failure::Status(response) => Ok(*response),
                     Failure::Transport(message) => Err(HttpError::Transport {
                         method,
                         url: display_url(url),
@@ -520,16 +599,21 @@ impl Http {
         method: Method,
         url: &Url,
         build: &impl Fn(RequestBuilder) -> RequestBuilder,
-    ) -> Result<HttpResponse, String> {
-        let request = build(self.client.request(method.clone(), url.clone()));
-        let mut response = request.send().await.map_err(describe_reqwest_error)?;
+        timeout: Duration,
+    ) -> Result<HttpResponse, AttemptError> {
+        let request = build(self.client.request(method.clone(), url.clone())).timeout(timeout);
+        let mut response = request.send().await.map_err(AttemptError::from)?;
         let status = response.status();
         let headers = response.headers().clone();
         let final_url = response.url().clone();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(describe_reqwest_error)? {
+        while let Some(chunk) = response.chunk().await.map_err(AttemptError::from)? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(format!("response body larger than {MAX_BODY_BYTES} bytes"));
+                // Not transient: the same answer would come again.
+                return Err(AttemptError {
+                    message: format!("response body larger than {MAX_BODY_BYTES} bytes"),
+                    transient: false,
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -539,18 +623,46 @@ impl Http {
             status,
             headers,
             body: body.into(),
+            attempts: 1,
         })
     }
 }
 
 enum Failure {
-    Status(HttpResponse),
+    Status(Box<HttpResponse>),
     Transport(String),
+}
+
+/// Why an attempt got no usable answer, and whether another try could help.
+struct AttemptError {
+    message: String,
+    transient: bool,
+}
+
+impl From<reqwest::Error> for AttemptError {
+    fn from(err: reqwest::Error) -> AttemptError {
+        let message = describe_reqwest_error(&err);
+        // A certificate the CA bundle does not vouch for, or TLS spoken to a
+        // server that does not speak it, fails the same way every time.
+        let lower = message.to_ascii_lowercase();
+        let tls = [
+            "certificate",
+            "corrupt message",
+            "handshake",
+            "peer is incompatible",
+        ]
+        .iter()
+        .any(|needle| lower.contains(needle));
+        AttemptError {
+            transient: !(tls || err.is_builder() || err.is_redirect()),
+            message,
+        }
+    }
 }
 
 /// reqwest's own messages, without the URL (we add a clean one) and with the
 /// underlying cause, which its `Display` leaves out.
-fn describe_reqwest_error(err: reqwest::Error) -> String {
+fn describe_reqwest_error(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
@@ -563,7 +675,7 @@ fn describe_reqwest_error(err: reqwest::Error) -> String {
         "request failed"
     };
     let mut causes = Vec::new();
-    let mut source = std::error::Error::source(&err);
+    let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         causes.push(cause.to_string());
         source = cause.source();
