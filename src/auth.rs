@@ -181,11 +181,20 @@ impl Claims {
 
     /// When to stop using the token: a quarter of its lifetime (at most 30 s)
     /// before `exp`, so a request never leaves with a token about to expire.
+    ///
+    /// The claims come from the network: no value of `exp` or `iat` may
+    /// overflow (an `exp` beyond what the clock can hold means "no expiry
+    /// known", and the registry's `invalid_token` then triggers the refresh).
     pub fn refresh_at(&self) -> Option<SystemTime> {
         let exp = self.exp?;
-        let lifetime = self.iat.map(|iat| (exp - iat).max(0)).unwrap_or(300);
-        let margin = Duration::from_millis(((lifetime as u64) * 1000 / 4).min(30_000));
-        let exp = SystemTime::UNIX_EPOCH + Duration::from_secs(exp.max(0) as u64);
+        let lifetime = self
+            .iat
+            .map(|iat| exp.saturating_sub(iat).max(0))
+            .unwrap_or(300);
+        let margin_ms = u64::try_from(lifetime).unwrap_or(0).saturating_mul(1000) / 4;
+        let margin = Duration::from_millis(margin_ms.min(30_000));
+        let exp = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(u64::try_from(exp.max(0)).unwrap_or(0)))?;
         Some(exp.checked_sub(margin).unwrap_or(exp))
     }
 }
@@ -354,7 +363,16 @@ impl RegistryAuth {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let answer: TokenAnswer = response.json()?;
+        // Never `response.json()`: its error quotes the body, and this body
+        // holds a token.
+        let answer: TokenAnswer = serde_json::from_slice(&response.body).map_err(|err| {
+            response.invalid(format!(
+                "the token service's answer is not {{\"token\": \"…\"}} ({} at line {} column {}; body not shown: it may hold a token)",
+                describe_json_error(&err),
+                err.line(),
+                err.column()
+            ))
+        })?;
         let token = answer
             .token
             .or(answer.access_token)
@@ -367,6 +385,17 @@ impl RegistryAuth {
 /// Whether a comma-joined action list grants every one of `actions`.
 fn covers(granted: &str, actions: &[&str]) -> bool {
     actions.iter().all(|a| granted.split(',').any(|g| g == *a))
+}
+
+/// What kind of JSON problem, without serde's own text (which can quote
+/// the offending value).
+fn describe_json_error(err: &serde_json::Error) -> &'static str {
+    match err.classify() {
+        serde_json::error::Category::Io => "a read error",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "a value of the wrong type",
+        serde_json::error::Category::Eof => "truncated JSON",
+    }
 }
 
 /// The token service silently dropped actions we need.
@@ -518,5 +547,19 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_001_500))
         );
         assert_eq!(Claims::default().refresh_at(), None);
+        // Hostile claims: no overflow, no panic.
+        for (exp, iat) in [
+            (i64::MAX, Some(i64::MIN)),
+            (i64::MAX, None),
+            (i64::MIN, Some(i64::MAX)),
+            (0, Some(-1)),
+        ] {
+            let claims = Claims {
+                exp: Some(exp),
+                iat,
+                access: vec![],
+            };
+            let _ = claims.refresh_at();
+        }
     }
 }
