@@ -8,8 +8,8 @@ use url::Url;
 use crate::config::{join_path, RestAuth};
 use crate::http::{credential_header, Http, HttpError, HttpResponse};
 use crate::inventory::Tag;
-use crate::links::{check_next, next_link};
-use crate::registry::encode_segment;
+use crate::links::Pager;
+use crate::registry::{encode_segment, is_valid_repository_path, is_valid_tag_name};
 
 const PER_PAGE: &str = "100";
 
@@ -108,9 +108,9 @@ impl GitLab {
         &self,
         first: Url,
     ) -> anyhow::Result<Vec<T>> {
+        let mut pager = Pager::new(&first);
         let mut url = first;
         let mut items = Vec::new();
-        let mut pages = 0usize;
         loop {
             let response = self.send(Method::GET, &url, |r| r).await?;
             if !response.status.is_success() {
@@ -118,52 +118,32 @@ impl GitLab {
             }
             let page: Vec<T> = response.json()?;
             items.extend(page);
-            pages += 1;
-            match self.next_offset_page(&response, &url, pages)? {
+            match next_offset_page(&mut pager, &response, &url)? {
                 Some(next) => url = next,
                 None => return Ok(items),
             }
         }
     }
 
-    fn next_offset_page(
-        &self,
-        response: &HttpResponse,
-        url: &Url,
-        pages: usize,
-    ) -> Result<Option<Url>, HttpError> {
-        if let Some(next) = response.header("x-next-page") {
-            let next = next.trim();
-            if next.is_empty() {
-                return Ok(None);
-            }
-            let page: u64 = next.parse().map_err(|_| {
-                response.invalid(format!("x-next-page {next:?} is not a page number"))
-            })?;
-            let mut next_url = url.clone();
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(k, _)| k != "page")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            next_url
-                .query_pairs_mut()
-                .clear()
-                .extend_pairs(pairs)
-                .append_pair("page", &page.to_string());
-            check_next(response, url, &next_url, pages)?;
-            return Ok(Some(next_url));
-        }
-        next_link(response, url, pages)
-    }
-
-    /// The project's container repositories.
+    /// The project's container repositories. A path that is not a registry
+    /// path (`..`, empty segments, odd characters) fails the whole listing:
+    /// in a URL it could name another repository.
     pub async fn repositories(&self) -> anyhow::Result<Vec<RepositoryInfo>> {
         let mut url = self.project_url("registry/repositories");
         url.query_pairs_mut()
             .append_pair("per_page", PER_PAGE)
             .append_pair("tags_count", "true");
-        self.all_pages(url).await
+        let repositories: Vec<RepositoryInfo> = self.all_pages(url).await?;
+        if let Some(bad) = repositories
+            .iter()
+            .find(|r| !is_valid_repository_path(&r.path))
+        {
+            anyhow::bail!(
+                "GitLab listed a container repository with the path {:?}, which is not a valid repository path; refusing to work from this listing",
+                bad.path
+            );
+        }
+        Ok(repositories)
     }
 
     /// Every tag name: keyset pagination (GitLab 16.10+ with the registry
@@ -180,6 +160,7 @@ impl GitLab {
             .append_pair("per_page", PER_PAGE)
             .append_pair("sort", "asc");
         let mut names = Vec::new();
+        let mut pager = Pager::new(&url);
         let mut pages = 0usize;
         loop {
             let response = self.send(Method::GET, &url, |r| r).await?;
@@ -192,7 +173,7 @@ impl GitLab {
                 let mut offset = base;
                 offset.query_pairs_mut().append_pair("per_page", PER_PAGE);
                 let tags: Vec<TagName> = self.all_pages(offset).await?;
-                return Ok(tags.into_iter().map(|t| t.name).collect());
+                return checked_tag_names(tags.into_iter().map(|t| t.name).collect());
             }
             if !response.status.is_success() {
                 return Err(response.unexpected().into());
@@ -200,15 +181,16 @@ impl GitLab {
             let page: Vec<TagName> = response.json()?;
             names.extend(page.into_iter().map(|t| t.name));
             pages += 1;
-            match next_link(&response, &url, pages)? {
+            match pager.next_from_link(&response, &url)? {
                 Some(next) => url = next,
-                None => return Ok(names),
+                None => return checked_tag_names(names),
             }
         }
     }
 
     /// A tag's digest and date; `None` when the tag no longer exists.
     pub async fn tag_details(&self, repository_id: u64, tag: &str) -> anyhow::Result<Option<Tag>> {
+        refuse_invalid_tag(tag)?;
         #[derive(Deserialize)]
         struct Details {
             name: String,
@@ -243,6 +225,7 @@ impl GitLab {
 
     /// `DELETE …/tags/:tag`: GitLab deletes one tag, on any registry.
     pub async fn delete_tag(&self, repository_id: u64, tag: &str) -> anyhow::Result<RestDelete> {
+        refuse_invalid_tag(tag)?;
         let url = self.project_url(&format!(
             "registry/repositories/{repository_id}/tags/{}",
             encode_segment(tag)
@@ -278,6 +261,15 @@ impl GitLab {
             400 => {
                 let message = crate::http::error_message(&response.body);
                 if message.contains("already been made") || message.contains("once an hour") {
+                    if response.attempts > 1 {
+                        // Our own earlier attempt got through; only its answer was lost.
+                        tracing::debug!(
+                            repository_id,
+                            attempts = response.attempts,
+                            "bulk delete: an earlier attempt was accepted"
+                        );
+                        return Ok(BulkDelete::Accepted);
+                    }
                     Ok(BulkDelete::AlreadyRequested(message))
                 } else {
                     Err(response.unexpected().into())
@@ -285,6 +277,56 @@ impl GitLab {
             }
             _ => Err(response.unexpected().into()),
         }
+    }
+}
+
+/// The next page of an offset-paginated list: `x-next-page` (empty on the
+/// last page), else `Link rel="next"`.
+fn next_offset_page(
+    pager: &mut Pager,
+    response: &HttpResponse,
+    url: &Url,
+) -> Result<Option<Url>, HttpError> {
+    if let Some(next) = response.header("x-next-page") {
+        let next = next.trim();
+        if next.is_empty() {
+            return Ok(None);
+        }
+        let page: u64 = next
+            .parse()
+            .map_err(|_| response.invalid(format!("x-next-page {next:?} is not a page number")))?;
+        let mut next_url = url.clone();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "page")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        next_url
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("page", &page.to_string());
+        return pager.follow(response, url, next_url).map(Some);
+    }
+    pager.next_from_link(response, url)
+}
+
+fn refuse_invalid_tag(tag: &str) -> anyhow::Result<()> {
+    if is_valid_tag_name(tag) {
+        Ok(())
+    } else {
+        anyhow::bail!("refusing to use {tag:?} in a request: it is not a valid tag name")
+    }
+}
+
+/// Tag names as listed, or an error naming the first one no registry would
+/// accept: such a name in a URL path (`..`) could address something else.
+fn checked_tag_names(names: Vec<String>) -> anyhow::Result<Vec<String>> {
+    match names.iter().find(|name| !is_valid_tag_name(name)) {
+        Some(bad) => anyhow::bail!(
+            "GitLab listed the tag {bad:?}, which is not a valid tag name; refusing to work from this listing"
+        ),
+        None => Ok(names),
     }
 }
 

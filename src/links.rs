@@ -1,5 +1,7 @@
 //! `Link` headers (RFC 8288) as GitLab and the registry send them for paging.
 
+use std::collections::HashSet;
+
 use url::Url;
 
 use crate::http::{HttpError, HttpResponse};
@@ -56,16 +58,9 @@ pub fn parse_link_header(header: &str) -> Option<Vec<(String, Vec<String>)>> {
     Some(links)
 }
 
-/// The `rel="next"` page of `response`, resolved against `current`.
-///
-/// A next page on another origin, a next page that is the current page, an
-/// unparsable header or more than [`MAX_PAGES`] pages are errors: each would
-/// otherwise send credentials elsewhere or loop for ever.
-pub fn next_link(
-    response: &HttpResponse,
-    current: &Url,
-    pages_so_far: usize,
-) -> Result<Option<Url>, HttpError> {
+/// The `rel="next"` target of `response`'s `Link` header, resolved against
+/// `current` (not yet checked: see [`Pager::follow`]).
+pub fn next_link(response: &HttpResponse, current: &Url) -> Result<Option<Url>, HttpError> {
     let Some(header) = response.header("link") else {
         return Ok(None);
     };
@@ -78,32 +73,64 @@ pub fn next_link(
     else {
         return Ok(None);
     };
-    let next = current
+    current
         .join(target)
-        .map_err(|err| response.invalid(format!("Link rel=next {:?}: {err}", truncate(target))))?;
-    check_next(response, current, &next, pages_so_far)?;
-    Ok(Some(next))
+        .map(Some)
+        .map_err(|err| response.invalid(format!("Link rel=next {:?}: {err}", truncate(target))))
 }
 
-pub fn check_next(
-    response: &HttpResponse,
-    current: &Url,
-    next: &Url,
-    pages_so_far: usize,
-) -> Result<(), HttpError> {
-    if next.origin() != current.origin() {
-        return Err(response.invalid(format!(
-            "the next page is on another origin ({}); refusing to follow it with our credentials",
-            next.origin().ascii_serialization()
-        )));
+/// Guards one paginated listing. A next page on another origin would get
+/// our credentials; a next page already fetched (a cycle, however long) or
+/// more than [`MAX_PAGES`] pages would loop for ever. Each is an error, so the
+/// listing is incomplete and nothing is deleted on its strength.
+#[derive(Debug)]
+pub struct Pager {
+    seen: HashSet<Url>,
+}
+
+impl Pager {
+    pub fn new(first: &Url) -> Pager {
+        Pager {
+            seen: HashSet::from([first.clone()]),
+        }
     }
-    if next == current {
-        return Err(response.invalid("the next page is the current page"));
+
+    /// Checks `next`, announced by `response` to the request for `current`.
+    pub fn follow(
+        &mut self,
+        response: &HttpResponse,
+        current: &Url,
+        next: Url,
+    ) -> Result<Url, HttpError> {
+        if next.origin() != current.origin() {
+            return Err(response.invalid(format!(
+                "the next page is on another origin ({}); refusing to follow it with our credentials",
+                next.origin().ascii_serialization()
+            )));
+        }
+        if self.seen.len() >= MAX_PAGES {
+            return Err(response.invalid(format!("more than {MAX_PAGES} pages")));
+        }
+        if !self.seen.insert(next.clone()) {
+            return Err(response.invalid(format!(
+                "the next page {} was already fetched: the server's pagination loops",
+                crate::http::display_url(&next)
+            )));
+        }
+        Ok(next)
     }
-    if pages_so_far >= MAX_PAGES {
-        return Err(response.invalid(format!("more than {MAX_PAGES} pages")));
+
+    /// The checked `rel="next"` page of `response`, if any.
+    pub fn next_from_link(
+        &mut self,
+        response: &HttpResponse,
+        current: &Url,
+    ) -> Result<Option<Url>, HttpError> {
+        match next_link(response, current)? {
+            Some(next) => self.follow(response, current, next).map(Some),
+            None => Ok(None),
+        }
     }
-    Ok(())
 }
 
 fn truncate(text: &str) -> String {
@@ -139,6 +166,62 @@ mod tests {
         assert_eq!(links[0].1, vec!["prev", "next"]);
         let links = parse_link_header(r#"<a>; foo; rel="next""#).expect("parses");
         assert_eq!(links[0].1, vec!["next"]);
+    }
+
+    fn response(link: &str) -> HttpResponse {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "link",
+            reqwest::header::HeaderValue::from_str(link).expect("header"),
+        );
+        HttpResponse {
+            method: reqwest::Method::GET,
+            url: Url::parse("https://gitlab.example.com/api/v4/x").expect("url"),
+            status: reqwest::StatusCode::OK,
+            headers,
+            body: bytes::Bytes::new(),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn pager_follows_same_origin_pages_once() {
+        let first = Url::parse("https://gitlab.example.com/api/v4/x?page=1").expect("url");
+        let mut pager = Pager::new(&first);
+        let second = pager
+            .next_from_link(&response(r#"</api/v4/x?page=2>; rel="next""#), &first)
+            .expect("valid")
+            .expect("a next page");
+        assert_eq!(
+            second.as_str(),
+            "https://gitlab.example.com/api/v4/x?page=2"
+        );
+        // Back to page 1: a cycle.
+        let error = pager
+            .next_from_link(&response(r#"</api/v4/x?page=1>; rel="next""#), &second)
+            .expect_err("a loop");
+        assert!(error.to_string().contains("already fetched"), "{error}");
+        // The current page again.
+        let error = Pager::new(&first)
+            .next_from_link(&response(r#"</api/v4/x?page=1>; rel="next""#), &first)
+            .expect_err("self link");
+        assert!(error.to_string().contains("already fetched"), "{error}");
+        for elsewhere in [
+            r#"<https://evil.example.com/api/v4/x?page=2>; rel="next""#,
+            r#"<//evil.example.com/x>; rel="next""#,
+            r#"<http://gitlab.example.com/api/v4/x?page=2>; rel="next""#,
+        ] {
+            let error = Pager::new(&first)
+                .next_from_link(&response(elsewhere), &first)
+                .expect_err(elsewhere);
+            assert!(error.to_string().contains("another origin"), "{error}");
+        }
+        assert_eq!(
+            Pager::new(&first)
+                .next_from_link(&response(r#"</api/v4/x?page=1>; rel="prev""#), &first)
+                .expect("no next"),
+            None
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::auth::{parse_challenge, RegistryAuth};
 use crate::config::join_path;
 use crate::http::{display_url, Http, HttpError, HttpResponse};
 use crate::inventory::Tag;
-use crate::links::next_link;
+use crate::links::Pager;
 use crate::secret::Secret;
 
 /// Every manifest type: without the list types a multi-arch tag resolves to
@@ -187,15 +187,23 @@ impl Registry {
         }
     }
 
-    fn manifest_url(&self, repository: &str, reference: &str) -> Url {
-        join_path(
+    /// `/v2/<path>/manifests/<reference>`, for a valid path and a valid tag
+    /// name or sha256 digest only: a name such as `..` would climb out of
+    /// the path in a URL (`url` normalises dot segments, even encoded ones).
+    fn manifest_url(&self, repository: &str, reference: &str) -> anyhow::Result<Url> {
+        if !is_valid_tag_name(reference) && !is_sha256_digest(reference) {
+            anyhow::bail!(
+                "refusing to use {reference:?} in a request: it is neither a valid tag name nor a sha256 digest"
+            );
+        }
+        Ok(join_path(
             &self.base,
             &format!(
                 "v2/{}/manifests/{}",
-                encode_path(repository),
+                checked_path(repository)?,
                 encode_segment(reference)
             ),
-        )
+        ))
     }
 
     /// The digest a tag (or digest) resolves to, or `None` when it does not exist.
@@ -204,7 +212,7 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> anyhow::Result<Option<String>> {
-        let url = self.manifest_url(repository, reference);
+        let url = self.manifest_url(repository, reference)?;
         let response = self
             .call(Method::HEAD, &url, repository, PULL, |r| {
                 r.header(ACCEPT, MANIFEST_ACCEPT)
@@ -238,7 +246,7 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> anyhow::Result<RegistryDelete> {
-        let url = self.manifest_url(repository, reference);
+        let url = self.manifest_url(repository, reference)?;
         let response = self
             .call(Method::DELETE, &url, repository, PULL_DELETE, |r| r)
             .await?;
@@ -283,11 +291,11 @@ impl Registry {
         }
         let mut url = join_path(
             &self.base,
-            &format!("v2/{}/tags/list", encode_path(repository)),
+            &format!("v2/{}/tags/list", checked_path(repository)?),
         );
         url.query_pairs_mut().append_pair("n", "1000");
         let mut names = Vec::new();
-        let mut pages = 0usize;
+        let mut pager = Pager::new(&url);
         loop {
             let response = self
                 .call(Method::GET, &url, repository, PULL, |r| r)
@@ -298,9 +306,10 @@ impl Registry {
                 _ => return Err(response.unexpected().into()),
             }
             let page: TagList = response.json()?;
-            names.extend(page.tags.unwrap_or_default());
-            pages += 1;
-            match next_link(&response, &url, pages)? {
+            let page = page.tags.unwrap_or_default();
+            check_listed_names(&response, page.iter())?;
+            names.extend(page);
+            match pager.next_from_link(&response, &url)? {
                 Some(next) => url = next,
                 None => return Ok(names),
             }
@@ -325,12 +334,12 @@ impl Registry {
             &self.base,
             &format!(
                 "gitlab/v1/repositories/{}/tags/list/",
-                encode_path(repository)
+                checked_path(repository)?
             ),
         );
         url.query_pairs_mut().append_pair("n", "1000");
         let mut tags = Vec::new();
-        let mut pages = 0usize;
+        let mut pager = Pager::new(&url);
         loop {
             let response = self
                 .call(Method::GET, &url, repository, PULL, |r| r)
@@ -349,14 +358,14 @@ impl Registry {
                 _ => return Err(response.unexpected().into()),
             }
             let page: Vec<V1Tag> = response.json()?;
+            check_listed_names(&response, page.iter().map(|tag| &tag.name))?;
             tags.extend(page.into_iter().map(|tag| Tag {
                 name: tag.name,
                 digest: tag.digest,
                 created_at: tag.created_at,
                 protected: false,
             }));
-            pages += 1;
-            match next_link(&response, &url, pages)? {
+            match pager.next_from_link(&response, &url)? {
                 Some(next) => url = next,
                 None => return Ok(Some(tags)),
             }
@@ -400,7 +409,7 @@ impl Registry {
         .to_string()
         .into_bytes();
         let manifest_digest = sha256_digest(&manifest);
-        let url = self.manifest_url(repository, tag);
+        let url = self.manifest_url(repository, tag)?;
         let response = self
             .call(Method::PUT, &url, repository, PULL_PUSH_DELETE, |r| {
                 r.header(
@@ -426,7 +435,7 @@ impl Registry {
     async fn upload_blob(&self, repository: &str, blob: &[u8], digest: &str) -> anyhow::Result<()> {
         let start = join_path(
             &self.base,
-            &format!("v2/{}/blobs/uploads/", encode_path(repository)),
+            &format!("v2/{}/blobs/uploads/", checked_path(repository)?),
         );
         let response = self
             .call(Method::POST, &start, repository, PULL_PUSH_DELETE, |r| r)
@@ -455,11 +464,63 @@ impl Registry {
     }
 }
 
+/// A tag name as the OCI distribution spec allows it:
+/// `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub fn is_valid_tag_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    first_ok
+        && name.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A repository path: `/`-separated segments of letters, digits, `.`, `_`
+/// and `-`, each starting and ending with a letter or digit (so never `.`,
+/// `..` or empty).
+pub fn is_valid_repository_path(path: &str) -> bool {
+    path.len() <= 255
+        && path.split('/').all(|segment| {
+            let bytes = segment.as_bytes();
+            matches!((bytes.first(), bytes.last()), (Some(a), Some(z)) if a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric())
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+pub fn is_sha256_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The encoded path, or an error for one that could address another repository.
+fn checked_path(repository: &str) -> anyhow::Result<String> {
+    if is_valid_repository_path(repository) {
+        Ok(encode_path(repository))
+    } else {
+        anyhow::bail!(
+            "refusing to use {repository:?} in a request: it is not a valid repository path"
+        )
+    }
+}
+
+/// Fails a listing that names a tag no registry accepts on push.
+fn check_listed_names<'a>(
+    response: &HttpResponse,
+    mut names: impl Iterator<Item = &'a String>,
+) -> Result<(), HttpError> {
+    match names.find(|name| !is_valid_tag_name(name)) {
+        Some(bad) => Err(response.invalid(format!(
+            "the registry listed the tag {bad:?}, which is not a valid tag name; refusing to work from this listing"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn validate_digest(response: &HttpResponse, digest: &str) -> Result<String, HttpError> {
-    let valid = digest
-        .strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    if valid {
+    if is_sha256_digest(digest) {
         Ok(digest.to_string())
     } else {
         Err(response.invalid(format!(
@@ -506,6 +567,77 @@ mod tests {
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn only_registry_names_reach_a_url() {
+        for good in ["v1.0.0", "latest", "_x", "A-b_c.d", &"a".repeat(128)] {
+            assert!(is_valid_tag_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".x",
+            "-x",
+            "a/b",
+            "a b",
+            "ü",
+            "a?b",
+            "%2e%2e",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_valid_tag_name(bad), "{bad:?}");
+        }
+        for good in [
+            "group/project",
+            "group/project/api",
+            "g/p/tools/builder-2",
+            "a.b/c_d",
+        ] {
+            assert!(is_valid_repository_path(good), "{good}");
+        }
+        for bad in [
+            "",
+            "group/project/../victim",
+            "group//project",
+            "group/project/",
+            "/group",
+            "group/./p",
+            "g/p/.hidden",
+            "g/p/a b",
+            "g/p/%2e%2e",
+        ] {
+            assert!(!is_valid_repository_path(bad), "{bad:?}");
+        }
+        assert!(is_sha256_digest(&format!("sha256:{}", "a".repeat(64))));
+        assert!(!is_sha256_digest("sha256:abc"));
+    }
+
+    #[test]
+    fn manifest_urls_never_climb_out_of_the_repository() {
+        let http = Http::new(crate::http::HttpOptions::default()).expect("client");
+        let base = Url::parse("https://registry.example.com").expect("url");
+        let registry = Registry::new(http, base.clone(), base, None);
+        assert_eq!(
+            registry
+                .manifest_url("group/project", "v1.0")
+                .expect("valid")
+                .as_str(),
+            "https://registry.example.com/v2/group/project/manifests/v1.0"
+        );
+        for (path, reference) in [
+            ("group/project", ".."),
+            ("group/project", "."),
+            ("group/project", ""),
+            ("group/project/..", "x"),
+            ("group/project", "sha256:xyz"),
+        ] {
+            assert!(
+                registry.manifest_url(path, reference).is_err(),
+                "{path} {reference}"
+            );
+        }
     }
 
     #[test]
