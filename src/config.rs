@@ -74,12 +74,51 @@ fn non_empty_secret(value: &Option<Secret>) -> Option<Secret> {
         .cloned()
 }
 
+/// The variables [`GitLabEnv`] reads (the `CLEANUP_*` ones are all ours).
+const GITLAB_VARIABLES: &[&str] = &[
+    "CI_SERVER_URL",
+    "CI_API_V4_URL",
+    "CI_PROJECT_ID",
+    "CI_PROJECT_PATH",
+    "CI_REGISTRY",
+    "CI_REGISTRY_IMAGE",
+    "CI_REGISTRY_USER",
+    "CI_REGISTRY_PASSWORD",
+    "CI_JOB_TOKEN",
+    "GITLAB_TOKEN",
+    "CI_SERVER_TLS_CA_FILE",
+    "SSL_CERT_FILE",
+];
+
+/// The process environment as text. `std::env::vars` panics on a value that
+/// is not UTF-8 — any variable, even one we never read (a commit message in
+/// `CI_COMMIT_MESSAGE` can hold any bytes). Such variables are skipped,
+/// unless they are ours: then the error names them.
+fn environment(ours: impl Fn(&str) -> bool) -> Result<Vec<(String, String)>, UserError> {
+    let mut vars = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        match value.into_string() {
+            Ok(value) => vars.push((key.to_string(), value)),
+            Err(_) if ours(key) => {
+                return Err(UserError::new(format!(
+                    "{key} is not valid UTF-8 text: set it to a plain value or unset it"
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(vars)
+}
+
 impl GitLabEnv {
     pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_iter(std::env::vars())
+        let vars =
+            environment(|key| GITLAB_VARIABLES.contains(&key) || key.starts_with("CLEANUP_"))?;
+        Self::from_vars(vars)
     }
 
-    pub fn from_iter(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
         envy::from_iter(vars)
             .map_err(|err| UserError::new(format!("reading GitLab's CI_* variables: {err}")).into())
     }
@@ -87,10 +126,10 @@ impl GitLabEnv {
 
 impl CleanupEnv {
     pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_iter(std::env::vars())
+        Self::from_vars(environment(|key| key.starts_with("CLEANUP_"))?)
     }
 
-    pub fn from_iter(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
         envy::from_iter(vars)
             .map_err(|err| UserError::new(format!("reading the CLEANUP_* variables: {err}")).into())
     }
@@ -458,7 +497,7 @@ mod tests {
     use super::*;
 
     fn env(vars: &[(&str, &str)]) -> GitLabEnv {
-        GitLabEnv::from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        GitLabEnv::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .expect("env parses")
     }
 
@@ -628,7 +667,7 @@ mod tests {
     }
 
     fn cleanup(vars: &[(&str, &str)]) -> CleanupEnv {
-        CleanupEnv::from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        CleanupEnv::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .expect("env parses")
     }
 
