@@ -23,6 +23,28 @@ use crate::report::Report;
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     let env = CleanupEnv::from_env()?;
     let allow_insecure_http = cli.global.allow_insecure_http || env.allow_insecure_http()?;
+    // The report records what was deleted: find out now, not after the
+    // deletions, that it cannot be written.
+    let report = match &cli.command {
+        Command::Run(args) => args.common.report.clone(),
+        Command::Delete(args) => args.common.report.clone(),
+        Command::Plan(args) => args.report.clone(),
+        Command::Check(_) | Command::Inventory(_) => None,
+    };
+    let report_flag = report.is_some();
+    if let Some(path) = report.or_else(|| match &cli.command {
+        Command::Run(_) | Command::Delete(_) | Command::Plan(_) => env.path(&env.cleanup_report),
+        Command::Check(_) | Command::Inventory(_) => None,
+    }) {
+        check_report_path(
+            &path,
+            if report_flag {
+                "--report"
+            } else {
+                "CLEANUP_REPORT"
+            },
+        )?;
+    }
     match cli.command {
         Command::Check(args) => check::check(args, &env),
         Command::Plan(args) => plan::plan(args, &env),
@@ -49,6 +71,7 @@ impl Context {
             extra_ca_files: settings.extra_ca_files.clone(),
             pool_size: concurrency.max(8),
             max_in_flight: Some(concurrency),
+            retry: CleanupEnv::from_env()?.retry_policy()?,
             ..HttpOptions::default()
         })?;
         let registry = Arc::new(Registry::new(
@@ -112,6 +135,27 @@ pub fn load_policy(flag: Option<PathBuf>, env: &CleanupEnv) -> anyhow::Result<(P
         .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_PATH));
     let policy = Policy::load(&path)?;
     Ok((path, policy))
+}
+
+/// Fails (exit 2) unless `path` can be written: an existing file opened for
+/// appending (nothing truncated), or a new file created and removed again.
+fn check_report_path(path: &std::path::Path, name: &str) -> anyhow::Result<()> {
+    use std::fs::OpenOptions;
+    let outcome = if path.exists() {
+        OpenOptions::new().append(true).open(path).map(drop)
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|_| std::fs::remove_file(path))
+    };
+    outcome.map_err(|err| {
+        crate::user_error!(
+            "{name} {}: the report cannot be written there ({err}); nothing was done. Choose a file in an existing, writable directory",
+            path.display()
+        )
+    })
 }
 
 /// Prints the summary and writes the report when asked to.
