@@ -78,8 +78,8 @@ impl HttpError {
     }
 }
 
-/// A fully read response.
-#[derive(Debug)]
+/// A fully read response. Its `Debug` leaves the body out: the token
+/// service's body is a token.
 pub struct HttpResponse {
     pub method: Method,
     pub url: Url,
@@ -90,6 +90,18 @@ pub struct HttpResponse {
     /// answered after a retry may have taken effect on an attempt whose answer
     /// was lost.
     pub attempts: u32,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("method", &self.method)
+            .field("url", &display_url(&self.url))
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpResponse {
@@ -775,6 +787,21 @@ mod tests {
             error_message(b"<html>\nbad gateway</html>"),
             "<html>bad gateway</html>"
         );
+    }
+
+    #[test]
+    fn responses_never_debug_print_their_body() {
+        let response = HttpResponse {
+            method: Method::GET,
+            url: Url::parse("https://gitlab.example.com/jwt/auth?service=x").expect("url"),
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: bytes::Bytes::from_static(br#"{"token":"eyJsecret"}"#),
+            attempts: 1,
+        };
+        let text = format!("{response:?}");
+        assert!(!text.contains("eyJsecret"), "{text}");
+        assert!(text.contains("body_bytes: 21"), "{text}");
     }
 
     #[test]

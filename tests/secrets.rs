@@ -515,3 +515,188 @@ fn a_same_origin_redirect_is_followed() {
         .path()
         .ends_with("/projects/1/registry/repositories"));
 }
+
+/// A TLS server for the test: `openssl s_server -www` with a fresh
+/// self-signed certificate for 127.0.0.1 (answers every request with an
+/// HTML status page). `None` where openssl is not installed.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    cert: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    fn start() -> Option<TlsServer> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A CA and a leaf certificate for 127.0.0.1 signed by it (webpki
+        // refuses a self-signed CA certificate as the server's own).
+        let cert = dir.path().join("ca.pem");
+        let ca_key = dir.path().join("ca-key.pem");
+        let leaf = dir.path().join("leaf.pem");
+        let key = dir.path().join("leaf-key.pem");
+        let csr = dir.path().join("leaf.csr");
+        let ext = dir.path().join("leaf.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .ok()?;
+        let openssl = |args: &[&std::ffi::OsStr]| {
+            std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .ok()
+                .filter(|out| out.status.success())
+        };
+        let s = |text: &'static str| std::ffi::OsStr::new(text);
+        openssl(&[
+            s("req"),
+            s("-x509"),
+            s("-newkey"),
+            s("rsa:2048"),
+            s("-nodes"),
+            s("-days"),
+            s("1"),
+            s("-subj"),
+            s("/CN=registry-cleanup test CA"),
+            s("-keyout"),
+            ca_key.as_os_str(),
+            s("-out"),
+            cert.as_os_str(),
+        ])?;
+        openssl(&[
+            s("req"),
+            s("-newkey"),
+            s("rsa:2048"),
+            s("-nodes"),
+            s("-subj"),
+            s("/CN=127.0.0.1"),
+            s("-keyout"),
+            key.as_os_str(),
+            s("-out"),
+            csr.as_os_str(),
+        ])?;
+        openssl(&[
+            s("x509"),
+            s("-req"),
+            s("-in"),
+            csr.as_os_str(),
+            s("-CA"),
+            cert.as_os_str(),
+            s("-CAkey"),
+            ca_key.as_os_str(),
+            s("-CAcreateserial"),
+            s("-days"),
+            s("1"),
+            s("-extfile"),
+            ext.as_os_str(),
+            s("-out"),
+            leaf.as_os_str(),
+        ])?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-www",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-cert",
+            ])
+            .arg(&leaf)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = TlsServer {
+            child,
+            port,
+            cert,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn env(&self) -> Env {
+        let origin = format!("https://127.0.0.1:{}", self.port);
+        [
+            ("CI_SERVER_URL", origin.clone()),
+            ("CI_PROJECT_ID", "1".to_string()),
+            ("CI_PROJECT_PATH", "group/project".to_string()),
+            ("CI_REGISTRY", format!("127.0.0.1:{}", self.port)),
+            (
+                "CI_REGISTRY_IMAGE",
+                format!("127.0.0.1:{}/group/project", self.port),
+            ),
+            ("CI_REGISTRY_USER", "gitlab-ci-token".to_string()),
+            ("CI_REGISTRY_PASSWORD", "tls-job-token-2468".to_string()),
+            ("CI_JOB_TOKEN", "tls-job-token-2468".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tls_certificates_are_verified_and_the_ca_bundle_is_honoured() {
+    let Some(server) = TlsServer::start() else {
+        eprintln!("SKIPPED: openssl is not installed; TLS verification is not tested here");
+        return;
+    };
+    // An unknown issuer: refused at once, not retried, no credentials sent.
+    let started = std::time::Instant::now();
+    let out = run(&server.env(), &["inventory"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("certificate"), "{}", out.all());
+    assert!(
+        !out.stderr.contains("gave up after"),
+        "a certificate error was retried: {}",
+        out.all()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The same server, trusted through either variable: TLS succeeds, and the
+    // HTML it answers is what fails.
+    let cert = server.cert.display().to_string();
+    for variable in ["CI_SERVER_TLS_CA_FILE", "SSL_CERT_FILE"] {
+        let out = run(
+            &with(server.env(), &[(variable, cert.as_str())]),
+            &["inventory"],
+        );
+        assert_eq!(out.code, 1, "{variable}: {}", out.all());
+        assert!(
+            !out.stderr.contains("certificate"),
+            "{variable}: {}",
+            out.all()
+        );
+        assert!(
+            out.stderr.contains("unexpected response"),
+            "{variable}: {}",
+            out.all()
+        );
+    }
+}
