@@ -283,8 +283,9 @@ fn unix_time(value: &str) -> Option<SystemTime> {
 pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
 
 /// A rate-limit window announced further ahead than this is not GitLab's
-/// (a minute) and is ignored.
-const MAX_RESET_AHEAD: Duration = Duration::from_secs(3600);
+/// (a minute) and is ignored: otherwise a bogus `RateLimit-Reset` would make
+/// every request wait the longest wait.
+const MAX_RESET_AHEAD: Duration = Duration::from_secs(120);
 
 /// GitLab's announced request budget: when `RateLimit-Remaining` runs low,
 /// wait for `RateLimit-Reset` instead of running into 429s. The budget belongs
@@ -362,7 +363,7 @@ impl RateBudget {
                 .is_ok_and(|ahead| ahead > MAX_RESET_AHEAD)
             {
                 tracing::debug!(
-                    "ignoring a RateLimit-Reset more than an hour ahead: not a rate-limit window"
+                    "ignoring a RateLimit-Reset more than two minutes ahead: not a rate-limit window"
                 );
                 return;
             }

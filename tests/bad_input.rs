@@ -932,6 +932,10 @@ fn overflowing_jwt() -> Vec<u8> {
         .into_bytes()
 }
 
+fn an_hour_from_now() -> String {
+    (chrono::Utc::now().timestamp() + 3600).to_string()
+}
+
 fn unchanged(emulator: &Emulator) -> Result<(), String> {
     let root = names(emulator, ROOT);
     let api = names(emulator, API);
@@ -1002,6 +1006,20 @@ fn misbehaving_servers_exit_1_with_the_reason_and_never_write() {
             &[],
         )
         .args(&["run", "--dry-run"])
+        .code(0),
+        server_case(
+            "repositories: budget spent until an hour from now",
+            Config {
+                gitlab_v1: false,
+                tamper: vec![repositories_list()
+                    .header("ratelimit-remaining", "0")
+                    .header("ratelimit-limit", "2000")
+                    .header("ratelimit-reset", &an_hour_from_now())],
+                ..Config::default()
+            },
+            &[],
+        )
+        .args(&["inventory"])
         .code(0),
         server_case(
             "repositories: 429 with Retry-After of a day, for ever",
