@@ -582,3 +582,56 @@ async fn a_server_that_never_answers_cannot_outlast_the_call_budget() {
     let message = error.to_string();
     assert!(message.contains("timed out"), "{message}");
 }
+
+fn refusing(error: &str) -> Emulator {
+    let challenge = format!(
+        "Bearer realm=\"http://127.0.0.1:1/jwt/auth\",service=\"container_registry\",scope=\"repository:group/project:delete\",error=\"{error}\""
+    );
+    let emulator = Emulator::start(Config {
+        tamper: vec![Tamper::on(Some("DELETE"), "/v2/group/project/manifests/")
+            .status(401)
+            .header("www-authenticate", &challenge)],
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    emulator.add_tags("group/project", [tag("mr-1"), tag("main")]);
+    emulator
+}
+
+#[test]
+fn an_invalid_token_is_replaced_a_bounded_number_of_times() {
+    let emulator = refusing("invalid_token");
+    let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:mr-1: failed"),
+        "{}",
+        out.all()
+    );
+    // The first attempt and three with a fresh token each.
+    assert_eq!(
+        emulator.count("DELETE", "/manifests/mr-1"),
+        4,
+        "{}",
+        out.all()
+    );
+    assert!(
+        emulator.issued_jwts() >= 4,
+        "{} tokens",
+        emulator.issued_jwts()
+    );
+    assert_eq!(emulator.tags("group/project").len(), 2);
+}
+
+#[test]
+fn insufficient_scope_is_not_mistaken_for_an_expired_token() {
+    let emulator = refusing("insufficient_scope");
+    let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        emulator.count("DELETE", "/manifests/mr-1"),
+        1,
+        "{}",
+        out.all()
+    );
+}
