@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests: run the real binary against the emulator.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::process::Command;
 
