@@ -95,6 +95,10 @@ pub fn count_query(emulator: &Emulator, method: &str, path: &str, query: &str) -
     emulator
         .requests()
         .iter()
-        .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.contains(path) && r.query.contains(query))
+        .filter(|r| {
+            r.method.eq_ignore_ascii_case(method)
+                && r.path.contains(path)
+                && r.query.contains(query)
+        })
         .count()
 }
