@@ -26,22 +26,36 @@ fn plan_of_the_examples_matches_the_golden_report() {
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
-        out.stdout.contains("total: 4 repositories, 191 tags, 91 would delete, 73 kept, 27 protected"),
+        out.stdout
+            .contains("total: 4 repositories, 191 tags, 91 would delete, 73 kept, 27 protected"),
         "{}",
         out.all()
     );
-    let golden = std::fs::read_to_string(format!("{root}/tests/golden/examples-plan.json")).expect("golden");
+    let golden =
+        std::fs::read_to_string(format!("{root}/tests/golden/examples-plan.json")).expect("golden");
     let written = std::fs::read_to_string(&report).expect("report");
-    assert_eq!(written, golden, "the plan report differs from tests/golden/examples-plan.json");
+    assert_eq!(
+        written, golden,
+        "the plan report differs from tests/golden/examples-plan.json"
+    );
 }
 
 #[test]
 fn plan_reads_its_options_from_the_environment() {
     let root = env!("CARGO_MANIFEST_DIR");
     let env = vec![
-        ("CLEANUP_INVENTORY".to_string(), format!("{root}/examples/inventory.json")),
-        ("CLEANUP_POLICY".to_string(), format!("{root}/examples/policy.yml")),
-        ("CLEANUP_NOW".to_string(), "2026-11-01T00:00:00Z".to_string()),
+        (
+            "CLEANUP_INVENTORY".to_string(),
+            format!("{root}/examples/inventory.json"),
+        ),
+        (
+            "CLEANUP_POLICY".to_string(),
+            format!("{root}/examples/policy.yml"),
+        ),
+        (
+            "CLEANUP_NOW".to_string(),
+            "2026-11-01T00:00:00Z".to_string(),
+        ),
     ];
     let out = run(&env, &["plan"]);
     assert_eq!(out.code, 0, "{}", out.all());
@@ -60,10 +74,22 @@ fn plan_says_loudly_when_a_repository_would_be_emptied() {
         "inventory.json",
         r#"{"repositories": [{"path": "g/p", "tags": [{"name": "a"}, {"name": "b"}]}]}"#,
     );
-    let policy = write_file(&dir, "p.yml", "protect_latest: false\nrules:\n  - delete: \".*\"\n");
-    let out = run(&[], &["plan", "--inventory", &inventory, "--policy", &policy]);
+    let policy = write_file(
+        &dir,
+        "p.yml",
+        "protect_latest: false\nrules:\n  - delete: \".*\"\n",
+    );
+    let out = run(
+        &[],
+        &["plan", "--inventory", &inventory, "--policy", &policy],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("WARNING: the plan deletes every tag of g/p"), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("WARNING: the plan deletes every tag of g/p"),
+        "{}",
+        out.all()
+    );
 }
 
 #[test]
@@ -71,30 +97,76 @@ fn plan_errors_name_what_is_wrong() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = env!("CARGO_MANIFEST_DIR");
     let policy = format!("{root}/examples/policy.yml");
-    let broken = write_file(&dir, "broken.json", "{\"repositories\": [{\"path\": \"g/p\", \"tags\": [{\"nam\": \"a\"}]}]}");
+    let broken = write_file(
+        &dir,
+        "broken.json",
+        "{\"repositories\": [{\"path\": \"g/p\", \"tags\": [{\"nam\": \"a\"}]}]}",
+    );
     for (args, expected) in [
         (vec!["plan", "--policy", &policy], "plan needs an inventory"),
-        (vec!["plan", "--inventory", &broken, "--policy", &policy], "broken.json:1:"),
-        (vec!["plan", "--inventory", "/nonexistent.json", "--policy", &policy], "/nonexistent.json"),
-        (vec!["plan", "--inventory", &broken, "--policy", &policy, "--now", "yesterday"], "--now \"yesterday\" is not an RFC 3339 time"),
-        (vec!["plan", "--inventory", &broken], ".gitlab/registry-cleanup.yml"),
+        (
+            vec!["plan", "--inventory", &broken, "--policy", &policy],
+            "broken.json:1:",
+        ),
+        (
+            vec![
+                "plan",
+                "--inventory",
+                "/nonexistent.json",
+                "--policy",
+                &policy,
+            ],
+            "/nonexistent.json",
+        ),
+        (
+            vec![
+                "plan",
+                "--inventory",
+                &broken,
+                "--policy",
+                &policy,
+                "--now",
+                "yesterday",
+            ],
+            "--now \"yesterday\" is not an RFC 3339 time",
+        ),
+        (
+            vec!["plan", "--inventory", &broken],
+            ".gitlab/registry-cleanup.yml",
+        ),
     ] {
         let out = run(&[], &args);
         assert_eq!(out.code, 2, "{args:?}: {}", out.all());
-        assert!(out.stderr.contains(expected), "{args:?}: expected {expected:?}: {}", out.all());
+        assert!(
+            out.stderr.contains(expected),
+            "{args:?}: expected {expected:?}: {}",
+            out.all()
+        );
     }
 }
 
 #[test]
 fn check_summarises_each_rule() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = run(&[], &["check", "--policy", &format!("{root}/examples/policy.yml")]);
+    let out = run(
+        &[],
+        &["check", "--policy", &format!("{root}/examples/policy.yml")],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("valid, 5 rules"), "{}", out.all());
-    assert!(out.stdout.contains("review images: in repositories matching"), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("review images: in repositories matching"),
+        "{}",
+        out.all()
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let bad = write_file(&dir, "bad.yml", "rules:\n  - delete: \"mr-.*\"\n    older_than: 14x\n");
+    let bad = write_file(
+        &dir,
+        "bad.yml",
+        "rules:\n  - delete: \"mr-.*\"\n    older_than: 14x\n",
+    );
     let out = run(&[], &["check", "--policy", &bad]);
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.stderr.contains("bad.yml:3:"), "{}", out.all());

@@ -19,8 +19,16 @@ fn deletes_named_tags_and_nothing_else() {
     emulator.add_tags(ROOT, [tag("mr-1"), tag("mr-2"), tag("main"), tag("latest")]);
     let out = run(&emulator.ci_env(), &["delete", "mr-1", "mr-2"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("group/project:mr-1: deleted"), "{}", out.all());
-    assert!(out.stdout.contains("group/project:mr-2: deleted"), "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:mr-1: deleted"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("group/project:mr-2: deleted"),
+        "{}",
+        out.all()
+    );
     assert_eq!(names(&emulator, ROOT), vec!["latest", "main"]);
     assert_eq!(emulator.count("DELETE", "/v2/group/project/manifests/"), 2);
     assert_eq!(emulator.writes(), 2);
@@ -32,7 +40,11 @@ fn missing_tag_is_already_absent_not_an_error() {
     emulator.add_tags(ROOT, [tag("main")]);
     let out = run(&emulator.ci_env(), &["delete", "gone"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("group/project:gone: already absent"), "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:gone: already absent"),
+        "{}",
+        out.all()
+    );
     assert!(out.stdout.contains("1 already absent"), "{}", out.all());
 }
 
@@ -42,12 +54,23 @@ fn dry_run_sends_no_write() {
     emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
     let out = run(&emulator.ci_env(), &["delete", "--dry-run", "mr-1", "nope"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("group/project:mr-1: would delete"), "{}", out.all());
-    assert!(out.stdout.contains("group/project:nope: already absent"), "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:mr-1: would delete"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("group/project:nope: already absent"),
+        "{}",
+        out.all()
+    );
     assert_eq!(emulator.writes(), 0);
     assert_eq!(names(&emulator, ROOT), vec!["main", "mr-1"]);
 
-    let out = run(&with(emulator.ci_env(), &[("CLEANUP_DRY_RUN", "true")]), &["delete", "mr-1"]);
+    let out = run(
+        &with(emulator.ci_env(), &[("CLEANUP_DRY_RUN", "true")]),
+        &["delete", "mr-1"],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("would delete"), "{}", out.all());
     assert_eq!(emulator.writes(), 0);
@@ -64,9 +87,24 @@ fn repositories_relative_full_and_all() {
     assert_eq!(names(&emulator, ROOT), vec!["keep", "x"]);
 
     emulator.add_tag("group/project/api", tag("y"));
-    let out = run(&emulator.ci_env(), &["delete", "--repository", "group/project/api", "--repository", ".", "y", "x"]);
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "delete",
+            "--repository",
+            "group/project/api",
+            "--repository",
+            ".",
+            "y",
+            "x",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("group/project/api:x: already absent"), "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project/api:x: already absent"),
+        "{}",
+        out.all()
+    );
     assert_eq!(names(&emulator, ROOT), vec!["keep"]);
     assert_eq!(names(&emulator, "group/project/api"), vec!["keep"]);
 
@@ -81,22 +119,49 @@ fn repositories_relative_full_and_all() {
 #[test]
 fn protected_tag_is_skipped_with_reason() {
     let emulator = emulator(Config::default());
-    emulator.add_tags(ROOT, [TagSpec { protected: true, ..tag("v1.0.0") }, tag("mr-3")]);
+    emulator.add_tags(
+        ROOT,
+        [
+            TagSpec {
+                protected: true,
+                ..tag("v1.0.0")
+            },
+            tag("mr-3"),
+        ],
+    );
     let out = run(&emulator.ci_env(), &["delete", "v1.0.0", "mr-3"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("group/project:v1.0.0: skipped: "), "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:v1.0.0: skipped: "),
+        "{}",
+        out.all()
+    );
     assert!(out.stdout.contains("protected"), "{}", out.all());
     assert_eq!(names(&emulator, ROOT), vec!["v1.0.0"]);
 }
 
 #[test]
 fn distribution_registry_falls_back_to_rest_and_keeps_shared_digest_siblings() {
-    let emulator = emulator(Config { tag_delete: false, ..Config::default() });
+    let emulator = emulator(Config {
+        tag_delete: false,
+        ..Config::default()
+    });
     let shared = digest(7);
-    emulator.add_tags(ROOT, [tag_with_digest("mr-1", &shared), tag_with_digest("v1.0.0", &shared), tag("other")]);
+    emulator.add_tags(
+        ROOT,
+        [
+            tag_with_digest("mr-1", &shared),
+            tag_with_digest("v1.0.0", &shared),
+            tag("other"),
+        ],
+    );
     let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("group/project:mr-1: deleted"), "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:mr-1: deleted"),
+        "{}",
+        out.all()
+    );
     let tags = emulator.tags(ROOT);
     assert_eq!(tags.get("v1.0.0"), Some(&shared), "sibling kept its digest");
     assert!(!tags.contains_key("mr-1"));
@@ -107,40 +172,93 @@ fn distribution_registry_falls_back_to_rest_and_keeps_shared_digest_siblings() {
 
 #[test]
 fn registry_only_deletes_unique_digests_and_moves_shared_tags_off() {
-    let emulator = emulator(Config { tag_delete: false, grant_push: true, ..Config::default() });
+    let emulator = emulator(Config {
+        tag_delete: false,
+        grant_push: true,
+        ..Config::default()
+    });
     let shared = digest(8);
-    emulator.add_tags(ROOT, [tag_with_digest("a", &shared), tag_with_digest("b", &shared), tag("unique"), tag("main")]);
+    emulator.add_tags(
+        ROOT,
+        [
+            tag_with_digest("a", &shared),
+            tag_with_digest("b", &shared),
+            tag("unique"),
+            tag("main"),
+        ],
+    );
     let env = without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"]);
     let out = run(&env, &["delete", "a", "unique", "missing"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("group/project:a: deleted"), "{}", out.all());
-    assert!(out.stdout.contains("group/project:unique: deleted"), "{}", out.all());
-    assert!(out.stdout.contains("group/project:missing: already absent"), "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:a: deleted"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("group/project:unique: deleted"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("group/project:missing: already absent"),
+        "{}",
+        out.all()
+    );
     let tags = emulator.tags(ROOT);
     assert_eq!(tags.keys().collect::<Vec<_>>(), vec!["b", "main"]);
     assert_eq!(tags.get("b"), Some(&shared));
-    assert_eq!(emulator.count("DELETE", "/registry/repositories/"), 0, "no REST without REST credentials");
+    assert_eq!(
+        emulator.count("DELETE", "/registry/repositories/"),
+        0,
+        "no REST without REST credentials"
+    );
 }
 
 #[test]
 fn registry_only_without_push_refuses_a_shared_tag() {
-    let emulator = emulator(Config { tag_delete: false, grant_push: false, ..Config::default() });
+    let emulator = emulator(Config {
+        tag_delete: false,
+        grant_push: false,
+        ..Config::default()
+    });
     let shared = digest(9);
-    emulator.add_tags(ROOT, [tag_with_digest("a", &shared), tag_with_digest("b", &shared)]);
+    emulator.add_tags(
+        ROOT,
+        [tag_with_digest("a", &shared), tag_with_digest("b", &shared)],
+    );
     let env = without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"]);
     let out = run(&env, &["delete", "a"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.stdout.contains("group/project:a: failed: refused"), "{}", out.all());
-    assert!(out.stdout.contains("b share(s) its manifest"), "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:a: failed: refused"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("b share(s) its manifest"),
+        "{}",
+        out.all()
+    );
     assert_eq!(emulator.tags(ROOT).len(), 2, "nothing deleted");
     assert_eq!(emulator.count("DELETE", &format!("/manifests/{shared}")), 0);
 }
 
 #[test]
 fn deleting_both_sharing_tags_deletes_the_digest_once() {
-    let emulator = emulator(Config { tag_delete: false, ..Config::default() });
+    let emulator = emulator(Config {
+        tag_delete: false,
+        ..Config::default()
+    });
     let shared = digest(10);
-    emulator.add_tags(ROOT, [tag_with_digest("a", &shared), tag_with_digest("b", &shared), tag("c")]);
+    emulator.add_tags(
+        ROOT,
+        [
+            tag_with_digest("a", &shared),
+            tag_with_digest("b", &shared),
+            tag("c"),
+        ],
+    );
     let env = without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"]);
     let out = run(&env, &["delete", "a", "b"]);
     assert_eq!(out.code, 0, "{}", out.all());
@@ -150,11 +268,18 @@ fn deleting_both_sharing_tags_deletes_the_digest_once() {
 
 #[test]
 fn missing_delete_permission_is_named() {
-    let emulator = emulator(Config { grant_delete: false, ..Config::default() });
+    let emulator = emulator(Config {
+        grant_delete: false,
+        ..Config::default()
+    });
     emulator.add_tags(ROOT, [tag("mr-1")]);
     let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.all().contains("lacks delete (granted: pull)"), "{}", out.all());
+    assert!(
+        out.all().contains("lacks delete (granted: pull)"),
+        "{}",
+        out.all()
+    );
     assert_eq!(emulator.writes(), 0);
 }
 
@@ -168,24 +293,48 @@ fn foreign_realm_gets_no_credentials() {
     emulator.add_tags(ROOT, [tag("mr-1")]);
     let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("not on CI_SERVER_URL's origin"), "{}", out.all());
-    assert!(foreign.requests().is_empty(), "the foreign realm was contacted");
+    assert!(
+        out.stderr.contains("not on CI_SERVER_URL's origin"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        foreign.requests().is_empty(),
+        "the foreign realm was contacted"
+    );
     assert_eq!(names(&emulator, ROOT), vec!["mr-1"]);
 }
 
 #[test]
 fn report_lists_every_outcome() {
     let emulator = emulator(Config::default());
-    emulator.add_tags(ROOT, [tag("mr-1"), TagSpec { protected: true, ..tag("v2") }]);
+    emulator.add_tags(
+        ROOT,
+        [
+            tag("mr-1"),
+            TagSpec {
+                protected: true,
+                ..tag("v2")
+            },
+        ],
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let report_path = dir.path().join("report.json");
     let out = run(
         &emulator.ci_env(),
-        &["delete", "--report", report_path.to_str().expect("utf-8"), "mr-1", "v2", "gone"],
+        &[
+            "delete",
+            "--report",
+            report_path.to_str().expect("utf-8"),
+            "mr-1",
+            "v2",
+            "gone",
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("json");
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["totals"]["deleted"], 1);
     assert_eq!(report["totals"]["skipped"], 1);
@@ -199,19 +348,47 @@ fn bad_input_exits_2_before_any_request() {
     let emulator = emulator(Config::default());
     emulator.add_tags(ROOT, [tag("a")]);
     for (env, args, expected) in [
-        (without(emulator.ci_env(), &["CI_SERVER_URL"]), vec!["delete", "a"], "CI_SERVER_URL is not set"),
-        (with(emulator.ci_env(), &[("CI_PROJECT_ID", "abc")]), vec!["delete", "a"], "CI_PROJECT_ID=\"abc\""),
-        (with(emulator.ci_env(), &[("CLEANUP_CONCURRENCY", "many")]), vec!["delete", "a"], "CLEANUP_CONCURRENCY=\"many\""),
-        (emulator.ci_env(), vec!["delete", "a/b"], "REF \"a/b\" is not a tag name"),
-        (emulator.ci_env(), vec!["delete", "--repository", "other.example.com/x/y", "a"], "another registry"),
+        (
+            without(emulator.ci_env(), &["CI_SERVER_URL"]),
+            vec!["delete", "a"],
+            "CI_SERVER_URL is not set",
+        ),
+        (
+            with(emulator.ci_env(), &[("CI_PROJECT_ID", "abc")]),
+            vec!["delete", "a"],
+            "CI_PROJECT_ID=\"abc\"",
+        ),
+        (
+            with(emulator.ci_env(), &[("CLEANUP_CONCURRENCY", "many")]),
+            vec!["delete", "a"],
+            "CLEANUP_CONCURRENCY=\"many\"",
+        ),
+        (
+            emulator.ci_env(),
+            vec!["delete", "a/b"],
+            "REF \"a/b\" is not a tag name",
+        ),
+        (
+            emulator.ci_env(),
+            vec!["delete", "--repository", "other.example.com/x/y", "a"],
+            "another registry",
+        ),
         (emulator.ci_env(), vec!["delete"], "REF"),
         (emulator.ci_env(), vec!["delete", "--bogus", "a"], "--bogus"),
-        (with(emulator.ci_env(), &[("CLEANUP_LOG", "info,[")]), vec!["delete", "a"], "CLEANUP_LOG"),
+        (
+            with(emulator.ci_env(), &[("CLEANUP_LOG", "info,[")]),
+            vec!["delete", "a"],
+            "CLEANUP_LOG",
+        ),
     ] {
         emulator.reset_requests();
         let out = run(&env, &args);
         assert_eq!(out.code, 2, "{args:?}: {}", out.all());
-        assert!(out.stderr.contains(expected), "{args:?}: expected {expected:?} in {}", out.all());
+        assert!(
+            out.stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            out.all()
+        );
         assert!(emulator.requests().is_empty(), "{args:?} sent requests");
     }
     assert_eq!(names(&emulator, ROOT), vec!["a"]);

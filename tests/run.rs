@@ -29,9 +29,25 @@ fn seeded(config: Config) -> Emulator {
     emulator.add_repository("api");
     let now = Utc::now();
     for repository in [ROOT, API] {
-        emulator.add_tags(repository, (1..=6).map(|i| tag_at(&format!("mr-{i}-x"), now - Duration::days(i))));
-        emulator.add_tags(repository, [tag_at("v1.2.3", now - Duration::days(400)), tag("latest"), tag("main")]);
-        emulator.add_tags(repository, [tag_at("deadbeef", now - Duration::days(60)), tag_at("cafebabe", now - Duration::days(3))]);
+        emulator.add_tags(
+            repository,
+            (1..=6).map(|i| tag_at(&format!("mr-{i}-x"), now - Duration::days(i))),
+        );
+        emulator.add_tags(
+            repository,
+            [
+                tag_at("v1.2.3", now - Duration::days(400)),
+                tag("latest"),
+                tag("main"),
+            ],
+        );
+        emulator.add_tags(
+            repository,
+            [
+                tag_at("deadbeef", now - Duration::days(60)),
+                tag_at("cafebabe", now - Duration::days(3)),
+            ],
+        );
     }
     emulator
 }
@@ -60,7 +76,11 @@ fn deleted_names(report: &serde_json::Value) -> Vec<String> {
         .iter()
         .flat_map(|r| {
             let path = r["path"].as_str().expect("path").to_string();
-            r["deleted"].as_array().expect("deleted").iter().map(move |d| format!("{path}:{}", d["tag"].as_str().expect("tag")))
+            r["deleted"]
+                .as_array()
+                .expect("deleted")
+                .iter()
+                .map(move |d| format!("{path}:{}", d["tag"].as_str().expect("tag")))
         })
         .collect();
     names.sort();
@@ -73,15 +93,44 @@ fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = policy_file(&dir);
     let dry_report = dir.path().join("dry.json");
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy, "--dry-run", "--report", dry_report.to_str().expect("path")]);
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--dry-run",
+            "--report",
+            dry_report.to_str().expect("path"),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.writes(), 0, "a dry run wrote");
-    assert!(out.stdout.contains("group/project/api: 11 tags, 5 would delete, 4 kept, 2 protected"), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("group/project/api: 11 tags, 5 would delete, 4 kept, 2 protected"),
+        "{}",
+        out.all()
+    );
 
     let live_report = dir.path().join("live.json");
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy, "--report", live_report.to_str().expect("path")]);
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            live_report.to_str().expect("path"),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("group/project/api: 11 tags, 5 deleted, 4 kept, 2 protected"), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("group/project/api: 11 tags, 5 deleted, 4 kept, 2 protected"),
+        "{}",
+        out.all()
+    );
     let dry = report_json(&dry_report);
     let live = report_json(&live_report);
     assert_eq!(dry["dry_run"], true);
@@ -90,7 +139,11 @@ fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
     assert_eq!(live["totals"]["deleted"], 9);
     // The final state is exactly the plan.
     for repository in [ROOT, API] {
-        assert_eq!(names(&emulator, repository), expected_after(repository), "{repository}");
+        assert_eq!(
+            names(&emulator, repository),
+            expected_after(repository),
+            "{repository}"
+        );
     }
     assert_eq!(emulator.count("DELETE", "/manifests/"), 9);
 
@@ -104,53 +157,106 @@ fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
 #[test]
 fn gitlab_v1_listing_saves_the_per_tag_requests() {
     let with_v1 = seeded(Config::default());
-    let without_v1 = seeded(Config { gitlab_v1: false, ..Config::default() });
+    let without_v1 = seeded(Config {
+        gitlab_v1: false,
+        ..Config::default()
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = policy_file(&dir);
     for emulator in [&with_v1, &without_v1] {
-        let out = run(&emulator.ci_env(), &["run", "--policy", &policy, "--dry-run"]);
+        let out = run(
+            &emulator.ci_env(),
+            &["run", "--policy", &policy, "--dry-run"],
+        );
         assert_eq!(out.code, 0, "{}", out.all());
     }
     assert_eq!(with_v1.count("GET", "/gitlab/v1/repositories/"), 2);
-    assert_eq!(with_v1.count("GET", "/registry/repositories/"), 0, "no REST tag listing or details with /gitlab/v1");
+    assert_eq!(
+        with_v1.count("GET", "/registry/repositories/"),
+        0,
+        "no REST tag listing or details with /gitlab/v1"
+    );
     // The 404 is remembered: at most one probe per repository listed at the same time (2).
     assert!(without_v1.count("GET", "/gitlab/v1/") <= 2);
-    assert_eq!(without_v1.count("GET", "/registry/repositories/1/tags/"), 11, "one details call per tag");
+    assert_eq!(
+        without_v1.count("GET", "/registry/repositories/1/tags/"),
+        11,
+        "one details call per tag"
+    );
     let total = |e: &Emulator| e.requests().len();
-    assert!(total(&with_v1) * 3 < total(&without_v1), "{} vs {}", total(&with_v1), total(&without_v1));
+    assert!(
+        total(&with_v1) * 3 < total(&without_v1),
+        "{} vs {}",
+        total(&with_v1),
+        total(&without_v1)
+    );
 }
 
 #[test]
 fn no_details_when_no_rule_needs_dates() {
-    let emulator = seeded(Config { gitlab_v1: false, ..Config::default() });
+    let emulator = seeded(Config {
+        gitlab_v1: false,
+        ..Config::default()
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
     let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(emulator.count("GET", "/tags/mr-"), 0, "details fetched although no rule needs dates");
+    assert_eq!(
+        emulator.count("GET", "/tags/mr-"),
+        0,
+        "details fetched although no rule needs dates"
+    );
     assert!(names(&emulator, ROOT).iter().all(|n| !n.starts_with("mr-")));
 }
 
 #[test]
 fn keyset_405_falls_back_to_offset_pagination() {
-    let emulator = Emulator::start(Config { keyset: false, gitlab_v1: false, ..Config::default() });
+    let emulator = Emulator::start(Config {
+        keyset: false,
+        gitlab_v1: false,
+        ..Config::default()
+    });
     emulator.add_repository("");
     emulator.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n    keep: \"mr-0.*\"\n");
+    let policy = write_file(
+        &dir,
+        "p.yml",
+        "rules:\n  - delete: \"mr-.*\"\n    keep: \"mr-0.*\"\n",
+    );
     let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.tags(ROOT).len(), 100);
-    assert_eq!(count_query(&emulator, "GET", "/tags", "pagination=keyset"), 1, "one keyset try");
-    assert_eq!(count_query(&emulator, "GET", "/tags", "page=3"), 1, "three offset pages of 100");
+    assert_eq!(
+        count_query(&emulator, "GET", "/tags", "pagination=keyset"),
+        1,
+        "one keyset try"
+    );
+    assert_eq!(
+        count_query(&emulator, "GET", "/tags", "page=3"),
+        1,
+        "three offset pages of 100"
+    );
 
-    let keyset = Emulator::start(Config { gitlab_v1: false, ..Config::default() });
+    let keyset = Emulator::start(Config {
+        gitlab_v1: false,
+        ..Config::default()
+    });
     keyset.add_repository("");
     keyset.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
     let out = run(&keyset.ci_env(), &["run", "--policy", &policy, "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(count_query(&keyset, "GET", "/tags", "pagination=keyset"), 3, "three keyset pages");
-    assert_eq!(count_query(&keyset, "GET", "/tags", "&page="), 0, "no offset pages");
+    assert_eq!(
+        count_query(&keyset, "GET", "/tags", "pagination=keyset"),
+        3,
+        "three keyset pages"
+    );
+    assert_eq!(
+        count_query(&keyset, "GET", "/tags", "&page="),
+        0,
+        "no offset pages"
+    );
 }
 
 #[test]
@@ -162,7 +268,10 @@ fn server_engine_sends_one_exact_bulk_call_per_repository() {
         "server.yml",
         "protect: [\"v\\\\d+\\\\.\\\\d+\\\\.\\\\d+\", \"stable|lts\"]\nrules:\n  - name: reviews\n    delete: \"mr-\\\\d+-.+|x+\"\n    keep: \"mr-1-.*\"\n    keep_n: 2\n    older_than: 2w\n",
     );
-    let out = run(&emulator.ci_env(), &["run", "--engine", "server", "--policy", &policy]);
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--engine", "server", "--policy", &policy],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     let calls = emulator.bulk_calls();
     assert_eq!(calls.len(), 2, "{}", out.all());
@@ -171,23 +280,46 @@ fn server_engine_sends_one_exact_bulk_call_per_repository() {
     assert_eq!(
         call.params,
         vec![
-            ("name_regex_delete".to_string(), "(?:(?:mr-\\d+-.+|x+))".to_string()),
-            ("name_regex_keep".to_string(), "(?:(?:mr-1-.*)|(?:v\\d+\\.\\d+\\.\\d+)|(?:stable|lts))".to_string()),
+            (
+                "name_regex_delete".to_string(),
+                "(?:(?:mr-\\d+-.+|x+))".to_string()
+            ),
+            (
+                "name_regex_keep".to_string(),
+                "(?:(?:mr-1-.*)|(?:v\\d+\\.\\d+\\.\\d+)|(?:stable|lts))".to_string()
+            ),
             ("keep_n".to_string(), "2".to_string()),
             ("older_than".to_string(), "14d".to_string()),
         ]
     );
-    assert!(call.raw_body.contains("%2B"), "a + must be percent-encoded: {}", call.raw_body);
+    assert!(
+        call.raw_body.contains("%2B"),
+        "a + must be percent-encoded: {}",
+        call.raw_body
+    );
     assert!(!call.raw_body.contains('+'), "{}", call.raw_body);
 
     // Within the hour GitLab refuses: a warning per repository, still exit 0.
-    let out = run(&emulator.ci_env(), &["run", "--engine", "server", "--policy", &policy]);
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--engine", "server", "--policy", &policy],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("at most once an hour"), "{}", out.all());
 
     // A dry run shows the client plan and sends no bulk call.
     let before = emulator.bulk_calls().len();
-    let out = run(&emulator.ci_env(), &["run", "--engine", "server", "--policy", &policy, "--dry-run"]);
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--engine",
+            "server",
+            "--policy",
+            &policy,
+            "--dry-run",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("would delete"), "{}", out.all());
     assert_eq!(emulator.bulk_calls().len(), before);
@@ -198,9 +330,17 @@ fn server_engine_refuses_two_rules_for_one_repository() {
     let emulator = seeded(Config::default());
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = policy_file(&dir);
-    let out = run(&emulator.ci_env(), &["run", "--engine", "server", "--policy", &policy]);
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--engine", "server", "--policy", &policy],
+    );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("group/project/api has 2 applicable rules"), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("group/project/api has 2 applicable rules"),
+        "{}",
+        out.all()
+    );
     assert!(out.stderr.contains("policy.yml"), "{}", out.all());
     assert!(emulator.bulk_calls().is_empty());
 }
@@ -213,15 +353,34 @@ fn max_deletions_refuses_the_whole_run() {
     let report = dir.path().join("r.json");
     let out = run(
         &emulator.ci_env(),
-        &["run", "--policy", &policy, "--max-deletions", "5", "--report", report.to_str().expect("path")],
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--max-deletions",
+            "5",
+            "--report",
+            report.to_str().expect("path"),
+        ],
     );
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.stderr.contains("more than the limit of 5"), "{}", out.all());
-    assert!(out.stdout.contains("would delete"), "the plan is still printed: {}", out.all());
+    assert!(
+        out.stderr.contains("more than the limit of 5"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("would delete"),
+        "the plan is still printed: {}",
+        out.all()
+    );
     assert_eq!(emulator.writes(), 0);
     assert_eq!(report_json(&report)["totals"]["deleted"], 9);
 
-    let out = run(&with(emulator.ci_env(), &[("CLEANUP_MAX_DELETIONS", "9")]), &["run", "--policy", &policy]);
+    let out = run(
+        &with(emulator.ci_env(), &[("CLEANUP_MAX_DELETIONS", "9")]),
+        &["run", "--policy", &policy],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.count("DELETE", "/manifests/"), 9);
 }
@@ -230,11 +389,29 @@ fn max_deletions_refuses_the_whole_run() {
 fn protected_refusals_are_skipped_not_failed() {
     let emulator = Emulator::start(Config::default());
     emulator.add_repository("");
-    emulator.add_tags(ROOT, [TagSpec { protected: true, ..tag("mr-1-a") }, tag("mr-2-b")]);
+    emulator.add_tags(
+        ROOT,
+        [
+            TagSpec {
+                protected: true,
+                ..tag("mr-1-a")
+            },
+            tag("mr-2-b"),
+        ],
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
     let report = dir.path().join("r.json");
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy, "--report", report.to_str().expect("path")]);
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("path"),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     let report = report_json(&report);
     assert_eq!(report["totals"]["skipped"], 1);
@@ -248,19 +425,48 @@ fn inventory_snapshot_plans_like_the_live_run() {
     let emulator = seeded(Config::default());
     let dir = tempfile::tempdir().expect("tempdir");
     let inventory = dir.path().join("inventory.json");
-    let out = run(&emulator.ci_env(), &["inventory", "--output", inventory.to_str().expect("path")]);
+    let out = run(
+        &emulator.ci_env(),
+        &["inventory", "--output", inventory.to_str().expect("path")],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.writes(), 0);
     let snapshot: serde_json::Value = report_json(&inventory);
     assert_eq!(snapshot["repositories"].as_array().expect("repos").len(), 2);
-    assert!(snapshot["repositories"][0]["tags"][0]["digest"].as_str().expect("digest").starts_with("sha256:"));
+    assert!(snapshot["repositories"][0]["tags"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .starts_with("sha256:"));
 
     let policy = policy_file(&dir);
     let planned = dir.path().join("plan.json");
-    let out = run(&[], &["plan", "--inventory", inventory.to_str().expect("path"), "--policy", &policy, "--report", planned.to_str().expect("path")]);
+    let out = run(
+        &[],
+        &[
+            "plan",
+            "--inventory",
+            inventory.to_str().expect("path"),
+            "--policy",
+            &policy,
+            "--report",
+            planned.to_str().expect("path"),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     let live = dir.path().join("live.json");
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy, "--report", live.to_str().expect("path")]);
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            live.to_str().expect("path"),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(deleted_names(&report_json(&planned)), deleted_names(&report_json(&live)));
+    assert_eq!(
+        deleted_names(&report_json(&planned)),
+        deleted_names(&report_json(&live))
+    );
 }

@@ -26,19 +26,20 @@ pub async fn inventory(
         .or_else(|| env.path(&env.cleanup_output));
     let ctx = Context::from_env(allow_insecure_http, concurrency)?;
     let gitlab = ctx.require_gitlab()?;
+    // Bad paths are refused before any request.
+    let mut wanted = Vec::new();
+    for input in &args.repositories {
+        wanted.push(normalise_repository(
+            input,
+            &ctx.settings.root_repository,
+            ctx.settings.registry_host.as_deref(),
+        )?);
+    }
     let mut repositories = gitlab
         .repositories()
         .await
         .map_err(|err| err.context("listing the project's container repositories"))?;
-    if !args.repositories.is_empty() {
-        let mut wanted = Vec::new();
-        for input in &args.repositories {
-            wanted.push(normalise_repository(
-                input,
-                &ctx.settings.root_repository,
-                ctx.settings.registry_host.as_deref(),
-            )?);
-        }
+    if !wanted.is_empty() {
         for path in &wanted {
             if !repositories.iter().any(|r| &r.path == path) {
                 return Err(UserError::new(format!(
