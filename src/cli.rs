@@ -64,7 +64,7 @@ pub struct CommonRunArgs {
     /// Write the JSON report to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// How many requests may be in flight at once (default 8)
+    /// How many requests may be in flight at once (default 16)
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 }
@@ -125,7 +125,7 @@ pub struct InventoryArgs {
     /// Write to FILE instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// How many requests may be in flight at once (default 8)
+    /// How many requests may be in flight at once (default 16)
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 }

@@ -17,7 +17,10 @@ use crate::secret::Secret;
 
 /// Default policy path, relative to the working directory (the project checkout in CI).
 pub const DEFAULT_POLICY_PATH: &str = ".gitlab/registry-cleanup.yml";
-pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Requests in flight: 16 is the smallest power of two that is 10× faster than
+/// one request at a time on the benchmark (BENCHMARKS.md), kind to a small
+/// GitLab; the throttle halves it on 429s.
+pub const DEFAULT_CONCURRENCY: usize = 16;
 const MAX_CONCURRENCY: usize = 256;
 
 /// GitLab's predefined variables, as the job (or the user's shell) sets them.
