@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
+use tokio::sync::Semaphore;
 
 use super::{finish, load_policy, Context};
 use crate::cli::{Engine, RunArgs};
@@ -165,12 +166,15 @@ async fn client(
     deleting.add_total(if write { planned_deletions } else { 0 });
     let ticker = deleting.tick(Duration::from_secs(5));
     let deleter = ctx.deleter();
-    // Repositories are deleted from side by side, so that small ones do not
-    // leave slots idle; the throttle in the HTTP layer keeps the requests in
-    // flight within CLEANUP_CONCURRENCY whatever the number of repositories.
+    // Repositories are deleted from side by side. Each first takes as many
+    // units of `room` as it has deletions, up to CLEANUP_CONCURRENCY: about
+    // two large repositories at a time (each holds its outcomes until done),
+    // or many small ones, so that slots are not left idle. The throttle in
+    // the HTTP layer keeps the requests in flight within CLEANUP_CONCURRENCY.
+    let room = Semaphore::new(REPOSITORY_CONCURRENCY * ctx.concurrency);
     let mut repositories: Vec<RepositoryReport> = stream::iter(planned)
         .map(|Planned { info, report }| {
-            let (deleter, deleting) = (&deleter, &deleting);
+            let (deleter, deleting, room) = (&deleter, &deleting, &room);
             async move {
                 let mut repository = match report {
                     Ok(report) => report,
@@ -186,6 +190,9 @@ async fn client(
                         path: info.path.clone(),
                         id: Some(info.id),
                     };
+                    let units = repository.deleted.len().min(ctx.concurrency);
+                    // Never closed: the error case cannot happen.
+                    let _room = room.acquire_many(units as u32).await.ok();
                     let tags: Vec<String> =
                         repository.deleted.iter().map(|d| d.tag.clone()).collect();
                     let outcomes: HashMap<String, Outcome> = deleter
@@ -198,7 +205,7 @@ async fn client(
                 repository
             }
         })
-        .buffer_unordered(ctx.concurrency.max(REPOSITORY_CONCURRENCY))
+        .buffer_unordered(REPOSITORY_CONCURRENCY * ctx.concurrency)
         .collect()
         .await;
     drop(ticker);
