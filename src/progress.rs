@@ -40,14 +40,19 @@ impl Progress {
         } else {
             done as f64 * 100.0 / total as f64
         };
+        let rate = done as f64 / seconds;
+        // Totals can grow while a run goes on; the estimate is for what is known.
+        let eta = (done > 0 && total > done).then(|| ((total - done) as f64 / rate).ceil() as u64);
         tracing::info!(
             done,
             total,
             percent = format!("{percent:.0}"),
-            rate = format!("{:.1}/s", done as f64 / seconds),
-            "{}: {done}/{total} ({percent:.0}%), {:.1}/s",
+            rate = format!("{rate:.1}/s"),
+            eta_seconds = eta,
+            "{}: {done}/{total} ({percent:.0}%), {rate:.1}/s{}",
             self.what,
-            done as f64 / seconds
+            eta.map(|s| format!(", about {s} s left"))
+                .unwrap_or_default()
         );
     }
 
