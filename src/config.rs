@@ -15,8 +15,6 @@ use crate::error::UserError;
 use crate::http::RetryPolicy;
 use crate::secret::Secret;
 
-/// Default policy path, relative to the working directory (the project checkout in CI).
-pub const DEFAULT_POLICY_PATH: &str = ".gitlab/registry-cleanup.yml";
 /// Requests in flight: 16 is the smallest power of two that is 10× faster than
 /// one request at a time on the benchmark (BENCHMARKS.md), kind to a small
 /// GitLab; the throttle halves it on 429s.

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command};
-use crate::config::{CleanupEnv, GitLabEnv, Settings, DEFAULT_POLICY_PATH};
+use crate::config::{CleanupEnv, GitLabEnv, Settings};
 use crate::deleter::Deleter;
 use crate::error::Exit;
 use crate::gitlab::GitLab;
 use crate::http::{Http, HttpOptions};
-use crate::policy::Policy;
+use crate::policy::{Policy, DEFAULT_POLICY_PATH};
 use crate::registry::Registry;
 use crate::report::Report;
 
