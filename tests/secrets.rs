@@ -384,7 +384,8 @@ fn a_foreign_realm_gets_no_credentials_from_any_command() {
             vec!["inventory"],
         ] {
             let out = run(&env, &args);
-            assert_ne!(out.code, 0, "{}: {args:?}: {}", credentials.name, out.all());
+            // A configuration error, whatever the command: exit 2.
+            assert_eq!(out.code, 2, "{}: {args:?}: {}", credentials.name, out.all());
             assert!(
                 out.all().contains("not on CI_SERVER_URL's origin"),
                 "{args:?}: {}",

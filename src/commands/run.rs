@@ -106,6 +106,8 @@ pub async fn run(
 struct Planned {
     info: RepositoryInfo,
     report: Result<RepositoryReport, String>,
+    /// Set when the listing failed because of our own configuration.
+    user_error: Option<String>,
 }
 
 async fn client(
@@ -132,7 +134,13 @@ async fn client(
             let (listing, lister) = (&listing, &lister);
             async move {
                 let need_details = policy.needs_dates(&info.path);
-                let report = match lister.list(&info, need_details, listing).await {
+                let listed = lister.list(&info, need_details, listing).await;
+                let user_error = listed.as_ref().err().and_then(|err| {
+                    err.chain()
+                        .find_map(|cause| cause.downcast_ref::<UserError>())
+                        .map(|user| user.0.clone())
+                });
+                let report = match listed {
                     Ok((tags, source)) => {
                         tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
                         let plan = plan_repository(policy, &info.path, &tags, now);
@@ -146,13 +154,19 @@ async fn client(
                         Err(format!("listing failed, nothing deleted: {err:#}"))
                     }
                 };
-                Planned { info, report }
+                Planned { info, report, user_error }
             }
         })
         .buffer_unordered(REPOSITORY_CONCURRENCY)
         .collect()
         .await;
     drop(ticker);
+    // A listing that failed because of our own configuration (a token service
+    // on another origin, missing credentials) fails the same way everywhere:
+    // that is a configuration error for the whole run, exit 2.
+    if let Some(error) = planned.iter().find_map(|p| p.user_error.clone()) {
+        return Err(UserError::new(error).into());
+    }
 
     let planned_deletions: usize = planned
         .iter()
@@ -173,7 +187,7 @@ async fn client(
     // the HTTP layer keeps the requests in flight within CLEANUP_CONCURRENCY.
     let room = Semaphore::new(REPOSITORY_CONCURRENCY * ctx.concurrency);
     let mut repositories: Vec<RepositoryReport> = stream::iter(planned)
-        .map(|Planned { info, report }| {
+        .map(|Planned { info, report, .. }| {
             let (deleter, deleting, room) = (&deleter, &deleting, &room);
             async move {
                 let mut repository = match report {
