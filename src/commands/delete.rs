@@ -4,7 +4,7 @@ use std::io::Write;
 
 use futures::stream::{self, StreamExt};
 
-use super::Context;
+use super::{CommonOptions, Context};
 use crate::cli::DeleteArgs;
 use crate::config::CleanupEnv;
 use crate::deleter::{Outcome, Target};
@@ -53,13 +53,11 @@ pub async fn delete(
     env: &CleanupEnv,
     allow_insecure_http: bool,
 ) -> anyhow::Result<Exit> {
-    let dry_run = args.common.dry_run || env.dry_run()?;
-    let report_path = args
-        .common
-        .report
-        .clone()
-        .or_else(|| env.path(&env.cleanup_report));
-    let concurrency = env.concurrency(args.common.concurrency)?;
+    let CommonOptions {
+        dry_run,
+        report: report_path,
+        concurrency,
+    } = CommonOptions::resolve(&args.common, env)?;
     let references = args
         .refs
         .iter()

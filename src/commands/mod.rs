@@ -9,7 +9,7 @@ pub mod run;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, CommonRunArgs};
 use crate::config::{CleanupEnv, GitLabEnv, Settings};
 use crate::deleter::Deleter;
 use crate::error::Exit;
@@ -125,6 +125,26 @@ impl Context {
             lowest_in_flight,
             "HTTP requests sent"
         );
+    }
+}
+
+/// The options `delete` and `run` share, each flag winning over its variable.
+pub struct CommonOptions {
+    pub dry_run: bool,
+    pub report: Option<PathBuf>,
+    pub concurrency: usize,
+}
+
+impl CommonOptions {
+    pub fn resolve(args: &CommonRunArgs, env: &CleanupEnv) -> anyhow::Result<CommonOptions> {
+        Ok(CommonOptions {
+            dry_run: args.dry_run || env.dry_run()?,
+            report: args
+                .report
+                .clone()
+                .or_else(|| env.path(&env.cleanup_report)),
+            concurrency: env.concurrency(args.concurrency)?,
+        })
     }
 }
 

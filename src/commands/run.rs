@@ -10,7 +10,7 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use tokio::sync::Semaphore;
 
-use super::{finish, load_policy, Context};
+use super::{finish, load_policy, CommonOptions, Context};
 use crate::cli::{Engine, RunArgs};
 use crate::config::CleanupEnv;
 use crate::deleter::{Outcome, Target};
@@ -31,13 +31,11 @@ pub async fn run(
     env: &CleanupEnv,
     allow_insecure_http: bool,
 ) -> anyhow::Result<Exit> {
-    let dry_run = args.common.dry_run || env.dry_run()?;
-    let report_path = args
-        .common
-        .report
-        .clone()
-        .or_else(|| env.path(&env.cleanup_report));
-    let concurrency = env.concurrency(args.common.concurrency)?;
+    let CommonOptions {
+        dry_run,
+        report: report_path,
+        concurrency,
+    } = CommonOptions::resolve(&args.common, env)?;
     let max_deletions = env.max_deletions(args.max_deletions)?;
     let engine = match args.engine {
         Some(engine) => engine,
