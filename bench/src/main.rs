@@ -583,7 +583,8 @@ fn run(options: Options) -> anyhow::Result<Vec<String>> {
                 options.sweep.iter().copied().map(Some).collect()
             };
             for concurrency in runs {
-                let in_flight = concurrency.map_or_else(|| "default".to_string(), |n| n.to_string());
+                let in_flight =
+                    concurrency.map_or_else(|| "default".to_string(), |n| n.to_string());
                 eprintln!(
                     "… {tags} tags, {}, registry-cleanup (in flight: {in_flight})",
                     scenario.listing()
