@@ -25,6 +25,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 fixtures=$root/tests/components
 
+# shellcheck source=scripts/emulator.sh
+. "$root/scripts/emulator.sh"
 log() { printf 'component-test: %s\n' "$*" >&2; }
 fail() {
     printf 'component-test: FAIL: %s\n' "$*" >&2
@@ -95,21 +97,7 @@ done
 "$bin/registry-cleanup" --version >/dev/null || fail "registry-cleanup --version failed"
 
 # --- 3. the emulator --------------------------------------------------------------
-"$root/target/debug/gitlab-emulator" --gitlab-addr 127.0.0.1:0 --registry-addr 127.0.0.1:0 \
-    --inventory "$fixtures/inventory.json" --project-path group/project --project-id 1 \
-    >"$work/emulator.out" 2>"$work/emulator.err" &
-emulator_pid=$!
-for _ in $(seq 100); do
-    [ -s "$work/emulator.out" ] && break
-    kill -0 "$emulator_pid" 2>/dev/null || fail "emulator exited: $(cat "$work/emulator.err")"
-    sleep 0.1
-done
-read -r addrs <"$work/emulator.out" || fail "emulator printed no addresses"
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$addrs" "$1"; }
-gitlab_url=$(field gitlab_url)
-registry_url=$(field registry_url)
-registry_host=$(field registry_host)
-job_token=$(field job_token)
+start_emulator "$root/target/debug/gitlab-emulator" "$work" --inventory "$fixtures/inventory.json" --project-path group/project --project-id 1
 log "emulator: gitlab $gitlab_url, registry $registry_url"
 
 ci_env=(

@@ -23,6 +23,8 @@ TARGET=x86_64-unknown-linux-gnu
 MAX_IMAGE_BYTES=${MAX_IMAGE_BYTES:-15000000}
 BUILDAH=(buildah --storage-driver vfs)
 
+# shellcheck source=scripts/emulator.sh
+. "$root/scripts/emulator.sh"
 log() { printf 'image-test: %s\n' "$*" >&2; }
 fail() {
     printf 'image-test: FAIL: %s\n' "$*" >&2
@@ -195,21 +197,7 @@ cat >"$work/inventory.json" <<'EOF'
     {"name": "main", "digest": "sha256:3333333333333333333333333333333333333333333333333333333333333333", "created_at": "2024-05-02T10:00:00Z"}]}
 ]}
 EOF
-"$emulator" --gitlab-addr 127.0.0.1:0 --registry-addr 127.0.0.1:0 \
-    --inventory "$work/inventory.json" --project-path group/project --project-id 1 \
-    >"$work/emulator.out" 2>"$work/emulator.err" &
-emulator_pid=$!
-for _ in $(seq 100); do
-    [ -s "$work/emulator.out" ] && break
-    kill -0 "$emulator_pid" 2>/dev/null || fail "emulator exited: $(cat "$work/emulator.err")"
-    sleep 0.1
-done
-read -r addrs <"$work/emulator.out" || fail "emulator printed no addresses"
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$addrs" "$1"; }
-gitlab_url=$(field gitlab_url)
-registry_url=$(field registry_url)
-registry_host=$(field registry_host)
-job_token=$(field job_token)
+start_emulator "$emulator" "$work" --inventory "$work/inventory.json" --project-path group/project --project-id 1
 
 # chroot shares the host's network namespace, so 127.0.0.1 reaches the emulator.
 in_image_ci() {
