@@ -73,7 +73,7 @@ pub async fn run(
         }
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
-    let report = client(
+    let (report, refused) = client(
         &ctx,
         &gitlab,
         &policy,
@@ -85,15 +85,15 @@ pub async fn run(
     .await?;
     ctx.log_stats();
     let exit = finish(&report, report_path)?;
-    match max_deletions {
-        Some(limit) if report.totals.deleted > limit && !dry_run => {
+    match refused {
+        Some(limit) => {
             eprintln!(
                 "registry-cleanup: refused: the plan deletes {} tags, more than the limit of {limit} (--max-deletions / CLEANUP_MAX_DELETIONS); nothing was deleted. Check the policy with `registry-cleanup run --dry-run`, then raise the limit if the plan is right",
                 report.totals.deleted
             );
             Ok(Exit::Failed)
         }
-        _ => Ok(exit),
+        None => Ok(exit),
     }
 }
 
@@ -116,7 +116,7 @@ async fn client(
     dry_run: bool,
     max_deletions: Option<usize>,
     engine: Engine,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<(Report, Option<usize>)> {
     let now = Utc::now();
     let listing = Progress::new("listing tags");
     listing.add_total(
@@ -171,8 +171,9 @@ async fn client(
         .filter_map(|p| p.report.as_ref().ok())
         .map(|r| r.deleted.len())
         .sum();
-    let over_limit = max_deletions.is_some_and(|limit| planned_deletions > limit);
-    let write = !dry_run && !over_limit;
+    // The limit a live run's plan exceeds, refusing the whole run.
+    let refused = max_deletions.filter(|limit| !dry_run && planned_deletions > *limit);
+    let write = !dry_run && refused.is_none();
 
     let deleting = Progress::new("deleting tags");
     deleting.add_total(if write { planned_deletions } else { 0 });
@@ -224,11 +225,11 @@ async fn client(
     repositories.sort_by(|a, b| a.path.cmp(&b.path));
 
     // The report shows a refused plan as a dry run: nothing was deleted.
-    let mut report = Report::new(engine.name(), dry_run || over_limit);
+    let mut report = Report::new(engine.name(), !write);
     for repository in repositories {
         report.push(repository);
     }
-    Ok(report)
+    Ok((report, refused))
 }
 
 /// Moves what did not go as planned out of `deleted`.
