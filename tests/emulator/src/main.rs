@@ -133,26 +133,35 @@ fn run(options: Options) -> Result<(), String> {
         "project_id": config.project_id,
         "kid": emulator.kid(),
     });
+    // Watch for the signals before announcing the addresses: a caller that reads the
+    // line and sends SIGTERM at once must get a clean exit, not the default action.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start tokio: {err}"))?;
+    let (mut terminate, mut interrupt) = {
+        let _context = runtime.enter();
+        let watch = |kind: tokio::signal::unix::SignalKind, name: &str| {
+            tokio::signal::unix::signal(kind).map_err(|err| format!("cannot watch {name}: {err}"))
+        };
+        (
+            watch(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?,
+            watch(tokio::signal::unix::SignalKind::interrupt(), "SIGINT")?,
+        )
+    };
+
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
         .map_err(|err| format!("cannot write to stdout: {err}"))?;
     drop(stdout);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| format!("cannot start tokio: {err}"))?;
     runtime.block_on(async {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|err| format!("cannot watch SIGTERM: {err}"))?;
         tokio::select! {
             _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
         }
-        Ok::<(), String>(())
-    })?;
+    });
     drop(emulator);
     Ok(())
 }
