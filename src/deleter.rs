@@ -233,8 +233,17 @@ impl Deleter {
                 let outcome = match gitlab.delete_tag(id, &tag).await {
                     Ok(RestDelete::Deleted) => Outcome::Deleted,
                     Ok(RestDelete::NotFound) => Outcome::AlreadyAbsent,
-                    Ok(RestDelete::Forbidden(message)) => {
-                        self.explain_forbidden(target, &tag, message).await
+                    Ok(RestDelete::Forbidden {
+                        message,
+                        earlier_attempt_may_have_applied,
+                    }) => {
+                        self.explain_forbidden(
+                            target,
+                            &tag,
+                            message,
+                            earlier_attempt_may_have_applied,
+                        )
+                        .await
                     }
                     Err(err) => Outcome::Failed(chain(&err)),
                 };
@@ -246,14 +255,22 @@ impl Deleter {
     }
 
     /// Newer GitLab answers 403 both for a protected tag and for a tag that
-    /// does not exist: tell them apart by asking the registry.
-    async fn explain_forbidden(&self, target: &Target, tag: &str, message: String) -> Outcome {
+    /// does not exist: tell them apart by asking the registry. Gone after a
+    /// retry whose earlier attempt may have got through: that attempt deleted it.
+    async fn explain_forbidden(
+        &self,
+        target: &Target,
+        tag: &str,
+        message: String,
+        earlier_attempt_may_have_applied: bool,
+    ) -> Outcome {
         if message.to_ascii_lowercase().contains("protected") {
             return Outcome::Skipped(format!(
                 "GitLab refused to delete it ({message}): a protected tag"
             ));
         }
         match self.registry.manifest_digest(&target.path, tag).await {
+            Ok(None) if earlier_attempt_may_have_applied => Outcome::Deleted,
             Ok(None) => Outcome::AlreadyAbsent,
             Ok(Some(_)) => Outcome::Skipped(format!("GitLab refused to delete it (403 {message})")),
             Err(err) => Outcome::Failed(format!(

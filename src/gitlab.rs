@@ -31,7 +31,12 @@ pub enum RestDelete {
     Deleted,
     NotFound,
     /// 403: a protected tag, or (newer GitLab) a tag that does not exist.
-    Forbidden(String),
+    Forbidden {
+        message: String,
+        /// The 403 came after a retry whose earlier attempt may have deleted
+        /// the tag (its answer was lost).
+        earlier_attempt_may_have_applied: bool,
+    },
 }
 
 /// What a bulk-delete request did.
@@ -233,8 +238,20 @@ impl GitLab {
         let response = self.send(Method::DELETE, &url, |r| r).await?;
         Ok(match response.status.as_u16() {
             200..=299 => RestDelete::Deleted,
+            // Our own earlier attempt got through and only its answer was lost.
+            404 if response.earlier_attempt_may_have_applied => {
+                tracing::debug!(
+                    repository_id,
+                    tag,
+                    "delete: gone after a retry; an earlier attempt did it"
+                );
+                RestDelete::Deleted
+            }
             404 => RestDelete::NotFound,
-            403 => RestDelete::Forbidden(crate::http::error_message(&response.body)),
+            403 => RestDelete::Forbidden {
+                message: crate::http::error_message(&response.body),
+                earlier_attempt_may_have_applied: response.earlier_attempt_may_have_applied,
+            },
             _ => return Err(response.unexpected().into()),
         })
     }
@@ -261,7 +278,7 @@ impl GitLab {
             400 => {
                 let message = crate::http::error_message(&response.body);
                 if message.contains("already been made") || message.contains("once an hour") {
-                    if response.attempts > 1 {
+                    if response.earlier_attempt_may_have_applied {
                         // Our own earlier attempt got through; only its answer was lost.
                         tracing::debug!(
                             repository_id,

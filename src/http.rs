@@ -86,10 +86,12 @@ pub struct HttpResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: bytes::Bytes,
-    /// Attempts it took (1: answered the first time). A state-changing request
-    /// answered after a retry may have taken effect on an attempt whose answer
-    /// was lost.
+    /// Attempts it took (1: answered the first time).
     pub attempts: u32,
+    /// An earlier attempt failed after it may have reached the server (a 5xx or
+    /// a lost connection, not a 429): a state-changing request may already have
+    /// taken effect, and only its answer was lost.
+    pub earlier_attempt_may_have_applied: bool,
 }
 
 impl std::fmt::Debug for HttpResponse {
@@ -100,6 +102,10 @@ impl std::fmt::Debug for HttpResponse {
             .field("status", &self.status)
             .field("body_bytes", &self.body.len())
             .field("attempts", &self.attempts)
+            .field(
+                "earlier_attempt_may_have_applied",
+                &self.earlier_attempt_may_have_applied,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -518,6 +524,7 @@ impl Http {
         use std::sync::atomic::Ordering::Relaxed;
         let mut started = Instant::now();
         let mut attempt: u32 = 0;
+        let mut earlier_attempt_may_have_applied = false;
         loop {
             self.budget.before_request(url).await;
             // Waiting for our own throttle is not the server's time.
@@ -546,6 +553,7 @@ impl Http {
             let (delay, failure) = match outcome {
                 Ok(mut response) => {
                     response.attempts = attempt;
+                    response.earlier_attempt_may_have_applied = earlier_attempt_may_have_applied;
                     self.budget.observe(url, &response.headers).await;
                     if !is_retryable(response.status) {
                         return Ok(response);
@@ -569,6 +577,7 @@ impl Http {
                 Err(AttemptError {
                     message,
                     transient: false,
+                    ..
                 }) => {
                     return Err(HttpError::Transport {
                         method,
@@ -576,16 +585,24 @@ impl Http {
                         message,
                     })
                 }
-                Err(AttemptError { message, .. }) => {
-                    (self.retry.backoff(attempt - 1), Failure::Transport(message))
-                }
+                Err(AttemptError {
+                    message,
+                    may_have_reached_server,
+                    ..
+                }) => (
+                    self.retry.backoff(attempt - 1),
+                    Failure::Transport {
+                        message,
+                        may_have_reached_server,
+                    },
+                ),
             };
             let out_of_time = started.elapsed() + delay > self.retry.budget;
             if attempt >= self.retry.max_attempts || out_of_time {
                 return match failure {
                     // The caller gets the last answer and decides (a 429 becomes an error there).
                     Failure::Status(response) => Ok(*response),
-                    Failure::Transport(message) => Err(HttpError::Transport {
+                    Failure::Transport { message, .. } => Err(HttpError::Transport {
                         method,
                         url: display_url(url),
                         message: format!("{message} (gave up after {attempt} attempts)"),
@@ -593,12 +610,19 @@ impl Http {
                 };
             }
             self.stats.retries.fetch_add(1, Relaxed);
+            earlier_attempt_may_have_applied |= match &failure {
+                Failure::Status(response) => response.status.is_server_error(),
+                Failure::Transport {
+                    may_have_reached_server,
+                    ..
+                } => *may_have_reached_server,
+            };
             match &failure {
                 Failure::Status(response) => tracing::debug!(
                     method = %method, url = %display_url(url), status = response.status.as_u16(),
                     attempt, delay_ms = delay.as_millis() as u64, "retrying"
                 ),
-                Failure::Transport(message) => tracing::debug!(
+                Failure::Transport { message, .. } => tracing::debug!(
                     method = %method, url = %display_url(url), error = %message,
                     attempt, delay_ms = delay.as_millis() as u64, "retrying"
                 ),
@@ -626,6 +650,7 @@ impl Http {
                 return Err(AttemptError {
                     message: format!("response body larger than {MAX_BODY_BYTES} bytes"),
                     transient: false,
+                    may_have_reached_server: true,
                 });
             }
             body.extend_from_slice(&chunk);
@@ -637,19 +662,26 @@ impl Http {
             headers,
             body: body.into(),
             attempts: 1,
+            earlier_attempt_may_have_applied: false,
         })
     }
 }
 
 enum Failure {
     Status(Box<HttpResponse>),
-    Transport(String),
+    Transport {
+        message: String,
+        may_have_reached_server: bool,
+    },
 }
 
 /// Why an attempt got no usable answer, and whether another try could help.
 struct AttemptError {
     message: String,
     transient: bool,
+    /// False only when the connection was never made: the request cannot
+    /// have taken effect.
+    may_have_reached_server: bool,
 }
 
 impl From<reqwest::Error> for AttemptError {
@@ -668,6 +700,7 @@ impl From<reqwest::Error> for AttemptError {
         .any(|needle| lower.contains(needle));
         AttemptError {
             transient: !(tls || err.is_builder() || err.is_redirect()),
+            may_have_reached_server: !err.is_connect(),
             message,
         }
     }
@@ -799,6 +832,7 @@ mod tests {
             headers: HeaderMap::new(),
             body: bytes::Bytes::from_static(br#"{"token":"eyJsecret"}"#),
             attempts: 1,
+            earlier_attempt_may_have_applied: false,
         };
         let text = format!("{response:?}");
         assert!(!text.contains("eyJsecret"), "{text}");

@@ -181,6 +181,7 @@ mod tests {
             headers,
             body: bytes::Bytes::new(),
             attempts: 1,
+            earlier_attempt_may_have_applied: false,
         }
     }
 

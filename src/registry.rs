@@ -147,12 +147,14 @@ impl Registry {
         }
         let auth = self.auth().await?;
         let mut refreshes = 0;
+        // A refresh resends the request: an attempt before it may have applied.
+        let mut earlier_attempt_may_have_applied = false;
         loop {
             let token = match &auth {
                 Some(auth) => Some(auth.token(repository, actions).await?),
                 None => None,
             };
-            let response = self
+            let mut response = self
                 .http
                 .send(method.clone(), url, |request| {
                     let request = build(request);
@@ -162,6 +164,8 @@ impl Registry {
                     }
                 })
                 .await?;
+            response.earlier_attempt_may_have_applied |= earlier_attempt_may_have_applied;
+            earlier_attempt_may_have_applied = response.earlier_attempt_may_have_applied;
             if response.status == StatusCode::UNAUTHORIZED && refreshes < MAX_TOKEN_REFRESHES {
                 if let Some(auth) = &auth {
                     let challenge = response
@@ -253,6 +257,15 @@ impl Registry {
         let is_tag = !reference.starts_with("sha256:");
         let outcome = match response.status.as_u16() {
             200..=299 => RegistryDelete::Deleted,
+            // Our own earlier attempt got through and only its answer was lost.
+            404 if response.earlier_attempt_may_have_applied => {
+                tracing::debug!(
+                    repository,
+                    reference,
+                    "delete: gone after a retry; an earlier attempt did it"
+                );
+                RegistryDelete::Deleted
+            }
             404 => RegistryDelete::NotFound,
             400 | 405 if is_tag => {
                 let code = response.registry_error_code().unwrap_or_default();

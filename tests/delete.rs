@@ -393,3 +393,85 @@ fn bad_input_exits_2_before_any_request() {
     }
     assert_eq!(names(&emulator, ROOT), vec!["a"]);
 }
+
+/// A retried delete that finds the tag gone: after an attempt that may have got
+/// through (a 5xx, a dropped connection) our own delete did it, and the report
+/// says deleted; after a refusal that changed nothing (429) it was already absent.
+#[test]
+fn a_lost_answer_is_reported_as_deleted_and_a_refusal_is_not() {
+    let manifests = "/v2/group/project/manifests/";
+    let emulator = emulator(Config {
+        scripted_faults: vec![
+            ScriptedFault::lost_answer("DELETE", &format!("{manifests}mr-502"), Some(502)),
+            ScriptedFault::lost_answer("DELETE", &format!("{manifests}mr-drop"), None),
+            ScriptedFault::refused("DELETE", &format!("{manifests}gone"), 429),
+        ],
+        ..Config::default()
+    });
+    emulator.add_tags(ROOT, [tag("mr-502"), tag("mr-drop"), tag("main")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report_path = dir.path().join("report.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "delete",
+            "--report",
+            report_path.to_str().expect("utf-8"),
+            "mr-502",
+            "mr-drop",
+            "gone",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    for line in [
+        "group/project:mr-502: deleted",
+        "group/project:mr-drop: deleted",
+        "group/project:gone: already absent",
+    ] {
+        assert!(out.stdout.contains(line), "no {line:?} in {}", out.all());
+    }
+    // Each faulted delete really was sent twice, and the second found it gone.
+    assert_eq!(emulator.count("DELETE", &format!("{manifests}mr-502")), 2);
+    assert_eq!(emulator.count("DELETE", &format!("{manifests}mr-drop")), 2);
+    assert_eq!(emulator.count("DELETE", &format!("{manifests}gone")), 2);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("json");
+    assert_eq!(report["totals"]["deleted"], 2, "{report}");
+    assert_eq!(report["totals"]["already_absent"], 1, "{report}");
+    assert_eq!(names(&emulator, ROOT), vec!["main"]);
+}
+
+/// The same through GitLab's REST delete on a registry that cannot delete by
+/// tag, where newer GitLab answers 403 for a tag that is not there.
+#[test]
+fn a_lost_rest_answer_followed_by_403_is_reported_as_deleted() {
+    let emulator = emulator(Config {
+        tag_delete: false,
+        missing_tag_delete_status: 403,
+        scripted_faults: vec![ScriptedFault::lost_answer(
+            "DELETE",
+            "/registry/repositories/1/tags/mr-1",
+            Some(500),
+        )],
+        ..Config::default()
+    });
+    emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
+    let out = run(&emulator.ci_env(), &["delete", "mr-1", "gone"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:mr-1: deleted"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("group/project:gone: already absent"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(
+        emulator.count("DELETE", "/registry/repositories/1/tags/mr-1"),
+        2
+    );
+    assert_eq!(names(&emulator, ROOT), vec!["main"]);
+}

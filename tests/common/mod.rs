@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use chrono::{DateTime, Duration, Utc};
-pub use gitlab_emulator::{Config, Emulator, TagSpec};
+pub use gitlab_emulator::{Config, Emulator, ScriptedFault, TagSpec};
 
 pub struct Output {
     pub code: i32,

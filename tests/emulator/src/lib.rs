@@ -87,6 +87,9 @@ pub struct Config {
     /// Added to every request before it is answered.
     pub latency: Duration,
     pub faults: Option<Faults>,
+    /// Faults for chosen requests, checked before the seeded ones: each
+    /// applies to its next `times` matching requests.
+    pub scripted_faults: Vec<ScriptedFault>,
     /// A request budget for the GitLab origin, announced in `RateLimit-*` headers.
     pub rate_limit: Option<RateLimit>,
     /// The realm the registry's challenges name instead of our `/jwt/auth`.
@@ -117,6 +120,7 @@ impl Default for Config {
             jwt_lifetime: Duration::from_secs(300),
             latency: Duration::ZERO,
             faults: None,
+            scripted_faults: Vec::new(),
             rate_limit: None,
             realm_override: None,
             missing_tag_delete_status: 404,
@@ -207,6 +211,42 @@ pub struct Faults {
     pub seed: u64,
     pub rate: f64,
     pub slow: Duration,
+}
+
+/// One deterministic fault: the next `times` requests with `method` whose path
+/// contains `path_contains` are answered `status` (or, with `None`, lose their
+/// connection) — before the change happens, or after it (`after_effect`), so
+/// that the change is made and only its answer is lost.
+#[derive(Debug, Clone)]
+pub struct ScriptedFault {
+    pub method: String,
+    pub path_contains: String,
+    pub status: Option<u16>,
+    pub after_effect: bool,
+    pub times: usize,
+}
+
+impl ScriptedFault {
+    /// A lost answer: the change is made, the client sees `status` (`None`: a
+    /// dropped connection), once.
+    pub fn lost_answer(method: &str, path_contains: &str, status: Option<u16>) -> ScriptedFault {
+        ScriptedFault {
+            method: method.to_string(),
+            path_contains: path_contains.to_string(),
+            status,
+            after_effect: true,
+            times: 1,
+        }
+    }
+
+    /// Refused before anything happens, once.
+    pub fn refused(method: &str, path_contains: &str, status: u16) -> ScriptedFault {
+        ScriptedFault {
+            after_effect: false,
+            status: Some(status),
+            ..ScriptedFault::lost_answer(method, path_contains, None)
+        }
+    }
 }
 
 /// `limit` requests per `window` on the GitLab origin; more get 429.

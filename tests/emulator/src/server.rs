@@ -184,6 +184,21 @@ fn is_write(method: &Method) -> bool {
 }
 
 fn roll_fault(state: &mut crate::model::State, method: &Method, path: &str) -> Option<Fault> {
+    if let Some(scripted) = state.config.scripted_faults.iter_mut().find(|f| {
+        f.times > 0
+            && method.as_str().eq_ignore_ascii_case(&f.method)
+            && path.contains(&f.path_contains)
+    }) {
+        scripted.times -= 1;
+        return Some(Fault {
+            kind: match scripted.status {
+                Some(429) => FaultKind::TooMany(RetryAfter::Zero),
+                Some(status) => FaultKind::Status(status),
+                None => FaultKind::Drop,
+            },
+            after_effect: scripted.after_effect,
+        });
+    }
     let faults = state.config.faults.clone()?;
     if state.rng.next_f64() >= faults.rate {
         return None;
