@@ -470,3 +470,60 @@ fn inventory_snapshot_plans_like_the_live_run() {
         deleted_names(&report_json(&live))
     );
 }
+
+/// A bulk call whose answer was lost meets GitLab's once-an-hour refusal when
+/// retried: that refusal is our own accepted call. After a 429 (which changed
+/// nothing) the same refusal really is an earlier run's lock.
+#[test]
+fn server_engine_tells_its_own_lost_bulk_call_from_an_earlier_lock() {
+    let bulk = "/projects/1/registry/repositories/1/tags";
+    let emulator = seeded(Config {
+        scripted_faults: vec![ScriptedFault::lost_answer("DELETE", bulk, Some(502))],
+        ..Config::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "server.yml",
+        "rules:\n  - name: reviews\n    delete: \"mr-.*\"\n    keep_n: 2\n",
+    );
+    let args = ["run", "--engine", "server", "--policy", policy.as_str()];
+    let out = run(&emulator.ci_env(), &args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(emulator.count("DELETE", bulk), 2, "sent, lost, resent");
+    let mut statuses: Vec<(u64, u16)> = emulator
+        .bulk_calls()
+        .iter()
+        .map(|call| (call.repository_id, call.status))
+        .collect();
+    // Repositories run concurrently; each one's calls stay in order.
+    statuses.sort_by_key(|&(repository_id, _)| repository_id);
+    assert_eq!(
+        statuses,
+        vec![(1, 202), (1, 400), (2, 202)],
+        "the lost call ran; its retry met the lock"
+    );
+    assert!(
+        !out.stdout.contains("did not run the bulk delete"),
+        "our own call was taken for an earlier one: {}",
+        out.all()
+    );
+    assert_eq!(
+        out.stdout.matches("accepted").count(),
+        2,
+        "both repositories accepted: {}",
+        out.all()
+    );
+
+    emulator.set_config(|config| {
+        config.scripted_faults = vec![ScriptedFault::refused("DELETE", bulk, 429)];
+    });
+    let out = run(&emulator.ci_env(), &args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        out.stdout.matches("did not run the bulk delete").count(),
+        2,
+        "both repositories are under the earlier run's lock: {}",
+        out.all()
+    );
+}
