@@ -239,14 +239,7 @@ impl GitLab {
         Ok(match response.status.as_u16() {
             200..=299 => RestDelete::Deleted,
             // Our own earlier attempt got through and only its answer was lost.
-            404 if response.earlier_attempt_may_have_applied => {
-                tracing::debug!(
-                    repository_id,
-                    tag,
-                    "delete: gone after a retry; an earlier attempt did it"
-                );
-                RestDelete::Deleted
-            }
+            404 if response.earlier_attempt_may_have_applied => RestDelete::Deleted,
             404 => RestDelete::NotFound,
             403 => RestDelete::Forbidden {
                 message: crate::http::error_message(&response.body),

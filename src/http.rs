@@ -556,6 +556,13 @@ impl Http {
                     response.earlier_attempt_may_have_applied = earlier_attempt_may_have_applied;
                     self.budget.observe(url, &response.headers).await;
                     if !is_retryable(response.status) {
+                        if earlier_attempt_may_have_applied {
+                            tracing::debug!(
+                                method = %method, url = %display_url(url),
+                                status = response.status.as_u16(), attempt,
+                                "answered after an attempt whose answer was lost; it may have taken effect"
+                            );
+                        }
                         return Ok(response);
                     }
                     let delay = match server_delay(&response.headers, SystemTime::now()) {
@@ -610,13 +617,7 @@ impl Http {
                 };
             }
             self.stats.retries.fetch_add(1, Relaxed);
-            earlier_attempt_may_have_applied |= match &failure {
-                Failure::Status(response) => response.status.is_server_error(),
-                Failure::Transport {
-                    may_have_reached_server,
-                    ..
-                } => *may_have_reached_server,
-            };
+            earlier_attempt_may_have_applied |= failure.may_have_applied();
             match &failure {
                 Failure::Status(response) => tracing::debug!(
                     method = %method, url = %display_url(url), status = response.status.as_u16(),
@@ -673,6 +674,20 @@ enum Failure {
         message: String,
         may_have_reached_server: bool,
     },
+}
+
+impl Failure {
+    /// Whether the failed attempt may have changed something: a 5xx or a lost
+    /// connection may come after the change; a 429 or no connection cannot.
+    fn may_have_applied(&self) -> bool {
+        match self {
+            Failure::Status(response) => response.status.is_server_error(),
+            Failure::Transport {
+                may_have_reached_server,
+                ..
+            } => *may_have_reached_server,
+        }
+    }
 }
 
 /// Why an attempt got no usable answer, and whether another try could help.

@@ -258,14 +258,7 @@ impl Registry {
         let outcome = match response.status.as_u16() {
             200..=299 => RegistryDelete::Deleted,
             // Our own earlier attempt got through and only its answer was lost.
-            404 if response.earlier_attempt_may_have_applied => {
-                tracing::debug!(
-                    repository,
-                    reference,
-                    "delete: gone after a retry; an earlier attempt did it"
-                );
-                RegistryDelete::Deleted
-            }
+            404 if response.earlier_attempt_may_have_applied => RegistryDelete::Deleted,
             404 => RegistryDelete::NotFound,
             400 | 405 if is_tag => {
                 let code = response.registry_error_code().unwrap_or_default();

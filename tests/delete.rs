@@ -332,9 +332,7 @@ fn report_lists_every_outcome() {
         ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
-            .expect("json");
+    let report = report_json(&report_path);
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["totals"]["deleted"], 1);
     assert_eq!(report["totals"]["skipped"], 1);
@@ -434,9 +432,7 @@ fn a_lost_answer_is_reported_as_deleted_and_a_refusal_is_not() {
     assert_eq!(emulator.count("DELETE", &format!("{manifests}mr-502")), 2);
     assert_eq!(emulator.count("DELETE", &format!("{manifests}mr-drop")), 2);
     assert_eq!(emulator.count("DELETE", &format!("{manifests}gone")), 2);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
-            .expect("json");
+    let report = report_json(&report_path);
     assert_eq!(report["totals"]["deleted"], 2, "{report}");
     assert_eq!(report["totals"]["already_absent"], 1, "{report}");
     assert_eq!(names(&emulator, ROOT), vec!["main"]);

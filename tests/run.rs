@@ -65,10 +65,6 @@ fn expected_after(repository: &str) -> Vec<&'static str> {
     kept
 }
 
-fn report_json(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("json")
-}
-
 fn deleted_names(report: &serde_json::Value) -> Vec<String> {
     let mut names: Vec<String> = report["repositories"]
         .as_array()

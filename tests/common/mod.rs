@@ -102,3 +102,8 @@ pub fn count_query(emulator: &Emulator, method: &str, path: &str, query: &str) -
         })
         .count()
 }
+
+/// A JSON report the binary wrote.
+pub fn report_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("json")
+}
