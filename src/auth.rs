@@ -17,9 +17,40 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::error::UserError;
-use crate::http::{display_url, Http};
+use crate::config::ConfigError;
+use crate::error::{Exit, ExitCode};
+use crate::http::{display_url, Http, HttpError};
 use crate::secret::Secret;
+
+/// Why no registry token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Our own configuration: no credentials, refused credentials.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The registry names a token service on another origin than
+    /// `CI_SERVER_URL`: the credentials are not sent there.
+    #[error("the registry sends clients to the token service {realm}, which is not on CI_SERVER_URL's origin ({server}); refusing to send registry credentials there. Check that CI_SERVER_URL and CI_REGISTRY / CLEANUP_REGISTRY_URL belong to the same GitLab")]
+    ForeignRealm { realm: String, server: String },
+    /// The challenge names no usable token service.
+    #[error("{0}")]
+    BadChallenge(String),
+    /// The token service granted less than needed.
+    #[error(transparent)]
+    Permission(#[from] PermissionError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+impl ExitCode for AuthError {
+    fn exit_code(&self) -> Exit {
+        match self {
+            AuthError::Config(_) | AuthError::ForeignRealm { .. } => Exit::Usage,
+            AuthError::BadChallenge(_) | AuthError::Permission(_) => Exit::Failed,
+            AuthError::Http(err) => err.exit_code(),
+        }
+    }
+}
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -235,22 +266,22 @@ impl RegistryAuth {
         challenge: &Challenge,
         server_url: &Url,
         credentials: Option<(String, Secret)>,
-    ) -> anyhow::Result<RegistryAuth> {
+    ) -> Result<RegistryAuth, AuthError> {
         let realm_text = challenge.realm().ok_or_else(|| {
-            anyhow::anyhow!(
-                "the registry's authentication challenge names no realm (token service)"
+            AuthError::BadChallenge(
+                "the registry's authentication challenge names no realm (token service)".into(),
             )
         })?;
         let realm = Url::parse(realm_text).map_err(|err| {
-            anyhow::anyhow!("the registry's token realm {realm_text:?} is not a URL: {err}")
+            AuthError::BadChallenge(format!(
+                "the registry's token realm {realm_text:?} is not a URL: {err}"
+            ))
         })?;
         if realm.origin() != server_url.origin() {
-            return Err(UserError::new(format!(
-                "the registry sends clients to the token service {}, which is not on CI_SERVER_URL's origin ({}); refusing to send registry credentials there. Check that CI_SERVER_URL and CI_REGISTRY / CLEANUP_REGISTRY_URL belong to the same GitLab",
-                display_url(&realm),
-                server_url.origin().ascii_serialization()
-            ))
-            .into());
+            return Err(AuthError::ForeignRealm {
+                realm: display_url(&realm),
+                server: server_url.origin().ascii_serialization(),
+            });
         }
         Ok(RegistryAuth {
             http,
@@ -265,7 +296,7 @@ impl RegistryAuth {
     }
 
     /// A token for `repository` granting every one of `actions`.
-    pub async fn token(&self, repository: &str, actions: &[&str]) -> anyhow::Result<Secret> {
+    pub async fn token(&self, repository: &str, actions: &[&str]) -> Result<Secret, AuthError> {
         let key = (repository.to_string(), actions.join(","));
         if let Some(token) = self.cached(&key, actions).await {
             return Ok(token);
@@ -280,7 +311,7 @@ impl RegistryAuth {
         let missing = claims.missing(repository, actions);
         if !missing.is_empty() {
             let granted = claims.granted(repository);
-            return Err(anyhow::Error::new(PermissionError {
+            return Err(AuthError::Permission(PermissionError {
                 repository: repository.to_string(),
                 missing,
                 granted,
@@ -324,9 +355,9 @@ impl RegistryAuth {
             });
     }
 
-    async fn fetch(&self, repository: &str, actions: &[&str]) -> anyhow::Result<Secret> {
+    async fn fetch(&self, repository: &str, actions: &[&str]) -> Result<Secret, AuthError> {
         let (user, password) = self.credentials.as_ref().ok_or_else(|| {
-            UserError::new(
+            ConfigError::new(
                 "the registry needs a token but no registry credentials are set: set CI_REGISTRY_USER and CI_REGISTRY_PASSWORD (GitLab sets them in CI jobs), or GITLAB_TOKEN",
             )
         })?;
@@ -348,7 +379,7 @@ impl RegistryAuth {
             })
             .await?;
         if response.status.as_u16() == 401 || response.status.as_u16() == 403 {
-            return Err(UserError::new(format!(
+            return Err(ConfigError::new(format!(
                 "GitLab refused the registry credentials of user {user:?} at {} ({}): check CI_REGISTRY_USER / CI_REGISTRY_PASSWORD (an access token needs the read_registry and write_registry scopes)",
                 display_url(&self.service.realm),
                 response.status

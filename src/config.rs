@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use url::Url;
 
-use crate::error::UserError;
+use crate::error::{Exit, ExitCode};
 use crate::http::RetryPolicy;
 use crate::secret::Secret;
 
@@ -20,6 +20,25 @@ use crate::secret::Secret;
 /// GitLab; the throttle halves it on 429s.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 const MAX_CONCURRENCY: usize = 256;
+
+/// An error in what the user gave us — a flag, a variable, a policy or
+/// inventory file, a name — with what to do about it. Exit code 2: nothing
+/// was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+}
+
+impl ExitCode for ConfigError {
+    fn exit_code(&self) -> Exit {
+        Exit::Usage
+    }
+}
 
 /// GitLab's predefined variables, as the job (or the user's shell) sets them.
 #[derive(Debug, Default, Deserialize)]
@@ -95,14 +114,14 @@ const GITLAB_VARIABLES: &[&str] = &[
 /// is not UTF-8 — any variable, even one we never read (a commit message in
 /// `CI_COMMIT_MESSAGE` can hold any bytes). Such variables are skipped,
 /// unless they are ours: then the error names them.
-fn environment(ours: impl Fn(&str) -> bool) -> Result<Vec<(String, String)>, UserError> {
+fn environment(ours: impl Fn(&str) -> bool) -> Result<Vec<(String, String)>, ConfigError> {
     let mut vars = Vec::new();
     for (key, value) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         match value.into_string() {
             Ok(value) => vars.push((key.to_string(), value)),
             Err(_) if ours(key) => {
-                return Err(UserError::new(format!(
+                return Err(ConfigError::new(format!(
                     "{key} is not valid UTF-8 text: set it to a plain value or unset it"
                 )))
             }
@@ -113,26 +132,30 @@ fn environment(ours: impl Fn(&str) -> bool) -> Result<Vec<(String, String)>, Use
 }
 
 impl GitLabEnv {
-    pub fn from_env() -> anyhow::Result<Self> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         let vars =
             environment(|key| GITLAB_VARIABLES.contains(&key) || key.starts_with("CLEANUP_"))?;
         Self::from_vars(vars)
     }
 
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         envy::from_iter(vars)
-            .map_err(|err| UserError::new(format!("reading GitLab's CI_* variables: {err}")).into())
+            .map_err(|err| ConfigError::new(format!("reading GitLab's CI_* variables: {err}")))
     }
 }
 
 impl CleanupEnv {
-    pub fn from_env() -> anyhow::Result<Self> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(environment(|key| key.starts_with("CLEANUP_"))?)
     }
 
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         envy::from_iter(vars)
-            .map_err(|err| UserError::new(format!("reading the CLEANUP_* variables: {err}")).into())
+            .map_err(|err| ConfigError::new(format!("reading the CLEANUP_* variables: {err}")))
     }
 
     pub fn string(&self, value: &Option<String>) -> Option<String> {
@@ -143,18 +166,18 @@ impl CleanupEnv {
         non_empty(value).map(PathBuf::from)
     }
 
-    pub fn dry_run(&self) -> anyhow::Result<bool> {
+    pub fn dry_run(&self) -> Result<bool, ConfigError> {
         parse_bool("CLEANUP_DRY_RUN", &self.cleanup_dry_run)
     }
 
-    pub fn allow_insecure_http(&self) -> anyhow::Result<bool> {
+    pub fn allow_insecure_http(&self) -> Result<bool, ConfigError> {
         parse_bool(
             "CLEANUP_ALLOW_INSECURE_HTTP",
             &self.cleanup_allow_insecure_http,
         )
     }
 
-    pub fn concurrency(&self, flag: Option<usize>) -> anyhow::Result<usize> {
+    pub fn concurrency(&self, flag: Option<usize>) -> Result<usize, ConfigError> {
         let value = match flag {
             Some(value) => Some((value, "--concurrency")),
             None => parse_count("CLEANUP_CONCURRENCY", &self.cleanup_concurrency)?
@@ -162,14 +185,14 @@ impl CleanupEnv {
         };
         match value {
             None => Ok(DEFAULT_CONCURRENCY),
-            Some((0, name)) => Err(UserError::new(format!(
+            Some((0, name)) => Err(ConfigError::new(format!(
                 "{name} is 0: set it to a number of parallel requests from 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})"
             ))
-            .into()),
-            Some((value, name)) if value > MAX_CONCURRENCY => Err(UserError::new(format!(
+            ),
+            Some((value, name)) if value > MAX_CONCURRENCY => Err(ConfigError::new(format!(
                 "{name} is {value}: set it to a number of parallel requests from 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})"
             ))
-            .into()),
+            ),
             Some((value, _)) => Ok(value),
         }
     }
@@ -177,35 +200,35 @@ impl CleanupEnv {
     /// The retry policy, with `CLEANUP_RETRY_MAX_ATTEMPTS` (attempts per
     /// request, retries included) and `CLEANUP_RETRY_BASE_MS` (first backoff
     /// step) applied.
-    pub fn retry_policy(&self) -> anyhow::Result<RetryPolicy> {
+    pub fn retry_policy(&self) -> Result<RetryPolicy, ConfigError> {
         let mut policy = RetryPolicy::default();
         if let Some(attempts) = parse_count(
             "CLEANUP_RETRY_MAX_ATTEMPTS",
             &self.cleanup_retry_max_attempts,
         )? {
             if !(1..=MAX_RETRY_ATTEMPTS).contains(&attempts) {
-                return Err(UserError::new(format!(
+                return Err(ConfigError::new(format!(
                     "CLEANUP_RETRY_MAX_ATTEMPTS is {attempts}: set it to a number of attempts per request from 1 (no retry) to {MAX_RETRY_ATTEMPTS} (default {})",
                     policy.max_attempts
                 ))
-                .into());
+                );
             }
             policy.max_attempts = attempts as u32;
         }
         if let Some(base) = parse_count("CLEANUP_RETRY_BASE_MS", &self.cleanup_retry_base_ms)? {
             if !(1..=MAX_RETRY_BASE_MS).contains(&base) {
-                return Err(UserError::new(format!(
+                return Err(ConfigError::new(format!(
                     "CLEANUP_RETRY_BASE_MS is {base}: set it to the first backoff step in milliseconds, from 1 to {MAX_RETRY_BASE_MS} (default {})",
                     policy.base_delay.as_millis()
                 ))
-                .into());
+                );
             }
             policy.base_delay = std::time::Duration::from_millis(base as u64);
         }
         Ok(policy)
     }
 
-    pub fn max_deletions(&self, flag: Option<usize>) -> anyhow::Result<Option<usize>> {
+    pub fn max_deletions(&self, flag: Option<usize>) -> Result<Option<usize>, ConfigError> {
         match flag {
             Some(value) => Ok(Some(value)),
             // 0 in the variable means "no limit", so a component input can default to it.
@@ -217,26 +240,24 @@ impl CleanupEnv {
     }
 }
 
-fn parse_bool(name: &str, value: &Option<String>) -> anyhow::Result<bool> {
+fn parse_bool(name: &str, value: &Option<String>) -> Result<bool, ConfigError> {
     match non_empty(value).map(str::to_ascii_lowercase).as_deref() {
         None => Ok(false),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some("0" | "false" | "no" | "off") => Ok(false),
-        Some(other) => Err(UserError::new(format!(
+        Some(other) => Err(ConfigError::new(format!(
             "{name}={other:?} is not a boolean: set it to true or false"
-        ))
-        .into()),
+        ))),
     }
 }
 
-fn parse_count(name: &str, value: &Option<String>) -> anyhow::Result<Option<usize>> {
+fn parse_count(name: &str, value: &Option<String>) -> Result<Option<usize>, ConfigError> {
     match non_empty(value) {
         None => Ok(None),
         Some(text) => text.parse::<usize>().map(Some).map_err(|_| {
-            UserError::new(format!(
+            ConfigError::new(format!(
                 "{name}={text:?} is not a whole number: set it to e.g. 8, or unset it"
             ))
-            .into()
         }),
     }
 }
@@ -268,11 +289,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env(env: &GitLabEnv, allow_insecure_http: bool) -> anyhow::Result<Settings> {
+    pub fn from_env(env: &GitLabEnv, allow_insecure_http: bool) -> Result<Settings, ConfigError> {
         let server_url = parse_url(
             "CI_SERVER_URL",
             non_empty(&env.ci_server_url).ok_or_else(|| {
-                UserError::new(
+                ConfigError::new(
                     "CI_SERVER_URL is not set: set it to your GitLab's base URL, e.g. https://gitlab.example.com (GitLab sets it in CI jobs)",
                 )
             })?,
@@ -285,11 +306,11 @@ impl Settings {
         };
         check_scheme("CI_API_V4_URL", &api_url, allow_insecure_http)?;
         if api_url.origin() != server_url.origin() {
-            return Err(UserError::new(format!(
+            return Err(ConfigError::new(format!(
                 "CI_API_V4_URL ({api_url}) is not on CI_SERVER_URL's origin ({}): credentials are only sent to CI_SERVER_URL; fix one of them",
                 server_url.origin().ascii_serialization()
             ))
-            .into());
+            );
         }
 
         let project = match (
@@ -298,7 +319,7 @@ impl Settings {
         ) {
             (Some(id), _) => {
                 let id: u64 = id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
-                    UserError::new(format!(
+                    ConfigError::new(format!(
                         "CI_PROJECT_ID={id:?} is not a project ID: set it to the numeric ID shown on the project's overview page, or unset it and set CI_PROJECT_PATH"
                     ))
                 })?;
@@ -318,10 +339,10 @@ impl Settings {
             (None, None) => match non_empty(&env.ci_registry_image).and_then(|i| i.split_once('/')) {
                 Some((host, _)) => parse_url("CI_REGISTRY_IMAGE", &format!("https://{host}"))?,
                 None => {
-                    return Err(UserError::new(
+                    return Err(ConfigError::new(
                         "CI_REGISTRY is not set: set it to the registry's host[:port], e.g. registry.example.com (or CLEANUP_REGISTRY_URL to a full URL)",
                     )
-                    .into())
+                    )
                 }
             },
         };
@@ -352,7 +373,7 @@ impl Settings {
         let registry_credentials = match non_empty_secret(&env.ci_registry_password) {
             Some(password) => {
                 let user = non_empty(&env.ci_registry_user).ok_or_else(|| {
-                    UserError::new(
+                    ConfigError::new(
                         "CI_REGISTRY_PASSWORD is set but CI_REGISTRY_USER is not: set it to your GitLab username (gitlab-ci-token in CI)",
                     )
                 })?;
@@ -372,11 +393,11 @@ impl Settings {
         ] {
             if let Some(file) = file.as_ref().filter(|f| !f.as_os_str().is_empty()) {
                 if !file.is_file() {
-                    return Err(UserError::new(format!(
+                    return Err(ConfigError::new(format!(
                         "{name}={} does not name a readable file: point it at a PEM CA bundle or unset it",
                         file.display()
                     ))
-                    .into());
+                    );
                 }
                 extra_ca_files.push(file.clone());
             }
@@ -396,26 +417,24 @@ impl Settings {
     }
 
     /// The REST project reference, or an error saying which variable to set.
-    pub fn require_project(&self) -> anyhow::Result<&str> {
+    pub fn require_project(&self) -> Result<&str, ConfigError> {
         self.project.as_deref().ok_or_else(|| {
-            UserError::new(
+            ConfigError::new(
                 "neither CI_PROJECT_ID nor CI_PROJECT_PATH is set: set one of them to the project (e.g. CI_PROJECT_PATH=group/project)",
             )
-            .into()
         })
     }
 
-    pub fn require_rest_auth(&self) -> anyhow::Result<&RestAuth> {
+    pub fn require_rest_auth(&self) -> Result<&RestAuth, ConfigError> {
         self.rest_auth.as_ref().ok_or_else(|| {
-            UserError::new(
+            ConfigError::new(
                 "no REST API credentials: set GITLAB_TOKEN to an access token with the api scope (CI jobs have CI_JOB_TOKEN)",
             )
-            .into()
         })
     }
 }
 
-fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> anyhow::Result<String> {
+fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> Result<String, ConfigError> {
     if let Some(image) = non_empty(&env.ci_registry_image) {
         let path = match registry_host {
             Some(host) => image
@@ -427,52 +446,50 @@ fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> anyhow::Resu
             .filter(|path| !path.is_empty())
             .map(|path| path.trim_end_matches('/').to_string())
             .ok_or_else(|| {
-                UserError::new(format!(
+                ConfigError::new(format!(
                     "CI_REGISTRY_IMAGE={image:?} is not CI_REGISTRY followed by the project path: set it to e.g. registry.example.com/group/project"
                 ))
-                .into()
             });
     }
     match non_empty(&env.ci_project_path) {
         // Registry paths are the project path in lower case.
         Some(path) => Ok(path.trim_matches('/').to_ascii_lowercase()),
-        None => Err(UserError::new(
+        None => Err(ConfigError::new(
             "cannot tell the project's image: set CI_REGISTRY_IMAGE (registry.example.com/group/project) or CI_PROJECT_PATH (group/project)",
         )
-        .into()),
+        ),
     }
 }
 
-fn parse_url(name: &str, text: &str) -> anyhow::Result<Url> {
+fn parse_url(name: &str, text: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(text).map_err(|err| {
-        UserError::new(format!(
+        ConfigError::new(format!(
             "{name}={text:?} is not a URL ({err}): set it to e.g. https://gitlab.example.com"
         ))
     })?;
     if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
-        return Err(UserError::new(format!(
+        return Err(ConfigError::new(format!(
             "{name}={text:?} must be an http(s) URL with a host, e.g. https://gitlab.example.com"
-        ))
-        .into());
+        )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(UserError::new(format!(
+        return Err(ConfigError::new(format!(
             "{name} must not contain credentials: use CI_REGISTRY_USER/CI_REGISTRY_PASSWORD and GITLAB_TOKEN instead"
         ))
-        .into());
+        );
     }
     Ok(url)
 }
 
 /// `https://` always; `http://` only to loopback, or with the explicit opt-in.
-fn check_scheme(name: &str, url: &Url, allow_insecure_http: bool) -> anyhow::Result<()> {
+fn check_scheme(name: &str, url: &Url, allow_insecure_http: bool) -> Result<(), ConfigError> {
     if url.scheme() == "https" || allow_insecure_http || is_loopback(url) {
         return Ok(());
     }
-    Err(UserError::new(format!(
+    Err(ConfigError::new(format!(
         "{name} ({url}) uses plain http:// to a host that is not loopback: credentials would travel unencrypted. Use https://, or pass --allow-insecure-http (CLEANUP_ALLOW_INSECURE_HTTP=true) if you really mean it"
     ))
-    .into())
+    )
 }
 
 pub fn is_loopback(url: &Url) -> bool {
@@ -515,7 +532,7 @@ mod tests {
         ]
     }
 
-    fn error_of(result: anyhow::Result<Settings>) -> String {
+    fn error_of(result: Result<Settings, ConfigError>) -> String {
         format!("{:#}", result.expect_err("should fail"))
     }
 

@@ -13,17 +13,21 @@
 //!    deleted; without push permission for that, the tag is refused.
 //!
 //! A tag other than the ones named is never removed.
+//!
+//! This is the executor: it takes planned deletions and returns one
+//! [`Outcome`] per deletion, aligned with its input.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
-use crate::auth::PermissionError;
-use crate::gitlab::{GitLab, RestDelete};
+use crate::auth::AuthError;
+use crate::gitlab::{GitLab, GitLabError, RestDelete};
+use crate::names::{Digest, Reference, RepositoryPath, TagName};
 use crate::progress::Progress;
-use crate::registry::{Registry, RegistryDelete, PULL_DELETE, PULL_PUSH_DELETE};
+use crate::registry::{Registry, RegistryDelete, RegistryError, PULL_DELETE, PULL_PUSH_DELETE};
 
 /// What happened to one tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +42,7 @@ pub enum Outcome {
 /// A repository as the deleter needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub path: String,
+    pub path: RepositoryPath,
     /// The REST repository id, when known.
     pub id: Option<u64>,
 }
@@ -47,14 +51,22 @@ pub struct Deleter {
     registry: Arc<Registry>,
     gitlab: Option<Arc<GitLab>>,
     concurrency: usize,
-    repository_ids: OnceCell<HashMap<String, u64>>,
-    /// Whether the registry has said if it deletes by tag. Until it has, tag
-    /// deletes go one at a time (see [`Deleter::delete_tags`]).
-    tag_delete_known: Mutex<bool>,
+    repository_ids: OnceCell<HashMap<RepositoryPath, u64>>,
 }
 
-fn chain(err: &anyhow::Error) -> String {
-    format!("{err:#}")
+/// An error as one line, its causes included.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl Deleter {
@@ -68,78 +80,79 @@ impl Deleter {
             gitlab,
             concurrency: concurrency.max(1),
             repository_ids: OnceCell::new(),
-            tag_delete_known: Mutex::new(false),
         }
     }
 
-    /// Deletes `tags` from `target`; one outcome per tag, in the given order.
+    /// Deletes `tags` from `target`: one outcome per tag, in the order given.
     pub async fn delete_tags(
         &self,
         target: &Target,
-        tags: &[String],
+        tags: &[TagName],
         progress: &Progress,
-    ) -> Vec<(String, Outcome)> {
-        let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
-        let mut fallback = Vec::new();
-
-        let mut pending = tags.iter().cloned();
-        let mut direct: Vec<(String, Option<Outcome>)> = Vec::with_capacity(tags.len());
+    ) -> Vec<Outcome> {
+        // Every slot is filled below: by tag delete, or by a fallback that
+        // answers for each tag it was handed.
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; tags.len()];
+        let mut pending = 0..tags.len();
         if self.registry.may_delete_by_tag() {
             if let Some(message) = self.missing_delete_permission(target).await {
-                for tag in pending.by_ref() {
-                    direct.push(self.settle(
-                        target,
-                        tag,
-                        Some(Outcome::Failed(message.clone())),
-                        progress,
-                    ));
+                for index in pending.by_ref() {
+                    let outcome = Outcome::Failed(message.clone());
+                    self.settle(target, &tags[index], &outcome, progress);
+                    outcomes[index] = Some(outcome);
                 }
             }
             // Until the registry has said whether it deletes by tag, one tag
             // at a time: one that cannot (Distribution) then costs one wasted
             // request rather than one per slot.
-            let mut known = self.tag_delete_known.lock().await;
-            while !*known {
-                let Some(tag) = pending.next() else { break };
-                let (tag, outcome) = self.delete_by_tag(target, tag, progress).await;
-                *known = matches!(outcome, None | Some(Outcome::Deleted));
-                direct.push((tag, outcome));
+            let capability = &self.registry.capabilities.tag_delete;
+            if capability.known().is_none() {
+                let _turn = capability.discovery().await;
+                while capability.known().is_none() {
+                    let Some(index) = pending.next() else { break };
+                    outcomes[index] = self.delete_by_tag(target, &tags[index], progress).await;
+                }
             }
         }
-        let rest: Vec<(String, Option<Outcome>)> = stream::iter(pending)
-            .map(|tag| self.delete_by_tag(target, tag, progress))
+        let direct: Vec<(usize, Option<Outcome>)> = stream::iter(pending)
+            .map(|index| async move {
+                (
+                    index,
+                    self.delete_by_tag(target, &tags[index], progress).await,
+                )
+            })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        direct.extend(rest);
-        for (tag, outcome) in direct {
-            match outcome {
-                Some(outcome) => {
-                    outcomes.insert(tag, outcome);
-                }
-                None => fallback.push(tag),
-            }
+        for (index, outcome) in direct {
+            outcomes[index] = outcome;
         }
 
+        let fallback: Vec<usize> = (0..tags.len())
+            .filter(|index| outcomes[*index].is_none())
+            .collect();
         if !fallback.is_empty() {
             tracing::debug!(repository = %target.path, tags = fallback.len(), "registry cannot delete by tag; using a safe fallback");
+            let fallback_tags: Vec<TagName> =
+                fallback.iter().map(|index| tags[*index].clone()).collect();
             let results = match &self.gitlab {
-                Some(gitlab) => self.delete_through_rest(gitlab, target, &fallback).await,
-                None => self.delete_with_registry_only(target, &fallback).await,
+                Some(gitlab) => {
+                    self.delete_through_rest(gitlab, target, &fallback_tags)
+                        .await
+                }
+                None => self.delete_with_registry_only(target, &fallback_tags).await,
             };
-            for (tag, outcome) in results {
-                progress.advance(1);
-                log_outcome(&target.path, &tag, &outcome);
-                outcomes.insert(tag, outcome);
+            for ((index, tag), outcome) in fallback.iter().zip(&fallback_tags).zip(results) {
+                self.settle(target, tag, &outcome, progress);
+                outcomes[*index] = Some(outcome);
             }
         }
-
-        tags.iter()
-            .map(|tag| {
-                let outcome = outcomes.get(tag).cloned().unwrap_or_else(|| {
-                    Outcome::Failed("internal error: no outcome recorded".into())
-                });
-                (tag.clone(), outcome)
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                // Not reachable: each fallback answers for every tag it is
+                // handed. Should that break, fail safe: report, never guess.
+                outcome.unwrap_or_else(|| Outcome::Failed("not attempted".into()))
             })
             .collect()
     }
@@ -149,38 +162,35 @@ impl Deleter {
     async fn delete_by_tag(
         &self,
         target: &Target,
-        tag: String,
+        tag: &TagName,
         progress: &Progress,
-    ) -> (String, Option<Outcome>) {
+    ) -> Option<Outcome> {
         if !self.registry.may_delete_by_tag() {
-            return (tag, None);
+            return None;
         }
-        let outcome = match self.registry.delete_manifest(&target.path, &tag).await {
-            Ok(RegistryDelete::Deleted) => Some(Outcome::Deleted),
-            Ok(RegistryDelete::NotFound) => Some(Outcome::AlreadyAbsent),
-            Ok(RegistryDelete::Denied(message)) => Some(Outcome::Skipped(format!(
+        let reference = Reference::Tag(tag.clone());
+        let outcome = match self
+            .registry
+            .delete_manifest(&target.path, &reference)
+            .await
+        {
+            Ok(RegistryDelete::Deleted) => Outcome::Deleted,
+            Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
+            Ok(RegistryDelete::Denied(message)) => Outcome::Skipped(format!(
                 "the registry refused to delete it (403 {message}): a protected tag"
-            ))),
-            Ok(RegistryDelete::Unsupported(_)) => None,
-            Err(err) => Some(Outcome::Failed(chain(&err))),
+            )),
+            Ok(RegistryDelete::Unsupported(_)) => return None,
+            Err(err) => Outcome::Failed(chain(&err)),
         };
-        self.settle(target, tag, outcome, progress)
+        self.settle(target, tag, &outcome, progress);
+        Some(outcome)
     }
 
     /// Counts and logs a final outcome as soon as it is known, so progress
     /// lines move during a long repository.
-    fn settle(
-        &self,
-        target: &Target,
-        tag: String,
-        outcome: Option<Outcome>,
-        progress: &Progress,
-    ) -> (String, Option<Outcome>) {
-        if let Some(outcome) = &outcome {
-            progress.advance(1);
-            log_outcome(&target.path, &tag, outcome);
-        }
-        (tag, outcome)
+    fn settle(&self, target: &Target, tag: &TagName, outcome: &Outcome, progress: &Progress) {
+        progress.advance(1);
+        log_outcome(&target.path, tag, outcome);
     }
 
     /// Fetches the delete token before the deletes fan out. A token without
@@ -188,12 +198,12 @@ impl Deleter {
     /// have failed with, without asking the token service again per tag.
     async fn missing_delete_permission(&self, target: &Target) -> Option<String> {
         match self.registry.check_access(&target.path, PULL_DELETE).await {
-            Err(err) if err.downcast_ref::<PermissionError>().is_some() => Some(chain(&err)),
+            Err(err @ RegistryError::Auth(AuthError::Permission(_))) => Some(chain(&err)),
             _ => None,
         }
     }
 
-    async fn repository_id(&self, gitlab: &GitLab, target: &Target) -> anyhow::Result<u64> {
+    async fn repository_id(&self, gitlab: &GitLab, target: &Target) -> Result<u64, String> {
         if let Some(id) = target.id {
             return Ok(id);
         }
@@ -201,36 +211,35 @@ impl Deleter {
             .repository_ids
             .get_or_try_init(|| async {
                 let repositories = gitlab.repositories().await?;
-                Ok::<_, anyhow::Error>(repositories.into_iter().map(|r| (r.path, r.id)).collect())
+                Ok::<_, GitLabError>(repositories.into_iter().map(|r| (r.path, r.id)).collect())
             })
-            .await?;
+            .await
+            .map_err(|err| chain(&err))?;
         ids.get(&target.path).copied().ok_or_else(|| {
-            anyhow::anyhow!(
+            format!(
                 "GitLab does not list a container repository {} in this project",
                 target.path
             )
         })
     }
 
+    /// One outcome per tag, in the order given.
     async fn delete_through_rest(
         &self,
         gitlab: &GitLab,
         target: &Target,
-        tags: &[String],
-    ) -> Vec<(String, Outcome)> {
+        tags: &[TagName],
+    ) -> Vec<Outcome> {
         let id = match self.repository_id(gitlab, target).await {
             Ok(id) => id,
             Err(err) => {
-                let message = format!("cannot delete through GitLab's API: {}", chain(&err));
-                return tags
-                    .iter()
-                    .map(|t| (t.clone(), Outcome::Failed(message.clone())))
-                    .collect();
+                let message = format!("cannot delete through GitLab's API: {err}");
+                return vec![Outcome::Failed(message); tags.len()];
             }
         };
-        stream::iter(tags.iter().cloned())
+        stream::iter(tags)
             .map(|tag| async move {
-                let outcome = match gitlab.delete_tag(id, &tag).await {
+                match gitlab.delete_tag(id, tag).await {
                     Ok(RestDelete::Deleted) => Outcome::Deleted,
                     Ok(RestDelete::NotFound) => Outcome::AlreadyAbsent,
                     Ok(RestDelete::Forbidden {
@@ -239,17 +248,16 @@ impl Deleter {
                     }) => {
                         self.explain_forbidden(
                             target,
-                            &tag,
+                            tag,
                             message,
                             earlier_attempt_may_have_applied,
                         )
                         .await
                     }
                     Err(err) => Outcome::Failed(chain(&err)),
-                };
-                (tag, outcome)
+                }
             })
-            .buffer_unordered(self.concurrency)
+            .buffered(self.concurrency)
             .collect()
             .await
     }
@@ -260,7 +268,7 @@ impl Deleter {
     async fn explain_forbidden(
         &self,
         target: &Target,
-        tag: &str,
+        tag: &TagName,
         message: String,
         earlier_attempt_may_have_applied: bool,
     ) -> Outcome {
@@ -269,7 +277,12 @@ impl Deleter {
                 "GitLab refused to delete it ({message}): a protected tag"
             ));
         }
-        match self.registry.manifest_digest(&target.path, tag).await {
+        let reference = Reference::Tag(tag.clone());
+        match self
+            .registry
+            .manifest_digest(&target.path, &reference)
+            .await
+        {
             Ok(None) if earlier_attempt_may_have_applied => Outcome::Deleted,
             Ok(None) => Outcome::AlreadyAbsent,
             Ok(Some(_)) => Outcome::Skipped(format!("GitLab refused to delete it (403 {message})")),
@@ -282,11 +295,18 @@ impl Deleter {
 
     /// Maps every tag of the repository to its digest, from a fresh listing
     /// (never from an earlier one: a tag may have moved onto our manifest).
-    async fn digest_index(&self, path: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    async fn digest_index(
+        &self,
+        path: &RepositoryPath,
+    ) -> Result<BTreeMap<TagName, Digest>, RegistryError> {
         let names = self.registry.tag_names(path).await?;
-        let resolved: Vec<anyhow::Result<(String, Option<String>)>> = stream::iter(names)
+        let resolved: Vec<Result<(TagName, Option<Digest>), RegistryError>> = stream::iter(names)
             .map(|name| async move {
-                let digest = self.registry.manifest_digest(path, &name).await?;
+                let reference = Reference::Tag(name);
+                let digest = self.registry.manifest_digest(path, &reference).await?;
+                let Reference::Tag(name) = reference else {
+                    unreachable!("built as a tag above")
+                };
                 Ok((name, digest))
             })
             .buffer_unordered(self.concurrency)
@@ -302,63 +322,50 @@ impl Deleter {
         Ok(index)
     }
 
-    async fn delete_with_registry_only(
-        &self,
-        target: &Target,
-        tags: &[String],
-    ) -> Vec<(String, Outcome)> {
-        let path = target.path.as_str();
-        let fail_all = |message: String| -> Vec<(String, Outcome)> {
-            tags.iter()
-                .map(|t| (t.clone(), Outcome::Failed(message.clone())))
-                .collect()
-        };
+    /// One outcome per tag, in the order given.
+    async fn delete_with_registry_only(&self, target: &Target, tags: &[TagName]) -> Vec<Outcome> {
+        let path = &target.path;
         // One fresh listing right before deleting; what remains is the race
         // with a push during these few requests, which no registry API closes.
         let index = match self.digest_index(path).await {
             Ok(index) => index,
             Err(err) => {
-                return fail_all(format!(
+                let message = format!(
                     "not deleted: could not list the repository's tags to prove no other tag shares the manifest: {}",
                     chain(&err)
-                ))
+                );
+                return vec![Outcome::Failed(message); tags.len()];
             }
         };
-        let wanted: BTreeSet<&str> = tags.iter().map(String::as_str).collect();
-        let mut results = Vec::new();
-        let mut by_digest: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for tag in tags {
+        let wanted: BTreeSet<&TagName> = tags.iter().collect();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; tags.len()];
+        let mut by_digest: BTreeMap<&Digest, Vec<usize>> = BTreeMap::new();
+        for (position, tag) in tags.iter().enumerate() {
             match index.get(tag) {
-                None => results.push((tag.clone(), Outcome::AlreadyAbsent)),
-                Some(digest) => by_digest
-                    .entry(digest.clone())
-                    .or_default()
-                    .push(tag.clone()),
+                None => outcomes[position] = Some(Outcome::AlreadyAbsent),
+                Some(digest) => by_digest.entry(digest).or_default().push(position),
             }
         }
-        let mut shared = Vec::new();
-        let mut whole_digests = Vec::new();
+        let mut shared: Vec<(usize, String)> = Vec::new();
+        let mut whole_digests: Vec<(&Digest, Vec<usize>)> = Vec::new();
         for (digest, group) in by_digest {
-            let others: Vec<&String> = index
+            let others: Vec<&str> = index
                 .iter()
-                .filter(|(name, d)| **d == digest && !wanted.contains(name.as_str()))
-                .map(|(name, _)| name)
+                .filter(|(name, d)| *d == digest && !wanted.contains(name))
+                .map(|(name, _)| name.as_str())
                 .collect();
             if others.is_empty() {
                 whole_digests.push((digest, group));
             } else {
-                let others = others
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                shared.extend(group.into_iter().map(|tag| (tag, others.clone())));
+                let others = others.join(", ");
+                shared.extend(group.into_iter().map(|position| (position, others.clone())));
             }
         }
 
-        let deleted: Vec<Vec<(String, Outcome)>> = stream::iter(whole_digests)
+        let deleted: Vec<(Vec<usize>, Outcome)> = stream::iter(whole_digests)
             .map(|(digest, group)| async move {
-                let outcome = match self.registry.delete_manifest(path, &digest).await {
+                let reference = Reference::Digest(digest.clone());
+                let outcome = match self.registry.delete_manifest(path, &reference).await {
                     Ok(RegistryDelete::Deleted) => Outcome::Deleted,
                     Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
                     Ok(RegistryDelete::Denied(message)) => Outcome::Skipped(format!(
@@ -369,70 +376,88 @@ impl Deleter {
                     )),
                     Err(err) => Outcome::Failed(chain(&err)),
                 };
-                group.into_iter().map(|tag| (tag, outcome.clone())).collect()
+                (group, outcome)
             })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        results.extend(deleted.into_iter().flatten());
+        for (group, outcome) in deleted {
+            for position in group {
+                outcomes[position] = Some(outcome.clone());
+            }
+        }
 
         if !shared.is_empty() {
-            results.extend(self.delete_shared(path, shared).await);
+            let moved = self.delete_shared(path, tags, &shared).await;
+            for ((position, _), outcome) in shared.iter().zip(moved) {
+                outcomes[*position] = Some(outcome);
+            }
         }
-        results
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Outcome::Failed("not attempted".into())))
+            .collect()
     }
 
     /// Tags whose manifest other tags still use: move each onto its own
-    /// throw-away manifest, then delete that.
+    /// throw-away manifest, then delete that. One outcome per entry of
+    /// `shared` (a position in `tags` and the tags sharing its manifest).
     async fn delete_shared(
         &self,
-        path: &str,
-        shared: Vec<(String, String)>,
-    ) -> Vec<(String, Outcome)> {
+        path: &RepositoryPath,
+        tags: &[TagName],
+        shared: &[(usize, String)],
+    ) -> Vec<Outcome> {
         if let Err(err) = self.registry.check_access(path, PULL_PUSH_DELETE).await {
-            let why = if err.downcast_ref::<PermissionError>().is_some() {
-                "the credentials lack push permission needed to move it onto a throw-away manifest"
-                    .to_string()
-            } else {
-                chain(&err)
+            let why = match &err {
+                RegistryError::Auth(AuthError::Permission(_)) => {
+                    "the credentials lack push permission needed to move it onto a throw-away manifest"
+                        .to_string()
+                }
+                other => chain(other),
             };
             return shared
-                .into_iter()
-                .map(|(tag, others)| {
-                    let reason = format!(
+                .iter()
+                .map(|(_, others)| {
+                    Outcome::Failed(format!(
                         "refused: this registry cannot delete by tag and {others} share(s) its manifest, so deleting the manifest would delete them too; {why}. Set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag, or grant push"
-                    );
-                    (tag, Outcome::Failed(reason))
+                    ))
                 })
                 .collect();
         }
         stream::iter(shared)
-            .map(|(tag, _)| async move {
-                let outcome = async {
-                    let digest = self.registry.move_to_throwaway_manifest(path, &tag).await?;
-                    match self.registry.delete_manifest(path, &digest).await? {
-                        RegistryDelete::Deleted | RegistryDelete::NotFound => Ok(Outcome::Deleted),
-                        RegistryDelete::Denied(message) => Ok(Outcome::Failed(format!(
+            .map(|(position, _)| async move {
+                let tag = &tags[*position];
+                let outcome: Result<Outcome, RegistryError> = async {
+                    let digest = self.registry.move_to_throwaway_manifest(path, tag).await?;
+                    let reference = Reference::Digest(digest.clone());
+                    Ok(match self.registry.delete_manifest(path, &reference).await? {
+                        RegistryDelete::Deleted | RegistryDelete::NotFound => Outcome::Deleted,
+                        RegistryDelete::Denied(message) => Outcome::Failed(format!(
                             "moved onto throw-away manifest {digest}, but deleting it was refused (403 {message})"
-                        ))),
-                        RegistryDelete::Unsupported(code) => Ok(Outcome::Failed(format!(
+                        )),
+                        RegistryDelete::Unsupported(code) => Outcome::Failed(format!(
                             "moved onto throw-away manifest {digest}, but deleting it was refused ({code})"
-                        ))),
-                    }
+                        )),
+                    })
                 }
-                .await
-                .unwrap_or_else(|err: anyhow::Error| Outcome::Failed(chain(&err)));
-                (tag, outcome)
+                .await;
+                outcome.unwrap_or_else(|err| Outcome::Failed(chain(&err)))
             })
-            .buffer_unordered(self.concurrency)
+            .buffered(self.concurrency)
             .collect()
             .await
     }
 
     /// Deletes a manifest by digest: every tag pointing at it goes too, as
     /// the user asked by naming the digest.
-    pub async fn delete_digest(&self, target: &Target, digest: &str) -> Outcome {
-        let outcome = match self.registry.delete_manifest(&target.path, digest).await {
+    pub async fn delete_digest(&self, target: &Target, digest: &Digest) -> Outcome {
+        let reference = Reference::Digest(digest.clone());
+        let outcome = match self
+            .registry
+            .delete_manifest(&target.path, &reference)
+            .await
+        {
             Ok(RegistryDelete::Deleted) => Outcome::Deleted,
             Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
             Ok(RegistryDelete::Denied(message)) => {

@@ -1,10 +1,12 @@
-//! Exit codes and the errors that decide them.
+//! Exit codes, and the one place an error that stopped a command is mapped
+//! to one.
 //!
-//! Anything the user can fix (a flag, a variable, a policy or inventory file)
-//! is a [`UserError`] somewhere in the `anyhow` chain and exits 2; everything
-//! else that stops a run exits 1.
-
-use std::process::ExitCode;
+//! Each module below `commands/` returns its own error type (`ConfigError`,
+//! `PolicyError`, `HttpError`, `AuthError`, `RegistryError`, `GitLabError`,
+//! `ListError`, `ReportError`); each knows its exit code ([`ExitCode`]), and
+//! an error that wraps another asks the wrapped one. The commands add
+//! `anyhow` context on top; [`exit_for`] finds the outermost typed error in
+//! that chain and asks it.
 
 /// The documented exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,39 +19,37 @@ pub enum Exit {
     Usage = 2,
 }
 
-impl From<Exit> for ExitCode {
-    fn from(exit: Exit) -> ExitCode {
-        ExitCode::from(exit as u8)
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> std::process::ExitCode {
+        std::process::ExitCode::from(exit as u8)
     }
 }
 
-/// An error in what the user gave us: flags, environment, policy, inventory.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UserError(pub String);
-
-impl UserError {
-    pub fn new(message: impl Into<String>) -> Self {
-        UserError(message.into())
-    }
+/// An error that knows which exit code it ends a command with.
+pub trait ExitCode {
+    fn exit_code(&self) -> Exit;
 }
 
-/// Shorthand for returning a [`UserError`] from a function returning `anyhow::Result`.
-#[macro_export]
-macro_rules! user_error {
-    ($($arg:tt)*) => {
-        ::anyhow::Error::new($crate::error::UserError::new(format!($($arg)*)))
-    };
-}
-
-/// Exit code for an error that stopped the run.
+/// The exit code for an error that stopped a command: the outermost typed
+/// error in the chain decides; an error of no known type is a failure (1).
 pub fn exit_for(error: &anyhow::Error) -> Exit {
-    let is_user_error = error
-        .chain()
-        .any(|cause| cause.is::<UserError>() || cause.is::<crate::policy::PolicyError>());
-    if is_user_error {
-        Exit::Usage
-    } else {
-        Exit::Failed
+    use crate::{auth, config, gitlab, http, listing, policy, registry, report};
+    fn code<E: ExitCode + std::error::Error + 'static>(
+        cause: &(dyn std::error::Error + 'static),
+    ) -> Option<Exit> {
+        cause.downcast_ref::<E>().map(ExitCode::exit_code)
     }
+    error
+        .chain()
+        .find_map(|cause| {
+            code::<config::ConfigError>(cause)
+                .or_else(|| code::<policy::PolicyError>(cause))
+                .or_else(|| code::<http::HttpError>(cause))
+                .or_else(|| code::<auth::AuthError>(cause))
+                .or_else(|| code::<registry::RegistryError>(cause))
+                .or_else(|| code::<gitlab::GitLabError>(cause))
+                .or_else(|| code::<listing::ListError>(cause))
+                .or_else(|| code::<report::ReportError>(cause))
+        })
+        .unwrap_or(Exit::Failed)
 }

@@ -5,23 +5,44 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{join_path, RestAuth};
-use crate::http::{credential_header, Http, HttpError, HttpResponse};
-use crate::inventory::Tag;
+use crate::config::{join_path, ConfigError, RestAuth};
+use crate::error::{Exit, ExitCode};
+use crate::http::{credential_header, display_url, Http, HttpError, HttpResponse};
 use crate::links::Pager;
-use crate::registry::{encode_segment, is_valid_repository_path, is_valid_tag_name};
+use crate::model::Tag;
+use crate::names::{Digest, RepositoryPath, TagName};
+use crate::registry::{encode_segment, listed_names};
 
 const PER_PAGE: &str = "100";
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// Why a REST call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitLabError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// GitLab refused our credentials (401): the configuration's fault.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A redirect to another origin: the token is not sent there.
+    #[error("refusing to send the GitLab token to {0}")]
+    ForeignOrigin(String),
+}
+
+impl ExitCode for GitLabError {
+    fn exit_code(&self) -> Exit {
+        match self {
+            GitLabError::Http(err) => err.exit_code(),
+            GitLabError::Config(err) => err.exit_code(),
+            GitLabError::ForeignOrigin(_) => Exit::Failed,
+        }
+    }
+}
+
+/// A container repository as REST lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryInfo {
     pub id: u64,
-    #[serde(default)]
-    pub name: String,
-    pub path: String,
-    #[serde(default)]
-    pub location: String,
-    #[serde(default)]
+    pub path: RepositoryPath,
     pub tags_count: Option<u64>,
 }
 
@@ -78,12 +99,9 @@ impl GitLab {
         method: Method,
         url: &Url,
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> anyhow::Result<HttpResponse> {
+    ) -> Result<HttpResponse, GitLabError> {
         if url.origin() != self.api.origin() {
-            anyhow::bail!(
-                "refusing to send the GitLab token to {}",
-                crate::http::display_url(url)
-            );
+            return Err(GitLabError::ForeignOrigin(display_url(url)));
         }
         let (name, value) = credential_header(self.auth.header, &self.auth.token)?;
         let response = self
@@ -93,7 +111,7 @@ impl GitLab {
             })
             .await?;
         if response.status == StatusCode::UNAUTHORIZED {
-            return Err(crate::error::UserError::new(format!(
+            return Err(ConfigError::new(format!(
                 "GitLab refused the {} credentials ({}): {}",
                 self.auth.header,
                 response.unexpected(),
@@ -112,7 +130,7 @@ impl GitLab {
     async fn all_pages<T: serde::de::DeserializeOwned>(
         &self,
         first: Url,
-    ) -> anyhow::Result<Vec<T>> {
+    ) -> Result<Vec<T>, GitLabError> {
         let mut pager = Pager::new(&first);
         let mut url = first;
         let mut items = Vec::new();
@@ -133,29 +151,46 @@ impl GitLab {
     /// The project's container repositories. A path that is not a registry
     /// path (`..`, empty segments, odd characters) fails the whole listing:
     /// in a URL it could name another repository.
-    pub async fn repositories(&self) -> anyhow::Result<Vec<RepositoryInfo>> {
+    pub async fn repositories(&self) -> Result<Vec<RepositoryInfo>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: u64,
+            path: String,
+            #[serde(default)]
+            tags_count: Option<u64>,
+        }
         let mut url = self.project_url("registry/repositories");
         url.query_pairs_mut()
             .append_pair("per_page", PER_PAGE)
             .append_pair("tags_count", "true");
-        let repositories: Vec<RepositoryInfo> = self.all_pages(url).await?;
-        if let Some(bad) = repositories
-            .iter()
-            .find(|r| !is_valid_repository_path(&r.path))
-        {
-            anyhow::bail!(
-                "GitLab listed a container repository with the path {:?}, which is not a valid repository path; refusing to work from this listing",
-                bad.path
-            );
-        }
-        Ok(repositories)
+        let listed: Vec<Listed> = self.all_pages(url.clone()).await?;
+        listed
+            .into_iter()
+            .map(|repository| {
+                let path = RepositoryPath::parse(&repository.path).map_err(|_| {
+                    HttpError::InvalidResponse {
+                        method: Method::GET,
+                        url: display_url(&url),
+                        message: format!(
+                            "GitLab listed a container repository with the path {:?}, which is not a valid repository path; refusing to work from this listing",
+                            repository.path
+                        ),
+                    }
+                })?;
+                Ok(RepositoryInfo {
+                    id: repository.id,
+                    path,
+                    tags_count: repository.tags_count,
+                })
+            })
+            .collect()
     }
 
     /// Every tag name: keyset pagination (GitLab 16.10+ with the registry
     /// database), falling back to offset pagination where it answers 405/400.
-    pub async fn tag_names(&self, repository_id: u64) -> anyhow::Result<Vec<String>> {
+    pub async fn tag_names(&self, repository_id: u64) -> Result<Vec<TagName>, GitLabError> {
         #[derive(Deserialize)]
-        struct TagName {
+        struct Listed {
             name: String,
         }
         let base = self.project_url(&format!("registry/repositories/{repository_id}/tags"));
@@ -177,25 +212,34 @@ impl GitLab {
                 );
                 let mut offset = base;
                 offset.query_pairs_mut().append_pair("per_page", PER_PAGE);
-                let tags: Vec<TagName> = self.all_pages(offset).await?;
-                return checked_tag_names(tags.into_iter().map(|t| t.name).collect());
+                let tags: Vec<Listed> = self.all_pages(offset).await?;
+                return Ok(listed_names(
+                    &response,
+                    tags.into_iter().map(|t| t.name).collect(),
+                )?);
             }
             if !response.status.is_success() {
                 return Err(response.unexpected().into());
             }
-            let page: Vec<TagName> = response.json()?;
-            names.extend(page.into_iter().map(|t| t.name));
+            let page: Vec<Listed> = response.json()?;
+            names.extend(listed_names(
+                &response,
+                page.into_iter().map(|t| t.name).collect(),
+            )?);
             pages += 1;
             match pager.next_from_link(&response, &url)? {
                 Some(next) => url = next,
-                None => return checked_tag_names(names),
+                None => return Ok(names),
             }
         }
     }
 
     /// A tag's digest and date; `None` when the tag no longer exists.
-    pub async fn tag_details(&self, repository_id: u64, tag: &str) -> anyhow::Result<Option<Tag>> {
-        refuse_invalid_tag(tag)?;
+    pub async fn tag_details(
+        &self,
+        repository_id: u64,
+        tag: &TagName,
+    ) -> Result<Option<Tag>, GitLabError> {
         #[derive(Deserialize)]
         struct Details {
             name: String,
@@ -215,22 +259,33 @@ impl GitLab {
             _ => return Err(response.unexpected().into()),
         }
         let details: Details = response.json()?;
-        if details.name != tag {
+        if details.name != tag.as_str() {
             return Err(response
                 .invalid(format!("asked for tag {tag:?}, got {:?}", details.name))
                 .into());
         }
+        let digest = match details.digest {
+            Some(digest) => Some(Digest::parse(&digest).map_err(|_| {
+                response.invalid(format!(
+                    "tag {tag}: digest {digest:?} is not a sha256 digest"
+                ))
+            })?),
+            None => None,
+        };
         Ok(Some(Tag {
-            name: details.name,
-            digest: details.digest,
+            name: tag.clone(),
+            digest,
             created_at: details.created_at,
             protected: false,
         }))
     }
 
     /// `DELETE …/tags/:tag`: GitLab deletes one tag, on any registry.
-    pub async fn delete_tag(&self, repository_id: u64, tag: &str) -> anyhow::Result<RestDelete> {
-        refuse_invalid_tag(tag)?;
+    pub async fn delete_tag(
+        &self,
+        repository_id: u64,
+        tag: &TagName,
+    ) -> Result<RestDelete, GitLabError> {
         let url = self.project_url(&format!(
             "registry/repositories/{repository_id}/tags/{}",
             encode_segment(tag)
@@ -254,7 +309,7 @@ impl GitLab {
         &self,
         repository_id: u64,
         form: &[(String, String)],
-    ) -> anyhow::Result<BulkDelete> {
+    ) -> Result<BulkDelete, GitLabError> {
         let url = self.project_url(&format!("registry/repositories/{repository_id}/tags"));
         let body = form_encode(form);
         let response = self
@@ -319,25 +374,6 @@ fn next_offset_page(
         return pager.follow(response, url, next_url).map(Some);
     }
     pager.next_from_link(response, url)
-}
-
-fn refuse_invalid_tag(tag: &str) -> anyhow::Result<()> {
-    if is_valid_tag_name(tag) {
-        Ok(())
-    } else {
-        anyhow::bail!("refusing to use {tag:?} in a request: it is not a valid tag name")
-    }
-}
-
-/// Tag names as listed, or an error naming the first one no registry would
-/// accept: such a name in a URL path (`..`) could address something else.
-fn checked_tag_names(names: Vec<String>) -> anyhow::Result<Vec<String>> {
-    match names.iter().find(|name| !is_valid_tag_name(name)) {
-        Some(bad) => anyhow::bail!(
-            "GitLab listed the tag {bad:?}, which is not a valid tag name; refusing to work from this listing"
-        ),
-        None => Ok(names),
-    }
 }
 
 /// `application/x-www-form-urlencoded`: `+` in a regex must become `%2B`.

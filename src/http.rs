@@ -28,7 +28,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::error::UserError;
+use crate::config::ConfigError;
 use crate::secret::Secret;
 use crate::throttle::{Signal, Throttle};
 
@@ -69,12 +69,10 @@ fn format_detail(detail: &str) -> String {
     }
 }
 
-impl HttpError {
-    pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            HttpError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
+impl crate::error::ExitCode for HttpError {
+    /// The server, not our configuration: a failed run.
+    fn exit_code(&self) -> crate::error::Exit {
+        crate::error::Exit::Failed
     }
 }
 
@@ -435,7 +433,7 @@ impl Default for HttpOptions {
 }
 
 impl Http {
-    pub fn new(options: HttpOptions) -> anyhow::Result<Http> {
+    pub fn new(options: HttpOptions) -> Result<Http, ConfigError> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("registry-cleanup/", env!("CARGO_PKG_VERSION")))
             .https_only(false)
@@ -460,20 +458,19 @@ impl Http {
             }));
         for file in &options.extra_ca_files {
             let pem = std::fs::read(file).map_err(|err| {
-                UserError::new(format!("cannot read CA bundle {}: {err}", file.display()))
+                ConfigError::new(format!("cannot read CA bundle {}: {err}", file.display()))
             })?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
-                UserError::new(format!(
+                ConfigError::new(format!(
                     "{} is not a PEM CA bundle ({err}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at a file of PEM certificates",
                     file.display()
                 ))
             })?;
             if certificates.is_empty() {
-                return Err(UserError::new(format!(
+                return Err(ConfigError::new(format!(
                     "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
                     file.display()
-                ))
-                .into());
+                )));
             }
             // A certificate that does not parse only shows when a client is
             // built: try this file alone, so the error can name it.
@@ -482,7 +479,7 @@ impl Http {
                 probe = probe.add_root_certificate(certificate.clone());
             }
             probe.build().map_err(|err| {
-                UserError::new(format!(
+                ConfigError::new(format!(
                     "{} holds a certificate that cannot be used ({}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
                     file.display(),
                     describe_reqwest_error(&err)
@@ -494,7 +491,7 @@ impl Http {
         }
         let client = builder
             .build()
-            .map_err(|err| anyhow::anyhow!("setting up the HTTP client: {err}"))?;
+            .map_err(|err| ConfigError::new(format!("setting up the HTTP client: {err}")))?;
         Ok(Http {
             client,
             retry: options.retry,
@@ -752,9 +749,9 @@ fn describe_reqwest_error(err: &reqwest::Error) -> String {
 pub fn credential_header(
     name: &'static str,
     secret: &Secret,
-) -> Result<(HeaderName, HeaderValue), UserError> {
+) -> Result<(HeaderName, HeaderValue), ConfigError> {
     let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
-        UserError::new(format!(
+        ConfigError::new(format!(
             "the token for the {name} header contains characters that cannot be sent in a header; check the variable's value"
         ))
     })?;

@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use anyhow::Context;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::UserError;
+use crate::config::ConfigError;
+use crate::model::Tag;
+use crate::names::RepositoryPath;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,43 +18,18 @@ pub struct Inventory {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryRepository {
-    pub path: String,
+    pub path: RepositoryPath,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
     #[serde(default)]
     pub tags: Vec<Tag>,
 }
 
-/// One tag as the planner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tag {
-    pub name: String,
-    #[serde(default)]
-    pub digest: Option<String>,
-    /// `None` for manifest lists and unparsable configs: counts as newest.
-    #[serde(default)]
-    pub created_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub protected: bool,
-}
-
-impl Tag {
-    pub fn named(name: impl Into<String>) -> Self {
-        Tag {
-            name: name.into(),
-            digest: None,
-            created_at: None,
-            protected: false,
-        }
-    }
-}
-
 impl Inventory {
     /// Reads an inventory file; every problem names the file, line and column.
-    pub fn load(path: &Path) -> anyhow::Result<Inventory> {
+    pub fn load(path: &Path) -> Result<Inventory, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| {
-            UserError::new(format!(
+            ConfigError::new(format!(
                 "cannot read inventory file {}: {err}",
                 path.display()
             ))
@@ -62,9 +37,9 @@ impl Inventory {
         Self::parse(&text, &path.display().to_string())
     }
 
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Inventory> {
+    pub fn parse(text: &str, origin: &str) -> Result<Inventory, ConfigError> {
         let inventory: Inventory = serde_json::from_str(text).map_err(|err| {
-            UserError::new(format!(
+            ConfigError::new(format!(
                 "{origin}:{}:{}: invalid inventory: {err} (expected {{\"repositories\": [{{\"path\": \"group/project\", \"tags\": [{{\"name\": \"v1.0.0\", \"digest\": \"sha256:…\", \"created_at\": \"2024-05-01T10:00:00Z\"}}]}}]}})",
                 err.line(),
                 err.column()
@@ -74,44 +49,30 @@ impl Inventory {
         Ok(inventory)
     }
 
-    fn validate(&self, origin: &str) -> anyhow::Result<()> {
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let mut seen_paths = std::collections::HashSet::new();
         for repository in &self.repositories {
-            if repository.path.trim().is_empty() {
-                return Err(UserError::new(format!(
-                    "{origin}: a repository has an empty \"path\"; use the full path, e.g. \"group/project/api\""
-                ))
-                .into());
-            }
-            if !seen_paths.insert(repository.path.as_str()) {
-                return Err(UserError::new(format!(
+            if !seen_paths.insert(&repository.path) {
+                return Err(ConfigError::new(format!(
                     "{origin}: repository {} is listed twice",
                     repository.path
-                ))
-                .into());
+                )));
             }
             let mut seen_tags = std::collections::HashSet::new();
             for tag in &repository.tags {
-                if tag.name.is_empty() {
-                    return Err(UserError::new(format!(
-                        "{origin}: repository {} has a tag with an empty name",
-                        repository.path
-                    ))
-                    .into());
-                }
-                if !seen_tags.insert(tag.name.as_str()) {
-                    return Err(UserError::new(format!(
+                if !seen_tags.insert(&tag.name) {
+                    return Err(ConfigError::new(format!(
                         "{origin}: repository {} lists tag {:?} twice",
-                        repository.path, tag.name
-                    ))
-                    .into());
+                        repository.path,
+                        tag.name.as_str()
+                    )));
                 }
             }
         }
         Ok(())
     }
 
-    pub fn to_json(&self) -> anyhow::Result<String> {
-        serde_json::to_string_pretty(self).context("serialising the inventory")
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
     }
 }

@@ -1,16 +1,30 @@
 //! registry-cleanup: precise, previewable cleanup of GitLab container registries.
 //!
 //! The binary's `main` calls [`main_with_args`]; everything else lives here so
-//! tests reach it. One module per concern: `config` (environment), `http`
-//! (retries, errors), `auth` (registry tokens), `gitlab` and `registry` (the
-//! two APIs), `policy` and `planner` (pure), `deleter` (safe deletes),
-//! `commands` (one per subcommand), `report` (output).
+//! tests reach it. One module per concern:
+//!
+//! - the edge: `cli` (flags), `config` (the `CI_*`/`CLEANUP_*` environment,
+//!   `ConfigError`), `options` (every command's options, resolved once),
+//!   `names` (tag names, digests, repository paths, parsed once), `paths`
+//!   (what `--repository` accepts);
+//! - the model: `model` (a tag), `policy` (the policy file), `inventory` (the
+//!   inventory file);
+//! - the pure core: `planner` (policy × tags × now → plan);
+//! - the network: `http` (retries, rate budget, errors), `throttle` (requests
+//!   in flight), `links` (pagination), `auth` (registry tokens), `registry`
+//!   and `gitlab` (the two APIs), `listing` (a repository's tags),
+//!   `deleter` (the executor: safe deletes, one outcome per deletion);
+//! - the pipeline: `engine` (client: list → plan → guard → execute → report;
+//!   server: GitLab's bulk API), `commands` (one per subcommand);
+//! - output: `report` (report file and summary), `progress`, `logging`,
+//!   `secret` (redacted tokens), `error` (exit codes).
 
 pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod deleter;
+pub mod engine;
 pub mod error;
 pub mod gitlab;
 pub mod http;
@@ -18,6 +32,9 @@ pub mod inventory;
 pub mod links;
 pub mod listing;
 pub mod logging;
+pub mod model;
+pub mod names;
+pub mod options;
 pub mod paths;
 pub mod planner;
 pub mod policy;

@@ -5,20 +5,44 @@
 //! else offset pages) and one details call per tag, made only when a rule
 //! needs dates or the caller needs digests.
 //!
-//! A [`Lister`] is shared by every listing of a run, so that what one listing
-//! learns is not paid for again by the others: the first listing finds out
-//! alone whether the registry serves `/gitlab/v1` (listings running at the
-//! same time would each probe it), and before a run that will delete, the
-//! registry token is fetched once with `pull,delete`, which then serves the
-//! listing and the deletes alike.
+//! What one listing learns is not paid for again by the others: the first
+//! listing finds out alone whether the registry serves `/gitlab/v1` (kept in
+//! the registry's [`crate::registry::Capabilities`]), and before a run that
+//! will delete, the registry token is fetched once with `pull,delete`, which
+//! then serves the listing and the deletes alike.
 
 use futures::stream::{self, StreamExt};
-use tokio::sync::Mutex;
 
-use crate::gitlab::{GitLab, RepositoryInfo};
-use crate::inventory::Tag;
+use crate::error::{Exit, ExitCode};
+use crate::gitlab::{GitLab, GitLabError, RepositoryInfo};
+use crate::model::Tag;
+use crate::names::{RepositoryPath, TagName};
 use crate::progress::Progress;
-use crate::registry::{Registry, PULL_DELETE};
+use crate::registry::{Registry, RegistryError, PULL_DELETE};
+
+/// Why a repository could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    GitLab(#[from] GitLabError),
+    #[error("reading the details of tag {tag:?}: {source}")]
+    Details {
+        tag: TagName,
+        #[source]
+        source: GitLabError,
+    },
+}
+
+impl ExitCode for ListError {
+    fn exit_code(&self) -> Exit {
+        match self {
+            ListError::Registry(err) => err.exit_code(),
+            ListError::GitLab(err) | ListError::Details { source: err, .. } => err.exit_code(),
+        }
+    }
+}
 
 /// Where a listing came from, for logs and request accounting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,21 +52,12 @@ pub enum Source {
     RestNames,
 }
 
-#[derive(Debug, Default)]
-struct Probe {
-    /// The registry has answered a `/gitlab/v1` listing (either way).
-    answered: bool,
-    /// …and it was a 404: no metadata database.
-    missing: bool,
-}
-
 pub struct Lister<'a> {
     registry: &'a Registry,
     gitlab: &'a GitLab,
     concurrency: usize,
     /// Deletes will follow: ask for the delete token up front.
     will_delete: bool,
-    probe: Mutex<Probe>,
 }
 
 impl<'a> Lister<'a> {
@@ -57,7 +72,6 @@ impl<'a> Lister<'a> {
             gitlab,
             concurrency: concurrency.max(1),
             will_delete,
-            probe: Mutex::new(Probe::default()),
         }
     }
 
@@ -66,8 +80,8 @@ impl<'a> Lister<'a> {
         repository: &RepositoryInfo,
         need_details: bool,
         progress: &Progress,
-    ) -> anyhow::Result<(Vec<Tag>, Source)> {
-        if let Some(tags) = self.gitlab_v1(repository).await? {
+    ) -> Result<(Vec<Tag>, Source), ListError> {
+        if let Some(tags) = self.gitlab_v1(&repository.path).await? {
             progress.advance(tags.len());
             return Ok((tags, Source::GitLabV1));
         }
@@ -85,7 +99,7 @@ impl<'a> Lister<'a> {
             .map(|name| async move {
                 let details = gitlab.tag_details(repository.id, &name).await;
                 progress.advance(1);
-                details.map_err(|err| err.context(format!("reading the details of tag {name:?}")))
+                details.map_err(|source| ListError::Details { tag: name, source })
             })
             .buffer_unordered(self.concurrency);
         // The first error ends the listing: the repository is skipped anyway,
@@ -100,36 +114,33 @@ impl<'a> Lister<'a> {
     }
 
     /// The `/gitlab/v1` listing, or `None` where the registry has none.
-    async fn gitlab_v1(&self, repository: &RepositoryInfo) -> anyhow::Result<Option<Vec<Tag>>> {
-        let mut probe = self.probe.lock().await;
-        if probe.answered {
-            let missing = probe.missing;
-            drop(probe);
-            if missing {
-                return Ok(None);
-            }
-            self.warm_token(&repository.path).await;
-            return self.registry.gitlab_v1_tags(&repository.path).await;
+    /// Until the registry has answered whether it serves `/gitlab/v1`, one
+    /// listing at a time asks; the others wait for that answer.
+    async fn gitlab_v1(&self, path: &RepositoryPath) -> Result<Option<Vec<Tag>>, RegistryError> {
+        let capability = &self.registry.capabilities.gitlab_v1;
+        let _turn = match capability.known() {
+            Some(false) => return Ok(None),
+            Some(true) => None,
+            None => Some(capability.discovery().await),
+        };
+        if capability.known() == Some(false) {
+            return Ok(None);
         }
-        // Others wait for this first answer rather than probe too.
-        self.warm_token(&repository.path).await;
-        let listed = self.registry.gitlab_v1_tags(&repository.path).await?;
-        probe.answered = true;
-        probe.missing = listed.is_none();
-        Ok(listed)
+        self.warm_token(path).await;
+        self.registry.gitlab_v1_tags(path).await
     }
 
     /// Before a run that deletes, one `pull,delete` token serves both the
     /// listing and the deletes (the registry's token cache hands it out for
     /// `pull` too), where listing first would fetch a `pull` token of its own.
-    async fn warm_token(&self, path: &str) {
+    async fn warm_token(&self, path: &RepositoryPath) {
         if !self.will_delete {
             return;
         }
         if let Err(err) = self.registry.check_access(path, PULL_DELETE).await {
             // Listing needs only pull; the deleter reports a missing delete
             // permission for each tag it cannot delete.
-            tracing::debug!(repository = %path, error = %format!("{err:#}"), "no delete token before listing");
+            tracing::debug!(repository = %path, error = %err, "no delete token before listing");
         }
     }
 }

@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::error::UserError;
+use crate::config::ConfigError;
 
-pub fn init() -> Result<(), UserError> {
+pub fn init() -> Result<(), ConfigError> {
     let (variable, directives) = ["CLEANUP_LOG", "RUST_LOG"]
         .iter()
         .find_map(|name| {
@@ -18,7 +18,7 @@ pub fn init() -> Result<(), UserError> {
         })
         .unwrap_or(("CLEANUP_LOG", "info".to_string()));
     let filter = EnvFilter::builder().parse(&directives).map_err(|err| {
-        UserError::new(format!(
+        ConfigError::new(format!(
             "{variable}={directives:?} is not a log filter ({err}): use a level such as error, warn, info, debug or trace"
         ))
     })?;
@@ -33,7 +33,7 @@ pub fn init() -> Result<(), UserError> {
         "" | "text" => builder.try_init(),
         "json" => builder.json().flatten_event(true).try_init(),
         other => {
-            return Err(UserError::new(format!(
+            return Err(ConfigError::new(format!(
                 "CLEANUP_LOG_FORMAT={other:?} is not a log format: use text or json"
             )))
         }

@@ -1,7 +1,8 @@
 //! Repository paths: what `--repository` accepts and what the registry and
 //! `/jwt/auth` need (the full path without the registry host).
 
-use crate::error::UserError;
+use crate::config::ConfigError;
+use crate::names::RepositoryPath;
 
 /// Turns a `--repository` value into the repository's full path.
 ///
@@ -13,10 +14,10 @@ pub fn normalise_repository(
     input: &str,
     root: &str,
     registry_host: Option<&str>,
-) -> Result<String, UserError> {
+) -> Result<RepositoryPath, ConfigError> {
     let trimmed = input.trim().trim_matches('/');
     if trimmed.is_empty() || trimmed == "." {
-        return Ok(root.to_string());
+        return validate(input, root.to_string());
     }
     let without_host = match registry_host {
         Some(host) if trimmed.starts_with(&format!("{host}/")) => &trimmed[host.len() + 1..],
@@ -29,7 +30,7 @@ pub fn normalise_repository(
     // A first segment that looks like a host (has a dot or a port) is another registry.
     let first = path.split('/').next().unwrap_or_default();
     if path.contains('/') && (first.contains(':') || first.contains('.')) && first != "." {
-        return Err(UserError::new(format!(
+        return Err(ConfigError::new(format!(
             "--repository {input:?} names a repository on another registry ({first}); give a path relative to the project (e.g. api) or the full path {root}/…"
         )));
     }
@@ -37,22 +38,12 @@ pub fn normalise_repository(
     validate(input, format!("{root}/{relative}"))
 }
 
-fn validate(input: &str, path: String) -> Result<String, UserError> {
-    let valid_segment = |segment: &str| {
-        !segment.is_empty()
-            && segment != "."
-            && segment != ".."
-            && segment
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-    };
-    if path.split('/').all(valid_segment) {
-        Ok(path)
-    } else {
-        Err(UserError::new(format!(
-            "--repository {input:?} is not a valid repository path: use lower-case letters, digits, '.', '_', '-' separated by '/', e.g. api or tools/builder"
-        )))
-    }
+fn validate(input: &str, path: String) -> Result<RepositoryPath, ConfigError> {
+    RepositoryPath::parse(&path).map_err(|_| {
+        ConfigError::new(format!(
+            "--repository {input:?} is not a valid repository path ({path}): use lower-case letters, digits, '.', '_', '-' in '/'-separated segments that start and end with a letter or digit, e.g. api or tools/builder"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -82,7 +73,9 @@ mod tests {
             ("registry.example.com:5050/group/project", "group/project"),
         ] {
             assert_eq!(
-                normalise_repository(input, ROOT, HOST).expect(input),
+                normalise_repository(input, ROOT, HOST)
+                    .expect(input)
+                    .as_str(),
                 expected,
                 "{input:?}"
             );
@@ -98,6 +91,9 @@ mod tests {
             "api//x",
             "api:latest",
             "a b",
+            ".x",
+            "group/project/.x",
+            "api-",
         ] {
             let err = normalise_repository(input, ROOT, HOST).expect_err(input);
             assert!(err.0.contains("--repository"), "{input}: {err}");

@@ -1,9 +1,7 @@
-//! The planner: a pure function (policy, repository, tags, now) → plan.
-//!
-//! CONTRACT (other modules rely on exactly this public API):
-//! `plan_repository(&Policy, repository_path, &[Tag], now) -> RepositoryPlan`,
-//! `RepositoryPlan { path, protected, delete, keep }`, `PlannedDeletion { tag, rule }`,
-//! `KeptTag { tag, reason }`, `KeepReason`, and `RepositoryPlan::to_report()`.
+//! The planner: a pure function (policy, repository, tags, now) → plan. No
+//! I/O, no clock, and no knowledge of how a plan is carried out or
+//! reported: the executor takes [`RepositoryPlan::delete`], the report is
+//! built from the plan and the executor's outcomes.
 //!
 //! It follows the five steps of the specification literally (see
 //! `docs/policy.md`): protected tags first, then applicable rules in file
@@ -18,13 +16,13 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
-use crate::inventory::Tag;
+use crate::model::Tag;
+use crate::names::RepositoryPath;
 use crate::policy::{Policy, Rule};
-use crate::report::{DeletedTag, RepositoryReport};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoryPlan {
-    pub path: String,
+    pub path: RepositoryPath,
     pub protected: Vec<Tag>,
     pub delete: Vec<PlannedDeletion>,
     pub keep: Vec<KeptTag>,
@@ -56,19 +54,6 @@ pub enum KeepReason {
     Undated { rule: String },
 }
 
-impl KeepReason {
-    /// The rule that decided to keep the tag, if one did.
-    pub fn rule(&self) -> Option<&str> {
-        match self {
-            KeepReason::Unclaimed => None,
-            KeepReason::KeepPattern { rule }
-            | KeepReason::KeepN { rule }
-            | KeepReason::TooNew { rule }
-            | KeepReason::Undated { rule } => Some(rule),
-        }
-    }
-}
-
 impl std::fmt::Display for KeepReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -88,32 +73,50 @@ impl RepositoryPlan {
         self.protected.len() + self.delete.len() + self.keep.len()
     }
 
-    /// The report entry for this plan before anything was attempted: every
-    /// planned deletion is listed under `deleted` (what a dry run reports).
-    pub fn to_report(&self) -> RepositoryReport {
-        let mut report = RepositoryReport::new(&self.path);
-        report.tags = self.total();
-        report.deleted = self
-            .delete
-            .iter()
-            .map(|deletion| DeletedTag {
-                tag: deletion.tag.name.clone(),
-                digest: deletion.tag.digest.clone(),
-                created_at: deletion.tag.created_at,
-                rule: Some(deletion.rule.clone()),
-            })
-            .collect();
-        report.kept = self.keep.len();
-        report.protected = self.protected.len();
-        report
+    /// What the summary should shout about: a plan that leaves nothing.
+    pub fn warnings(&self) -> Vec<String> {
+        if !self.delete.is_empty() && self.keep.is_empty() && self.protected.is_empty() {
+            vec![format!(
+                "the plan deletes every tag of {} ({}): none is left",
+                self.path,
+                self.delete.len()
+            )]
+        } else {
+            Vec::new()
+        }
     }
+
+    /// What carrying out and reporting the plan needs, once the listed tags
+    /// can go: a run holds this for every repository until it deletes, so
+    /// what it holds grows with the tags it deletes, not the tags it lists.
+    pub fn into_outline(self) -> PlanOutline {
+        PlanOutline {
+            tags: self.total(),
+            kept: self.keep.len(),
+            protected: self.protected.len(),
+            warnings: self.warnings(),
+            path: self.path,
+            delete: self.delete,
+        }
+    }
+}
+
+/// A plan's deletions and counts, without the kept tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOutline {
+    pub path: RepositoryPath,
+    pub tags: usize,
+    pub kept: usize,
+    pub protected: usize,
+    pub delete: Vec<PlannedDeletion>,
+    pub warnings: Vec<String>,
 }
 
 /// Plans one repository. `repository` is its full path (`group/project/api`),
 /// which the rules' `repositories` patterns are matched against.
 pub fn plan_repository(
     policy: &Policy,
-    repository: &str,
+    repository: &RepositoryPath,
     tags: &[Tag],
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
@@ -151,7 +154,7 @@ pub fn plan_repository(
     delete.sort_by(|a, b| by_name(&a.tag, &b.tag));
     keep.sort_by(|a, b| by_name(&a.tag, &b.tag));
     RepositoryPlan {
-        path: repository.to_string(),
+        path: repository.clone(),
         protected,
         delete,
         keep,
@@ -242,7 +245,12 @@ mod tests {
     use proptest::strategy::ValueTree;
 
     use super::*;
+    use crate::names::{Digest, TagName};
     use crate::policy::{Pattern, PolicyDuration};
+
+    fn repo(path: &str) -> RepositoryPath {
+        RepositoryPath::parse(path).expect("test repository path")
+    }
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
@@ -270,8 +278,8 @@ mod tests {
             text.parse::<DateTime<Utc>>().expect("test date")
         });
         Tag {
-            name: name.to_string(),
-            digest: Some(format!("sha256:{name}")),
+            name: TagName::parse(name).expect("test tag name"),
+            digest: Some(Digest::of(name.as_bytes())),
             created_at,
             protected,
         }
@@ -307,7 +315,7 @@ mod tests {
     fn run(case: &Case) {
         let policy = policy(case.policy);
         let tags: Vec<Tag> = case.tags.iter().map(|spec| tag(spec)).collect();
-        let plan = plan_repository(&policy, case.repository, &tags, now());
+        let plan = plan_repository(&policy, &repo(case.repository), &tags, now());
         let protected: Vec<&str> = plan.protected.iter().map(|t| t.name.as_str()).collect();
         let delete: Vec<(&str, &str)> = plan
             .delete
@@ -317,7 +325,7 @@ mod tests {
         let keep: Vec<(String, String)> = plan
             .keep
             .iter()
-            .map(|k| (k.tag.name.clone(), reason_code(&k.reason)))
+            .map(|k| (k.tag.name.to_string(), reason_code(&k.reason)))
             .collect();
         let expected_keep: Vec<(String, String)> = case
             .keep
@@ -622,7 +630,7 @@ mod tests {
         .iter()
         .map(|spec| tag(spec))
         .collect();
-        let plan = plan_repository(&policy, DEFAULT_REPO, &tags, now());
+        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, now());
         let deleted: Vec<(&str, &str)> = plan
             .delete
             .iter()
@@ -632,52 +640,31 @@ mod tests {
     }
 
     #[test]
-    fn report_counts_and_lists_deletions() {
-        let policy = policy(ALL);
-        let tags = vec![tag("latest@2026-01-01"), tag("main@2026-01-02")];
-        let report = plan_repository(&policy, "g/p/api", &tags, now()).to_report();
-        assert_eq!(report.path, "g/p/api");
-        assert_eq!(report.tags, 2);
-        assert_eq!(report.kept, 0);
-        assert_eq!(report.protected, 1);
-        assert_eq!(
-            report.deleted,
-            [DeletedTag {
-                tag: "main".into(),
-                digest: Some("sha256:main".into()),
-                created_at: tags[1].created_at,
-                rule: Some("all".into()),
-            }]
-        );
-        assert!(report.failed.is_empty() && report.skipped.is_empty());
-        assert!(report.already_absent.is_empty() && report.warnings.is_empty());
-    }
-
-    #[test]
     fn duplicate_names_plan_the_same_in_any_order() {
         // An inventory never lists a name twice, but a live listing might race
         // with a push; the outcome must still not depend on the order.
         let policy = policy("rules: [{name: r, delete: '.*', keep_n: 1}]");
         let mut first = tag("a@2026-01-01");
-        first.digest = Some("sha256:1".into());
+        first.digest = Some(Digest::of(b"1"));
         let mut second = first.clone();
-        second.digest = Some("sha256:2".into());
+        second.digest = Some(Digest::of(b"2"));
         let forward = plan_repository(
             &policy,
-            DEFAULT_REPO,
+            &repo(DEFAULT_REPO),
             &[first.clone(), second.clone()],
             now(),
         );
-        let backward = plan_repository(&policy, DEFAULT_REPO, &[second, first], now());
+        let backward = plan_repository(&policy, &repo(DEFAULT_REPO), &[second, first], now());
         assert_eq!(forward, backward);
-        assert_eq!(forward.keep[0].tag.digest.as_deref(), Some("sha256:1"));
+        assert_eq!(forward.keep[0].tag.digest, Some(Digest::of(b"1")));
     }
 
     #[test]
     fn empty_repository() {
-        let plan = plan_repository(&policy(ALL), DEFAULT_REPO, &[], now());
+        let plan = plan_repository(&policy(ALL), &repo(DEFAULT_REPO), &[], now());
         assert_eq!(plan.total(), 0);
-        assert_eq!(plan.to_report().tags, 0);
+        assert!(plan.warnings().is_empty());
+        assert_eq!(plan.into_outline().tags, 0);
     }
 
     // ---- property tests ---------------------------------------------------
@@ -718,8 +705,8 @@ mod tests {
             for (prefix, suffix, day, digest, protected) in raw {
                 let name = format!("{}{}", NAME_PREFIXES[prefix], suffix);
                 let tag = Tag {
-                    name: name.clone(),
-                    digest: Some(format!("sha256:{digest}")),
+                    name: TagName::parse(&name).expect("test tag name"),
+                    digest: Some(Digest::of(&[digest])),
                     created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
                     protected,
                 };
@@ -776,24 +763,24 @@ mod tests {
             })
     }
 
-    fn any_repository() -> impl Strategy<Value = &'static str> {
-        proptest::sample::select(REPOSITORY_PATHS)
+    fn any_repository() -> impl Strategy<Value = RepositoryPath> {
+        proptest::sample::select(REPOSITORY_PATHS).prop_map(repo)
     }
 
     /// The outcome of one tag, as a comparable value.
     fn outcomes(plan: &RepositoryPlan) -> BTreeMap<String, String> {
         let mut outcomes = BTreeMap::new();
         for tag in &plan.protected {
-            outcomes.insert(tag.name.clone(), "protected".to_string());
+            outcomes.insert(tag.name.to_string(), "protected".to_string());
         }
         for deletion in &plan.delete {
             outcomes.insert(
-                deletion.tag.name.clone(),
+                deletion.tag.name.to_string(),
                 format!("delete:{}", deletion.rule),
             );
         }
         for kept in &plan.keep {
-            outcomes.insert(kept.tag.name.clone(), reason_code(&kept.reason));
+            outcomes.insert(kept.tag.name.to_string(), reason_code(&kept.reason));
         }
         outcomes
     }
@@ -814,7 +801,7 @@ mod tests {
 
         #[test]
         fn every_tag_appears_exactly_once(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
-            let plan = plan_repository(&policy, repository, &tags, now());
+            let plan = plan_repository(&policy, &repository, &tags, now());
             let mut seen: Vec<Tag> = plan.protected.clone();
             seen.extend(plan.delete.iter().map(|d| d.tag.clone()));
             seen.extend(plan.keep.iter().map(|k| k.tag.clone()));
@@ -826,13 +813,13 @@ mod tests {
 
         #[test]
         fn nothing_protected_or_kept_by_pattern_is_deleted(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
-            let plan = plan_repository(&policy, repository, &tags, now());
+            let plan = plan_repository(&policy, &repository, &tags, now());
             for deletion in &plan.delete {
                 let tag = &deletion.tag;
                 prop_assert!(!tag.protected, "{} is protected in the inventory", tag.name);
                 prop_assert!(!policy.is_protected(&tag.name), "{} is protected by the policy", tag.name);
                 prop_assert!(!(policy.protect_latest && tag.name == "latest"));
-                let rule = claiming_rule(&policy, repository, tag);
+                let rule = claiming_rule(&policy, &repository, tag);
                 prop_assert!(rule.is_some(), "{} deleted but unclaimed", tag.name);
                 let rule = rule.expect("checked");
                 prop_assert_eq!(&deletion.rule, &rule.name);
@@ -850,22 +837,22 @@ mod tests {
 
         #[test]
         fn each_rule_keeps_its_keep_n_newest_candidates(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
-            let plan = plan_repository(&policy, repository, &tags, now());
+            let plan = plan_repository(&policy, &repository, &tags, now());
             let outcomes = outcomes(&plan);
-            for rule in policy.applicable_rules(repository) {
+            for rule in policy.applicable_rules(&repository) {
                 let mut candidates: Vec<&Tag> = tags
                     .iter()
-                    .filter(|tag| claiming_rule(&policy, repository, tag).is_some_and(|r| r.name == rule.name))
+                    .filter(|tag| claiming_rule(&policy, &repository, tag).is_some_and(|r| r.name == rule.name))
                     .filter(|tag| !rule.keep.as_ref().is_some_and(|keep| keep.is_match(&tag.name)))
                     .collect();
                 candidates.sort_by(|a, b| newest_first(a, b));
                 let kept = candidates
                     .iter()
-                    .filter(|tag| !outcomes[&tag.name].starts_with("delete:"))
+                    .filter(|tag| !outcomes[tag.name.as_str()].starts_with("delete:"))
                     .count();
                 prop_assert!(kept >= rule.keep_n.min(candidates.len()));
                 for tag in candidates.iter().take(rule.keep_n) {
-                    prop_assert_eq!(&outcomes[&tag.name], &format!("keep_n:{}", rule.name));
+                    prop_assert_eq!(&outcomes[tag.name.as_str()], &format!("keep_n:{}", rule.name));
                 }
                 // Newest first really is newest first.
                 for pair in candidates.windows(2) {
@@ -886,9 +873,9 @@ mod tests {
             repository in any_repository(),
             (tags, shuffled) in any_tags().prop_flat_map(|tags| (Just(tags.clone()), Just(tags).prop_shuffle())),
         ) {
-            let plan = plan_repository(&policy, repository, &tags, now());
-            prop_assert_eq!(&plan, &plan_repository(&policy, repository, &tags, now()));
-            prop_assert_eq!(&plan, &plan_repository(&policy, repository, &shuffled, now()));
+            let plan = plan_repository(&policy, &repository, &tags, now());
+            prop_assert_eq!(&plan, &plan_repository(&policy, &repository, &tags, now()));
+            prop_assert_eq!(&plan, &plan_repository(&policy, &repository, &shuffled, now()));
             let names = |list: Vec<&str>| list.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes());
             prop_assert!(names(plan.protected.iter().map(|t| t.name.as_str()).collect()));
             prop_assert!(names(plan.delete.iter().map(|d| d.tag.name.as_str()).collect()));
@@ -904,16 +891,16 @@ mod tests {
         ) {
             let mut extended = policy.clone();
             extended.rules.extend(extra);
-            let before = outcomes(&plan_repository(&policy, repository, &tags, now()));
-            let after = outcomes(&plan_repository(&extended, repository, &tags, now()));
+            let before = outcomes(&plan_repository(&policy, &repository, &tags, now()));
+            let after = outcomes(&plan_repository(&extended, &repository, &tags, now()));
             for tag in &tags {
-                let claimed_before = claiming_rule(&policy, repository, tag);
+                let claimed_before = claiming_rule(&policy, &repository, tag);
                 if claimed_before.is_some() || tag.protected || policy.is_protected(&tag.name) {
-                    prop_assert_eq!(&before[&tag.name], &after[&tag.name], "{}", tag.name);
+                    prop_assert_eq!(&before[tag.name.as_str()], &after[tag.name.as_str()], "{}", tag.name);
                 }
                 // And every decision names the claiming rule.
-                let claimer = claiming_rule(&extended, repository, tag).map(|rule| rule.name.clone());
-                let decided_by = after[&tag.name].split_once(':').map(|(_, rule)| rule.to_string());
+                let claimer = claiming_rule(&extended, &repository, tag).map(|rule| rule.name.clone());
+                let decided_by = after[tag.name.as_str()].split_once(':').map(|(_, rule)| rule.to_string());
                 prop_assert_eq!(claimer, decided_by, "{}", tag.name);
             }
         }

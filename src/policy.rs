@@ -50,6 +50,12 @@ pub struct PolicyError {
     pub message: String,
 }
 
+impl crate::error::ExitCode for PolicyError {
+    fn exit_code(&self) -> crate::error::Exit {
+        crate::error::Exit::Usage
+    }
+}
+
 impl PolicyError {
     fn new(message: impl Into<String>) -> Self {
         PolicyError {

@@ -1,14 +1,38 @@
 //! The JSON report (`--report FILE`) and the human summary on stdout.
 //!
-//! `plan`, `run` and `delete` all produce a [`Report`]; the summary lines are
-//! derived from it so the two can never disagree.
+//! `plan`, `run` and `delete` all produce a [`Report`], built from what was
+//! planned and what the executor says happened to each planned deletion;
+//! the summary lines are derived from it so the two can never disagree.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::deleter::Outcome;
+use crate::error::{Exit, ExitCode};
+use crate::planner::{PlanOutline, PlannedDeletion};
+
+/// Why the report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("serialising the report: {0}")]
+    Serialise(#[from] serde_json::Error),
+    #[error("writing the report to {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ExitCode for ReportError {
+    /// The deletions are done by then: the run happened, its record failed.
+    fn exit_code(&self) -> Exit {
+        Exit::Failed
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -46,6 +70,17 @@ pub struct DeletedTag {
     pub digest: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
     pub rule: Option<String>,
+}
+
+impl DeletedTag {
+    pub fn planned(deletion: &PlannedDeletion) -> Self {
+        DeletedTag {
+            tag: deletion.tag.name.to_string(),
+            digest: deletion.tag.digest.as_ref().map(ToString::to_string),
+            created_at: deletion.tag.created_at,
+            rule: Some(deletion.rule.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,10 +149,12 @@ impl Report {
         self.totals.failed > 0 || self.repositories.iter().any(|r| r.error.is_some())
     }
 
-    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_string_pretty(self).context("serialising the report")?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("writing the report to {}", path.display()))
+    pub fn write(&self, path: &Path) -> Result<(), ReportError> {
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, json + "\n").map_err(|source| ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// The per-repository lines and the total, as printed on stdout.
@@ -160,6 +197,48 @@ impl RepositoryReport {
         RepositoryReport {
             path: path.to_string(),
             ..RepositoryReport::default()
+        }
+    }
+
+    /// A repository's entry from its plan and, where the deletions were
+    /// attempted, their outcomes, aligned with `plan.delete` (`None`: a dry
+    /// run, every planned deletion is listed as what would be deleted).
+    pub fn from_plan(plan: &PlanOutline, outcomes: Option<&[Outcome]>) -> Self {
+        let mut report = RepositoryReport::new(&plan.path);
+        report.tags = plan.tags;
+        report.kept = plan.kept;
+        report.protected = plan.protected;
+        report.warnings.clone_from(&plan.warnings);
+        match outcomes {
+            None => {
+                for deletion in &plan.delete {
+                    report.record(DeletedTag::planned(deletion), None);
+                }
+            }
+            Some(outcomes) => {
+                debug_assert_eq!(outcomes.len(), plan.delete.len());
+                for (deletion, outcome) in plan.delete.iter().zip(outcomes) {
+                    report.record(DeletedTag::planned(deletion), Some(outcome));
+                }
+            }
+        }
+        report
+    }
+
+    /// Files one planned deletion under what happened to it (`None`: not
+    /// attempted, as in a dry run: listed as deleted).
+    pub fn record(&mut self, entry: DeletedTag, outcome: Option<&Outcome>) {
+        match outcome {
+            None | Some(Outcome::Deleted) => self.deleted.push(entry),
+            Some(Outcome::AlreadyAbsent) => self.already_absent.push(AbsentTag { tag: entry.tag }),
+            Some(Outcome::Skipped(reason)) => self.skipped.push(SkippedTag {
+                tag: entry.tag,
+                reason: reason.clone(),
+            }),
+            Some(Outcome::Failed(error)) => self.failed.push(FailedTag {
+                tag: entry.tag,
+                error: error.clone(),
+            }),
         }
     }
 

@@ -471,3 +471,93 @@ fn a_lost_rest_answer_followed_by_403_is_reported_as_deleted() {
     );
     assert_eq!(names(&emulator, ROOT), vec!["main"]);
 }
+
+/// Names are parsed once, at the edge: every bad one is refused with exit 2
+/// before the first request, whichever layer would have noticed it later.
+/// (An upper-case digest and a `.x` path segment once got past one check to
+/// fail another, the path after two requests with exit 1.)
+#[test]
+fn every_bad_name_exits_2_before_the_first_request() {
+    let upper_case_digest = format!("sha256:{}", "AB".repeat(32));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["delete", &upper_case_digest], "is not a digest"),
+        (vec!["delete", "sha256:abc"], "is not a digest"),
+        (vec!["delete", "../x"], "is not a tag name"),
+        (vec!["delete", ".hidden"], "is not a tag name"),
+        (
+            vec!["delete", "--repository", "group/project/.x", "mr-1"],
+            "not a valid repository path",
+        ),
+        (
+            vec!["delete", "--repository", ".x", "mr-1"],
+            "not a valid repository path",
+        ),
+        (
+            vec!["delete", "--repository", "api-", "mr-1"],
+            "not a valid repository path",
+        ),
+        (
+            vec![
+                "delete",
+                "--dry-run",
+                "--repository",
+                "group/project/x.",
+                "mr-1",
+            ],
+            "not a valid repository path",
+        ),
+        (
+            vec!["inventory", "--repository", "group/project/.x"],
+            "not a valid repository path",
+        ),
+    ];
+    for (args, message) in cases {
+        let emulator = emulator(Config::default());
+        emulator.add_tags(ROOT, [tag("mr-1")]);
+        let out = run(&emulator.ci_env(), &args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.all());
+        assert!(out.stderr.contains(message), "{args:?}: {}", out.all());
+        assert!(
+            emulator.requests().is_empty(),
+            "{args:?}: {} requests before the name was refused",
+            emulator.requests().len()
+        );
+    }
+}
+
+/// `delete` ends like `run`: per-repository summary lines from the report,
+/// then the total, so the summary and the report cannot disagree.
+#[test]
+fn delete_summary_comes_from_its_report() {
+    let emulator = emulator(Config::default());
+    emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "delete",
+            "--report",
+            report.to_str().expect("utf-8"),
+            "mr-1",
+            "gone",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert_eq!(json["totals"]["deleted"], 1);
+    assert_eq!(json["totals"]["already_absent"], 1);
+    assert!(
+        out.stdout
+            .contains("group/project: 2 tags, 1 deleted, 0 kept, 0 protected, 1 already absent"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.lines().last().is_some_and(|line| line
+            == "total: 1 repositories, 2 tags, 1 deleted, 0 kept, 0 protected, 1 already absent"),
+        "{}",
+        out.all()
+    );
+}

@@ -114,10 +114,10 @@ fn expected_survivors(
         let survivors = repository
             .tags
             .iter()
-            .map(|t| t.name.clone())
+            .map(|t| t.name.to_string())
             .filter(|n| !deleted.contains(n.as_str()))
             .collect();
-        expected.insert(repository.path.clone(), survivors);
+        expected.insert(repository.path.to_string(), survivors);
     }
     expected
 }

@@ -11,8 +11,9 @@ use registry_cleanup::auth::{decode_claims, parse_challenge, Claims};
 use registry_cleanup::config::join_path;
 use registry_cleanup::http::server_delay;
 use registry_cleanup::links::parse_link_header;
+use registry_cleanup::names::{RepositoryPath, TagName};
 use registry_cleanup::policy::{parse_duration, Policy};
-use registry_cleanup::registry::{encode_segment, is_valid_repository_path, is_valid_tag_name};
+use registry_cleanup::registry::encode_segment;
 use reqwest::header::{HeaderMap, HeaderValue};
 
 fn config() -> ProptestConfig {
@@ -212,14 +213,14 @@ proptest! {
         let base = url::Url::parse("https://registry.example.com").map_err(|e| TestCaseError::fail(e.to_string()))?;
         let encoded = encode_segment(&name);
         let url = join_path(&base, &format!("v2/group/project/manifests/{encoded}"));
-        if is_valid_tag_name(&name) {
+        if TagName::parse(&name).is_ok() {
             prop_assert_eq!(url.path(), format!("/v2/group/project/manifests/{encoded}"));
         }
     }
 
     #[test]
     fn valid_repository_paths_keep_their_segments(path in "[a-z0-9._/-]{0,30}") {
-        if is_valid_repository_path(&path) {
+        if RepositoryPath::parse(&path).is_ok() {
             let base = url::Url::parse("https://registry.example.com").map_err(|e| TestCaseError::fail(e.to_string()))?;
             let url = join_path(&base, &format!("v2/{path}/tags/list"));
             prop_assert_eq!(url.path(), format!("/v2/{path}/tags/list"));

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use registry_cleanup::inventory::Inventory;
 use registry_cleanup::planner::plan_repository;
 use registry_cleanup::policy::Policy;
-use registry_cleanup::report::Report;
+use registry_cleanup::report::{Report, RepositoryReport};
 
 const NOW: &str = "2026-11-01T00:00:00Z";
 
@@ -25,10 +25,10 @@ fn examples_report() -> (Policy, Report) {
     let policy = Policy::load(&path("examples/policy.yml")).expect("example policy");
     let inventory = Inventory::load(&path("examples/inventory.json")).expect("example inventory");
     let now: DateTime<Utc> = NOW.parse().expect("now");
-    let mut report = Report::new("plan", true);
+    let mut report = Report::new("client", true);
     for repository in &inventory.repositories {
         let plan = plan_repository(&policy, &repository.path, &repository.tags, now);
-        report.push(plan.to_report());
+        report.push(RepositoryReport::from_plan(&plan.into_outline(), None));
     }
     (policy, report)
 }

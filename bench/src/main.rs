@@ -24,7 +24,9 @@ use chrono::{Duration, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use registry_cleanup::inventory::{Inventory, InventoryRepository, Tag};
+use registry_cleanup::inventory::{Inventory, InventoryRepository};
+use registry_cleanup::model::Tag;
+use registry_cleanup::names::{Digest, RepositoryPath, TagName};
 use registry_cleanup::planner::plan_repository;
 use registry_cleanup::policy::Policy;
 
@@ -130,7 +132,7 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
     let mut counter = 0u64;
     let mut digest = || {
         counter += 1;
-        digests.then(|| format!("sha256:{counter:064x}"))
+        digests.then(|| Digest::parse(&format!("sha256:{counter:064x}")).expect("digest"))
     };
     let now = Utc::now();
     let per_repository = total / repositories;
@@ -142,13 +144,13 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                 format!("{PROJECT}/service-{r}")
             };
             let mut tags = vec![Tag {
-                name: "latest".into(),
+                name: tag_name("latest"),
                 digest: digest(),
                 created_at: Some(now - Duration::hours(1)),
                 protected: false,
             }];
             tags.extend((0..5).map(|i| Tag {
-                name: format!("v1.0.{i}"),
+                name: tag_name(&format!("v1.0.{i}")),
                 digest: digest(),
                 created_at: Some(now - Duration::days(400 - i)),
                 protected: false,
@@ -162,14 +164,14 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                     Duration::days(60) + Duration::minutes(i as i64)
                 };
                 Tag {
-                    name: format!("build-{i:06}"),
+                    name: tag_name(&format!("build-{i:06}")),
                     digest: digest(),
                     created_at: Some(now - age),
                     protected: false,
                 }
             }));
             InventoryRepository {
-                path,
+                path: RepositoryPath::parse(&path).expect("benchmark repository path"),
                 id: Some(r as u64 + 1),
                 tags,
             }
@@ -691,6 +693,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn tag_name(name: &str) -> TagName {
+    TagName::parse(name).expect("benchmark tag name")
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! `registry-cleanup check`: validate the policy and say what it does.
 
-use super::load_policy;
-use crate::cli::CheckArgs;
-use crate::config::CleanupEnv;
 use crate::error::Exit;
+use crate::options::CheckOptions;
+use crate::policy::Policy;
 
-pub fn check(args: CheckArgs, env: &CleanupEnv) -> anyhow::Result<Exit> {
-    let (path, policy) = load_policy(args.policy, env)?;
+pub fn check(options: CheckOptions) -> anyhow::Result<Exit> {
+    let path = options.policy;
+    let policy = Policy::load(&path)?;
     println!(
         "{}: valid, {} rule{}",
         path.display(),

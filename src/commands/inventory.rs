@@ -3,46 +3,38 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures::stream::{self, StreamExt};
 
-use super::Context;
-use crate::cli::InventoryArgs;
-use crate::config::CleanupEnv;
-use crate::error::{Exit, UserError};
+use super::Clients;
+use crate::config::ConfigError;
+use crate::error::Exit;
 use crate::inventory::{Inventory, InventoryRepository};
 use crate::listing::Lister;
+use crate::options::InventoryOptions;
 use crate::paths::normalise_repository;
 use crate::progress::Progress;
 
-pub async fn inventory(
-    args: InventoryArgs,
-    env: &CleanupEnv,
-    allow_insecure_http: bool,
-) -> anyhow::Result<Exit> {
-    let concurrency = env.concurrency(args.concurrency)?;
-    let output = args
-        .output
-        .clone()
-        .or_else(|| env.path(&env.cleanup_output));
-    let ctx = Context::from_env(allow_insecure_http, concurrency)?;
-    let gitlab = ctx.require_gitlab()?;
+pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
+    let clients = Clients::new(&options.connection)?;
+    let gitlab = clients.require_gitlab()?;
     // Bad paths are refused before any request.
     let mut wanted = Vec::new();
-    for input in &args.repositories {
+    for input in &options.repositories {
         wanted.push(normalise_repository(
             input,
-            &ctx.settings.root_repository,
-            ctx.settings.registry_host.as_deref(),
+            &clients.settings.root_repository,
+            clients.settings.registry_host.as_deref(),
         )?);
     }
     let mut repositories = gitlab
         .repositories()
         .await
-        .map_err(|err| err.context("listing the project's container repositories"))?;
+        .context("listing the project's container repositories")?;
     if !wanted.is_empty() {
         for path in &wanted {
             if !repositories.iter().any(|r| &r.path == path) {
-                return Err(UserError::new(format!(
+                return Err(ConfigError::new(format!(
                     "--repository {path}: the project has no such container repository (it has: {})",
                     repositories.iter().map(|r| r.path.as_str()).collect::<Vec<_>>().join(", ")
                 ))
@@ -60,7 +52,7 @@ pub async fn inventory(
             .sum(),
     );
     let ticker = progress.tick(Duration::from_secs(5));
-    let lister = Lister::new(&ctx.registry, &gitlab, ctx.concurrency, false);
+    let lister = Lister::new(&clients.registry, &gitlab, clients.concurrency, false);
     let listed: Vec<anyhow::Result<InventoryRepository>> = stream::iter(repositories)
         .map(|info| {
             let (lister, progress) = (&lister, &progress);
@@ -68,7 +60,7 @@ pub async fn inventory(
                 let (mut tags, _) = lister
                     .list(&info, true, progress)
                     .await
-                    .map_err(|err| err.context(format!("listing the tags of {}", info.path)))?;
+                    .with_context(|| format!("listing the tags of {}", info.path))?;
                 tags.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(InventoryRepository {
                     path: info.path,
@@ -85,13 +77,12 @@ pub async fn inventory(
     for repository in listed {
         inventory.repositories.push(repository?);
     }
-    let json = inventory.to_json()? + "\n";
-    ctx.log_stats();
-    match output {
+    let json = inventory.to_json().context("serialising the inventory")? + "\n";
+    clients.log_stats();
+    match options.output {
         Some(path) => {
-            std::fs::write(&path, json).map_err(|err| {
-                anyhow::anyhow!("writing the inventory to {}: {err}", path.display())
-            })?;
+            std::fs::write(&path, json)
+                .with_context(|| format!("writing the inventory to {}", path.display()))?;
             let tags: usize = inventory.repositories.iter().map(|r| r.tags.len()).sum();
             println!(
                 "wrote {} repositories and {tags} tags to {}",

@@ -25,7 +25,8 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use registry_cleanup::inventory::Tag;
+use registry_cleanup::model::Tag;
+use registry_cleanup::names::{Digest, RepositoryPath, TagName};
 use registry_cleanup::planner::plan_repository;
 use registry_cleanup::policy::Policy;
 
@@ -158,14 +159,14 @@ impl Serial {
 #[derive(Deserialize)]
 struct Repository {
     id: u64,
-    path: String,
+    path: RepositoryPath,
 }
 
 #[derive(Deserialize)]
 struct Listed {
-    name: String,
+    name: TagName,
     #[serde(default)]
-    digest: Option<String>,
+    digest: Option<Digest>,
     #[serde(default)]
     created_at: Option<DateTime<Utc>>,
 }

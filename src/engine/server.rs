@@ -1,0 +1,152 @@
+//! The server engine: a policy translated into GitLab's bulk-delete API,
+//! one call per repository with its one applicable rule.
+
+use std::collections::HashMap;
+
+use crate::gitlab::{BulkDelete, GitLab, RepositoryInfo};
+use crate::policy::{Policy, PolicyError, Rule};
+use crate::report::{Report, RepositoryReport};
+
+/// The one rule each repository hands to GitLab, by repository id; more
+/// than one applicable rule is a policy error.
+pub fn rules_by_repository<'a>(
+    policy: &'a Policy,
+    origin: &str,
+    repositories: &[RepositoryInfo],
+) -> Result<HashMap<u64, &'a Rule>, PolicyError> {
+    let mut rules = HashMap::new();
+    for repository in repositories {
+        let applicable: Vec<&Rule> = policy
+            .rules
+            .iter()
+            .filter(|rule| rule.repositories.is_match(&repository.path))
+            .collect();
+        match applicable.as_slice() {
+            [] => {}
+            [rule] => {
+                rules.insert(repository.id, *rule);
+            }
+            several => {
+                let names: Vec<String> = several.iter().map(|r| format!("{:?}", r.name)).collect();
+                return Err(PolicyError {
+                    message: format!(
+                        "{origin}: repository {} has {} applicable rules ({}), but --engine server hands GitLab one rule per repository: narrow the rules' `repositories` patterns, or use --engine client",
+                        repository.path,
+                        several.len(),
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// A pattern GitLab will anchor as `\A` + pattern + `\z`: wrapped so the
+/// anchors bind every top-level alternative.
+fn anchored(patterns: &[&str]) -> String {
+    let alternatives: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+    format!("(?:{})", alternatives.join("|"))
+}
+
+/// GitLab parses `older_than` with ChronicDuration; whole units it reads the same way.
+pub fn gitlab_duration(seconds: u64) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The form parameters of the bulk-delete call for one rule.
+pub fn bulk_form(policy: &Policy, rule: &Rule) -> Vec<(String, String)> {
+    let mut form = vec![(
+        "name_regex_delete".to_string(),
+        anchored(&[rule.delete.source()]),
+    )];
+    let mut keep: Vec<&str> = rule.keep.iter().map(|k| k.source()).collect();
+    keep.extend(policy.protect.iter().map(|p| p.source()));
+    if !keep.is_empty() {
+        form.push(("name_regex_keep".to_string(), anchored(&keep)));
+    }
+    if rule.keep_n > 0 {
+        form.push(("keep_n".to_string(), rule.keep_n.to_string()));
+    }
+    if let Some(older_than) = &rule.older_than {
+        form.push((
+            "older_than".to_string(),
+            gitlab_duration(older_than.seconds),
+        ));
+    }
+    form
+}
+
+/// Sends one bulk call per repository that has a rule; GitLab's "once an
+/// hour" refusal is a warning, not a failure.
+pub async fn execute(
+    gitlab: &GitLab,
+    policy: &Policy,
+    rules: &HashMap<u64, &Rule>,
+    repositories: &[RepositoryInfo],
+) -> Report {
+    let mut report = Report::new("server", false);
+    if !policy.protect_latest {
+        tracing::warn!("protect_latest: false has no effect with --engine server: GitLab never bulk-deletes `latest`");
+    }
+    for info in repositories {
+        let mut repository = RepositoryReport::new(&info.path);
+        repository.tags = info.tags_count.unwrap_or(0) as usize;
+        let Some(rule) = rules.get(&info.id) else {
+            repository
+                .warnings
+                .push("no rule applies; no bulk call sent".into());
+            report.push(repository);
+            continue;
+        };
+        let form = bulk_form(policy, rule);
+        match gitlab.bulk_delete(info.id, &form).await {
+            Ok(BulkDelete::Accepted) => {
+                tracing::info!(repository = %info.path, rule = %rule.name, "bulk delete accepted");
+                repository.warnings.push(format!(
+                    "bulk delete for rule {:?} accepted: GitLab runs it in the background and reports nothing back",
+                    rule.name
+                ));
+            }
+            Ok(BulkDelete::AlreadyRequested(message)) => {
+                tracing::warn!(repository = %info.path, message = %message, "bulk delete not accepted");
+                repository
+                    .warnings
+                    .push(format!("GitLab did not run the bulk delete: {message}"));
+            }
+            Err(err) => {
+                repository.error = Some(format!("bulk delete failed: {err}"));
+            }
+        }
+        report.push(repository);
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchoring_binds_every_alternative() {
+        assert_eq!(anchored(&["a|b"]), "(?:(?:a|b))");
+        assert_eq!(anchored(&["keep", "v\\d+"]), "(?:(?:keep)|(?:v\\d+))");
+        let gitlab_regex =
+            regex::Regex::new(&format!("\\A{}\\z", anchored(&["a|b"]))).expect("regex");
+        assert!(gitlab_regex.is_match("a") && gitlab_regex.is_match("b"));
+        assert!(!gitlab_regex.is_match("ab") && !gitlab_regex.is_match("xb"));
+    }
+
+    #[test]
+    fn durations_in_units_gitlab_parses() {
+        assert_eq!(gitlab_duration(90 * 86_400), "90d");
+        assert_eq!(gitlab_duration(7_200), "2h");
+        assert_eq!(gitlab_duration(90), "90s");
+        assert_eq!(gitlab_duration(1_800), "30m");
+    }
+}

@@ -1,0 +1,304 @@
+//! Every command's options, resolved once: flag, else `CLEANUP_*` variable,
+//! else default. The commands receive these values and never look at the
+//! environment or the flags again, so each setting has one source of truth
+//! and each error names the flag or variable it came from.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use clap::ValueEnum;
+
+use crate::cli::{Cli, Command, CommonRunArgs, Engine};
+use crate::config::{CleanupEnv, ConfigError};
+use crate::http::RetryPolicy;
+use crate::names::Reference;
+use crate::policy::DEFAULT_POLICY_PATH;
+
+/// One command line, resolved.
+#[derive(Debug)]
+pub enum Invocation {
+    Check(CheckOptions),
+    Plan(PlanOptions),
+    Delete(DeleteOptions),
+    Run(RunOptions),
+    Inventory(InventoryOptions),
+}
+
+/// How the commands that talk to GitLab connect.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub allow_insecure_http: bool,
+    /// Requests in flight at once, in total.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug)]
+pub struct CheckOptions {
+    pub policy: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct PlanOptions {
+    pub inventory: PathBuf,
+    pub policy: PathBuf,
+    pub now: DateTime<Utc>,
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct DeleteOptions {
+    pub connection: Connection,
+    pub dry_run: bool,
+    pub report: Option<PathBuf>,
+    /// As given: relative paths are resolved against the project's root
+    /// image once the GitLab settings are known, still before any request.
+    pub repositories: Vec<String>,
+    pub all_repositories: bool,
+    pub references: Vec<Reference>,
+}
+
+#[derive(Debug)]
+pub struct RunOptions {
+    pub connection: Connection,
+    pub policy: PathBuf,
+    pub engine: Engine,
+    pub dry_run: bool,
+    pub report: Option<PathBuf>,
+    pub max_deletions: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct InventoryOptions {
+    pub connection: Connection,
+    pub repositories: Vec<String>,
+    pub output: Option<PathBuf>,
+}
+
+/// Resolves the command line against the `CLEANUP_*` variables. Nothing
+/// here touches the network; a report path that cannot be written is
+/// refused here, before anything is deleted.
+pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
+    let allow_insecure_http = cli.global.allow_insecure_http || env.allow_insecure_http()?;
+    let connection = |concurrency: Option<usize>| -> Result<Connection, ConfigError> {
+        Ok(Connection {
+            allow_insecure_http,
+            concurrency: env.concurrency(concurrency)?,
+            retry: env.retry_policy()?,
+        })
+    };
+    Ok(match cli.command {
+        Command::Check(args) => Invocation::Check(CheckOptions {
+            policy: policy_path(args.policy, env),
+        }),
+        Command::Plan(args) => {
+            let report = report_path(args.report, env)?;
+            let inventory = args
+                .inventory
+                .or_else(|| env.path(&env.cleanup_inventory))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "plan needs an inventory: pass --inventory FILE (write one with `registry-cleanup inventory --output FILE`, or try examples/inventory.json)",
+                    )
+                })?;
+            let now = match (&args.now, env.string(&env.cleanup_now)) {
+                (Some(text), _) => parse_now("--now", text)?,
+                (None, Some(text)) => parse_now("CLEANUP_NOW", &text)?,
+                (None, None) => Utc::now(),
+            };
+            Invocation::Plan(PlanOptions {
+                inventory,
+                policy: policy_path(args.policy, env),
+                now,
+                report,
+            })
+        }
+        Command::Delete(args) => {
+            let report = report_path(args.common.report.clone(), env)?;
+            let (dry_run, connection) = common(&args.common, env, connection)?;
+            let references = args
+                .refs
+                .iter()
+                .map(|text| {
+                    Reference::parse(text).map_err(|err| {
+                        ConfigError::new(format!("REF {err} (or give a sha256: digest)"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Invocation::Delete(DeleteOptions {
+                connection,
+                dry_run,
+                report,
+                repositories: args.repositories,
+                all_repositories: args.all_repositories,
+                references,
+            })
+        }
+        Command::Run(args) => {
+            let report = report_path(args.common.report.clone(), env)?;
+            let (dry_run, connection) = common(&args.common, env, connection)?;
+            let max_deletions = env.max_deletions(args.max_deletions)?;
+            let engine = match args.engine {
+                Some(engine) => engine,
+                None => match env.string(&env.cleanup_engine) {
+                    None => Engine::Client,
+                    Some(text) => <Engine as ValueEnum>::from_str(&text, false).map_err(|_| {
+                        ConfigError::new(format!(
+                            "CLEANUP_ENGINE={text:?} is not an engine: use {}",
+                            Engine::value_variants()
+                                .iter()
+                                .map(|engine| engine.name())
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        ))
+                    })?,
+                },
+            };
+            Invocation::Run(RunOptions {
+                connection,
+                policy: policy_path(args.policy, env),
+                engine,
+                dry_run,
+                report,
+                max_deletions,
+            })
+        }
+        Command::Inventory(args) => Invocation::Inventory(InventoryOptions {
+            connection: connection(args.concurrency)?,
+            repositories: args.repositories,
+            output: args.output.or_else(|| env.path(&env.cleanup_output)),
+        }),
+    })
+}
+
+fn common(
+    args: &CommonRunArgs,
+    env: &CleanupEnv,
+    connection: impl Fn(Option<usize>) -> Result<Connection, ConfigError>,
+) -> Result<(bool, Connection), ConfigError> {
+    let dry_run = args.dry_run || env.dry_run()?;
+    Ok((dry_run, connection(args.concurrency)?))
+}
+
+/// `--policy`, else `CLEANUP_POLICY`, else the default path.
+fn policy_path(flag: Option<PathBuf>, env: &CleanupEnv) -> PathBuf {
+    flag.or_else(|| env.path(&env.cleanup_policy))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_PATH))
+}
+
+/// `--report`, else `CLEANUP_REPORT`; refused (exit 2) unless it can be written.
+fn report_path(flag: Option<PathBuf>, env: &CleanupEnv) -> Result<Option<PathBuf>, ConfigError> {
+    let (path, name) = match flag {
+        Some(path) => (path, "--report"),
+        None => match env.path(&env.cleanup_report) {
+            Some(path) => (path, "CLEANUP_REPORT"),
+            None => return Ok(None),
+        },
+    };
+    check_writable(&path, name)?;
+    Ok(Some(path))
+}
+
+/// Fails unless `path` can be written: an existing file opened for
+/// appending (nothing truncated), or a new file created and removed again.
+fn check_writable(path: &Path, name: &str) -> Result<(), ConfigError> {
+    use std::fs::OpenOptions;
+    let outcome = if path.exists() {
+        OpenOptions::new().append(true).open(path).map(drop)
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|_| std::fs::remove_file(path))
+    };
+    outcome.map_err(|err| {
+        ConfigError::new(format!(
+            "{name} {}: the report cannot be written there ({err}); nothing was done. Choose a file in an existing, writable directory",
+            path.display()
+        ))
+    })
+}
+
+fn parse_now(name: &str, text: &str) -> Result<DateTime<Utc>, ConfigError> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|err| {
+            ConfigError::new(format!(
+                "{name} {text:?} is not an RFC 3339 time ({err}): use e.g. 2026-11-01T00:00:00Z"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn resolve_with(args: &[&str], vars: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("registry-cleanup").chain(args.iter().copied()))
+                .expect("valid command line");
+        let env = CleanupEnv::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .expect("valid variables");
+        resolve(cli, &env)
+    }
+
+    #[test]
+    fn a_flag_wins_over_its_variable() {
+        let Ok(Invocation::Run(run)) = resolve_with(
+            &[
+                "run",
+                "--engine",
+                "client",
+                "--concurrency",
+                "3",
+                "--policy",
+                "p.yml",
+            ],
+            &[
+                ("CLEANUP_ENGINE", "server"),
+                ("CLEANUP_CONCURRENCY", "9"),
+                ("CLEANUP_POLICY", "q.yml"),
+            ],
+        ) else {
+            panic!("run options")
+        };
+        assert_eq!(run.engine, Engine::Client);
+        assert_eq!(run.connection.concurrency, 3);
+        assert_eq!(run.policy, PathBuf::from("p.yml"));
+    }
+
+    #[test]
+    fn variables_fill_what_flags_leave() {
+        let Ok(Invocation::Run(run)) = resolve_with(
+            &["run"],
+            &[
+                ("CLEANUP_ENGINE", "server"),
+                ("CLEANUP_DRY_RUN", "true"),
+                ("CLEANUP_MAX_DELETIONS", "5"),
+            ],
+        ) else {
+            panic!("run options")
+        };
+        assert_eq!(run.engine, Engine::Server);
+        assert!(run.dry_run);
+        assert_eq!(run.max_deletions, Some(5));
+        assert_eq!(run.policy, PathBuf::from(DEFAULT_POLICY_PATH));
+    }
+
+    #[test]
+    fn errors_name_their_source() {
+        let err = resolve_with(&["run"], &[("CLEANUP_ENGINE", "cloud")]).expect_err("bad engine");
+        assert!(resolve_with(&["run"], &[("CLEANUP_ENGINE", "Client")]).is_err());
+        assert!(
+            err.0.contains("CLEANUP_ENGINE=\"cloud\"") && err.0.contains("client or server"),
+            "{err}"
+        );
+        let err = resolve_with(&["delete", "sha256:ABC"], &[]).expect_err("bad digest");
+        assert!(err.0.starts_with("REF \"sha256:ABC\""), "{err}");
+        let err = resolve_with(&["plan"], &[]).expect_err("no inventory");
+        assert!(err.0.contains("--inventory"), "{err}");
+    }
+}
