@@ -42,6 +42,7 @@ mod server;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -368,6 +369,10 @@ pub struct Emulator {
 
 pub(crate) struct Shared {
     pub(crate) state: Mutex<model::State>,
+    /// Requests being handled right now, on either origin (control
+    /// endpoints excluded), and the most there have been at once.
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) max_in_flight: AtomicUsize,
 }
 
 impl Shared {
@@ -376,6 +381,16 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Forgets the requests recorded so far, and the peak of requests in
+    /// flight (down to those in flight now).
+    pub(crate) fn reset_requests(&self) {
+        let mut state = self.lock();
+        state.requests.clear();
+        state.bulk_calls.clear();
+        self.max_in_flight
+            .store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 }
 
@@ -420,6 +435,8 @@ impl Emulator {
         let state = model::State::new(config, gitlab_url.clone(), registry_host.clone())?;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         for listener in [Some(&gitlab_listener), registry_listener.as_ref()]
             .into_iter()
@@ -628,11 +645,19 @@ impl Emulator {
         self.shared.lock().bulk_calls.clone()
     }
 
-    /// Forgets recorded requests and bulk calls (not the hourly bulk-delete lock).
+    /// The most requests that were being handled at once, across both
+    /// origins (REST, `/jwt/auth`, registry), since the start or the last
+    /// [`Emulator::reset_requests`]. A request counts from the moment its
+    /// head is read until its answer is ready (latency included), so a
+    /// client's own count of requests in flight is never lower.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Forgets recorded requests, bulk calls and the peak of requests in
+    /// flight (not the hourly bulk-delete lock).
     pub fn reset_requests(&self) {
-        let mut state = self.shared.lock();
-        state.requests.clear();
-        state.bulk_calls.clear();
+        self.shared.reset_requests();
     }
 
     /// Lifts GitLab's once-an-hour bulk-delete lock on every repository.

@@ -1,6 +1,8 @@
 //! The GitLab origin: `/api/v4` container registry endpoints, `/jwt/auth`, and
 //! the emulator's own `/_emulator/*` control endpoints.
 
+use std::sync::atomic::Ordering;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Utc;
@@ -625,7 +627,7 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
 
 /// `/_emulator/*`: state and recorded requests for shell scripts.
 pub(crate) fn control(shared: &Shared, req: &Req) -> Resp {
-    let mut state = shared.lock();
+    let state = shared.lock();
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/_emulator/state") => {
             let repositories: Vec<Value> = state
@@ -640,12 +642,16 @@ pub(crate) fn control(shared: &Shared, req: &Req) -> Resp {
                     json!({"path": repository.path, "id": repository.id, "tags": tags})
                 })
                 .collect();
-            json_response(200, &json!({"repositories": repositories}))
+            let max_in_flight = shared.max_in_flight.load(Ordering::SeqCst);
+            json_response(
+                200,
+                &json!({"repositories": repositories, "max_in_flight": max_in_flight}),
+            )
         }
         ("GET", "/_emulator/requests") => json_response(200, &json!(state.requests)),
         ("POST", "/_emulator/reset-requests") => {
-            state.requests.clear();
-            state.bulk_calls.clear();
+            drop(state);
+            shared.reset_requests();
             empty(204)
         }
         _ => json_response(404, &json!({"error": "unknown emulator control endpoint"})),

@@ -1,6 +1,7 @@
 //! The HTTP layer: accept loop, latency, rate limit, fault injection, recording,
 //! then dispatch to the GitLab (`rest`) or registry (`registry`) handlers.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -311,11 +312,31 @@ fn rate_limit(state: &mut crate::model::State) -> Option<RateStatus> {
     })
 }
 
+/// Counts a request in flight for as long as it lives (a handler future that
+/// hyper drops half-way still gives its count back).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> InFlight<'a> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn handle(
     shared: Arc<Shared>,
     server: Server,
     request: Request<Incoming>,
 ) -> Result<Resp, DropConnection> {
+    let is_control = server == Server::Gitlab && request.uri().path().starts_with("/_emulator/");
+    let _in_flight = (!is_control).then(|| InFlight::enter(&shared));
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -329,7 +350,7 @@ async fn handle(
         headers: parts.headers,
         body,
     };
-    if server == Server::Gitlab && req.path.starts_with("/_emulator/") {
+    if is_control {
         return Ok(crate::rest::control(&shared, &req));
     }
 

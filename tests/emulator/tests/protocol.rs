@@ -1577,6 +1577,55 @@ async fn latency_env_and_accounting() {
     assert_eq!(laptop["GITLAB_TOKEN"], "glpat-s3cr3t-1111");
 }
 
+#[tokio::test]
+async fn counts_the_most_requests_in_flight_at_once_across_origins() {
+    // Latency keeps each request open long enough for the ones sent together
+    // to overlap at the server.
+    let emulator = Emulator::start(Config {
+        latency: Duration::from_millis(200),
+        ..Config::default()
+    });
+    assert_eq!(emulator.max_in_flight(), 0);
+    for _ in 0..3 {
+        let _ = rest(&emulator, Method::GET, "/projects/1/registry/repositories").await;
+    }
+    assert_eq!(emulator.max_in_flight(), 1, "one after another");
+
+    // REST, /jwt/auth and the registry at once: one count for all of them.
+    let token = emulator.config().job_token;
+    let registry = format!("{}/v2/", emulator.registry_url());
+    let jwt_url = format!(
+        "{}/jwt/auth?service=container_registry&scope=repository:group/project:pull",
+        emulator.gitlab_url()
+    );
+    let (_, _, _, _, _) = tokio::join!(
+        rest(&emulator, Method::GET, "/projects/1/registry/repositories"),
+        rest(&emulator, Method::GET, "/projects/1/registry/repositories"),
+        client().get(&registry).send(),
+        client().get(&registry).send(),
+        client()
+            .get(&jwt_url)
+            .basic_auth("gitlab-ci-token", Some(&token))
+            .send(),
+    );
+    assert_eq!(emulator.max_in_flight(), 5);
+    assert_eq!(emulator.requests().len(), 8);
+
+    // Control endpoints are not requests of the client under test.
+    emulator.reset_requests();
+    assert_eq!(emulator.max_in_flight(), 0);
+    let state: Value = client()
+        .get(format!("{}/_emulator/state", emulator.gitlab_url()))
+        .send()
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(state["max_in_flight"], 0);
+    assert_eq!(emulator.max_in_flight(), 0);
+}
+
 #[test]
 fn usable_from_sync_tests_and_inventory_loading() {
     let emulator = Emulator::start(Config::default());
