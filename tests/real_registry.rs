@@ -503,22 +503,13 @@ fn policy_file(repository: &str, rule: &str) -> tempfile::NamedTempFile {
         .suffix(".yml")
         .tempfile()
         .expect("a temporary policy file");
-    let escaped = regex_escape(repository);
+    let escaped = regex::escape(repository);
     std::fs::write(
         file.path(),
         format!("rules:\n  - repositories: '{escaped}'\n    {rule}\n"),
     )
     .expect("policy written");
     file
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special.then_some('\\').into_iter().chain([c])
-        })
-        .collect()
 }
 
 impl Real {
@@ -865,7 +856,8 @@ async fn keep_n_keeps_the_newest_signed_images_with_their_signatures() {
     assert_eq!(
         output.status.code(),
         Some(0),
-        "exit code; stdout:\n{stdout}"
+        "exit code; stdout:\n{stdout}stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 
     let mut expected: Vec<String> = ["1.0.2", "1.0.3", "1.0.4"]
@@ -901,7 +893,8 @@ async fn deleted_images_take_their_signatures_and_attestations_along() {
     assert_eq!(
         output.status.code(),
         Some(0),
-        "exit code; stdout:\n{stdout}"
+        "exit code; stdout:\n{stdout}stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 
     let gone: Vec<String> = ["1.0.0", "1.0.1"]
@@ -1015,7 +1008,8 @@ async fn a_supply_chain_dry_run_changes_nothing() {
     assert_eq!(
         output.status.code(),
         Some(0),
-        "exit code; stdout:\n{stdout}"
+        "exit code; stdout:\n{stdout}stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     assert!(
         stdout.contains("would delete"),
