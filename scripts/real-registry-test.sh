@@ -3,7 +3,8 @@
 # (Docker Distribution 2.8.2, which cannot delete by tag) with token auth whose
 # realm is the gitlab-emulator binary's /jwt/auth.
 #
-#   scripts/real-registry-test.sh [extra cargo test args]
+#   scripts/real-registry-test.sh [CARGO_TEST_ARGS...] [-- TEST_BINARY_ARGS...]
+#   scripts/real-registry-test.sh -- --ignored     # the supply-chain tests (issue 10)
 #
 # Installs docker-registry if missing (apt), generates a signing key and its
 # self-signed certificate (the registry's rootcertbundle), starts both servers on
@@ -120,5 +121,11 @@ export REAL_REGISTRY_GITLAB_URL=$gitlab_url
 export REAL_REGISTRY_JOB_TOKEN=$job_token
 export REAL_REGISTRY_PROJECT_PATH=$project_path
 export REAL_REGISTRY_PROJECT_ID=$project_id
-cargo test --test real_registry "$@" -- --nocapture
+cargo_args=()
+while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    cargo_args+=("$1")
+    shift
+done
+[ $# -gt 0 ] && shift
+cargo test --test real_registry ${cargo_args[@]+"${cargo_args[@]}"} -- --nocapture "$@"
 log "passed"

@@ -436,3 +436,589 @@ async fn delete_spares_tags_sharing_the_digest() {
         "unique's manifest was deleted"
     );
 }
+
+// ------------------------------------------------------------ supply chain
+//
+// Signed and multi-arch content pushed over plain HTTP (the recipe in
+// environment.md), and the behaviour the supply-chain capability (issue 10)
+// promises on a registry that cannot delete by tag: referrer tags follow their
+// subject, an index child is never deleted while a kept index lists it.
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// What [`Real::push_supply_chain`] pushed.
+struct SupplyChain {
+    /// `1.0.0` … `1.0.4` (built a day apart, oldest first) → digest.
+    images: Vec<(String, String)>,
+    /// The index `2.0.0` and its (amd64, arm64) children; amd64 is also `2.0.0-amd64`.
+    index: Option<(String, String, String)>,
+    /// A `.sig` whose subject no tag points at.
+    orphan: String,
+}
+
+/// `sha256-<hex>` (referrers tag schema) or `sha256-<hex>.<suffix>` (cosign).
+fn referrer_tag(subject: &str, suffix: Option<&str>) -> String {
+    let base = subject.replacen(':', "-", 1);
+    suffix.map_or(base.clone(), |suffix| format!("{base}.{suffix}"))
+}
+
+impl SupplyChain {
+    fn digest(&self, tag: &str) -> &str {
+        self.images
+            .iter()
+            .find(|(name, _)| name == tag)
+            .map(|(_, digest)| digest.as_str())
+            .unwrap_or_else(|| panic!("no image {tag}"))
+    }
+
+    /// An image's tag and every referrer tag of it that was pushed.
+    fn with_referrers(&self, tag: &str) -> Vec<String> {
+        let digest = self.digest(tag);
+        let mut tags = vec![tag.to_string(), referrer_tag(digest, Some("sig"))];
+        if ["1.0.1", "1.0.3"].contains(&tag) {
+            tags.push(referrer_tag(digest, Some("att")));
+        }
+        if ["1.0.0", "1.0.4"].contains(&tag) {
+            tags.push(referrer_tag(digest, None));
+        }
+        tags
+    }
+}
+
+/// Tag names of a snapshot, sorted.
+fn names(snapshot: &BTreeMap<String, String>) -> Vec<String> {
+    snapshot.keys().cloned().collect()
+}
+
+fn sorted(mut tags: Vec<String>) -> Vec<String> {
+    tags.sort();
+    tags
+}
+
+/// A policy file for `run`, limited to one repository: the registry is shared
+/// by every test of this file.
+fn policy_file(repository: &str, rule: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new()
+        .suffix(".yml")
+        .tempfile()
+        .expect("a temporary policy file");
+    let escaped = regex::escape(repository);
+    std::fs::write(
+        file.path(),
+        format!("rules:\n  - repositories: '{escaped}'\n    {rule}\n"),
+    )
+    .expect("policy written");
+    file
+}
+
+impl Real {
+    /// `PUT /v2/<path>/manifests/<reference>`; returns the digest, checked
+    /// against the body's sha256.
+    async fn put_manifest(
+        &self,
+        path: &str,
+        token: &str,
+        reference: &str,
+        media_type: &str,
+        body: &Value,
+    ) -> String {
+        let body = body.to_string();
+        let digest = sha256(body.as_bytes());
+        let response = self
+            .http
+            .put(format!(
+                "{}/v2/{path}/manifests/{reference}",
+                self.registry_url
+            ))
+            .bearer_auth(token)
+            .header("Content-Type", media_type)
+            .body(body)
+            .send()
+            .await
+            .expect("manifest PUT answers");
+        assert_eq!(
+            response.status(),
+            201,
+            "pushing {reference} to {path}: {:?}",
+            response.text().await
+        );
+        let returned = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        assert_eq!(returned.as_deref(), Some(digest.as_str()), "{reference}");
+        digest
+    }
+
+    /// An OCI image for one platform, built at `created`, under `tag` or by
+    /// digest only; returns its digest.
+    async fn push_oci_image(
+        &self,
+        path: &str,
+        token: &str,
+        label: &str,
+        platform: (&str, &str),
+        created: &str,
+        tag: Option<&str>,
+    ) -> String {
+        let (os, architecture) = platform;
+        let layer = format!("layer of {label} {os}/{architecture}\n").into_bytes();
+        let config = json!({
+            "architecture": architecture,
+            "os": os,
+            "created": created,
+            "config": {"Labels": {"test": label}},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+        })
+        .to_string()
+        .into_bytes();
+        let config_digest = self.upload_blob(path, token, &config).await;
+        let layer_digest = self.upload_blob(path, token, &layer).await;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": layer.len(), "digest": layer_digest}],
+        });
+        let digest = sha256(manifest.to_string().as_bytes());
+        self.put_manifest(path, token, tag.unwrap_or(&digest), OCI_MANIFEST, &manifest)
+            .await
+    }
+
+    /// A cosign-style signature (`sig`) or attestation (`att`) of `subject`:
+    /// an OCI image manifest, config `{}`, one layer, tagged
+    /// `sha256-<hex>.<suffix>`. The subject need not exist.
+    async fn push_signature(&self, path: &str, token: &str, subject: &str, suffix: &str) -> String {
+        let layer_type = if suffix == "sig" {
+            "application/vnd.dev.cosign.simplesigning.v1+json"
+        } else {
+            "application/vnd.dsse.envelope.v1+json"
+        };
+        let payload = json!({
+            "critical": {
+                "identity": {"docker-reference": format!("{}/{path}", self.registry_host)},
+                "image": {"docker-manifest-digest": subject},
+                "type": format!("cosign container image {suffix}"),
+            },
+            "optional": null,
+        })
+        .to_string()
+        .into_bytes();
+        let config = b"{}".to_vec();
+        let config_digest = self.upload_blob(path, token, &config).await;
+        let layer_digest = self.upload_blob(path, token, &payload).await;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest},
+            "layers": [{
+                "mediaType": layer_type,
+                "size": payload.len(),
+                "digest": layer_digest,
+                "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ-test"},
+            }],
+        });
+        let tag = referrer_tag(subject, Some(suffix));
+        self.put_manifest(path, token, &tag, OCI_MANIFEST, &manifest)
+            .await
+    }
+
+    /// An OCI 1.1 artifact with `artifactType` and `subject`, pushed by digest,
+    /// and the referrers tag schema's index listing it, tagged
+    /// `sha256-<hex of subject>`; returns the artifact's digest.
+    async fn push_artifact(
+        &self,
+        path: &str,
+        token: &str,
+        subject: &str,
+        artifact_type: &str,
+    ) -> String {
+        let subject_size = self
+            .http
+            .head(format!(
+                "{}/v2/{path}/manifests/{subject}",
+                self.registry_url
+            ))
+            .bearer_auth(token)
+            .header("Accept", ALL_MANIFEST_TYPES)
+            .send()
+            .await
+            .expect("HEAD answers")
+            .headers()
+            .get("content-length")
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+            .expect("the subject exists");
+        let empty = self.upload_blob(path, token, b"{}").await;
+        let content = format!("{artifact_type} about {subject}\n").into_bytes();
+        let layer = self.upload_blob(path, token, &content).await;
+        let artifact = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2, "digest": empty},
+            "layers": [{"mediaType": "application/octet-stream", "size": content.len(), "digest": layer}],
+            "subject": {"mediaType": OCI_MANIFEST, "size": subject_size, "digest": subject},
+        });
+        let artifact_size = artifact.to_string().len();
+        let digest = sha256(artifact.to_string().as_bytes());
+        self.put_manifest(path, token, &digest, OCI_MANIFEST, &artifact)
+            .await;
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "size": artifact_size, "digest": digest, "artifactType": artifact_type}],
+        });
+        self.put_manifest(path, token, &referrer_tag(subject, None), OCI_INDEX, &index)
+            .await;
+        digest
+    }
+
+    /// A multi-arch OCI index `2.0.0` over linux/amd64 and linux/arm64
+    /// children pushed by digest first, the amd64 child also tagged
+    /// `2.0.0-amd64`. Children are built 2024-04-01 and -02, before every
+    /// 1.0.x image. Returns (index, amd64, arm64).
+    async fn push_multiarch(&self, path: &str, token: &str) -> (String, String, String) {
+        let amd64 = self
+            .push_oci_image(
+                path,
+                token,
+                "2.0.0",
+                ("linux", "amd64"),
+                "2024-04-01T10:00:00Z",
+                None,
+            )
+            .await;
+        let arm64 = self
+            .push_oci_image(
+                path,
+                token,
+                "2.0.0",
+                ("linux", "arm64"),
+                "2024-04-02T10:00:00Z",
+                None,
+            )
+            .await;
+        let mut children = Vec::new();
+        for (digest, architecture) in [(&amd64, "amd64"), (&arm64, "arm64")] {
+            let size = self
+                .http
+                .head(format!(
+                    "{}/v2/{path}/manifests/{digest}",
+                    self.registry_url
+                ))
+                .bearer_auth(token)
+                .header("Accept", ALL_MANIFEST_TYPES)
+                .send()
+                .await
+                .expect("HEAD answers")
+                .headers()
+                .get("content-length")
+                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+                .expect("the child exists");
+            children.push(json!({
+                "mediaType": OCI_MANIFEST, "size": size, "digest": digest,
+                "platform": {"os": "linux", "architecture": architecture},
+            }));
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children});
+        let index = self
+            .put_manifest(path, token, "2.0.0", OCI_INDEX, &index)
+            .await;
+        // The per-arch tag: the same bytes as the child, under a tag.
+        let (_, body) = self.get_manifest(path, token, &amd64).await;
+        let body: Value = serde_json::from_slice(&body).expect("JSON child");
+        let tagged = self
+            .put_manifest(path, token, "2.0.0-amd64", OCI_MANIFEST, &body)
+            .await;
+        assert_eq!(tagged, amd64, "2.0.0-amd64 is the amd64 child");
+        (index, amd64, arm64)
+    }
+
+    /// The supply-chain fixture: five images `1.0.0`…`1.0.4` (OCI, built
+    /// 2024-05-01…05), each with a cosign `.sig`, `1.0.1` and `1.0.3` with an
+    /// `.att`, OCI 1.1 artifacts on `1.0.0` and `1.0.4` (found through the
+    /// referrers tag schema), an orphaned `.sig`, and with `multiarch` the
+    /// index `2.0.0` (see [`Real::push_multiarch`]).
+    async fn push_supply_chain(&self, path: &str, multiarch: bool) -> SupplyChain {
+        let token = self.token(path, "pull,push").await;
+        let mut images = Vec::new();
+        for day in 1..=5 {
+            let tag = format!("1.0.{}", day - 1);
+            let created = format!("2024-05-0{day}T10:00:00Z");
+            let digest = self
+                .push_oci_image(path, &token, &tag, ("linux", "amd64"), &created, Some(&tag))
+                .await;
+            self.push_signature(path, &token, &digest, "sig").await;
+            if day == 2 || day == 4 {
+                self.push_signature(path, &token, &digest, "att").await;
+            }
+            if day == 1 || day == 5 {
+                self.push_artifact(path, &token, &digest, "application/spdx+json")
+                    .await;
+            }
+            images.push((tag, digest));
+        }
+        let nobody = sha256(format!("an image nobody has, {path}").as_bytes());
+        self.push_signature(path, &token, &nobody, "sig").await;
+        let index = match multiarch {
+            true => Some(self.push_multiarch(path, &token).await),
+            false => None,
+        };
+        let chain = SupplyChain {
+            images,
+            index,
+            orphan: referrer_tag(&nobody, Some("sig")),
+        };
+        let mut expected: Vec<String> = chain
+            .images
+            .iter()
+            .flat_map(|(tag, _)| chain.with_referrers(tag))
+            .collect();
+        expected.push(chain.orphan.clone());
+        if multiarch {
+            expected.extend(["2.0.0".to_string(), "2.0.0-amd64".to_string()]);
+        }
+        assert_eq!(
+            names(&self.snapshot(path).await),
+            sorted(expected),
+            "the fixture"
+        );
+        chain
+    }
+
+    async fn get_manifest(&self, path: &str, token: &str, reference: &str) -> (u16, Vec<u8>) {
+        let response = self
+            .http
+            .get(format!(
+                "{}/v2/{path}/manifests/{reference}",
+                self.registry_url
+            ))
+            .bearer_auth(token)
+            .header("Accept", ALL_MANIFEST_TYPES)
+            .send()
+            .await
+            .expect("manifest GET answers");
+        let status = response.status().as_u16();
+        (status, response.bytes().await.expect("body").to_vec())
+    }
+
+    /// Asserts that `tag` resolves (to `digest` when given) and, when it is an
+    /// index, that every child it lists still resolves by digest.
+    async fn assert_resolves(&self, path: &str, tag: &str, digest: Option<&str>) {
+        let token = self.token(path, "pull").await;
+        let resolved = self
+            .head_digest(path, &token, tag)
+            .await
+            .unwrap_or_else(|| panic!("{tag} no longer resolves in {path}"));
+        if let Some(digest) = digest {
+            assert_eq!(resolved, digest, "{tag} moved");
+        }
+        let (status, body) = self.get_manifest(path, &token, tag).await;
+        assert_eq!(status, 200, "GET {tag}");
+        assert_eq!(sha256(&body), resolved, "{tag}'s body hashes to its digest");
+        let manifest: Value = serde_json::from_slice(&body).expect("JSON manifest");
+        for child in manifest["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let child = child["digest"].as_str().expect("child digest");
+            assert_eq!(
+                self.head_digest(path, &token, child).await.as_deref(),
+                Some(child),
+                "{tag} lists {child}, which no longer resolves: the index dangles"
+            );
+        }
+    }
+}
+
+/// The repository relative to the project, as users pass `--repository`.
+fn relative(real: &Real, path: &str) -> String {
+    path.strip_prefix(&format!("{}/", real.project_path))
+        .expect("under the project")
+        .to_string()
+}
+
+#[tokio::test]
+#[ignore = "supply-chain: needs issue 10"]
+async fn keep_n_keeps_the_newest_signed_images_with_their_signatures() {
+    let Some(real) = real_registry().await else {
+        return;
+    };
+    let path = unique_repository(&real, "signed-keep-n");
+    let chain = real.push_supply_chain(&path, false).await;
+    let policy = policy_file(&path, "delete: '.*'\n    keep_n: 3");
+
+    let output = real.cleanup(&["run", "--policy", &policy.path().display().to_string()]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "exit code; stdout:\n{stdout}stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let mut expected: Vec<String> = ["1.0.2", "1.0.3", "1.0.4"]
+        .iter()
+        .flat_map(|tag| chain.with_referrers(tag))
+        .collect();
+    expected.push(chain.orphan.clone());
+    let after = real.snapshot(&path).await;
+    assert_eq!(
+        names(&after),
+        sorted(expected),
+        "the 3 newest images with their referrers, and the orphan (orphaned_referrers: keep)"
+    );
+    for tag in ["1.0.2", "1.0.3", "1.0.4"] {
+        real.assert_resolves(&path, tag, Some(chain.digest(tag)))
+            .await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "supply-chain: needs issue 10"]
+async fn deleted_images_take_their_signatures_and_attestations_along() {
+    let Some(real) = real_registry().await else {
+        return;
+    };
+    let path = unique_repository(&real, "signed-regex");
+    let chain = real.push_supply_chain(&path, true).await;
+    let before = real.snapshot(&path).await;
+    let policy = policy_file(&path, "delete: '1\\.0\\.\\d+'\n    keep_n: 3");
+
+    let output = real.cleanup(&["run", "--policy", &policy.path().display().to_string()]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "exit code; stdout:\n{stdout}stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let gone: Vec<String> = ["1.0.0", "1.0.1"]
+        .iter()
+        .flat_map(|tag| chain.with_referrers(tag))
+        .collect();
+    let expected: Vec<String> = names(&before)
+        .into_iter()
+        .filter(|tag| !gone.contains(tag))
+        .collect();
+    let after = real.snapshot(&path).await;
+    assert_eq!(
+        names(&after),
+        expected,
+        "1.0.0 and 1.0.1 went with every referrer tag"
+    );
+    // No referrer tag is left without its subject, but the orphan from before.
+    let token = real.token(&path, "pull").await;
+    for tag in after.keys().filter(|tag| tag.starts_with("sha256-")) {
+        if *tag == chain.orphan {
+            continue;
+        }
+        let hex = tag
+            .trim_start_matches("sha256-")
+            .split('.')
+            .next()
+            .expect("hex");
+        let subject = format!("sha256:{hex}");
+        assert!(
+            real.head_digest(&path, &token, &subject).await.is_some(),
+            "{tag} was left behind without its subject"
+        );
+    }
+    let (index, _, _) = chain.index.as_ref().expect("multi-arch");
+    real.assert_resolves(&path, "2.0.0", Some(index)).await;
+}
+
+#[tokio::test]
+#[ignore = "supply-chain: needs issue 10"]
+async fn deleting_a_per_arch_tag_spares_the_child_a_kept_index_lists() {
+    let Some(real) = real_registry().await else {
+        return;
+    };
+    let path = unique_repository(&real, "index-child");
+    let chain = real.push_supply_chain(&path, true).await;
+    let (index, amd64, arm64) = chain.index.clone().expect("multi-arch");
+    let before = real.snapshot(&path).await;
+
+    let output = real.cleanup(&[
+        "delete",
+        "--repository",
+        &relative(&real, &path),
+        "2.0.0-amd64",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+
+    // Whatever the tool chose, the kept index and both children survive.
+    real.assert_resolves(&path, "2.0.0", Some(&index)).await;
+    let token = real.token(&path, "pull").await;
+    for child in [&amd64, &arm64] {
+        assert_eq!(
+            real.head_digest(&path, &token, child).await.as_deref(),
+            Some(child.as_str()),
+            "the child {child} of the kept index 2.0.0 was deleted"
+        );
+    }
+    let after = real.snapshot(&path).await;
+    let mut others = before.clone();
+    others.remove("2.0.0-amd64");
+    match output.status.code() {
+        // Refused, with a reason naming the index.
+        Some(1) => {
+            assert_eq!(after, before, "a refusal changes nothing");
+            let line = line_for(&stdout, "2.0.0-amd64");
+            assert!(
+                line.contains("index") || stderr.contains("index"),
+                "the refusal should say the digest is part of an image index:\n{stdout}{stderr}"
+            );
+        }
+        // Moved onto a throw-away manifest and deleted: only the tag is gone.
+        Some(0) => {
+            assert!(
+                line_for(&stdout, "2.0.0-amd64").contains("deleted"),
+                "{stdout}"
+            );
+            assert_eq!(after, others, "only 2.0.0-amd64 is gone");
+        }
+        other => panic!("exit code {other:?}; stdout:\n{stdout}{stderr}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "supply-chain: needs issue 10"]
+async fn a_supply_chain_dry_run_changes_nothing() {
+    let Some(real) = real_registry().await else {
+        return;
+    };
+    let path = unique_repository(&real, "signed-dry-run");
+    real.push_supply_chain(&path, true).await;
+    let before = real.snapshot(&path).await;
+    let policy = policy_file(&path, "delete: '.*'\n    keep_n: 3");
+
+    let output = real.cleanup(&[
+        "run",
+        "--dry-run",
+        "--policy",
+        &policy.path().display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "exit code; stdout:\n{stdout}stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("would delete"),
+        "the dry run should plan deletions:\n{stdout}"
+    );
+    assert_eq!(
+        real.snapshot(&path).await,
+        before,
+        "a dry run changed the registry"
+    );
+    real.assert_resolves(&path, "2.0.0", None).await;
+}

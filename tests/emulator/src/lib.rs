@@ -584,6 +584,19 @@ impl Emulator {
             .map_err(|err| err.to_string())
     }
 
+    /// A handle for seeding one repository (created if needed) with images,
+    /// indexes, signatures and OCI 1.1 artifacts; see [`Repository`].
+    pub fn repository(&self, name: &str) -> Repository<'_> {
+        let mut state = self.shared.lock();
+        let path = state.full_path(name);
+        let id = state.ensure_repository(&path, None);
+        Repository {
+            emulator: self,
+            id,
+            path,
+        }
+    }
+
     /// Current tags of a repository: tag → digest (empty when it does not exist).
     pub fn tags(&self, repository_path: &str) -> BTreeMap<String, String> {
         let state = self.shared.lock();
@@ -757,6 +770,143 @@ impl Emulator {
     /// The signing key's public half, as SubjectPublicKeyInfo PEM.
     pub fn public_key_pem(&self) -> String {
         self.shared.lock().keys.public_pem.clone()
+    }
+}
+
+/// `sha256-<hex>` for a `sha256:<hex>` subject (the OCI referrers tag schema),
+/// or with a suffix, cosign's `sha256-<hex>.sig` / `.att` / `.sbom`.
+pub fn referrer_tag(subject: &str, suffix: Option<&str>) -> String {
+    model::referrer_tag(subject, suffix)
+}
+
+/// OCI image index and Docker manifest list media types, for
+/// [`Repository::push_index_of`].
+pub const OCI_INDEX: &str = model::OCI_INDEX;
+pub const DOCKER_MANIFEST_LIST: &str = model::DOCKER_LIST;
+
+/// One repository of a running emulator, for seeding supply-chain content.
+///
+/// Everything goes through the registry's own push path (`PUT` semantics,
+/// without auth or request recording): bodies are real JSON whose sha256 is
+/// their digest, children and blobs must exist, a pushed tag gets
+/// `published_at` = now (see [`Repository::set_pushed_at`]) and REST
+/// `created_at` = the image config's `created` (null for an index). The
+/// helpers panic on what the registry would refuse (test code: fail loudly).
+pub struct Repository<'a> {
+    emulator: &'a Emulator,
+    id: u64,
+    path: String,
+}
+
+impl Repository<'_> {
+    /// The repository's full path (`group/project/name`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn with<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut model::State, u64) -> Result<T, model::PushError>,
+    ) -> T {
+        let mut state = self.emulator.shared.lock();
+        f(&mut state, self.id)
+            .unwrap_or_else(|err| panic!("seeding {what} in {}: {err}", self.path))
+    }
+
+    /// A linux/amd64 OCI image whose config says `created` (omitted when
+    /// `None`), under `tag` (or by digest only); returns its digest.
+    pub fn push_image(&self, tag: Option<&str>, created: Option<DateTime<Utc>>) -> String {
+        self.push_platform_image(tag, "linux", "amd64", created)
+    }
+
+    /// An OCI image for one platform (a child of a multi-arch index).
+    pub fn push_platform_image(
+        &self,
+        tag: Option<&str>,
+        os: &str,
+        architecture: &str,
+        created: Option<DateTime<Utc>>,
+    ) -> String {
+        self.with("an image", |state, id| {
+            state.seed_image(id, tag, (os, architecture), created, true)
+        })
+    }
+
+    /// A linux/amd64 Docker schema2 image.
+    pub fn push_docker_image(&self, tag: Option<&str>, created: Option<DateTime<Utc>>) -> String {
+        self.with("a Docker image", |state, id| {
+            state.seed_image(id, tag, ("linux", "amd64"), created, false)
+        })
+    }
+
+    /// An OCI image index under `tag` listing `children` (digests of
+    /// manifests already pushed here, platforms taken from their configs).
+    pub fn push_index(&self, tag: &str, children: &[&str]) -> String {
+        self.push_index_of(Some(tag), OCI_INDEX, children)
+    }
+
+    /// An index of either media type ([`OCI_INDEX`], [`DOCKER_MANIFEST_LIST`]),
+    /// tagged or by digest only.
+    pub fn push_index_of(&self, tag: Option<&str>, media_type: &str, children: &[&str]) -> String {
+        self.with("an index", |state, id| {
+            state.seed_index(id, tag, media_type, children)
+        })
+    }
+
+    /// Points `tag` at a manifest already here (e.g. `2.0.0-amd64` at the
+    /// amd64 child of `2.0.0`).
+    pub fn tag(&self, tag: &str, digest: &str) {
+        self.with("a tag", |state, id| state.seed_tag_on(id, tag, digest));
+    }
+
+    /// A cosign signature (`"sig"`) or attestation (`"att"`, or e.g.
+    /// `"sbom"`) of `subject`, tagged `sha256-<hex>.<suffix>`; returns its
+    /// digest. The subject need not exist (an orphan). A second call for the
+    /// same subject and suffix re-points the tag at a new manifest.
+    pub fn push_signature(&self, subject: &str, suffix: &str) -> String {
+        self.with("a signature", |state, id| {
+            state.seed_signature(id, subject, suffix)
+        })
+    }
+
+    /// An OCI 1.1 artifact of `artifact_type` whose `subject` is `subject`,
+    /// pushed by digest (on GitLab's registry the subject must exist) and
+    /// listed in the referrers tag schema's index tagged `sha256-<hex>`;
+    /// returns the artifact's digest.
+    pub fn push_artifact(&self, subject: &str, artifact_type: &str) -> String {
+        self.with("an artifact", |state, id| {
+            state.seed_artifact(id, subject, artifact_type)
+        })
+    }
+
+    /// Sets a tag's push time (`/gitlab/v1` `published_at`).
+    pub fn set_pushed_at(&self, tag: &str, at: DateTime<Utc>) {
+        let mut state = self.emulator.shared.lock();
+        let entry = state
+            .repository_mut(self.id)
+            .and_then(|repository| repository.tags.get_mut(tag))
+            .unwrap_or_else(|| panic!("no tag {tag} in {}", self.path));
+        entry.published_at = at;
+    }
+
+    /// The stored manifest body under `digest`, if any.
+    pub fn manifest(&self, digest: &str) -> Option<Vec<u8>> {
+        let state = self.emulator.shared.lock();
+        state
+            .repositories
+            .get(&self.id)
+            .and_then(|repository| repository.manifests.get(digest))
+            .map(|manifest| manifest.body.to_vec())
+    }
+
+    /// Tag → digest.
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        self.emulator.tags(&self.path)
     }
 }
 

@@ -50,6 +50,11 @@ pub(crate) struct Manifest {
     pub children: Vec<(String, String, String)>,
     /// The image config's `created`, if any.
     pub created: Option<DateTime<Utc>>,
+    /// OCI 1.1: the manifest this one refers to (`subject.digest`).
+    pub subject: Option<String>,
+    /// OCI 1.1: `artifactType`, else (for an image manifest with a subject)
+    /// the config's media type, as the referrers API reports it.
+    pub artifact_type: Option<String>,
 }
 
 pub(crate) struct TagEntry {
@@ -297,6 +302,8 @@ impl State {
             total_size: Some((config.len() + layer.len()) as u64),
             children: vec![],
             created,
+            subject: None,
+            artifact_type: None,
         };
         if let Some(repository) = self.repository_mut(repository_id) {
             repository.manifests.insert(digest.clone(), manifest);
@@ -326,6 +333,8 @@ impl State {
                 total_size: image.total_size,
                 children: vec![],
                 created: image.created,
+                subject: None,
+                artifact_type: None,
             };
         }
         let child = self.generate_image(repository_id, label, None, true);
@@ -352,6 +361,8 @@ impl State {
             total_size: None,
             children: vec![(child, "linux".to_string(), "amd64".to_string())],
             created: None,
+            subject: None,
+            artifact_type: None,
         }
     }
 
@@ -487,7 +498,22 @@ impl State {
                 .map(str::to_string)
                 .ok_or_else(|| PushError::Invalid("descriptor without digest".to_string()))
         };
-        let manifest = if is_index(&media_type) {
+        let subject = match parsed.get("subject") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(subject) => Some(descriptor_digest(subject)?),
+        };
+        // GitLab's registry (metadata database) takes a manifest with a subject
+        // only when the subject exists; Distribution does not look at it.
+        if let Some(subject) = &subject {
+            if self.config.gitlab_v1 && !repository.manifests.contains_key(subject) {
+                return Err(PushError::Invalid(format!("subject {subject} unknown")));
+            }
+        }
+        let declared_artifact_type = parsed
+            .get("artifactType")
+            .and_then(|value| value.as_str())
+            .map(str::to_string);
+        let mut manifest = if is_index(&media_type) {
             let mut children = Vec::new();
             for child in parsed
                 .get("manifests")
@@ -515,12 +541,18 @@ impl State {
                 total_size: None,
                 children,
                 created: None,
+                subject: None,
+                artifact_type: declared_artifact_type,
             }
         } else {
             let config = parsed
                 .get("config")
                 .ok_or_else(|| PushError::Invalid("image manifest without config".to_string()))?;
             let config_digest = descriptor_digest(config)?;
+            let config_type = config
+                .get("mediaType")
+                .and_then(|value| value.as_str())
+                .map(str::to_string);
             let config_blob = repository
                 .blobs
                 .get(&config_digest)
@@ -556,8 +588,11 @@ impl State {
                 total_size: Some(total),
                 children: vec![],
                 created,
+                subject: None,
+                artifact_type: declared_artifact_type.or(config_type),
             }
         };
+        manifest.subject = subject;
         let created = manifest.created;
         let repository = self.repository_mut(repository_id).expect("checked above");
         repository.manifests.insert(digest.clone(), manifest);
@@ -577,6 +612,332 @@ impl State {
             );
         }
         Ok(digest)
+    }
+}
+
+/// cosign's signature layer.
+pub(crate) const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// cosign's attestation layer (an in-toto statement in a DSSE envelope).
+pub(crate) const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// OCI 1.1's empty descriptor type (`{}`), the config of artifacts.
+pub(crate) const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+/// `sha256-<hex>` (the referrers tag schema) or `sha256-<hex>.<suffix>` (cosign).
+pub(crate) fn referrer_tag(subject: &str, suffix: Option<&str>) -> String {
+    let base = subject.replacen(':', "-", 1);
+    match suffix {
+        Some(suffix) => format!("{base}.{suffix}"),
+        None => base,
+    }
+}
+
+/// Seeding through the same path a registry push takes, so every body is real
+/// JSON that hashes to its digest. Errors are the push's own.
+impl State {
+    fn push_value(
+        &mut self,
+        repository_id: u64,
+        reference: &str,
+        media_type: &str,
+        value: &serde_json::Value,
+    ) -> Result<String, PushError> {
+        let body = Bytes::from(value.to_string().into_bytes());
+        let digest = sha256_digest(&body);
+        let reference = if reference.is_empty() {
+            digest.as_str()
+        } else {
+            reference
+        };
+        self.push_manifest(repository_id, reference, Some(media_type), body)
+    }
+
+    fn descriptor(&self, repository_id: u64, digest: &str) -> Result<serde_json::Value, PushError> {
+        let manifest = self
+            .repositories
+            .get(&repository_id)
+            .and_then(|repository| repository.manifests.get(digest))
+            .ok_or_else(|| PushError::BlobUnknown(digest.to_string()))?;
+        Ok(json!({
+            "mediaType": manifest.media_type,
+            "size": manifest.body.len(),
+            "digest": digest,
+        }))
+    }
+
+    /// An image (config + one layer, unique), pushed by digest and, when
+    /// `tag` is given, under that tag. `oci`: OCI media types, else Docker's.
+    pub(crate) fn seed_image(
+        &mut self,
+        repository_id: u64,
+        tag: Option<&str>,
+        platform: (&str, &str),
+        created: Option<DateTime<Utc>>,
+        oci: bool,
+    ) -> Result<String, PushError> {
+        let unique = self.next_unique();
+        let (os, architecture) = platform;
+        let layer = Bytes::from(format!("emulated layer #{unique} {os}/{architecture}\n"));
+        let layer_digest = self.put_blob(repository_id, layer.clone());
+        let mut config = json!({
+            "architecture": architecture,
+            "os": os,
+            "config": {"Labels": {"emulator.image": format!("#{unique}")}},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        });
+        if let Some(created) = created {
+            config["created"] = json!(created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        let config = Bytes::from(config.to_string().into_bytes());
+        let config_digest = self.put_blob(repository_id, config.clone());
+        let (media_type, config_type, layer_type) = if oci {
+            (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
+        } else {
+            (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
+        };
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {"mediaType": config_type, "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": layer_type, "size": layer.len(), "digest": layer_digest}],
+        });
+        self.push_value(repository_id, tag.unwrap_or(""), media_type, &manifest)
+    }
+
+    /// An index (`OCI_INDEX` or `DOCKER_LIST`) over manifests already in the
+    /// repository; each child's platform is read from its config blob.
+    pub(crate) fn seed_index(
+        &mut self,
+        repository_id: u64,
+        tag: Option<&str>,
+        media_type: &str,
+        children: &[&str],
+    ) -> Result<String, PushError> {
+        let mut descriptors = Vec::new();
+        for child in children {
+            let mut descriptor = self.descriptor(repository_id, child)?;
+            let repository = &self.repositories[&repository_id];
+            let config = repository.manifests[*child]
+                .config_digest
+                .as_ref()
+                .and_then(|digest| repository.blobs.get(digest))
+                .and_then(|blob| serde_json::from_slice::<serde_json::Value>(blob).ok());
+            if let Some(config) = config {
+                descriptor["platform"] = json!({
+                    "architecture": config.get("architecture").cloned().unwrap_or(json!("")),
+                    "os": config.get("os").cloned().unwrap_or(json!("")),
+                });
+            }
+            descriptors.push(descriptor);
+        }
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "manifests": descriptors,
+        });
+        self.push_value(repository_id, tag.unwrap_or(""), media_type, &index)
+    }
+
+    /// Points `tag` at a manifest already in the repository, as a client
+    /// re-pushing the same bytes under another tag does.
+    pub(crate) fn seed_tag_on(
+        &mut self,
+        repository_id: u64,
+        tag: &str,
+        digest: &str,
+    ) -> Result<String, PushError> {
+        let manifest = self
+            .repositories
+            .get(&repository_id)
+            .and_then(|repository| repository.manifests.get(digest))
+            .ok_or_else(|| PushError::BlobUnknown(digest.to_string()))?;
+        let (media_type, body) = (manifest.media_type.clone(), manifest.body.clone());
+        self.push_manifest(repository_id, tag, Some(&media_type), body)
+    }
+
+    /// A cosign signature (`suffix` "sig") or attestation ("att", or any
+    /// other suffix such as "sbom"): an OCI image manifest, config `{}`, one
+    /// layer, tagged `sha256-<hex of subject>.<suffix>`. The subject need not
+    /// exist (cosign tags are plain tags): that is how orphans are made.
+    pub(crate) fn seed_signature(
+        &mut self,
+        repository_id: u64,
+        subject: &str,
+        suffix: &str,
+    ) -> Result<String, PushError> {
+        let unique = self.next_unique();
+        let path = self
+            .repositories
+            .get(&repository_id)
+            .map(|repository| repository.path.clone())
+            .unwrap_or_default();
+        let (layer_type, payload, annotations) = if suffix == "sig" {
+            (
+                COSIGN_SIMPLESIGNING,
+                json!({
+                    "critical": {
+                        "identity": {"docker-reference": format!("{}/{path}", self.registry_host)},
+                        "image": {"docker-manifest-digest": subject},
+                        "type": "cosign container image signature",
+                    },
+                    "optional": {"emulator": unique},
+                }),
+                json!({"dev.cosignproject.cosign/signature": format!("MEUCIQ-emulated-{unique}")}),
+            )
+        } else {
+            (
+                DSSE_ENVELOPE,
+                json!({
+                    "payloadType": "application/vnd.in-toto+json",
+                    "payload": format!("emulated in-toto statement #{unique} about {subject}"),
+                    "signatures": [],
+                }),
+                json!({"predicateType": "https://slsa.dev/provenance/v1"}),
+            )
+        };
+        let layer = Bytes::from(payload.to_string().into_bytes());
+        let layer_digest = self.put_blob(repository_id, layer.clone());
+        let config = Bytes::from_static(b"{}");
+        let config_digest = self.put_blob(repository_id, config.clone());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "size": config.len(), "digest": config_digest},
+            "layers": [{
+                "mediaType": layer_type,
+                "size": layer.len(),
+                "digest": layer_digest,
+                "annotations": annotations,
+            }],
+        });
+        let tag = referrer_tag(subject, Some(suffix));
+        self.push_value(repository_id, &tag, OCI_MANIFEST, &manifest)
+    }
+
+    /// An OCI 1.1 artifact (`artifactType`, `subject`, config the empty
+    /// descriptor), pushed by digest, then listed in the referrers tag
+    /// schema's index tagged `sha256-<hex of subject>` (created or re-pushed
+    /// with it added; the index it replaces is removed, as ORAS does).
+    pub(crate) fn seed_artifact(
+        &mut self,
+        repository_id: u64,
+        subject: &str,
+        artifact_type: &str,
+    ) -> Result<String, PushError> {
+        let unique = self.next_unique();
+        let subject_descriptor = self.descriptor(repository_id, subject).or_else(|err| {
+            if self.config.gitlab_v1 {
+                Err(err)
+            } else {
+                // Distribution takes any subject; describe it as an image.
+                Ok(json!({"mediaType": OCI_MANIFEST, "size": 0, "digest": subject}))
+            }
+        })?;
+        let layer = Bytes::from(format!("emulated {artifact_type} #{unique}\n").into_bytes());
+        let layer_digest = self.put_blob(repository_id, layer.clone());
+        let empty = Bytes::from_static(b"{}");
+        let empty_digest = self.put_blob(repository_id, empty.clone());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": OCI_EMPTY, "size": empty.len(), "digest": empty_digest},
+            "layers": [{"mediaType": "application/octet-stream", "size": layer.len(), "digest": layer_digest}],
+            "subject": subject_descriptor,
+        });
+        let digest = self.push_value(repository_id, "", OCI_MANIFEST, &manifest)?;
+        // The referrers tag schema: every artifact naming this subject.
+        let tag = referrer_tag(subject, None);
+        let repository = &self.repositories[&repository_id];
+        let previous = repository.tags.get(&tag).map(|entry| entry.digest.clone());
+        let mut listed: Vec<serde_json::Value> = previous
+            .as_ref()
+            .and_then(|digest| repository.manifests.get(digest))
+            .and_then(|index| serde_json::from_slice::<serde_json::Value>(&index.body).ok())
+            .and_then(|index| index.get("manifests").cloned())
+            .and_then(|manifests| manifests.as_array().cloned())
+            .unwrap_or_default();
+        let mut descriptor = self.descriptor(repository_id, &digest)?;
+        descriptor["artifactType"] = json!(artifact_type);
+        listed.push(descriptor);
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": listed});
+        self.push_value(repository_id, &tag, OCI_INDEX, &index)?;
+        if let Some(previous) = previous {
+            let repository = self.repository_mut(repository_id).expect("exists");
+            if !repository
+                .tags
+                .values()
+                .any(|entry| entry.digest == previous)
+            {
+                repository.manifests.remove(&previous);
+            }
+        }
+        Ok(digest)
+    }
+}
+
+impl Repository {
+    /// The indexes of this repository that list `digest` as a child.
+    pub(crate) fn indexes_listing(&self, digest: &str) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .manifests
+            .iter()
+            .filter(|(_, manifest)| {
+                manifest
+                    .children
+                    .iter()
+                    .any(|(child, _, _)| child == digest)
+            })
+            .map(|(index, _)| index.clone())
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Removes a manifest and every tag on it; with `cascade` (GitLab's
+    /// metadata database) also its untagged referrers, recursively.
+    pub(crate) fn remove_manifest(&mut self, digest: &str, cascade: bool) {
+        let mut doomed = vec![digest.to_string()];
+        while let Some(digest) = doomed.pop() {
+            self.manifests.remove(&digest);
+            self.tags.retain(|_, tag| tag.digest != digest);
+            if cascade {
+                let tagged: std::collections::HashSet<&String> =
+                    self.tags.values().map(|tag| &tag.digest).collect();
+                doomed.extend(
+                    self.manifests
+                        .iter()
+                        .filter(|(referrer, manifest)| {
+                            manifest.subject.as_deref() == Some(digest.as_str())
+                                && !tagged.contains(referrer)
+                        })
+                        .map(|(referrer, _)| referrer.clone()),
+                );
+            }
+        }
+    }
+
+    /// `[{artifactType, digest}]` of the manifests whose subject is `digest`,
+    /// by digest; `types` (when not empty) keeps those exact artifact types.
+    pub(crate) fn referrers_of(&self, digest: &str, types: &[String]) -> Vec<serde_json::Value> {
+        let mut found: Vec<(&String, &Manifest)> = self
+            .manifests
+            .iter()
+            .filter(|(_, manifest)| manifest.subject.as_deref() == Some(digest))
+            .filter(|(_, manifest)| {
+                types.is_empty()
+                    || manifest
+                        .artifact_type
+                        .as_ref()
+                        .is_some_and(|kind| types.contains(kind))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        found
+            .into_iter()
+            .map(|(referrer, manifest)| {
+                json!({"artifactType": manifest.artifact_type, "digest": referrer})
+            })
+            .collect()
     }
 }
 

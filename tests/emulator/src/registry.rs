@@ -398,8 +398,23 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
                     json!({"tag": protected, "reason": "protected tag"}),
                 );
             }
-            repository.manifests.remove(reference);
-            repository.tags.retain(|_, tag| tag.digest != reference);
+            // GitLab's metadata database refuses to delete a manifest an index
+            // still lists, and takes the subject's untagged referrers with it;
+            // Distribution deletes it and leaves the index pointing at nothing.
+            let database = state.config.gitlab_v1;
+            let repository = state.repository_mut(id).expect("just found");
+            if database {
+                let indexes = repository.indexes_listing(reference);
+                if !indexes.is_empty() {
+                    return error(
+                        409,
+                        "MANIFEST_REFERENCED",
+                        "manifest referenced by a manifest list",
+                        json!({"digest": reference, "referenced_by": indexes}),
+                    );
+                }
+            }
+            repository.remove_manifest(reference, database);
             empty(202)
         }
         _ => error(
@@ -645,6 +660,19 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
         );
     }
     let filter = req.param("name").unwrap_or_default();
+    let name_exact = req.param("name_exact");
+    let with_referrers = req.param("referrers").as_deref() == Some("true");
+    let referrer_types: Vec<String> = req
+        .param("referrer_type")
+        .map(|types| {
+            types
+                .split(',')
+                .map(str::trim)
+                .filter(|kind| !kind.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     // Sort key: (published_at, name) or name; a marker is that key.
     let key_of = |tag_name: &str, published: &chrono::DateTime<chrono::Utc>| -> String {
         if by_published {
@@ -675,6 +703,7 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
         .tags
         .iter()
         .filter(|(tag_name, _)| tag_name.contains(&filter))
+        .filter(|(tag_name, _)| name_exact.as_ref().is_none_or(|exact| *tag_name == exact))
         .map(|(tag_name, tag)| (key_of(tag_name, &tag.published_at), tag_name))
         .collect();
     entries.sort();
@@ -713,7 +742,7 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
         .map(|(_, tag_name)| {
             let tag = &repository.tags[*tag_name];
             let manifest = repository.manifests.get(&tag.digest);
-            json!({
+            let mut entry = json!({
                 "name": tag_name,
                 "digest": tag.digest,
                 "config_digest": manifest.and_then(|m| m.config_digest.clone()),
@@ -722,7 +751,11 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
                 "created_at": tag.created_at.as_ref().map(gitlab_time),
                 "updated_at": null,
                 "published_at": gitlab_time(&tag.published_at),
-            })
+            });
+            if with_referrers {
+                entry["referrers"] = json!(repository.referrers_of(&tag.digest, &referrer_types));
+            }
+            entry
         })
         .collect();
     let mut response = json_response(200, &Value::Array(body));
@@ -741,6 +774,12 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
         }
         if !filter.is_empty() {
             query.append_pair("name", &filter);
+        }
+        if with_referrers {
+            query.append_pair("referrers", "true");
+            if !referrer_types.is_empty() {
+                query.append_pair("referrer_type", &referrer_types.join(","));
+            }
         }
         set_header(
             &mut response,

@@ -1704,3 +1704,544 @@ fn binary_prints_its_addresses_and_serves_state() {
     assert!(status.success(), "SIGTERM is a clean exit: {status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------- supply chain
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// GET (not HEAD) with every manifest type accepted: (status, digest header,
+/// content type, body).
+async fn get_manifest(
+    emulator: &Emulator,
+    repository: &str,
+    reference: &str,
+    token: &str,
+) -> (u16, Option<String>, Option<String>, Vec<u8>) {
+    let response = registry(
+        emulator,
+        Method::GET,
+        &format!("/v2/{repository}/manifests/{reference}"),
+        token,
+        ALL_MANIFEST_TYPES,
+    )
+    .await;
+    let status = response.status().as_u16();
+    let digest = header(response.headers(), "docker-content-digest");
+    let content_type = header(response.headers(), "content-type");
+    let body = response.bytes().await.expect("body").to_vec();
+    (status, digest, content_type, body)
+}
+
+async fn delete_manifest(emulator: &Emulator, repository: &str, reference: &str) -> Response {
+    let token = job_jwt(emulator, &format!("repository:{repository}:delete")).await;
+    registry(
+        emulator,
+        Method::DELETE,
+        &format!("/v2/{repository}/manifests/{reference}"),
+        &token,
+        "*/*",
+    )
+    .await
+}
+
+/// A multi-arch OCI index `2.0.0` over two images (amd64 built day 2, arm64
+/// day 3), the amd64 child also tagged `2.0.0-amd64`. Returns (index, amd64, arm64).
+fn multiarch(emulator: &Emulator) -> (String, String, String) {
+    let repository = emulator.repository("");
+    let amd64 = repository.push_platform_image(None, "linux", "amd64", Some(day(2)));
+    let arm64 = repository.push_platform_image(None, "linux", "arm64", Some(day(3)));
+    let index = repository.push_index("2.0.0", &[&amd64, &arm64]);
+    repository.tag("2.0.0-amd64", &amd64);
+    (index, amd64, arm64)
+}
+
+#[tokio::test]
+async fn index_and_children_are_real_json_hashing_to_their_digests() {
+    let emulator = Emulator::start(Config::default());
+    let (index, amd64, arm64) = multiarch(&emulator);
+    let token = job_jwt(&emulator, "repository:group/project:pull").await;
+    emulator.reset_requests();
+
+    let (status, digest, content_type, body) =
+        get_manifest(&emulator, "group/project", "2.0.0", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(digest.as_deref(), Some(index.as_str()));
+    assert_eq!(content_type.as_deref(), Some(OCI_INDEX));
+    assert_eq!(sha256(&body), index, "the index body hashes to its digest");
+    let parsed: Value = serde_json::from_slice(&body).expect("an index is JSON");
+    assert_eq!(parsed["mediaType"], OCI_INDEX);
+    let children: Vec<(&str, &str)> = parsed["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|child| {
+            (
+                child["digest"].as_str().expect("digest"),
+                child["platform"]["architecture"].as_str().expect("arch"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        children,
+        [(amd64.as_str(), "amd64"), (arm64.as_str(), "arm64")]
+    );
+
+    // One manifest and one config fetch per child: real bodies, real dates.
+    for (child, built) in [(&amd64, day(2)), (&arm64, day(3))] {
+        let (status, digest, content_type, body) =
+            get_manifest(&emulator, "group/project", child, &token).await;
+        assert_eq!(status, 200);
+        assert_eq!(digest.as_deref(), Some(child.as_str()));
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+        assert_eq!(&sha256(&body), child);
+        let manifest: Value = serde_json::from_slice(&body).expect("JSON manifest");
+        let config_digest = manifest["config"]["digest"].as_str().expect("config");
+        let config = registry(
+            &emulator,
+            Method::GET,
+            &format!("/v2/group/project/blobs/{config_digest}"),
+            &token,
+            "*/*",
+        )
+        .await;
+        assert_eq!(config.status(), 200);
+        let config = config.bytes().await.expect("config blob");
+        assert_eq!(sha256(&config), config_digest);
+        let config: Value = serde_json::from_slice(&config).expect("JSON config");
+        assert_eq!(
+            config["created"],
+            built.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    // The per-arch tag is the child itself.
+    let head = registry(
+        &emulator,
+        Method::HEAD,
+        "/v2/group/project/manifests/2.0.0-amd64",
+        &token,
+        ALL_MANIFEST_TYPES,
+    )
+    .await;
+    assert_eq!(
+        header(head.headers(), "docker-content-digest"),
+        Some(amd64.clone())
+    );
+    // Every fetch is recorded, by digest and by blob.
+    assert_eq!(emulator.count("GET", "/manifests/2.0.0"), 1);
+    assert_eq!(emulator.count("GET", "/manifests/sha256:"), 2);
+    assert_eq!(emulator.count("GET", "/blobs/sha256:"), 2);
+    assert_eq!(emulator.count("HEAD", "/manifests/"), 1);
+
+    // A Docker manifest list over Docker images is served the same way.
+    let repository = emulator.repository("legacy");
+    let child = repository.push_docker_image(None, Some(day(4)));
+    let list = repository.push_index_of(
+        Some("multi"),
+        gitlab_emulator::DOCKER_MANIFEST_LIST,
+        &[&child],
+    );
+    let (status, digest, content_type, body) =
+        get_manifest(&emulator, "group/project/legacy", "multi", &{
+            job_jwt(&emulator, "repository:group/project/legacy:pull").await
+        })
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(digest.as_deref(), Some(list.as_str()));
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/vnd.docker.distribution.manifest.list.v2+json")
+    );
+    assert_eq!(sha256(&body), list);
+    let parsed: Value = serde_json::from_slice(&body).expect("JSON list");
+    assert_eq!(parsed["manifests"][0]["digest"], child);
+}
+
+#[tokio::test]
+async fn rest_details_of_an_index_have_no_date_and_an_image_its_build_time() {
+    let emulator = Emulator::start(Config::default());
+    let (index, amd64, _) = multiarch(&emulator);
+    let rid = emulator.add_repository("");
+    let base = format!("/projects/1/registry/repositories/{rid}/tags");
+    let details: Value = rest(&emulator, Method::GET, &format!("{base}/2.0.0"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(details["digest"], index);
+    assert!(
+        details["created_at"].is_null() && details["total_size"].is_null(),
+        "GitLab shows an index without date or size: {details}"
+    );
+    let details: Value = rest(&emulator, Method::GET, &format!("{base}/2.0.0-amd64"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(details["digest"], amd64);
+    assert_eq!(details["created_at"], "2024-01-02T12:00:00.000+00:00");
+    assert!(details["total_size"].as_u64().expect("size") > 0);
+}
+
+#[tokio::test]
+async fn cosign_signature_and_attestation_tags() {
+    let emulator = Emulator::start(Config::default());
+    let repository = emulator.repository("");
+    let image = repository.push_image(Some("1.0.0"), Some(day(1)));
+    let signature = repository.push_signature(&image, "sig");
+    let attestation = repository.push_signature(&image, "att");
+    let orphan_subject = format!("sha256:{}", "ab".repeat(32));
+    let orphan = repository.push_signature(&orphan_subject, "sig");
+    let hex = image.trim_start_matches("sha256:");
+    assert_eq!(
+        repository.tags(),
+        [
+            ("1.0.0".to_string(), image.clone()),
+            (format!("sha256-{}.sig", "ab".repeat(32)), orphan),
+            (format!("sha256-{hex}.att"), attestation.clone()),
+            (format!("sha256-{hex}.sig"), signature.clone()),
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert_eq!(
+        gitlab_emulator::referrer_tag(&image, Some("sig")),
+        format!("sha256-{hex}.sig")
+    );
+    let token = job_jwt(&emulator, "repository:group/project:pull").await;
+    for (tag, digest, layer_type) in [
+        (
+            format!("sha256-{hex}.sig"),
+            &signature,
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+        ),
+        (
+            format!("sha256-{hex}.att"),
+            &attestation,
+            "application/vnd.dsse.envelope.v1+json",
+        ),
+    ] {
+        let (status, got, content_type, body) =
+            get_manifest(&emulator, "group/project", &tag, &token).await;
+        assert_eq!(status, 200);
+        assert_eq!(got.as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+        assert_eq!(&sha256(&body), digest);
+        let manifest: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(manifest["layers"][0]["mediaType"], layer_type);
+        assert!(
+            manifest.get("subject").is_none(),
+            "cosign tags have no subject"
+        );
+        let config = registry(
+            &emulator,
+            Method::GET,
+            &format!(
+                "/v2/group/project/blobs/{}",
+                manifest["config"]["digest"].as_str().expect("config")
+            ),
+            &token,
+            "*/*",
+        )
+        .await;
+        assert_eq!(config.text().await.expect("config"), "{}");
+    }
+    // A signature is an image without a date, as GitLab shows it.
+    let rid = emulator.add_repository("");
+    let details: Value = rest(
+        &emulator,
+        Method::GET,
+        &format!("/projects/1/registry/repositories/{rid}/tags/sha256-{hex}.sig"),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert!(details["created_at"].is_null(), "{details}");
+    assert_eq!(details["digest"], signature);
+}
+
+#[tokio::test]
+async fn artifacts_are_found_by_the_tag_schema_and_gitlab_v1_referrers() {
+    let emulator = Emulator::start(Config::default());
+    let repository = emulator.repository("");
+    let image = repository.push_image(Some("1.0.0"), Some(day(1)));
+    let other = repository.push_image(Some("1.0.1"), Some(day(2)));
+    let sbom = repository.push_artifact(&image, "application/spdx+json");
+    let provenance = repository.push_artifact(&image, "application/vnd.in-toto+json");
+    let schema_tag = gitlab_emulator::referrer_tag(&image, None);
+    let tags = repository.tags();
+    assert_eq!(
+        tags.len(),
+        3,
+        "artifacts are untagged; one schema tag: {tags:?}"
+    );
+    let token = job_jwt(&emulator, "repository:group/project:pull").await;
+
+    // The referrers tag schema: an index listing both, with their types.
+    let (status, digest, content_type, body) =
+        get_manifest(&emulator, "group/project", &schema_tag, &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some(OCI_INDEX));
+    assert_eq!(digest.as_deref(), Some(tags[&schema_tag].as_str()));
+    assert_eq!(sha256(&body), tags[&schema_tag]);
+    let index: Value = serde_json::from_slice(&body).expect("JSON");
+    let listed: Vec<(&str, &str)> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|entry| {
+            (
+                entry["digest"].as_str().expect("digest"),
+                entry["artifactType"].as_str().expect("artifactType"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (sbom.as_str(), "application/spdx+json"),
+            (provenance.as_str(), "application/vnd.in-toto+json")
+        ]
+    );
+    assert_eq!(
+        repository
+            .manifest(&tags[&schema_tag])
+            .map(|body| sha256(&body)),
+        Some(tags[&schema_tag].clone()),
+        "the index it replaced is gone, the new one stored"
+    );
+    let (_, _, _, body) = get_manifest(&emulator, "group/project", &sbom, &token).await;
+    let artifact: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(artifact["artifactType"], "application/spdx+json");
+    assert_eq!(artifact["subject"]["digest"], image);
+    assert_eq!(
+        artifact["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+
+    // /gitlab/v1 with referrers=true: each tag carries its referrers.
+    let list = |query: &'static str| {
+        let emulator = &emulator;
+        let token = token.clone();
+        async move {
+            let response = registry(
+                emulator,
+                Method::GET,
+                &format!("/gitlab/v1/repositories/group/project/tags/list/{query}"),
+                &token,
+                "application/json",
+            )
+            .await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    let plain = list("").await;
+    assert!(
+        plain
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|tag| tag.get("referrers").is_none()),
+        "no referrers without referrers=true: {plain}"
+    );
+    let with = list("?referrers=true").await;
+    let by_name = |listing: &Value, name: &str| -> Value {
+        listing
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|tag| tag["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} listed"))
+    };
+    let mut expected = vec![
+        json!({"artifactType": "application/spdx+json", "digest": sbom}),
+        json!({"artifactType": "application/vnd.in-toto+json", "digest": provenance}),
+    ];
+    expected.sort_by(|a, b| a["digest"].as_str().cmp(&b["digest"].as_str()));
+    assert_eq!(by_name(&with, "1.0.0")["referrers"], json!(expected));
+    assert_eq!(by_name(&with, "1.0.0")["digest"], image);
+    assert_eq!(
+        by_name(&with, "1.0.0")["media_type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(by_name(&with, "1.0.1")["referrers"], json!([]));
+    assert_eq!(by_name(&with, "1.0.1")["digest"], other);
+    assert_eq!(by_name(&with, &schema_tag)["media_type"], OCI_INDEX);
+    let filtered = list("?referrers=true&referrer_type=application/spdx%2Bjson").await;
+    assert_eq!(
+        by_name(&filtered, "1.0.0")["referrers"],
+        json!([{"artifactType": "application/spdx+json", "digest": sbom}])
+    );
+    let exact = list("?name_exact=1.0.0").await;
+    assert_eq!(exact.as_array().expect("array").len(), 1);
+}
+
+#[tokio::test]
+async fn a_pushed_subject_must_exist_on_gitlab_but_not_on_distribution() {
+    for gitlab in [true, false] {
+        let emulator = Emulator::start(Config {
+            grant_push: true,
+            gitlab_v1: gitlab,
+            tag_delete: gitlab,
+            ..Config::default()
+        });
+        let empty = emulator.put_blob("", b"{}");
+        let missing = format!("sha256:{}", "cd".repeat(32));
+        let body = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/spdx+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2, "digest": empty},
+            "layers": [],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 10, "digest": missing},
+        })
+        .to_string();
+        let digest = sha256(body.as_bytes());
+        let token = job_jwt(&emulator, "repository:group/project:pull,push").await;
+        let response = client()
+            .put(format!(
+                "{}/v2/group/project/manifests/{digest}",
+                emulator.registry_url()
+            ))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .send()
+            .await
+            .expect("PUT answers");
+        if gitlab {
+            assert_eq!(response.status(), 400, "GitLab: the subject must exist");
+            let body: Value = response.json().await.expect("JSON");
+            assert_eq!(body["errors"][0]["code"], "MANIFEST_INVALID");
+        } else {
+            assert_eq!(response.status(), 201, "Distribution ignores the subject");
+        }
+    }
+}
+
+#[tokio::test]
+async fn gitlab_refuses_to_delete_an_index_child_and_cascades_referrers() {
+    let emulator = Emulator::start(Config::default());
+    let (index, amd64, arm64) = multiarch(&emulator);
+    let repository = emulator.repository("");
+    let image = repository.push_image(Some("1.0.0"), Some(day(1)));
+    let signature = repository.push_signature(&image, "sig");
+    let sbom = repository.push_artifact(&image, "application/spdx+json");
+    let loose = repository.push_image(None, Some(day(5)));
+    let note = repository.push_artifact(&loose, "application/vnd.example.note");
+    let note_index = repository.tags()[&gitlab_emulator::referrer_tag(&loose, None)].clone();
+
+    // A child an index lists: 409 MANIFEST_REFERENCED, nothing changes.
+    let refused = delete_manifest(&emulator, "group/project", &amd64).await;
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["errors"][0]["code"], "MANIFEST_REFERENCED");
+    assert_eq!(body["errors"][0]["detail"]["referenced_by"], json!([index]));
+    assert!(repository.manifest(&amd64).is_some());
+    assert_eq!(repository.tags()["2.0.0-amd64"], amd64);
+    // So is an artifact the referrers tag schema's index lists.
+    let refused = delete_manifest(&emulator, "group/project", &note).await;
+    assert_eq!(refused.status(), 409);
+
+    // A tag delete removes the tag only, never a manifest: no conflict.
+    let untagged = delete_manifest(&emulator, "group/project", "2.0.0-amd64").await;
+    assert_eq!(untagged.status(), 202);
+    assert!(!repository.tags().contains_key("2.0.0-amd64"));
+    assert!(repository.manifest(&amd64).is_some(), "the child stays");
+
+    // Deleting the subject takes its untagged referrers with it; the cosign
+    // tag (no `subject`, a tag of its own) and the schema tag stay.
+    let deleted = delete_manifest(&emulator, "group/project", &image).await;
+    assert_eq!(deleted.status(), 202);
+    assert!(repository.manifest(&image).is_none());
+    assert!(
+        repository.manifest(&sbom).is_none(),
+        "untagged referrer cascaded"
+    );
+    let hex = image.trim_start_matches("sha256:");
+    let tags = repository.tags();
+    assert_eq!(tags[&format!("sha256-{hex}.sig")], signature);
+    assert!(tags.contains_key(&format!("sha256-{hex}")));
+    assert!(!tags.contains_key("1.0.0"));
+
+    // Once the index is gone, its children may go.
+    assert_eq!(
+        delete_manifest(&emulator, "group/project", &index)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        delete_manifest(&emulator, "group/project", &arm64)
+            .await
+            .status(),
+        202
+    );
+    // The schema index gone, its artifact may go too.
+    assert_eq!(
+        delete_manifest(&emulator, "group/project", &note_index)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        delete_manifest(&emulator, "group/project", &note)
+            .await
+            .status(),
+        202
+    );
+}
+
+#[tokio::test]
+async fn distribution_deletes_an_index_child_and_leaves_the_index_dangling() {
+    let emulator = Emulator::start(Config {
+        tag_delete: false,
+        gitlab_v1: false,
+        ..Config::default()
+    });
+    let (index, amd64, arm64) = multiarch(&emulator);
+    let repository = emulator.repository("");
+    let image = repository.push_image(Some("1.0.0"), Some(day(1)));
+    let sbom = repository.push_artifact(&image, "application/spdx+json");
+
+    let by_tag = delete_manifest(&emulator, "group/project", "2.0.0-amd64").await;
+    assert_eq!(by_tag.status(), 400, "no tag delete on Distribution");
+    let deleted = delete_manifest(&emulator, "group/project", &amd64).await;
+    assert_eq!(
+        deleted.status(),
+        202,
+        "no referential check on Distribution"
+    );
+    let tags = repository.tags();
+    assert!(
+        !tags.contains_key("2.0.0-amd64"),
+        "the child's tag went with it"
+    );
+    assert_eq!(tags["2.0.0"], index, "the index is still tagged");
+    let token = job_jwt(&emulator, "repository:group/project:pull").await;
+    let (status, _, _, body) = get_manifest(&emulator, "group/project", "2.0.0", &token).await;
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(listed["manifests"][0]["digest"], amd64, "still listed…");
+    let (status, _, _, _) = get_manifest(&emulator, "group/project", &amd64, &token).await;
+    assert_eq!(status, 404, "…but gone: the index dangles");
+    let (status, _, _, _) = get_manifest(&emulator, "group/project", &arm64, &token).await;
+    assert_eq!(status, 200);
+
+    // No cascade either: the artifact outlives its subject.
+    assert_eq!(
+        delete_manifest(&emulator, "group/project", &image)
+            .await
+            .status(),
+        202
+    );
+    assert!(repository.manifest(&sbom).is_some());
+}
