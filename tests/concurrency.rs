@@ -19,7 +19,7 @@ use gitlab_emulator::{Faults, RateLimit, ScriptedFault};
 
 const REPOSITORIES: [&str; 3] = ["group/project", "group/project/api", "group/project/tools"];
 const TAGS: usize = 16;
-const LATENCY: Duration = Duration::from_millis(15);
+const LATENCY: Duration = Duration::from_millis(5);
 
 /// Old builds go, dates needed (REST details when there is no `/gitlab/v1`).
 const POLICY: &str =
