@@ -1,14 +1,8 @@
 //! The retention policy file (version 1): parsing, validation and patterns.
 //!
-//! CONTRACT (other modules rely on exactly this public API):
-//! - `PolicyError` (Display = the full message, naming file, line and column).
-//! - `Pattern`: a whole-string RE2 pattern; `Pattern::new(&str) -> Result<Pattern, String>`,
-//!   `source()`, `is_match(&str)`.
-//! - `Policy { protect_latest, protect, rules }`, `Policy::load(&Path)`,
-//!   `Policy::parse(text, origin)`, `applicable_rules(repository_path)`,
-//!   `is_protected(tag_name)`, `needs_dates(repository_path)`.
-//! - `Rule { name, repositories, delete, keep, keep_n, older_than }`, `Rule::summary()`.
-//! - `PolicyDuration { seconds, source }`, `parse_duration(&str)`.
+//! The planner reads [`Policy`] and its [`Rule`]s; `check` prints
+//! [`Rule::summary`]; the server engine turns a rule back into GitLab's
+//! bulk-delete form, so [`Pattern::source`] keeps the pattern as written.
 //!
 //! # Architecture
 //!

@@ -2,7 +2,7 @@
 //! the REST API (`/api/v4`), the registry token endpoint (`/jwt/auth`) and a
 //! GitLab-flavoured container registry (`/v2/…`, `/gitlab/v1/…`).
 //!
-//! It is built from `gitlab-protocol.md` and meant to be *faithful*, not
+//! It is built from `docs/gitlab-protocol.md` and meant to be *faithful*, not
 //! convenient: unknown scopes are dropped silently, keyset pagination answers 405
 //! where GitLab would, a bulk delete's regexes are anchored as literally as GitLab
 //! anchors them, and a registry without tag delete answers `DIGEST_INVALID`.

@@ -1,4 +1,4 @@
-//! The emulator against gitlab-protocol.md, over real HTTP.
+//! The emulator against docs/gitlab-protocol.md, over real HTTP.
 
 use std::time::Duration;
 
