@@ -338,12 +338,26 @@ mod tests {
         assert_eq!(plan.total(), tags.len(), "{}: total", case.what);
     }
 
+    /// One `#[test]` per table row, named after it, so a case runs by name:
+    /// `cargo test planner::tests::step_1_protected_tags::latest_is_protected_by_default`.
+    macro_rules! plan_cases {
+        ($($name:ident => $case:expr,)*) => {
+            $(
+                #[test]
+                fn $name() {
+                    run(&$case);
+                }
+            )*
+        };
+    }
+
     const ALL: &str = "rules: [{name: all, delete: '.*'}]";
 
-    #[test]
-    fn step_1_protected_tags() {
-        let cases = [
-            Case {
+    mod step_1_protected_tags {
+        use super::*;
+
+        plan_cases! {
+            latest_is_protected_by_default => Case {
                 what: "latest is protected by default",
                 policy: ALL,
                 repository: DEFAULT_REPO,
@@ -352,7 +366,7 @@ mod tests {
                 delete: &[("main", "all")],
                 keep: &[],
             },
-            Case {
+            protect_latest_false_lets_a_rule_delete_latest => Case {
                 what: "protect_latest: false lets a rule delete latest",
                 policy: "protect_latest: false\nrules: [{name: all, delete: '.*'}]",
                 repository: DEFAULT_REPO,
@@ -361,7 +375,7 @@ mod tests {
                 delete: &[("latest", "all"), ("main", "all")],
                 keep: &[],
             },
-            Case {
+            only_the_exact_name_latest => Case {
                 what: "only the exact name latest",
                 policy: ALL,
                 repository: DEFAULT_REPO,
@@ -370,7 +384,7 @@ mod tests {
                 delete: &[("Latest", "all"), ("latest-arm64", "all")],
                 keep: &[],
             },
-            Case {
+            protect_patterns_match_whole_names => Case {
                 what: "protect patterns match whole names",
                 policy:
                     "protect: ['v\\d+\\.\\d+\\.\\d+', stable]\nrules: [{name: all, delete: '.*'}]",
@@ -384,7 +398,7 @@ mod tests {
                 ],
                 keep: &[],
             },
-            Case {
+            protected_in_the_inventory => Case {
                 what: "protected in the inventory",
                 policy: ALL,
                 repository: DEFAULT_REPO,
@@ -393,7 +407,7 @@ mod tests {
                 delete: &[("main", "all")],
                 keep: &[],
             },
-            Case {
+            protected_even_when_no_rule_applies => Case {
                 what: "protected even when no rule applies",
                 policy: "rules: [{repositories: other/repo, delete: '.*'}]",
                 repository: DEFAULT_REPO,
@@ -402,49 +416,50 @@ mod tests {
                 delete: &[],
                 keep: &[("main", "unclaimed")],
             },
-        ];
-        cases.iter().for_each(run);
+        }
     }
 
-    #[test]
-    fn step_2_applicable_rules() {
-        let policy = "rules:\n  - {name: api, repositories: 'acme/shop/api', delete: 'mr-.*'}\n  - {name: sub, repositories: 'acme/shop/.+', delete: '.*'}\n";
-        let cases = [
-            Case {
+    mod step_2_applicable_rules {
+        use super::*;
+
+        const POLICY: &str = "rules:\n  - {name: api, repositories: 'acme/shop/api', delete: 'mr-.*'}\n  - {name: sub, repositories: 'acme/shop/.+', delete: '.*'}\n";
+
+        plan_cases! {
+            repository_pattern_matches_the_full_path_exactly => Case {
                 what: "repository pattern matches the full path exactly",
-                policy,
+                policy: POLICY,
                 repository: "acme/shop/api",
                 tags: &["mr-1", "main"],
                 protected: &[],
                 delete: &[("main", "sub"), ("mr-1", "api")],
                 keep: &[],
             },
-            Case {
+            a_longer_path_does_not_match => Case {
                 what: "a longer path does not match",
-                policy,
+                policy: POLICY,
                 repository: "acme/shop/api/v2",
                 tags: &["mr-1", "main"],
                 protected: &[],
                 delete: &[("main", "sub"), ("mr-1", "sub")],
                 keep: &[],
             },
-            Case {
+            no_rule_applies_to_the_root_image => Case {
                 what: "no rule applies to the root image",
-                policy,
+                policy: POLICY,
                 repository: "acme/shop",
                 tags: &["mr-1", "main"],
                 protected: &[],
                 delete: &[],
                 keep: &[("main", "unclaimed"), ("mr-1", "unclaimed")],
             },
-        ];
-        cases.iter().for_each(run);
+        }
     }
 
-    #[test]
-    fn step_3_first_claim_wins() {
-        let cases = [
-            Case {
+    mod step_3_first_claim_wins {
+        use super::*;
+
+        plan_cases! {
+            the_earlier_rule_claims_even_when_it_then_keeps_the_tag => Case {
                 what: "the earlier rule claims, even when it then keeps the tag",
                 policy: "rules:\n  - {name: first, delete: 'mr-.*', keep: 'mr-1'}\n  - {name: second, delete: '.*'}\n",
                 repository: DEFAULT_REPO,
@@ -453,7 +468,7 @@ mod tests {
                 delete: &[("main", "second"), ("mr-2", "first")],
                 keep: &[("mr-1", "keep:first")],
             },
-            Case {
+            a_claimed_tag_kept_by_keep_n_is_not_deleted_by_a_later_rule => Case {
                 what: "a claimed tag kept by keep_n is not deleted by a later rule",
                 policy: "rules:\n  - {name: first, delete: 'mr-.*', keep_n: 1}\n  - {name: second, delete: '.*'}\n",
                 repository: DEFAULT_REPO,
@@ -462,7 +477,7 @@ mod tests {
                 delete: &[("mr-1", "first")],
                 keep: &[("mr-2", "keep_n:first")],
             },
-            Case {
+            an_inapplicable_earlier_rule_does_not_claim => Case {
                 what: "an inapplicable earlier rule does not claim",
                 policy: "rules:\n  - {name: first, repositories: other, delete: '.*'}\n  - {name: second, delete: 'mr-.*'}\n",
                 repository: DEFAULT_REPO,
@@ -471,7 +486,7 @@ mod tests {
                 delete: &[("mr-1", "second")],
                 keep: &[("main", "unclaimed")],
             },
-            Case {
+            unclaimed_tags_are_kept => Case {
                 what: "unclaimed tags are kept",
                 policy: "rules: [{name: r, delete: 'mr-.*'}]",
                 repository: DEFAULT_REPO,
@@ -480,14 +495,14 @@ mod tests {
                 delete: &[("mr-3", "r")],
                 keep: &[("feature-x", "unclaimed")],
             },
-        ];
-        cases.iter().for_each(run);
+        }
     }
 
-    #[test]
-    fn step_4_keep_pattern_and_order() {
-        let cases = [
-            Case {
+    mod step_4_keep_pattern_and_order {
+        use super::*;
+
+        plan_cases! {
+            keep_pattern_keeps_and_does_not_count_towards_keep_n => Case {
                 what: "keep pattern keeps, and does not count towards keep_n",
                 policy: "rules: [{name: r, delete: 'mr-.*', keep: 'mr-1-.*', keep_n: 1}]",
                 repository: DEFAULT_REPO,
@@ -500,7 +515,7 @@ mod tests {
                 delete: &[("mr-3-a", "r")],
                 keep: &[("mr-1-a", "keep:r"), ("mr-2-a", "keep_n:r")],
             },
-            Case {
+            equal_dates_name_ascending_in_byte_order_uppercase_sorts_first => Case {
                 what: "equal dates: name ascending in byte order (uppercase sorts first)",
                 policy: "rules: [{name: r, delete: '.*', keep_n: 2}]",
                 repository: DEFAULT_REPO,
@@ -514,7 +529,7 @@ mod tests {
                 delete: &[("b", "r"), ("c", "r")],
                 keep: &[("B", "keep_n:r"), ("a", "keep_n:r")],
             },
-            Case {
+            undated_tags_count_as_newer_than_any_dated_tag => Case {
                 what: "undated tags count as newer than any dated tag",
                 policy: "rules: [{name: r, delete: '.*', keep_n: 2}]",
                 repository: DEFAULT_REPO,
@@ -523,7 +538,7 @@ mod tests {
                 delete: &[("old", "r")],
                 keep: &[("new", "keep_n:r"), ("z-index", "keep_n:r")],
             },
-            Case {
+            several_undated_tags_order_by_name => Case {
                 what: "several undated tags order by name",
                 policy: "rules: [{name: r, delete: '.*', keep_n: 1}]",
                 repository: DEFAULT_REPO,
@@ -532,7 +547,7 @@ mod tests {
                 delete: &[("dated", "r"), ("y-index", "r")],
                 keep: &[("x-index", "keep_n:r")],
             },
-            Case {
+            later_time_on_the_same_day_is_newer => Case {
                 what: "later time on the same day is newer",
                 policy: "rules: [{name: r, delete: '.*', keep_n: 1}]",
                 repository: DEFAULT_REPO,
@@ -541,14 +556,14 @@ mod tests {
                 delete: &[("a", "r")],
                 keep: &[("b", "keep_n:r")],
             },
-        ];
-        cases.iter().for_each(run);
+        }
     }
 
-    #[test]
-    fn step_5_keep_n_and_older_than() {
-        let cases = [
-            Case {
+    mod step_5_keep_n_and_older_than {
+        use super::*;
+
+        plan_cases! {
+            keep_n_larger_than_the_candidates_keeps_them_all => Case {
                 what: "keep_n larger than the candidates keeps them all",
                 policy: "rules: [{name: r, delete: 'mr-.*', keep_n: 10}]",
                 repository: DEFAULT_REPO,
@@ -557,7 +572,7 @@ mod tests {
                 delete: &[],
                 keep: &[("mr-1", "keep_n:r"), ("mr-2", "keep_n:r")],
             },
-            Case {
+            keep_n_0_and_no_older_than_deletes_every_candidate_dated_or_not => Case {
                 what: "keep_n 0 and no older_than deletes every candidate, dated or not",
                 policy: "rules: [{name: r, delete: 'mr-.*'}]",
                 repository: DEFAULT_REPO,
@@ -566,7 +581,7 @@ mod tests {
                 delete: &[("mr-1", "r"), ("mr-2", "r")],
                 keep: &[],
             },
-            Case {
+            older_than_strictly_earlier_than_now_older_than_is_deleted_equal_is_kept => Case {
                 what:
                     "older_than: strictly earlier than now - older_than is deleted, equal is kept",
                 policy: "rules: [{name: r, delete: '.*', older_than: 1d}]",
@@ -585,7 +600,7 @@ mod tests {
                     ("future", "too_new:r"),
                 ],
             },
-            Case {
+            undated_tags_are_never_deleted_by_age => Case {
                 what: "undated tags are never deleted by age",
                 policy: "rules: [{name: r, delete: '.*', older_than: 0s}]",
                 repository: DEFAULT_REPO,
@@ -594,7 +609,7 @@ mod tests {
                 delete: &[("old", "r")],
                 keep: &[("index", "undated:r")],
             },
-            Case {
+            keep_n_is_applied_before_older_than => Case {
                 what: "keep_n is applied before older_than",
                 policy: "rules: [{name: r, delete: '.*', keep_n: 1, older_than: 30d}]",
                 repository: DEFAULT_REPO,
@@ -603,7 +618,7 @@ mod tests {
                 delete: &[("a", "r"), ("b", "r")],
                 keep: &[("c", "too_new:r"), ("d", "keep_n:r")],
             },
-            Case {
+            an_older_than_reaching_before_the_calendar_deletes_nothing => Case {
                 what: "an older_than reaching before the calendar deletes nothing",
                 policy: "rules: [{name: r, delete: '.*', older_than: 1000000y}]",
                 repository: DEFAULT_REPO,
@@ -612,8 +627,7 @@ mod tests {
                 delete: &[],
                 keep: &[("a", "too_new:r")],
             },
-        ];
-        cases.iter().for_each(run);
+        }
     }
 
     #[test]

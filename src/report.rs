@@ -306,6 +306,64 @@ mod tests {
         );
     }
 
+    fn outline(deletions: &[&str]) -> PlanOutline {
+        use crate::model::Tag;
+        use crate::names::{RepositoryPath, TagName};
+        PlanOutline {
+            path: RepositoryPath::parse("g/p/api").expect("path"),
+            tags: deletions.len() + 3,
+            kept: 2,
+            protected: 1,
+            delete: deletions
+                .iter()
+                .map(|name| PlannedDeletion {
+                    tag: Tag::named(TagName::parse(name).expect("tag")),
+                    rule: "r".into(),
+                })
+                .collect(),
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn a_report_is_its_plan_plus_the_outcomes_in_order() {
+        let plan = outline(&["a", "b", "c", "d"]);
+        let outcomes = [
+            Outcome::Deleted,
+            Outcome::AlreadyAbsent,
+            Outcome::Skipped("protected".into()),
+            Outcome::Failed("boom".into()),
+        ];
+        let report = RepositoryReport::from_plan(&plan, Some(&outcomes));
+        assert_eq!(report.path, "g/p/api");
+        assert_eq!((report.tags, report.kept, report.protected), (7, 2, 1));
+        let names = |tags: Vec<&str>| tags.join(",");
+        assert_eq!(
+            names(report.deleted.iter().map(|d| d.tag.as_str()).collect()),
+            "a"
+        );
+        assert_eq!(report.deleted[0].rule.as_deref(), Some("r"));
+        assert_eq!(
+            names(
+                report
+                    .already_absent
+                    .iter()
+                    .map(|d| d.tag.as_str())
+                    .collect()
+            ),
+            "b"
+        );
+        assert_eq!(report.skipped[0].tag, "c");
+        assert_eq!(report.skipped[0].reason, "protected");
+        assert_eq!(report.failed[0].tag, "d");
+        assert_eq!(report.failed[0].error, "boom");
+
+        // A dry run lists every planned deletion as what would be deleted.
+        let dry = RepositoryReport::from_plan(&plan, None);
+        assert_eq!(dry.deleted.len(), 4);
+        assert!(dry.failed.is_empty() && dry.skipped.is_empty() && dry.already_absent.is_empty());
+    }
+
     #[test]
     fn dry_run_says_would_delete() {
         let mut report = Report::new("client", true);
