@@ -107,3 +107,18 @@ pub fn count_query(emulator: &Emulator, method: &str, path: &str, query: &str) -
 pub fn report_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("json")
 }
+
+/// A counter from the tool's `HTTP requests sent` log line (logged at `info`
+/// by commands that get as far as sending requests): what the client itself
+/// counted, e.g. `retries` or `longest_retry_wait_ms`.
+pub fn http_stat(stderr: &str, field: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("HTTP requests sent"))
+        .unwrap_or_else(|| panic!("no \"HTTP requests sent\" line in:\n{stderr}"));
+    let prefix = format!("{field}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in the stats line: {line}"))
+}
