@@ -7,8 +7,8 @@
 #
 # Installs docker-registry if missing (apt), generates a signing key and its
 # self-signed certificate (the registry's rootcertbundle), starts both servers on
-# free loopback ports, runs `cargo test --test real_registry` with REAL_REGISTRY_*
-# variables describing them, and stops both on exit.
+# free loopback ports, runs the tests of tests/real_registry.rs (ignored unless
+# asked for) with REAL_REGISTRY_* variables describing them, and stops both on exit.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -120,5 +120,6 @@ export REAL_REGISTRY_GITLAB_URL=$gitlab_url
 export REAL_REGISTRY_JOB_TOKEN=$job_token
 export REAL_REGISTRY_PROJECT_PATH=$project_path
 export REAL_REGISTRY_PROJECT_ID=$project_id
-cargo test --test real_registry "$@" -- --nocapture
+# The tests are #[ignore]d unless asked for, as here.
+cargo test --test real_registry "$@" -- --include-ignored --nocapture
 log "passed"
