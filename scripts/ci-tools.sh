@@ -39,6 +39,7 @@ if [ "$want" != components ]; then
 fi
 if [ "$want" = all ]; then
     need_deb docker-registry docker-registry # a real Distribution registry, for manual/integration tests
+    need_deb openssl openssl                 # the TLS test's server, the real registry's token key
 fi
 if [ "$want" != image ]; then
     need_deb rsync rsync # gitlab-ci-local copies the repository with it

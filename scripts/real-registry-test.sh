@@ -8,8 +8,8 @@
 #
 # Installs docker-registry if missing (apt), generates a signing key and its
 # self-signed certificate (the registry's rootcertbundle), starts both servers on
-# free loopback ports, runs `cargo test --test real_registry` with REAL_REGISTRY_*
-# variables describing them, and stops both on exit.
+# free loopback ports, runs the tests of tests/real_registry.rs (ignored unless
+# asked for) with REAL_REGISTRY_* variables describing them, and stops both on exit.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -127,5 +127,10 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do
     shift
 done
 [ $# -gt 0 ] && shift
+# The tests are #[ignore]d unless asked for, as here. The supply-chain ones
+# wait for issue 10 (signatures and indexes); `-- --ignored supply_chain` runs them.
+if [ $# -eq 0 ]; then
+    set -- --include-ignored --skip supply_chain::
+fi
 cargo test --test real_registry ${cargo_args[@]+"${cargo_args[@]}"} -- --nocapture "$@"
 log "passed"

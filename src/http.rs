@@ -314,7 +314,8 @@ impl RateBudget {
         (limit / 20).max(2)
     }
 
-    async fn before_request(&self, url: &Url) {
+    /// Waits while the budget is nearly spent; says whether it waited.
+    async fn before_request(&self, url: &Url) -> bool {
         let wait = {
             let mut state = self.state.lock().await;
             match state.as_mut() {
@@ -346,6 +347,7 @@ impl RateBudget {
             );
             tokio::time::sleep(wait).await;
         }
+        wait.is_some()
     }
 
     async fn observe(&self, url: &Url, headers: &HeaderMap) {
@@ -387,11 +389,18 @@ impl RateBudget {
     }
 }
 
-/// Counters for the run summary and the benchmarks.
+/// Counters for the run summary, the benchmarks and the tests: what the
+/// client chose to do, counted rather than timed.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub requests: std::sync::atomic::AtomicU64,
     pub retries: std::sync::atomic::AtomicU64,
+    /// The waits before retries, summed over every call (milliseconds).
+    pub retry_wait_ms: std::sync::atomic::AtomicU64,
+    /// The longest single wait before a retry (milliseconds).
+    pub longest_retry_wait_ms: std::sync::atomic::AtomicU64,
+    /// How often a request waited for a nearly spent rate budget to reset.
+    pub rate_limit_waits: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -523,7 +532,9 @@ impl Http {
         let mut attempt: u32 = 0;
         let mut earlier_attempt_may_have_applied = false;
         loop {
-            self.budget.before_request(url).await;
+            if self.budget.before_request(url).await {
+                self.stats.rate_limit_waits.fetch_add(1, Relaxed);
+            }
             // Waiting for our own throttle is not the server's time.
             let queued = Instant::now();
             let permit = match &self.throttle {
@@ -614,6 +625,11 @@ impl Http {
                 };
             }
             self.stats.retries.fetch_add(1, Relaxed);
+            let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            self.stats.retry_wait_ms.fetch_add(delay_ms, Relaxed);
+            self.stats
+                .longest_retry_wait_ms
+                .fetch_max(delay_ms, Relaxed);
             earlier_attempt_may_have_applied |= failure.may_have_applied();
             match &failure {
                 Failure::Status(response) => tracing::debug!(

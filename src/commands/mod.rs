@@ -103,6 +103,9 @@ impl Clients {
         tracing::info!(
             requests = self.http.stats.requests.load(Relaxed),
             retries = self.http.stats.retries.load(Relaxed),
+            retry_wait_ms = self.http.stats.retry_wait_ms.load(Relaxed),
+            longest_retry_wait_ms = self.http.stats.longest_retry_wait_ms.load(Relaxed),
+            rate_limit_waits = self.http.stats.rate_limit_waits.load(Relaxed),
             too_many_requests,
             lowest_in_flight,
             "HTTP requests sent"

@@ -107,3 +107,32 @@ pub fn count_query(emulator: &Emulator, method: &str, path: &str, query: &str) -
 pub fn report_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("json")
 }
+
+/// A counter from the tool's `HTTP requests sent` log line (logged at `info`
+/// by commands that get as far as sending requests): what the client itself
+/// counted, e.g. `retries` or `longest_retry_wait_ms`.
+pub fn http_stat(stderr: &str, field: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("HTTP requests sent"))
+        .unwrap_or_else(|| panic!("no \"HTTP requests sent\" line in:\n{stderr}"));
+    let prefix = format!("{field}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in the stats line: {line}"))
+}
+
+/// Called by a test that needs something from outside the workspace (a real
+/// registry, the openssl binary) when that is missing; `what` says what and
+/// how to provide it. Such tests are `#[ignore]`d, so they only run when asked
+/// for (`--ignored`). Under CI (`CI` set, as GitLab and `.ci/run` do) a missing
+/// prerequisite is a failure: a CI job that cannot run the test must not
+/// report it passed. Elsewhere the test says, past the output capture, that
+/// it checked nothing, and the caller returns.
+pub fn missing_prerequisite(what: &str) {
+    use std::io::Write as _;
+    let ci = std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false");
+    assert!(!ci, "CI is set but {what}: this test would check nothing");
+    let _ = writeln!(std::io::stderr(), "SKIPPED, NOTHING CHECKED: {what}");
+}
