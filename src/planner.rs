@@ -720,7 +720,7 @@ mod tests {
                 let name = format!("{}{}", NAME_PREFIXES[prefix], suffix);
                 let tag = Tag {
                     name: TagName::parse(&name).expect("test tag name"),
-                    digest: Some(Digest::of(&[digest])),
+                    digest: Some(Digest::parse(&format!("sha256:{digest:064x}")).expect("digest")),
                     created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
                     protected,
                 };
