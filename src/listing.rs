@@ -44,6 +44,18 @@ impl ExitCode for ListError {
     }
 }
 
+/// Progress over listing `repositories`, by the tag counts REST reported.
+pub fn listing_progress(repositories: &[RepositoryInfo]) -> std::sync::Arc<Progress> {
+    let progress = Progress::new("listing tags");
+    progress.add_total(
+        repositories
+            .iter()
+            .map(|r| r.tags_count.unwrap_or(0) as usize)
+            .sum(),
+    );
+    progress
+}
+
 /// Where a listing came from, for logs and request accounting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {

@@ -10,10 +10,9 @@ use super::Clients;
 use crate::config::ConfigError;
 use crate::error::Exit;
 use crate::inventory::{Inventory, InventoryRepository};
-use crate::listing::Lister;
+use crate::listing::{listing_progress, Lister};
 use crate::options::InventoryOptions;
 use crate::paths::normalise_repository;
-use crate::progress::Progress;
 
 pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     let clients = Clients::new(&options.connection)?;
@@ -44,13 +43,7 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
         repositories.retain(|r| wanted.contains(&r.path));
     }
 
-    let progress = Progress::new("listing tags");
-    progress.add_total(
-        repositories
-            .iter()
-            .map(|r| r.tags_count.unwrap_or(0) as usize)
-            .sum(),
-    );
+    let progress = listing_progress(&repositories);
     let ticker = progress.tick(Duration::from_secs(5));
     let lister = Lister::new(&clients.registry, &gitlab, clients.concurrency, false);
     let listed: Vec<anyhow::Result<InventoryRepository>> = stream::iter(repositories)

@@ -17,7 +17,7 @@ use crate::config::ConfigError;
 use crate::deleter::{Outcome, Target};
 use crate::error::{Exit, ExitCode};
 use crate::gitlab::{GitLab, RepositoryInfo};
-use crate::listing::Lister;
+use crate::listing::{listing_progress, Lister};
 use crate::names::TagName;
 use crate::planner::{plan_repository, PlanOutline};
 use crate::policy::Policy;
@@ -80,13 +80,7 @@ impl ClientRun<'_> {
         repositories: Vec<RepositoryInfo>,
     ) -> Result<Vec<Planned>, ConfigError> {
         let now = Utc::now();
-        let listing = Progress::new("listing tags");
-        listing.add_total(
-            repositories
-                .iter()
-                .map(|r| r.tags_count.unwrap_or(0) as usize)
-                .sum(),
-        );
+        let listing = listing_progress(&repositories);
         let ticker = listing.tick(Duration::from_secs(5));
         let lister = Lister::new(
             &self.clients.registry,
