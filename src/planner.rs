@@ -901,6 +901,297 @@ mod tests {
         }
     }
 
+    mod step_6_referrers {
+        use super::*;
+
+        plan_cases! {
+            keep_n_counts_images_not_their_signatures => Case {
+                what: "keep_n counts images, not their signatures",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 3}]",
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "img1#i1@2026-01-01", "sha256-{i1}.sig@2026-01-01T00:01:00",
+                    "img2#i2@2026-01-02", "sha256-{i2}.sig@2026-01-02T00:01:00",
+                    "img3#i3@2026-01-03", "sha256-{i3}.sig@2026-01-03T00:01:00",
+                    "img4#i4@2026-01-04", "sha256-{i4}.sig@2026-01-04T00:01:00",
+                    "img5#i5@2026-01-05", "sha256-{i5}.sig@2026-01-05T00:01:00",
+                ],
+                protected: &[],
+                delete: &[
+                    ("img1", "r"),
+                    ("img2", "r"),
+                    ("sha256-{i1}.sig", "with its subject"),
+                    ("sha256-{i2}.sig", "with its subject"),
+                ],
+                keep: &[
+                    ("img3", "keep_n:r"),
+                    ("img4", "keep_n:r"),
+                    ("img5", "keep_n:r"),
+                    ("sha256-{i3}.sig", "with_subject"),
+                    ("sha256-{i4}.sig", "with_subject"),
+                    ("sha256-{i5}.sig", "with_subject"),
+                ],
+            },
+            every_referrer_of_a_subject_follows_it => Case {
+                what: "every referrer of a subject follows it (sig, att, sbom, bare)",
+                policy: "rules: [{name: r, delete: 'old'}]",
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "old#o", "sha256-{o}.sig", "sha256-{o}.att", "sha256-{o}.sbom", "sha256-{o}",
+                    "new#n", "sha256-{n}.sig", "sha256-{n}.cosign.bundle_v0-3",
+                ],
+                protected: &[],
+                delete: &[
+                    ("old", "r"),
+                    ("sha256-{o}", "with its subject"),
+                    ("sha256-{o}.att", "with its subject"),
+                    ("sha256-{o}.sbom", "with its subject"),
+                    ("sha256-{o}.sig", "with its subject"),
+                ],
+                keep: &[
+                    ("new", "unclaimed"),
+                    ("sha256-{n}.cosign.bundle_v0-3", "with_subject"),
+                    ("sha256-{n}.sig", "with_subject"),
+                ],
+            },
+            a_rule_matching_a_referrer_does_not_claim_it => Case {
+                what: "a rule whose delete pattern matches a referrer does not claim it",
+                policy: "rules: [{name: r, delete: 'sha256-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{a}.sig"],
+                protected: &[],
+                delete: &[],
+                keep: &[("app", "unclaimed"), ("sha256-{a}.sig", "with_subject")],
+            },
+            an_orphan_is_kept_by_default => Case {
+                what: "an orphan is kept by default",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{gone}.sig"],
+                protected: &[],
+                delete: &[("app", "all")],
+                keep: &[("sha256-{gone}.sig", "orphan")],
+            },
+            an_orphan_is_deleted_with_orphaned_referrers_delete => Case {
+                what: "an orphan is deleted with orphaned_referrers: delete",
+                policy: "orphaned_referrers: delete\nrules: [{name: r, delete: 'nothing'}]",
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{a}.sig", "sha256-{gone}.sig"],
+                protected: &[],
+                delete: &[("sha256-{gone}.sig", "orphaned referrer")],
+                keep: &[("app", "unclaimed"), ("sha256-{a}.sig", "with_subject")],
+            },
+            a_referrer_of_a_deleted_image_is_not_an_orphan => Case {
+                what: "a referrer of a deleted image is deleted with it, not kept as an orphan",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{a}.sig"],
+                protected: &[],
+                delete: &[("app", "all"), ("sha256-{a}.sig", "with its subject")],
+                keep: &[],
+            },
+            a_signature_of_an_attestation_of_a_deleted_image_goes_with_it => Case {
+                what: "a signature of an attestation of a deleted image goes with it",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{a}.att#att", "sha256-{att}.sig"],
+                protected: &[],
+                delete: &[
+                    ("app", "all"),
+                    ("sha256-{a}.att", "with its subject"),
+                    ("sha256-{att}.sig", "with its subject"),
+                ],
+                keep: &[],
+            },
+            a_signature_of_an_attestation_of_a_kept_image_stays => Case {
+                what: "a signature of an attestation of a kept image stays",
+                policy: "rules: [{name: r, delete: 'mr-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["main#a", "sha256-{att}.sig", "sha256-{a}.att#att"],
+                protected: &[],
+                delete: &[],
+                keep: &[
+                    ("main", "unclaimed"),
+                    ("sha256-{a}.att", "with_subject"),
+                    ("sha256-{att}.sig", "with_subject"),
+                ],
+            },
+            a_signature_of_an_orphaned_attestation_follows_the_attestation => Case {
+                what: "a signature of an orphaned attestation follows the attestation",
+                policy: "orphaned_referrers: delete\nrules: [{name: r, delete: x}]",
+                repository: DEFAULT_REPO,
+                tags: &["sha256-{gone}.att#att", "sha256-{att}.sig"],
+                protected: &[],
+                delete: &[
+                    ("sha256-{att}.sig", "with its subject"),
+                    ("sha256-{gone}.att", "orphaned referrer"),
+                ],
+                keep: &[],
+            },
+            a_signature_of_a_kept_orphaned_attestation_is_kept => Case {
+                what: "a signature of a kept orphaned attestation is kept",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["sha256-{gone}.att#att", "sha256-{att}.sig"],
+                protected: &[],
+                delete: &[],
+                keep: &[
+                    ("sha256-{att}.sig", "with_subject"),
+                    ("sha256-{gone}.att", "orphan"),
+                ],
+            },
+            a_referrer_of_a_child_of_a_kept_index_is_kept => Case {
+                what: "a referrer whose subject is a child of a kept index is kept",
+                policy: "rules: [{name: r, delete: '.*', keep: 'multi'}]",
+                repository: DEFAULT_REPO,
+                tags: &["multi#m>amd,arm", "old#o", "sha256-{amd}.sig", "sha256-{m}.sig"],
+                protected: &[],
+                delete: &[("old", "r")],
+                keep: &[
+                    ("multi", "keep:r"),
+                    ("sha256-{amd}.sig", "with_subject"),
+                    ("sha256-{m}.sig", "with_subject"),
+                ],
+            },
+            a_referrer_of_a_child_of_a_deleted_index_goes_with_it => Case {
+                what: "a referrer whose subject is a child of a deleted index goes with it",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["multi#m>amd,arm", "sha256-{arm}.sig"],
+                protected: &[],
+                delete: &[("multi", "all"), ("sha256-{arm}.sig", "with its subject")],
+                keep: &[],
+            },
+            a_child_kept_by_one_index_keeps_its_referrer => Case {
+                what: "a child kept by one index keeps its referrer, though another index is deleted",
+                policy: "rules: [{name: r, delete: 'mr-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1#m1>amd", "main#m2>amd", "sha256-{amd}.sig"],
+                protected: &[],
+                delete: &[("mr-1", "r")],
+                keep: &[("main", "unclaimed"), ("sha256-{amd}.sig", "with_subject")],
+            },
+            a_subject_shared_by_a_kept_tag_keeps_its_referrer => Case {
+                what: "a subject shared by a kept and a deleted tag keeps its referrer",
+                policy: "rules: [{name: r, delete: 'mr-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1#a", "main#a", "sha256-{a}.sig"],
+                protected: &[],
+                delete: &[("mr-1", "r")],
+                keep: &[("main", "unclaimed"), ("sha256-{a}.sig", "with_subject")],
+            },
+            a_protected_referrer_is_never_deleted => Case {
+                what: "a protected referrer is never deleted, orphan or not",
+                policy: "protect: ['sha256-.*\\.att']\norphaned_referrers: delete\nrules: [{name: all, delete: '.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "!sha256-{a}.sig", "sha256-{a}.att", "sha256-{gone}.att"],
+                protected: &["sha256-{a}.att", "sha256-{a}.sig", "sha256-{gone}.att"],
+                delete: &[("app", "all")],
+                keep: &[],
+            },
+            a_protected_referrer_keeps_its_own_referrers => Case {
+                what: "a protected referrer keeps its own referrers",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "!sha256-{a}.att#att", "sha256-{att}.sig"],
+                protected: &["sha256-{a}.att"],
+                delete: &[("app", "all")],
+                keep: &[("sha256-{att}.sig", "with_subject")],
+            },
+            a_referrer_of_a_protected_tag_is_kept => Case {
+                what: "a referrer of a protected tag is kept",
+                policy: "protect: ['v\\d+']\nrules: [{name: all, delete: '.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["v1#v", "!pinned#p", "latest#l", "sha256-{v}.sig", "sha256-{p}.sig", "sha256-{l}.sig"],
+                protected: &["latest", "pinned", "v1"],
+                delete: &[],
+                keep: &[
+                    ("sha256-{l}.sig", "with_subject"),
+                    ("sha256-{p}.sig", "with_subject"),
+                    ("sha256-{v}.sig", "with_subject"),
+                ],
+            },
+            referrers_naming_each_other_are_kept => Case {
+                what: "referrers naming each other's digest (no image) are kept",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["sha256-{y}.sig#x", "sha256-{x}.sig#y"],
+                protected: &[],
+                delete: &[],
+                keep: &[("sha256-{x}.sig", "with_subject"), ("sha256-{y}.sig", "with_subject")],
+            },
+            names_that_are_not_referrers_are_planned_by_the_rules => Case {
+                what: "names that only look like referrers are planned by the rules",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "sha256-abc.sig",
+                    "sha256-{a}x",
+                    "sha256-{a}.",
+                    "sha256-{a}-sig",
+                    "sha512-{a}.sig",
+                    "app#a",
+                ],
+                protected: &[],
+                delete: &[
+                    ("app", "all"),
+                    ("sha256-abc.sig", "all"),
+                    ("sha256-{a}-sig", "all"),
+                    ("sha256-{a}.", "all"),
+                    ("sha256-{a}x", "all"),
+                    ("sha512-{a}.sig", "all"),
+                ],
+                keep: &[],
+            },
+        }
+    }
+
+    #[test]
+    fn referrer_subjects() {
+        let hex = alias("a").hex().to_string();
+        let subject = Some(alias("a"));
+        assert_eq!(referrer_subject(&format!("sha256-{hex}")), subject);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}.sig")), subject);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}.a.b_c-d")), subject);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}..")), subject);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}.")), None);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}x")), None);
+        assert_eq!(referrer_subject(&format!("sha256-{}.sig", &hex[1..])), None);
+        assert_eq!(
+            referrer_subject(&format!("sha256-{}.sig", hex.to_uppercase())),
+            None
+        );
+        assert_eq!(referrer_subject(&format!("sha256:{hex}")), None);
+        assert_eq!(referrer_subject(&format!("Sha256-{hex}")), None);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}.sig+x")), None);
+        assert_eq!(referrer_subject("sha256-"), None);
+        assert_eq!(referrer_subject(""), None);
+    }
+
+    #[test]
+    fn referrer_deletions_are_counted_apart() {
+        let policy = policy("orphaned_referrers: delete\nrules: [{name: r, delete: '.*'}]");
+        let tags: Vec<Tag> = ["app#a", "sha256-{a}.sig", "sha256-{gone}.sig", "other"]
+            .iter()
+            .map(|spec| tag(spec))
+            .collect();
+        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, now());
+        assert_eq!(plan.delete.len(), 4);
+        assert_eq!(plan.referrer_deletions(), 2);
+        let outline = plan.into_outline();
+        assert_eq!(outline.referrer_deletions, 2);
+        assert_eq!(outline.delete.len(), 4);
+    }
+
+    #[test]
+    fn keep_reasons_of_referrers_read_well() {
+        assert_eq!(KeepReason::WithSubject.to_string(), "its subject is kept");
+        assert_eq!(
+            KeepReason::OrphanedReferrer.to_string(),
+            "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)"
+        );
+    }
+
     #[test]
     fn every_rule_plans_its_own_claims() {
         let policy = policy(
