@@ -1351,6 +1351,65 @@ mod tests {
         proptest::sample::select(REPOSITORY_PATHS).prop_map(repo)
     }
 
+    const REFERRER_SUFFIXES: &[&str] = &["", ".sig", ".att", ".sbom"];
+
+    /// Tags of [`any_tags`] (digests from `Digest::of(&[0..4])`), some of them
+    /// image indexes, plus referrer tags: subjects from `Digest::of(&[0..10])`
+    /// (so an image, an index's child, another referrer, or nothing — an
+    /// orphan), digests from `Digest::of(&[4..10])` (so referrers of
+    /// referrers, and cycles), some protected in the inventory.
+    fn any_tags_with_referrers() -> impl Strategy<Value = Vec<Tag>> {
+        let children = proptest::option::weighted(0.2, proptest::collection::vec(0u8..10, 1..3));
+        let referrer = (
+            0u8..10,
+            0..REFERRER_SUFFIXES.len(),
+            4u8..10,
+            proptest::bool::weighted(0.1),
+            proptest::option::weighted(0.8, 0i64..40),
+        );
+        (
+            any_tags(),
+            proptest::collection::vec(children, 40),
+            proptest::collection::vec(referrer, 0..16),
+        )
+            .prop_map(|(tags, children, referrers)| {
+                let mut by_name = BTreeMap::new();
+                for (mut tag, children) in tags.into_iter().zip(children) {
+                    if let Some(children) = children {
+                        tag.children = children.iter().map(|c| Digest::of(&[*c])).collect();
+                        tag.media_type = Some("application/vnd.oci.image.index.v1+json".into());
+                    }
+                    by_name.insert(tag.name.to_string(), tag);
+                }
+                for (subject, suffix, digest, protected, day) in referrers {
+                    let name = format!(
+                        "sha256-{}{}",
+                        Digest::of(&[subject]).hex(),
+                        REFERRER_SUFFIXES[suffix]
+                    );
+                    let tag = Tag {
+                        name: TagName::parse(&name).expect("referrer tag name"),
+                        digest: Some(Digest::of(&[digest])),
+                        created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
+                        protected,
+                        media_type: None,
+                        children: Vec::new(),
+                    };
+                    by_name.insert(name, tag);
+                }
+                by_name.into_values().collect()
+            })
+    }
+
+    /// The other tags that point at `subject`: by digest, or as an index
+    /// containing it.
+    fn holders<'a>(tags: &'a [Tag], referrer: &Tag, subject: &Digest) -> Vec<&'a Tag> {
+        tags.iter()
+            .filter(|tag| tag.name != referrer.name)
+            .filter(|tag| tag.digest.as_ref() == Some(subject) || tag.children.contains(subject))
+            .collect()
+    }
+
     /// The outcome of one tag, as a comparable value.
     fn outcomes(plan: &RepositoryPlan) -> BTreeMap<String, String> {
         let mut outcomes = BTreeMap::new();
@@ -1487,6 +1546,74 @@ mod tests {
                 let decided_by = after[tag.name.as_str()].split_once(':').map(|(_, rule)| rule.to_string());
                 prop_assert_eq!(claimer, decided_by, "{}", tag.name);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn with_referrers_every_tag_appears_exactly_once(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
+            let plan = plan_repository(&policy, &repository, &tags, now());
+            let mut seen: Vec<Tag> = plan.protected.clone();
+            seen.extend(plan.delete.iter().map(|d| d.tag.clone()));
+            seen.extend(plan.keep.iter().map(|k| k.tag.clone()));
+            let mut expected = tags.clone();
+            seen.sort_by(by_name);
+            expected.sort_by(by_name);
+            prop_assert_eq!(seen, expected);
+        }
+
+        /// Referrers are never claimed, never counted by keep_n: every other
+        /// tag is planned exactly as without them.
+        #[test]
+        fn referrers_do_not_change_the_plan_of_other_tags(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
+            let images: Vec<Tag> = tags
+                .iter()
+                .filter(|tag| referrer_subject(&tag.name).is_none())
+                .cloned()
+                .collect();
+            let with = outcomes(&plan_repository(&policy, &repository, &tags, now()));
+            let without = outcomes(&plan_repository(&policy, &repository, &images, now()));
+            for tag in &images {
+                prop_assert_eq!(&with[tag.name.as_str()], &without[tag.name.as_str()], "{}", tag.name);
+            }
+        }
+
+        #[test]
+        fn each_referrer_follows_its_subject(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
+            let plan = plan_repository(&policy, &repository, &tags, now());
+            let outcomes = outcomes(&plan);
+            let alive = |tag: &Tag| !outcomes[tag.name.as_str()].starts_with("delete:");
+            for tag in &tags {
+                let Some(subject) = referrer_subject(&tag.name) else { continue };
+                let outcome = &outcomes[tag.name.as_str()];
+                if tag.protected || policy.is_protected(&tag.name) {
+                    prop_assert_eq!(outcome, "protected", "{}", tag.name);
+                    continue;
+                }
+                let holders = holders(&tags, tag, &subject);
+                if holders.is_empty() {
+                    let expected = match policy.orphaned_referrers {
+                        OrphanedReferrers::Keep => "orphan",
+                        OrphanedReferrers::Delete => "delete:orphaned referrer",
+                    };
+                    prop_assert_eq!(outcome, expected, "{}", tag.name);
+                } else if holders.iter().any(|h| alive(h)) {
+                    // No kept or protected image loses a referrer of it.
+                    prop_assert_eq!(outcome, "with_subject", "{}", tag.name);
+                } else {
+                    // No deleted image keeps a referrer.
+                    prop_assert_eq!(outcome, "delete:with its subject", "{}", tag.name);
+                }
+            }
+            for deletion in &plan.delete {
+                prop_assert_eq!(deletion.referrer, referrer_subject(&deletion.tag.name).is_some());
+            }
+            prop_assert_eq!(
+                plan.referrer_deletions(),
+                plan.delete.iter().filter(|d| referrer_subject(&d.tag.name).is_some()).count()
+            );
         }
     }
 
