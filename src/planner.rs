@@ -252,7 +252,7 @@ fn plan_rule(
     keep: &mut Vec<KeptTag>,
 ) {
     let name = || rule.name.clone();
-    let (kept_by_pattern, mut candidates): (Vec<(usize, &Tag)>, Vec<(usize, &Tag)>) =
+    let (kept_by_pattern, mut candidates): (Vec<_>, Vec<_>) =
         claimed.into_iter().partition(|(_, tag)| {
             rule.keep
                 .as_ref()
