@@ -332,6 +332,10 @@ impl<'de> Deserialize<'de> for OrphanedReferrers {
                 match value {
                     "keep" => Ok(OrphanedReferrers::Keep),
                     "delete" => Ok(OrphanedReferrers::Delete),
+                    // An empty value (`orphaned_referrers:` and nothing after it).
+                    "" => Err(E::custom(
+                        "no value given; write keep or delete, or leave the key out for keep",
+                    )),
                     other => Err(E::custom(format!(
                         "{other:?} is not keep or delete; orphaned_referrers says what happens to \
                          signature/attestation tags whose image has no tag (default keep)"
