@@ -277,6 +277,8 @@ impl GitLab {
             digest,
             created_at: details.created_at,
             protected: false,
+            media_type: None,
+            children: Vec::new(),
         }))
     }
 

@@ -20,6 +20,13 @@ pub struct Tag {
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
+    /// The manifest's media type, where the listing knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// For an image index: the digests of the manifests it contains. A
+    /// referrer tag whose subject is one of them follows this tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Digest>,
 }
 
 impl Tag {
@@ -30,6 +37,8 @@ impl Tag {
             digest: None,
             created_at: None,
             protected: false,
+            media_type: None,
+            children: Vec::new(),
         }
     }
 }

@@ -3,22 +3,29 @@
 //! reported: the executor takes [`RepositoryPlan::delete`], the report is
 //! built from the plan and the executor's outcomes.
 //!
-//! It follows the five steps of the specification literally (see
-//! `docs/policy.md`): protected tags first, then applicable rules in file
-//! order, first claim wins, the claiming rule's `keep`, then `keep_n` over the
-//! candidates newest first, then `older_than`.
+//! It follows the steps of the specification literally (see
+//! `docs/policy.md`): protected tags first, referrer tags set aside, then
+//! applicable rules in file order, first claim wins, the claiming rule's
+//! `keep`, then `keep_n` over the candidates newest first, then `older_than`;
+//! last, each referrer tag follows its subject.
 //!
 //! Output order: `protected`, `delete` and `keep` are each sorted by tag name
 //! ascending (byte order), whatever the order of the input, so plans and
 //! reports can be compared and diffed as text.
 
 use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use crate::model::Tag;
-use crate::names::RepositoryPath;
-use crate::policy::{Policy, Rule};
+use crate::names::{Digest, RepositoryPath};
+use crate::policy::{OrphanedReferrers, Policy, Rule};
+
+/// The `rule` of a referrer deleted because every tag of its subject is.
+pub const WITH_SUBJECT: &str = "with its subject";
+/// The `rule` of an orphaned referrer deleted by `orphaned_referrers: delete`.
+pub const ORPHANED_REFERRER: &str = "orphaned referrer";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoryPlan {
@@ -31,7 +38,11 @@ pub struct RepositoryPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedDeletion {
     pub tag: Tag,
+    /// The rule that deletes it; for a referrer tag (`referrer`),
+    /// [`WITH_SUBJECT`] or [`ORPHANED_REFERRER`].
     pub rule: String,
+    /// A referrer tag deleted in step 6, not by a rule.
+    pub referrer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +63,11 @@ pub enum KeepReason {
     TooNew { rule: String },
     /// No `created_at`, and the rule deletes by age only.
     Undated { rule: String },
+    /// A referrer tag whose subject a kept or protected tag still points at.
+    WithSubject,
+    /// A referrer tag whose subject no tag points at, and
+    /// `orphaned_referrers: keep`.
+    OrphanedReferrer,
 }
 
 impl std::fmt::Display for KeepReason {
@@ -64,6 +80,10 @@ impl std::fmt::Display for KeepReason {
             KeepReason::Undated { rule } => {
                 write!(f, "no creation date, and {rule:?} deletes by age only")
             }
+            KeepReason::WithSubject => f.write_str("its subject is kept"),
+            KeepReason::OrphanedReferrer => f.write_str(
+                "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)",
+            ),
         }
     }
 }
@@ -86,6 +106,11 @@ impl RepositoryPlan {
         }
     }
 
+    /// How many of the deletions are referrer tags (step 6), not a rule's.
+    pub fn referrer_deletions(&self) -> usize {
+        self.delete.iter().filter(|d| d.referrer).count()
+    }
+
     /// What carrying out and reporting the plan needs, once the listed tags
     /// can go: a run holds this for every repository until it deletes, so
     /// what it holds grows with the tags it deletes, not the tags it lists.
@@ -94,6 +119,7 @@ impl RepositoryPlan {
             tags: self.total(),
             kept: self.keep.len(),
             protected: self.protected.len(),
+            referrer_deletions: self.referrer_deletions(),
             warnings: self.warnings(),
             path: self.path,
             delete: self.delete,
@@ -108,8 +134,42 @@ pub struct PlanOutline {
     pub tags: usize,
     pub kept: usize,
     pub protected: usize,
+    /// Of `delete`, the referrer tags (signatures, attestations, …).
+    pub referrer_deletions: usize,
     pub delete: Vec<PlannedDeletion>,
     pub warnings: Vec<String>,
+}
+
+/// The subject of a referrer tag: `sha256-<64 lower-case hex>`, optionally
+/// followed by `.<suffix>` (cosign's `.sig`, `.att`, `.sbom`; the OCI
+/// referrers tag schema), refers to `sha256:<hex>`. `None` for other names.
+pub fn referrer_subject(name: &str) -> Option<Digest> {
+    let rest = name.strip_prefix("sha256-")?;
+    let (hex, suffix) = match rest.get(..64) {
+        Some(hex) => (hex, &rest[64..]),
+        None => return None,
+    };
+    let suffix_ok = suffix.is_empty()
+        || suffix.strip_prefix('.').is_some_and(|suffix| {
+            !suffix.is_empty()
+                && suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        });
+    if !suffix_ok {
+        return None;
+    }
+    Digest::parse(&format!("sha256:{hex}")).ok()
+}
+
+/// Where a tag stands while planning: step 6 needs every tag's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Protected or kept: its digest (and an index's children) stay.
+    Alive,
+    Deleted,
+    /// A referrer tag not decided yet.
+    Pending,
 }
 
 /// Plans one repository. `repository` is its full path (`group/project/api`),
@@ -120,35 +180,55 @@ pub fn plan_repository(
     tags: &[Tag],
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
-    // Step 2: the applicable rules, in file order.
+    // Step 3: the applicable rules, in file order.
     let rules: Vec<&Rule> = policy.applicable_rules(repository).collect();
 
     let mut protected = Vec::new();
     let mut keep = Vec::new();
     let mut delete = Vec::new();
-    let mut claimed: Vec<Vec<&Tag>> = vec![Vec::new(); rules.len()];
-    for tag in tags {
+    let mut fates = vec![Fate::Pending; tags.len()];
+    let mut referrers: Vec<(usize, Digest)> = Vec::new();
+    let mut claimed: Vec<Vec<(usize, &Tag)>> = vec![Vec::new(); rules.len()];
+    for (index, tag) in tags.iter().enumerate() {
         // Step 1: protected tags are set aside before any rule sees them.
         if tag.protected || policy.is_protected(&tag.name) {
             protected.push(tag.clone());
+            fates[index] = Fate::Alive;
             continue;
         }
-        // Step 3: the first applicable rule whose `delete` matches claims it.
+        // Step 2: referrer tags are decided in step 6, by their subject.
+        if let Some(subject) = referrer_subject(&tag.name) {
+            referrers.push((index, subject));
+            continue;
+        }
+        // Step 4: the first applicable rule whose `delete` matches claims it.
         match rules
             .iter()
             .position(|rule| rule.delete.is_match(&tag.name))
         {
-            Some(index) => claimed[index].push(tag),
-            None => keep.push(KeptTag {
-                tag: tag.clone(),
-                reason: KeepReason::Unclaimed,
-            }),
+            Some(rule) => claimed[rule].push((index, tag)),
+            None => {
+                fates[index] = Fate::Alive;
+                keep.push(KeptTag {
+                    tag: tag.clone(),
+                    reason: KeepReason::Unclaimed,
+                });
+            }
         }
     }
 
     for (rule, claimed) in rules.iter().zip(claimed) {
-        plan_rule(rule, claimed, now, &mut delete, &mut keep);
+        plan_rule(rule, claimed, now, &mut fates, &mut delete, &mut keep);
     }
+
+    plan_referrers(
+        policy.orphaned_referrers,
+        tags,
+        &referrers,
+        &mut fates,
+        &mut delete,
+        &mut keep,
+    );
 
     protected.sort_by(by_name);
     delete.sort_by(|a, b| by_name(&a.tag, &b.tag));
@@ -161,35 +241,40 @@ pub fn plan_repository(
     }
 }
 
-/// Steps 4 and 5 for one rule and the tags it claimed.
+/// Step 5 for one rule and the tags it claimed (with their indices
+/// in the input, whose fate is recorded in `fates`).
 fn plan_rule(
     rule: &Rule,
-    claimed: Vec<&Tag>,
+    claimed: Vec<(usize, &Tag)>,
     now: DateTime<Utc>,
+    fates: &mut [Fate],
     delete: &mut Vec<PlannedDeletion>,
     keep: &mut Vec<KeptTag>,
 ) {
     let name = || rule.name.clone();
-    let (kept_by_pattern, mut candidates): (Vec<&Tag>, Vec<&Tag>) =
-        claimed.into_iter().partition(|tag| {
+    let (kept_by_pattern, mut candidates): (Vec<_>, Vec<_>) =
+        claimed.into_iter().partition(|(_, tag)| {
             rule.keep
                 .as_ref()
                 .is_some_and(|keep| keep.is_match(&tag.name))
         });
-    keep.extend(kept_by_pattern.into_iter().map(|tag| KeptTag {
-        tag: tag.clone(),
-        reason: KeepReason::KeepPattern { rule: name() },
-    }));
+    for (index, tag) in kept_by_pattern {
+        fates[index] = Fate::Alive;
+        keep.push(KeptTag {
+            tag: tag.clone(),
+            reason: KeepReason::KeepPattern { rule: name() },
+        });
+    }
 
-    candidates.sort_by(|a, b| newest_first(a, b));
+    candidates.sort_by(|(_, a), (_, b)| newest_first(a, b));
     // `None` when `now - older_than` is before the earliest representable
     // time: then no tag is old enough.
     let cutoff = rule
         .older_than
         .as_ref()
         .map(|older_than| now.checked_sub_signed(older_than.to_timedelta()));
-    for (index, tag) in candidates.into_iter().enumerate() {
-        let reason = if index < rule.keep_n {
+    for (position, (index, tag)) in candidates.into_iter().enumerate() {
+        let reason = if position < rule.keep_n {
             Some(KeepReason::KeepN { rule: name() })
         } else {
             match (cutoff, tag.created_at) {
@@ -200,19 +285,111 @@ fn plan_rule(
             }
         };
         match reason {
-            Some(reason) => keep.push(KeptTag {
-                tag: tag.clone(),
-                reason,
-            }),
-            None => delete.push(PlannedDeletion {
-                tag: tag.clone(),
-                rule: name(),
+            Some(reason) => {
+                fates[index] = Fate::Alive;
+                keep.push(KeptTag {
+                    tag: tag.clone(),
+                    reason,
+                });
+            }
+            None => {
+                fates[index] = Fate::Deleted;
+                delete.push(PlannedDeletion {
+                    tag: tag.clone(),
+                    rule: name(),
+                    referrer: false,
+                });
+            }
+        }
+    }
+}
+
+/// Step 6: each referrer tag (`referrers`: its index in `tags` and its
+/// subject) follows the tags that point at its subject — by digest, or as an
+/// image index containing it. Every other tag's fate is known in `fates`.
+///
+/// A referrer's own digest may be another referrer's subject (a signature of
+/// an attestation), so the fates are computed to a fixed point: a referrer is
+/// decided once any tag pointing at its subject is alive (kept), or once all
+/// of them are deleted (deleted with its subject). Referrers that still wait
+/// on each other at the fixed point — only possible in a cycle of referrer
+/// tags, which a registry cannot produce but an inventory can — are kept:
+/// keeping them all is consistent (each has a kept tag pointing at its
+/// subject), and never deletes more than the rules asked for.
+fn plan_referrers(
+    orphaned: OrphanedReferrers,
+    tags: &[Tag],
+    referrers: &[(usize, Digest)],
+    fates: &mut [Fate],
+    delete: &mut Vec<PlannedDeletion>,
+    keep: &mut Vec<KeptTag>,
+) {
+    if referrers.is_empty() {
+        return;
+    }
+    // Which tags point at a digest: their own, or a child of their index.
+    let mut pointers: HashMap<&Digest, Vec<usize>> = HashMap::new();
+    for (index, tag) in tags.iter().enumerate() {
+        let mut pointed: HashSet<&Digest> = tag.children.iter().collect();
+        pointed.extend(tag.digest.as_ref());
+        for digest in pointed {
+            pointers.entry(digest).or_default().push(index);
+        }
+    }
+    let holders = |index: usize, subject: &Digest| -> Vec<usize> {
+        pointers
+            .get(subject)
+            .map(|tags| tags.iter().copied().filter(|&t| t != index).collect())
+            .unwrap_or_default()
+    };
+
+    let mut decided: Vec<Option<Result<KeepReason, &'static str>>> = vec![None; referrers.len()];
+    loop {
+        let mut changed = false;
+        for (slot, (index, subject)) in referrers.iter().enumerate() {
+            if decided[slot].is_some() {
+                continue;
+            }
+            let holders = holders(*index, subject);
+            let outcome = if holders.is_empty() {
+                match orphaned {
+                    OrphanedReferrers::Keep => Ok(KeepReason::OrphanedReferrer),
+                    OrphanedReferrers::Delete => Err(ORPHANED_REFERRER),
+                }
+            } else if holders.iter().any(|&h| fates[h] == Fate::Alive) {
+                Ok(KeepReason::WithSubject)
+            } else if holders.iter().all(|&h| fates[h] == Fate::Deleted) {
+                Err(WITH_SUBJECT)
+            } else {
+                continue;
+            };
+            fates[*index] = if outcome.is_ok() {
+                Fate::Alive
+            } else {
+                Fate::Deleted
+            };
+            decided[slot] = Some(outcome);
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    for ((index, _), outcome) in referrers.iter().zip(decided) {
+        let tag = tags[*index].clone();
+        match outcome.unwrap_or(Ok(KeepReason::WithSubject)) {
+            Ok(reason) => keep.push(KeptTag { tag, reason }),
+            Err(rule) => delete.push(PlannedDeletion {
+                tag,
+                rule: rule.to_string(),
+                referrer: true,
             }),
         }
     }
 }
 
-/// Candidate order of step 4: undated first (they count as newest), then by
+/// Candidate order of step 5: undated first (they count as newest), then by
 /// `created_at` descending, then by name ascending in byte order. The digest
 /// only breaks ties between identical names, so that even a malformed input
 /// with duplicates plans the same whatever its order.
@@ -258,16 +435,80 @@ mod tests {
             .expect("valid date")
     }
 
+    /// The digest a test alias stands for.
+    fn alias(alias: &str) -> Digest {
+        Digest::of(alias.as_bytes())
+    }
+
+    /// `{alias}` in a name → the 64 hex digits of [`alias`]'s digest, so
+    /// `"sha256-{a}.sig"` is a signature of the image with digest alias `a`.
+    fn expand(name: &str) -> String {
+        let mut out = String::new();
+        let mut rest = name;
+        while let Some((before, after)) = rest.split_once('{') {
+            let (key, after) = after.split_once('}').expect("closing brace");
+            out.push_str(before);
+            out.push_str(alias(key).hex());
+            rest = after;
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The aliases a spec mentions (`{a}`, `#a`, `>a,b`), for [`abbreviate`].
+    fn aliases(spec: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut rest = spec;
+        while let Some((_, after)) = rest.split_once('{') {
+            let (key, after) = after.split_once('}').expect("closing brace");
+            found.push(key.to_string());
+            rest = after;
+        }
+        let spec = spec.split_once('@').map_or(spec, |(spec, _)| spec);
+        let (spec, children) = spec.split_once('>').unwrap_or((spec, ""));
+        found.extend(
+            children
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(String::from),
+        );
+        if let Some((_, digest)) = spec.split_once('#') {
+            found.push(digest.to_string());
+        }
+        found
+    }
+
+    /// The inverse of [`expand`] over the aliases of `specs`.
+    fn abbreviate(name: &str, specs: &[&str]) -> String {
+        let mut name = name.to_string();
+        for key in specs.iter().flat_map(|spec| aliases(spec)) {
+            name = name.replace(alias(&key).hex(), &format!("{{{key}}}"));
+        }
+        name
+    }
+
     /// `"mr-1@2026-10-01"` → dated tag; `"mr-1"` → undated; `"!mr-1"` → protected
     /// in the inventory. A date may carry a time: `2026-10-01T12:00:00`.
+    /// The digest is that of the name, or `#alias`'s: `"app#a@2026-10-01"`.
+    /// `>c1,c2` makes an image index with the children `c1` and `c2`
+    /// (aliases): `"multi#m>amd,arm"`. `{alias}` in a name is expanded
+    /// (see [`expand`]): `"sha256-{a}.sig"`.
     fn tag(spec: &str) -> Tag {
         let (protected, spec) = match spec.strip_prefix('!') {
             Some(rest) => (true, rest),
             None => (false, spec),
         };
-        let (name, date) = match spec.split_once('@') {
-            Some((name, date)) => (name, Some(date)),
+        let (spec, date) = match spec.split_once('@') {
+            Some((spec, date)) => (spec, Some(date)),
             None => (spec, None),
+        };
+        let (spec, children) = match spec.split_once('>') {
+            Some((spec, children)) => (spec, children.split(',').map(alias).collect()),
+            None => (spec, Vec::new()),
+        };
+        let (name, digest) = match spec.split_once('#') {
+            Some((name, digest)) => (expand(name), alias(digest)),
+            None => (expand(spec), Digest::of(expand(spec).as_bytes())),
         };
         let created_at = date.map(|date| {
             let text = if date.contains('T') {
@@ -278,10 +519,13 @@ mod tests {
             text.parse::<DateTime<Utc>>().expect("test date")
         });
         Tag {
-            name: TagName::parse(name).expect("test tag name"),
-            digest: Some(Digest::of(name.as_bytes())),
+            name: TagName::parse(&name).expect("test tag name"),
+            digest: Some(digest),
             created_at,
             protected,
+            media_type: (!children.is_empty())
+                .then(|| "application/vnd.oci.image.index.v1+json".to_string()),
+            children,
         }
     }
 
@@ -309,6 +553,8 @@ mod tests {
             KeepReason::KeepN { rule } => format!("keep_n:{rule}"),
             KeepReason::TooNew { rule } => format!("too_new:{rule}"),
             KeepReason::Undated { rule } => format!("undated:{rule}"),
+            KeepReason::WithSubject => "with_subject".into(),
+            KeepReason::OrphanedReferrer => "orphan".into(),
         }
     }
 
@@ -316,26 +562,51 @@ mod tests {
         let policy = policy(case.policy);
         let tags: Vec<Tag> = case.tags.iter().map(|spec| tag(spec)).collect();
         let plan = plan_repository(&policy, &repo(case.repository), &tags, now());
-        let protected: Vec<&str> = plan.protected.iter().map(|t| t.name.as_str()).collect();
-        let delete: Vec<(&str, &str)> = plan
+        let short = |name: &str| abbreviate(name, case.tags);
+        // Expected lists are written with aliases, in the order of the
+        // expanded names (the plan's order).
+        let in_plan_order = |mut list: Vec<(String, String)>| {
+            list.sort_by(|a, b| expand(&a.0).as_bytes().cmp(expand(&b.0).as_bytes()));
+            list
+        };
+        let protected: Vec<String> = plan.protected.iter().map(|t| short(&t.name)).collect();
+        let mut expected_protected: Vec<String> =
+            case.protected.iter().map(|name| name.to_string()).collect();
+        expected_protected.sort_by(|a, b| expand(a).as_bytes().cmp(expand(b).as_bytes()));
+        let delete: Vec<(String, String)> = plan
             .delete
             .iter()
-            .map(|d| (d.tag.name.as_str(), d.rule.as_str()))
+            .map(|d| (short(&d.tag.name), d.rule.clone()))
             .collect();
+        let expected_delete = in_plan_order(
+            case.delete
+                .iter()
+                .map(|(name, rule)| (name.to_string(), rule.to_string()))
+                .collect(),
+        );
         let keep: Vec<(String, String)> = plan
             .keep
             .iter()
-            .map(|k| (k.tag.name.to_string(), reason_code(&k.reason)))
+            .map(|k| (short(&k.tag.name), reason_code(&k.reason)))
             .collect();
-        let expected_keep: Vec<(String, String)> = case
-            .keep
-            .iter()
-            .map(|(name, reason)| (name.to_string(), reason.to_string()))
-            .collect();
-        assert_eq!(protected, case.protected, "{}: protected", case.what);
-        assert_eq!(delete, case.delete, "{}: delete", case.what);
+        let expected_keep = in_plan_order(
+            case.keep
+                .iter()
+                .map(|(name, reason)| (name.to_string(), reason.to_string()))
+                .collect(),
+        );
+        assert_eq!(protected, expected_protected, "{}: protected", case.what);
+        assert_eq!(delete, expected_delete, "{}: delete", case.what);
         assert_eq!(keep, expected_keep, "{}: keep", case.what);
         assert_eq!(plan.total(), tags.len(), "{}: total", case.what);
+        for deletion in &plan.delete {
+            let by_step_6 = deletion.rule == WITH_SUBJECT || deletion.rule == ORPHANED_REFERRER;
+            assert_eq!(
+                deletion.referrer, by_step_6,
+                "{}: {}",
+                case.what, deletion.tag.name
+            );
+        }
     }
 
     /// One `#[test]` per table row, named after it, so a case runs by name:
@@ -630,6 +901,297 @@ mod tests {
         }
     }
 
+    mod step_6_referrers {
+        use super::*;
+
+        plan_cases! {
+            keep_n_counts_images_not_their_signatures => Case {
+                what: "keep_n counts images, not their signatures",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 3}]",
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "img1#i1@2026-01-01", "sha256-{i1}.sig@2026-01-01T00:01:00",
+                    "img2#i2@2026-01-02", "sha256-{i2}.sig@2026-01-02T00:01:00",
+                    "img3#i3@2026-01-03", "sha256-{i3}.sig@2026-01-03T00:01:00",
+                    "img4#i4@2026-01-04", "sha256-{i4}.sig@2026-01-04T00:01:00",
+                    "img5#i5@2026-01-05", "sha256-{i5}.sig@2026-01-05T00:01:00",
+                ],
+                protected: &[],
+                delete: &[
+                    ("img1", "r"),
+                    ("img2", "r"),
+                    ("sha256-{i1}.sig", "with its subject"),
+                    ("sha256-{i2}.sig", "with its subject"),
+                ],
+                keep: &[
+                    ("img3", "keep_n:r"),
+                    ("img4", "keep_n:r"),
+                    ("img5", "keep_n:r"),
+                    ("sha256-{i3}.sig", "with_subject"),
+                    ("sha256-{i4}.sig", "with_subject"),
+                    ("sha256-{i5}.sig", "with_subject"),
+                ],
+            },
+            every_referrer_of_a_subject_follows_it => Case {
+                what: "every referrer of a subject follows it (sig, att, sbom, bare)",
+                policy: "rules: [{name: r, delete: 'old'}]",
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "old#o", "sha256-{o}.sig", "sha256-{o}.att", "sha256-{o}.sbom", "sha256-{o}",
+                    "new#n", "sha256-{n}.sig", "sha256-{n}.cosign.bundle_v0-3",
+                ],
+                protected: &[],
+                delete: &[
+                    ("old", "r"),
+                    ("sha256-{o}", "with its subject"),
+                    ("sha256-{o}.att", "with its subject"),
+                    ("sha256-{o}.sbom", "with its subject"),
+                    ("sha256-{o}.sig", "with its subject"),
+                ],
+                keep: &[
+                    ("new", "unclaimed"),
+                    ("sha256-{n}.cosign.bundle_v0-3", "with_subject"),
+                    ("sha256-{n}.sig", "with_subject"),
+                ],
+            },
+            a_rule_matching_a_referrer_does_not_claim_it => Case {
+                what: "a rule whose delete pattern matches a referrer does not claim it",
+                policy: "rules: [{name: r, delete: 'sha256-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{a}.sig"],
+                protected: &[],
+                delete: &[],
+                keep: &[("app", "unclaimed"), ("sha256-{a}.sig", "with_subject")],
+            },
+            an_orphan_is_kept_by_default => Case {
+                what: "an orphan is kept by default",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{gone}.sig"],
+                protected: &[],
+                delete: &[("app", "all")],
+                keep: &[("sha256-{gone}.sig", "orphan")],
+            },
+            an_orphan_is_deleted_with_orphaned_referrers_delete => Case {
+                what: "an orphan is deleted with orphaned_referrers: delete",
+                policy: "orphaned_referrers: delete\nrules: [{name: r, delete: 'nothing'}]",
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{a}.sig", "sha256-{gone}.sig"],
+                protected: &[],
+                delete: &[("sha256-{gone}.sig", "orphaned referrer")],
+                keep: &[("app", "unclaimed"), ("sha256-{a}.sig", "with_subject")],
+            },
+            a_referrer_of_a_deleted_image_is_not_an_orphan => Case {
+                what: "a referrer of a deleted image is deleted with it, not kept as an orphan",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{a}.sig"],
+                protected: &[],
+                delete: &[("app", "all"), ("sha256-{a}.sig", "with its subject")],
+                keep: &[],
+            },
+            a_signature_of_an_attestation_of_a_deleted_image_goes_with_it => Case {
+                what: "a signature of an attestation of a deleted image goes with it",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "sha256-{a}.att#att", "sha256-{att}.sig"],
+                protected: &[],
+                delete: &[
+                    ("app", "all"),
+                    ("sha256-{a}.att", "with its subject"),
+                    ("sha256-{att}.sig", "with its subject"),
+                ],
+                keep: &[],
+            },
+            a_signature_of_an_attestation_of_a_kept_image_stays => Case {
+                what: "a signature of an attestation of a kept image stays",
+                policy: "rules: [{name: r, delete: 'mr-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["main#a", "sha256-{att}.sig", "sha256-{a}.att#att"],
+                protected: &[],
+                delete: &[],
+                keep: &[
+                    ("main", "unclaimed"),
+                    ("sha256-{a}.att", "with_subject"),
+                    ("sha256-{att}.sig", "with_subject"),
+                ],
+            },
+            a_signature_of_an_orphaned_attestation_follows_the_attestation => Case {
+                what: "a signature of an orphaned attestation follows the attestation",
+                policy: "orphaned_referrers: delete\nrules: [{name: r, delete: x}]",
+                repository: DEFAULT_REPO,
+                tags: &["sha256-{gone}.att#att", "sha256-{att}.sig"],
+                protected: &[],
+                delete: &[
+                    ("sha256-{att}.sig", "with its subject"),
+                    ("sha256-{gone}.att", "orphaned referrer"),
+                ],
+                keep: &[],
+            },
+            a_signature_of_a_kept_orphaned_attestation_is_kept => Case {
+                what: "a signature of a kept orphaned attestation is kept",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["sha256-{gone}.att#att", "sha256-{att}.sig"],
+                protected: &[],
+                delete: &[],
+                keep: &[
+                    ("sha256-{att}.sig", "with_subject"),
+                    ("sha256-{gone}.att", "orphan"),
+                ],
+            },
+            a_referrer_of_a_child_of_a_kept_index_is_kept => Case {
+                what: "a referrer whose subject is a child of a kept index is kept",
+                policy: "rules: [{name: r, delete: '.*', keep: 'multi'}]",
+                repository: DEFAULT_REPO,
+                tags: &["multi#m>amd,arm", "old#o", "sha256-{amd}.sig", "sha256-{m}.sig"],
+                protected: &[],
+                delete: &[("old", "r")],
+                keep: &[
+                    ("multi", "keep:r"),
+                    ("sha256-{amd}.sig", "with_subject"),
+                    ("sha256-{m}.sig", "with_subject"),
+                ],
+            },
+            a_referrer_of_a_child_of_a_deleted_index_goes_with_it => Case {
+                what: "a referrer whose subject is a child of a deleted index goes with it",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["multi#m>amd,arm", "sha256-{arm}.sig"],
+                protected: &[],
+                delete: &[("multi", "all"), ("sha256-{arm}.sig", "with its subject")],
+                keep: &[],
+            },
+            a_child_kept_by_one_index_keeps_its_referrer => Case {
+                what: "a child kept by one index keeps its referrer, though another index is deleted",
+                policy: "rules: [{name: r, delete: 'mr-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1#m1>amd", "main#m2>amd", "sha256-{amd}.sig"],
+                protected: &[],
+                delete: &[("mr-1", "r")],
+                keep: &[("main", "unclaimed"), ("sha256-{amd}.sig", "with_subject")],
+            },
+            a_subject_shared_by_a_kept_tag_keeps_its_referrer => Case {
+                what: "a subject shared by a kept and a deleted tag keeps its referrer",
+                policy: "rules: [{name: r, delete: 'mr-.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["mr-1#a", "main#a", "sha256-{a}.sig"],
+                protected: &[],
+                delete: &[("mr-1", "r")],
+                keep: &[("main", "unclaimed"), ("sha256-{a}.sig", "with_subject")],
+            },
+            a_protected_referrer_is_never_deleted => Case {
+                what: "a protected referrer is never deleted, orphan or not",
+                policy: "protect: ['sha256-.*\\.att']\norphaned_referrers: delete\nrules: [{name: all, delete: '.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "!sha256-{a}.sig", "sha256-{a}.att", "sha256-{gone}.att"],
+                protected: &["sha256-{a}.att", "sha256-{a}.sig", "sha256-{gone}.att"],
+                delete: &[("app", "all")],
+                keep: &[],
+            },
+            a_protected_referrer_keeps_its_own_referrers => Case {
+                what: "a protected referrer keeps its own referrers",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["app#a", "!sha256-{a}.att#att", "sha256-{att}.sig"],
+                protected: &["sha256-{a}.att"],
+                delete: &[("app", "all")],
+                keep: &[("sha256-{att}.sig", "with_subject")],
+            },
+            a_referrer_of_a_protected_tag_is_kept => Case {
+                what: "a referrer of a protected tag is kept",
+                policy: "protect: ['v\\d+']\nrules: [{name: all, delete: '.*'}]",
+                repository: DEFAULT_REPO,
+                tags: &["v1#v", "!pinned#p", "latest#l", "sha256-{v}.sig", "sha256-{p}.sig", "sha256-{l}.sig"],
+                protected: &["latest", "pinned", "v1"],
+                delete: &[],
+                keep: &[
+                    ("sha256-{l}.sig", "with_subject"),
+                    ("sha256-{p}.sig", "with_subject"),
+                    ("sha256-{v}.sig", "with_subject"),
+                ],
+            },
+            referrers_naming_each_other_are_kept => Case {
+                what: "referrers naming each other's digest (no image) are kept",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &["sha256-{y}.sig#x", "sha256-{x}.sig#y"],
+                protected: &[],
+                delete: &[],
+                keep: &[("sha256-{x}.sig", "with_subject"), ("sha256-{y}.sig", "with_subject")],
+            },
+            names_that_are_not_referrers_are_planned_by_the_rules => Case {
+                what: "names that only look like referrers are planned by the rules",
+                policy: ALL,
+                repository: DEFAULT_REPO,
+                tags: &[
+                    "sha256-abc.sig",
+                    "sha256-{a}x",
+                    "sha256-{a}.",
+                    "sha256-{a}-sig",
+                    "sha512-{a}.sig",
+                    "app#a",
+                ],
+                protected: &[],
+                delete: &[
+                    ("app", "all"),
+                    ("sha256-abc.sig", "all"),
+                    ("sha256-{a}-sig", "all"),
+                    ("sha256-{a}.", "all"),
+                    ("sha256-{a}x", "all"),
+                    ("sha512-{a}.sig", "all"),
+                ],
+                keep: &[],
+            },
+        }
+    }
+
+    #[test]
+    fn referrer_subjects() {
+        let hex = alias("a").hex().to_string();
+        let subject = Some(alias("a"));
+        assert_eq!(referrer_subject(&format!("sha256-{hex}")), subject);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}.sig")), subject);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}.a.b_c-d")), subject);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}..")), subject);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}.")), None);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}x")), None);
+        assert_eq!(referrer_subject(&format!("sha256-{}.sig", &hex[1..])), None);
+        assert_eq!(
+            referrer_subject(&format!("sha256-{}.sig", hex.to_uppercase())),
+            None
+        );
+        assert_eq!(referrer_subject(&format!("sha256:{hex}")), None);
+        assert_eq!(referrer_subject(&format!("Sha256-{hex}")), None);
+        assert_eq!(referrer_subject(&format!("sha256-{hex}.sig+x")), None);
+        assert_eq!(referrer_subject("sha256-"), None);
+        assert_eq!(referrer_subject(""), None);
+    }
+
+    #[test]
+    fn referrer_deletions_are_counted_apart() {
+        let policy = policy("orphaned_referrers: delete\nrules: [{name: r, delete: '.*'}]");
+        let tags: Vec<Tag> = ["app#a", "sha256-{a}.sig", "sha256-{gone}.sig", "other"]
+            .iter()
+            .map(|spec| tag(spec))
+            .collect();
+        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, now());
+        assert_eq!(plan.delete.len(), 4);
+        assert_eq!(plan.referrer_deletions(), 2);
+        let outline = plan.into_outline();
+        assert_eq!(outline.referrer_deletions, 2);
+        assert_eq!(outline.delete.len(), 4);
+    }
+
+    #[test]
+    fn keep_reasons_of_referrers_read_well() {
+        assert_eq!(KeepReason::WithSubject.to_string(), "its subject is kept");
+        assert_eq!(
+            KeepReason::OrphanedReferrer.to_string(),
+            "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)"
+        );
+    }
+
     #[test]
     fn every_rule_plans_its_own_claims() {
         let policy = policy(
@@ -723,6 +1285,8 @@ mod tests {
                     digest: Some(Digest::parse(&format!("sha256:{digest:064x}")).expect("digest")),
                     created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
                     protected,
+                    media_type: None,
+                    children: Vec::new(),
                 };
                 by_name.insert(name, tag);
             }
@@ -768,17 +1332,82 @@ mod tests {
         (
             any::<bool>(),
             proptest::collection::vec(0..PATTERNS.len(), 0..2),
+            any::<bool>(),
             any_rules(1..4, 0),
         )
-            .prop_map(|(protect_latest, protect, rules)| Policy {
+            .prop_map(|(protect_latest, protect, delete_orphans, rules)| Policy {
                 protect_latest,
                 protect: protect.into_iter().map(|i| pattern(PATTERNS[i])).collect(),
+                orphaned_referrers: if delete_orphans {
+                    OrphanedReferrers::Delete
+                } else {
+                    OrphanedReferrers::Keep
+                },
                 rules,
             })
     }
 
     fn any_repository() -> impl Strategy<Value = RepositoryPath> {
         proptest::sample::select(REPOSITORY_PATHS).prop_map(repo)
+    }
+
+    const REFERRER_SUFFIXES: &[&str] = &["", ".sig", ".att", ".sbom"];
+
+    /// Tags of [`any_tags`] (digests from `Digest::of(&[0..4])`), some of them
+    /// image indexes, plus referrer tags: subjects from `Digest::of(&[0..10])`
+    /// (so an image, an index's child, another referrer, or nothing — an
+    /// orphan), digests from `Digest::of(&[4..10])` (so referrers of
+    /// referrers, and cycles), some protected in the inventory.
+    fn any_tags_with_referrers() -> impl Strategy<Value = Vec<Tag>> {
+        let children = proptest::option::weighted(0.2, proptest::collection::vec(0u8..10, 1..3));
+        let referrer = (
+            0u8..10,
+            0..REFERRER_SUFFIXES.len(),
+            4u8..10,
+            proptest::bool::weighted(0.1),
+            proptest::option::weighted(0.8, 0i64..40),
+        );
+        (
+            any_tags(),
+            proptest::collection::vec(children, 40),
+            proptest::collection::vec(referrer, 0..16),
+        )
+            .prop_map(|(tags, children, referrers)| {
+                let mut by_name = BTreeMap::new();
+                for (mut tag, children) in tags.into_iter().zip(children) {
+                    if let Some(children) = children {
+                        tag.children = children.iter().map(|c| Digest::of(&[*c])).collect();
+                        tag.media_type = Some("application/vnd.oci.image.index.v1+json".into());
+                    }
+                    by_name.insert(tag.name.to_string(), tag);
+                }
+                for (subject, suffix, digest, protected, day) in referrers {
+                    let name = format!(
+                        "sha256-{}{}",
+                        Digest::of(&[subject]).hex(),
+                        REFERRER_SUFFIXES[suffix]
+                    );
+                    let tag = Tag {
+                        name: TagName::parse(&name).expect("referrer tag name"),
+                        digest: Some(Digest::of(&[digest])),
+                        created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
+                        protected,
+                        media_type: None,
+                        children: Vec::new(),
+                    };
+                    by_name.insert(name, tag);
+                }
+                by_name.into_values().collect()
+            })
+    }
+
+    /// The other tags that point at `subject`: by digest, or as an index
+    /// containing it.
+    fn holders<'a>(tags: &'a [Tag], referrer: &Tag, subject: &Digest) -> Vec<&'a Tag> {
+        tags.iter()
+            .filter(|tag| tag.name != referrer.name)
+            .filter(|tag| tag.digest.as_ref() == Some(subject) || tag.children.contains(subject))
+            .collect()
     }
 
     /// The outcome of one tag, as a comparable value.
@@ -917,6 +1546,74 @@ mod tests {
                 let decided_by = after[tag.name.as_str()].split_once(':').map(|(_, rule)| rule.to_string());
                 prop_assert_eq!(claimer, decided_by, "{}", tag.name);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn with_referrers_every_tag_appears_exactly_once(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
+            let plan = plan_repository(&policy, &repository, &tags, now());
+            let mut seen: Vec<Tag> = plan.protected.clone();
+            seen.extend(plan.delete.iter().map(|d| d.tag.clone()));
+            seen.extend(plan.keep.iter().map(|k| k.tag.clone()));
+            let mut expected = tags.clone();
+            seen.sort_by(by_name);
+            expected.sort_by(by_name);
+            prop_assert_eq!(seen, expected);
+        }
+
+        /// Referrers are never claimed, never counted by keep_n: every other
+        /// tag is planned exactly as without them.
+        #[test]
+        fn referrers_do_not_change_the_plan_of_other_tags(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
+            let images: Vec<Tag> = tags
+                .iter()
+                .filter(|tag| referrer_subject(&tag.name).is_none())
+                .cloned()
+                .collect();
+            let with = outcomes(&plan_repository(&policy, &repository, &tags, now()));
+            let without = outcomes(&plan_repository(&policy, &repository, &images, now()));
+            for tag in &images {
+                prop_assert_eq!(&with[tag.name.as_str()], &without[tag.name.as_str()], "{}", tag.name);
+            }
+        }
+
+        #[test]
+        fn each_referrer_follows_its_subject(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
+            let plan = plan_repository(&policy, &repository, &tags, now());
+            let outcomes = outcomes(&plan);
+            let alive = |tag: &Tag| !outcomes[tag.name.as_str()].starts_with("delete:");
+            for tag in &tags {
+                let Some(subject) = referrer_subject(&tag.name) else { continue };
+                let outcome = &outcomes[tag.name.as_str()];
+                if tag.protected || policy.is_protected(&tag.name) {
+                    prop_assert_eq!(outcome, "protected", "{}", tag.name);
+                    continue;
+                }
+                let holders = holders(&tags, tag, &subject);
+                if holders.is_empty() {
+                    let expected = match policy.orphaned_referrers {
+                        OrphanedReferrers::Keep => "orphan",
+                        OrphanedReferrers::Delete => "delete:orphaned referrer",
+                    };
+                    prop_assert_eq!(outcome, expected, "{}", tag.name);
+                } else if holders.iter().any(|h| alive(h)) {
+                    // No kept or protected image loses a referrer of it.
+                    prop_assert_eq!(outcome, "with_subject", "{}", tag.name);
+                } else {
+                    // No deleted image keeps a referrer.
+                    prop_assert_eq!(outcome, "delete:with its subject", "{}", tag.name);
+                }
+            }
+            for deletion in &plan.delete {
+                prop_assert_eq!(deletion.referrer, referrer_subject(&deletion.tag.name).is_some());
+            }
+            prop_assert_eq!(
+                plan.referrer_deletions(),
+                plan.delete.iter().filter(|d| referrer_subject(&d.tag.name).is_some()).count()
+            );
         }
     }
 

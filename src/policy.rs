@@ -300,10 +300,59 @@ impl Rule {
     }
 }
 
+/// What happens to a referrer tag (a signature, attestation or SBOM tag,
+/// `sha256-<hex>[.suffix]`) whose subject no tag points at: `orphaned_referrers`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OrphanedReferrers {
+    /// Kept and reported (the default).
+    #[default]
+    Keep,
+    /// Deleted with the rule "orphaned referrer".
+    Delete,
+}
+
+impl fmt::Display for OrphanedReferrers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OrphanedReferrers::Keep => "keep",
+            OrphanedReferrers::Delete => "delete",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OrphanedReferrers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OrphanedVisitor;
+        impl Visitor<'_> for OrphanedVisitor {
+            type Value = OrphanedReferrers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("keep or delete")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<OrphanedReferrers, E> {
+                match value {
+                    "keep" => Ok(OrphanedReferrers::Keep),
+                    "delete" => Ok(OrphanedReferrers::Delete),
+                    // An empty value (`orphaned_referrers:` and nothing after it).
+                    "" => Err(E::custom(
+                        "no value given; write keep or delete, or leave the key out for keep",
+                    )),
+                    other => Err(E::custom(format!(
+                        "{other:?} is not keep or delete; orphaned_referrers says what happens to \
+                         signature/attestation tags whose image has no tag (default keep)"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_str(OrphanedVisitor)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub protect_latest: bool,
     pub protect: Vec<Pattern>,
+    /// Step 6: what happens to referrer tags whose subject has no tag.
+    pub orphaned_referrers: OrphanedReferrers,
     pub rules: Vec<Rule>,
 }
 
@@ -345,6 +394,7 @@ impl Policy {
         Ok(Policy {
             protect_latest: file.protect_latest,
             protect: file.protect.0,
+            orphaned_referrers: file.orphaned_referrers,
             rules: file.rules.0,
         })
     }
@@ -412,7 +462,7 @@ fn default_true() -> bool {
 #[derive(serde::Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a policy: a mapping with the keys version, protect_latest, protect and rules"
+    expecting = "a policy: a mapping with the keys version, protect_latest, protect, orphaned_referrers and rules"
 )]
 struct PolicyFile {
     #[serde(default)]
@@ -422,6 +472,8 @@ struct PolicyFile {
     protect_latest: bool,
     #[serde(default)]
     protect: PatternList,
+    #[serde(default)]
+    orphaned_referrers: OrphanedReferrers,
     rules: Rules,
 }
 
@@ -731,6 +783,7 @@ mod tests {
         let policy = parse("rules:\n  - delete: mr-.*\n").expect("parses");
         assert!(policy.protect_latest);
         assert!(policy.protect.is_empty());
+        assert_eq!(policy.orphaned_referrers, OrphanedReferrers::Keep);
         let rule = &policy.rules[0];
         assert_eq!(rule.name, "rule 1");
         assert_eq!(rule.repositories.source(), ".*");
@@ -828,5 +881,21 @@ rules:
             err,
             r#"policy.yml:4:17: rules[0].older_than: "14x" is not a duration (unknown unit "x"); use <number><unit> with unit s, m, h, d, w, month, y — e.g. 90d, 1month, 2w3d"#
         );
+    }
+
+    #[test]
+    fn orphaned_referrers() {
+        let policy = parse("orphaned_referrers: delete\nrules: [{delete: a}]\n").expect("parses");
+        assert_eq!(policy.orphaned_referrers, OrphanedReferrers::Delete);
+        let policy = parse("orphaned_referrers: keep\nrules: [{delete: a}]\n").expect("parses");
+        assert_eq!(policy.orphaned_referrers, OrphanedReferrers::Keep);
+        let err = parse("rules: [{delete: a}]\norphaned_referrers: drop\n").expect_err("bad value");
+        assert!(
+            err.starts_with(r#"policy.yml:2:21: orphaned_referrers: "drop" is not keep or delete"#),
+            "{err}"
+        );
+        let err = parse("orphaned_referrers:\nrules: [{delete: a}]\n").expect_err("null");
+        assert!(err.starts_with("policy.yml:1:"), "{err}");
+        assert!(err.contains("orphaned_referrers"), "{err}");
     }
 }

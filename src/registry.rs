@@ -443,6 +443,8 @@ impl Registry {
                     digest,
                     created_at: tag.created_at,
                     protected: false,
+                    media_type: None,
+                    children: Vec::new(),
                 });
             }
             match pager.next_from_link(&response, &url)? {

@@ -314,11 +314,13 @@ mod tests {
             tags: deletions.len() + 3,
             kept: 2,
             protected: 1,
+            referrer_deletions: 0,
             delete: deletions
                 .iter()
                 .map(|name| PlannedDeletion {
                     tag: Tag::named(TagName::parse(name).expect("tag")),
                     rule: "r".into(),
+                    referrer: false,
                 })
                 .collect(),
             warnings: vec![],

@@ -148,12 +148,16 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                 digest: digest(),
                 created_at: Some(now - Duration::hours(1)),
                 protected: false,
+                media_type: None,
+                children: Vec::new(),
             }];
             tags.extend((0..5).map(|i| Tag {
                 name: tag_name(&format!("v1.0.{i}")),
                 digest: digest(),
                 created_at: Some(now - Duration::days(400 - i)),
                 protected: false,
+                media_type: None,
+                children: Vec::new(),
             }));
             let builds = per_repository.saturating_sub(tags.len());
             let recent = builds / 50;
@@ -168,6 +172,8 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                     digest: digest(),
                     created_at: Some(now - age),
                     protected: false,
+                    media_type: None,
+                    children: Vec::new(),
                 }
             }));
             InventoryRepository {

@@ -23,6 +23,10 @@ pub fn check(options: CheckOptions) -> anyhow::Result<Exit> {
     } else {
         println!("  protected: {}", protected.join(", "));
     }
+    println!(
+        "  orphaned referrers (signatures, attestations whose image has no tag): {}",
+        policy.orphaned_referrers
+    );
     for rule in &policy.rules {
         println!("  {}", rule.summary());
     }

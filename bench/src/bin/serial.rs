@@ -178,6 +178,8 @@ impl From<Listed> for Tag {
             digest: listed.digest,
             created_at: listed.created_at,
             protected: false,
+            media_type: None,
+            children: Vec::new(),
         }
     }
 }
