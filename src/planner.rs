@@ -68,6 +68,10 @@ pub enum KeepReason {
     /// A referrer tag whose subject no tag points at, and
     /// `orphaned_referrers: keep`.
     OrphanedReferrer,
+    /// A referrer whose subject's holders cannot be told: some tag of the
+    /// repository was listed without its digest or its media type (an
+    /// index's children unknown). Kept: when in doubt, don't delete.
+    SubjectUnverifiable,
 }
 
 impl std::fmt::Display for KeepReason {
@@ -81,6 +85,9 @@ impl std::fmt::Display for KeepReason {
                 write!(f, "no creation date, and {rule:?} deletes by age only")
             }
             KeepReason::WithSubject => f.write_str("its subject is kept"),
+            KeepReason::SubjectUnverifiable => f.write_str(
+                "a signature or attestation kept because the listing does not show which images point at its subject (digests or media types missing)",
+            ),
             KeepReason::OrphanedReferrer => f.write_str(
                 "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)",
             ),
@@ -343,6 +350,14 @@ fn plan_referrers(
             .unwrap_or_default()
     };
 
+    // Deleting a referrer needs proof that no kept tag points at its
+    // subject: every other tag's digest, and whether it is an index (then
+    // its children), must be known. A listing without them proves nothing.
+    let verifiable = |index: usize| {
+        tags.iter().enumerate().all(|(other, tag)| {
+            other == index || (tag.digest.is_some() && tag.media_type.is_some())
+        })
+    };
     let mut decided: Vec<Option<Result<KeepReason, &'static str>>> = vec![None; referrers.len()];
     loop {
         let mut changed = false;
@@ -351,7 +366,11 @@ fn plan_referrers(
                 continue;
             }
             let holders = holders(*index, subject);
-            let outcome = if holders.is_empty() {
+            let outcome = if holders.iter().any(|&h| fates[h] == Fate::Alive) {
+                Ok(KeepReason::WithSubject)
+            } else if !verifiable(*index) {
+                Ok(KeepReason::SubjectUnverifiable)
+            } else if holders.is_empty() {
                 match orphaned {
                     OrphanedReferrers::Keep => Ok(KeepReason::OrphanedReferrer),
                     OrphanedReferrers::Delete => Err(ORPHANED_REFERRER),
@@ -523,8 +542,11 @@ mod tests {
             digest: Some(digest),
             created_at,
             protected,
-            media_type: (!children.is_empty())
-                .then(|| "application/vnd.oci.image.index.v1+json".to_string()),
+            media_type: Some(if children.is_empty() {
+                "application/vnd.oci.image.manifest.v1+json".to_string()
+            } else {
+                "application/vnd.oci.image.index.v1+json".to_string()
+            }),
             children,
         }
     }
@@ -555,6 +577,7 @@ mod tests {
             KeepReason::Undated { rule } => format!("undated:{rule}"),
             KeepReason::WithSubject => "with_subject".into(),
             KeepReason::OrphanedReferrer => "orphan".into(),
+            KeepReason::SubjectUnverifiable => "unverifiable".into(),
         }
     }
 
@@ -1215,6 +1238,41 @@ mod tests {
         assert_eq!(deleted, [("mr-1", "review"), ("nightly-1", "nightly")]);
     }
 
+    /// A listing without digests (REST names only) or without media types
+    /// (an index's children unknown) cannot prove that no kept image points
+    /// at a referrer's subject: such referrers are kept, whatever the policy.
+    #[test]
+    fn referrers_are_kept_when_the_listing_cannot_prove_their_subject_gone() {
+        let policy = policy("orphaned_referrers: delete\nrules: [{name: all, delete: '.*'}]");
+        let subject = Digest::of(b"image");
+        let signature =
+            Tag::named(TagName::parse(&format!("sha256-{}.sig", subject.hex())).expect("referrer"));
+        for (what, other) in [
+            ("no digest", Tag::named(TagName::parse("v1").expect("tag"))),
+            (
+                "no media type",
+                Tag {
+                    digest: Some(Digest::of(b"index")),
+                    ..Tag::named(TagName::parse("v1").expect("tag"))
+                },
+            ),
+        ] {
+            let plan = plan_repository(
+                &policy,
+                &repo(DEFAULT_REPO),
+                &[signature.clone(), other],
+                now(),
+            );
+            assert_eq!(plan.delete.len(), 1, "{what}: only the image is deleted");
+            assert_eq!(plan.delete[0].tag.name.as_str(), "v1", "{what}");
+            assert_eq!(
+                plan.keep[0].reason,
+                KeepReason::SubjectUnverifiable,
+                "{what}"
+            );
+        }
+    }
+
     #[test]
     fn duplicate_names_plan_the_same_in_any_order() {
         // An inventory never lists a name twice, but a live listing might race
@@ -1285,7 +1343,7 @@ mod tests {
                     digest: Some(Digest::parse(&format!("sha256:{digest:064x}")).expect("digest")),
                     created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
                     protected,
-                    media_type: None,
+                    media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                     children: Vec::new(),
                 };
                 by_name.insert(name, tag);
@@ -1392,7 +1450,7 @@ mod tests {
                         digest: Some(Digest::of(&[digest])),
                         created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
                         protected,
-                        media_type: None,
+                        media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                         children: Vec::new(),
                     };
                     by_name.insert(name, tag);
