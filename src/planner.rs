@@ -1497,19 +1497,24 @@ mod tests {
             .find(|rule| rule.repositories.is_match(repository) && rule.delete.is_match(&tag.name))
     }
 
+    /// Every input tag is in exactly one of the plan's lists.
+    fn each_tag_once(plan: &RepositoryPlan, tags: &[Tag]) -> Result<(), TestCaseError> {
+        let mut seen: Vec<Tag> = plan.protected.clone();
+        seen.extend(plan.delete.iter().map(|d| d.tag.clone()));
+        seen.extend(plan.keep.iter().map(|k| k.tag.clone()));
+        let mut expected = tags.to_vec();
+        seen.sort_by(by_name);
+        expected.sort_by(by_name);
+        prop_assert_eq!(seen, expected);
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
         fn every_tag_appears_exactly_once(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
-            let plan = plan_repository(&policy, &repository, &tags, now());
-            let mut seen: Vec<Tag> = plan.protected.clone();
-            seen.extend(plan.delete.iter().map(|d| d.tag.clone()));
-            seen.extend(plan.keep.iter().map(|k| k.tag.clone()));
-            let mut expected = tags.clone();
-            seen.sort_by(by_name);
-            expected.sort_by(by_name);
-            prop_assert_eq!(seen, expected);
+            each_tag_once(&plan_repository(&policy, &repository, &tags, now()), &tags)?;
         }
 
         #[test]
@@ -1612,14 +1617,7 @@ mod tests {
 
         #[test]
         fn with_referrers_every_tag_appears_exactly_once(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
-            let plan = plan_repository(&policy, &repository, &tags, now());
-            let mut seen: Vec<Tag> = plan.protected.clone();
-            seen.extend(plan.delete.iter().map(|d| d.tag.clone()));
-            seen.extend(plan.keep.iter().map(|k| k.tag.clone()));
-            let mut expected = tags.clone();
-            seen.sort_by(by_name);
-            expected.sort_by(by_name);
-            prop_assert_eq!(seen, expected);
+            each_tag_once(&plan_repository(&policy, &repository, &tags, now()), &tags)?;
         }
 
         /// Referrers are never claimed, never counted by keep_n: every other
