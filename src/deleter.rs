@@ -179,6 +179,7 @@ impl Deleter {
             Ok(RegistryDelete::Denied(message)) => Outcome::Skipped(format!(
                 "the registry refused to delete it (403 {message}): a protected tag"
             )),
+            Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
             Ok(RegistryDelete::Unsupported(_)) => return None,
             Err(err) => Outcome::Failed(chain(&err)),
         };
@@ -374,6 +375,7 @@ impl Deleter {
                     Ok(RegistryDelete::Unsupported(code)) => Outcome::Failed(format!(
                         "the registry refused to delete manifest {digest} ({code}): deletes may be disabled"
                     )),
+                    Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
                     Err(err) => Outcome::Failed(chain(&err)),
                 };
                 (group, outcome)
@@ -439,6 +441,7 @@ impl Deleter {
                         RegistryDelete::Unsupported(code) => Outcome::Failed(format!(
                             "moved onto throw-away manifest {digest}, but deleting it was refused ({code})"
                         )),
+                        RegistryDelete::Referenced(message) => still_in_an_index(&message),
                     })
                 }
                 .await;
@@ -466,11 +469,20 @@ impl Deleter {
             Ok(RegistryDelete::Unsupported(code)) => Outcome::Failed(format!(
                 "the registry refused to delete the manifest ({code})"
             )),
+            Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
             Err(err) => Outcome::Failed(chain(&err)),
         };
         log_outcome(&target.path, digest, &outcome);
         outcome
     }
+}
+
+/// GitLab's registry refused a manifest delete (409 `MANIFEST_REFERENCED`):
+/// an image index still lists it. A failure to report, not to retry.
+fn still_in_an_index(message: &str) -> Outcome {
+    Outcome::Failed(format!(
+        "not deleted: still part of an image index (409 MANIFEST_REFERENCED: {message})"
+    ))
 }
 
 fn log_outcome(repository: &str, tag: &str, outcome: &Outcome) {

@@ -108,6 +108,35 @@ pub enum RegistryDelete {
     Unsupported(String),
     /// 403: a protected tag, or deletes refused for this user.
     Denied(String),
+    /// 409 `MANIFEST_REFERENCED` (GitLab's registry): an image index still
+    /// lists the manifest. Reported, never retried.
+    Referenced(String),
+}
+
+/// Media types of the manifests that list other manifests.
+pub const INDEX_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// What the tool needs of a manifest: its kind, the manifests an index
+/// lists, an image's config and an artifact's subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub digest: Digest,
+    pub media_type: String,
+    /// The digests an image index lists (empty for an image).
+    pub children: Vec<Digest>,
+    /// An image's config blob.
+    pub config: Option<Digest>,
+    /// An OCI 1.1 artifact's subject.
+    pub subject: Option<Digest>,
+}
+
+impl Manifest {
+    pub fn is_index(&self) -> bool {
+        INDEX_MEDIA_TYPES.contains(&self.media_type.as_str())
+    }
 }
 
 pub struct Registry {
@@ -339,6 +368,9 @@ impl Registry {
                 }
             }
             403 => RegistryDelete::Denied(crate::http::error_message(&response.body)),
+            409 if response.registry_error_code().as_deref() == Some("MANIFEST_REFERENCED") => {
+                RegistryDelete::Referenced(crate::http::error_message(&response.body))
+            }
             _ => return Err(response.unexpected().into()),
         };
         if is_tag {
@@ -452,6 +484,94 @@ impl Registry {
                 None => return Ok(Some(tags)),
             }
         }
+    }
+
+    /// A manifest (by tag or digest), or `None` when it does not exist.
+    pub async fn manifest(
+        &self,
+        repository: &RepositoryPath,
+        reference: &Reference,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Descriptor {
+            digest: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            #[serde(default)]
+            media_type: Option<String>,
+            #[serde(default)]
+            manifests: Vec<Descriptor>,
+            #[serde(default)]
+            config: Option<Descriptor>,
+            #[serde(default)]
+            subject: Option<Descriptor>,
+        }
+        let url = self.manifest_url(repository, reference.as_str());
+        let response = self
+            .call(Method::GET, &url, repository, PULL, |r| {
+                r.header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        match response.status.as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(response.unexpected().into()),
+        }
+        let body: Body = response.json()?;
+        let digest =
+            |descriptor: Descriptor| validate_digest(&response, "digest", &descriptor.digest);
+        // The body's own mediaType is what was pushed; the header is what
+        // the registry says it served. Either will do; the body wins.
+        let media_type = body
+            .media_type
+            .or_else(|| response.header(CONTENT_TYPE.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        Ok(Some(Manifest {
+            digest: Digest::of(&response.body),
+            media_type,
+            children: body
+                .manifests
+                .into_iter()
+                .map(digest)
+                .collect::<Result<_, _>>()?,
+            config: body.config.map(digest).transpose()?,
+            subject: body.subject.map(digest).transpose()?,
+        }))
+    }
+
+    /// An image config's `created`, the build time (`None` when absent or
+    /// not a time).
+    pub async fn config_created(
+        &self,
+        repository: &RepositoryPath,
+        config: &Digest,
+    ) -> Result<Option<DateTime<Utc>>, RegistryError> {
+        #[derive(Deserialize)]
+        struct Config {
+            #[serde(default)]
+            created: Option<serde_json::Value>,
+        }
+        let url = join_path(
+            &self.base,
+            &format!("v2/{}/blobs/{}", encode_path(repository), config),
+        );
+        let response = self
+            .call(Method::GET, &url, repository, PULL, |r| r)
+            .await?;
+        match response.status.as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(response.unexpected().into()),
+        }
+        let config: Config = response.json()?;
+        Ok(config
+            .created
+            .and_then(|value| value.as_str().map(str::to_string))
+            .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
+            .map(|time| time.with_timezone(&Utc)))
     }
 
     /// Points `tag` at a new manifest that nothing else uses, and returns its
