@@ -70,6 +70,10 @@ pub struct DeletedTag {
     pub digest: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
     pub rule: Option<String>,
+    /// A signature, attestation or other referrer tag, deleted with its
+    /// subject (or as an orphan): counted apart in the summary.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub referrer: bool,
 }
 
 impl DeletedTag {
@@ -79,6 +83,7 @@ impl DeletedTag {
             digest: deletion.tag.digest.as_ref().map(ToString::to_string),
             created_at: deletion.tag.created_at,
             rule: Some(deletion.rule.clone()),
+            referrer: deletion.referrer,
         }
     }
 }
@@ -104,7 +109,12 @@ pub struct SkippedTag {
 pub struct Totals {
     pub repositories: usize,
     pub tags: usize,
+    /// Every deleted tag, referrer tags included.
     pub deleted: usize,
+    /// Of `deleted`, the signatures and attestations deleted with their
+    /// images (or as orphans).
+    #[serde(default)]
+    pub referrers_deleted: usize,
     pub kept: usize,
     pub protected: usize,
     #[serde(default)]
@@ -136,6 +146,7 @@ impl Report {
         for repository in &self.repositories {
             totals.tags += repository.tags;
             totals.deleted += repository.deleted.len();
+            totals.referrers_deleted += repository.referrers_deleted();
             totals.kept += repository.kept;
             totals.protected += repository.protected;
             totals.already_absent += repository.already_absent.len();
@@ -171,8 +182,12 @@ impl Report {
             .collect();
         let totals = &self.totals;
         let mut total = format!(
-            "total: {} repositories, {} tags, {} {verb}, {} kept, {} protected",
-            totals.repositories, totals.tags, totals.deleted, totals.kept, totals.protected
+            "total: {} repositories, {} tags, {}, {} kept, {} protected",
+            totals.repositories,
+            totals.tags,
+            deleted_phrase(totals.deleted, totals.referrers_deleted, verb),
+            totals.kept,
+            totals.protected
         );
         append_counts(
             &mut total,
@@ -242,12 +257,16 @@ impl RepositoryReport {
         }
     }
 
+    pub fn referrers_deleted(&self) -> usize {
+        self.deleted.iter().filter(|d| d.referrer).count()
+    }
+
     fn summary_line(&self, verb: &str) -> String {
         let mut line = format!(
-            "{}: {} tags, {} {verb}, {} kept, {} protected",
+            "{}: {} tags, {}, {} kept, {} protected",
             self.path,
             self.tags,
-            self.deleted.len(),
+            deleted_phrase(self.deleted.len(), self.referrers_deleted(), verb),
             self.kept,
             self.protected
         );
@@ -264,6 +283,19 @@ impl RepositoryReport {
             line.push_str(&format!(" (WARNING: {warning})"));
         }
         line
+    }
+}
+
+/// "12 deleted", or "12 deleted, plus 24 signatures/attestations with
+/// their images" when referrer tags went along.
+fn deleted_phrase(deleted: usize, referrers: usize, verb: &str) -> String {
+    if referrers == 0 {
+        format!("{deleted} {verb}")
+    } else {
+        format!(
+            "{} {verb}, plus {referrers} signatures/attestations with their images",
+            deleted - referrers
+        )
     }
 }
 
@@ -296,6 +328,7 @@ mod tests {
                 digest: None,
                 created_at: None,
                 rule: Some("review images".into()),
+                referrer: false,
             })
             .collect();
         report.push(api);
@@ -367,6 +400,39 @@ mod tests {
     }
 
     #[test]
+    fn signatures_deleted_with_their_images_are_counted_apart() {
+        let mut report = Report::new("client", false);
+        let mut repository = RepositoryReport::new("g/p");
+        repository.tags = 5;
+        repository.kept = 2;
+        for (tag, referrer) in [
+            ("v1", false),
+            ("sha256-aa.sig", true),
+            ("sha256-aa.att", true),
+        ] {
+            repository.deleted.push(DeletedTag {
+                tag: tag.into(),
+                digest: None,
+                created_at: None,
+                rule: Some(if referrer { "with its subject" } else { "r" }.into()),
+                referrer,
+            });
+        }
+        report.push(repository);
+        assert_eq!(
+            (report.totals.deleted, report.totals.referrers_deleted),
+            (3, 2)
+        );
+        assert_eq!(
+            report.summary_lines(),
+            [
+                "g/p: 5 tags, 1 deleted, plus 2 signatures/attestations with their images, 2 kept, 0 protected",
+                "total: 1 repositories, 5 tags, 1 deleted, plus 2 signatures/attestations with their images, 2 kept, 0 protected",
+            ]
+        );
+    }
+
+    #[test]
     fn dry_run_says_would_delete() {
         let mut report = Report::new("client", true);
         let mut repository = RepositoryReport::new("g/p");
@@ -376,6 +442,7 @@ mod tests {
             digest: None,
             created_at: None,
             rule: None,
+            referrer: false,
         });
         report.push(repository);
         assert_eq!(

@@ -153,6 +153,7 @@ fn deleted_entry(reference: &Reference) -> DeletedTag {
         },
         created_at: None,
         rule: None,
+        referrer: false,
     }
 }
 
