@@ -282,7 +282,7 @@ fn server_engine_sends_one_exact_bulk_call_per_repository() {
             ),
             (
                 "name_regex_keep".to_string(),
-                "(?:(?:mr-1-.*)|(?:v\\d+\\.\\d+\\.\\d+)|(?:stable|lts))".to_string()
+                "(?:(?:mr-1-.*)|(?:v\\d+\\.\\d+\\.\\d+)|(?:stable|lts)|(?:sha256-[0-9a-f]{64}(?:\\.[A-Za-z0-9_.-]+)?))".to_string()
             ),
             ("keep_n".to_string(), "2".to_string()),
             ("older_than".to_string(), "14d".to_string()),
@@ -522,4 +522,44 @@ fn server_engine_tells_its_own_lost_bulk_call_from_an_earlier_lock() {
         "both repositories are under the earlier run's lock: {}",
         out.all()
     );
+}
+
+/// GitLab's bulk delete knows nothing of signatures: every call keeps
+/// referrer tags out of it (so no kept image loses its signature and none
+/// counts in keep_n), and a rule that would reach them says so.
+#[test]
+fn server_engine_keeps_signature_tags_out_of_the_bulk_delete() {
+    let emulator = Emulator::start(Config::default());
+    emulator.add_repository("");
+    let now = Utc::now();
+    let signatures: Vec<String> = (1..=3)
+        .map(|i| format!("sha256-{}.sig", format!("{i:02x}").repeat(32)))
+        .collect();
+    emulator.add_tags(
+        ROOT,
+        (1..=3)
+            .map(|i| tag_at(&format!("build-{i}"), now - Duration::days(40 + i)))
+            .chain(signatures.iter().map(|name| tag(name))),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "server.yml",
+        "rules: [{name: all, delete: '.*', keep_n: 1}]\n",
+    );
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--engine", "server", "--policy", &policy],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("signature/attestation tags (sha256-…)"),
+        "{}",
+        out.all()
+    );
+    let left: Vec<String> = emulator.tags(ROOT).into_keys().collect();
+    let mut expected: Vec<String> = signatures.clone();
+    expected.push("build-1".into());
+    expected.sort();
+    assert_eq!(left, expected, "{}", out.all());
 }

@@ -59,6 +59,22 @@ pub fn gitlab_duration(seconds: u64) -> String {
     }
 }
 
+/// Signature, attestation and other referrer tags (`sha256-<hex>[.suffix]`):
+/// GitLab's bulk delete would treat them as ordinary tags — delete the
+/// signatures of images it keeps, count them in `keep_n` — so every bulk
+/// call keeps them. Signatures of images GitLab deletes then stay behind as
+/// orphans, for the client engine (`orphaned_referrers: delete`) to remove.
+pub const REFERRER_TAGS: &str = r"sha256-[0-9a-f]{64}(?:\.[A-Za-z0-9_.-]+)?";
+
+/// Whether a rule's `delete` pattern would reach referrer tags in a bulk
+/// call (tried on the usual suffixes): worth a warning.
+fn reaches_referrers(rule: &Rule) -> bool {
+    let hex = "0".repeat(64);
+    ["", ".sig", ".att", ".sbom"]
+        .iter()
+        .any(|suffix| rule.delete.is_match(&format!("sha256-{hex}{suffix}")))
+}
+
 /// The form parameters of the bulk-delete call for one rule.
 pub fn bulk_form(policy: &Policy, rule: &Rule) -> Vec<(String, String)> {
     let mut form = vec![(
@@ -67,6 +83,7 @@ pub fn bulk_form(policy: &Policy, rule: &Rule) -> Vec<(String, String)> {
     )];
     let mut keep: Vec<&str> = rule.keep.iter().map(|k| k.source()).collect();
     keep.extend(policy.protect.iter().map(|p| p.source()));
+    keep.push(REFERRER_TAGS);
     if !keep.is_empty() {
         form.push(("name_regex_keep".to_string(), anchored(&keep)));
     }
@@ -104,6 +121,13 @@ pub async fn execute(
             report.push(repository);
             continue;
         };
+        if reaches_referrers(rule) {
+            tracing::warn!(repository = %info.path, rule = %rule.name, "signature and attestation tags are kept out of the bulk delete");
+            repository.warnings.push(format!(
+                "rule {:?} would reach signature/attestation tags (sha256-…): GitLab's bulk delete treats them as ordinary tags, so they are kept out of it; those of images GitLab deletes stay behind as orphans (the client engine with orphaned_referrers: delete removes them)",
+                rule.name
+            ));
+        }
         let form = bulk_form(policy, rule);
         match gitlab.bulk_delete(info.id, &form).await {
             Ok(BulkDelete::Accepted) => {
@@ -140,6 +164,34 @@ mod tests {
             regex::Regex::new(&format!("\\A{}\\z", anchored(&["a|b"]))).expect("regex");
         assert!(gitlab_regex.is_match("a") && gitlab_regex.is_match("b"));
         assert!(!gitlab_regex.is_match("ab") && !gitlab_regex.is_match("xb"));
+    }
+
+    #[test]
+    fn every_bulk_call_keeps_referrer_tags() {
+        let policy =
+            Policy::parse("rules: [{name: all, delete: '.*'}]", "test.yml").expect("policy");
+        let form = bulk_form(&policy, &policy.rules[0]);
+        let keep = &form
+            .iter()
+            .find(|(k, _)| k == "name_regex_keep")
+            .expect("keep")
+            .1;
+        // GitLab anchors the pattern as \A…\z.
+        let gitlab = regex::Regex::new(&format!("\\A{keep}\\z")).expect("regex");
+        let hex = "ab".repeat(32);
+        for kept in [
+            format!("sha256-{hex}"),
+            format!("sha256-{hex}.sig"),
+            format!("sha256-{hex}.att"),
+        ] {
+            assert!(gitlab.is_match(&kept), "{kept}");
+        }
+        for deleted in ["v1", "sha256-abc.sig", "mr-1"] {
+            assert!(!gitlab.is_match(deleted), "{deleted}");
+        }
+        assert!(reaches_referrers(&policy.rules[0]));
+        let narrow = Policy::parse("rules: [{delete: 'mr-.*'}]", "test.yml").expect("policy");
+        assert!(!reaches_referrers(&narrow.rules[0]));
     }
 
     #[test]
