@@ -171,3 +171,81 @@ fn check_summarises_each_rule() {
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.stderr.contains("bad.yml:3:"), "{}", out.all());
 }
+
+/// The README's signed example: signatures and attestations follow their
+/// images, keep_n counts images, a kept index keeps its child's signature.
+#[test]
+fn signed_example_deletes_signatures_with_their_images_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("plan.json");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = run(
+        &[],
+        &[
+            "plan",
+            "--inventory",
+            &format!("{root}/examples/signed-inventory.json"),
+            "--policy",
+            &format!("{root}/examples/signed-policy.yml"),
+            "--now",
+            "2026-11-01T00:00:00Z",
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("acme/shop/app: 19 tags, 3 would delete, plus 3 signatures/attestations with their images, 12 kept, 1 protected"),
+        "{}",
+        out.all()
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let inventory: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/examples/signed-inventory.json"))
+            .expect("inventory"),
+    )
+    .expect("json");
+    let digest_of = |name: &str| -> String {
+        inventory["repositories"][0]["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .find(|t| t["name"] == name)
+            .and_then(|t| t["digest"].as_str())
+            .expect("digest")
+            .trim_start_matches("sha256:")
+            .to_string()
+    };
+    let mut deleted: Vec<(String, String)> = report["repositories"][0]["deleted"]
+        .as_array()
+        .expect("deleted")
+        .iter()
+        .map(|d| {
+            (
+                d["tag"].as_str().expect("tag").to_string(),
+                d["rule"].as_str().expect("rule").to_string(),
+            )
+        })
+        .collect();
+    deleted.sort();
+    let mut expected = vec![
+        ("2.0.0-amd64".to_string(), "per-arch tags".to_string()),
+        ("v1.0.0".to_string(), "releases".to_string()),
+        ("v1.0.1".to_string(), "releases".to_string()),
+        (
+            format!("sha256-{}.sig", digest_of("v1.0.0")),
+            "with its subject".to_string(),
+        ),
+        (
+            format!("sha256-{}.sig", digest_of("v1.0.1")),
+            "with its subject".to_string(),
+        ),
+        (
+            format!("sha256-{}.att", digest_of("v1.0.1")),
+            "with its subject".to_string(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(deleted, expected);
+}
