@@ -64,8 +64,11 @@ registry_port=$(free_port)
 registry_host=127.0.0.1:$registry_port
 
 # The emulator serves REST and /jwt/auth only; --grant-push lets the tool move a
-# tag onto a throw-away manifest, which Distribution 2.8 needs.
-"$emulator_bin" --gitlab-addr 127.0.0.1:0 --no-registry --registry-host "$registry_host" \
+# tag onto a throw-away manifest, which Distribution 2.8 needs. With
+# --upstream-registry its REST API is GitLab in front of this third-party
+# registry: repositories it issued push tokens for, tags and tag details read
+# from the registry, single-tag delete by GitLab's own dummy-manifest trick.
+"$emulator_bin" --gitlab-addr 127.0.0.1:0 --upstream-registry "http://$registry_host" \
     --signing-key "$work/key.pem" --issuer gitlab-issuer --grant-push \
     >"$work/emulator.json" 2>"$work/emulator.err" &
 emulator_pid=$!
