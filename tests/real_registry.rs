@@ -1021,7 +1021,7 @@ mod supply_chain {
     }
 
     #[tokio::test]
-    #[ignore = "supply-chain: needs issue 10"]
+    #[ignore = "needs a real registry: run scripts/real-registry-test.sh"]
     async fn a_supply_chain_dry_run_changes_nothing() {
         let Some(real) = real_registry().await else {
             return;

@@ -19,6 +19,14 @@
 //!   the tag, then delete that manifest by digest (a 404 there counts as done).
 //!   Every tag moved onto the dummy manifest goes with it, nothing else.
 //!
+//! Like GitLab, nothing serialises concurrent single-tag deletes of one
+//! repository. On Distribution 2.8 they race: one request's digest delete can
+//! land between another's manifest PUT and its tag link, so that tag is left
+//! listed but pointing at a deleted manifest (it no longer resolves), and the
+//! other request's digest delete answers 404, which GitLab counts as done —
+//! both answer 200. A client deleting several tags of one repository at once
+//! through this API can meet exactly that.
+//!
 //! The registry is called with a JWT the emulator signs for itself (`pull,push,
 //! delete` on the one repository; GitLab asks for `*`). These routes bypass
 //! `Config::tamper` and the in-memory registry; the group endpoint and the bulk
