@@ -64,8 +64,11 @@ registry_port=$(free_port)
 registry_host=127.0.0.1:$registry_port
 
 # The emulator serves REST and /jwt/auth only; --grant-push lets the tool move a
-# tag onto a throw-away manifest, which Distribution 2.8 needs.
-"$emulator_bin" --gitlab-addr 127.0.0.1:0 --no-registry --registry-host "$registry_host" \
+# tag onto a throw-away manifest, which Distribution 2.8 needs. With
+# --upstream-registry its REST API is GitLab in front of this third-party
+# registry: repositories it issued push tokens for, tags and tag details read
+# from the registry, single-tag delete by GitLab's own dummy-manifest trick.
+"$emulator_bin" --gitlab-addr 127.0.0.1:0 --upstream-registry "http://$registry_host" \
     --signing-key "$work/key.pem" --issuer gitlab-issuer --grant-push \
     >"$work/emulator.json" 2>"$work/emulator.err" &
 emulator_pid=$!
@@ -127,10 +130,14 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do
     shift
 done
 [ $# -gt 0 ] && shift
-# The tests are #[ignore]d unless asked for, as here. The supply-chain ones
-# wait for issue 10 (signatures and indexes); `-- --ignored supply_chain` runs them.
+# The tests are #[ignore]d unless asked for, as here. Three supply-chain ones
+# still wait for issue 10 (signatures and indexes) and are skipped by default;
+# `-- --ignored supply_chain` runs all four.
 if [ $# -eq 0 ]; then
-    set -- --include-ignored --skip supply_chain::
+    set -- --include-ignored \
+        --skip supply_chain::keep_n_keeps_the_newest_signed_images_with_their_signatures \
+        --skip supply_chain::deleted_images_take_their_signatures_and_attestations_along \
+        --skip supply_chain::deleting_a_per_arch_tag_spares_the_child_a_kept_index_lists
 fi
 cargo test --test real_registry ${cargo_args[@]+"${cargo_args[@]}"} -- --nocapture "$@"
 log "passed"

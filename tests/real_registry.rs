@@ -6,10 +6,13 @@
 //! when `CI` is set and say they checked nothing elsewhere. With them, a
 //! registry that does not answer is a failure.
 //!
-//! The tool runs with registry credentials only (no `CI_JOB_TOKEN`, no
+//! `delete` runs with registry credentials only (no `CI_JOB_TOKEN`, no
 //! `GITLAB_TOKEN`), so it must use the registry-only fallbacks: delete a digest
 //! only when no other tag shares it, else move the tag onto a throw-away
-//! manifest first.
+//! manifest first. `run` needs GitLab's REST API: it gets the job token too,
+//! and the emulator answers REST as GitLab in front of a third-party registry
+//! (`--upstream-registry`: repositories it issued push tokens for, tags read from
+//! this registry, single-tag delete by GitLab's dummy-manifest trick).
 
 mod common;
 
@@ -264,9 +267,24 @@ impl Real {
 
     /// Runs the real binary with registry credentials only.
     fn cleanup(&self, args: &[&str]) -> Output {
+        self.cleanup_with(args, &[])
+    }
+
+    /// Runs the real binary as a CI job: registry credentials, the job token
+    /// and the REST API (the emulator in front of this registry).
+    fn cleanup_with_api(&self, args: &[&str]) -> Output {
+        let api = format!("{}/api/v4", self.gitlab_url);
+        self.cleanup_with(
+            args,
+            &[("CI_JOB_TOKEN", &self.job_token), ("CI_API_V4_URL", &api)],
+        )
+    }
+
+    fn cleanup_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
         let output = Command::new(env!("CARGO_BIN_EXE_registry-cleanup"))
             .args(args)
             .env_clear()
+            .envs(extra_env.iter().copied())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CI_SERVER_URL", &self.gitlab_url)
             .env("CI_PROJECT_PATH", &self.project_path)
@@ -864,7 +882,8 @@ mod supply_chain {
         let chain = real.push_supply_chain(&path, false).await;
         let policy = policy_file(&path, "delete: '.*'\n    keep_n: 3");
 
-        let output = real.cleanup(&["run", "--policy", &policy.path().display().to_string()]);
+        let output =
+            real.cleanup_with_api(&["run", "--policy", &policy.path().display().to_string()]);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert_eq!(
             output.status.code(),
@@ -901,7 +920,8 @@ mod supply_chain {
         let before = real.snapshot(&path).await;
         let policy = policy_file(&path, "delete: '1\\.0\\.\\d+'\n    keep_n: 3");
 
-        let output = real.cleanup(&["run", "--policy", &policy.path().display().to_string()]);
+        let output =
+            real.cleanup_with_api(&["run", "--policy", &policy.path().display().to_string()]);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert_eq!(
             output.status.code(),
@@ -1001,7 +1021,7 @@ mod supply_chain {
     }
 
     #[tokio::test]
-    #[ignore = "supply-chain: needs issue 10"]
+    #[ignore = "needs a real registry: run scripts/real-registry-test.sh"]
     async fn a_supply_chain_dry_run_changes_nothing() {
         let Some(real) = real_registry().await else {
             return;
@@ -1011,7 +1031,7 @@ mod supply_chain {
         let before = real.snapshot(&path).await;
         let policy = policy_file(&path, "delete: '.*'\n    keep_n: 3");
 
-        let output = real.cleanup(&[
+        let output = real.cleanup_with_api(&[
             "run",
             "--dry-run",
             "--policy",

@@ -39,6 +39,7 @@ mod model;
 mod registry;
 mod rest;
 mod server;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -103,6 +104,13 @@ pub struct Config {
     /// Answers to corrupt, for hostile-input tests: the first matching rule
     /// applies (after fault injection, which it does not replace).
     pub tamper: Vec<Tamper>,
+    /// GitLab in front of a third-party registry (without the metadata
+    /// database), at this base URL (`http://127.0.0.1:5000`): the project's
+    /// REST registry endpoints read and change that registry, with JWTs the
+    /// emulator signs for itself (it must be that registry's token realm).
+    /// Repositories are those `/jwt/auth` issued a push token for. See
+    /// `upstream.rs`. `None`: the in-memory registry.
+    pub upstream_registry: Option<String>,
 }
 
 impl Default for Config {
@@ -128,6 +136,7 @@ impl Default for Config {
             signing_key_pem: None,
             issuer: "gitlab-issuer".to_string(),
             tamper: Vec::new(),
+            upstream_registry: None,
         }
     }
 }
@@ -373,6 +382,9 @@ pub(crate) struct Shared {
     /// endpoints excluded), and the most there have been at once.
     pub(crate) in_flight: AtomicUsize,
     pub(crate) max_in_flight: AtomicUsize,
+    /// The client for `Config::upstream_registry`, made on first use (on the
+    /// emulator's runtime, which its pooled connections belong to).
+    pub(crate) upstream_http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Shared {
@@ -437,6 +449,7 @@ impl Emulator {
             state: Mutex::new(state),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            upstream_http: std::sync::OnceLock::new(),
         });
         for listener in [Some(&gitlab_listener), registry_listener.as_ref()]
             .into_iter()

@@ -16,7 +16,13 @@ usage: gitlab-emulator [options]
   --gitlab-addr ADDR      GitLab origin (REST, /jwt/auth) listen address [127.0.0.1:0]
   --registry-addr ADDR    registry origin listen address [127.0.0.1:0]
   --no-registry           serve only the GitLab origin (token realm for a real registry)
-  --registry-host HOST    registry host:port GitLab reports (default: our registry address)
+  --registry-host HOST    registry host:port GitLab reports (default: our registry address,
+                          or the upstream registry's)
+  --upstream-registry URL GitLab in front of a third-party registry at URL (e.g. Distribution
+                          2.8 whose token realm is this emulator): no registry of our own,
+                          no keyset pagination; the project's REST repositories (those
+                          /jwt/auth issued a push token for), tag list, tag details and
+                          single-tag delete (GitLab's dummy-manifest trick) use that registry
   --inventory FILE        seed repositories and tags (inventory JSON, full paths)
   --project-path PATH     project path [group/project]
   --project-id N          project id [1]
@@ -46,6 +52,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut config = Config::default();
     let mut listen = Listen::default();
     let mut inventory = None;
+    let mut upstream_host = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -58,6 +65,23 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
             "--registry-addr" => listen.registry = Some(addr(value(&flag)?, &flag)?),
             "--no-registry" => listen.registry = None,
             "--registry-host" => listen.registry_host = Some(value(&flag)?),
+            "--upstream-registry" => {
+                let url = value(&flag)?;
+                let host = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+                    .map(|rest| rest.trim_end_matches('/'))
+                    .filter(|host| !host.is_empty() && !host.contains('/'))
+                    .ok_or_else(|| {
+                        format!("--upstream-registry: {url:?} is not like http://127.0.0.1:5000")
+                    })?;
+                upstream_host = Some(host.to_string());
+                config.upstream_registry = Some(url.trim_end_matches('/').to_string());
+                // Without GitLab's own registry there is no metadata database.
+                config.keyset = false;
+                config.gitlab_v1 = false;
+                config.tag_delete = false;
+            }
             "--inventory" => inventory = Some(value(&flag)?),
             "--project-path" => config.project_path = value(&flag)?,
             "--project-id" => {
@@ -104,6 +128,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if let Some(host) = upstream_host {
+        listen.registry = None;
+        listen.registry_host.get_or_insert(host);
     }
     Ok(Options {
         config,

@@ -19,7 +19,7 @@ use crate::{BulkCall, Shared};
 /// GitLab does not count beyond this: above it the totals are left out.
 const COUNT_LIMIT: usize = 10_000;
 
-fn message(status: u16, text: &str) -> Resp {
+pub(crate) fn message(status: u16, text: &str) -> Resp {
     json_response(status, &json!({"message": text}))
 }
 
@@ -27,17 +27,17 @@ fn unauthorized() -> Resp {
     message(401, "401 Unauthorized")
 }
 
-fn decode(segment: &str) -> String {
+pub(crate) fn decode(segment: &str) -> String {
     percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }
 
-fn truthy(value: Option<String>) -> bool {
+pub(crate) fn truthy(value: Option<String>) -> bool {
     matches!(value.as_deref(), Some("true" | "1" | "yes" | "t"))
 }
 
 /// Checks the REST credentials (a job token, or an access token as
 /// `PRIVATE-TOKEN` or bearer); `Err` is the 401 to send.
-fn authenticate(state: &State, req: &Req) -> Result<(), Resp> {
+pub(crate) fn authenticate(state: &State, req: &Req) -> Result<(), Resp> {
     if let Some(token) = req.header("job-token") {
         return if token == state.config.job_token {
             Ok(())
@@ -173,7 +173,7 @@ fn location(state: &State, path: &str) -> String {
     format!("{}/{}", state.registry_host, path)
 }
 
-fn tag_summary(state: &State, repository: &Repository, name: &str) -> Value {
+pub(crate) fn tag_summary(state: &State, repository: &Repository, name: &str) -> Value {
     json!({
         "name": name,
         "path": format!("{}:{name}", repository.path),
@@ -181,7 +181,7 @@ fn tag_summary(state: &State, repository: &Repository, name: &str) -> Value {
     })
 }
 
-fn repository_json(state: &State, repository: &Repository, req: &Req) -> Value {
+pub(crate) fn repository_json(state: &State, repository: &Repository, req: &Req) -> Value {
     let mut value = json!({
         "id": repository.id,
         "name": repository.name,
@@ -244,7 +244,7 @@ fn group_repositories(state: &mut State, req: &Req, id: &str) -> Resp {
 }
 
 /// GitLab's offset pagination with its headers.
-fn offset_page(state: &State, req: &Req, items: Vec<Value>) -> Resp {
+pub(crate) fn offset_page(state: &State, req: &Req, items: Vec<Value>) -> Resp {
     if req.param("pagination").as_deref() == Some("keyset") {
         return message(405, "405 Method Not Allowed");
     }
@@ -525,7 +525,7 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
                 .split_once(':')
                 .map(|(u, p)| (u.to_string(), p.to_string()))
         });
-    let config = &state.config;
+    let config = &state.config.clone();
     let denied = || {
         json_response(
             401,
@@ -579,6 +579,11 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
         }
         if granted.is_empty() {
             continue;
+        }
+        // GitLab creates the container repository record when it issues a push
+        // token; in front of a third-party registry that record is all it knows.
+        if state.config.upstream_registry.is_some() && granted.iter().any(|a| a == "push") {
+            state.ensure_repository(name, None);
         }
         match access
             .iter_mut()

@@ -395,7 +395,7 @@ async fn handle(
                     .as_ref()
                     .map_or(Duration::ZERO, |f| f.slow);
                 tokio::time::sleep(slow).await;
-                dispatch(&shared, server, &req)
+                dispatch_any(&shared, server, &req).await
             }
             Some(Fault {
                 kind: FaultKind::Drop,
@@ -413,7 +413,7 @@ async fn handle(
                 after_effect: true,
             }) => {
                 // The change happens; its answer is lost.
-                let _applied = dispatch(&shared, server, &req);
+                let _applied = dispatch_any(&shared, server, &req).await;
                 if kind == FaultKind::Drop {
                     dropped = true;
                     empty(500)
@@ -421,7 +421,7 @@ async fn handle(
                     fault_response(server, kind)
                 }
             }
-            None => dispatch(&shared, server, &req),
+            None => dispatch_any(&shared, server, &req).await,
         }
     };
     if let Some(rate) = &rate {
@@ -519,6 +519,23 @@ fn dispatch(shared: &Shared, server: Server, req: &Req) -> Resp {
         Some(tamper) => apply_tamper(response, tamper),
         None => response,
     };
+    without_body_for_head(req, response)
+}
+
+/// [`dispatch`], or for the REST routes `upstream` serves, the upstream
+/// registry (`Config::upstream_registry`).
+async fn dispatch_any(shared: &Shared, server: Server, req: &Req) -> Resp {
+    if server == Server::Gitlab {
+        let upstream = shared.lock().config.upstream_registry.clone();
+        if let Some((base, route)) = upstream.zip(crate::upstream::route(req)) {
+            let response = crate::upstream::handle(shared, req, &base, route).await;
+            return without_body_for_head(req, response);
+        }
+    }
+    dispatch(shared, server, req)
+}
+
+fn without_body_for_head(req: &Req, response: Resp) -> Resp {
     if req.method == Method::HEAD {
         // HEAD answers carry the headers of a GET and no body.
         let (mut parts, body) = response.into_parts();
