@@ -561,3 +561,60 @@ fn delete_summary_comes_from_its_report() {
         out.all()
     );
 }
+
+/// A multi-arch index `2.0.0` (amd64 + arm64 children, by digest) with a
+/// per-arch tag `2.0.0-amd64` on its amd64 child: (index, amd64, arm64).
+fn multi_arch(emulator: &Emulator) -> (String, String, String) {
+    let repo = emulator.repository("");
+    let built = chrono::Utc::now() - chrono::Duration::days(3);
+    let amd64 = repo.push_platform_image(None, "linux", "amd64", Some(built));
+    let arm64 = repo.push_platform_image(None, "linux", "arm64", Some(built));
+    let index = repo.push_index("2.0.0", &[&amd64, &arm64]);
+    repo.tag("2.0.0-amd64", &amd64);
+    (index, amd64, arm64)
+}
+
+fn registry_only(emulator: &Emulator) -> Vec<(String, String)> {
+    without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"])
+}
+
+/// GitLab's registry refuses to delete a manifest an index lists (409
+/// MANIFEST_REFERENCED): reported failed, exit 1, sent once.
+#[test]
+fn a_manifest_referenced_answer_is_a_failure_not_retried() {
+    let emulator = emulator(Config::default());
+    let (index, amd64, _) = multi_arch(&emulator);
+    let out = run(&emulator.ci_env(), &["delete", &amd64]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!(
+            "group/project@{amd64}: failed: not deleted: still part of an image index"
+        )),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 1);
+    let repo = emulator.repository("");
+    assert!(repo.manifest(&amd64).is_some());
+    assert_eq!(repo.tags().get("2.0.0"), Some(&index));
+
+    // The same on the registry-only fallback, where only an untagged index
+    // lists the tagged manifest (so the fresh listing cannot know of it).
+    let emulator = self::emulator(Config {
+        tag_delete: false,
+        ..Config::default()
+    });
+    let repo = emulator.repository("");
+    let image = repo.push_image(Some("solo"), Some(chrono::Utc::now()));
+    repo.push_index_of(None, gitlab_emulator::OCI_INDEX, &[&image]);
+    let out = run(&registry_only(&emulator), &["delete", "solo"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("group/project:solo: failed: not deleted: still part of an image index"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.count("DELETE", &format!("/manifests/{image}")), 1);
+    assert_eq!(repo.tags().get("solo"), Some(&image));
+}
