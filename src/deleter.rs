@@ -7,10 +7,13 @@
 //! 2. GitLab's REST single-tag delete, when REST credentials exist: GitLab
 //!    knows how to delete one tag on any registry.
 //! 3. With the registry alone: a digest is deleted only when every tag that
-//!    points at it is one we were asked to delete (checked against a fresh
-//!    listing right before); a tag sharing its manifest with a tag we keep is
-//!    first moved onto a unique throw-away manifest, whose digest is then
-//!    deleted; without push permission for that, the tag is refused.
+//!    points at it is one we were asked to delete, no kept image index lists
+//!    it and no kept referrer names it as subject (checked against a fresh
+//!    listing right before: one `GET` per tag, which gives the digest, as a
+//!    `HEAD` would, and an index's children). Otherwise the tag is first
+//!    moved onto a unique throw-away manifest, whose digest is then deleted
+//!    (the manifest stays, untagged, for whatever needs it); without push
+//!    permission for that, the tag is refused with the reason.
 //!
 //! A tag other than the ones named is never removed.
 //!
@@ -26,8 +29,11 @@ use tokio::sync::OnceCell;
 use crate::auth::AuthError;
 use crate::gitlab::{GitLab, GitLabError, RestDelete};
 use crate::names::{Digest, Reference, RepositoryPath, TagName};
+use crate::planner::referrer_subject;
 use crate::progress::Progress;
-use crate::registry::{Registry, RegistryDelete, RegistryError, PULL_DELETE, PULL_PUSH_DELETE};
+use crate::registry::{
+    Manifest, Registry, RegistryDelete, RegistryError, PULL_DELETE, PULL_PUSH_DELETE,
+};
 
 /// What happened to one tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,30 +300,33 @@ impl Deleter {
         }
     }
 
-    /// Maps every tag of the repository to its digest, from a fresh listing
-    /// (never from an earlier one: a tag may have moved onto our manifest).
-    async fn digest_index(
+    /// Maps every tag of the repository to its manifest, from a fresh
+    /// listing (never from an earlier one: a tag may have moved onto our
+    /// manifest). One `GET` per tag, where a `HEAD` would give the digest
+    /// alone: the same number of requests also tells which kept tags are
+    /// image indexes, what they list, and what an artifact names as subject.
+    async fn manifest_index(
         &self,
         path: &RepositoryPath,
-    ) -> Result<BTreeMap<TagName, Digest>, RegistryError> {
+    ) -> Result<BTreeMap<TagName, Manifest>, RegistryError> {
         let names = self.registry.tag_names(path).await?;
-        let resolved: Vec<Result<(TagName, Option<Digest>), RegistryError>> = stream::iter(names)
+        let resolved: Vec<Result<(TagName, Option<Manifest>), RegistryError>> = stream::iter(names)
             .map(|name| async move {
                 let reference = Reference::Tag(name);
-                let digest = self.registry.manifest_digest(path, &reference).await?;
+                let manifest = self.registry.manifest(path, &reference).await?;
                 let Reference::Tag(name) = reference else {
                     unreachable!("built as a tag above")
                 };
-                Ok((name, digest))
+                Ok((name, manifest))
             })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
         let mut index = BTreeMap::new();
         for entry in resolved {
-            let (name, digest) = entry?;
-            if let Some(digest) = digest {
-                index.insert(name, digest);
+            let (name, manifest) = entry?;
+            if let Some(manifest) = manifest {
+                index.insert(name, manifest);
             }
         }
         Ok(index)
@@ -328,42 +337,82 @@ impl Deleter {
         let path = &target.path;
         // One fresh listing right before deleting; what remains is the race
         // with a push during these few requests, which no registry API closes.
-        let index = match self.digest_index(path).await {
+        let index = match self.manifest_index(path).await {
             Ok(index) => index,
             Err(err) => {
                 let message = format!(
-                    "not deleted: could not list the repository's tags to prove no other tag shares the manifest: {}",
+                    "not deleted: could not list the repository's tags to prove no other tag needs the manifest: {}",
                     chain(&err)
                 );
                 return vec![Outcome::Failed(message); tags.len()];
             }
         };
         let wanted: BTreeSet<&TagName> = tags.iter().collect();
+        let needed = needed_by_kept_tags(&index, &wanted);
         let mut outcomes: Vec<Option<Outcome>> = vec![None; tags.len()];
         let mut by_digest: BTreeMap<&Digest, Vec<usize>> = BTreeMap::new();
         for (position, tag) in tags.iter().enumerate() {
             match index.get(tag) {
                 None => outcomes[position] = Some(Outcome::AlreadyAbsent),
-                Some(digest) => by_digest.entry(digest).or_default().push(position),
+                Some(manifest) => by_digest
+                    .entry(&manifest.digest)
+                    .or_default()
+                    .push(position),
             }
         }
         let mut shared: Vec<(usize, String)> = Vec::new();
+        // Indexes first: GitLab's registry refuses (409) to delete a manifest
+        // an index still lists, even one this call deletes next.
+        let mut whole_indexes: Vec<(&Digest, Vec<usize>)> = Vec::new();
         let mut whole_digests: Vec<(&Digest, Vec<usize>)> = Vec::new();
         for (digest, group) in by_digest {
-            let others: Vec<&str> = index
-                .iter()
-                .filter(|(name, d)| *d == digest && !wanted.contains(name))
-                .map(|(name, _)| name.as_str())
-                .collect();
-            if others.is_empty() {
-                whole_digests.push((digest, group));
-            } else {
-                let others = others.join(", ");
-                shared.extend(group.into_iter().map(|position| (position, others.clone())));
+            match needed.get(digest) {
+                None => {
+                    let lists_others = group
+                        .first()
+                        .and_then(|position| index.get(&tags[*position]))
+                        .is_some_and(|manifest| !manifest.children.is_empty());
+                    if lists_others {
+                        whole_indexes.push((digest, group));
+                    } else {
+                        whole_digests.push((digest, group));
+                    }
+                }
+                Some(reasons) => {
+                    let why = reasons.join("; ");
+                    shared.extend(group.into_iter().map(|position| (position, why.clone())));
+                }
             }
         }
 
-        let deleted: Vec<(Vec<usize>, Outcome)> = stream::iter(whole_digests)
+        for phase in [whole_indexes, whole_digests] {
+            for (group, outcome) in self.delete_digests(path, phase).await {
+                for position in group {
+                    outcomes[position] = Some(outcome.clone());
+                }
+            }
+        }
+
+        if !shared.is_empty() {
+            let moved = self.delete_shared(path, tags, &shared).await;
+            for ((position, _), outcome) in shared.iter().zip(moved) {
+                outcomes[*position] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Outcome::Failed("not attempted".into())))
+            .collect()
+    }
+
+    /// Deletes each digest, which every tag of its group (positions) points
+    /// at and nothing kept needs: one outcome per group.
+    async fn delete_digests(
+        &self,
+        path: &RepositoryPath,
+        groups: Vec<(&Digest, Vec<usize>)>,
+    ) -> Vec<(Vec<usize>, Outcome)> {
+        stream::iter(groups)
             .map(|(digest, group)| async move {
                 let reference = Reference::Digest(digest.clone());
                 let outcome = match self.registry.delete_manifest(path, &reference).await {
@@ -382,28 +431,13 @@ impl Deleter {
             })
             .buffer_unordered(self.concurrency)
             .collect()
-            .await;
-        for (group, outcome) in deleted {
-            for position in group {
-                outcomes[position] = Some(outcome.clone());
-            }
-        }
-
-        if !shared.is_empty() {
-            let moved = self.delete_shared(path, tags, &shared).await;
-            for ((position, _), outcome) in shared.iter().zip(moved) {
-                outcomes[*position] = Some(outcome);
-            }
-        }
-        outcomes
-            .into_iter()
-            .map(|outcome| outcome.unwrap_or_else(|| Outcome::Failed("not attempted".into())))
-            .collect()
+            .await
     }
 
-    /// Tags whose manifest other tags still use: move each onto its own
+    /// Tags whose manifest something kept still needs (another tag, a kept
+    /// index listing it, a kept referrer naming it): move each onto its own
     /// throw-away manifest, then delete that. One outcome per entry of
-    /// `shared` (a position in `tags` and the tags sharing its manifest).
+    /// `shared` (a position in `tags` and why its manifest must stay).
     async fn delete_shared(
         &self,
         path: &RepositoryPath,
@@ -420,9 +454,9 @@ impl Deleter {
             };
             return shared
                 .iter()
-                .map(|(_, others)| {
+                .map(|(_, needed)| {
                     Outcome::Failed(format!(
-                        "refused: this registry cannot delete by tag and {others} share(s) its manifest, so deleting the manifest would delete them too; {why}. Set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag, or grant push"
+                        "refused: this registry cannot delete by tag, and its manifest must stay: {needed}; {why}. Set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag, or grant push"
                     ))
                 })
                 .collect();
@@ -475,6 +509,57 @@ impl Deleter {
         log_outcome(&target.path, digest, &outcome);
         outcome
     }
+}
+
+/// The manifests that tags not being deleted still need, each with why: the
+/// manifest another kept tag points at, the children a kept image index
+/// lists, the subject a kept referrer names (by its `sha256-<hex>[.suffix]`
+/// tag, or by an OCI 1.1 `subject`). Deleting one of these by digest would
+/// remove a kept tag, or leave a kept index or signature pointing at nothing.
+fn needed_by_kept_tags(
+    index: &BTreeMap<TagName, Manifest>,
+    wanted: &BTreeSet<&TagName>,
+) -> BTreeMap<Digest, Vec<String>> {
+    // Digest → the kept tags that need it, one map per reason.
+    let mut sharing: BTreeMap<&Digest, Vec<&str>> = BTreeMap::new();
+    let mut listing: BTreeMap<&Digest, Vec<&str>> = BTreeMap::new();
+    let mut naming: BTreeMap<Digest, Vec<&str>> = BTreeMap::new();
+    for (name, manifest) in index.iter().filter(|(name, _)| !wanted.contains(name)) {
+        let name = name.as_str();
+        sharing.entry(&manifest.digest).or_default().push(name);
+        for child in &manifest.children {
+            listing.entry(child).or_default().push(name);
+        }
+        let subjects = referrer_subject(name)
+            .into_iter()
+            .chain(manifest.subject.clone())
+            .collect::<BTreeSet<_>>();
+        for subject in subjects {
+            naming.entry(subject).or_default().push(name);
+        }
+    }
+    let mut needed: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for (digest, names) in sharing {
+        needed.entry(digest.clone()).or_default().push(format!(
+            "{} share(s) its manifest, so deleting the manifest would delete them too",
+            names.join(", ")
+        ));
+    }
+    for (digest, mut names) in listing {
+        // An index may list a manifest twice (two platforms, one image).
+        names.dedup();
+        needed.entry(digest.clone()).or_default().push(format!(
+            "still part of the kept image index {}",
+            names.join(", ")
+        ));
+    }
+    for (digest, names) in naming {
+        needed.entry(digest).or_default().push(format!(
+            "the kept referrer {} names it as subject",
+            names.join(", ")
+        ));
+    }
+    needed
 }
 
 /// GitLab's registry refused a manifest delete (409 `MANIFEST_REFERENCED`):

@@ -123,6 +123,8 @@ pub const INDEX_MEDIA_TYPES: &[&str] = &[
 /// lists, an image's config and an artifact's subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// As the registry names it (`Docker-Content-Digest`, as a `HEAD` gives
+    /// it), else the body's hash.
     pub digest: Digest,
     pub media_type: String,
     /// The digests an image index lists (empty for an image).
@@ -529,8 +531,15 @@ impl Registry {
             .media_type
             .or_else(|| response.header(CONTENT_TYPE.as_str()).map(str::to_string))
             .unwrap_or_default();
+        // The digest the registry stores it under, as a HEAD would give it;
+        // the body's hash where the header is missing.
+        let manifest_digest = match (reference, response.header("docker-content-digest")) {
+            (_, Some(header)) => validate_digest(&response, "Docker-Content-Digest", header)?,
+            (Reference::Digest(digest), None) => digest.clone(),
+            (Reference::Tag(_), None) => Digest::of(&response.body),
+        };
         Ok(Some(Manifest {
-            digest: Digest::of(&response.body),
+            digest: manifest_digest,
             media_type,
             children: body
                 .manifests

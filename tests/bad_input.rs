@@ -1106,11 +1106,12 @@ mod server_answers {
             &["Docker-Content-Digest \"sha256:zzz\" is not a sha256 digest"],
         )
         .args(&["delete", "--dry-run", "mr-1-a"]);
-        head_invalid_digest_without_tag_delete: server_case(
-            "HEAD: invalid digest on a registry without tag delete",
+        // Without tag delete the fresh listing GETs each tag's manifest.
+        get_invalid_digest_without_tag_delete: server_case(
+            "GET manifest: invalid digest on a registry without tag delete",
             Config {
                 tag_delete: false,
-                tamper: vec![Tamper::on(Some("HEAD"), "/manifests/").header("docker-content-digest", "md5:1234")],
+                tamper: vec![Tamper::on(Some("GET"), "/manifests/").header("docker-content-digest", "md5:1234")],
                 ..Config::default()
             },
             &["not a sha256 digest"],

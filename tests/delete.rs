@@ -561,3 +561,235 @@ fn delete_summary_comes_from_its_report() {
         out.all()
     );
 }
+
+/// A multi-arch index `2.0.0` (amd64 + arm64 children, by digest) with a
+/// per-arch tag `2.0.0-amd64` on its amd64 child: (index, amd64, arm64).
+fn multi_arch(emulator: &Emulator) -> (String, String, String) {
+    let repo = emulator.repository("");
+    let built = chrono::Utc::now() - chrono::Duration::days(3);
+    let amd64 = repo.push_platform_image(None, "linux", "amd64", Some(built));
+    let arm64 = repo.push_platform_image(None, "linux", "arm64", Some(built));
+    let index = repo.push_index("2.0.0", &[&amd64, &arm64]);
+    repo.tag("2.0.0-amd64", &amd64);
+    (index, amd64, arm64)
+}
+
+fn registry_only(emulator: &Emulator) -> Vec<(String, String)> {
+    without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"])
+}
+
+/// Issue 10, reproduction 3: on a registry that cannot delete by tag, with
+/// registry credentials only, deleting the per-arch tag of a kept index's
+/// child must not delete the child's digest (Distribution would leave the
+/// index pointing at nothing). The tag is moved onto a throw-away manifest
+/// and that is deleted; the fresh listing costs one GET per tag, as many
+/// requests as the HEADs it replaces, and no manifest is fetched twice.
+#[test]
+fn registry_only_keeps_the_child_of_a_kept_index() {
+    let emulator = emulator(Config {
+        tag_delete: false,
+        gitlab_v1: false,
+        grant_push: true,
+        ..Config::default()
+    });
+    let (index, amd64, arm64) = multi_arch(&emulator);
+    let out = run(&registry_only(&emulator), &["delete", "2.0.0-amd64"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:2.0.0-amd64: deleted"),
+        "{}",
+        out.all()
+    );
+    let repo = emulator.repository("");
+    assert_eq!(
+        repo.tags().into_iter().collect::<Vec<_>>(),
+        vec![("2.0.0".to_string(), index.clone())]
+    );
+    for digest in [&index, &amd64, &arm64] {
+        assert!(repo.manifest(digest).is_some(), "{digest} is gone");
+    }
+    let manifests = "/v2/group/project/manifests/";
+    // The refused tag delete, one tag list, one GET per tag (2), no HEAD, no
+    // GET by digest; then the throw-away manifest: blob upload (POST, PUT),
+    // manifest PUT onto the tag, DELETE of the throw-away digest.
+    assert_eq!(
+        emulator.count("DELETE", &format!("{manifests}2.0.0-amd64")),
+        1
+    );
+    assert_eq!(emulator.count("GET", "/v2/group/project/tags/list"), 1);
+    assert_eq!(emulator.count("GET", manifests), 2);
+    assert_eq!(emulator.count("GET", &format!("{manifests}sha256:")), 0);
+    assert_eq!(emulator.count("HEAD", manifests), 0);
+    assert_eq!(emulator.count("PUT", &format!("{manifests}2.0.0-amd64")), 1);
+    assert_eq!(emulator.count("DELETE", &format!("{manifests}{amd64}")), 0);
+    assert_eq!(emulator.count("DELETE", &format!("{manifests}sha256:")), 1);
+    assert_eq!(emulator.writes(), 5, "{:?}", emulator.requests());
+
+    // The index and both children still resolve by digest through the tool.
+    let out = run(
+        &registry_only(&emulator),
+        &["delete", "--dry-run", &index, &amd64, &arm64],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        out.stdout.matches(": would delete").count(),
+        3,
+        "{}",
+        out.all()
+    );
+}
+
+#[test]
+fn registry_only_without_push_refuses_the_child_of_a_kept_index() {
+    let emulator = emulator(Config {
+        tag_delete: false,
+        gitlab_v1: false,
+        grant_push: false,
+        ..Config::default()
+    });
+    let (index, amd64, arm64) = multi_arch(&emulator);
+    let before = emulator.tags(ROOT);
+    let out = run(&registry_only(&emulator), &["delete", "2.0.0-amd64"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("group/project:2.0.0-amd64: failed: refused"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout
+            .contains("still part of the kept image index 2.0.0"),
+        "{}",
+        out.all()
+    );
+    assert!(out.stdout.contains("lack push permission"), "{}", out.all());
+    assert_eq!(emulator.tags(ROOT), before, "nothing changed");
+    let repo = emulator.repository("");
+    for digest in [&index, &amd64, &arm64] {
+        assert!(repo.manifest(digest).is_some(), "{digest} is gone");
+    }
+    // Only the refused tag delete was sent.
+    assert_eq!(emulator.writes(), 1, "{:?}", emulator.requests());
+}
+
+/// A signature tag `sha256-<hex>.sig` that stays names the image as subject:
+/// deleting the image's tag moves it off instead of deleting the digest the
+/// kept signature points at.
+#[test]
+fn registry_only_keeps_the_subject_of_a_kept_signature() {
+    let emulator = emulator(Config {
+        tag_delete: false,
+        gitlab_v1: false,
+        grant_push: true,
+        ..Config::default()
+    });
+    let repo = emulator.repository("");
+    let image = repo.push_image(Some("1.0.0"), Some(chrono::Utc::now()));
+    let signature = repo.push_signature(&image, "sig");
+    let signature_tag = gitlab_emulator::referrer_tag(&image, Some("sig"));
+    let out = run(&registry_only(&emulator), &["delete", "1.0.0"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:1.0.0: deleted"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(
+        repo.tags().into_iter().collect::<Vec<_>>(),
+        vec![(signature_tag, signature)]
+    );
+    assert!(repo.manifest(&image).is_some(), "the signed image is gone");
+    assert_eq!(
+        emulator.count("DELETE", &format!("/manifests/{image}")),
+        0,
+        "the subject was deleted by digest"
+    );
+    assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 1);
+
+    // Without push: refused, with the referrer named.
+    let emulator = self::emulator(Config {
+        tag_delete: false,
+        gitlab_v1: false,
+        ..Config::default()
+    });
+    let repo = emulator.repository("");
+    let image = repo.push_image(Some("1.0.0"), Some(chrono::Utc::now()));
+    repo.push_signature(&image, "sig");
+    let out = run(&registry_only(&emulator), &["delete", "1.0.0"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!(
+            "the kept referrer {} names it as subject",
+            gitlab_emulator::referrer_tag(&image, Some("sig"))
+        )),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
+    assert_eq!(repo.tags().len(), 2);
+}
+
+/// Deleting an index and its child together by digest: the index goes first,
+/// so GitLab's registry never answers 409 for the child.
+#[test]
+fn registry_only_deletes_an_index_before_its_children() {
+    let emulator = emulator(Config {
+        tag_delete: false,
+        gitlab_v1: true,
+        ..Config::default()
+    });
+    let (index, amd64, arm64) = multi_arch(&emulator);
+    let out = run(
+        &registry_only(&emulator),
+        &["delete", "2.0.0-amd64", "2.0.0"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let repo = emulator.repository("");
+    assert!(repo.tags().is_empty(), "{:?}", repo.tags());
+    assert!(repo.manifest(&index).is_none());
+    assert!(repo.manifest(&amd64).is_none());
+    assert!(repo.manifest(&arm64).is_some(), "an untagged child stays");
+    assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 2);
+}
+
+/// GitLab's registry refuses to delete a manifest an index lists (409
+/// MANIFEST_REFERENCED): reported failed, exit 1, sent once.
+#[test]
+fn a_manifest_referenced_answer_is_a_failure_not_retried() {
+    let emulator = emulator(Config::default());
+    let (index, amd64, _) = multi_arch(&emulator);
+    let out = run(&emulator.ci_env(), &["delete", &amd64]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!(
+            "group/project@{amd64}: failed: not deleted: still part of an image index"
+        )),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 1);
+    let repo = emulator.repository("");
+    assert!(repo.manifest(&amd64).is_some());
+    assert_eq!(repo.tags().get("2.0.0"), Some(&index));
+
+    // The same on the registry-only fallback, where only an untagged index
+    // lists the tagged manifest (so the fresh listing cannot know of it).
+    let emulator = self::emulator(Config {
+        tag_delete: false,
+        ..Config::default()
+    });
+    let repo = emulator.repository("");
+    let image = repo.push_image(Some("solo"), Some(chrono::Utc::now()));
+    repo.push_index_of(None, gitlab_emulator::OCI_INDEX, &[&image]);
+    let out = run(&registry_only(&emulator), &["delete", "solo"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("group/project:solo: failed: not deleted: still part of an image index"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.count("DELETE", &format!("/manifests/{image}")), 1);
+    assert_eq!(repo.tags().get("solo"), Some(&image));
+}
