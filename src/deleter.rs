@@ -230,7 +230,16 @@ impl Deleter {
         })
     }
 
-    /// One outcome per tag, in the order given.
+    /// One outcome per tag, in the order given, one tag at a time.
+    ///
+    /// This path serves registries that cannot delete by tag, where GitLab
+    /// deletes a tag by pointing it at a dummy manifest — the same one for
+    /// every tag — and deleting that by digest. Two such deletes in one
+    /// repository at once race: one's digest delete can land between the
+    /// other's manifest upload and its tag link, leaving a tag listed that
+    /// points at nothing (seen on Distribution 2.8). So, per repository,
+    /// these deletes go one after the other; repositories still go side by
+    /// side.
     async fn delete_through_rest(
         &self,
         gitlab: &GitLab,
@@ -264,7 +273,7 @@ impl Deleter {
                     Err(err) => Outcome::Failed(chain(&err)),
                 }
             })
-            .buffered(self.concurrency)
+            .buffered(1)
             .collect()
             .await
     }

@@ -793,3 +793,26 @@ fn a_manifest_referenced_answer_is_a_failure_not_retried() {
     assert_eq!(emulator.count("DELETE", &format!("/manifests/{image}")), 1);
     assert_eq!(repo.tags().get("solo"), Some(&image));
 }
+
+/// GitLab deletes a tag on a registry without tag delete by pointing it at
+/// one shared dummy manifest and deleting that: two at once in the same
+/// repository race (a tag can be left pointing at nothing). So the REST
+/// fallback sends them one at a time: with 10 tags and room for 8 requests,
+/// never more than one request in flight once the fallback starts.
+#[test]
+fn rest_fallback_deletes_one_tag_at_a_time_per_repository() {
+    let emulator = emulator(Config {
+        tag_delete: false,
+        latency: std::time::Duration::from_millis(5),
+        ..Config::default()
+    });
+    let names: Vec<String> = (0..10).map(|i| format!("mr-{i}")).collect();
+    emulator.add_tags(ROOT, names.iter().map(|name| tag(name)));
+    let mut args = vec!["delete", "--concurrency", "8"];
+    args.extend(names.iter().map(String::as_str));
+    let out = run(&emulator.ci_env(), &args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(emulator.tags(ROOT).is_empty(), "{}", out.all());
+    assert_eq!(emulator.count("DELETE", "/registry/repositories/"), 10);
+    assert_eq!(emulator.max_in_flight(), 1, "{}", out.all());
+}
