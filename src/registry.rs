@@ -477,6 +477,8 @@ impl Registry {
                     protected: false,
                     media_type: None,
                     children: Vec::new(),
+                    image: false,
+                    referrers: 0,
                 });
             }
             match pager.next_from_link(&response, &url)? {
