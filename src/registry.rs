@@ -435,6 +435,13 @@ impl Registry {
             digest: Option<String>,
             #[serde(default)]
             created_at: Option<DateTime<Utc>>,
+            #[serde(default)]
+            media_type: Option<String>,
+            /// With `referrers=true`: the OCI 1.1 artifacts naming this
+            /// tag's manifest as subject. Only counted: their digests cost
+            /// nothing to keep but serve nothing yet.
+            #[serde(default)]
+            referrers: Option<Vec<serde::de::IgnoredAny>>,
         }
         let mut url = join_path(
             &self.base,
@@ -443,7 +450,9 @@ impl Registry {
                 encode_path(repository)
             ),
         );
-        url.query_pairs_mut().append_pair("n", "1000");
+        url.query_pairs_mut()
+            .append_pair("n", "1000")
+            .append_pair("referrers", "true");
         let mut tags = Vec::new();
         let mut pager = Pager::new(&url);
         loop {
@@ -475,10 +484,13 @@ impl Registry {
                     digest,
                     created_at: tag.created_at,
                     protected: false,
-                    media_type: None,
+                    media_type: tag.media_type.filter(|m| !m.is_empty()),
+                    // Filled by the listing, which fetches each index once.
                     children: Vec::new(),
                     image: false,
-                    referrers: 0,
+                    referrers: tag
+                        .referrers
+                        .map_or(0, |r| u32::try_from(r.len()).unwrap_or(u32::MAX)),
                 });
             }
             match pager.next_from_link(&response, &url)? {
