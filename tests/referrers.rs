@@ -277,3 +277,68 @@ fn inventory_records_kinds_and_children_and_plans_like_the_live_run() {
         );
     }
 }
+
+/// Requests per deleted tag over `images` signed images and `indexes`
+/// signed two-child indexes, all dated, under `keep_n: 5`: printed (run
+/// with `--nocapture`) and pinned by kind. On REST the index ages cost one
+/// child manifest and one config per child; without them an index would
+/// still cost its own manifest (its kind and children).
+#[test]
+fn requests_per_deleted_tag_with_indexes_and_signatures() {
+    const IMAGES: usize = 40;
+    const INDEXES: usize = 10;
+    for gitlab_v1 in [true, false] {
+        let emulator = Emulator::start(Config {
+            gitlab_v1,
+            ..Config::default()
+        });
+        let repository = emulator.repository("api");
+        for i in 0..IMAGES {
+            let image =
+                repository.push_image(Some(&format!("img-{i:02}")), Some(days_ago(i as i64 + 1)));
+            repository.push_signature(&image, "sig");
+        }
+        for i in 0..INDEXES {
+            let built = days_ago(i as i64 + 1) - Duration::hours(12);
+            let amd64 = repository.push_platform_image(None, "linux", "amd64", Some(built));
+            let arm64 = repository.push_platform_image(
+                None,
+                "linux",
+                "arm64",
+                Some(built - Duration::hours(1)),
+            );
+            let index = repository.push_index(&format!("idx-{i:02}"), &[&amd64, &arm64]);
+            repository.push_signature(&index, "sig");
+        }
+        let report = run_policy(
+            &emulator,
+            "rules: [{name: all, delete: \".*\", keep_n: 5}]\n",
+            &[],
+        );
+        let deleted = deleted(&report).len();
+        let total = emulator.requests().len();
+        let manifests = emulator.count("GET", "/manifests/sha256:");
+        let configs = emulator.count("GET", "/blobs/sha256:");
+        let signatures = IMAGES + INDEXES;
+        // keep_n 5 keeps 5 images or indexes (and their signatures).
+        assert_eq!(deleted, 2 * (IMAGES + INDEXES - 5), "{report}");
+        let age_fetches = if gitlab_v1 {
+            assert_eq!((manifests, configs), (INDEXES, 0));
+            0
+        } else {
+            // Each index and each (undated) signature once, each child once,
+            // one config per child.
+            assert_eq!(manifests, INDEXES + signatures + 2 * INDEXES);
+            assert_eq!(configs, 2 * INDEXES);
+            4 * INDEXES
+        };
+        eprintln!(
+            "gitlab_v1 {gitlab_v1}: {IMAGES} signed images + {INDEXES} signed 2-child indexes, {deleted} deleted, \
+             {total} requests = {:.3}/deleted tag ({manifests} manifest GETs, {configs} config GETs); \
+             without the index-age fetches ({age_fetches}): {} = {:.3}/deleted tag",
+            total as f64 / deleted as f64,
+            total - age_fetches,
+            (total - age_fetches) as f64 / deleted as f64,
+        );
+    }
+}
