@@ -5,6 +5,12 @@
 //! else offset pages) and one details call per tag, made only when a rule
 //! needs dates or the caller needs digests.
 //!
+//! Referrer tags (signatures, attestations) can only follow their image when
+//! every tag's digest and kind are known (see the planner, step 6): the
+//! listing fills `media_type`, an index's `children` and [`Tag::image`],
+//! fetching a manifest only where the listing itself did not say, once per
+//! digest ([`Lister::complete`]).
+//!
 //! What one listing learns is not paid for again by the others: the first
 //! listing finds out alone whether the registry serves `/gitlab/v1` (kept in
 //! the registry's [`crate::registry::Capabilities`]), and before a run that
