@@ -9,7 +9,7 @@
 //! every tag's digest and kind are known (see the planner, step 6): the
 //! listing fills `media_type`, an index's `children` and [`Tag::image`],
 //! fetching a manifest only where the listing itself did not say, once per
-//! digest ([`Lister::complete`]).
+//! digest (`Lister::complete`).
 //!
 //! What one listing learns is not paid for again by the others: the first
 //! listing finds out alone whether the registry serves `/gitlab/v1` (kept in
