@@ -279,6 +279,8 @@ impl GitLab {
             protected: false,
             media_type: None,
             children: Vec::new(),
+            image: false,
+            referrers: 0,
         }))
     }
 

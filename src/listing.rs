@@ -5,20 +5,30 @@
 //! else offset pages) and one details call per tag, made only when a rule
 //! needs dates or the caller needs digests.
 //!
+//! Referrer tags (signatures, attestations) can only follow their image when
+//! every tag's digest and kind are known (see the planner, step 6): the
+//! listing fills `media_type`, an index's `children` and [`Tag::image`],
+//! fetching a manifest only where the listing itself did not say, once per
+//! digest (`Lister::complete`).
+//!
 //! What one listing learns is not paid for again by the others: the first
 //! listing finds out alone whether the registry serves `/gitlab/v1` (kept in
 //! the registry's [`crate::registry::Capabilities`]), and before a run that
 //! will delete, the registry token is fetched once with `pull,delete`, which
 //! then serves the listing and the deletes alike.
 
-use futures::stream::{self, StreamExt};
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::error::{Exit, ExitCode};
 use crate::gitlab::{GitLab, GitLabError, RepositoryInfo};
 use crate::model::Tag;
-use crate::names::{RepositoryPath, TagName};
+use crate::names::{Digest, Reference, RepositoryPath, TagName};
+use crate::planner::referrer_subject;
 use crate::progress::Progress;
-use crate::registry::{Registry, RegistryError, PULL_DELETE};
+use crate::registry::{Manifest, Registry, RegistryError, INDEX_MEDIA_TYPES, PULL_DELETE};
 
 /// Why a repository could not be listed.
 #[derive(Debug, thiserror::Error)]
@@ -93,12 +103,19 @@ impl<'a> Lister<'a> {
         need_details: bool,
         progress: &Progress,
     ) -> Result<(Vec<Tag>, Source), ListError> {
-        if let Some(tags) = self.gitlab_v1(&repository.path).await? {
+        if let Some(mut tags) = self.gitlab_v1(&repository.path).await? {
             progress.advance(tags.len());
+            // `/gitlab/v1` gives every tag's media type and date; only an
+            // index's children need its manifest.
+            self.complete(&repository.path, &mut tags, false).await?;
             return Ok((tags, Source::GitLabV1));
         }
         let names = self.gitlab.tag_names(repository.id).await?;
-        if !need_details {
+        // Which image a signature or attestation belongs to is told by
+        // digests: with referrer tags, the details are needed anyway.
+        // Without them, nothing changes (and nothing more is requested).
+        let has_referrers = names.iter().any(|name| referrer_subject(name).is_some());
+        if !need_details && !has_referrers {
             progress.advance(names.len());
             return Ok((
                 names.into_iter().map(Tag::named).collect(),
@@ -122,7 +139,110 @@ impl<'a> Lister<'a> {
                 tags.push(tag);
             }
         }
+        drop(details);
+        // Without the metadata database (no `/gitlab/v1`), GitLab's REST
+        // `created_at` is the image config's `created`: only an image
+        // manifest has a config, so a dated tag is no index. (With the
+        // database it would be the push time, of indexes too: never here.)
+        for tag in &mut tags {
+            tag.image = tag.created_at.is_some();
+        }
+        self.complete(&repository.path, &mut tags, need_details)
+            .await?;
         Ok((tags, Source::RestDetails))
+    }
+
+    /// Fills in what the listing did not say: each tag's kind, an index's
+    /// children and, with `index_ages`, an index's build time.
+    ///
+    /// REST details (no `/gitlab/v1`) date a tag from its image config, so a
+    /// dated tag is an image ([`Tag::image`], set by the caller) and costs
+    /// nothing more; only undated tags (indexes, artifacts, unparsable configs) have their
+    /// manifest fetched. Every manifest and config is fetched once per
+    /// digest, however many tags share it.
+    ///
+    /// An index's build time is its newest child's config `created` (one
+    /// child manifest and one config per child digest); a time before
+    /// 2000-01-01 (reproducible builders stamp 1970 or 1980) counts as
+    /// unknown, never as old.
+    async fn complete(
+        &self,
+        path: &RepositoryPath,
+        tags: &mut [Tag],
+        index_ages: bool,
+    ) -> Result<(), RegistryError> {
+        let wanted: BTreeSet<Digest> = tags
+            .iter()
+            .filter(|tag| match &tag.media_type {
+                Some(media_type) => INDEX_MEDIA_TYPES.contains(&media_type.as_str()),
+                None => !tag.image,
+            })
+            .filter_map(|tag| tag.digest.clone())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let registry = self.registry;
+        let manifests: HashMap<Digest, Manifest> = stream::iter(wanted)
+            .map(|digest| async move {
+                registry
+                    .manifest(path, &Reference::Digest(digest.clone()))
+                    .await
+                    .map(|manifest| manifest.map(|manifest| (digest, manifest)))
+            })
+            .buffer_unordered(self.concurrency)
+            .try_filter_map(|found| async move { Ok(found) })
+            .try_collect()
+            .await?;
+
+        let mut built: HashMap<Digest, Option<DateTime<Utc>>> = HashMap::new();
+        if index_ages {
+            let children: BTreeSet<Digest> = tags
+                .iter()
+                .filter(|tag| tag.created_at.is_none())
+                .filter_map(|tag| manifests.get(tag.digest.as_ref()?))
+                .filter(|manifest| manifest.is_index())
+                .flat_map(|manifest| manifest.children.iter().cloned())
+                .collect();
+            built = stream::iter(children)
+                .map(|child| async move {
+                    let created = match registry
+                        .manifest(path, &Reference::Digest(child.clone()))
+                        .await?
+                        .and_then(|manifest| manifest.config)
+                    {
+                        Some(config) => registry.config_created(path, &config).await?,
+                        None => None,
+                    };
+                    Ok::<_, RegistryError>((
+                        child,
+                        created.filter(|time| *time >= build_time_floor()),
+                    ))
+                })
+                .buffer_unordered(self.concurrency)
+                .try_collect()
+                .await?;
+        }
+
+        for tag in tags.iter_mut() {
+            let Some(manifest) = tag.digest.as_ref().and_then(|d| manifests.get(d)) else {
+                continue;
+            };
+            if !manifest.media_type.is_empty() {
+                tag.media_type = Some(manifest.media_type.clone());
+            }
+            if manifest.is_index() {
+                tag.children = manifest.children.clone();
+                if index_ages && tag.created_at.is_none() {
+                    tag.created_at = manifest
+                        .children
+                        .iter()
+                        .filter_map(|child| built.get(child).copied().flatten())
+                        .max();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The `/gitlab/v1` listing, or `None` where the registry has none.
@@ -155,4 +275,12 @@ impl<'a> Lister<'a> {
             tracing::debug!(repository = %path, error = %err, "no delete token before listing");
         }
     }
+}
+
+/// Build times before this are the constant stamps of reproducible builders
+/// (1970 from ko, 1980 from buildpacks): unknown, never old.
+pub fn build_time_floor() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .expect("a valid constant date")
 }

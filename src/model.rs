@@ -27,6 +27,23 @@ pub struct Tag {
     /// referrer tag whose subject is one of them follows this tag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<Digest>,
+    /// Known to be a single manifest, not an image index, although
+    /// `media_type` is unknown: GitLab read `created_at` from its image
+    /// config (REST tag details, which only an image manifest has; an
+    /// index has no config). The listing sets it instead of guessing a
+    /// media type string, and saves fetching every image's manifest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub image: bool,
+    /// How many OCI 1.1 referrers (untagged artifacts naming this tag's
+    /// manifest as `subject`: signatures, SBOMs, …) the registry reported
+    /// (`/gitlab/v1` with `referrers=true`). Informational: GitLab's registry
+    /// deletes untagged referrers with their subject.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub referrers: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl Tag {
@@ -39,6 +56,16 @@ impl Tag {
             protected: false,
             media_type: None,
             children: Vec::new(),
+            image: false,
+            referrers: 0,
         }
+    }
+
+    /// Whether the listing tells if this tag is an image index (and then
+    /// which manifests it lists): its media type is known, or it is known
+    /// to be an image. Referrer tags can only be deleted when every other
+    /// tag of the repository is this well known (see the planner, step 6).
+    pub fn kind_known(&self) -> bool {
+        self.media_type.is_some() || self.image
     }
 }

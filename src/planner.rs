@@ -69,8 +69,9 @@ pub enum KeepReason {
     /// `orphaned_referrers: keep`.
     OrphanedReferrer,
     /// A referrer whose subject's holders cannot be told: some tag of the
-    /// repository was listed without its digest or its media type (an
-    /// index's children unknown). Kept: when in doubt, don't delete.
+    /// repository was listed without its digest or its kind (media type,
+    /// or known to be an image: else it could be an index whose children are
+    /// unknown). Kept: when in doubt, don't delete.
     SubjectUnverifiable,
 }
 
@@ -353,10 +354,16 @@ fn plan_referrers(
     // Deleting a referrer needs proof that no kept tag points at its
     // subject: every other tag's digest, and whether it is an index (then
     // its children), must be known. A listing without them proves nothing.
+    // Only "index or not" matters, not the exact type: a tag is known when
+    // its media type is (an index's listing then carries its children), or
+    // when it is known to be an image (`Tag::image`: GitLab read its image
+    // config, which no index has). A date alone proves nothing: `/gitlab/v1`
+    // dates indexes too, and an inventory does not say where its dates
+    // came from.
     let verifiable = |index: usize| {
-        tags.iter().enumerate().all(|(other, tag)| {
-            other == index || (tag.digest.is_some() && tag.media_type.is_some())
-        })
+        tags.iter()
+            .enumerate()
+            .all(|(other, tag)| other == index || (tag.digest.is_some() && tag.kind_known()))
     };
     let mut decided: Vec<Option<Result<KeepReason, &'static str>>> = vec![None; referrers.len()];
     loop {
@@ -548,6 +555,8 @@ mod tests {
                 "application/vnd.oci.image.index.v1+json".to_string()
             }),
             children,
+            image: false,
+            referrers: 0,
         }
     }
 
@@ -1256,6 +1265,14 @@ mod tests {
                     ..Tag::named(TagName::parse("v1").expect("tag"))
                 },
             ),
+            (
+                "a date but no media type (an index is dated on /gitlab/v1)",
+                Tag {
+                    digest: Some(Digest::of(b"index")),
+                    created_at: Some(now() - chrono::Duration::days(3)),
+                    ..Tag::named(TagName::parse("v1").expect("tag"))
+                },
+            ),
         ] {
             let plan = plan_repository(
                 &policy,
@@ -1271,6 +1288,49 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    /// A tag known to be an image (GitLab read its config on the REST path)
+    /// needs no media type: it is no index, so it has no children.
+    #[test]
+    fn an_image_without_media_type_lets_its_referrers_follow_it() {
+        let policy = policy("rules: [{name: all, delete: '.*', keep_n: 1}]");
+        let old = Digest::of(b"old");
+        let new = Digest::of(b"new");
+        let image = |name: &str, digest: &Digest, days: i64| Tag {
+            digest: Some(digest.clone()),
+            created_at: Some(now() - chrono::Duration::days(days)),
+            image: true,
+            ..Tag::named(TagName::parse(name).expect("tag"))
+        };
+        let signature = |subject: &Digest| Tag {
+            digest: Some(Digest::of(subject.hex().as_bytes())),
+            media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+            ..Tag::named(
+                TagName::parse(&format!("sha256-{}.sig", subject.hex())).expect("referrer"),
+            )
+        };
+        let tags = [
+            image("v1", &old, 9),
+            image("v2", &new, 1),
+            signature(&old),
+            signature(&new),
+        ];
+        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, now());
+        let deleted: Vec<(&str, &str)> = plan
+            .delete
+            .iter()
+            .map(|d| (d.tag.name.as_str(), d.rule.as_str()))
+            .collect();
+        assert_eq!(
+            deleted,
+            [(tags[2].name.as_str(), WITH_SUBJECT), ("v1", "all"),]
+        );
+        assert_eq!(plan.keep.len(), 2);
+        assert!(plan
+            .keep
+            .iter()
+            .all(|k| k.reason != KeepReason::SubjectUnverifiable));
     }
 
     #[test]
@@ -1345,6 +1405,8 @@ mod tests {
                     protected,
                     media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                     children: Vec::new(),
+                    image: false,
+                    referrers: 0,
                 };
                 by_name.insert(name, tag);
             }
@@ -1452,6 +1514,8 @@ mod tests {
                         protected,
                         media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                         children: Vec::new(),
+                        image: false,
+                        referrers: 0,
                     };
                     by_name.insert(name, tag);
                 }

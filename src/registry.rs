@@ -437,6 +437,13 @@ impl Registry {
             digest: Option<String>,
             #[serde(default)]
             created_at: Option<DateTime<Utc>>,
+            #[serde(default)]
+            media_type: Option<String>,
+            /// With `referrers=true`: the OCI 1.1 artifacts naming this
+            /// tag's manifest as subject. Only counted: their digests cost
+            /// nothing to keep but serve nothing yet.
+            #[serde(default)]
+            referrers: Option<Vec<serde::de::IgnoredAny>>,
         }
         let mut url = join_path(
             &self.base,
@@ -445,7 +452,9 @@ impl Registry {
                 encode_path(repository)
             ),
         );
-        url.query_pairs_mut().append_pair("n", "1000");
+        url.query_pairs_mut()
+            .append_pair("n", "1000")
+            .append_pair("referrers", "true");
         let mut tags = Vec::new();
         let mut pager = Pager::new(&url);
         loop {
@@ -477,8 +486,13 @@ impl Registry {
                     digest,
                     created_at: tag.created_at,
                     protected: false,
-                    media_type: None,
+                    media_type: tag.media_type.filter(|m| !m.is_empty()),
+                    // Filled by the listing, which fetches each index once.
                     children: Vec::new(),
+                    image: false,
+                    referrers: tag
+                        .referrers
+                        .map_or(0, |r| u32::try_from(r.len()).unwrap_or(u32::MAX)),
                 });
             }
             match pager.next_from_link(&response, &url)? {
@@ -740,6 +754,111 @@ mod tests {
         assert_eq!(
             registry.manifest_url(&path, "v1.0").as_str(),
             "https://registry.example.com/v2/group/project/manifests/v1.0"
+        );
+    }
+
+    /// A registry client for the emulator's registry, with its CI credentials.
+    fn emulated(emulator: &gitlab_emulator::Emulator) -> Registry {
+        let env: std::collections::HashMap<String, String> =
+            emulator.ci_env().into_iter().collect();
+        let url = |key: &str| Url::parse(&env[key]).expect("emulator url");
+        Registry::new(
+            Http::new(crate::http::HttpOptions::default()).expect("client"),
+            url("CLEANUP_REGISTRY_URL"),
+            url("CI_SERVER_URL"),
+            Some((
+                env["CI_REGISTRY_USER"].clone(),
+                Secret::new(env["CI_REGISTRY_PASSWORD"].clone()),
+            )),
+        )
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    fn digest(text: &str) -> Digest {
+        Digest::parse(text).expect("digest")
+    }
+
+    #[test]
+    fn manifests_are_read_by_kind() {
+        use chrono::TimeZone;
+        let emulator = gitlab_emulator::Emulator::start(gitlab_emulator::Config::default());
+        let repository = emulator.repository("api");
+        let path = RepositoryPath::parse(repository.path()).expect("path");
+        let built = Utc
+            .with_ymd_and_hms(2025, 3, 4, 5, 6, 7)
+            .single()
+            .expect("time");
+        let amd64 = repository.push_platform_image(None, "linux", "amd64", Some(built));
+        let arm64 = repository.push_platform_image(None, "linux", "arm64", None);
+        let index = repository.push_index("2.0.0", &[&amd64, &arm64]);
+        let list = repository.push_index_of(
+            None,
+            gitlab_emulator::DOCKER_MANIFEST_LIST,
+            &[&amd64, &arm64],
+        );
+        let image = repository.push_image(Some("1.0.0"), Some(built));
+        let sbom = repository.push_artifact(&image, "application/spdx+json");
+        let registry = emulated(&emulator);
+        let manifest = |reference: &str| {
+            block_on(registry.manifest(&path, &Reference::parse(reference).expect("reference")))
+                .expect("answers")
+        };
+
+        // An OCI index, by tag and by digest: its children, no config.
+        for reference in ["2.0.0", index.as_str()] {
+            let found = manifest(reference).expect("exists");
+            assert_eq!(found.digest, digest(&index), "{reference}");
+            assert_eq!(found.media_type, gitlab_emulator::OCI_INDEX);
+            assert!(found.is_index());
+            assert_eq!(found.children, [digest(&amd64), digest(&arm64)]);
+            assert_eq!((found.config, found.subject), (None, None));
+        }
+
+        // A Docker manifest list.
+        let found = manifest(&list).expect("exists");
+        assert_eq!(found.digest, digest(&list));
+        assert_eq!(found.media_type, gitlab_emulator::DOCKER_MANIFEST_LIST);
+        assert!(found.is_index());
+        assert_eq!(found.children, [digest(&amd64), digest(&arm64)]);
+
+        // An image: its config, whose `created` is the build time.
+        let found = manifest("1.0.0").expect("exists");
+        assert_eq!(found.digest, digest(&image));
+        assert!(!found.is_index());
+        assert!(found.children.is_empty());
+        assert_eq!(found.subject, None);
+        let config = found.config.expect("an image has a config");
+        assert_eq!(
+            block_on(registry.config_created(&path, &config)).expect("answers"),
+            Some(built)
+        );
+        // A config without `created`.
+        let config = manifest(&arm64).and_then(|m| m.config).expect("config");
+        assert_eq!(
+            block_on(registry.config_created(&path, &config)).expect("answers"),
+            None
+        );
+
+        // An OCI 1.1 artifact: its subject.
+        let found = manifest(&sbom).expect("exists");
+        assert_eq!(found.digest, digest(&sbom));
+        assert!(!found.is_index());
+        assert_eq!(found.subject, Some(digest(&image)));
+
+        // Absent: `None`, for a manifest and a config blob alike.
+        let nobody = Digest::of(b"nobody pushed this");
+        assert_eq!(manifest(nobody.as_str()), None);
+        assert_eq!(manifest("no-such-tag"), None);
+        assert_eq!(
+            block_on(registry.config_created(&path, &nobody)).expect("answers"),
+            None
         );
     }
 

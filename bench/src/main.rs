@@ -150,6 +150,8 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                 protected: false,
                 media_type: None,
                 children: Vec::new(),
+                image: false,
+                referrers: 0,
             }];
             tags.extend((0..5).map(|i| Tag {
                 name: tag_name(&format!("v1.0.{i}")),
@@ -158,6 +160,8 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                 protected: false,
                 media_type: None,
                 children: Vec::new(),
+                image: false,
+                referrers: 0,
             }));
             let builds = per_repository.saturating_sub(tags.len());
             let recent = builds / 50;
@@ -174,6 +178,8 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                     protected: false,
                     media_type: None,
                     children: Vec::new(),
+                    image: false,
+                    referrers: 0,
                 }
             }));
             InventoryRepository {

@@ -180,6 +180,8 @@ impl From<Listed> for Tag {
             protected: false,
             media_type: None,
             children: Vec::new(),
+            image: false,
+            referrers: 0,
         }
     }
 }

@@ -1,0 +1,344 @@
+//! Signatures, attestations and indexes in live listings: the real binary
+//! against the emulator, with counted requests. The listing must give the
+//! planner every tag's digest and kind (and an index's children), so that a
+//! referrer tag can follow its image; and an index is dated by its newest
+//! child where only REST dates tags.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use common::*;
+use gitlab_emulator::referrer_tag;
+
+const API: &str = "group/project/api";
+const KEEP_3: &str = "rules: [{name: all, delete: \".*\", keep_n: 3}]\n";
+const KEEP_1: &str = "rules: [{name: all, delete: \".*\", keep_n: 1}]\n";
+
+fn rest_only() -> Config {
+    Config {
+        gitlab_v1: false,
+        ..Config::default()
+    }
+}
+
+/// `tag → rule` of every tag a report deletes.
+fn deleted(report: &serde_json::Value) -> BTreeMap<String, String> {
+    report["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .flat_map(|r| r["deleted"].as_array().expect("deleted").iter())
+        .map(|d| {
+            (
+                d["tag"].as_str().expect("tag").to_string(),
+                d["rule"].as_str().expect("rule").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn days_ago(days: i64) -> DateTime<Utc> {
+    (Utc::now() - Duration::days(days)).trunc_subsecs(0)
+}
+
+fn run_policy(emulator: &Emulator, policy: &str, extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", policy);
+    let report = dir.path().join("report.json");
+    let mut args = vec![
+        "run",
+        "--policy",
+        &policy,
+        "--report",
+        report.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&emulator.ci_env(), &args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    report_json(&report)
+}
+
+/// (a) Five signed images under `keep_n: 3`: the three newest and their
+/// signatures stay, the two oldest go with theirs — with `/gitlab/v1` and on
+/// REST alike.
+#[test]
+fn signatures_follow_their_images_under_keep_n() {
+    for gitlab_v1 in [true, false] {
+        let emulator = Emulator::start(Config {
+            gitlab_v1,
+            ..Config::default()
+        });
+        let repository = emulator.repository("api");
+        let mut signatures = Vec::new();
+        for i in 1..=5 {
+            let image = repository.push_image(Some(&format!("img-{i}")), Some(days_ago(i)));
+            repository.push_signature(&image, "sig");
+            signatures.push(referrer_tag(&image, Some("sig")));
+        }
+        let report = run_policy(&emulator, KEEP_3, &[]);
+        let expected: BTreeMap<String, String> = [
+            ("img-4".to_string(), "all".to_string()),
+            ("img-5".to_string(), "all".to_string()),
+            (signatures[3].clone(), "with its subject".to_string()),
+            (signatures[4].clone(), "with its subject".to_string()),
+        ]
+        .into();
+        assert_eq!(deleted(&report), expected, "gitlab_v1 {gitlab_v1}");
+        let mut left: Vec<String> = ["img-1", "img-2", "img-3"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(signatures[..3].iter().cloned())
+            .collect();
+        left.sort();
+        assert_eq!(names(&emulator, API), left, "gitlab_v1 {gitlab_v1}");
+    }
+}
+
+/// A multi-arch index `2.0.0` (children untagged, built 10 and 5 days ago),
+/// its signature, and an image `1.0.0` built 2 days ago.
+fn index_and_image(config: Config) -> (Emulator, String, [String; 2]) {
+    let emulator = Emulator::start(config);
+    let repository = emulator.repository("api");
+    let amd64 = repository.push_platform_image(None, "linux", "amd64", Some(days_ago(10)));
+    let arm64 = repository.push_platform_image(None, "linux", "arm64", Some(days_ago(5)));
+    let index = repository.push_index("2.0.0", &[&amd64, &arm64]);
+    repository.push_signature(&index, "sig");
+    repository.push_image(Some("1.0.0"), Some(days_ago(2)));
+    (emulator, index, [amd64, arm64])
+}
+
+/// (b) On REST, the index is dated by its newest child (5 days), so the
+/// image of 2 days is the one `keep_n: 1` keeps; the index goes, and its
+/// signature with it. Each manifest and config is fetched once: the index
+/// and the signature (both undated on REST) and each child by digest, one
+/// config per child — the dated image costs nothing beyond its details.
+#[test]
+fn an_index_is_dated_by_its_newest_child_on_rest() {
+    let (emulator, index, _) = index_and_image(rest_only());
+    // A second tag on the same index: still one fetch per digest.
+    emulator.repository("api").tag("2.0", &index);
+    let report = run_policy(&emulator, KEEP_1, &["--dry-run"]);
+    let signature = referrer_tag(&index, Some("sig"));
+    let expected: BTreeMap<String, String> = [
+        ("2.0".to_string(), "all".to_string()),
+        ("2.0.0".to_string(), "all".to_string()),
+        (signature, "with its subject".to_string()),
+    ]
+    .into();
+    assert_eq!(deleted(&report), expected);
+    assert_eq!(
+        emulator.count("GET", "/manifests/sha256:"),
+        4,
+        "the index, its two children and the signature, once each"
+    );
+    assert_eq!(
+        emulator.count("GET", "/blobs/sha256:"),
+        2,
+        "one config per child"
+    );
+    assert_eq!(emulator.count("GET", "/manifests/"), 4, "nothing by tag");
+    assert_eq!(emulator.count("HEAD", "/manifests/"), 0);
+}
+
+/// With `/gitlab/v1`, media types come with the listing: only the index's
+/// manifest is fetched (for its children), no config.
+#[test]
+fn gitlab_v1_fetches_only_the_index_manifest() {
+    let (emulator, index, _) = index_and_image(Config::default());
+    emulator.repository("api").tag("2.0", &index);
+    run_policy(&emulator, KEEP_1, &["--dry-run"]);
+    assert_eq!(emulator.count("GET", "/manifests/"), 1, "the index, once");
+    assert_eq!(emulator.count("GET", "/blobs/"), 0);
+    assert_eq!(
+        count_query(&emulator, "GET", "/gitlab/v1/", "referrers=true"),
+        1
+    );
+}
+
+/// (c) A repository without referrer tags costs what it cost before: with
+/// no rule needing dates, names only (no details, no manifests); with
+/// dates, one details call per tag and nothing else for dated images. One
+/// referrer tag makes the names-only listing fetch details.
+#[test]
+fn repositories_without_referrers_cost_the_same() {
+    const NAMES_ONLY: &str = "rules: [{name: all, delete: \"mr-.*\"}]\n";
+    let emulator = Emulator::start(rest_only());
+    let repository = emulator.repository("api");
+    let mut images = Vec::new();
+    for i in 1..=4 {
+        images.push(repository.push_image(Some(&format!("mr-{i}")), Some(days_ago(i))));
+    }
+    let id = repository.id();
+    let details = format!("/registry/repositories/{id}/tags/");
+
+    run_policy(&emulator, NAMES_ONLY, &["--dry-run"]);
+    assert_eq!(emulator.count("GET", &details), 0, "names only");
+    assert_eq!(emulator.count("GET", "/manifests/"), 0);
+    assert_eq!(emulator.count("GET", "/blobs/"), 0);
+
+    emulator.reset_requests();
+    run_policy(&emulator, KEEP_3, &["--dry-run"]);
+    assert_eq!(
+        emulator.count("GET", &details),
+        4,
+        "one details call per tag"
+    );
+    assert_eq!(emulator.count("GET", "/manifests/"), 0);
+    assert_eq!(emulator.count("GET", "/blobs/"), 0);
+
+    // A signature: details are needed to tell whose it is (5 tags), and the
+    // signature's own manifest (undated: its config has no `created`).
+    repository.push_signature(&images[0], "sig");
+    emulator.reset_requests();
+    let report = run_policy(&emulator, NAMES_ONLY, &["--dry-run"]);
+    assert_eq!(emulator.count("GET", &details), 5);
+    assert_eq!(emulator.count("GET", "/manifests/sha256:"), 1);
+    assert_eq!(emulator.count("GET", "/blobs/"), 0);
+    assert_eq!(
+        deleted(&report).len(),
+        5,
+        "every mr- image, and the signature with its image: {report}"
+    );
+}
+
+/// (d) `inventory` records the index's media type and children (and its
+/// date from its newest child), the images as images; `plan` over it
+/// decides like the live run.
+#[test]
+fn inventory_records_kinds_and_children_and_plans_like_the_live_run() {
+    for gitlab_v1 in [true, false] {
+        let (emulator, index, [amd64, arm64]) = index_and_image(Config {
+            gitlab_v1,
+            ..Config::default()
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inventory = dir.path().join("inventory.json");
+        let out = run(
+            &emulator.ci_env(),
+            &["inventory", "--output", inventory.to_str().expect("path")],
+        );
+        assert_eq!(out.code, 0, "{}", out.all());
+        let snapshot = report_json(&inventory);
+        let tags = snapshot["repositories"][0]["tags"]
+            .as_array()
+            .expect("tags");
+        let tag = |name: &str| {
+            tags.iter()
+                .find(|t| t["name"] == name)
+                .unwrap_or_else(|| panic!("{name} in {snapshot}"))
+        };
+        let index_tag = tag("2.0.0");
+        assert_eq!(index_tag["digest"], index.as_str());
+        assert_eq!(index_tag["media_type"], gitlab_emulator::OCI_INDEX);
+        assert_eq!(
+            index_tag["children"],
+            serde_json::json!([amd64, arm64]),
+            "gitlab_v1 {gitlab_v1}"
+        );
+        let image = tag("1.0.0");
+        if gitlab_v1 {
+            assert!(image["media_type"].is_string(), "{image}");
+        } else {
+            // REST: the index is dated by its newest child; the image is
+            // known to be one (GitLab read its config), its type unguessed.
+            let built: DateTime<Utc> = index_tag["created_at"]
+                .as_str()
+                .expect("dated")
+                .parse()
+                .expect("time");
+            assert_eq!(built, days_ago(5));
+            assert_eq!(image["image"], true, "{image}");
+            assert!(image.get("media_type").is_none(), "{image}");
+        }
+
+        let policy = write_file(&dir, "policy.yml", KEEP_1);
+        let planned = dir.path().join("plan.json");
+        let out = run(
+            &[],
+            &[
+                "plan",
+                "--inventory",
+                inventory.to_str().expect("path"),
+                "--policy",
+                &policy,
+                "--report",
+                planned.to_str().expect("path"),
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.all());
+        let live = run_policy(&emulator, KEEP_1, &[]);
+        assert_eq!(deleted(&report_json(&planned)), deleted(&live));
+        assert!(
+            deleted(&live).contains_key(&referrer_tag(&index, Some("sig")))
+                || deleted(&live).contains_key("1.0.0"),
+            "{live}"
+        );
+    }
+}
+
+/// Requests per deleted tag over `images` signed images and `indexes`
+/// signed two-child indexes, all dated, under `keep_n: 5`: printed (run
+/// with `--nocapture`) and pinned by kind. On REST the index ages cost one
+/// child manifest and one config per child; without them an index would
+/// still cost its own manifest (its kind and children).
+#[test]
+fn requests_per_deleted_tag_with_indexes_and_signatures() {
+    const IMAGES: usize = 40;
+    const INDEXES: usize = 10;
+    for gitlab_v1 in [true, false] {
+        let emulator = Emulator::start(Config {
+            gitlab_v1,
+            ..Config::default()
+        });
+        let repository = emulator.repository("api");
+        for i in 0..IMAGES {
+            let image =
+                repository.push_image(Some(&format!("img-{i:02}")), Some(days_ago(i as i64 + 1)));
+            repository.push_signature(&image, "sig");
+        }
+        for i in 0..INDEXES {
+            let built = days_ago(i as i64 + 1) - Duration::hours(12);
+            let amd64 = repository.push_platform_image(None, "linux", "amd64", Some(built));
+            let arm64 = repository.push_platform_image(
+                None,
+                "linux",
+                "arm64",
+                Some(built - Duration::hours(1)),
+            );
+            let index = repository.push_index(&format!("idx-{i:02}"), &[&amd64, &arm64]);
+            repository.push_signature(&index, "sig");
+        }
+        let report = run_policy(
+            &emulator,
+            "rules: [{name: all, delete: \".*\", keep_n: 5}]\n",
+            &[],
+        );
+        let deleted = deleted(&report).len();
+        let total = emulator.requests().len();
+        let manifests = emulator.count("GET", "/manifests/sha256:");
+        let configs = emulator.count("GET", "/blobs/sha256:");
+        let signatures = IMAGES + INDEXES;
+        // keep_n 5 keeps 5 images or indexes (and their signatures).
+        assert_eq!(deleted, 2 * (IMAGES + INDEXES - 5), "{report}");
+        let age_fetches = if gitlab_v1 {
+            assert_eq!((manifests, configs), (INDEXES, 0));
+            0
+        } else {
+            // Each index and each (undated) signature once, each child once,
+            // one config per child.
+            assert_eq!(manifests, INDEXES + signatures + 2 * INDEXES);
+            assert_eq!(configs, 2 * INDEXES);
+            4 * INDEXES
+        };
+        eprintln!(
+            "gitlab_v1 {gitlab_v1}: {IMAGES} signed images + {INDEXES} signed 2-child indexes, {deleted} deleted, \
+             {total} requests = {:.3}/deleted tag ({manifests} manifest GETs, {configs} config GETs); \
+             without the index-age fetches ({age_fetches}): {} = {:.3}/deleted tag",
+            total as f64 / deleted as f64,
+            total - age_fetches,
+            (total - age_fetches) as f64 / deleted as f64,
+        );
+    }
+}
