@@ -74,6 +74,14 @@ pub struct DeletedTag {
     /// subject (or as an orphan): counted apart in the summary.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub referrer: bool,
+    /// Untagged referrers (OCI 1.1 signatures, SBOMs…) the registry listed
+    /// for this image (`/gitlab/v1`); GitLab's registry deletes them with it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub untagged_referrers: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl DeletedTag {
@@ -84,6 +92,7 @@ impl DeletedTag {
             created_at: deletion.tag.created_at,
             rule: Some(deletion.rule.clone()),
             referrer: deletion.referrer,
+            untagged_referrers: deletion.tag.referrers,
         }
     }
 }
@@ -329,6 +338,7 @@ mod tests {
                 created_at: None,
                 rule: Some("review images".into()),
                 referrer: false,
+                untagged_referrers: 0,
             })
             .collect();
         report.push(api);
@@ -416,6 +426,7 @@ mod tests {
                 created_at: None,
                 rule: Some(if referrer { "with its subject" } else { "r" }.into()),
                 referrer,
+                untagged_referrers: 0,
             });
         }
         report.push(repository);
@@ -443,6 +454,7 @@ mod tests {
             created_at: None,
             rule: None,
             referrer: false,
+            untagged_referrers: 0,
         });
         report.push(repository);
         assert_eq!(

@@ -342,3 +342,25 @@ fn requests_per_deleted_tag_with_indexes_and_signatures() {
         );
     }
 }
+
+/// With `/gitlab/v1`, the report says how many untagged referrers (OCI 1.1
+/// artifacts) each deleted image carried — GitLab's registry deletes them
+/// with it — at no extra request.
+#[test]
+fn the_report_counts_the_untagged_referrers_of_deleted_images() {
+    let emulator = Emulator::start(Config::default());
+    let repository = emulator.repository("api");
+    let old = repository.push_image(Some("old"), Some(days_ago(9)));
+    repository.push_artifact(&old, "application/vnd.dev.sigstore.bundle.v0.3+json");
+    repository.push_image(Some("new"), Some(days_ago(1)));
+    let report = run_policy(&emulator, KEEP_1, &["--dry-run"]);
+    let entries = report["repositories"][0]["deleted"]
+        .as_array()
+        .expect("deleted")
+        .clone();
+    let old_entry = entries
+        .iter()
+        .find(|d| d["tag"] == "old")
+        .expect("old is deleted");
+    assert_eq!(old_entry["untagged_referrers"], 1, "{entries:?}");
+}

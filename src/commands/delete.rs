@@ -154,6 +154,7 @@ fn deleted_entry(reference: &Reference) -> DeletedTag {
         created_at: None,
         rule: None,
         referrer: false,
+        untagged_referrers: 0,
     }
 }
 
