@@ -130,14 +130,9 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do
     shift
 done
 [ $# -gt 0 ] && shift
-# The tests are #[ignore]d unless asked for, as here. Three supply-chain ones
-# still wait for issue 10 (signatures and indexes) and are skipped by default;
-# `-- --ignored supply_chain` runs all four.
+# The tests are #[ignore]d unless asked for, as here.
 if [ $# -eq 0 ]; then
-    set -- --include-ignored \
-        --skip supply_chain::keep_n_keeps_the_newest_signed_images_with_their_signatures \
-        --skip supply_chain::deleted_images_take_their_signatures_and_attestations_along \
-        --skip supply_chain::deleting_a_per_arch_tag_spares_the_child_a_kept_index_lists
+    set -- --include-ignored
 fi
 cargo test --test real_registry ${cargo_args[@]+"${cargo_args[@]}"} -- --nocapture "$@"
 log "passed"

@@ -466,8 +466,7 @@ async fn delete_spares_tags_sharing_the_digest() {
 // ------------------------------------------------------------ supply chain
 //
 // Signed and multi-arch content pushed over plain HTTP (the recipe in
-// environment.md), and the behaviour the supply-chain capability (issue 10)
-// promises on a registry that cannot delete by tag: referrer tags follow their
+// environment.md), and what the tool promises on a registry that cannot delete by tag: referrer tags follow their
 // subject, an index child is never deleted while a kept index lists it.
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -860,8 +859,8 @@ impl Real {
     }
 }
 
-/// The supply-chain reproductions of issue 10, as they should behave once it
-/// lands; `scripts/real-registry-test.sh -- --ignored supply_chain` runs them.
+/// The supply-chain reproductions: signatures follow their images, keep_n
+/// counts images, a kept index keeps its children, a dry run writes nothing.
 mod supply_chain {
     use super::*;
 
@@ -873,7 +872,7 @@ mod supply_chain {
     }
 
     #[tokio::test]
-    #[ignore = "supply-chain: needs issue 10"]
+    #[ignore = "needs a real registry: run scripts/real-registry-test.sh"]
     async fn keep_n_keeps_the_newest_signed_images_with_their_signatures() {
         let Some(real) = real_registry().await else {
             return;
@@ -910,7 +909,7 @@ mod supply_chain {
     }
 
     #[tokio::test]
-    #[ignore = "supply-chain: needs issue 10"]
+    #[ignore = "needs a real registry: run scripts/real-registry-test.sh"]
     async fn deleted_images_take_their_signatures_and_attestations_along() {
         let Some(real) = real_registry().await else {
             return;
@@ -966,7 +965,7 @@ mod supply_chain {
     }
 
     #[tokio::test]
-    #[ignore = "supply-chain: needs issue 10"]
+    #[ignore = "needs a real registry: run scripts/real-registry-test.sh"]
     async fn deleting_a_per_arch_tag_spares_the_child_a_kept_index_lists() {
         let Some(real) = real_registry().await else {
             return;
