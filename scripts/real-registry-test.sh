@@ -4,7 +4,7 @@
 # realm is the gitlab-emulator binary's /jwt/auth.
 #
 #   scripts/real-registry-test.sh [CARGO_TEST_ARGS...] [-- TEST_BINARY_ARGS...]
-#   scripts/real-registry-test.sh -- --ignored     # the supply-chain tests (issue 10)
+#   scripts/real-registry-test.sh -- --ignored supply_chain   # only the signed and multi-arch ones
 #
 # Installs docker-registry if missing (apt), generates a signing key and its
 # self-signed certificate (the registry's rootcertbundle), starts both servers on
