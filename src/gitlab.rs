@@ -276,6 +276,10 @@ impl GitLab {
             name: tag.clone(),
             digest,
             created_at: details.created_at,
+            // REST is read only without the metadata database (no
+            // `/gitlab/v1`), where `created_at` is the build time and no
+            // push time is known.
+            pushed_at: None,
             protected: false,
             media_type: None,
             children: Vec::new(),

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::error::{Exit, ExitCode};
@@ -164,7 +164,7 @@ impl<'a> Lister<'a> {
     /// An index's build time is its newest child's config `created` (one
     /// child manifest and one config per child digest); a time before
     /// 2000-01-01 (reproducible builders stamp 1970 or 1980) counts as
-    /// unknown, never as old.
+    /// unknown, never as old ([`Tag::age`]), like an image's.
     async fn complete(
         &self,
         path: &RepositoryPath,
@@ -214,10 +214,9 @@ impl<'a> Lister<'a> {
                         Some(config) => registry.config_created(path, &config).await?,
                         None => None,
                     };
-                    Ok::<_, RegistryError>((
-                        child,
-                        created.filter(|time| *time >= build_time_floor()),
-                    ))
+                    // A reproducible stamp (before 2000) is kept as it is:
+                    // `Tag::age` counts it as unknown, and the report counts it.
+                    Ok::<_, RegistryError>((child, created))
                 })
                 .buffer_unordered(self.concurrency)
                 .try_collect()
@@ -275,12 +274,4 @@ impl<'a> Lister<'a> {
             tracing::debug!(repository = %path, error = %err, "no delete token before listing");
         }
     }
-}
-
-/// Build times before this are the constant stamps of reproducible builders
-/// (1970 from ko, 1980 from buildpacks): unknown, never old.
-pub fn build_time_floor() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .expect("a valid constant date")
 }

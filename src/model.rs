@@ -2,7 +2,7 @@
 //! reported. File formats (`inventory`, `report`) and APIs (`gitlab`,
 //! `registry`) convert to and from it at their edges.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::names::{Digest, TagName};
@@ -15,9 +15,19 @@ pub struct Tag {
     pub name: TagName,
     #[serde(default)]
     pub digest: Option<Digest>,
-    /// `None` for manifest lists and unparsable configs: counts as newest.
+    /// The image's **build** time: REST tag details' `created_at` on a
+    /// registry without the metadata database (the image config's
+    /// `created`; for an index, its newest child's). `None` for artifacts
+    /// and unparsable configs, and on `/gitlab/v1`, which lists no build
+    /// time. A time before 2000-01-01 is a reproducible builder's constant
+    /// stamp: see [`Tag::age`].
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
+    /// The tag's **push** time, where the registry reports it (`/gitlab/v1`
+    /// `published_at`, i.e. `updated_at` or else `created_at`). It decides
+    /// the tag's age over the build time: see [`Tag::age`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
     /// The manifest's media type, where the listing knows it.
@@ -53,6 +63,7 @@ impl Tag {
             name,
             digest: None,
             created_at: None,
+            pushed_at: None,
             protected: false,
             media_type: None,
             children: Vec::new(),
@@ -68,4 +79,84 @@ impl Tag {
     pub fn kind_known(&self) -> bool {
         self.media_type.is_some() || self.image
     }
+
+    /// The date this tag is ordered and aged by (docs/policy.md, "Ages"):
+    /// its push time where known, else its build time — unless that is a
+    /// reproducible builder's constant stamp (before 2000-01-01), which
+    /// counts as unknown (newest for `keep_n`, never old for `older_than`).
+    pub fn age(&self) -> Age {
+        match (self.pushed_at, self.created_at) {
+            (Some(pushed), _) => Age::Pushed(pushed),
+            (None, Some(built)) if built >= build_time_floor() => Age::Built(built),
+            (None, Some(_)) => Age::BuildStamp,
+            (None, None) => Age::Unknown,
+        }
+    }
+}
+
+/// A tag's age and where it came from ([`Tag::age`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Age {
+    /// The registry's push time (`/gitlab/v1` `published_at`).
+    Pushed(DateTime<Utc>),
+    /// The image's build time (the config's `created`), no push time known.
+    Built(DateTime<Utc>),
+    /// No push time, and the build time is a reproducible builder's
+    /// constant stamp (1970 from ko, 1980 from buildpacks): unknown.
+    BuildStamp,
+    /// Neither time is known (an index or artifact listed without dates).
+    Unknown,
+}
+
+impl Age {
+    /// The date to order and age by; `None`: unknown (counts as newest).
+    pub fn date(self) -> Option<DateTime<Utc>> {
+        match self {
+            Age::Pushed(at) | Age::Built(at) => Some(at),
+            Age::BuildStamp | Age::Unknown => None,
+        }
+    }
+}
+
+/// Which dates a repository's tags were aged by (the report's
+/// `age_source`): `pushed` when every dated tag had a push time, `built`
+/// when every dated tag had only a build time, `mixed` for some of each,
+/// `none` when no tag had a usable date (all undated, or reproducible
+/// stamps only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgeSource {
+    Pushed,
+    Built,
+    Mixed,
+    #[default]
+    None,
+}
+
+impl AgeSource {
+    /// The source over `tags`' ages.
+    pub fn of<'a>(tags: impl IntoIterator<Item = &'a Tag>) -> AgeSource {
+        let (mut pushed, mut built) = (false, false);
+        for tag in tags {
+            match tag.age() {
+                Age::Pushed(_) => pushed = true,
+                Age::Built(_) => built = true,
+                Age::BuildStamp | Age::Unknown => {}
+            }
+        }
+        match (pushed, built) {
+            (true, true) => AgeSource::Mixed,
+            (true, false) => AgeSource::Pushed,
+            (false, true) => AgeSource::Built,
+            (false, false) => AgeSource::None,
+        }
+    }
+}
+
+/// Build times before this are the constant stamps of reproducible builders
+/// (1970 from ko, 1980 from buildpacks): unknown, never old.
+pub fn build_time_floor() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .expect("a valid constant date")
 }

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::Tag;
+use crate::model::{Age, AgeSource, Tag};
 use crate::names::{Digest, RepositoryPath};
 use crate::policy::{OrphanedReferrers, Policy, Rule};
 
@@ -33,6 +33,11 @@ pub struct RepositoryPlan {
     pub protected: Vec<Tag>,
     pub delete: Vec<PlannedDeletion>,
     pub keep: Vec<KeptTag>,
+    /// Which dates the tags were aged by ([`Tag::age`]).
+    pub age_source: AgeSource,
+    /// Tags with no push time whose build time is a reproducible builder's
+    /// constant stamp (before 2000-01-01): aged as undated.
+    pub undated_build_stamps: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +66,8 @@ pub enum KeepReason {
     KeepN { rule: String },
     /// Dated, but not older than the rule's `older_than`.
     TooNew { rule: String },
-    /// No `created_at`, and the rule deletes by age only.
+    /// No known age (no push time, and no build time or a reproducible
+    /// builder's stamp), and the rule deletes by age only.
     Undated { rule: String },
     /// A referrer tag whose subject a kept or protected tag still points at.
     WithSubject,
@@ -83,7 +89,7 @@ impl std::fmt::Display for KeepReason {
             KeepReason::KeepN { rule } => write!(f, "among the keep_n newest of {rule:?}"),
             KeepReason::TooNew { rule } => write!(f, "not older than older_than of {rule:?}"),
             KeepReason::Undated { rule } => {
-                write!(f, "no creation date, and {rule:?} deletes by age only")
+                write!(f, "no push or build date, and {rule:?} deletes by age only")
             }
             KeepReason::WithSubject => f.write_str("its subject is kept"),
             KeepReason::SubjectUnverifiable => f.write_str(
@@ -129,6 +135,8 @@ impl RepositoryPlan {
             protected: self.protected.len(),
             referrer_deletions: self.referrer_deletions(),
             warnings: self.warnings(),
+            age_source: self.age_source,
+            undated_build_stamps: self.undated_build_stamps,
             path: self.path,
             delete: self.delete,
         }
@@ -146,6 +154,8 @@ pub struct PlanOutline {
     pub referrer_deletions: usize,
     pub delete: Vec<PlannedDeletion>,
     pub warnings: Vec<String>,
+    pub age_source: AgeSource,
+    pub undated_build_stamps: usize,
 }
 
 /// The subject of a referrer tag: `sha256-<64 lower-case hex>`, optionally
@@ -246,6 +256,11 @@ pub fn plan_repository(
         protected,
         delete,
         keep,
+        age_source: AgeSource::of(tags),
+        undated_build_stamps: tags
+            .iter()
+            .filter(|tag| tag.age() == Age::BuildStamp)
+            .count(),
     }
 }
 
@@ -285,10 +300,10 @@ fn plan_rule(
         let reason = if position < rule.keep_n {
             Some(KeepReason::KeepN { rule: name() })
         } else {
-            match (cutoff, tag.created_at) {
+            match (cutoff, tag.age().date()) {
                 (None, _) => None,
                 (Some(_), None) => Some(KeepReason::Undated { rule: name() }),
-                (Some(Some(cutoff)), Some(created_at)) if created_at < cutoff => None,
+                (Some(Some(cutoff)), Some(age)) if age < cutoff => None,
                 (Some(_), Some(_)) => Some(KeepReason::TooNew { rule: name() }),
             }
         };
@@ -416,11 +431,12 @@ fn plan_referrers(
 }
 
 /// Candidate order of step 5: undated first (they count as newest), then by
-/// `created_at` descending, then by name ascending in byte order. The digest
+/// age ([`Tag::age`]: push time, else build time) descending, then by name
+/// ascending in byte order. The digest
 /// only breaks ties between identical names, so that even a malformed input
 /// with duplicates plans the same whatever its order.
 pub fn newest_first(a: &Tag, b: &Tag) -> Ordering {
-    let date = match (a.created_at, b.created_at) {
+    let date = match (a.age().date(), b.age().date()) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
@@ -490,6 +506,7 @@ mod tests {
             found.push(key.to_string());
             rest = after;
         }
+        let spec = spec.split_once('^').map_or(spec, |(spec, _)| spec);
         let spec = spec.split_once('@').map_or(spec, |(spec, _)| spec);
         let (spec, children) = spec.split_once('>').unwrap_or((spec, ""));
         found.extend(
@@ -513,7 +530,8 @@ mod tests {
         name
     }
 
-    /// `"mr-1@2026-10-01"` → dated tag; `"mr-1"` → undated; `"!mr-1"` → protected
+    /// `"mr-1@2026-10-01"` → tag built then; `"mr-1^2026-10-02"` → pushed then
+    /// (both: `"mr-1@2026-10-01^2026-10-02"`); `"mr-1"` → undated; `"!mr-1"` → protected
     /// in the inventory. A date may carry a time: `2026-10-01T12:00:00`.
     /// The digest is that of the name, or `#alias`'s: `"app#a@2026-10-01"`.
     /// `>c1,c2` makes an image index with the children `c1` and `c2`
@@ -523,6 +541,10 @@ mod tests {
         let (protected, spec) = match spec.strip_prefix('!') {
             Some(rest) => (true, rest),
             None => (false, spec),
+        };
+        let (spec, pushed) = match spec.split_once('^') {
+            Some((spec, pushed)) => (spec, Some(pushed)),
+            None => (spec, None),
         };
         let (spec, date) = match spec.split_once('@') {
             Some((spec, date)) => (spec, Some(date)),
@@ -536,18 +558,21 @@ mod tests {
             Some((name, digest)) => (expand(name), alias(digest)),
             None => (expand(spec), Digest::of(expand(spec).as_bytes())),
         };
-        let created_at = date.map(|date| {
+        let parse = |date: &str| {
             let text = if date.contains('T') {
                 format!("{date}Z")
             } else {
                 format!("{date}T00:00:00Z")
             };
             text.parse::<DateTime<Utc>>().expect("test date")
-        });
+        };
+        let created_at = date.map(parse);
+        let pushed_at = pushed.map(parse);
         Tag {
             name: TagName::parse(&name).expect("test tag name"),
             digest: Some(digest),
             created_at,
+            pushed_at,
             protected,
             media_type: Some(if children.is_empty() {
                 "application/vnd.oci.image.manifest.v1+json".to_string()
@@ -925,11 +950,110 @@ mod tests {
                 what: "an older_than reaching before the calendar deletes nothing",
                 policy: "rules: [{name: r, delete: '.*', older_than: 1000000y}]",
                 repository: DEFAULT_REPO,
-                tags: &["a@1970-01-01"],
+                tags: &["a@2001-01-01"],
                 protected: &[],
                 delete: &[],
                 keep: &[("a", "too_new:r")],
             },
+        }
+    }
+
+    /// Ages (docs/policy.md): push time, else build time; a build time
+    /// before 2000 (ko's 1970, buildpacks' 1980) is unknown, never old.
+    mod step_5_ages {
+        use super::*;
+
+        plan_cases! {
+            reproducible_build_stamps_are_never_old => Case {
+                what: "1970 and 1980 build stamps are unknown: kept by older_than",
+                policy: "rules: [{name: r, delete: '.*', older_than: 30d}]",
+                repository: DEFAULT_REPO,
+                tags: &["ko@1970-01-01", "pack@1980-01-01T00:00:01", "old@2020-01-01", "y2k@2000-01-01"],
+                protected: &[],
+                delete: &[("old", "r"), ("y2k", "r")],
+                keep: &[("ko", "undated:r"), ("pack", "undated:r")],
+            },
+            reproducible_build_stamps_count_as_newest_for_keep_n => Case {
+                what: "build stamps count as newest for keep_n, before any dated tag",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 2}]",
+                repository: DEFAULT_REPO,
+                tags: &["new@2026-10-31", "ko@1970-01-01", "pack@1980-01-01", "older@2026-10-01"],
+                protected: &[],
+                delete: &[("new", "r"), ("older", "r")],
+                keep: &[("ko", "keep_n:r"), ("pack", "keep_n:r")],
+            },
+            the_push_time_wins_over_the_build_time => Case {
+                what: "an old build pushed yesterday is kept, a recent build pushed 60 days ago is deleted",
+                policy: "rules: [{name: r, delete: '.*', older_than: 30d}]",
+                repository: DEFAULT_REPO,
+                tags: &["rebuilt@2020-01-01^2026-10-31", "stale@2026-10-30^2026-09-02"],
+                protected: &[],
+                delete: &[("stale", "r")],
+                keep: &[("rebuilt", "too_new:r")],
+            },
+            a_push_time_dates_a_reproducible_build => Case {
+                what: "a push time dates a tag whose build time is a stamp",
+                policy: "rules: [{name: r, delete: '.*', older_than: 30d}]",
+                repository: DEFAULT_REPO,
+                tags: &["ko-new@1970-01-01^2026-10-31", "ko-old@1970-01-01^2026-08-01", "pushed-only^2026-08-01"],
+                protected: &[],
+                delete: &[("ko-old", "r"), ("pushed-only", "r")],
+                keep: &[("ko-new", "too_new:r")],
+            },
+            keep_n_orders_by_push_time => Case {
+                what: "keep_n orders by push time, not build time",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 1}]",
+                repository: DEFAULT_REPO,
+                tags: &["built-late@2026-10-30^2026-01-01", "built-early@2020-01-01^2026-10-01"],
+                protected: &[],
+                delete: &[("built-late", "r")],
+                keep: &[("built-early", "keep_n:r")],
+            },
+            unknown_ages_come_first_for_keep_n_then_by_name => Case {
+                what: "undated and stamped tags are the newest for keep_n, ordered by name",
+                policy: "rules: [{name: r, delete: '.*', keep_n: 2, older_than: 30d}]",
+                repository: DEFAULT_REPO,
+                tags: &["new^2026-10-31", "ko@1970-01-01", "index", "zz@1980-01-01", "old@2026-01-01"],
+                protected: &[],
+                delete: &[("old", "r")],
+                keep: &[
+                    ("index", "keep_n:r"),
+                    ("ko", "keep_n:r"),
+                    ("new", "too_new:r"),
+                    ("zz", "undated:r"),
+                ],
+            },
+        }
+
+        fn tags(specs: &[&str]) -> Vec<Tag> {
+            specs.iter().map(|spec| tag(spec)).collect()
+        }
+
+        #[test]
+        fn the_plan_says_which_age_source_was_used_and_counts_build_stamps() {
+            let policy = policy("rules: [{name: r, delete: 'none'}]");
+            let plan =
+                |specs: &[&str]| plan_repository(&policy, &repo(DEFAULT_REPO), &tags(specs), now());
+            let pushed = plan(&["a^2026-10-01", "b^2026-10-02", "index"]);
+            assert_eq!(
+                (pushed.age_source, pushed.undated_build_stamps),
+                (AgeSource::Pushed, 0)
+            );
+            let built = plan(&["a@2026-10-01", "ko@1970-01-01", "pack@1980-01-01"]);
+            assert_eq!(
+                (built.age_source, built.undated_build_stamps),
+                (AgeSource::Built, 2)
+            );
+            let mixed = plan(&["a@2026-10-01", "b^2026-10-02", "ko@1970-01-01^2026-10-03"]);
+            assert_eq!(
+                (mixed.age_source, mixed.undated_build_stamps),
+                (AgeSource::Mixed, 0)
+            );
+            let none = plan(&["ko@1970-01-01", "index"]);
+            assert_eq!(
+                (none.age_source, none.undated_build_stamps),
+                (AgeSource::None, 1)
+            );
         }
     }
 
@@ -1269,7 +1393,7 @@ mod tests {
                 "a date but no media type (an index is dated on /gitlab/v1)",
                 Tag {
                     digest: Some(Digest::of(b"index")),
-                    created_at: Some(now() - chrono::Duration::days(3)),
+                    pushed_at: Some(now() - chrono::Duration::days(3)),
                     ..Tag::named(TagName::parse("v1").expect("tag"))
                 },
             ),
@@ -1390,18 +1514,25 @@ mod tests {
             0..NAME_PREFIXES.len(),
             0u8..12,
             // Few distinct dates, so ties and the older_than boundary occur.
-            proptest::option::weighted(0.8, 0i64..40),
+            // Day 40 stands for a reproducible build stamp (1980).
+            proptest::option::weighted(0.8, 0i64..41),
+            // A push time, for some.
+            proptest::option::weighted(0.3, 0i64..40),
             0u8..4,
             proptest::bool::weighted(0.1),
         );
         proptest::collection::vec(tag, 0..40).prop_map(|raw| {
             let mut by_name = BTreeMap::new();
-            for (prefix, suffix, day, digest, protected) in raw {
+            for (prefix, suffix, day, pushed, digest, protected) in raw {
                 let name = format!("{}{}", NAME_PREFIXES[prefix], suffix);
                 let tag = Tag {
                     name: TagName::parse(&name).expect("test tag name"),
                     digest: Some(Digest::parse(&format!("sha256:{digest:064x}")).expect("digest")),
-                    created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
+                    created_at: day.map(|day| match day {
+                        40 => "1980-01-01T00:00:01Z".parse().expect("stamp"),
+                        day => now() - chrono::TimeDelta::hours(day * 12),
+                    }),
+                    pushed_at: pushed.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
                     protected,
                     media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                     children: Vec::new(),
@@ -1511,6 +1642,7 @@ mod tests {
                         name: TagName::parse(&name).expect("referrer tag name"),
                         digest: Some(Digest::of(&[digest])),
                         created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
+                        pushed_at: None,
                         protected,
                         media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                         children: Vec::new(),
@@ -1595,9 +1727,11 @@ mod tests {
                 prop_assert_eq!(&deletion.rule, &rule.name);
                 prop_assert!(!rule.keep.as_ref().is_some_and(|keep| keep.is_match(&tag.name)));
                 if let Some(older_than) = &rule.older_than {
-                    let created_at = tag.created_at;
-                    prop_assert!(created_at.is_some(), "{} deleted by age without a date", tag.name);
-                    prop_assert!(created_at.expect("checked") < now() - older_than.to_timedelta());
+                    let age = tag.age().date();
+                    prop_assert!(age.is_some(), "{} deleted by age without a date", tag.name);
+                    prop_assert!(age.expect("checked") < now() - older_than.to_timedelta());
+                    // A reproducible build stamp is never old.
+                    prop_assert!(tag.pushed_at.is_some() || tag.created_at.is_some_and(|at| at >= crate::model::build_time_floor()));
                 }
             }
             for tag in &plan.protected {
@@ -1627,7 +1761,7 @@ mod tests {
                 // Newest first really is newest first.
                 for pair in candidates.windows(2) {
                     let (newer, older) = (pair[0], pair[1]);
-                    let newer_first = match (newer.created_at, older.created_at) {
+                    let newer_first = match (newer.age().date(), older.age().date()) {
                         (None, _) => true,
                         (Some(_), None) => false,
                         (Some(a), Some(b)) => a > b || (a == b && newer.name < older.name),

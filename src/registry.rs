@@ -435,8 +435,16 @@ impl Registry {
             name: String,
             #[serde(default)]
             digest: Option<String>,
+            /// When the tag was first pushed (the database row's creation),
+            /// not the image's build time.
             #[serde(default)]
             created_at: Option<DateTime<Utc>>,
+            /// When the tag was last re-pointed; `null` if never.
+            #[serde(default)]
+            updated_at: Option<DateTime<Utc>>,
+            /// `updated_at` or else `created_at`: the push time.
+            #[serde(default)]
+            published_at: Option<DateTime<Utc>>,
             #[serde(default)]
             media_type: Option<String>,
             /// With `referrers=true`: the OCI 1.1 artifacts naming this
@@ -484,7 +492,12 @@ impl Registry {
                 tags.push(Tag {
                     name,
                     digest,
-                    created_at: tag.created_at,
+                    // `/gitlab/v1` lists no build time: its `created_at` is
+                    // the tag's first push (gitlab-protocol.md §7 "Ages").
+                    created_at: None,
+                    // What GitLab's own cleanup ages by: `updated_at ||
+                    // created_at`, which `published_at` already is.
+                    pushed_at: tag.published_at.or(tag.updated_at).or(tag.created_at),
                     protected: false,
                     media_type: tag.media_type.filter(|m| !m.is_empty()),
                     // Filled by the listing, which fetches each index once.

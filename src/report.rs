@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deleter::Outcome;
 use crate::error::{Exit, ExitCode};
+use crate::model::AgeSource;
 use crate::planner::{PlanOutline, PlannedDeletion};
 
 /// Why the report could not be written.
@@ -47,6 +48,16 @@ pub struct RepositoryReport {
     pub path: String,
     /// How many tags the repository had when it was listed.
     pub tags: usize,
+    /// Which dates its tags were aged by: `pushed` (the registry's push
+    /// times), `built` (the images' build times), `mixed`, or `none` (no
+    /// tag had a usable date). See docs/policy.md, "Ages".
+    #[serde(default)]
+    pub age_source: AgeSource,
+    /// Tags with no push time whose build time is a reproducible builder's
+    /// constant stamp (before 2000-01-01: ko's 1970, buildpacks' 1980), so
+    /// they were aged as undated: never deleted by `older_than`.
+    #[serde(default)]
+    pub undated_build_stamps: usize,
     /// Deleted tags (in a dry run: what would be deleted).
     pub deleted: Vec<DeletedTag>,
     pub kept: usize,
@@ -68,7 +79,11 @@ pub struct RepositoryReport {
 pub struct DeletedTag {
     pub tag: String,
     pub digest: Option<String>,
+    /// The image's build time, where known.
     pub created_at: Option<DateTime<Utc>>,
+    /// The tag's push time, where the registry reports it (`/gitlab/v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<DateTime<Utc>>,
     pub rule: Option<String>,
     /// A signature, attestation or other referrer tag, deleted with its
     /// subject (or as an orphan): counted apart in the summary.
@@ -90,6 +105,7 @@ impl DeletedTag {
             tag: deletion.tag.name.to_string(),
             digest: deletion.tag.digest.as_ref().map(ToString::to_string),
             created_at: deletion.tag.created_at,
+            pushed_at: deletion.tag.pushed_at,
             rule: Some(deletion.rule.clone()),
             referrer: deletion.referrer,
             untagged_referrers: deletion.tag.referrers,
@@ -130,6 +146,9 @@ pub struct Totals {
     pub already_absent: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// The repositories' `undated_build_stamps`, summed.
+    #[serde(default)]
+    pub undated_build_stamps: usize,
 }
 
 impl Report {
@@ -161,6 +180,7 @@ impl Report {
             totals.already_absent += repository.already_absent.len();
             totals.failed += repository.failed.len();
             totals.skipped += repository.skipped.len();
+            totals.undated_build_stamps += repository.undated_build_stamps;
         }
         self.totals = totals;
     }
@@ -230,6 +250,8 @@ impl RepositoryReport {
     pub fn from_plan(plan: &PlanOutline, outcomes: Option<&[Outcome]>) -> Self {
         let mut report = RepositoryReport::new(&plan.path);
         report.tags = plan.tags;
+        report.age_source = plan.age_source;
+        report.undated_build_stamps = plan.undated_build_stamps;
         report.kept = plan.kept;
         report.protected = plan.protected;
         report.warnings.clone_from(&plan.warnings);
@@ -336,6 +358,7 @@ mod tests {
                 tag: format!("mr-{i}"),
                 digest: None,
                 created_at: None,
+                pushed_at: None,
                 rule: Some("review images".into()),
                 referrer: false,
                 untagged_referrers: 0,
@@ -367,6 +390,8 @@ mod tests {
                 })
                 .collect(),
             warnings: vec![],
+            age_source: crate::model::AgeSource::None,
+            undated_build_stamps: 0,
         }
     }
 
@@ -424,6 +449,7 @@ mod tests {
                 tag: tag.into(),
                 digest: None,
                 created_at: None,
+                pushed_at: None,
                 rule: Some(if referrer { "with its subject" } else { "r" }.into()),
                 referrer,
                 untagged_referrers: 0,
@@ -452,6 +478,7 @@ mod tests {
             tag: "a".into(),
             digest: None,
             created_at: None,
+            pushed_at: None,
             rule: None,
             referrer: false,
             untagged_referrers: 0,

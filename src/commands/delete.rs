@@ -152,6 +152,7 @@ fn deleted_entry(reference: &Reference) -> DeletedTag {
             Reference::Tag(_) => None,
         },
         created_at: None,
+        pushed_at: None,
         rule: None,
         referrer: false,
         untagged_referrers: 0,
