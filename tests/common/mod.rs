@@ -51,6 +51,7 @@ pub fn tag(name: &str) -> TagSpec {
         name: name.to_string(),
         digest: None,
         created_at: Some(Utc::now() - Duration::days(1)),
+        pushed_at: None,
         protected: false,
     }
 }

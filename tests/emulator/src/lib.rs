@@ -268,11 +268,15 @@ pub struct RateLimit {
 
 /// A tag to seed. `digest: None` generates a unique manifest; `created_at: None`
 /// makes the tag an OCI image index, which GitLab shows without a date.
+/// `created_at` is the build time (the config's `created`); `pushed_at` the
+/// push time (`/gitlab/v1` `created_at`/`published_at`), by default the
+/// build time (or now, if undated).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TagSpec {
     pub name: String,
     pub digest: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
+    pub pushed_at: Option<DateTime<Utc>>,
     pub protected: bool,
 }
 
@@ -287,6 +291,12 @@ impl TagSpec {
 
     pub fn created(mut self, at: DateTime<Utc>) -> TagSpec {
         self.created_at = Some(at);
+        self
+    }
+
+    /// Pushed at `at` (first and last push), whatever the build time.
+    pub fn pushed(mut self, at: DateTime<Utc>) -> TagSpec {
+        self.pushed_at = Some(at);
         self
     }
 
@@ -897,8 +907,24 @@ impl Repository<'_> {
         })
     }
 
-    /// Sets a tag's push time (`/gitlab/v1` `published_at`).
+    /// Sets a tag's push time: as if it was pushed once, at `at`
+    /// (`/gitlab/v1` `created_at` = `published_at` = `at`, `updated_at`
+    /// null; REST `created_at` with the database). The build time (the
+    /// config's `created`, REST `created_at` without the database) stays.
     pub fn set_pushed_at(&self, tag: &str, at: DateTime<Utc>) {
+        let mut state = self.emulator.shared.lock();
+        let entry = state
+            .repository_mut(self.id)
+            .and_then(|repository| repository.tags.get_mut(tag))
+            .unwrap_or_else(|| panic!("no tag {tag} in {}", self.path));
+        entry.first_pushed_at = at;
+        entry.published_at = at;
+    }
+
+    /// Records a re-push of `tag` at `at` (same manifest): `/gitlab/v1`
+    /// `updated_at` = `published_at` = `at`, `created_at` (the first push)
+    /// stays.
+    pub fn set_repushed_at(&self, tag: &str, at: DateTime<Utc>) {
         let mut state = self.emulator.shared.lock();
         let entry = state
             .repository_mut(self.id)

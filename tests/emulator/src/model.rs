@@ -59,7 +59,14 @@ pub(crate) struct Manifest {
 
 pub(crate) struct TagEntry {
     pub digest: String,
+    /// The image config's `created` (the build time): REST `created_at`
+    /// without the metadata database.
     pub created_at: Option<DateTime<Utc>>,
+    /// When the tag was first pushed (the database row's `created_at`:
+    /// `/gitlab/v1` `created_at`, REST `created_at` with the database).
+    pub first_pushed_at: DateTime<Utc>,
+    /// When the tag was last pushed: `/gitlab/v1` `published_at`
+    /// (`updated_at` when later than the first push, else `created_at`).
     pub published_at: DateTime<Utc>,
     pub protected: bool,
 }
@@ -394,13 +401,16 @@ impl State {
             }
             digest
         };
-        let published_at = tag.created_at.unwrap_or_else(Utc::now);
+        // Without an explicit push time, a seeded tag was pushed when it was
+        // built (or now, if undated).
+        let published_at = tag.pushed_at.or(tag.created_at).unwrap_or_else(Utc::now);
         if let Some(repository) = self.repository_mut(repository_id) {
             repository.tags.insert(
                 tag.name,
                 TagEntry {
                     digest,
                     created_at: tag.created_at,
+                    first_pushed_at: published_at,
                     published_at,
                     protected: tag.protected,
                 },
@@ -429,6 +439,8 @@ impl State {
             #[serde(default)]
             created_at: Option<DateTime<Utc>>,
             #[serde(default)]
+            pushed_at: Option<DateTime<Utc>>,
+            #[serde(default)]
             protected: bool,
         }
         let inventory: Inventory =
@@ -450,6 +462,7 @@ impl State {
                         name: tag.name,
                         digest: tag.digest,
                         created_at: tag.created_at,
+                        pushed_at: tag.pushed_at,
                         protected: tag.protected,
                     },
                 );
@@ -597,16 +610,19 @@ impl State {
         let repository = self.repository_mut(repository_id).expect("checked above");
         repository.manifests.insert(digest.clone(), manifest);
         if !reference.contains(':') {
-            let protected = repository
-                .tags
-                .get(reference)
-                .is_some_and(|tag| tag.protected);
+            let existing = repository.tags.get(reference);
+            let protected = existing.is_some_and(|tag| tag.protected);
+            let now = Utc::now();
+            // A re-push keeps the tag's first push (its database row) and
+            // updates it: `/gitlab/v1` `updated_at`.
+            let first_pushed_at = existing.map_or(now, |tag| tag.first_pushed_at);
             repository.tags.insert(
                 reference.to_string(),
                 TagEntry {
                     digest: digest.clone(),
                     created_at: created,
-                    published_at: Utc::now(),
+                    first_pushed_at,
+                    published_at: now,
                     protected,
                 },
             );

@@ -748,8 +748,12 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
                 "config_digest": manifest.and_then(|m| m.config_digest.clone()),
                 "media_type": manifest.map_or(DOCKER_MANIFEST, |m| m.media_type.as_str()),
                 "size_bytes": manifest.map_or(0, |m| m.total_size.unwrap_or(m.body.len() as u64)),
-                "created_at": tag.created_at.as_ref().map(gitlab_time),
-                "updated_at": null,
+                // The database row's times: first push, last re-push
+                // (null if none), and `updated_at || created_at`. The
+                // build time is not listed here.
+                "created_at": gitlab_time(&tag.first_pushed_at),
+                "updated_at": (tag.published_at != tag.first_pushed_at)
+                    .then(|| gitlab_time(&tag.published_at)),
                 "published_at": gitlab_time(&tag.published_at),
             });
             if with_referrers {

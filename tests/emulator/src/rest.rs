@@ -410,6 +410,10 @@ fn tag_details(state: &State, rid: u64, name: &str) -> Resp {
         .as_ref()
         .map(|revision| revision.chars().take(9).collect::<String>()));
     value["digest"] = json!(tag.digest);
+    // The image config's `created`, as GitLab answers without the metadata
+    // database. (With it, GitLab answers the first push; the emulator keeps
+    // the build time on both, which the client reads only without
+    // `/gitlab/v1`.)
     value["created_at"] = json!(tag.created_at.as_ref().map(gitlab_time));
     value["total_size"] = json!(manifest.and_then(|manifest| manifest.total_size));
     json_response(200, &value)

@@ -1288,7 +1288,11 @@ async fn registry_tags_list_and_gitlab_v1_listing() {
     .await
     .expect("json");
     assert_eq!(second[0]["name"], "b1");
-    assert!(second[0]["created_at"].is_null() && second[0]["config_digest"].is_null());
+    // An index has no config; its tag still has the database's times:
+    // `created_at` is the first push (never null), no re-push yet.
+    assert!(second[0]["config_digest"].is_null());
+    assert_eq!(second[0]["created_at"], second[0]["published_at"]);
+    assert!(second[0]["updated_at"].is_null());
 
     // Follow the Link through a published_at sort, newest first.
     let mut url = format!("{v1}?n=2&sort=-published_at");
@@ -2244,4 +2248,64 @@ async fn distribution_deletes_an_index_child_and_leaves_the_index_dangling() {
         202
     );
     assert!(repository.manifest(&sbom).is_some());
+}
+
+/// Push time and build time apart (gitlab-protocol.md §7 "Ages"): REST
+/// `created_at` is the image config's `created`; `/gitlab/v1` lists the
+/// database's times — `created_at` the first push, `updated_at` the last
+/// re-push (null before), `published_at` = `updated_at || created_at`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_times_are_apart_from_the_build_time() {
+    let emulator = Emulator::start(Config::default());
+    let repository = emulator.repository("api");
+    let built = Utc
+        .with_ymd_and_hms(1980, 1, 1, 0, 0, 1)
+        .single()
+        .expect("date");
+    repository.push_image(Some("ko"), Some(built));
+    repository.set_pushed_at("ko", day(2));
+    emulator.add_tags(
+        "api",
+        [TagSpec::new("seeded").created(day(1)).pushed(day(3))],
+    );
+    let rid = repository.id();
+    let token = job_jwt(&emulator, "repository:group/project/api:pull").await;
+    async fn list(emulator: &Emulator, token: &str) -> Value {
+        let v1 = "/gitlab/v1/repositories/group/project/api/tags/list/";
+        registry(emulator, Method::GET, v1, token, "*/*")
+            .await
+            .json::<Value>()
+            .await
+            .expect("json")
+    }
+    let page = list(&emulator, &token).await;
+    let (ko, seeded) = (&page[0], &page[1]);
+    assert_eq!(ko["name"], "ko");
+    assert_eq!(ko["created_at"], "2024-01-02T12:00:00.000+00:00");
+    assert!(ko["updated_at"].is_null());
+    assert_eq!(ko["published_at"], ko["created_at"]);
+    assert_eq!(seeded["created_at"], "2024-01-03T12:00:00.000+00:00");
+
+    repository.set_repushed_at("ko", day(4));
+    let page = list(&emulator, &token).await;
+    assert_eq!(page[0]["created_at"], "2024-01-02T12:00:00.000+00:00");
+    assert_eq!(page[0]["updated_at"], "2024-01-04T12:00:00.000+00:00");
+    assert_eq!(page[0]["published_at"], page[0]["updated_at"]);
+
+    // REST tag details: the build time, whatever the push time.
+    for (tag, created) in [
+        ("ko", "1980-01-01T00:00:01.000+00:00"),
+        ("seeded", "2024-01-01T12:00:00.000+00:00"),
+    ] {
+        let details: Value = rest(
+            &emulator,
+            Method::GET,
+            &format!("/projects/1/registry/repositories/{rid}/tags/{tag}"),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+        assert_eq!(details["created_at"], created, "{tag}");
+    }
 }
