@@ -563,3 +563,111 @@ fn server_engine_keeps_signature_tags_out_of_the_bulk_delete() {
     expected.sort();
     assert_eq!(left, expected, "{}", out.all());
 }
+
+const AGES_POLICY: &str = r#"
+rules:
+  - name: old
+    delete: ".*"
+    older_than: 30d
+"#;
+
+fn stamp(year: i32) -> chrono::DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 1)
+        .single()
+        .expect("date")
+}
+
+/// Without `/gitlab/v1` only the build time is known, and reproducible
+/// builders stamp a constant one (ko 1970, buildpacks 1980): such images,
+/// however recently pushed, are undated — never deleted by `older_than`.
+#[test]
+fn reproducible_builds_are_not_old_on_a_registry_without_gitlab_v1() {
+    let emulator = Emulator::start(Config {
+        gitlab_v1: false,
+        ..Config::default()
+    });
+    let repository = emulator.repository("api");
+    let now = Utc::now();
+    repository.push_image(Some("ko"), Some(stamp(1970)));
+    repository.push_image(Some("pack"), Some(stamp(1980)));
+    let amd64 = repository.push_platform_image(None, "linux", "amd64", Some(stamp(1970)));
+    let arm64 = repository.push_platform_image(None, "linux", "arm64", Some(stamp(1970)));
+    repository.push_index("multi", &[&amd64, &arm64]);
+    repository.push_image(Some("old"), Some(now - Duration::days(60)));
+    repository.push_image(Some("new"), Some(now - Duration::days(1)));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", AGES_POLICY);
+    let report = dir.path().join("report.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(names(&emulator, API), ["ko", "multi", "new", "pack"]);
+    let report = report_json(&report);
+    let entry = &report["repositories"][0];
+    assert_eq!(entry["age_source"], "built", "{report:#}");
+    assert_eq!(entry["undated_build_stamps"], 3, "{report:#}");
+    assert_eq!(report["totals"]["undated_build_stamps"], 3);
+    assert_eq!(deleted_names(&report), [format!("{API}:old")]);
+}
+
+/// With `/gitlab/v1` the push time decides: an old build pushed yesterday is
+/// kept, a recent build pushed 60 days ago is deleted, a reproducible build
+/// is dated by its push.
+#[test]
+fn the_push_time_decides_on_a_registry_with_gitlab_v1() {
+    let emulator = Emulator::start(Config::default());
+    let repository = emulator.repository("api");
+    let now = Utc::now();
+    repository.push_image(Some("rebuilt"), Some(now - Duration::days(400)));
+    repository.set_pushed_at("rebuilt", now - Duration::days(1));
+    repository.push_image(Some("stale"), Some(now - Duration::days(2)));
+    repository.set_pushed_at("stale", now - Duration::days(60));
+    repository.push_image(Some("ko-new"), Some(stamp(1970)));
+    repository.push_image(Some("ko-old"), Some(stamp(1970)));
+    repository.set_pushed_at("ko-old", now - Duration::days(90));
+    // Pushed long ago, re-pushed (updated) last week: the last push counts.
+    repository.push_image(Some("moved"), Some(now - Duration::days(200)));
+    repository.set_pushed_at("moved", now - Duration::days(200));
+    repository.set_repushed_at("moved", now - Duration::days(7));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", AGES_POLICY);
+    let report = dir.path().join("report.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(names(&emulator, API), ["ko-new", "moved", "rebuilt"]);
+    let report = report_json(&report);
+    let entry = &report["repositories"][0];
+    assert_eq!(entry["age_source"], "pushed", "{report:#}");
+    assert_eq!(entry["undated_build_stamps"], 0);
+    assert_eq!(
+        deleted_names(&report),
+        [format!("{API}:ko-old"), format!("{API}:stale")]
+    );
+    let stale = entry["deleted"]
+        .as_array()
+        .expect("deleted")
+        .iter()
+        .find(|d| d["tag"] == "stale")
+        .expect("stale deleted");
+    assert!(stale["pushed_at"].is_string(), "{stale:#}");
+}
