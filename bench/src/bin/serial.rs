@@ -177,6 +177,7 @@ impl From<Listed> for Tag {
             name: listed.name,
             digest: listed.digest,
             created_at: listed.created_at,
+            pushed_at: None,
             protected: false,
             media_type: None,
             children: Vec::new(),
