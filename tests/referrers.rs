@@ -73,7 +73,10 @@ fn signatures_follow_their_images_under_keep_n() {
         let repository = emulator.repository("api");
         let mut signatures = Vec::new();
         for i in 1..=5 {
-            let image = repository.push_image(Some(&format!("img-{i}")), Some(days_ago(i)));
+            let tag = format!("img-{i}");
+            let image = repository.push_image(Some(&tag), Some(days_ago(i)));
+            // Built and pushed the same day (`/gitlab/v1` ages by the push).
+            repository.set_pushed_at(&tag, days_ago(i));
             repository.push_signature(&image, "sig");
             signatures.push(referrer_tag(&image, Some("sig")));
         }
