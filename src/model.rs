@@ -160,3 +160,24 @@ pub fn build_time_floor() -> DateTime<Utc> {
         .single()
         .expect("a valid constant date")
 }
+
+/// What a project's git refs say, for git-aware rules (`when_ref`,
+/// `per_ref`): the slugs of its branches and git tags, the source-branch
+/// slugs of its open merge requests (a fork's branch lives elsewhere), and
+/// the IIDs of its open merge requests. Also the inventory's `refs` entry
+/// for the project.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refs {
+    /// Every listing answered in full. When not, no tag is claimed through
+    /// `when_ref` in the project (fail safe), and `incomplete_because` says why.
+    pub complete: bool,
+    /// Slugs of branches, git tags and open merge requests' source branches.
+    #[serde(default)]
+    pub slugs: std::collections::BTreeSet<String>,
+    /// IIDs of the open merge requests.
+    #[serde(default)]
+    pub open_mrs: std::collections::BTreeSet<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete_because: Option<String>,
+}
