@@ -21,6 +21,7 @@ use crate::config::ConfigError;
 use crate::error::{Exit, ExitCode};
 use crate::http::{display_url, Http, HttpError};
 use crate::secret::Secret;
+use crate::tag_rules::TagRules;
 
 /// Why no registry token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +178,10 @@ pub struct Access {
     pub name: String,
     #[serde(default)]
     pub actions: Vec<String>,
+    /// GitLab's `meta` (project, tag rules). Read leniently: an odd shape
+    /// must not cost the `actions` claim.
+    #[serde(default)]
+    pub meta: Option<serde_json::Value>,
 }
 
 pub fn decode_claims(jwt: &str) -> Option<Claims> {
@@ -196,6 +201,38 @@ impl Claims {
             .filter(|a| a.kind == "repository" && a.name == repository)
             .flat_map(|a| a.actions.iter().cloned())
             .collect()
+    }
+
+    /// GitLab's tag rules for `repository` (§7): the delete-deny patterns
+    /// for this token's user and the immutable patterns, from
+    /// `access[].meta`. Empty when the token carries none.
+    pub fn tag_rules(&self, repository: &str) -> TagRules {
+        let mut delete_deny = Vec::new();
+        let mut immutable = Vec::new();
+        let strings = |value: Option<&serde_json::Value>| -> Vec<String> {
+            value
+                .and_then(serde_json::Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for meta in self
+            .access
+            .iter()
+            .filter(|a| a.kind == "repository" && a.name == repository)
+            .filter_map(|a| a.meta.as_ref())
+        {
+            delete_deny.extend(strings(
+                meta.get("tag_deny_access_patterns")
+                    .and_then(|patterns| patterns.get("delete")),
+            ));
+            immutable.extend(strings(meta.get("tag_immutable_patterns")));
+        }
+        TagRules::new(&delete_deny, &immutable)
     }
 
     pub fn missing(&self, repository: &str, wanted: &[&str]) -> Vec<String> {
@@ -325,6 +362,20 @@ impl RegistryAuth {
             },
         );
         Ok(token)
+    }
+
+    /// GitLab's tag rules for `repository`, from its `pull,delete` token
+    /// (cached, or fetched: a dry run asks for delete too, so that the token
+    /// carries them; nothing is written with it).
+    pub async fn tag_rules(
+        &self,
+        repository: &str,
+        actions: &[&str],
+    ) -> Result<TagRules, AuthError> {
+        let token = self.token(repository, actions).await?;
+        Ok(decode_claims(token.expose())
+            .unwrap_or_default()
+            .tag_rules(repository))
     }
 
     /// A live cached token for the key, else one for the same repository
@@ -544,6 +595,36 @@ mod tests {
         assert!(star.missing("g/p", &["pull", "delete", "push"]).is_empty());
         assert!(decode_claims("not-a-jwt").is_none());
         assert!(decode_claims("a.!!!.c").is_none());
+    }
+
+    #[test]
+    fn reads_gitlab_tag_rules_from_meta() {
+        let token = jwt(serde_json::json!({
+            "access": [
+                {"type": "repository", "name": "g/p", "actions": ["pull", "delete"],
+                 "meta": {"project_path": "g/p", "project_id": 1, "root_namespace_id": 9,
+                          "tag_deny_access_patterns": {"push": ["^x"], "delete": ["^v"]},
+                          "tag_immutable_patterns": ["rel-"]}},
+                {"type": "repository", "name": "g/q", "actions": ["pull"], "meta": "odd"}
+            ]
+        }));
+        let claims = decode_claims(&token).expect("claims");
+        let rules = claims.tag_rules("g/p");
+        assert!(rules
+            .reason("v1")
+            .expect("protected")
+            .starts_with("protected"));
+        assert!(rules
+            .reason("a-rel-1")
+            .expect("immutable")
+            .starts_with("immutable"));
+        assert!(
+            rules.reason("x1").is_none(),
+            "push patterns do not protect deletes"
+        );
+        assert!(claims.tag_rules("g/q").is_empty());
+        assert_eq!(claims.granted("g/q"), vec!["pull"]);
+        assert!(claims.tag_rules("g/other").is_empty());
     }
 
     #[test]

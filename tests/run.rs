@@ -563,3 +563,104 @@ fn server_engine_keeps_signature_tags_out_of_the_bulk_delete() {
     expected.sort();
     assert_eq!(left, expected, "{}", out.all());
 }
+
+/// GitLab's tag rules (§7) reach the plan through the registry JWT's
+/// `access[].meta`: `v*` tags protected against deletion, `rel-*` immutable,
+/// and a policy that deletes everything. The dry run and the live run agree,
+/// no refused delete is sent, and those tags are reported as protected.
+#[test]
+fn gitlab_tag_rules_protect_tags_in_the_plan() {
+    let emulator = Emulator::start(Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec!["^rel-".into()],
+        },
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    let now = Utc::now();
+    let mut tags = Vec::new();
+    for i in 1..=4 {
+        tags.push(tag_at(&format!("v{i}"), now - Duration::days(i)));
+        tags.push(tag_at(&format!("rel-{i}"), now - Duration::days(i)));
+        tags.push(tag_at(&format!("mr-{i}"), now - Duration::days(i)));
+    }
+    emulator.add_tags(ROOT, tags);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "p.yml",
+        "protect_latest: false\nrules:\n  - delete: \".*\"\n",
+    );
+    let dry_report = dir.path().join("dry.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--dry-run",
+            "--report",
+            dry_report.to_str().expect("path"),
+        ],
+    );
+    eprintln!(
+        "dry run: exit {}, jwt {}, requests {}",
+        out.code,
+        emulator.count("GET", "/jwt/auth"),
+        emulator.requests().len()
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(emulator.writes(), 0, "a dry run wrote");
+    emulator.reset_requests();
+
+    let live_report = dir.path().join("live.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            live_report.to_str().expect("path"),
+        ],
+    );
+    let refused = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.status == 401)
+        .count();
+    eprintln!(
+        "live run: exit {}, DELETE {}, refused {refused}, jwt {}, requests {}",
+        out.code,
+        emulator.count("DELETE", "/manifests/"),
+        emulator.count("GET", "/jwt/auth"),
+        emulator.requests().len()
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(refused, 0, "refused deletes were sent");
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 4);
+    assert_eq!(emulator.count("GET", "/jwt/auth"), 1);
+    assert!(
+        out.stdout
+            .contains("group/project: 12 tags, 4 deleted, 0 kept, 8 protected"),
+        "{}",
+        out.all()
+    );
+    let dry = report_json(&dry_report);
+    let live = report_json(&live_report);
+    assert_eq!(deleted_names(&dry), deleted_names(&live));
+    assert_eq!(dry["totals"]["protected"], 8);
+    assert_eq!(live["totals"]["protected"], 8);
+    assert_eq!(live["totals"]["failed"], 0);
+    let reasons = &live["repositories"][0]["protected_by_gitlab"];
+    assert_eq!(reasons.as_array().map(Vec::len), Some(8), "{reasons}");
+    assert!(reasons[0]["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("immutable"));
+    assert_eq!(
+        names(&emulator, ROOT),
+        ["rel-1", "rel-2", "rel-3", "rel-4", "v1", "v2", "v3", "v4"]
+    );
+}
