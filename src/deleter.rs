@@ -414,6 +414,14 @@ impl Deleter {
             }
         }
 
+        if !shared.is_empty() && self.registry.digest_path_closed(path).await {
+            // A digest delete just met `PROTECTED_MANIFEST`: moving a tag
+            // onto a throw-away manifest would only strand it there.
+            let outcome = digest_path_closed("the registry refused a delete by digest here");
+            for (position, _) in shared.drain(..) {
+                outcomes[position] = Some(outcome.clone());
+            }
+        }
         if !shared.is_empty() {
             let moved = self.delete_shared(path, tags, &shared).await;
             for ((position, _), outcome) in shared.iter().zip(moved) {
