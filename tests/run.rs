@@ -664,3 +664,47 @@ fn gitlab_tag_rules_protect_tags_in_the_plan() {
         ["rel-1", "rel-2", "rel-3", "rel-4", "v1", "v2", "v3", "v4"]
     );
 }
+
+/// `inventory` records the tags GitLab's tag rules cover as protected, so
+/// an offline `plan` sets them aside too.
+#[test]
+fn inventory_marks_rule_covered_tags_protected() {
+    let emulator = Emulator::start(Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec!["rel-".into()],
+        },
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    emulator.add_tags(ROOT, [tag("v1"), tag("x-rel-1"), tag("mr-1")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.json");
+    let out = run(
+        &emulator.ci_env(),
+        &["inventory", "--output", inventory.to_str().expect("path")],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(emulator.writes(), 0);
+    assert_eq!(emulator.count("GET", "/jwt/auth"), 1);
+    let snapshot = report_json(&inventory);
+    let protected: Vec<(String, bool)> = snapshot["repositories"][0]["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().expect("name").to_string(),
+                t["protected"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        protected,
+        [
+            ("mr-1".to_string(), false),
+            ("v1".to_string(), true),
+            ("x-rel-1".to_string(), true)
+        ]
+    );
+}
