@@ -293,6 +293,10 @@ pub struct RegistryAuth {
     /// One fetch at a time per key: requests that start together for the
     /// same repository share one token instead of each fetching its own.
     fetching: Mutex<HashMap<TokenKey, Arc<Mutex<()>>>>,
+    /// Keys the token service answered with fewer actions than asked: asked
+    /// again (the dry run's `pull,delete` for the tag rules, after listing
+    /// warmed it), the same answer without another request.
+    refused: Mutex<HashMap<TokenKey, PermissionError>>,
 }
 
 impl RegistryAuth {
@@ -329,6 +333,7 @@ impl RegistryAuth {
             credentials,
             cache: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         })
     }
 
@@ -343,16 +348,21 @@ impl RegistryAuth {
         if let Some(token) = self.cached(&key, actions).await {
             return Ok(token);
         }
+        if let Some(refused) = self.refused.lock().await.get(&key) {
+            return Err(AuthError::Permission(refused.clone()));
+        }
         let token = self.fetch(repository, actions).await?;
         let claims = decode_claims(token.expose()).unwrap_or_default();
         let missing = claims.missing(repository, actions);
         if !missing.is_empty() {
             let granted = claims.granted(repository);
-            return Err(AuthError::Permission(PermissionError {
+            let refused = PermissionError {
                 repository: repository.to_string(),
                 missing,
                 granted,
-            }));
+            };
+            self.refused.lock().await.insert(key, refused.clone());
+            return Err(AuthError::Permission(refused));
         }
         self.cache.lock().await.insert(
             key,
@@ -481,7 +491,7 @@ fn describe_json_error(err: &serde_json::Error) -> &'static str {
 }
 
 /// The token service silently dropped actions we need.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", permission_message(.repository, .missing, .granted))]
 pub struct PermissionError {
     pub repository: String,

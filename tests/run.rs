@@ -708,3 +708,38 @@ fn inventory_marks_rule_covered_tags_protected() {
         ]
     );
 }
+
+/// A dry run with credentials that may not delete: the tag rules cannot be
+/// read (they come with a delete token), which is said; the refused
+/// `pull,delete` token is asked for once, not again for the rules.
+#[test]
+fn a_dry_run_without_delete_permission_says_the_rules_are_unknown() {
+    let emulator = Emulator::start(Config {
+        grant_delete: false,
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec![],
+        },
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    emulator.add_tags(ROOT, [tag("v1"), tag("mr-1")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--policy", &policy, "--dry-run"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.all().contains("tag rules could not be read"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(
+        emulator.count("GET", "/jwt/auth"),
+        2,
+        "pull,delete (refused) and pull"
+    );
+    assert_eq!(emulator.writes(), 0);
+}
