@@ -21,6 +21,7 @@ use crate::config::ConfigError;
 use crate::error::{Exit, ExitCode};
 use crate::http::{display_url, Http, HttpError};
 use crate::secret::Secret;
+use crate::tag_rules::TagRules;
 
 /// Why no registry token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +178,10 @@ pub struct Access {
     pub name: String,
     #[serde(default)]
     pub actions: Vec<String>,
+    /// GitLab's `meta` (project, tag rules). Read leniently: an odd shape
+    /// must not cost the `actions` claim.
+    #[serde(default)]
+    pub meta: Option<serde_json::Value>,
 }
 
 pub fn decode_claims(jwt: &str) -> Option<Claims> {
@@ -196,6 +201,38 @@ impl Claims {
             .filter(|a| a.kind == "repository" && a.name == repository)
             .flat_map(|a| a.actions.iter().cloned())
             .collect()
+    }
+
+    /// GitLab's tag rules for `repository` (§7): the delete-deny patterns
+    /// for this token's user and the immutable patterns, from
+    /// `access[].meta`. Empty when the token carries none.
+    pub fn tag_rules(&self, repository: &str) -> TagRules {
+        let mut delete_deny = Vec::new();
+        let mut immutable = Vec::new();
+        let strings = |value: Option<&serde_json::Value>| -> Vec<String> {
+            value
+                .and_then(serde_json::Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for meta in self
+            .access
+            .iter()
+            .filter(|a| a.kind == "repository" && a.name == repository)
+            .filter_map(|a| a.meta.as_ref())
+        {
+            delete_deny.extend(strings(
+                meta.get("tag_deny_access_patterns")
+                    .and_then(|patterns| patterns.get("delete")),
+            ));
+            immutable.extend(strings(meta.get("tag_immutable_patterns")));
+        }
+        TagRules::new(&delete_deny, &immutable)
     }
 
     pub fn missing(&self, repository: &str, wanted: &[&str]) -> Vec<String> {
@@ -256,6 +293,10 @@ pub struct RegistryAuth {
     /// One fetch at a time per key: requests that start together for the
     /// same repository share one token instead of each fetching its own.
     fetching: Mutex<HashMap<TokenKey, Arc<Mutex<()>>>>,
+    /// Keys the token service answered with fewer actions than asked: asked
+    /// again (the dry run's `pull,delete` for the tag rules, after listing
+    /// warmed it), the same answer without another request.
+    refused: Mutex<HashMap<TokenKey, PermissionError>>,
 }
 
 impl RegistryAuth {
@@ -292,6 +333,7 @@ impl RegistryAuth {
             credentials,
             cache: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         })
     }
 
@@ -306,16 +348,21 @@ impl RegistryAuth {
         if let Some(token) = self.cached(&key, actions).await {
             return Ok(token);
         }
+        if let Some(refused) = self.refused.lock().await.get(&key) {
+            return Err(AuthError::Permission(refused.clone()));
+        }
         let token = self.fetch(repository, actions).await?;
         let claims = decode_claims(token.expose()).unwrap_or_default();
         let missing = claims.missing(repository, actions);
         if !missing.is_empty() {
             let granted = claims.granted(repository);
-            return Err(AuthError::Permission(PermissionError {
+            let refused = PermissionError {
                 repository: repository.to_string(),
                 missing,
                 granted,
-            }));
+            };
+            self.refused.lock().await.insert(key, refused.clone());
+            return Err(AuthError::Permission(refused));
         }
         self.cache.lock().await.insert(
             key,
@@ -325,6 +372,20 @@ impl RegistryAuth {
             },
         );
         Ok(token)
+    }
+
+    /// GitLab's tag rules for `repository`, from its `pull,delete` token
+    /// (cached, or fetched: a dry run asks for delete too, so that the token
+    /// carries them; nothing is written with it).
+    pub async fn tag_rules(
+        &self,
+        repository: &str,
+        actions: &[&str],
+    ) -> Result<TagRules, AuthError> {
+        let token = self.token(repository, actions).await?;
+        Ok(decode_claims(token.expose())
+            .unwrap_or_default()
+            .tag_rules(repository))
     }
 
     /// A live cached token for the key, else one for the same repository
@@ -430,7 +491,7 @@ fn describe_json_error(err: &serde_json::Error) -> &'static str {
 }
 
 /// The token service silently dropped actions we need.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", permission_message(.repository, .missing, .granted))]
 pub struct PermissionError {
     pub repository: String,
@@ -544,6 +605,36 @@ mod tests {
         assert!(star.missing("g/p", &["pull", "delete", "push"]).is_empty());
         assert!(decode_claims("not-a-jwt").is_none());
         assert!(decode_claims("a.!!!.c").is_none());
+    }
+
+    #[test]
+    fn reads_gitlab_tag_rules_from_meta() {
+        let token = jwt(serde_json::json!({
+            "access": [
+                {"type": "repository", "name": "g/p", "actions": ["pull", "delete"],
+                 "meta": {"project_path": "g/p", "project_id": 1, "root_namespace_id": 9,
+                          "tag_deny_access_patterns": {"push": ["^x"], "delete": ["^v"]},
+                          "tag_immutable_patterns": ["rel-"]}},
+                {"type": "repository", "name": "g/q", "actions": ["pull"], "meta": "odd"}
+            ]
+        }));
+        let claims = decode_claims(&token).expect("claims");
+        let rules = claims.tag_rules("g/p");
+        assert!(rules
+            .reason("v1")
+            .expect("protected")
+            .starts_with("protected"));
+        assert!(rules
+            .reason("a-rel-1")
+            .expect("immutable")
+            .starts_with("immutable"));
+        assert!(
+            rules.reason("x1").is_none(),
+            "push patterns do not protect deletes"
+        );
+        assert!(claims.tag_rules("g/q").is_empty());
+        assert_eq!(claims.granted("g/q"), vec!["pull"]);
+        assert!(claims.tag_rules("g/other").is_empty());
     }
 
     #[test]

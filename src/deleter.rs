@@ -186,6 +186,8 @@ impl Deleter {
                 "the registry refused to delete it (403 {message}): a protected tag"
             )),
             Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
+            Ok(RegistryDelete::RuleProtected { code, message }) => rule_protected(&code, &message),
+            Ok(RegistryDelete::ProtectedManifest(message)) => digest_path_closed(&message),
             Ok(RegistryDelete::Unsupported(_)) => return None,
             Err(err) => Outcome::Failed(chain(&err)),
         };
@@ -288,7 +290,8 @@ impl Deleter {
         message: String,
         earlier_attempt_may_have_applied: bool,
     ) -> Outcome {
-        if message.to_ascii_lowercase().contains("protected") {
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("protected") || lower.contains("immutable") {
             return Outcome::Skipped(format!(
                 "GitLab refused to delete it ({message}): a protected tag"
             ));
@@ -344,6 +347,15 @@ impl Deleter {
     /// One outcome per tag, in the order given.
     async fn delete_with_registry_only(&self, target: &Target, tags: &[TagName]) -> Vec<Outcome> {
         let path = &target.path;
+        // GitLab's tag rules close every digest delete here (401
+        // `PROTECTED_MANIFEST`), the throw-away manifest's included: say so
+        // per tag rather than send deletes that must fail.
+        if self.registry.digest_path_closed(path).await {
+            let outcome = digest_path_closed(
+                "GitLab's tag protection or immutability rules exist in this repository",
+            );
+            return vec![outcome; tags.len()];
+        }
         // One fresh listing right before deleting; what remains is the race
         // with a push during these few requests, which no registry API closes.
         let index = match self.manifest_index(path).await {
@@ -402,6 +414,14 @@ impl Deleter {
             }
         }
 
+        if !shared.is_empty() && self.registry.digest_path_closed(path).await {
+            // A digest delete just met `PROTECTED_MANIFEST`: moving a tag
+            // onto a throw-away manifest would only strand it there.
+            let outcome = digest_path_closed("the registry refused a delete by digest here");
+            for (position, _) in shared.drain(..) {
+                outcomes[position] = Some(outcome.clone());
+            }
+        }
         if !shared.is_empty() {
             let moved = self.delete_shared(path, tags, &shared).await;
             for ((position, _), outcome) in shared.iter().zip(moved) {
@@ -434,6 +454,10 @@ impl Deleter {
                         "the registry refused to delete manifest {digest} ({code}): deletes may be disabled"
                     )),
                     Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
+                    Ok(RegistryDelete::RuleProtected { code, message }) => {
+                        rule_protected(&code, &message)
+                    }
+                    Ok(RegistryDelete::ProtectedManifest(message)) => digest_path_closed(&message),
                     Err(err) => Outcome::Failed(chain(&err)),
                 };
                 (group, outcome)
@@ -485,6 +509,10 @@ impl Deleter {
                             "moved onto throw-away manifest {digest}, but deleting it was refused ({code})"
                         )),
                         RegistryDelete::Referenced(message) => still_in_an_index(&message),
+                        RegistryDelete::RuleProtected { code, message } => {
+                            rule_protected(&code, &message)
+                        }
+                        RegistryDelete::ProtectedManifest(message) => digest_path_closed(&message),
                     })
                 }
                 .await;
@@ -513,6 +541,10 @@ impl Deleter {
                 "the registry refused to delete the manifest ({code})"
             )),
             Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
+            Ok(RegistryDelete::RuleProtected { code, message }) => rule_protected(&code, &message),
+            Ok(RegistryDelete::ProtectedManifest(message)) => Outcome::Failed(format!(
+                "not deleted: GitLab's registry refuses deletes by digest in a repository with tag protection or immutability rules (401 PROTECTED_MANIFEST: {message}); delete its tags instead"
+            )),
             Err(err) => Outcome::Failed(chain(&err)),
         };
         log_outcome(&target.path, digest, &outcome);
@@ -569,6 +601,29 @@ fn needed_by_kept_tags(
         ));
     }
     needed
+}
+
+/// GitLab's registry refused a tag delete because of a tag rule (401
+/// `PROTECTED_TAG` / `IMMUTABLE_TAG`): deliberately not deleted, not a
+/// failure. The rules changed since the plan read them from the token.
+fn rule_protected(code: &str, message: &str) -> Outcome {
+    let what = if code == "IMMUTABLE_TAG" {
+        "immutable"
+    } else {
+        "protected by a GitLab tag rule"
+    };
+    Outcome::Skipped(format!(
+        "{what}: the registry refused to delete it (401 {code}: {message})"
+    ))
+}
+
+/// The digest path is closed in this repository (401 `PROTECTED_MANIFEST`,
+/// or tag rules known from the token) and the registry cannot delete by tag:
+/// a tag can go only through GitLab's API.
+fn digest_path_closed(why: &str) -> Outcome {
+    Outcome::Failed(format!(
+        "not deleted: this registry cannot delete by tag, and GitLab's registry refuses every delete by digest (and so the throw-away manifest) in a repository with tag protection or immutability rules (PROTECTED_MANIFEST: {why}); set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag"
+    ))
 }
 
 /// GitLab's registry refused a manifest delete (409 `MANIFEST_REFERENCED`):

@@ -17,7 +17,8 @@
 //! - the pipeline: `engine` (client: list → plan → guard → execute → report;
 //!   server: GitLab's bulk API), `commands` (one per subcommand);
 //! - output: `report` (report file and summary), `progress`, `logging`,
-//!   `secret` (redacted tokens), `error` (exit codes).
+//!   `secret` (redacted tokens), `error` (exit codes);
+//! - GitLab's tag rules from the registry JWT: `tag_rules`.
 
 pub mod auth;
 pub mod cli;
@@ -42,6 +43,7 @@ pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod secret;
+pub mod tag_rules;
 pub mod throttle;
 
 use std::ffi::OsString;

@@ -19,6 +19,7 @@ use crate::links::Pager;
 use crate::model::Tag;
 use crate::names::{Digest, Reference, RepositoryPath, TagName};
 use crate::secret::Secret;
+use crate::tag_rules::TagRules;
 
 /// Every manifest type: without the list types a multi-arch tag resolves to
 /// one child's digest; without the OCI types an OCI image answers 404.
@@ -111,7 +112,20 @@ pub enum RegistryDelete {
     /// 409 `MANIFEST_REFERENCED` (GitLab's registry): an image index still
     /// lists the manifest. Reported, never retried.
     Referenced(String),
+    /// 401 `PROTECTED_TAG` / `IMMUTABLE_TAG` (GitLab's tag rules): this tag
+    /// may not be deleted. Not a token problem: never retried.
+    RuleProtected {
+        code: String,
+        message: String,
+    },
+    /// 401 `PROTECTED_MANIFEST`: GitLab's registry refuses every delete by
+    /// digest in a repository with tag rules. Only tag delete (or REST) works.
+    ProtectedManifest(String),
 }
+
+/// GitLab's registry error codes for deletes its tag rules refuse (401, but
+/// not a token problem: a new token carries the same rules).
+pub const RULE_REFUSAL_CODES: &[&str] = &["PROTECTED_TAG", "IMMUTABLE_TAG", "PROTECTED_MANIFEST"];
 
 /// Media types of the manifests that list other manifests.
 pub const INDEX_MEDIA_TYPES: &[&str] = &[
@@ -148,6 +162,9 @@ pub struct Registry {
     credentials: Option<(String, Secret)>,
     auth: OnceCell<Option<Arc<RegistryAuth>>>,
     pub capabilities: Capabilities,
+    /// Repositories where GitLab's registry refused a digest delete (401
+    /// `PROTECTED_MANIFEST`): no digest delete is sent there again.
+    closed_digest_paths: std::sync::Mutex<std::collections::HashSet<RepositoryPath>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -172,6 +189,7 @@ impl Registry {
             credentials,
             auth: OnceCell::new(),
             capabilities: Capabilities::default(),
+            closed_digest_paths: Default::default(),
         }
     }
 
@@ -180,12 +198,65 @@ impl Registry {
         self.capabilities.tag_delete.known() != Some(false)
     }
 
+    /// Whether digest deletes are closed in `repository`: GitLab's tag rules
+    /// exist there (its token carries patterns) or the registry already
+    /// answered `PROTECTED_MANIFEST`.
+    pub async fn digest_path_closed(&self, repository: &RepositoryPath) -> bool {
+        if self
+            .closed_digest_paths
+            .lock()
+            .map(|closed| closed.contains(repository))
+            .unwrap_or(true)
+        {
+            return true;
+        }
+        // A token the deleter already holds: no request.
+        self.tag_rules(repository)
+            .await
+            .is_ok_and(|rules| !rules.is_empty())
+    }
+
+    /// Remembers a `PROTECTED_MANIFEST` answer for `repository`.
+    pub fn close_digest_path(&self, repository: &RepositoryPath) {
+        if let Ok(mut closed) = self.closed_digest_paths.lock() {
+            closed.insert(repository.clone());
+        }
+    }
+
+    /// GitLab's tag rules for `repository`, from its `pull,delete` token's
+    /// `access[].meta`. Without token auth (an open registry): none.
+    pub async fn tag_rules(&self, repository: &RepositoryPath) -> Result<TagRules, RegistryError> {
+        match self.auth().await? {
+            Some(auth) => Ok(auth.tag_rules(repository, PULL_DELETE).await?),
+            None => Ok(TagRules::default()),
+        }
+    }
+
+    /// Learns what GitLab's registry says it can do on `GET /v2/`
+    /// (`gitlab-container-registry-features`, a comma list, and
+    /// `gitlab-container-registry-database-enabled`), so that neither is
+    /// probed. Absent headers (Distribution, older GitLab) leave the probes.
+    fn learn_from_headers(&self, response: &HttpResponse) {
+        if let Some(features) = response.header("gitlab-container-registry-features") {
+            let tag_delete = features
+                .split(',')
+                .any(|feature| feature.trim().eq_ignore_ascii_case("tag_delete"));
+            self.capabilities.tag_delete.learn(tag_delete);
+        }
+        if let Some(database) = response.header("gitlab-container-registry-database-enabled") {
+            self.capabilities
+                .gitlab_v1
+                .learn(database.trim().eq_ignore_ascii_case("true"));
+        }
+    }
+
     /// Discovers the token service from `GET /v2/`'s challenge, once.
     async fn auth(&self) -> Result<Option<Arc<RegistryAuth>>, RegistryError> {
         self.auth
             .get_or_try_init(|| async {
                 let url = join_path(&self.base, "v2/");
                 let response = self.http.send(Method::GET, &url, |r| r).await?;
+                self.learn_from_headers(&response);
                 match response.status.as_u16() {
                     200..=299 => Ok(None),
                     401 => {
@@ -270,7 +341,7 @@ impl Registry {
                         .as_ref()
                         .and_then(|c| c.error())
                         .unwrap_or_default();
-                    if error != "insufficient_scope" {
+                    if token_may_be_stale(error, response.registry_error_code().as_deref()) {
                         tracing::debug!(
                             repository = %repository,
                             error,
@@ -373,6 +444,17 @@ impl Registry {
             409 if response.registry_error_code().as_deref() == Some("MANIFEST_REFERENCED") => {
                 RegistryDelete::Referenced(crate::http::error_message(&response.body))
             }
+            401 => match response.registry_error_code().as_deref() {
+                Some(code @ ("PROTECTED_TAG" | "IMMUTABLE_TAG")) => RegistryDelete::RuleProtected {
+                    code: code.to_string(),
+                    message: crate::http::error_message(&response.body),
+                },
+                Some("PROTECTED_MANIFEST") => {
+                    self.close_digest_path(repository);
+                    RegistryDelete::ProtectedManifest(crate::http::error_message(&response.body))
+                }
+                _ => return Err(response.unexpected().into()),
+            },
             _ => return Err(response.unexpected().into()),
         };
         if is_tag {
@@ -427,6 +509,8 @@ impl Registry {
         repository: &RepositoryPath,
     ) -> Result<Option<Vec<Tag>>, RegistryError> {
         let capability = &self.capabilities.gitlab_v1;
+        // `GET /v2/` may already have said (GitLab's capability headers).
+        self.auth().await?;
         if capability.known() == Some(false) {
             return Ok(None);
         }
@@ -707,6 +791,18 @@ impl Registry {
     }
 }
 
+/// Whether a 401 calls for a fresh token. Only `invalid_token` (expired,
+/// revoked) does; a 401 naming no error at all is read the same way, unless
+/// its body names a refusal a new token would meet again (GitLab's tag rules,
+/// `insufficient_scope`: the token service already gave what it could).
+fn token_may_be_stale(challenge_error: &str, body_code: Option<&str>) -> bool {
+    match challenge_error {
+        "invalid_token" => true,
+        "" => !body_code.is_some_and(|code| RULE_REFUSAL_CODES.contains(&code)),
+        _ => false,
+    }
+}
+
 /// Tag names as a server listed them: a name no registry accepts on push
 /// fails the whole listing (in a URL, `..` could address something else).
 pub fn listed_names(
@@ -873,6 +969,22 @@ mod tests {
             block_on(registry.config_created(&path, &nobody)).expect("answers"),
             None
         );
+    }
+
+    #[test]
+    fn only_stale_tokens_are_refreshed() {
+        assert!(token_may_be_stale("invalid_token", None));
+        assert!(token_may_be_stale("invalid_token", Some("UNAUTHORIZED")));
+        assert!(token_may_be_stale("", Some("UNAUTHORIZED")));
+        assert!(token_may_be_stale("", None));
+        assert!(!token_may_be_stale("insufficient_scope", None));
+        assert!(!token_may_be_stale(
+            "some_other_error",
+            Some("UNAUTHORIZED")
+        ));
+        for code in RULE_REFUSAL_CODES {
+            assert!(!token_may_be_stale("", Some(code)), "{code}");
+        }
     }
 
     #[test]

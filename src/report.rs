@@ -67,6 +67,10 @@ pub struct RepositoryReport {
     pub already_absent: Vec<AbsentTag>,
     pub failed: Vec<FailedTag>,
     pub skipped: Vec<SkippedTag>,
+    /// Of `protected`, the tags GitLab's tag rules protect or make
+    /// immutable, with the reason (absent when none: older reports read on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected_by_gitlab: Vec<ProtectedTag>,
     /// Repository-level notes: a server-engine warning, a plan that empties it…
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -122,6 +126,13 @@ pub struct AbsentTag {
 pub struct FailedTag {
     pub tag: String,
     pub error: String,
+}
+
+/// A tag set aside because of GitLab's tag rules, and which rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtectedTag {
+    pub tag: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -816,3 +816,180 @@ fn rest_fallback_deletes_one_tag_at_a_time_per_repository() {
     assert_eq!(emulator.count("DELETE", "/registry/repositories/"), 10);
     assert_eq!(emulator.max_in_flight(), 1, "{}", out.all());
 }
+
+fn ruled(config: Config) -> Config {
+    Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec!["^rel-".into()],
+        },
+        ..config
+    }
+}
+
+/// GitLab's registry refuses every digest delete where tag rules exist (401
+/// `PROTECTED_MANIFEST`). On a registry without tag delete and without REST
+/// credentials no tag can go: each fails with the reason, and no digest
+/// delete (nor throw-away manifest) is sent, since the token carries rules.
+#[test]
+fn tag_rules_close_the_digest_path_for_registry_only_credentials() {
+    let emulator = emulator(ruled(Config {
+        tag_delete: false,
+        grant_push: true,
+        ..Config::default()
+    }));
+    let shared = digest(8);
+    emulator.add_tags(
+        ROOT,
+        [
+            tag_with_digest("a", &shared),
+            tag_with_digest("b", &shared),
+            tag("unique"),
+            tag("v1"),
+        ],
+    );
+    let out = run(&registry_only(&emulator), &["delete", "a", "unique"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    for tag in ["a", "unique"] {
+        assert!(
+            out.all().contains(&format!("group/project:{tag}: failed"))
+                && out.all().contains("PROTECTED_MANIFEST"),
+            "{}",
+            out.all()
+        );
+    }
+    assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
+    assert_eq!(emulator.count("PUT", "/manifests/"), 0);
+    assert_eq!(emulator.tags(ROOT).len(), 4);
+
+    // A token without the rules (issued before them): the registry's first
+    // 401 PROTECTED_MANIFEST closes the path; no throw-away manifest follows.
+    emulator.set_config(|config| config.tag_rules_in_jwt = false);
+    emulator.reset_requests();
+    let out = run(&registry_only(&emulator), &["delete", "a", "unique"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.all().contains("PROTECTED_MANIFEST"), "{}", out.all());
+    assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 1);
+    assert_eq!(emulator.count("PUT", "/manifests/"), 0);
+    assert_eq!(emulator.count("GET", "/jwt/auth"), 1, "no token refresh");
+    assert_eq!(emulator.tags(ROOT).len(), 4);
+}
+
+/// Rules created after the token was issued: the registry's 401
+/// `IMMUTABLE_TAG` / `PROTECTED_TAG` mark the tag skipped, not failed, and
+/// never make the client fetch new tokens.
+#[test]
+fn rule_refusals_are_skipped_without_a_token_refresh() {
+    let emulator = emulator(ruled(Config {
+        tag_rules_in_jwt: false,
+        ..Config::default()
+    }));
+    emulator.add_tags(ROOT, [tag("rel-1"), tag("v2"), tag("mr-1")]);
+    let report = tempfile::tempdir().expect("tempdir");
+    let report = report.path().join("r.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "delete",
+            "rel-1",
+            "v2",
+            "mr-1",
+            "--report",
+            report.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let report = report_json(&report);
+    assert_eq!(report["totals"]["skipped"], 2, "{report}");
+    assert_eq!(report["totals"]["failed"], 0, "{report}");
+    let reasons: Vec<String> = report["repositories"][0]["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| s["reason"].as_str().expect("reason").to_string())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("IMMUTABLE_TAG")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("PROTECTED_TAG")),
+        "{reasons:?}"
+    );
+    assert_eq!(emulator.count("GET", "/jwt/auth"), 1, "no refresh loop");
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 3);
+    assert_eq!(names(&emulator, ROOT), ["rel-1", "v2"]);
+}
+
+/// REST single-tag delete of a rule-protected tag (403): skipped.
+#[test]
+fn rest_refusal_of_a_rule_protected_tag_is_skipped() {
+    let emulator = emulator(ruled(Config {
+        tag_delete: false,
+        ..Config::default()
+    }));
+    emulator.add_tags(ROOT, [tag("rel-1"), tag("v2"), tag("mr-1")]);
+    let out = run(&emulator.ci_env(), &["delete", "rel-1", "v2", "mr-1"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:rel-1: skipped"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("group/project:v2: skipped"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(names(&emulator, ROOT), ["rel-1", "v2"]);
+    assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
+}
+
+/// GitLab's registry names its capabilities on `GET /v2/`: no probe is sent
+/// for what it already said (a refused tag delete, a `/gitlab/v1` 404).
+#[test]
+fn capability_headers_replace_the_probes() {
+    for (headers, probes) in [(true, 0), (false, 1)] {
+        // GitLab's registry without the metadata database.
+        let emulator = emulator(Config {
+            gitlab_v1: false,
+            capability_headers: headers,
+            ..Config::default()
+        });
+        emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
+        let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert_eq!(
+            emulator.count("GET", "/gitlab/v1/"),
+            probes,
+            "headers {headers}"
+        );
+        assert_eq!(names(&emulator, ROOT), ["main"]);
+
+        // A registry whose features do not include tag delete.
+        let tamper = gitlab_emulator::Tamper::on(Some("GET"), "/v2/")
+            .header("gitlab-container-registry-features", "other_feature");
+        let emulator = emulator_with(Config {
+            tag_delete: false,
+            gitlab_v1: false,
+            tamper: if headers { vec![tamper] } else { vec![] },
+            ..Config::default()
+        });
+        emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
+        let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let refused = emulator
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path.contains("/manifests/") && r.status == 400)
+            .count();
+        assert_eq!(refused, probes, "headers {headers}");
+        assert_eq!(names(&emulator, ROOT), ["main"]);
+    }
+}
+
+fn emulator_with(config: Config) -> Emulator {
+    emulator(config)
+}

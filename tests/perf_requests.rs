@@ -166,7 +166,9 @@ fn rest_details_cost_two_requests_per_deleted_tag() {
         "1001 names, 100 per page; {kinds:?}"
     );
     assert_eq!(kind(kinds, "registry DELETE manifest"), TAGS, "{kinds:?}");
-    assert_eq!(kind(kinds, "gitlab/v1 list 404"), 1, "one probe; {kinds:?}");
+    // `GET /v2/` said `gitlab-container-registry-database-enabled: false`:
+    // no `/gitlab/v1` probe (a registry without the headers gets one).
+    assert_eq!(kind(kinds, "gitlab/v1 list 404"), 0, "no probe; {kinds:?}");
     assert!(kind(kinds, "jwt") <= 2, "{kinds:?}");
     assert!(
         run.per_deleted() <= 2.1,
@@ -205,10 +207,11 @@ fn many_repositories_share_the_probe_and_fetch_one_token_each() {
     let repositories: Vec<(String, usize)> =
         (0..6).map(|i| (format!("{ROOT}/svc{i}"), 50)).collect();
     let specs: Vec<(&str, usize)> = repositories.iter().map(|(p, n)| (p.as_str(), *n)).collect();
-    for gitlab_v1 in [true, false] {
+    for (gitlab_v1, capability_headers) in [(true, true), (false, true), (false, false)] {
         let emulator = start(
             Config {
                 gitlab_v1,
+                capability_headers,
                 ..Config::default()
             },
             &specs,
@@ -226,10 +229,13 @@ fn many_repositories_share_the_probe_and_fetch_one_token_each() {
         if gitlab_v1 {
             assert_eq!(kind(kinds, "gitlab/v1 list 200"), 6, "{kinds:?}");
         } else {
+            // The capability headers on `GET /v2/` say there is no
+            // metadata database: not even one probe. Without them, one
+            // probe, remembered for every repository.
             assert_eq!(
                 kind(kinds, "gitlab/v1 list 404"),
-                1,
-                "the 404 is remembered; {kinds:?}"
+                usize::from(!capability_headers),
+                "the 404 is remembered, or GET /v2/ said so; {kinds:?}"
             );
         }
     }

@@ -671,3 +671,183 @@ fn the_push_time_decides_on_a_registry_with_gitlab_v1() {
         .expect("stale deleted");
     assert!(stale["pushed_at"].is_string(), "{stale:#}");
 }
+
+/// GitLab's tag rules (§7) reach the plan through the registry JWT's
+/// `access[].meta`: `v*` tags protected against deletion, `rel-*` immutable,
+/// and a policy that deletes everything. The dry run and the live run agree,
+/// no refused delete is sent, and those tags are reported as protected.
+#[test]
+fn gitlab_tag_rules_protect_tags_in_the_plan() {
+    let emulator = Emulator::start(Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec!["^rel-".into()],
+        },
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    let now = Utc::now();
+    let mut tags = Vec::new();
+    for i in 1..=4 {
+        tags.push(tag_at(&format!("v{i}"), now - Duration::days(i)));
+        tags.push(tag_at(&format!("rel-{i}"), now - Duration::days(i)));
+        tags.push(tag_at(&format!("mr-{i}"), now - Duration::days(i)));
+    }
+    emulator.add_tags(ROOT, tags);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "p.yml",
+        "protect_latest: false\nrules:\n  - delete: \".*\"\n",
+    );
+    let dry_report = dir.path().join("dry.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--dry-run",
+            "--report",
+            dry_report.to_str().expect("path"),
+        ],
+    );
+    eprintln!(
+        "dry run: exit {}, jwt {}, requests {}",
+        out.code,
+        emulator.count("GET", "/jwt/auth"),
+        emulator.requests().len()
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(emulator.writes(), 0, "a dry run wrote");
+    emulator.reset_requests();
+
+    let live_report = dir.path().join("live.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            live_report.to_str().expect("path"),
+        ],
+    );
+    let refused = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.status == 401)
+        .count();
+    eprintln!(
+        "live run: exit {}, DELETE {}, refused {refused}, jwt {}, requests {}",
+        out.code,
+        emulator.count("DELETE", "/manifests/"),
+        emulator.count("GET", "/jwt/auth"),
+        emulator.requests().len()
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(refused, 0, "refused deletes were sent");
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 4);
+    assert_eq!(emulator.count("GET", "/jwt/auth"), 1);
+    assert!(
+        out.stdout
+            .contains("group/project: 12 tags, 4 deleted, 0 kept, 8 protected"),
+        "{}",
+        out.all()
+    );
+    let dry = report_json(&dry_report);
+    let live = report_json(&live_report);
+    assert_eq!(deleted_names(&dry), deleted_names(&live));
+    assert_eq!(dry["totals"]["protected"], 8);
+    assert_eq!(live["totals"]["protected"], 8);
+    assert_eq!(live["totals"]["failed"], 0);
+    let reasons = &live["repositories"][0]["protected_by_gitlab"];
+    assert_eq!(reasons.as_array().map(Vec::len), Some(8), "{reasons}");
+    assert!(reasons[0]["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("immutable"));
+    assert_eq!(
+        names(&emulator, ROOT),
+        ["rel-1", "rel-2", "rel-3", "rel-4", "v1", "v2", "v3", "v4"]
+    );
+}
+
+/// `inventory` records the tags GitLab's tag rules cover as protected, so
+/// an offline `plan` sets them aside too.
+#[test]
+fn inventory_marks_rule_covered_tags_protected() {
+    let emulator = Emulator::start(Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec!["rel-".into()],
+        },
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    emulator.add_tags(ROOT, [tag("v1"), tag("x-rel-1"), tag("mr-1")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.json");
+    let out = run(
+        &emulator.ci_env(),
+        &["inventory", "--output", inventory.to_str().expect("path")],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(emulator.writes(), 0);
+    assert_eq!(emulator.count("GET", "/jwt/auth"), 1);
+    let snapshot = report_json(&inventory);
+    let protected: Vec<(String, bool)> = snapshot["repositories"][0]["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().expect("name").to_string(),
+                t["protected"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        protected,
+        [
+            ("mr-1".to_string(), false),
+            ("v1".to_string(), true),
+            ("x-rel-1".to_string(), true)
+        ]
+    );
+}
+
+/// A dry run with credentials that may not delete: the tag rules cannot be
+/// read (they come with a delete token), which is said; the refused
+/// `pull,delete` token is asked for once, not again for the rules.
+#[test]
+fn a_dry_run_without_delete_permission_says_the_rules_are_unknown() {
+    let emulator = Emulator::start(Config {
+        grant_delete: false,
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec![],
+        },
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    emulator.add_tags(ROOT, [tag("v1"), tag("mr-1")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--policy", &policy, "--dry-run"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.all().contains("tag rules could not be read"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(
+        emulator.count("GET", "/jwt/auth"),
+        2,
+        "pull,delete (refused) and pull"
+    );
+    assert_eq!(emulator.writes(), 0);
+}

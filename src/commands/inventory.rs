@@ -8,6 +8,7 @@ use futures::stream::{self, StreamExt};
 
 use super::Clients;
 use crate::config::ConfigError;
+use crate::engine::client::apply_tag_rules;
 use crate::error::Exit;
 use crate::inventory::{Inventory, InventoryRepository};
 use crate::listing::{listing_progress, Lister};
@@ -45,15 +46,18 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
 
     let progress = listing_progress(&repositories);
     let ticker = progress.tick(Duration::from_secs(5));
-    let lister = Lister::new(&clients.registry, &gitlab, clients.concurrency, false);
+    // `pull,delete`, though nothing is written: only that token carries
+    // GitLab's tag rules, which the inventory records as `protected`.
+    let lister = Lister::new(&clients.registry, &gitlab, clients.concurrency, true);
     let listed: Vec<anyhow::Result<InventoryRepository>> = stream::iter(repositories)
         .map(|info| {
-            let (lister, progress) = (&lister, &progress);
+            let (lister, progress, registry) = (&lister, &progress, &clients.registry);
             async move {
                 let (mut tags, _) = lister
                     .list(&info, true, progress)
                     .await
                     .with_context(|| format!("listing the tags of {}", info.path))?;
+                apply_tag_rules(registry, &info, &mut tags).await;
                 tags.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(InventoryRepository {
                     path: info.path,

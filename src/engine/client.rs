@@ -18,11 +18,13 @@ use crate::deleter::{Outcome, Target};
 use crate::error::{Exit, ExitCode};
 use crate::gitlab::{GitLab, RepositoryInfo};
 use crate::listing::{listing_progress, Lister};
+use crate::model::Tag;
 use crate::names::TagName;
 use crate::planner::{plan_repository, PlanOutline};
 use crate::policy::Policy;
 use crate::progress::Progress;
-use crate::report::{Report, RepositoryReport};
+use crate::registry::Registry;
+use crate::report::{ProtectedTag, Report, RepositoryReport};
 
 /// Repositories listed at once; each also overlaps its own tag requests. Each
 /// holds its whole tag list while it is listed and planned, so few at once.
@@ -52,6 +54,8 @@ pub struct ClientReport {
 struct Planned {
     info: RepositoryInfo,
     plan: Result<PlanOutline, String>,
+    /// Tags GitLab's tag rules protect, with the reason (step 1).
+    protected_by_gitlab: Vec<ProtectedTag>,
 }
 
 impl ClientRun<'_> {
@@ -82,11 +86,14 @@ impl ClientRun<'_> {
         let now = Utc::now();
         let listing = listing_progress(&repositories);
         let ticker = listing.tick(Duration::from_secs(5));
+        // A dry run asks for `pull,delete` too (nothing is written with
+        // it): only that token carries GitLab's tag rules, and the dry run
+        // must plan exactly what the live run will.
         let lister = Lister::new(
             &self.clients.registry,
             self.gitlab,
             self.clients.concurrency,
-            !self.dry_run,
+            true,
         );
         let listed: Vec<(Planned, Option<String>)> = stream::iter(repositories)
             .map(|info| {
@@ -94,22 +101,25 @@ impl ClientRun<'_> {
                 async move {
                     let need_details = self.policy.needs_dates(&info.path);
                     match lister.list(&info, need_details, listing).await {
-                        Ok((tags, source)) => {
+                        Ok((mut tags, source)) => {
                             tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
+                            let protected_by_gitlab =
+                                apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
                             let plan = plan_repository(self.policy, &info.path, &tags, now);
                             drop(tags);
                             for warning in plan.warnings() {
                                 tracing::warn!(repository = %info.path, "{warning}");
                             }
                             let plan = Ok(plan.into_outline());
-                            (Planned { info, plan }, None)
+                            (Planned { info, plan, protected_by_gitlab }, None)
                         }
                         Err(err) => {
                             tracing::error!(repository = %info.path, error = %err, "listing failed; nothing will be deleted here");
                             let config_error =
                                 (err.exit_code() == Exit::Usage).then(|| err.to_string());
                             let plan = Err(format!("listing failed, nothing deleted: {err}"));
-                            (Planned { info, plan }, config_error)
+                            let protected_by_gitlab = Vec::new();
+                            (Planned { info, plan, protected_by_gitlab }, config_error)
                         }
                     }
                 }
@@ -161,35 +171,45 @@ impl ClientRun<'_> {
         // the HTTP layer keeps the requests in flight within CLEANUP_CONCURRENCY.
         let room = Semaphore::new(REPOSITORY_CONCURRENCY * concurrency);
         let mut repositories: Vec<RepositoryReport> = stream::iter(planned)
-            .map(|Planned { info, plan }| {
-                let (deleter, deleting, room) = (&deleter, &deleting, &room);
-                async move {
-                    let plan = match plan {
-                        Ok(plan) => plan,
-                        Err(error) => {
-                            let mut repository = RepositoryReport::new(&info.path);
-                            repository.tags = info.tags_count.unwrap_or(0) as usize;
-                            repository.error = Some(error);
+            .map(
+                |Planned {
+                     info,
+                     plan,
+                     protected_by_gitlab,
+                 }| {
+                    let (deleter, deleting, room) = (&deleter, &deleting, &room);
+                    async move {
+                        let plan = match plan {
+                            Ok(plan) => plan,
+                            Err(error) => {
+                                let mut repository = RepositoryReport::new(&info.path);
+                                repository.tags = info.tags_count.unwrap_or(0) as usize;
+                                repository.error = Some(error);
+                                return repository;
+                            }
+                        };
+                        if !write || plan.delete.is_empty() {
+                            let mut repository = RepositoryReport::from_plan(&plan, None);
+                            repository.protected_by_gitlab = protected_by_gitlab;
                             return repository;
                         }
-                    };
-                    if !write || plan.delete.is_empty() {
-                        return RepositoryReport::from_plan(&plan, None);
+                        let target = Target {
+                            path: info.path.clone(),
+                            id: Some(info.id),
+                        };
+                        let units = plan.delete.len().min(concurrency);
+                        // Never closed: the error case cannot happen.
+                        let _room = room.acquire_many(units as u32).await.ok();
+                        let tags: Vec<TagName> =
+                            plan.delete.iter().map(|d| d.tag.name.clone()).collect();
+                        let outcomes: Vec<Outcome> =
+                            deleter.delete_tags(&target, &tags, deleting).await;
+                        let mut repository = RepositoryReport::from_plan(&plan, Some(&outcomes));
+                        repository.protected_by_gitlab = protected_by_gitlab;
+                        repository
                     }
-                    let target = Target {
-                        path: info.path.clone(),
-                        id: Some(info.id),
-                    };
-                    let units = plan.delete.len().min(concurrency);
-                    // Never closed: the error case cannot happen.
-                    let _room = room.acquire_many(units as u32).await.ok();
-                    let tags: Vec<TagName> =
-                        plan.delete.iter().map(|d| d.tag.name.clone()).collect();
-                    let outcomes: Vec<Outcome> =
-                        deleter.delete_tags(&target, &tags, deleting).await;
-                    RepositoryReport::from_plan(&plan, Some(&outcomes))
-                }
-            })
+                },
+            )
             .buffer_unordered(REPOSITORY_CONCURRENCY * concurrency)
             .collect()
             .await;
@@ -197,4 +217,35 @@ impl ClientRun<'_> {
         repositories.sort_by(|a, b| a.path.cmp(&b.path));
         repositories
     }
+}
+
+/// Step 1 of the plan, GitLab's part: marks the tags GitLab's tag rules
+/// (from the repository's `pull,delete` registry token, `access[].meta`)
+/// protect or make immutable as protected, and returns them with the reason.
+/// No rules readable (no delete permission): nothing marked, and said; the
+/// registry then refuses those deletes and they are reported as skipped.
+pub async fn apply_tag_rules(
+    registry: &Registry,
+    info: &RepositoryInfo,
+    tags: &mut [Tag],
+) -> Vec<ProtectedTag> {
+    let rules = match registry.tag_rules(&info.path).await {
+        Ok(rules) => rules,
+        Err(err) => {
+            tracing::warn!(repository = %info.path, error = %err, "GitLab's tag rules could not be read (they come with a delete token): tags they protect may be planned for deletion and then refused");
+            return Vec::new();
+        }
+    };
+    let mut protected = Vec::new();
+    for tag in tags.iter_mut() {
+        if let Some(reason) = rules.reason(tag.name.as_str()) {
+            tag.protected = true;
+            protected.push(ProtectedTag {
+                tag: tag.name.to_string(),
+                reason,
+            });
+        }
+    }
+    protected.sort_by(|a, b| a.tag.cmp(&b.tag));
+    protected
 }

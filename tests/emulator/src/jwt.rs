@@ -111,6 +111,41 @@ pub(crate) struct Access {
     pub kind: String,
     pub name: String,
     pub actions: Vec<String>,
+    /// GitLab's `meta` (§7): project, and the tag rules that apply to this
+    /// token (`tag_deny_access_patterns`, `tag_immutable_patterns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
+}
+
+/// The tag rules a registry token carries for one repository.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct TokenRules {
+    pub delete_deny: Vec<String>,
+    pub immutable: Vec<String>,
+}
+
+impl Access {
+    pub(crate) fn rules(&self) -> TokenRules {
+        let strings = |value: Option<&serde_json::Value>| -> Vec<String> {
+            value
+                .and_then(|v| v.as_array())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let meta = self.meta.as_ref();
+        TokenRules {
+            delete_deny: strings(
+                meta.and_then(|m| m.get("tag_deny_access_patterns"))
+                    .and_then(|p| p.get("delete")),
+            ),
+            immutable: strings(meta.and_then(|m| m.get("tag_immutable_patterns"))),
+        }
+    }
 }
 
 /// The libtrust key id Docker Distribution derives from a key: SHA-256 of the DER
@@ -196,6 +231,7 @@ mod tests {
             kind: "repository".into(),
             name: "group/project".into(),
             actions: vec!["delete".into()],
+            meta: None,
         });
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
         let mut parts: Vec<&str> = token.split('.').collect();

@@ -111,6 +111,45 @@ pub struct Config {
     /// Repositories are those `/jwt/auth` issued a push token for. See
     /// `upstream.rs`. `None`: the in-memory registry.
     pub upstream_registry: Option<String>,
+    /// GitLab's tag rules for the project (protection and immutability,
+    /// §7). `/jwt/auth` carries them in each `access[].meta` of a token
+    /// granting push or delete; the registry enforces what the presented
+    /// token carries (401 `PROTECTED_TAG` / `IMMUTABLE_TAG`, and 401
+    /// `PROTECTED_MANIFEST` for any digest delete); REST refuses (403).
+    pub tag_rules: TagRules,
+    /// `false`: `/jwt/auth` leaves the patterns out of `meta`, while the
+    /// registry still enforces `tag_rules` — a token issued before the rules
+    /// were created, meeting a registry that has learnt them since (rules
+    /// reach the registry only with newer JWTs).
+    pub tag_rules_in_jwt: bool,
+    /// Whether `GET /v2/` answers GitLab's capability headers
+    /// (`gitlab-container-registry-features: tag_delete`,
+    /// `gitlab-container-registry-database-enabled: <gitlab_v1>`). Sent only
+    /// by GitLab's registry, i.e. with `tag_delete` (never Distribution-like).
+    pub capability_headers: bool,
+}
+
+/// A project's tag rules, as RE2 patterns (GitLab's own syntax).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagRules {
+    /// Tags whose delete needs a higher role than the tokens' user has
+    /// (`tag_deny_access_patterns.delete`).
+    pub delete_deny: Vec<String>,
+    /// Tags nobody may change or delete (`tag_immutable_patterns`).
+    pub immutable: Vec<String>,
+}
+
+impl TagRules {
+    pub fn is_empty(&self) -> bool {
+        self.delete_deny.is_empty() && self.immutable.is_empty()
+    }
+}
+
+/// Whether any pattern matches anywhere in `tag` (unanchored).
+pub(crate) fn rule_matches(patterns: &[String], tag: &str) -> bool {
+    patterns
+        .iter()
+        .any(|pattern| regex::Regex::new(pattern).is_ok_and(|regex| regex.is_match(tag)))
 }
 
 impl Default for Config {
@@ -137,6 +176,9 @@ impl Default for Config {
             issuer: "gitlab-issuer".to_string(),
             tamper: Vec::new(),
             upstream_registry: None,
+            tag_rules: TagRules::default(),
+            tag_rules_in_jwt: true,
+            capability_headers: true,
         }
     }
 }

@@ -103,6 +103,40 @@ fn bearer(state: &State, req: &Req, scope: Option<&str>) -> Result<Vec<crate::jw
     Ok(claims.access)
 }
 
+/// The tag rules the registry enforces for `path` on this request: those
+/// the presented token carries (or, for a token issued before the rules,
+/// the project's current ones: `Config::tag_rules_in_jwt`).
+fn token_rules(state: &State, req: &Req, path: &str) -> crate::jwt::TokenRules {
+    if !state.config.tag_rules_in_jwt {
+        return crate::jwt::TokenRules {
+            delete_deny: state.config.tag_rules.delete_deny.clone(),
+            immutable: state.config.tag_rules.immutable.clone(),
+        };
+    }
+    bearer(state, req, None)
+        .ok()
+        .and_then(|access| {
+            access
+                .into_iter()
+                .find(|entry| entry.kind == "repository" && entry.name == path)
+        })
+        .map(|entry| entry.rules())
+        .unwrap_or_default()
+}
+
+/// GitLab's registry refusing a delete because of a tag rule: 401 with the
+/// rule's code in the body. The challenge names no `error`: a new token
+/// would carry the same rules.
+fn rule_refusal(state: &State, path: &str, code: &str, message: &str, detail: Value) -> Resp {
+    let mut response = error(401, code, message, detail);
+    set_header(
+        &mut response,
+        "www-authenticate",
+        &challenge(state, Some(&format!("repository:{path}:delete")), None),
+    );
+    response
+}
+
 fn authorize(state: &State, req: &Req, path: &str, need: Need) -> Result<(), Resp> {
     let scope = format!("repository:{path}:{}", need.actions().join(","));
     let access = bearer(state, req, Some(&scope))?;
@@ -146,7 +180,7 @@ fn manifest_unknown(reference: &str) -> Resp {
 pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
     let path = req.path.as_str();
     if path == "/v2/" || path == "/v2" {
-        return match bearer(state, req, None) {
+        let mut response = match bearer(state, req, None) {
             Ok(_) => {
                 let mut response = json_response(200, &json!({}));
                 set_header(
@@ -158,6 +192,25 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
             }
             Err(response) => response,
         };
+        // GitLab's registry names what it can do (on the challenge too:
+        // clients read it from their first, unauthenticated, call).
+        if state.config.capability_headers && state.config.tag_delete {
+            set_header(
+                &mut response,
+                "gitlab-container-registry-features",
+                "tag_delete",
+            );
+            set_header(
+                &mut response,
+                "gitlab-container-registry-database-enabled",
+                if state.config.gitlab_v1 {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
+        }
+        return response;
     }
     if let Some(rest) = path.strip_prefix("/gitlab/v1/repositories/") {
         if !state.config.gitlab_v1 {
@@ -313,6 +366,22 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
             if !state.in_project(name) {
                 return name_unknown(name);
             }
+            if !by_digest {
+                let rules = token_rules(state, req, name);
+                let exists = state
+                    .repository_id(name)
+                    .and_then(|id| state.repository_mut(id))
+                    .is_some_and(|repository| repository.tags.contains_key(reference));
+                if exists && crate::rule_matches(&rules.immutable, reference) {
+                    return rule_refusal(
+                        state,
+                        name,
+                        "IMMUTABLE_TAG",
+                        "the tag is immutable",
+                        json!({"tag": reference}),
+                    );
+                }
+            }
             let id = state.ensure_repository(name, None);
             match state.push_manifest(id, reference, req.header("content-type"), req.body.clone()) {
                 Ok(digest) => {
@@ -356,9 +425,41 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
                 return response;
             }
             let tag_delete = state.config.tag_delete;
+            let rules = token_rules(state, req, name);
             let Some(id) = state.repository_id(name) else {
                 return name_unknown(name);
             };
+            if by_digest && !(rules.delete_deny.is_empty() && rules.immutable.is_empty()) {
+                // Any digest delete, matching or not, while the token
+                // carries a rule: digest deletes would bypass them.
+                return rule_refusal(
+                    state,
+                    name,
+                    "PROTECTED_MANIFEST",
+                    "manifest delete is not allowed while tag protection or immutability rules exist; delete by tag",
+                    json!({"digest": reference}),
+                );
+            }
+            if !by_digest && tag_delete {
+                if crate::rule_matches(&rules.delete_deny, reference) {
+                    return rule_refusal(
+                        state,
+                        name,
+                        "PROTECTED_TAG",
+                        "the tag is protected against deletion",
+                        json!({"tag": reference}),
+                    );
+                }
+                if crate::rule_matches(&rules.immutable, reference) {
+                    return rule_refusal(
+                        state,
+                        name,
+                        "IMMUTABLE_TAG",
+                        "the tag is immutable",
+                        json!({"tag": reference}),
+                    );
+                }
+            }
             let repository = state.repository_mut(id).expect("just found");
             if !by_digest {
                 if !tag_delete {

@@ -421,6 +421,7 @@ fn tag_details(state: &State, rid: u64, name: &str) -> Resp {
 
 fn delete_tag(state: &mut State, rid: u64, name: &str) -> Resp {
     let missing_status = state.config.missing_tag_delete_status;
+    let rules = state.config.tag_rules.clone();
     let Some(repository) = state.repository_mut(rid) else {
         return message(404, "404 Repository Not Found");
     };
@@ -429,6 +430,12 @@ fn delete_tag(state: &mut State, rid: u64, name: &str) -> Resp {
         None => message(missing_status, "404 Tag Not Found"),
         Some(tag) if tag.protected => {
             message(403, "403 Forbidden - cannot delete protected tag(s)")
+        }
+        Some(_) if crate::rule_matches(&rules.delete_deny, name) => {
+            message(403, "403 Forbidden - cannot delete protected tag(s)")
+        }
+        Some(_) if crate::rule_matches(&rules.immutable, name) => {
+            message(403, "403 Forbidden - cannot delete immutable tag(s)")
         }
         Some(_) => {
             // GitLab removes only this tag, whatever the registry supports.
@@ -479,6 +486,8 @@ fn bulk_delete(state: &mut State, req: &Req, rid: u64) -> Resp {
                 )
             } else {
                 state.bulk_leases.insert(rid, now);
+                // GitLab's cleanup skips tags its tag rules cover.
+                let rules = state.config.tag_rules.clone();
                 if let Some(repository) = state.repository_mut(rid) {
                     let candidates: Vec<bulk::Candidate<'_>> = repository
                         .tags
@@ -486,7 +495,9 @@ fn bulk_delete(state: &mut State, req: &Req, rid: u64) -> Resp {
                         .map(|(name, tag)| bulk::Candidate {
                             name,
                             created_at: tag.created_at,
-                            protected: tag.protected,
+                            protected: tag.protected
+                                || crate::rule_matches(&rules.delete_deny, name)
+                                || crate::rule_matches(&rules.immutable, name),
                         })
                         .collect();
                     let doomed = bulk::select(&validated, &candidates, Utc::now());
@@ -604,8 +615,25 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
                 kind: "repository".to_string(),
                 name: name.to_string(),
                 actions: granted,
+                meta: None,
             }),
         }
+    }
+    // GitLab's `meta` (§7): the project, and with push or delete the tag
+    // rules that apply to this token's user.
+    for entry in &mut access {
+        let mut meta = json!({
+            "project_path": config.project_path,
+            "project_id": config.project_id,
+            "root_namespace_id": config.project_id + 1000,
+        });
+        let writes = entry.actions.iter().any(|a| a == "push" || a == "delete");
+        if writes && config.tag_rules_in_jwt {
+            meta["tag_deny_access_patterns"] =
+                json!({"push": [], "delete": config.tag_rules.delete_deny});
+            meta["tag_immutable_patterns"] = json!(config.tag_rules.immutable);
+        }
+        entry.meta = Some(meta);
     }
 
     let now = Utc::now();

@@ -321,6 +321,7 @@ impl<'a> Upstream<'a> {
                     kind: "repository".to_string(),
                     name: path.to_string(),
                     actions: ["pull", "push", "delete"].map(str::to_string).to_vec(),
+                    meta: None,
                 }],
             };
             let token = state.keys.sign(&claims);

@@ -606,8 +606,12 @@ async fn jwt_auth_drops_what_is_not_allowed() {
     assert_eq!(
         claims["access"],
         json!([
-            {"type": "repository", "name": "group/project", "actions": ["pull", "delete"]},
-            {"type": "repository", "name": "group/project/api", "actions": ["pull"]},
+            {"type": "repository", "name": "group/project", "actions": ["pull", "delete"],
+             "meta": {"project_path": "group/project", "project_id": 1, "root_namespace_id": 1001,
+                      "tag_deny_access_patterns": {"push": [], "delete": []},
+                      "tag_immutable_patterns": []}},
+            {"type": "repository", "name": "group/project/api", "actions": ["pull"],
+             "meta": {"project_path": "group/project", "project_id": 1, "root_namespace_id": 1001}},
         ])
     );
     assert_eq!(claims["iss"], "gitlab-issuer");
@@ -2307,5 +2311,201 @@ async fn push_times_are_apart_from_the_build_time() {
         .await
         .expect("json");
         assert_eq!(details["created_at"], created, "{tag}");
+    }
+}
+
+// ------------------------------------------------- tag rules (§7)
+
+fn ruled() -> Config {
+    Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec!["rel-".into()],
+        },
+        ..Config::default()
+    }
+}
+
+async fn code_of(response: Response) -> (u16, Option<String>, String) {
+    let status = response.status().as_u16();
+    let challenge = header(response.headers(), "www-authenticate");
+    let body: Value = response.json().await.expect("json");
+    let code = body["errors"][0]["code"].as_str().unwrap_or("").to_string();
+    (status, challenge, code)
+}
+
+#[tokio::test]
+async fn jwt_meta_carries_the_tag_rules_with_delete_or_push_only() {
+    let emulator = Emulator::start(ruled());
+    let token = job_jwt(&emulator, "repository:group/project:pull,delete").await;
+    let meta = &claims(&token)["access"][0]["meta"];
+    assert_eq!(meta["project_path"], "group/project");
+    assert_eq!(meta["project_id"], 1);
+    assert!(meta["root_namespace_id"].is_number());
+    assert_eq!(
+        meta["tag_deny_access_patterns"],
+        json!({"push": [], "delete": ["^v"]})
+    );
+    assert_eq!(meta["tag_immutable_patterns"], json!(["rel-"]));
+    // A pull-only token: the project, no patterns.
+    let token = job_jwt(&emulator, "repository:group/project:pull").await;
+    let meta = &claims(&token)["access"][0]["meta"];
+    assert_eq!(meta["project_path"], "group/project");
+    assert!(meta.get("tag_deny_access_patterns").is_none(), "{meta}");
+    assert!(meta.get("tag_immutable_patterns").is_none(), "{meta}");
+}
+
+#[tokio::test]
+async fn registry_refuses_rule_covered_tags_and_every_digest_delete_with_401() {
+    let emulator = Emulator::start(ruled());
+    emulator.add_tags(
+        "",
+        [
+            TagSpec::new("v1").created(day(1)),
+            TagSpec::new("x-rel-2").created(day(1)),
+            TagSpec::new("mr-1").digest("sha256:2222").created(day(1)),
+            TagSpec::new("mr-2").created(day(1)),
+        ],
+    );
+    let (status, challenge, code) =
+        code_of(delete_manifest(&emulator, "group/project", "v1").await).await;
+    assert_eq!((status, code.as_str()), (401, "PROTECTED_TAG"));
+    let challenge = challenge.expect("a challenge");
+    assert!(
+        !challenge.contains("error="),
+        "not a token problem: {challenge}"
+    );
+    // Unanchored: `rel-` anywhere in the name.
+    let (status, _, code) =
+        code_of(delete_manifest(&emulator, "group/project", "x-rel-2").await).await;
+    assert_eq!((status, code.as_str()), (401, "IMMUTABLE_TAG"));
+    // Any digest delete while the token carries a rule, matching or not.
+    let digest = emulator.tags("")["mr-1"].clone();
+    let (status, _, code) =
+        code_of(delete_manifest(&emulator, "group/project", &digest).await).await;
+    assert_eq!((status, code.as_str()), (401, "PROTECTED_MANIFEST"));
+    // Tag delete of an uncovered tag works.
+    assert_eq!(
+        delete_manifest(&emulator, "group/project", "mr-2")
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        emulator.tags("").keys().collect::<Vec<_>>(),
+        ["mr-1", "v1", "x-rel-2"]
+    );
+
+    // A token issued before the rules (no meta) meets a registry that knows them.
+    emulator.set_config(|config| config.tag_rules_in_jwt = false);
+    let token = job_jwt(&emulator, "repository:group/project:pull,delete").await;
+    assert!(claims(&token)["access"][0]["meta"]
+        .get("tag_immutable_patterns")
+        .is_none());
+    let (status, _, code) =
+        code_of(delete_manifest(&emulator, "group/project", "x-rel-2").await).await;
+    assert_eq!((status, code.as_str()), (401, "IMMUTABLE_TAG"));
+
+    // Without rules, the digest delete goes through.
+    emulator.set_config(|config| {
+        config.tag_rules = gitlab_emulator::TagRules::default();
+        config.tag_rules_in_jwt = true;
+    });
+    assert_eq!(
+        delete_manifest(&emulator, "group/project", &digest)
+            .await
+            .status(),
+        202
+    );
+}
+
+#[tokio::test]
+async fn rest_and_bulk_delete_respect_tag_rules() {
+    let emulator = Emulator::start(ruled());
+    emulator.add_tags(
+        "",
+        [
+            TagSpec::new("v1").created(day(1)),
+            TagSpec::new("rel-1").created(day(1)),
+            TagSpec::new("mr-1").created(day(1)),
+            TagSpec::new("mr-2").created(day(1)),
+        ],
+    );
+    let rid = emulator.repository("").id();
+    for (tag, word) in [("v1", "protected"), ("rel-1", "immutable")] {
+        let response = rest(
+            &emulator,
+            Method::DELETE,
+            &format!("/projects/1/registry/repositories/{rid}/tags/{tag}"),
+        )
+        .await;
+        assert_eq!(response.status(), 403, "{tag}");
+        let body: Value = response.json().await.expect("json");
+        assert!(
+            body["message"].as_str().expect("message").contains(word),
+            "{body}"
+        );
+    }
+    let response = rest(
+        &emulator,
+        Method::DELETE,
+        &format!("/projects/1/registry/repositories/{rid}/tags/mr-1"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (status, _) = bulk(&emulator, rid, "name_regex_delete=.*").await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        emulator.tags("").keys().collect::<Vec<_>>(),
+        ["rel-1", "v1"]
+    );
+}
+
+#[tokio::test]
+async fn v2_names_gitlab_capabilities_in_headers() {
+    for (config, features, database) in [
+        (Config::default(), Some("tag_delete"), Some("true")),
+        (
+            Config {
+                gitlab_v1: false,
+                ..Config::default()
+            },
+            Some("tag_delete"),
+            Some("false"),
+        ),
+        (
+            Config {
+                tag_delete: false,
+                gitlab_v1: false,
+                ..Config::default()
+            },
+            None,
+            None,
+        ),
+        (
+            Config {
+                capability_headers: false,
+                ..Config::default()
+            },
+            None,
+            None,
+        ),
+    ] {
+        let emulator = Emulator::start(config);
+        let response = client()
+            .get(format!("{}/v2/", emulator.registry_url()))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 401);
+        let headers = response.headers();
+        assert_eq!(
+            header(headers, "gitlab-container-registry-features").as_deref(),
+            features
+        );
+        assert_eq!(
+            header(headers, "gitlab-container-registry-database-enabled").as_deref(),
+            database
+        );
     }
 }
