@@ -46,6 +46,24 @@ pub struct RepositoryInfo {
     pub tags_count: Option<u64>,
 }
 
+/// One container tag protection rule. Immutable rules have no access
+/// levels: nobody may push or delete matching tags.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct TagRule {
+    pub tag_name_pattern: String,
+    #[serde(default)]
+    pub minimum_access_level_for_push: Option<String>,
+    #[serde(default)]
+    pub minimum_access_level_for_delete: Option<String>,
+}
+
+impl TagRule {
+    pub fn is_immutable(&self) -> bool {
+        self.minimum_access_level_for_push.is_none()
+            && self.minimum_access_level_for_delete.is_none()
+    }
+}
+
 /// What the single-tag `DELETE` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestDelete {
@@ -310,6 +328,36 @@ impl GitLab {
             },
             _ => return Err(response.unexpected().into()),
         })
+    }
+
+    /// The project's container tag protection and immutability rules
+    /// (`GET /projects/:id/registry/protection/tag/rules`, Maintainer),
+    /// for the report. `None` where the credentials may not read them (a job
+    /// token, a Developer): the registry JWT carries what the plan needs.
+    pub async fn tag_rules(&self) -> Result<Option<Vec<TagRule>>, GitLabError> {
+        // The job token may not call this endpoint: not worth a request.
+        if self.auth.header != "PRIVATE-TOKEN" {
+            return Ok(None);
+        }
+        let url = self.project_url("registry/protection/tag/rules");
+        let response = match self.send(Method::GET, &url, |r| r).await {
+            Ok(response) => response,
+            // `send` calls a 401 our credentials' fault; here it only means
+            // these credentials may not read the rules.
+            Err(GitLabError::Config(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        match response.status.as_u16() {
+            200 => Ok(Some(response.json()?)),
+            401 | 403 | 404 => {
+                tracing::debug!(
+                    status = response.status.as_u16(),
+                    "the tag protection rules cannot be read with these credentials"
+                );
+                Ok(None)
+            }
+            _ => Err(response.unexpected().into()),
+        }
     }
 
     /// `DELETE …/tags` with a form body: GitLab's asynchronous bulk delete.

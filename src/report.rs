@@ -39,8 +39,38 @@ impl ExitCode for ReportError {
 pub struct Report {
     pub dry_run: bool,
     pub engine: String,
+    /// The project's GitLab tag protection and immutability rules, where
+    /// the credentials may read them (the plan takes them from the registry
+    /// token either way).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gitlab_tag_rules: Vec<ReportedTagRule>,
     pub repositories: Vec<RepositoryReport>,
     pub totals: Totals,
+}
+
+/// A GitLab tag rule as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedTagRule {
+    pub pattern: String,
+    /// `immutable`, or `protected` (below a role, no push or delete).
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_access_level_for_delete: Option<String>,
+}
+
+impl From<&crate::gitlab::TagRule> for ReportedTagRule {
+    fn from(rule: &crate::gitlab::TagRule) -> Self {
+        ReportedTagRule {
+            pattern: rule.tag_name_pattern.clone(),
+            kind: if rule.is_immutable() {
+                "immutable"
+            } else {
+                "protected"
+            }
+            .to_string(),
+            minimum_access_level_for_delete: rule.minimum_access_level_for_delete.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

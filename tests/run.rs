@@ -851,3 +851,47 @@ fn a_dry_run_without_delete_permission_says_the_rules_are_unknown() {
     );
     assert_eq!(emulator.writes(), 0);
 }
+
+/// Where the credentials may read them (an access token of a Maintainer),
+/// the report lists the project's tag rules from REST; the job token may
+/// not, and no request is spent on it.
+#[test]
+fn the_report_lists_gitlab_tag_rules_where_the_token_may_read_them() {
+    let emulator = Emulator::start(Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec!["^rel-".into()],
+        },
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    emulator.add_tags(ROOT, [tag("v1"), tag("rel-1"), tag("mr-1")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", "rules: [{delete: 'mr-.*'}]\n");
+    let report = dir.path().join("report.json");
+    let args = [
+        "run",
+        "--dry-run",
+        "--policy",
+        policy.as_str(),
+        "--report",
+        report.to_str().expect("utf-8"),
+    ];
+    let out = run(&emulator.laptop_env(), &args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let json = report_json(&report);
+    assert_eq!(
+        json["gitlab_tag_rules"],
+        serde_json::json!([
+            {"pattern": "^v", "kind": "protected", "minimum_access_level_for_delete": "maintainer"},
+            {"pattern": "^rel-", "kind": "immutable"},
+        ])
+    );
+    assert_eq!(emulator.count("GET", "/registry/protection/tag/rules"), 1);
+
+    emulator.reset_requests();
+    let out = run(&emulator.ci_env(), &args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(report_json(&report).get("gitlab_tag_rules").is_none());
+    assert_eq!(emulator.count("GET", "/registry/protection/tag/rules"), 0);
+}

@@ -11,6 +11,7 @@ use crate::engine::server;
 use crate::error::Exit;
 use crate::options::RunOptions;
 use crate::policy::Policy;
+use crate::report::ReportedTagRule;
 
 pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     let policy = Policy::load(&options.policy)?;
@@ -20,6 +21,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         .repositories()
         .await
         .context("listing the project's container repositories")?;
+    // For the report only: one request, and no failure when not readable.
+    let tag_rules: Vec<ReportedTagRule> = match gitlab.tag_rules().await {
+        Ok(rules) => rules.iter().flatten().map(ReportedTagRule::from).collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the project's tag protection rules");
+            Vec::new()
+        }
+    };
     tracing::info!(
         repositories = repositories.len(),
         engine = options.engine.name(),
@@ -31,13 +40,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         let origin = options.policy.display().to_string();
         let rules = server::rules_by_repository(&policy, &origin, &repositories)?;
         if !options.dry_run {
-            let report = server::execute(&gitlab, &policy, &rules, &repositories).await;
+            let mut report = server::execute(&gitlab, &policy, &rules, &repositories).await;
+            report.gitlab_tag_rules = tag_rules;
             clients.log_stats();
             return finish(&report, options.report.as_ref());
         }
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
-    let ClientReport { report, refused } = ClientRun {
+    let ClientReport {
+        mut report,
+        refused,
+    } = ClientRun {
         clients: &clients,
         gitlab: &gitlab,
         policy: &policy,
@@ -47,6 +60,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     }
     .run(repositories)
     .await?;
+    report.gitlab_tag_rules = tag_rules;
     clients.log_stats();
     let exit = finish(&report, options.report.as_ref())?;
     match refused {

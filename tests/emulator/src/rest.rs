@@ -110,6 +110,9 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
                 delete_tag(state, rid, &tag)
             })
         }
+        ["projects", id, "registry", "protection", "tag", "rules"] if get => {
+            with_project(state, req, id, |state| tag_protection_rules(state, req))
+        }
         ["groups", id, "registry", "repositories"] if get => group_repositories(state, req, id),
         ["registry", "repositories", rid] if get => {
             if let Err(response) = authenticate(state, req) {
@@ -131,6 +134,41 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
         }
         _ => json_response(404, &json!({"error": "404 Not Found"})),
     }
+}
+
+/// `GET /projects/:id/registry/protection/tag/rules`: Maintainer only, so
+/// the job token (a Developer's, and not allowed on this endpoint) gets 403.
+/// Immutable rules have no access levels.
+fn tag_protection_rules(state: &State, req: &Req) -> Resp {
+    if req.header("job-token").is_some() {
+        return message(403, "403 Forbidden");
+    }
+    let rules = &state.config.tag_rules;
+    let protected = rules.delete_deny.iter().map(|pattern| {
+        json!({
+            "project_id": state.config.project_id,
+            "tag_name_pattern": pattern,
+            "minimum_access_level_for_push": "maintainer",
+            "minimum_access_level_for_delete": "maintainer",
+        })
+    });
+    let immutable = rules.immutable.iter().map(|pattern| {
+        json!({
+            "project_id": state.config.project_id,
+            "tag_name_pattern": pattern,
+            "minimum_access_level_for_push": null,
+            "minimum_access_level_for_delete": null,
+        })
+    });
+    let list: Vec<Value> = protected
+        .chain(immutable)
+        .enumerate()
+        .map(|(index, mut rule)| {
+            rule["id"] = json!(index + 1);
+            rule
+        })
+        .collect();
+    json_response(200, &Value::Array(list))
 }
 
 fn with_project(
