@@ -111,6 +111,10 @@ pub struct Config {
     /// Repositories are those `/jwt/auth` issued a push token for. See
     /// `upstream.rs`. `None`: the in-memory registry.
     pub upstream_registry: Option<String>,
+    /// GitLab before 18.x (or fine-grained job token permissions without
+    /// the grant): the branches, git tags and merge requests endpoints
+    /// answer 403 to a `JOB-TOKEN`; an access token still reads them.
+    pub refs_refuse_job_token: bool,
 }
 
 impl Default for Config {
@@ -137,6 +141,7 @@ impl Default for Config {
             issuer: "gitlab-issuer".to_string(),
             tamper: Vec::new(),
             upstream_registry: None,
+            refs_refuse_job_token: false,
         }
     }
 }
@@ -618,6 +623,33 @@ impl Emulator {
             id,
             path,
         }
+    }
+
+    /// Adds a branch to the project's git repository
+    /// (`GET /projects/:id/repository/branches`).
+    pub fn add_branch(&self, name: &str) {
+        self.shared.lock().git.branches.insert(name.to_string());
+    }
+
+    /// Adds a git tag (`GET /projects/:id/repository/tags`); not a
+    /// container image tag.
+    pub fn add_git_tag(&self, name: &str) {
+        self.shared.lock().git.tags.insert(name.to_string());
+    }
+
+    /// Adds (or replaces) merge request `iid` targeting the project, with
+    /// `state` `opened`, `closed`, `locked` or `merged`. From a fork, its
+    /// `source_project_id` is another project's and its source branch is no
+    /// branch of this project.
+    pub fn add_merge_request(&self, iid: u64, source_branch: &str, state: &str, from_fork: bool) {
+        self.shared.lock().git.merge_requests.insert(
+            iid,
+            model::MergeRequest {
+                source_branch: source_branch.to_string(),
+                state: state.to_string(),
+                from_fork,
+            },
+        );
     }
 
     /// Current tags of a repository: tag → digest (empty when it does not exist).
