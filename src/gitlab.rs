@@ -9,7 +9,7 @@ use crate::config::{join_path, ConfigError, RestAuth};
 use crate::error::{Exit, ExitCode};
 use crate::http::{credential_header, display_url, Http, HttpError, HttpResponse};
 use crate::links::Pager;
-use crate::model::Tag;
+use crate::model::{Refs, Tag};
 use crate::names::{Digest, RepositoryPath, TagName};
 use crate::registry::{encode_segment, listed_names};
 
@@ -44,6 +44,8 @@ pub struct RepositoryInfo {
     pub id: u64,
     pub path: RepositoryPath,
     pub tags_count: Option<u64>,
+    /// The project the repository belongs to (the inventory's `refs` key).
+    pub project_id: Option<u64>,
 }
 
 /// One container tag protection rule. Immutable rules have no access
@@ -176,6 +178,8 @@ impl GitLab {
             path: String,
             #[serde(default)]
             tags_count: Option<u64>,
+            #[serde(default)]
+            project_id: Option<u64>,
         }
         let mut url = self.project_url("registry/repositories");
         url.query_pairs_mut()
@@ -199,9 +203,105 @@ impl GitLab {
                     id: repository.id,
                     path,
                     tags_count: repository.tags_count,
+                    project_id: repository.project_id,
                 })
             })
             .collect()
+    }
+
+    /// The project's REST reference: its numeric id, or its URL-encoded path.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// What the project's git refs say (for `when_ref`/`per_ref` rules):
+    /// every branch, git tag and open merge request, all pages. Never an
+    /// error: a listing that fails or is refused gives `complete: false`
+    /// and the reason, so that no tag is claimed through refs (fail safe)
+    /// and the run goes on.
+    pub async fn refs(&self) -> Refs {
+        match self.list_refs().await {
+            Ok(refs) => refs,
+            Err(reason) => {
+                tracing::warn!(reason = %reason, "the project's git refs are incomplete; no tag is deleted because its ref is gone");
+                Refs {
+                    complete: false,
+                    incomplete_because: Some(reason),
+                    ..Refs::default()
+                }
+            }
+        }
+    }
+
+    /// Branches, git tags, then open merge requests; the first listing
+    /// that fails ends it, with the reason.
+    async fn list_refs(&self) -> Result<Refs, String> {
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct MergeRequest {
+            iid: u64,
+            source_branch: String,
+        }
+        let mut refs = Refs {
+            complete: true,
+            ..Refs::default()
+        };
+        for (what, path) in [
+            ("branches", "repository/branches"),
+            ("git tags", "repository/tags"),
+        ] {
+            let mut url = self.project_url(path);
+            url.query_pairs_mut().append_pair("per_page", PER_PAGE);
+            let listed: Vec<Named> = self
+                .all_pages(url)
+                .await
+                .map_err(|err| self.refs_failure(what, path, err))?;
+            refs.slugs
+                .extend(listed.iter().map(|named| ref_slug(&named.name)));
+        }
+        let path = "merge_requests";
+        let mut url = self.project_url(path);
+        url.query_pairs_mut()
+            .append_pair("state", "opened")
+            .append_pair("per_page", PER_PAGE);
+        let listed: Vec<MergeRequest> = self
+            .all_pages(url)
+            .await
+            .map_err(|err| self.refs_failure("open merge requests", path, err))?;
+        for mr in listed {
+            // A fork's source branch is no branch here, yet its pipelines
+            // push images under its slug: an open MR keeps its slug alive.
+            refs.slugs.insert(ref_slug(&mr.source_branch));
+            refs.open_mrs.insert(mr.iid);
+        }
+        Ok(refs)
+    }
+
+    /// Why a ref listing failed, for `incomplete_because`. A refusal (401,
+    /// 403) says which token can read it: GitLab lets the job token list
+    /// them only since 18.x (and only where fine-grained job token
+    /// permissions grant it).
+    fn refs_failure(&self, what: &str, path: &str, err: GitLabError) -> String {
+        let endpoint = format!("GET /projects/:id/{path}");
+        let refused = match &err {
+            GitLabError::Config(_) => Some("401".to_string()),
+            GitLabError::Http(HttpError::Status { status, .. })
+                if *status == StatusCode::FORBIDDEN =>
+            {
+                Some(status.as_u16().to_string())
+            }
+            _ => None,
+        };
+        match refused {
+            Some(status) => format!(
+                "GitLab refused to list the project's {what} ({endpoint} answered {status} to the {} credentials): set GITLAB_TOKEN to an access token with the read_api scope (the job token may read refs only on GitLab 18.x and later)",
+                self.auth.header
+            ),
+            None => format!("listing the project's {what} ({endpoint}) failed: {err}"),
+        }
     }
 
     /// Every tag name: keyset pagination (GitLab 16.10+ with the registry
@@ -432,6 +532,27 @@ fn next_offset_page(
     pager.next_from_link(response, url)
 }
 
+/// GitLab's `CI_COMMIT_REF_SLUG` of a ref name: lowercase, every character
+/// outside `a-z0-9` replaced by `-`, the first 63 characters kept, then
+/// leading and trailing `-` stripped (in that order). The planner's
+/// engineer provides the shared `refs::ref_slug`; this private copy gives
+/// way to it when the two branches merge.
+fn ref_slug(name: &str) -> String {
+    let replaced: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    replaced.trim_matches('-').to_string()
+}
+
 /// `application/x-www-form-urlencoded`: `+` in a regex must become `%2B`.
 pub fn form_encode(form: &[(String, String)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
@@ -442,6 +563,153 @@ pub fn form_encode(form: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::secret::Secret;
+    use gitlab_emulator::{Config, Emulator};
+
+    /// A REST client for the emulator, with its job token or (laptop) its
+    /// access token.
+    fn emulated(emulator: &Emulator, job_token: bool) -> GitLab {
+        let config = emulator.config();
+        let auth = if job_token {
+            RestAuth {
+                header: "JOB-TOKEN",
+                token: Secret::new(config.job_token),
+            }
+        } else {
+            RestAuth {
+                header: "PRIVATE-TOKEN",
+                token: Secret::new(config.access_token),
+            }
+        };
+        GitLab::new(
+            Http::new(crate::http::HttpOptions::default()).expect("client"),
+            Url::parse(&format!("{}/api/v4", emulator.gitlab_url())).expect("url"),
+            config.project_id.to_string(),
+            auth,
+        )
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    /// The requests ref discovery made: (branches, git tags, merge requests).
+    fn ref_requests(emulator: &Emulator) -> (usize, usize, usize) {
+        (
+            emulator.count("GET", "/repository/branches"),
+            emulator.count("GET", "/repository/tags"),
+            emulator.count("GET", "/merge_requests"),
+        )
+    }
+
+    #[test]
+    fn refs_list_every_page_of_branches_tags_and_open_mrs() {
+        let emulator = Emulator::start(Config::default());
+        for i in 0..1000 {
+            emulator.add_branch(&format!("feature/T-{i:04}"));
+        }
+        for i in 0..50 {
+            emulator.add_git_tag(&format!("v1.{i}.0"));
+        }
+        for iid in 1..=30 {
+            emulator.add_merge_request(iid, &format!("feature/T-{iid:04}"), "opened", false);
+        }
+        emulator.add_merge_request(31, "done", "merged", false);
+        emulator.add_merge_request(32, "dropped", "closed", false);
+
+        let refs = block_on(emulated(&emulator, true).refs());
+        assert!(refs.complete, "{:?}", refs.incomplete_because);
+        assert_eq!(refs.incomplete_because, None);
+        assert_eq!(refs.slugs.len(), 1050);
+        assert!(refs.slugs.contains("feature-t-0999"));
+        assert!(refs.slugs.contains("v1-49-0"));
+        assert!(!refs.slugs.contains("done"));
+        assert_eq!(refs.open_mrs, (1..=30).collect());
+        // 1,000 branches: 10 pages of 100; 50 tags and 30 MRs: one page each.
+        assert_eq!(ref_requests(&emulator), (10, 1, 1));
+        assert_eq!(emulator.requests().len(), 12, "nothing else");
+        assert!(emulator
+            .requests()
+            .iter()
+            .all(|r| r.query.contains("per_page=100")));
+    }
+
+    #[test]
+    fn a_fork_mrs_source_branch_counts_as_existing() {
+        let emulator = Emulator::start(Config::default());
+        emulator.add_branch("main");
+        emulator.add_merge_request(7, "Fix/Typo_1", "opened", true);
+        emulator.add_merge_request(8, "stale-fork-branch", "closed", true);
+        let refs = block_on(emulated(&emulator, false).refs());
+        assert!(refs.complete);
+        assert_eq!(
+            refs.slugs.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["fix-typo-1", "main"]
+        );
+        assert_eq!(refs.open_mrs, [7].into());
+    }
+
+    #[test]
+    fn a_refused_job_token_gives_incomplete_refs_with_the_reason() {
+        let emulator = Emulator::start(Config {
+            refs_refuse_job_token: true,
+            ..Config::default()
+        });
+        emulator.add_branch("main");
+        let refs = block_on(emulated(&emulator, true).refs());
+        assert!(!refs.complete);
+        assert!(refs.slugs.is_empty() && refs.open_mrs.is_empty());
+        let reason = refs.incomplete_because.expect("a reason");
+        assert!(reason.contains("GITLAB_TOKEN"), "{reason}");
+        assert!(reason.contains("read_api"), "{reason}");
+        assert!(
+            reason.contains("GET /projects/:id/repository/branches"),
+            "{reason}"
+        );
+        assert!(reason.contains("403"), "{reason}");
+        assert!(!reason.contains(&emulator.config().job_token), "{reason}");
+        // The first refusal ends ref discovery.
+        assert_eq!(ref_requests(&emulator), (1, 0, 0));
+
+        // An access token reads them.
+        let refs = block_on(emulated(&emulator, false).refs());
+        assert!(refs.complete);
+    }
+
+    #[test]
+    fn a_failing_listing_gives_incomplete_refs() {
+        let emulator = Emulator::start(Config {
+            tamper: vec![gitlab_emulator::Tamper::on(Some("GET"), "/merge_requests").status(404)],
+            ..Config::default()
+        });
+        emulator.add_branch("main");
+        let refs = block_on(emulated(&emulator, true).refs());
+        assert!(!refs.complete);
+        let reason = refs.incomplete_because.expect("a reason");
+        assert!(
+            reason.contains("open merge requests (GET /projects/:id/merge_requests) failed"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn ref_slugs_are_gitlabs() {
+        assert_eq!(ref_slug("main"), "main");
+        assert_eq!(ref_slug("Feature/JIRA-12_x"), "feature-jira-12-x");
+        assert_eq!(ref_slug("-leading/"), "leading");
+        assert_eq!(ref_slug("über"), "ber");
+        // Cut to 63, then trimmed: a `-` at position 63 goes.
+        let long = format!("{}/{}", "a".repeat(62), "b".repeat(10));
+        assert_eq!(ref_slug(&long), "a".repeat(62));
+        // Trimming first would have kept 63 characters.
+        let dashed = format!("{}{}", "-".repeat(5), "c".repeat(70));
+        assert_eq!(ref_slug(&dashed), "c".repeat(58));
+    }
 
     #[test]
     fn form_bodies_encode_plus_and_pipes() {

@@ -1,18 +1,23 @@
 //! The inventory file: a project's repositories and tags, as `plan` reads it
 //! and `inventory` writes it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
-use crate::model::Tag;
+use crate::model::{Refs, Tag};
 use crate::names::RepositoryPath;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Inventory {
     pub repositories: Vec<InventoryRepository>,
+    /// What each project's git refs said, keyed by project id (as a
+    /// string): for `when_ref`/`per_ref` rules. Optional.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refs: BTreeMap<String, Refs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

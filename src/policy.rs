@@ -421,6 +421,14 @@ impl Policy {
         self.applicable_rules(repository)
             .any(|rule| rule.keep_n > 0 || rule.older_than.is_some())
     }
+
+    /// Whether planning this repository looks at the project's git refs (so
+    /// branches, git tags and open merge requests must be listed): some
+    /// applicable rule has `when_ref` or `per_ref`. No rule has them yet;
+    /// the change that adds those keys answers here.
+    pub fn needs_refs(&self, _repository: &str) -> bool {
+        false
+    }
 }
 
 /// Turns a `serde_yaml` error into `origin:line:column: key.path: what is wrong`.

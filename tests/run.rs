@@ -471,6 +471,109 @@ fn inventory_snapshot_plans_like_the_live_run() {
 /// retried: that refusal is our own accepted call. After a 429 (which changed
 /// nothing) the same refusal really is an earlier run's lock.
 #[test]
+fn inventory_writes_the_projects_refs() {
+    let emulator = seeded(Config::default());
+    emulator.add_branch("main");
+    emulator.add_branch("Feature/X");
+    emulator.add_git_tag("v1.0.0");
+    emulator.add_merge_request(12, "feature/x", "opened", false);
+    emulator.add_merge_request(40, "Fork/Fix", "opened", true);
+    emulator.add_merge_request(41, "merged-branch", "merged", false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.json");
+    let out = run(
+        &emulator.ci_env(),
+        &["inventory", "--output", inventory.to_str().expect("path")],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let snapshot = report_json(&inventory);
+    assert_eq!(
+        snapshot["refs"],
+        serde_json::json!({"1": {
+            "complete": true,
+            "slugs": ["feature-x", "fork-fix", "main", "v1-0-0"],
+            "open_mrs": [12, 40],
+        }})
+    );
+    assert_eq!(emulator.count("GET", "/repository/branches"), 1);
+    assert_eq!(emulator.count("GET", "/repository/tags"), 1);
+    assert_eq!(emulator.count("GET", "/merge_requests"), 1);
+
+    // `plan` reads the file back.
+    let policy = policy_file(&dir);
+    let out = run(
+        &[],
+        &[
+            "plan",
+            "--inventory",
+            inventory.to_str().expect("path"),
+            "--policy",
+            &policy,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+}
+
+#[test]
+fn inventory_with_a_job_token_gitlab_refuses_writes_incomplete_refs() {
+    let emulator = seeded(Config {
+        refs_refuse_job_token: true,
+        ..Config::default()
+    });
+    emulator.add_branch("main");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.json");
+    let out = run(
+        &emulator.ci_env(),
+        &["inventory", "--output", inventory.to_str().expect("path")],
+    );
+    assert_eq!(
+        out.code,
+        0,
+        "a refusal does not stop the inventory: {}",
+        out.all()
+    );
+    assert!(out.stderr.contains("GITLAB_TOKEN"), "{}", out.all());
+    let snapshot = report_json(&inventory);
+    let refs = &snapshot["refs"]["1"];
+    assert_eq!(refs["complete"], false, "{snapshot}");
+    assert_eq!(refs["slugs"], serde_json::json!([]));
+    let reason = refs["incomplete_because"].as_str().expect("a reason");
+    assert!(
+        reason.contains("GITLAB_TOKEN") && reason.contains("read_api"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("/repository/branches") && reason.contains("403"),
+        "{reason}"
+    );
+    assert_eq!(snapshot["repositories"].as_array().expect("repos").len(), 2);
+
+    // With an access token the same GitLab lists them.
+    let out = run(
+        &emulator.laptop_env(),
+        &["inventory", "--output", inventory.to_str().expect("path")],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(report_json(&inventory)["refs"]["1"]["complete"], true);
+}
+
+#[test]
+fn run_lists_no_refs_when_no_rule_needs_them() {
+    let emulator = seeded(Config::default());
+    emulator.add_branch("main");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = policy_file(&dir);
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--policy", &policy, "--dry-run"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(emulator.count("GET", "/repository/"), 0);
+    assert_eq!(emulator.count("GET", "/merge_requests"), 0);
+}
+
+#[test]
 fn server_engine_tells_its_own_lost_bulk_call_from_an_earlier_lock() {
     let bulk = "/projects/1/registry/repositories/1/tags";
     let emulator = seeded(Config {

@@ -192,7 +192,10 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
             }
         })
         .collect();
-    Inventory { repositories }
+    Inventory {
+        repositories,
+        ..Inventory::default()
+    }
 }
 
 fn planned_deletions(policy: &Policy, inventory: &Inventory) -> usize {

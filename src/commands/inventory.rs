@@ -31,6 +31,18 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
         .repositories()
         .await
         .context("listing the project's container repositories")?;
+    // The `refs` section's key: the project id the registry listing names,
+    // else the REST reference (CI_PROJECT_ID, or the path when only
+    // CI_PROJECT_PATH is set).
+    let project_key = repositories
+        .iter()
+        .find_map(|r| r.project_id)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|| {
+            percent_encoding::percent_decode_str(gitlab.project())
+                .decode_utf8_lossy()
+                .into_owned()
+        });
     if !wanted.is_empty() {
         for path in &wanted {
             if !repositories.iter().any(|r| &r.path == path) {
@@ -74,6 +86,13 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     for repository in listed {
         inventory.repositories.push(repository?);
     }
+    // Always written: complete, or `complete: false` with the reason (a job
+    // token GitLab does not let read refs, a failed listing).
+    let refs = gitlab.refs().await;
+    if let Some(reason) = &refs.incomplete_because {
+        tracing::warn!("the inventory's refs are incomplete: {reason}");
+    }
+    inventory.refs.insert(project_key, refs);
     let json = inventory.to_json().context("serialising the inventory")? + "\n";
     clients.log_stats();
     match options.output {

@@ -18,6 +18,7 @@ use crate::deleter::{Outcome, Target};
 use crate::error::{Exit, ExitCode};
 use crate::gitlab::{GitLab, RepositoryInfo};
 use crate::listing::{listing_progress, Lister};
+use crate::model::Refs;
 use crate::model::Tag;
 use crate::names::TagName;
 use crate::planner::{plan_repository, PlanOutline};
@@ -56,6 +57,9 @@ struct Planned {
     plan: Result<PlanOutline, String>,
     /// Tags GitLab's tag rules protect, with the reason (step 1).
     protected_by_gitlab: Vec<ProtectedTag>,
+    /// Its rules needed the project's git refs and they were incomplete:
+    /// why (the report's warning; no tag is claimed through refs).
+    refs_warning: Option<String>,
 }
 
 impl ClientRun<'_> {
@@ -63,7 +67,8 @@ impl ClientRun<'_> {
         &self,
         repositories: Vec<RepositoryInfo>,
     ) -> Result<ClientReport, ConfigError> {
-        let planned = self.list_and_plan(repositories).await?;
+        let refs = self.refs(&repositories).await;
+        let planned = self.list_and_plan(repositories, refs.as_ref()).await?;
         let refused = self.guard(&planned);
         let write = !self.dry_run && refused.is_none();
         let repositories = self.execute(planned, write).await;
@@ -75,6 +80,27 @@ impl ClientRun<'_> {
         Ok(ClientReport { report, refused })
     }
 
+    /// The project's git refs, listed once per run (the run covers one
+    /// project), and only when some repository's rules look at them
+    /// (`when_ref`, `per_ref`). Never an error: a refused or failed listing
+    /// gives refs with `complete: false` and the reason.
+    async fn refs(&self, repositories: &[RepositoryInfo]) -> Option<Refs> {
+        if !repositories
+            .iter()
+            .any(|info| self.policy.needs_refs(&info.path))
+        {
+            return None;
+        }
+        let refs = self.gitlab.refs().await;
+        tracing::info!(
+            complete = refs.complete,
+            slugs = refs.slugs.len(),
+            open_mrs = refs.open_mrs.len(),
+            "listed the project's git refs"
+        );
+        Some(refs)
+    }
+
     /// Lists and plans every repository. A listing that failed because of
     /// our own configuration (a token service on another origin, missing
     /// credentials) fails the same way everywhere: a configuration error
@@ -82,6 +108,7 @@ impl ClientRun<'_> {
     async fn list_and_plan(
         &self,
         repositories: Vec<RepositoryInfo>,
+        refs: Option<&Refs>,
     ) -> Result<Vec<Planned>, ConfigError> {
         let now = Utc::now();
         let listing = listing_progress(&repositories);
@@ -99,6 +126,12 @@ impl ClientRun<'_> {
             .map(|info| {
                 let (listing, lister) = (&listing, &lister);
                 async move {
+                    let refs_warning = refs
+                        .filter(|_| self.policy.needs_refs(&info.path))
+                        .and_then(|refs| refs.incomplete_because.as_ref())
+                        .map(|reason| {
+                            format!("git refs incomplete, no tag deleted because its ref is gone: {reason}")
+                        });
                     let need_details = self.policy.needs_dates(&info.path);
                     match lister.list(&info, need_details, listing).await {
                         Ok((mut tags, source)) => {
@@ -111,7 +144,7 @@ impl ClientRun<'_> {
                                 tracing::warn!(repository = %info.path, "{warning}");
                             }
                             let plan = Ok(plan.into_outline());
-                            (Planned { info, plan, protected_by_gitlab }, None)
+                            (Planned { info, plan, protected_by_gitlab, refs_warning }, None)
                         }
                         Err(err) => {
                             tracing::error!(repository = %info.path, error = %err, "listing failed; nothing will be deleted here");
@@ -119,7 +152,7 @@ impl ClientRun<'_> {
                                 (err.exit_code() == Exit::Usage).then(|| err.to_string());
                             let plan = Err(format!("listing failed, nothing deleted: {err}"));
                             let protected_by_gitlab = Vec::new();
-                            (Planned { info, plan, protected_by_gitlab }, config_error)
+                            (Planned { info, plan, protected_by_gitlab, refs_warning }, config_error)
                         }
                     }
                 }
@@ -176,36 +209,40 @@ impl ClientRun<'_> {
                      info,
                      plan,
                      protected_by_gitlab,
+                     refs_warning,
                  }| {
                     let (deleter, deleting, room) = (&deleter, &deleting, &room);
                     async move {
-                        let plan = match plan {
-                            Ok(plan) => plan,
-                            Err(error) => {
-                                let mut repository = RepositoryReport::new(&info.path);
-                                repository.tags = info.tags_count.unwrap_or(0) as usize;
-                                repository.error = Some(error);
-                                return repository;
+                        // `return` leaves this inner block with the repository's report.
+                        let mut repository = async {
+                            let plan = match plan {
+                                Ok(plan) => plan,
+                                Err(error) => {
+                                    let mut repository = RepositoryReport::new(&info.path);
+                                    repository.tags = info.tags_count.unwrap_or(0) as usize;
+                                    repository.error = Some(error);
+                                    return repository;
+                                }
+                            };
+                            if !write || plan.delete.is_empty() {
+                                return RepositoryReport::from_plan(&plan, None);
                             }
-                        };
-                        if !write || plan.delete.is_empty() {
-                            let mut repository = RepositoryReport::from_plan(&plan, None);
-                            repository.protected_by_gitlab = protected_by_gitlab;
-                            return repository;
+                            let target = Target {
+                                path: info.path.clone(),
+                                id: Some(info.id),
+                            };
+                            let units = plan.delete.len().min(concurrency);
+                            // Never closed: the error case cannot happen.
+                            let _room = room.acquire_many(units as u32).await.ok();
+                            let tags: Vec<TagName> =
+                                plan.delete.iter().map(|d| d.tag.name.clone()).collect();
+                            let outcomes: Vec<Outcome> =
+                                deleter.delete_tags(&target, &tags, deleting).await;
+                            RepositoryReport::from_plan(&plan, Some(&outcomes))
                         }
-                        let target = Target {
-                            path: info.path.clone(),
-                            id: Some(info.id),
-                        };
-                        let units = plan.delete.len().min(concurrency);
-                        // Never closed: the error case cannot happen.
-                        let _room = room.acquire_many(units as u32).await.ok();
-                        let tags: Vec<TagName> =
-                            plan.delete.iter().map(|d| d.tag.name.clone()).collect();
-                        let outcomes: Vec<Outcome> =
-                            deleter.delete_tags(&target, &tags, deleting).await;
-                        let mut repository = RepositoryReport::from_plan(&plan, Some(&outcomes));
+                        .await;
                         repository.protected_by_gitlab = protected_by_gitlab;
+                        repository.warnings.extend(refs_warning);
                         repository
                     }
                 },

@@ -127,6 +127,10 @@ pub struct Config {
     /// `gitlab-container-registry-database-enabled: <gitlab_v1>`). Sent only
     /// by GitLab's registry, i.e. with `tag_delete` (never Distribution-like).
     pub capability_headers: bool,
+    /// GitLab before 18.x (or fine-grained job token permissions without
+    /// the grant): the branches, git tags and merge requests endpoints
+    /// answer 403 to a `JOB-TOKEN`; an access token still reads them.
+    pub refs_refuse_job_token: bool,
 }
 
 /// A project's tag rules, as RE2 patterns (GitLab's own syntax).
@@ -179,6 +183,7 @@ impl Default for Config {
             tag_rules: TagRules::default(),
             tag_rules_in_jwt: true,
             capability_headers: true,
+            refs_refuse_job_token: false,
         }
     }
 }
@@ -660,6 +665,33 @@ impl Emulator {
             id,
             path,
         }
+    }
+
+    /// Adds a branch to the project's git repository
+    /// (`GET /projects/:id/repository/branches`).
+    pub fn add_branch(&self, name: &str) {
+        self.shared.lock().git.branches.insert(name.to_string());
+    }
+
+    /// Adds a git tag (`GET /projects/:id/repository/tags`); not a
+    /// container image tag.
+    pub fn add_git_tag(&self, name: &str) {
+        self.shared.lock().git.tags.insert(name.to_string());
+    }
+
+    /// Adds (or replaces) merge request `iid` targeting the project, with
+    /// `state` `opened`, `closed`, `locked` or `merged`. From a fork, its
+    /// `source_project_id` is another project's and its source branch is no
+    /// branch of this project.
+    pub fn add_merge_request(&self, iid: u64, source_branch: &str, state: &str, from_fork: bool) {
+        self.shared.lock().git.merge_requests.insert(
+            iid,
+            model::MergeRequest {
+                source_branch: source_branch.to_string(),
+                state: state.to_string(),
+                from_fork,
+            },
+        );
     }
 
     /// Current tags of a repository: tag → digest (empty when it does not exist).

@@ -81,6 +81,23 @@ pub(crate) struct Repository {
     pub blobs: HashMap<String, Bytes>,
 }
 
+/// The project's git refs, for the branches, tags and merge requests
+/// endpoints (names in seeding order does not matter: listed by name / IID).
+#[derive(Default)]
+pub(crate) struct GitRefs {
+    pub branches: std::collections::BTreeSet<String>,
+    pub tags: std::collections::BTreeSet<String>,
+    pub merge_requests: BTreeMap<u64, MergeRequest>,
+}
+
+pub(crate) struct MergeRequest {
+    pub source_branch: String,
+    /// `opened`, `closed`, `locked` or `merged`.
+    pub state: String,
+    /// From a fork: `source_project_id` is another project's.
+    pub from_fork: bool,
+}
+
 pub(crate) struct Upload {
     pub repository_id: u64,
     pub data: Vec<u8>,
@@ -114,6 +131,7 @@ pub(crate) struct State {
     pub gitlab_url: String,
     pub registry_host: String,
     pub repositories: BTreeMap<u64, Repository>,
+    pub git: GitRefs,
     pub uploads: HashMap<String, Upload>,
     pub requests: Vec<RecordedRequest>,
     pub bulk_calls: Vec<BulkCall>,
@@ -149,6 +167,7 @@ impl State {
             gitlab_url,
             registry_host,
             repositories: BTreeMap::new(),
+            git: GitRefs::default(),
             uploads: HashMap::new(),
             requests: Vec::new(),
             bulk_calls: Vec::new(),

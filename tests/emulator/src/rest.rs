@@ -114,6 +114,24 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
             with_project(state, req, id, |state| tag_protection_rules(state, req))
         }
         ["groups", id, "registry", "repositories"] if get => group_repositories(state, req, id),
+        ["projects", id, "repository", "branches"] if get => {
+            with_refs(state, req, id, |state| list_branches(state, req))
+        }
+        ["projects", id, "repository", "tags"] if get => {
+            with_refs(state, req, id, |state| list_git_tags(state, req))
+        }
+        ["projects", id, "merge_requests"] if get => {
+            with_refs(state, req, id, |state| list_merge_requests(state, req))
+        }
+        ["projects", id, "merge_requests", iid] if get => {
+            let iid = iid.parse::<u64>().ok();
+            with_refs(state, req, id, |state| {
+                match iid.and_then(|iid| Some((iid, state.git.merge_requests.get(&iid)?))) {
+                    Some((iid, mr)) => json_response(200, &merge_request_json(state, iid, mr)),
+                    None => message(404, "404 Not found"),
+                }
+            })
+        }
         ["registry", "repositories", rid] if get => {
             if let Err(response) = authenticate(state, req) {
                 return response;
@@ -205,6 +223,112 @@ fn with_repository(
             None => message(404, "404 Repository Not Found"),
         }
     })
+}
+
+/// The project's git endpoints (branches, git tags, merge requests): like
+/// [`with_project`], and with [`crate::Config::refs_refuse_job_token`] a
+/// job token is refused with 403, as before GitLab 18.x.
+fn with_refs(
+    state: &mut State,
+    req: &Req,
+    id: &str,
+    then: impl FnOnce(&mut State) -> Resp,
+) -> Resp {
+    with_project(state, req, id, |state| {
+        if state.config.refs_refuse_job_token && req.headers.contains_key("job-token") {
+            return message(403, "403 Forbidden");
+        }
+        then(state)
+    })
+}
+
+/// A stable fake commit SHA for a ref.
+fn commit_id(what: &str) -> String {
+    sha256_digest(what.as_bytes())
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(40)
+        .collect()
+}
+
+fn list_branches(state: &mut State, req: &Req) -> Resp {
+    let items: Vec<Value> = state
+        .git
+        .branches
+        .iter()
+        .map(|name| {
+            json!({
+                "name": name,
+                "merged": false,
+                "protected": name == "main",
+                "default": name == "main",
+                "developers_can_push": false,
+                "developers_can_merge": false,
+                "can_push": true,
+                "commit": {"id": commit_id(&format!("branch {name}"))},
+            })
+        })
+        .collect();
+    offset_page(state, req, items)
+}
+
+fn list_git_tags(state: &mut State, req: &Req) -> Resp {
+    let items: Vec<Value> = state
+        .git
+        .tags
+        .iter()
+        .map(|name| {
+            let commit = commit_id(&format!("tag {name}"));
+            json!({
+                "name": name,
+                "message": "",
+                "target": commit,
+                "commit": {"id": commit},
+                "release": null,
+                "protected": false,
+            })
+        })
+        .collect();
+    offset_page(state, req, items)
+}
+
+/// The id of the fork merge requests come from.
+const FORK_PROJECT_ID: u64 = 4242;
+
+fn merge_request_json(state: &State, iid: u64, mr: &crate::model::MergeRequest) -> Value {
+    let project_id = state.config.project_id;
+    json!({
+        "id": 100_000 + iid,
+        "iid": iid,
+        "project_id": project_id,
+        "title": format!("MR {iid}"),
+        "state": mr.state,
+        "source_branch": mr.source_branch,
+        "target_branch": "main",
+        "source_project_id": if mr.from_fork { FORK_PROJECT_ID } else { project_id },
+        "target_project_id": project_id,
+    })
+}
+
+/// `GET /projects/:id/merge_requests`: `state` filters (`opened`, `closed`,
+/// `locked`, `merged`, `all`: the default); newest (highest IID) first.
+fn list_merge_requests(state: &mut State, req: &Req) -> Resp {
+    let wanted = match req.param("state").as_deref() {
+        None | Some("all") => None,
+        Some(s @ ("opened" | "closed" | "locked" | "merged")) => Some(s.to_string()),
+        Some(_) => {
+            return json_response(400, &json!({"error": "state does not have a valid value"}))
+        }
+    };
+    let items: Vec<Value> = state
+        .git
+        .merge_requests
+        .iter()
+        .rev()
+        .filter(|(_, mr)| wanted.as_ref().is_none_or(|s| &mr.state == s))
+        .map(|(iid, mr)| merge_request_json(state, *iid, mr))
+        .collect();
+    offset_page(state, req, items)
 }
 
 fn location(state: &State, path: &str) -> String {

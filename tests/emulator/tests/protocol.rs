@@ -2509,3 +2509,171 @@ async fn v2_names_gitlab_capabilities_in_headers() {
         );
     }
 }
+
+// ---------------------------------------------------------------- git refs
+
+async fn names(response: Response, key: &str) -> Vec<Value> {
+    assert_eq!(response.status(), 200);
+    response
+        .json::<Value>()
+        .await
+        .expect("json")
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|item| item[key].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn branches_and_git_tags_are_listed_with_offset_pagination() {
+    let emulator = Emulator::start(Config::default());
+    for i in 0..150 {
+        emulator.add_branch(&format!("feature/{i:03}"));
+    }
+    emulator.add_branch("main");
+    emulator.add_git_tag("v1.0.0");
+    emulator.add_git_tag("v1.1.0");
+
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/repository/branches?per_page=100",
+    )
+    .await;
+    let h = response.headers().clone();
+    assert_eq!(header(&h, "x-next-page").as_deref(), Some("2"));
+    assert_eq!(header(&h, "x-total").as_deref(), Some("151"));
+    assert!(header(&h, "link")
+        .expect("Link")
+        .contains("page=2&per_page=100>; rel=\"next\""));
+    let first = names(response, "name").await;
+    assert_eq!(first.len(), 100);
+    assert_eq!(first[0], json!("feature/000"));
+
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/group%2Fproject/repository/branches?per_page=100&page=2",
+    )
+    .await;
+    assert_eq!(
+        header(response.headers(), "x-next-page").as_deref(),
+        Some("")
+    );
+    let second = names(response, "name").await;
+    assert_eq!(second.len(), 51);
+    assert_eq!(second.last(), Some(&json!("main")));
+
+    let response = rest(&emulator, Method::GET, "/projects/1/repository/tags").await;
+    assert_eq!(
+        names(response, "name").await,
+        vec![json!("v1.0.0"), json!("v1.1.0")]
+    );
+    assert_eq!(emulator.count("GET", "/repository/branches"), 2);
+    assert_eq!(emulator.count("GET", "/repository/tags"), 1);
+
+    let response = rest(&emulator, Method::GET, "/projects/2/repository/branches").await;
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn merge_requests_filter_by_state_and_show_forks() {
+    let emulator = Emulator::start(Config::default());
+    emulator.add_merge_request(12, "feature-x", "opened", false);
+    emulator.add_merge_request(13, "fix/Typo", "opened", true);
+    emulator.add_merge_request(14, "old", "merged", false);
+    emulator.add_merge_request(15, "gone", "closed", false);
+
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/merge_requests?state=opened&per_page=100",
+    )
+    .await;
+    let body: Value = response.json().await.expect("json");
+    let opened = body.as_array().expect("array");
+    assert_eq!(opened.len(), 2);
+    assert_eq!(opened[0]["iid"], json!(13), "newest first");
+    assert_eq!(opened[0]["source_branch"], json!("fix/Typo"));
+    assert_ne!(opened[0]["source_project_id"], json!(1), "from a fork");
+    assert_eq!(opened[0]["target_project_id"], json!(1));
+    assert_eq!(opened[1]["iid"], json!(12));
+    assert_eq!(opened[1]["source_project_id"], json!(1));
+
+    let response = rest(&emulator, Method::GET, "/projects/1/merge_requests").await;
+    assert_eq!(names(response, "iid").await.len(), 4, "all by default");
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/merge_requests?state=merged",
+    )
+    .await;
+    assert_eq!(names(response, "iid").await, vec![json!(14)]);
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/merge_requests?state=nope",
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+
+    let response = rest(&emulator, Method::GET, "/projects/1/merge_requests/15").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["state"], json!("closed"));
+    let response = rest(&emulator, Method::GET, "/projects/1/merge_requests/99").await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(emulator.count("GET", "/merge_requests"), 6);
+}
+
+#[tokio::test]
+async fn git_refs_can_refuse_the_job_token() {
+    let emulator = Emulator::start(Config::default());
+    emulator.add_branch("main");
+    let job_get = |path: &str| {
+        client()
+            .get(format!("{}/api/v4{path}", emulator.gitlab_url()))
+            .header("JOB-TOKEN", emulator.config().job_token)
+            .send()
+    };
+    let response = job_get("/projects/1/repository/branches")
+        .await
+        .expect("answer");
+    assert_eq!(
+        response.status(),
+        200,
+        "GitLab 18.x: the job token reads them"
+    );
+
+    emulator.set_config(|config| config.refs_refuse_job_token = true);
+    for path in [
+        "/projects/1/repository/branches",
+        "/projects/1/repository/tags",
+        "/projects/1/merge_requests?state=opened",
+        "/projects/1/merge_requests/1",
+    ] {
+        let response = job_get(path).await.expect("answer");
+        assert_eq!(response.status(), 403, "{path}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["message"], json!("403 Forbidden"));
+    }
+    // An access token still reads them; the registry endpoints still take the job token.
+    let response = rest(&emulator, Method::GET, "/projects/1/repository/branches").await;
+    assert_eq!(names(response, "name").await, vec![json!("main")]);
+    let response = job_get("/projects/1/registry/repositories")
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    // A wrong job token is still a 401.
+    let response = client()
+        .get(format!(
+            "{}/api/v4/projects/1/repository/branches",
+            emulator.gitlab_url()
+        ))
+        .header("JOB-TOKEN", "wrong")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 401);
+}
