@@ -1564,6 +1564,8 @@ mod tests {
                         seconds: half_days * 12 * 3600,
                         source: format!("{}h", half_days * 12),
                     }),
+                    when_ref: None,
+                    per_ref: false,
                 },
             )
     }
