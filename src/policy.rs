@@ -1082,7 +1082,8 @@ rules:
             err.starts_with("policy.yml:3:5: rules[1]: when_ref needs a named group `ref` (a ref slug) or `mr` (a merge request IID) in `delete`"),
             "{err}"
         );
-        let err = parse("rules:\n  - delete: \"(.+)-x\"\n    per_ref: true\n").expect_err("no group");
+        let err =
+            parse("rules:\n  - delete: \"(.+)-x\"\n    per_ref: true\n").expect_err("no group");
         assert!(
             err.starts_with("policy.yml:2:5: rules[0]: per_ref needs a named group"),
             "{err}"
@@ -1099,7 +1100,9 @@ rules:
         let err = parse("rules:\n  - delete: \"(?P<ref>.+)\"\n    when_ref: merged\n")
             .expect_err("bad value");
         assert!(
-            err.starts_with(r#"policy.yml:3:15: rules[0].when_ref: "merged" is not gone or exists"#),
+            err.starts_with(
+                r#"policy.yml:3:15: rules[0].when_ref: "merged" is not gone or exists"#
+            ),
             "{err}"
         );
         let err = parse("rules:\n  - delete: \"(?P<ref>.+)\"\n    when_ref:\n").expect_err("null");
@@ -1107,7 +1110,10 @@ rules:
         assert!(err.contains("when_ref"), "{err}");
         let err = parse("rules:\n  - delete: \"(?P<ref>.+)\"\n    per_ref: yes please\n")
             .expect_err("not a bool");
-        assert!(err.starts_with("policy.yml:3:14: rules[0].per_ref:"), "{err}");
+        assert!(
+            err.starts_with("policy.yml:3:14: rules[0].per_ref:"),
+            "{err}"
+        );
         assert!(err.contains("true or false"), "{err}");
     }
 }

@@ -299,7 +299,11 @@ mod tests {
             assert!(!condition_holds(when, Some(&key), Some(&incomplete)));
             assert!(!condition_holds(when, None, Some(&refs(&[], &[]))));
         }
-        assert!(condition_holds(WhenRef::Gone, Some(&key), Some(&refs(&[], &[]))));
+        assert!(condition_holds(
+            WhenRef::Gone,
+            Some(&key),
+            Some(&refs(&[], &[]))
+        ));
         assert!(condition_holds(
             WhenRef::Exists,
             Some(&key),

@@ -200,7 +200,11 @@ fn planned_deletions(policy: &Policy, inventory: &Inventory) -> usize {
     inventory
         .repositories
         .iter()
-        .map(|r| plan_repository(policy, &r.path, &r.tags, now).delete.len())
+        .map(|r| {
+            plan_repository(policy, &r.path, &r.tags, None, now)
+                .delete
+                .len()
+        })
         .sum()
 }
 

@@ -15,7 +15,13 @@ pub fn plan(options: PlanOptions) -> anyhow::Result<Exit> {
     // The plan the client engine would carry out; nothing is attempted.
     let mut report = Report::new("client", true);
     for repository in &inventory.repositories {
-        let plan = plan_repository(&policy, &repository.path, &repository.tags, options.now);
+        let plan = plan_repository(
+            &policy,
+            &repository.path,
+            &repository.tags,
+            None,
+            options.now,
+        );
         report.push(RepositoryReport::from_plan(&plan.into_outline(), None));
     }
     finish(&report, options.report.as_ref())

@@ -96,7 +96,10 @@ impl ClientRun<'_> {
                     match lister.list(&info, need_details, listing).await {
                         Ok((tags, source)) => {
                             tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
-                            let plan = plan_repository(self.policy, &info.path, &tags, now);
+                            // Refs are not listed yet (issue 13: the REST listing
+                            // comes separately): `None` claims nothing through
+                            // `when_ref`, and the plan warns.
+                            let plan = plan_repository(self.policy, &info.path, &tags, None, now);
                             drop(tags);
                             for warning in plan.warnings() {
                                 tracing::warn!(repository = %info.path, "{warning}");
