@@ -188,11 +188,15 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
             InventoryRepository {
                 path: RepositoryPath::parse(&path).expect("benchmark repository path"),
                 id: Some(r as u64 + 1),
+                project_id: None,
                 tags,
             }
         })
         .collect();
-    Inventory { repositories }
+    Inventory {
+        repositories,
+        refs: Default::default(),
+    }
 }
 
 fn planned_deletions(policy: &Policy, inventory: &Inventory) -> usize {

@@ -58,6 +58,9 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
                 Ok(InventoryRepository {
                     path: info.path,
                     id: Some(info.id),
+                    // The listing does not carry the project yet; with the
+                    // refs listing (issue 13) it will, with `refs`.
+                    project_id: None,
                     tags,
                 })
             }
