@@ -11,6 +11,7 @@ use crate::http::{credential_header, display_url, Http, HttpError, HttpResponse}
 use crate::links::Pager;
 use crate::model::{Refs, Tag};
 use crate::names::{Digest, RepositoryPath, TagName};
+use crate::refs::ref_slug;
 use crate::registry::{encode_segment, listed_names};
 
 const PER_PAGE: &str = "100";
@@ -530,27 +531,6 @@ fn next_offset_page(
         return pager.follow(response, url, next_url).map(Some);
     }
     pager.next_from_link(response, url)
-}
-
-/// GitLab's `CI_COMMIT_REF_SLUG` of a ref name: lowercase, every character
-/// outside `a-z0-9` replaced by `-`, the first 63 characters kept, then
-/// leading and trailing `-` stripped (in that order). The planner's
-/// engineer provides the shared `refs::ref_slug`; this private copy gives
-/// way to it when the two branches merge.
-fn ref_slug(name: &str) -> String {
-    let replaced: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(63)
-        .collect();
-    replaced.trim_matches('-').to_string()
 }
 
 /// `application/x-www-form-urlencoded`: `+` in a regex must become `%2B`.

@@ -14,8 +14,8 @@ use crate::names::RepositoryPath;
 #[serde(deny_unknown_fields)]
 pub struct Inventory {
     pub repositories: Vec<InventoryRepository>,
-    /// What each project's git refs said, keyed by project id (as a
-    /// string): for `when_ref`/`per_ref` rules. Optional.
+    /// Each project's git refs, keyed by project id (a string, as JSON
+    /// keys are): for rules with `when_ref`. Optional.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub refs: BTreeMap<String, Refs>,
 }
@@ -26,6 +26,10 @@ pub struct InventoryRepository {
     pub path: RepositoryPath,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
+    /// The GitLab project the repository belongs to: its refs are
+    /// `refs[project_id]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
     #[serde(default)]
     pub tags: Vec<Tag>,
 }
@@ -54,7 +58,22 @@ impl Inventory {
         Ok(inventory)
     }
 
+    /// The refs of `repository`'s project, when the inventory has them
+    /// (its `project_id` and a `refs` entry for it).
+    pub fn refs_of(&self, repository: &InventoryRepository) -> Option<&Refs> {
+        self.refs.get(&repository.project_id?.to_string())
+    }
+
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        for project in self.refs.keys() {
+            let canonical = project.parse::<u64>().ok().map(|id| id.to_string());
+            if canonical.as_deref() != Some(project.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "{origin}: refs: {project:?} is not a project id; refs are keyed by the \
+                     repositories' project_id, e.g. \"refs\": {{\"7\": {{\"complete\": true, \"slugs\": [\"main\"], \"open_mrs\": [12]}}}}"
+                )));
+            }
+        }
         let mut seen_paths = std::collections::HashSet::new();
         for repository in &self.repositories {
             if !seen_paths.insert(&repository.path) {

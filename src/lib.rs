@@ -9,7 +9,8 @@
 //!   (what `--repository` accepts);
 //! - the model: `model` (a tag), `policy` (the policy file), `inventory` (the
 //!   inventory file);
-//! - the pure core: `planner` (policy × tags × now → plan);
+//! - the pure core: `planner` (policy × tags × refs × now → plan), `refs`
+//!   (ref slugs, what a tag's name says about its git ref);
 //! - the network: `http` (retries, rate budget, errors), `throttle` (requests
 //!   in flight), `links` (pagination), `auth` (registry tokens), `registry`
 //!   and `gitlab` (the two APIs), `listing` (a repository's tags),
@@ -40,6 +41,7 @@ pub mod paths;
 pub mod planner;
 pub mod policy;
 pub mod progress;
+pub mod refs;
 pub mod registry;
 pub mod report;
 pub mod secret;

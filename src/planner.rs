@@ -1,13 +1,21 @@
-//! The planner: a pure function (policy, repository, tags, now) → plan. No
+//! The planner: a pure function (policy, repository, tags, refs, now) → plan. No
 //! I/O, no clock, and no knowledge of how a plan is carried out or
 //! reported: the executor takes [`RepositoryPlan::delete`], the report is
 //! built from the plan and the executor's outcomes.
 //!
 //! It follows the steps of the specification literally (see
 //! `docs/policy.md`): protected tags first, referrer tags set aside, then
-//! applicable rules in file order, first claim wins, the claiming rule's
-//! `keep`, then `keep_n` over the candidates newest first, then `older_than`;
-//! last, each referrer tag follows its subject.
+//! applicable rules in file order, first claim wins (a git-aware rule claims
+//! only when its `when_ref` condition holds), the claiming rule's `keep`,
+//! then `keep_n` over the candidates newest first (per ref with `per_ref`),
+//! then `older_than`; last, each referrer tag follows its subject.
+//!
+//! Refs that are not known in full (`None`, or not `complete`) decide no
+//! `when_ref` condition, `gone` nor `exists`: a tag that a git-aware rule's
+//! `delete` matches and whose name captures a ref is then kept
+//! ([`KeepReason::RefsUnknown`]) — not handed on to later rules either, since
+//! which rule would claim it depends on the refs — and the plan says why
+//! ([`RepositoryPlan::refs_warning`]). `per_ref` alone needs no refs.
 //!
 //! Output order: `protected`, `delete` and `keep` are each sorted by tag name
 //! ascending (byte order), whatever the order of the input, so plans and
@@ -18,9 +26,10 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Age, AgeSource, Tag};
+use crate::model::{Age, AgeSource, Refs, Tag};
 use crate::names::{Digest, RepositoryPath};
 use crate::policy::{OrphanedReferrers, Policy, Rule};
+use crate::refs::{condition_holds, refs_unusable, RefKey};
 
 /// The `rule` of a referrer deleted because every tag of its subject is.
 pub const WITH_SUBJECT: &str = "with its subject";
@@ -38,6 +47,9 @@ pub struct RepositoryPlan {
     /// Tags with no push time whose build time is a reproducible builder's
     /// constant stamp (before 2000-01-01): aged as undated.
     pub undated_build_stamps: usize,
+    /// Why the project's refs could not be used, when an applicable rule
+    /// has `when_ref`: then no tag was claimed through `when_ref`.
+    pub refs_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +81,10 @@ pub enum KeepReason {
     /// No known age (no push time, and no build time or a reproducible
     /// builder's stamp), and the rule deletes by age only.
     Undated { rule: String },
+    /// A git-aware rule's `delete` matched and the name captures a ref, but
+    /// the project's refs are not known in full: no `when_ref` condition is
+    /// decided on a guess, and no later rule gets the tag either.
+    RefsUnknown { rule: String },
     /// A referrer tag whose subject a kept or protected tag still points at.
     WithSubject,
     /// A referrer tag whose subject no tag points at, and
@@ -91,6 +107,10 @@ impl std::fmt::Display for KeepReason {
             KeepReason::Undated { rule } => {
                 write!(f, "no push or build date, and {rule:?} deletes by age only")
             }
+            KeepReason::RefsUnknown { rule } => write!(
+                f,
+                "{rule:?} deletes by git ref (when_ref), and the project's refs are not known in full"
+            ),
             KeepReason::WithSubject => f.write_str("its subject is kept"),
             KeepReason::SubjectUnverifiable => f.write_str(
                 "a signature or attestation kept because the listing does not show which images point at its subject (digests or media types missing)",
@@ -107,17 +127,19 @@ impl RepositoryPlan {
         self.protected.len() + self.delete.len() + self.keep.len()
     }
 
-    /// What the summary should shout about: a plan that leaves nothing.
+    /// What the summary should shout about: a plan that leaves nothing;
+    /// refs that could not be used.
     pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
         if !self.delete.is_empty() && self.keep.is_empty() && self.protected.is_empty() {
-            vec![format!(
+            warnings.push(format!(
                 "the plan deletes every tag of {} ({}): none is left",
                 self.path,
                 self.delete.len()
-            )]
-        } else {
-            Vec::new()
+            ));
         }
+        warnings.extend(self.refs_warning.clone());
+        warnings
     }
 
     /// How many of the deletions are referrer tags (step 6), not a rule's.
@@ -191,15 +213,23 @@ enum Fate {
 }
 
 /// Plans one repository. `repository` is its full path (`group/project/api`),
-/// which the rules' `repositories` patterns are matched against.
+/// which the rules' `repositories` patterns are matched against. `refs`: its
+/// project's git refs, for rules with `when_ref`; `None` when not known
+/// (then, like refs that are not `complete`, no tag is claimed through
+/// `when_ref`).
 pub fn plan_repository(
     policy: &Policy,
     repository: &RepositoryPath,
     tags: &[Tag],
+    refs: Option<&Refs>,
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
     // Step 3: the applicable rules, in file order.
     let rules: Vec<&Rule> = policy.applicable_rules(repository).collect();
+    // Refs known only in part decide no `when_ref` condition.
+    let unusable = refs_unusable(refs);
+    let refs_known = unusable.is_none();
+    let mut refs_unknown_kept = 0usize;
 
     let mut protected = Vec::new();
     let mut keep = Vec::new();
@@ -219,13 +249,21 @@ pub fn plan_repository(
             referrers.push((index, subject));
             continue;
         }
-        // Step 4: the first applicable rule whose `delete` matches claims it.
-        match rules
-            .iter()
-            .position(|rule| rule.delete.is_match(&tag.name))
-        {
-            Some(rule) => claimed[rule].push((index, tag)),
-            None => {
+        // Step 4: the first applicable rule whose `delete` matches (and whose
+        // `when_ref` condition holds) claims it.
+        match claiming_rule(&rules, &tag.name, refs, refs_known) {
+            Claim::Rule(rule) => claimed[rule].push((index, tag)),
+            Claim::RefsUnknown(rule) => {
+                fates[index] = Fate::Alive;
+                refs_unknown_kept += 1;
+                keep.push(KeptTag {
+                    tag: tag.clone(),
+                    reason: KeepReason::RefsUnknown {
+                        rule: rules[rule].name.clone(),
+                    },
+                });
+            }
+            Claim::None => {
                 fates[index] = Fate::Alive;
                 keep.push(KeptTag {
                     tag: tag.clone(),
@@ -248,6 +286,20 @@ pub fn plan_repository(
         &mut keep,
     );
 
+    let git_rules: Vec<String> = rules
+        .iter()
+        .filter(|rule| rule.when_ref.is_some())
+        .map(|rule| format!("{:?}", rule.name))
+        .collect();
+    let refs_warning = match unusable {
+        Some(why) if !git_rules.is_empty() => Some(format!(
+            "{why}: no tag claimed through when_ref ({}); {refs_unknown_kept} tag{} kept for it",
+            git_rules.join(", "),
+            if refs_unknown_kept == 1 { "" } else { "s" }
+        )),
+        _ => None,
+    };
+
     protected.sort_by(by_name);
     delete.sort_by(|a, b| by_name(&a.tag, &b.tag));
     keep.sort_by(|a, b| by_name(&a.tag, &b.tag));
@@ -261,7 +313,44 @@ pub fn plan_repository(
             .iter()
             .filter(|tag| tag.age() == Age::BuildStamp)
             .count(),
+        refs_warning,
     }
+}
+
+/// Who claims a tag in step 4.
+enum Claim {
+    /// The rule at this index of the applicable rules.
+    Rule(usize),
+    /// The rule at this index would decide by the tag's ref, which the
+    /// refs cannot tell: kept.
+    RefsUnknown(usize),
+    None,
+}
+
+/// Step 4 for one tag: the first applicable rule whose `delete` matches its
+/// name and, when the rule has `when_ref`, whose ref condition holds. A
+/// git-aware rule whose `delete` matches but whose groups capture no ref
+/// (an optional group) passes the tag on; one that captures a ref while the
+/// refs are unknown (`refs_known` false) keeps it.
+fn claiming_rule(rules: &[&Rule], name: &str, refs: Option<&Refs>, refs_known: bool) -> Claim {
+    for (index, rule) in rules.iter().enumerate() {
+        let Some(when) = rule.when_ref else {
+            if rule.delete.is_match(name) {
+                return Claim::Rule(index);
+            }
+            continue;
+        };
+        let Some(key) = RefKey::of(&rule.delete, name) else {
+            continue;
+        };
+        if !refs_known {
+            return Claim::RefsUnknown(index);
+        }
+        if condition_holds(when, Some(&key), refs) {
+            return Claim::Rule(index);
+        }
+    }
+    Claim::None
 }
 
 /// Step 5 for one rule and the tags it claimed (with their indices
@@ -296,8 +385,18 @@ fn plan_rule(
         .older_than
         .as_ref()
         .map(|older_than| now.checked_sub_signed(older_than.to_timedelta()));
-    for (position, (index, tag)) in candidates.into_iter().enumerate() {
-        let reason = if position < rule.keep_n {
+    // `keep_n` counts over the whole rule, or per distinct ref (`per_ref`;
+    // tags whose name captures no ref count together).
+    let mut seen: HashMap<Option<RefKey>, usize> = HashMap::new();
+    for (index, tag) in candidates {
+        let group = rule
+            .per_ref
+            .then(|| RefKey::of(&rule.delete, &tag.name))
+            .flatten();
+        let position = seen.entry(group).or_default();
+        let newer = *position;
+        *position += 1;
+        let reason = if newer < rule.keep_n {
             Some(KeepReason::KeepN { rule: name() })
         } else {
             match (cutoff, tag.age().date()) {
@@ -609,6 +708,7 @@ mod tests {
             KeepReason::KeepN { rule } => format!("keep_n:{rule}"),
             KeepReason::TooNew { rule } => format!("too_new:{rule}"),
             KeepReason::Undated { rule } => format!("undated:{rule}"),
+            KeepReason::RefsUnknown { rule } => format!("refs_unknown:{rule}"),
             KeepReason::WithSubject => "with_subject".into(),
             KeepReason::OrphanedReferrer => "orphan".into(),
             KeepReason::SubjectUnverifiable => "unverifiable".into(),
@@ -616,9 +716,39 @@ mod tests {
     }
 
     fn run(case: &Case) {
+        run_with_refs(case, None);
+    }
+
+    /// `"main feature-x #12"`: complete refs with the slugs `main` and
+    /// `feature-x` and the open merge request !12; `"? why | main"`: the
+    /// same, incomplete because of `why`.
+    fn refs(spec: &str) -> Refs {
+        let (incomplete, spec) = match spec.strip_prefix('?') {
+            Some(rest) => {
+                let (why, rest) = rest.split_once('|').unwrap_or((rest, ""));
+                (Some(why.trim().to_string()), rest)
+            }
+            None => (None, spec),
+        };
+        let mut refs = Refs {
+            complete: incomplete.is_none(),
+            incomplete_because: incomplete,
+            ..Refs::default()
+        };
+        for word in spec.split_whitespace() {
+            match word.strip_prefix('#') {
+                Some(iid) => refs.open_mrs.insert(iid.parse().expect("test IID")),
+                None => refs.slugs.insert(word.to_string()),
+            };
+        }
+        refs
+    }
+
+    fn run_with_refs(case: &Case, refs_spec: Option<&str>) {
         let policy = policy(case.policy);
         let tags: Vec<Tag> = case.tags.iter().map(|spec| tag(spec)).collect();
-        let plan = plan_repository(&policy, &repo(case.repository), &tags, now());
+        let refs = refs_spec.map(refs);
+        let plan = plan_repository(&policy, &repo(case.repository), &tags, refs.as_ref(), now());
         let short = |name: &str| abbreviate(name, case.tags);
         // Expected lists are written with aliases, in the order of the
         // expanded names (the plan's order).
@@ -887,6 +1017,298 @@ mod tests {
         }
     }
 
+    /// Step 4 with git refs (`when_ref`) and step 5's `per_ref`: one test
+    /// per row, as [`plan_cases!`], with the project's refs ([`refs`]; `None`:
+    /// not known).
+    mod step_4_refs {
+        use super::*;
+
+        struct RefCase {
+            refs: Option<&'static str>,
+            case: Case,
+        }
+
+        macro_rules! ref_cases {
+            ($($name:ident => $case:expr,)*) => {
+                $(
+                    #[test]
+                    fn $name() {
+                        let RefCase { refs, case } = $case;
+                        run_with_refs(&case, refs);
+                    }
+                )*
+            };
+        }
+
+        const GONE: &str =
+            "rules: [{name: gone, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', when_ref: gone}]";
+        const GONE_THEN_OLD: &str = "rules:\n  - {name: gone, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', when_ref: gone}\n  - {name: old, delete: '.*', older_than: 30d}";
+        const MR_GONE: &str =
+            "rules: [{name: mrs, delete: 'mr-(?P<mr>[0-9a-z]+)-.*', when_ref: gone}]";
+
+        ref_cases! {
+            gone_claims_the_tags_of_deleted_branches_only => RefCase {
+                refs: Some("main feature-x"),
+                case: Case {
+                    what: "when_ref: gone claims the tags of deleted branches only",
+                    policy: GONE,
+                    repository: DEFAULT_REPO,
+                    tags: &["b-main-1", "b-feature-x-2", "b-old-3", "b-feature-4", "other"],
+                    protected: &[],
+                    delete: &[("b-feature-4", "gone"), ("b-old-3", "gone")],
+                    keep: &[("b-feature-x-2", "unclaimed"), ("b-main-1", "unclaimed"), ("other", "unclaimed")],
+                },
+            },
+            exists_claims_the_tags_of_live_branches_only => RefCase {
+                refs: Some("main"),
+                case: Case {
+                    what: "when_ref: exists claims the tags of live branches; keep_n over them",
+                    policy: "rules: [{name: live, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', when_ref: exists, keep_n: 1}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["b-main-1@2026-10-01", "b-main-2@2026-10-02", "b-old-3@2026-10-03"],
+                    protected: &[],
+                    delete: &[("b-main-1", "live")],
+                    keep: &[("b-main-2", "keep_n:live"), ("b-old-3", "unclaimed")],
+                },
+            },
+            gone_mr_iids_are_claimed_open_ones_not => RefCase {
+                refs: Some("main #12 #40"),
+                case: Case {
+                    what: "when_ref: gone with an mr group: closed/merged/unknown IIDs are gone",
+                    policy: MR_GONE,
+                    repository: DEFAULT_REPO,
+                    tags: &["mr-12-abc", "mr-13-abc", "mr-40-x", "mr-040-y", "mr-7-z"],
+                    protected: &[],
+                    delete: &[("mr-13-abc", "mrs"), ("mr-7-z", "mrs")],
+                    keep: &[("mr-040-y", "unclaimed"), ("mr-12-abc", "unclaimed"), ("mr-40-x", "unclaimed")],
+                },
+            },
+            exists_with_an_mr_group_claims_open_merge_requests => RefCase {
+                refs: Some("#12"),
+                case: Case {
+                    what: "when_ref: exists with an mr group claims the open merge requests' tags",
+                    policy: "rules: [{name: open, delete: 'mr-(?P<mr>[0-9]+)-.*', when_ref: exists}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["mr-12-abc", "mr-13-abc"],
+                    protected: &[],
+                    delete: &[("mr-12-abc", "open")],
+                    keep: &[("mr-13-abc", "unclaimed")],
+                },
+            },
+            an_mr_capture_that_is_no_iid_is_never_claimed => RefCase {
+                refs: Some("#12"),
+                case: Case {
+                    what: "an mr capture that is not an IID decides neither gone nor exists",
+                    policy: MR_GONE,
+                    repository: DEFAULT_REPO,
+                    tags: &["mr-abc-1"],
+                    protected: &[],
+                    delete: &[],
+                    keep: &[("mr-abc-1", "unclaimed")],
+                },
+            },
+            the_ref_capture_is_compared_as_its_slug => RefCase {
+                refs: Some("feature-x"),
+                case: Case {
+                    what: "the ref capture is slugged before it is looked up",
+                    policy: "rules: [{name: gone, delete: '(?P<ref>[A-Za-z0-9._-]+)-build', when_ref: gone}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["Feature.X-build", "feature_x-build", "Old.Branch-build"],
+                    protected: &[],
+                    delete: &[("Old.Branch-build", "gone")],
+                    keep: &[("Feature.X-build", "unclaimed"), ("feature_x-build", "unclaimed")],
+                },
+            },
+            a_tag_whose_ref_holds_no_condition_goes_on_to_the_next_rule => RefCase {
+                refs: Some("main"),
+                case: Case {
+                    what: "a live branch's tag is not claimed by the gone rule; the next rule claims it",
+                    policy: GONE_THEN_OLD,
+                    repository: DEFAULT_REPO,
+                    tags: &["b-main-1@2026-01-01", "b-main-2@2026-10-31", "b-old-3@2026-10-31"],
+                    protected: &[],
+                    delete: &[("b-main-1", "old"), ("b-old-3", "gone")],
+                    keep: &[("b-main-2", "too_new:old")],
+                },
+            },
+            a_ref_group_that_takes_no_part_passes_the_tag_on => RefCase {
+                refs: None,
+                case: Case {
+                    what: "an optional ref group that captures nothing: the rule passes the tag on, refs or not",
+                    policy: "rules:\n  - {name: gone, delete: '(?:(?P<ref>[a-z]+)_)?build-[0-9]+', when_ref: gone}\n  - {name: all, delete: '.*'}",
+                    repository: DEFAULT_REPO,
+                    tags: &["build-1", "main_build-2"],
+                    protected: &[],
+                    delete: &[("build-1", "all")],
+                    keep: &[("main_build-2", "refs_unknown:gone")],
+                },
+            },
+            both_groups_are_gone_only_when_every_capture_is => RefCase {
+                refs: Some("main #12"),
+                case: Case {
+                    what: "with a ref and an mr group, a tag is gone when every capture is",
+                    policy: "rules: [{name: gone, delete: '(?P<ref>[a-z0-9-]+)_mr(?P<mr>[0-9]+)', when_ref: gone}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["main_mr13", "old_mr12", "old_mr13"],
+                    protected: &[],
+                    delete: &[("old_mr13", "gone")],
+                    keep: &[("main_mr13", "unclaimed"), ("old_mr12", "unclaimed")],
+                },
+            },
+            per_ref_keep_n_counts_per_distinct_ref => RefCase {
+                refs: None,
+                case: Case {
+                    what: "per_ref: keep_n counts per ref (no refs needed without when_ref)",
+                    policy: "rules: [{name: r, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', keep_n: 2, per_ref: true}]",
+                    repository: DEFAULT_REPO,
+                    tags: &[
+                        "b-main-1@2026-10-01", "b-main-2@2026-10-02", "b-main-3@2026-10-03",
+                        "b-feature-x-4@2026-09-01", "b-feature-x-5@2026-09-02", "b-x-6@2020-01-01",
+                    ],
+                    protected: &[],
+                    delete: &[("b-main-1", "r")],
+                    keep: &[
+                        ("b-feature-x-4", "keep_n:r"), ("b-feature-x-5", "keep_n:r"),
+                        ("b-main-2", "keep_n:r"), ("b-main-3", "keep_n:r"), ("b-x-6", "keep_n:r"),
+                    ],
+                },
+            },
+            per_ref_false_counts_over_the_whole_rule => RefCase {
+                refs: None,
+                case: Case {
+                    what: "per_ref: false (the default) counts keep_n over the whole rule",
+                    policy: "rules: [{name: r, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', keep_n: 2, per_ref: false}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["b-main-1@2026-10-01", "b-main-2@2026-10-02", "b-x-3@2026-09-01"],
+                    protected: &[],
+                    delete: &[("b-x-3", "r")],
+                    keep: &[("b-main-1", "keep_n:r"), ("b-main-2", "keep_n:r")],
+                },
+            },
+            per_ref_counts_after_keep_and_protection => RefCase {
+                refs: None,
+                case: Case {
+                    what: "per_ref: protected and keep-pattern tags do not count towards a ref's keep_n",
+                    policy: "rules: [{name: r, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', keep: 'b-main-1', keep_n: 1, per_ref: true}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["b-main-1@2026-10-05", "!b-main-2@2026-10-04", "b-main-3@2026-10-03", "b-main-4@2026-10-02"],
+                    protected: &["b-main-2"],
+                    delete: &[("b-main-4", "r")],
+                    keep: &[("b-main-1", "keep:r"), ("b-main-3", "keep_n:r")],
+                },
+            },
+            per_ref_with_older_than => RefCase {
+                refs: None,
+                case: Case {
+                    what: "per_ref: beyond each ref's keep_n, older_than decides",
+                    policy: "rules: [{name: r, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', keep_n: 1, per_ref: true, older_than: 7d}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["b-main-1@2026-10-01", "b-main-2@2026-10-30", "b-main-3@2026-10-31", "b-x-4@2026-01-01", "b-x-5"],
+                    protected: &[],
+                    delete: &[("b-main-1", "r"), ("b-x-4", "r")],
+                    keep: &[("b-main-2", "too_new:r"), ("b-main-3", "keep_n:r"), ("b-x-5", "keep_n:r")],
+                },
+            },
+            keep_the_last_3_per_live_branch_and_nothing_of_gone_ones_after_a_grace => RefCase {
+                refs: Some("main"),
+                case: Case {
+                    what: "the docs' example: gone branches after 2d, the 3 newest per live branch",
+                    policy: "rules:\n  - {name: gone, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', when_ref: gone, older_than: 2d}\n  - {name: live, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', when_ref: exists, keep_n: 3, per_ref: true}",
+                    repository: DEFAULT_REPO,
+                    tags: &[
+                        "b-main-1@2026-10-01", "b-main-2@2026-10-02", "b-main-3@2026-10-03", "b-main-4@2026-10-04",
+                        "b-old-5@2026-10-01", "b-old-6@2026-10-31",
+                    ],
+                    protected: &[],
+                    delete: &[("b-main-1", "live"), ("b-old-5", "gone")],
+                    keep: &[
+                        ("b-main-2", "keep_n:live"), ("b-main-3", "keep_n:live"), ("b-main-4", "keep_n:live"),
+                        ("b-old-6", "too_new:gone"),
+                    ],
+                },
+            },
+            incomplete_refs_claim_nothing_through_when_ref => RefCase {
+                refs: Some("? branches: 403 | main"),
+                case: Case {
+                    what: "incomplete refs: no tag claimed through when_ref, nor handed to later rules",
+                    policy: GONE_THEN_OLD,
+                    repository: DEFAULT_REPO,
+                    tags: &["b-main-1@2026-01-01", "b-old-2@2026-01-01", "other@2026-01-01"],
+                    protected: &[],
+                    delete: &[("other", "old")],
+                    keep: &[("b-main-1", "refs_unknown:gone"), ("b-old-2", "refs_unknown:gone")],
+                },
+            },
+            no_refs_claim_nothing_through_when_ref => RefCase {
+                refs: None,
+                case: Case {
+                    what: "no refs: no tag claimed through when_ref",
+                    policy: GONE_THEN_OLD,
+                    repository: DEFAULT_REPO,
+                    tags: &["b-old-2@2026-01-01", "other@2026-01-01"],
+                    protected: &[],
+                    delete: &[("other", "old")],
+                    keep: &[("b-old-2", "refs_unknown:gone")],
+                },
+            },
+            unknown_refs_claim_nothing_through_exists_either => RefCase {
+                refs: Some("? merge requests: timed out"),
+                case: Case {
+                    what: "incomplete refs: when_ref: exists claims nothing either",
+                    policy: "rules: [{name: live, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', when_ref: exists, keep_n: 1, per_ref: true}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["b-main-1@2026-10-01", "b-main-2@2026-10-02"],
+                    protected: &[],
+                    delete: &[],
+                    keep: &[("b-main-1", "refs_unknown:live"), ("b-main-2", "refs_unknown:live")],
+                },
+            },
+        }
+
+        #[test]
+        fn the_plan_says_why_refs_were_unusable() {
+            let policy = policy(GONE_THEN_OLD);
+            let tags: Vec<Tag> = ["b-old-1", "b-old-2", "other"]
+                .iter()
+                .map(|s| tag(s))
+                .collect();
+            let incomplete = refs("? GET /projects/7/repository/branches: 403 Forbidden | main");
+            let plan = plan_repository(
+                &policy,
+                &repo(DEFAULT_REPO),
+                &tags,
+                Some(&incomplete),
+                now(),
+            );
+            let warning = "refs incomplete (GET /projects/7/repository/branches: 403 Forbidden): \
+                           no tag claimed through when_ref (\"gone\"); 2 tags kept for it";
+            assert_eq!(plan.refs_warning.as_deref(), Some(warning));
+            assert!(plan.warnings().iter().any(|w| w == warning));
+            assert_eq!(plan.clone().into_outline().warnings, plan.warnings());
+            let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, None, now());
+            assert_eq!(
+                plan.refs_warning.as_deref(),
+                Some("no refs known for the project: no tag claimed through when_ref (\"gone\"); 2 tags kept for it")
+            );
+            // Complete refs, or no rule with when_ref: nothing to say.
+            let plan = plan_repository(
+                &policy,
+                &repo(DEFAULT_REPO),
+                &tags,
+                Some(&refs("main")),
+                now(),
+            );
+            assert_eq!(plan.refs_warning, None);
+            let plan =
+                plan_repository(&super::policy(ALL), &repo(DEFAULT_REPO), &tags, None, now());
+            assert_eq!(plan.refs_warning, None);
+            assert_eq!(
+                KeepReason::RefsUnknown { rule: "gone".into() }.to_string(),
+                "\"gone\" deletes by git ref (when_ref), and the project's refs are not known in full"
+            );
+        }
+    }
+
     mod step_5_keep_n_and_older_than {
         use super::*;
 
@@ -1032,8 +1454,9 @@ mod tests {
         #[test]
         fn the_plan_says_which_age_source_was_used_and_counts_build_stamps() {
             let policy = policy("rules: [{name: r, delete: 'none'}]");
-            let plan =
-                |specs: &[&str]| plan_repository(&policy, &repo(DEFAULT_REPO), &tags(specs), now());
+            let plan = |specs: &[&str]| {
+                plan_repository(&policy, &repo(DEFAULT_REPO), &tags(specs), None, now())
+            };
             let pushed = plan(&["a^2026-10-01", "b^2026-10-02", "index"]);
             assert_eq!(
                 (pushed.age_source, pushed.undated_build_stamps),
@@ -1331,7 +1754,7 @@ mod tests {
             .iter()
             .map(|spec| tag(spec))
             .collect();
-        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, now());
+        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, None, now());
         assert_eq!(plan.delete.len(), 4);
         assert_eq!(plan.referrer_deletions(), 2);
         let outline = plan.into_outline();
@@ -1362,7 +1785,7 @@ mod tests {
         .iter()
         .map(|spec| tag(spec))
         .collect();
-        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, now());
+        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, None, now());
         let deleted: Vec<(&str, &str)> = plan
             .delete
             .iter()
@@ -1402,6 +1825,7 @@ mod tests {
                 &policy,
                 &repo(DEFAULT_REPO),
                 &[signature.clone(), other],
+                None,
                 now(),
             );
             assert_eq!(plan.delete.len(), 1, "{what}: only the image is deleted");
@@ -1440,7 +1864,7 @@ mod tests {
             signature(&old),
             signature(&new),
         ];
-        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, now());
+        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags, None, now());
         let deleted: Vec<(&str, &str)> = plan
             .delete
             .iter()
@@ -1470,16 +1894,17 @@ mod tests {
             &policy,
             &repo(DEFAULT_REPO),
             &[first.clone(), second.clone()],
+            None,
             now(),
         );
-        let backward = plan_repository(&policy, &repo(DEFAULT_REPO), &[second, first], now());
+        let backward = plan_repository(&policy, &repo(DEFAULT_REPO), &[second, first], None, now());
         assert_eq!(forward, backward);
         assert_eq!(forward.keep[0].tag.digest, Some(Digest::of(b"1")));
     }
 
     #[test]
     fn empty_repository() {
-        let plan = plan_repository(&policy(ALL), &repo(DEFAULT_REPO), &[], now());
+        let plan = plan_repository(&policy(ALL), &repo(DEFAULT_REPO), &[], None, now());
         assert_eq!(plan.total(), 0);
         assert!(plan.warnings().is_empty());
         assert_eq!(plan.into_outline().tags, 0);
@@ -1564,6 +1989,8 @@ mod tests {
                         seconds: half_days * 12 * 3600,
                         source: format!("{}h", half_days * 12),
                     }),
+                    when_ref: None,
+                    per_ref: false,
                 },
             )
     }
@@ -1710,12 +2137,12 @@ mod tests {
 
         #[test]
         fn every_tag_appears_exactly_once(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
-            each_tag_once(&plan_repository(&policy, &repository, &tags, now()), &tags)?;
+            each_tag_once(&plan_repository(&policy, &repository, &tags, None, now()), &tags)?;
         }
 
         #[test]
         fn nothing_protected_or_kept_by_pattern_is_deleted(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
-            let plan = plan_repository(&policy, &repository, &tags, now());
+            let plan = plan_repository(&policy, &repository, &tags, None, now());
             for deletion in &plan.delete {
                 let tag = &deletion.tag;
                 prop_assert!(!tag.protected, "{} is protected in the inventory", tag.name);
@@ -1741,7 +2168,7 @@ mod tests {
 
         #[test]
         fn each_rule_keeps_its_keep_n_newest_candidates(policy in any_policy(), repository in any_repository(), tags in any_tags()) {
-            let plan = plan_repository(&policy, &repository, &tags, now());
+            let plan = plan_repository(&policy, &repository, &tags, None, now());
             let outcomes = outcomes(&plan);
             for rule in policy.applicable_rules(&repository) {
                 let mut candidates: Vec<&Tag> = tags
@@ -1777,13 +2204,43 @@ mod tests {
             repository in any_repository(),
             (tags, shuffled) in any_tags().prop_flat_map(|tags| (Just(tags.clone()), Just(tags).prop_shuffle())),
         ) {
-            let plan = plan_repository(&policy, &repository, &tags, now());
-            prop_assert_eq!(&plan, &plan_repository(&policy, &repository, &tags, now()));
-            prop_assert_eq!(&plan, &plan_repository(&policy, &repository, &shuffled, now()));
+            let plan = plan_repository(&policy, &repository, &tags, None, now());
+            prop_assert_eq!(&plan, &plan_repository(&policy, &repository, &tags, None, now()));
+            prop_assert_eq!(&plan, &plan_repository(&policy, &repository, &shuffled, None, now()));
             let names = |list: Vec<&str>| list.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes());
             prop_assert!(names(plan.protected.iter().map(|t| t.name.as_str()).collect()));
             prop_assert!(names(plan.delete.iter().map(|d| d.tag.name.as_str()).collect()));
             prop_assert!(names(plan.keep.iter().map(|k| k.tag.name.as_str()).collect()));
+        }
+
+        /// With no refs (or incomplete ones), `when_ref: gone` claims
+        /// nothing: turning rules into git-aware ones (same tags matched,
+        /// the whole name captured as `ref`) never deletes a tag the plain
+        /// policy kept, and nothing is deleted by a git-aware rule.
+        #[test]
+        fn without_refs_when_ref_gone_claims_nothing(
+            policy in any_policy(),
+            git_aware in proptest::collection::vec(any::<bool>(), 3),
+            incomplete in any::<bool>(),
+            repository in any_repository(),
+            tags in any_tags_with_referrers(),
+        ) {
+            let mut gone = policy.clone();
+            for (rule, git) in gone.rules.iter_mut().zip(&git_aware) {
+                if *git {
+                    rule.delete = pattern(&format!("(?P<ref>{})", rule.delete.source()));
+                    rule.when_ref = Some(crate::refs::WhenRef::Gone);
+                }
+            }
+            let refs = incomplete.then(|| refs("? cut short | main"));
+            let plain = outcomes(&plan_repository(&policy, &repository, &tags, None, now()));
+            let plan = plan_repository(&gone, &repository, &tags, refs.as_ref(), now());
+            for deletion in &plan.delete {
+                let rule = gone.rules.iter().find(|rule| rule.name == deletion.rule);
+                prop_assert!(rule.is_none_or(|rule| rule.when_ref.is_none()), "{}", deletion.rule);
+                prop_assert!(plain[deletion.tag.name.as_str()].starts_with("delete:"), "{}", deletion.tag.name);
+            }
+            each_tag_once(&plan, &tags)?;
         }
 
         #[test]
@@ -1795,8 +2252,8 @@ mod tests {
         ) {
             let mut extended = policy.clone();
             extended.rules.extend(extra);
-            let before = outcomes(&plan_repository(&policy, &repository, &tags, now()));
-            let after = outcomes(&plan_repository(&extended, &repository, &tags, now()));
+            let before = outcomes(&plan_repository(&policy, &repository, &tags, None, now()));
+            let after = outcomes(&plan_repository(&extended, &repository, &tags, None, now()));
             for tag in &tags {
                 let claimed_before = claiming_rule(&policy, &repository, tag);
                 if claimed_before.is_some() || tag.protected || policy.is_protected(&tag.name) {
@@ -1815,7 +2272,7 @@ mod tests {
 
         #[test]
         fn with_referrers_every_tag_appears_exactly_once(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
-            each_tag_once(&plan_repository(&policy, &repository, &tags, now()), &tags)?;
+            each_tag_once(&plan_repository(&policy, &repository, &tags, None, now()), &tags)?;
         }
 
         /// Referrers are never claimed, never counted by keep_n: every other
@@ -1827,8 +2284,8 @@ mod tests {
                 .filter(|tag| referrer_subject(&tag.name).is_none())
                 .cloned()
                 .collect();
-            let with = outcomes(&plan_repository(&policy, &repository, &tags, now()));
-            let without = outcomes(&plan_repository(&policy, &repository, &images, now()));
+            let with = outcomes(&plan_repository(&policy, &repository, &tags, None, now()));
+            let without = outcomes(&plan_repository(&policy, &repository, &images, None, now()));
             for tag in &images {
                 prop_assert_eq!(&with[tag.name.as_str()], &without[tag.name.as_str()], "{}", tag.name);
             }
@@ -1836,7 +2293,7 @@ mod tests {
 
         #[test]
         fn each_referrer_follows_its_subject(policy in any_policy(), repository in any_repository(), tags in any_tags_with_referrers()) {
-            let plan = plan_repository(&policy, &repository, &tags, now());
+            let plan = plan_repository(&policy, &repository, &tags, None, now());
             let outcomes = outcomes(&plan);
             let alive = |tag: &Tag| !outcomes[tag.name.as_str()].starts_with("delete:");
             for tag in &tags {

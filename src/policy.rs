@@ -21,6 +21,9 @@ use std::path::Path;
 use regex::{Regex, RegexBuilder};
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
+pub use crate::refs::WhenRef;
+use crate::refs::{MR_GROUP, REF_GROUP};
+
 /// Where the policy is looked for when neither `--policy` nor `CLEANUP_POLICY` is set.
 pub const DEFAULT_POLICY_PATH: &str = ".gitlab/registry-cleanup.yml";
 
@@ -89,6 +92,16 @@ impl Pattern {
 
     pub fn is_match(&self, text: &str) -> bool {
         self.regex.is_match(text)
+    }
+
+    /// The capture groups of a whole-name match, `None` when it does not match.
+    pub fn captures<'t>(&self, text: &'t str) -> Option<regex::Captures<'t>> {
+        self.regex.captures(text)
+    }
+
+    /// Whether the pattern has a capture group named `name`.
+    pub fn has_group(&self, name: &str) -> bool {
+        self.regex.capture_names().any(|group| group == Some(name))
     }
 }
 
@@ -275,9 +288,34 @@ pub struct Rule {
     pub keep: Option<Pattern>,
     pub keep_n: usize,
     pub older_than: Option<PolicyDuration>,
+    /// Git-aware rules: claim only tags whose ref (the `delete` pattern's
+    /// `ref` or `mr` group) is gone, or still exists.
+    pub when_ref: Option<WhenRef>,
+    /// `keep_n` counts per distinct ref (the `ref`/`mr` capture), not over
+    /// the whole rule.
+    pub per_ref: bool,
 }
 
 impl Rule {
+    /// Whether the rule looks at git refs (`when_ref` or `per_ref`): the
+    /// server engine cannot express it in a bulk call.
+    pub fn is_git_aware(&self) -> bool {
+        self.when_ref.is_some() || self.per_ref
+    }
+
+    /// The `delete` pattern's ref groups in words: "branch/tag (ref group)",
+    /// "merge request (mr group)" or both.
+    fn ref_groups(&self) -> &'static str {
+        match (
+            self.delete.has_group(REF_GROUP),
+            self.delete.has_group(MR_GROUP),
+        ) {
+            (true, true) => "branch/tag (ref group) or merge request (mr group)",
+            (false, true) => "merge request (mr group)",
+            _ => "branch/tag (ref group)",
+        }
+    }
+
     /// One line for `check`, e.g. `review images: in repositories matching ".*",
     /// delete tags matching "mr-\d+-.*", keep "mr-1-.*", keep the 5 newest, only older than 14d`.
     pub fn summary(&self) -> String {
@@ -295,6 +333,20 @@ impl Rule {
         }
         if let Some(older_than) = &self.older_than {
             line.push_str(&format!(", only older than {older_than}"));
+        }
+        match self.when_ref {
+            Some(WhenRef::Gone) => line.push_str(&format!(
+                ", only when their {} is gone (never when the refs could not be listed in full)",
+                self.ref_groups()
+            )),
+            Some(WhenRef::Exists) => line.push_str(&format!(
+                ", only when their {} still exists (never when the refs could not be listed in full)",
+                self.ref_groups()
+            )),
+            None => {}
+        }
+        if self.per_ref {
+            line.push_str("; keep_n counts per ref");
         }
         line
     }
@@ -424,10 +476,11 @@ impl Policy {
 
     /// Whether planning this repository looks at the project's git refs (so
     /// branches, git tags and open merge requests must be listed): some
-    /// applicable rule has `when_ref` or `per_ref`. No rule has them yet;
-    /// the change that adds those keys answers here.
-    pub fn needs_refs(&self, _repository: &str) -> bool {
-        false
+    /// applicable rule has `when_ref` (`per_ref` alone only groups by the
+    /// captured ref and needs no listing).
+    pub fn needs_refs(&self, repository: &str) -> bool {
+        self.applicable_rules(repository)
+            .any(|rule| rule.when_ref.is_some())
     }
 }
 
@@ -488,9 +541,9 @@ struct PolicyFile {
 #[derive(serde::Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a rule: a mapping with the keys name, repositories, delete, keep, keep_n and older_than"
+    expecting = "a rule: a mapping with the keys name, repositories, delete, keep, keep_n, older_than, when_ref and per_ref"
 )]
-struct RuleFile {
+struct RuleFields {
     #[serde(default, deserialize_with = "present")]
     name: Option<RuleName>,
     #[serde(default, deserialize_with = "present")]
@@ -502,6 +555,82 @@ struct RuleFile {
     keep_n: KeepN,
     #[serde(default, deserialize_with = "present")]
     older_than: Option<PolicyDuration>,
+    #[serde(default, deserialize_with = "present")]
+    when_ref: Option<WhenRefValue>,
+    #[serde(default)]
+    per_ref: bool,
+}
+
+/// One rule as written, checked as a whole: `when_ref`/`per_ref` need a
+/// `ref` or `mr` group in `delete`.
+struct RuleFile(RuleFields);
+
+impl<'de> Deserialize<'de> for RuleFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The check runs inside the mapping's visitor, so that `serde_yaml`
+        // gives the error the rule's line, column and key path.
+        struct RuleVisitor;
+        impl<'de> Visitor<'de> for RuleVisitor {
+            type Value = RuleFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // As `RuleFields`' own `expecting`.
+                f.write_str("a rule: a mapping with the keys name, repositories, delete, keep, keep_n, older_than, when_ref and per_ref")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RuleFile, A::Error> {
+                let rule = RuleFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                check_ref_groups(&rule).map_err(de::Error::custom)?;
+                Ok(RuleFile(rule))
+            }
+        }
+        deserializer.deserialize_map(RuleVisitor)
+    }
+}
+
+/// `when_ref`/`per_ref: true` need a `ref` or `mr` group in `delete`.
+fn check_ref_groups(rule: &RuleFields) -> Result<(), String> {
+    let keys: Vec<&str> = [
+        rule.when_ref.is_some().then_some("when_ref"),
+        rule.per_ref.then_some("per_ref"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if keys.is_empty() || rule.delete.has_group(REF_GROUP) || rule.delete.has_group(MR_GROUP) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} needs a named group `ref` (a ref slug) or `mr` (a merge request IID) in `delete`, \
+         e.g. delete: \"(?P<ref>[a-z0-9-]+)-[0-9a-f]{{8}}\" or \"mr-(?P<mr>\\d+)-.*\"",
+        keys.join(" and ")
+    ))
+}
+
+struct WhenRefValue(WhenRef);
+
+impl<'de> Deserialize<'de> for WhenRefValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WhenRefVisitor;
+        impl Visitor<'_> for WhenRefVisitor {
+            type Value = WhenRefValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("gone or exists")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<WhenRefValue, E> {
+                match value {
+                    "gone" => Ok(WhenRefValue(WhenRef::Gone)),
+                    "exists" => Ok(WhenRefValue(WhenRef::Exists)),
+                    "" => Err(E::custom(
+                        "no value given; write gone or exists, or leave the key out",
+                    )),
+                    other => Err(E::custom(format!(
+                        "{other:?} is not gone or exists; when_ref: gone claims only tags whose \
+                         branch, tag or merge request is gone, exists only those whose ref still exists"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_str(WhenRefVisitor)
+    }
 }
 
 /// For optional keys: absent is `None`, but an explicit null is an error (it
@@ -580,7 +709,7 @@ impl<'de> Deserialize<'de> for Rules {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rules, A::Error> {
                 let mut rules: Vec<Rule> = Vec::new();
                 let mut names = HashSet::new();
-                while let Some(rule) = seq.next_element::<RuleFile>()? {
+                while let Some(RuleFile(rule)) = seq.next_element::<RuleFile>()? {
                     let index = rules.len();
                     let name = match rule.name {
                         Some(RuleName(name)) => name,
@@ -602,6 +731,8 @@ impl<'de> Deserialize<'de> for Rules {
                         keep: rule.keep,
                         keep_n: rule.keep_n.0,
                         older_than: rule.older_than,
+                        when_ref: rule.when_ref.map(|WhenRefValue(when)| when),
+                        per_ref: rule.per_ref,
                     });
                 }
                 if rules.is_empty() {
@@ -905,5 +1036,93 @@ rules:
         let err = parse("orphaned_referrers:\nrules: [{delete: a}]\n").expect_err("null");
         assert!(err.starts_with("policy.yml:1:"), "{err}");
         assert!(err.contains("orphaned_referrers"), "{err}");
+    }
+
+    #[test]
+    fn git_aware_rules() {
+        let text = r#"
+rules:
+  - name: branch images
+    delete: "(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}"
+    when_ref: gone
+    keep_n: 3
+    per_ref: true
+  - name: mr images
+    delete: 'mr-(?P<mr>\d+)-.*'
+    when_ref: exists
+  - name: per ref only
+    delete: "(?P<ref>.+)-build"
+    keep_n: 2
+    per_ref: true
+  - name: both
+    delete: '(?:mr-(?P<mr>\d+)|(?P<ref>[a-z0-9-]+))-[0-9a-f]{8}'
+    when_ref: gone
+    per_ref: false
+"#;
+        let policy = parse(text).expect("parses");
+        let rules = &policy.rules;
+        assert_eq!(rules[0].when_ref, Some(WhenRef::Gone));
+        assert!(rules[0].per_ref && rules[0].is_git_aware());
+        assert_eq!(rules[1].when_ref, Some(WhenRef::Exists));
+        assert!(!rules[1].per_ref);
+        assert_eq!(rules[2].when_ref, None);
+        assert!(rules[2].per_ref && rules[2].is_git_aware());
+        assert!(!rules[3].per_ref);
+        let summaries: Vec<String> = rules.iter().map(Rule::summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                r#"branch images: in repositories matching ".*", delete tags matching "(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}", keep the 3 newest, only when their branch/tag (ref group) is gone (never when the refs could not be listed in full); keep_n counts per ref"#,
+                r#"mr images: in repositories matching ".*", delete tags matching "mr-(?P<mr>\d+)-.*", only when their merge request (mr group) still exists (never when the refs could not be listed in full)"#,
+                r#"per ref only: in repositories matching ".*", delete tags matching "(?P<ref>.+)-build", keep the 2 newest; keep_n counts per ref"#,
+                r#"both: in repositories matching ".*", delete tags matching "(?:mr-(?P<mr>\d+)|(?P<ref>[a-z0-9-]+))-[0-9a-f]{8}", only when their branch/tag (ref group) or merge request (mr group) is gone (never when the refs could not be listed in full)"#,
+            ]
+        );
+        // Plain rules are not git-aware.
+        let plain = parse("rules: [{delete: a}]").expect("parses");
+        assert!(!plain.rules[0].is_git_aware());
+    }
+
+    #[test]
+    fn git_aware_keys_need_a_ref_or_mr_group() {
+        let err = parse("rules:\n  - delete: a\n  - name: branches\n    delete: \"(?P<branch>.+)-x\"\n    when_ref: gone\n")
+            .expect_err("no ref group");
+        assert!(
+            err.starts_with("policy.yml:3:5: rules[1]: when_ref needs a named group `ref` (a ref slug) or `mr` (a merge request IID) in `delete`"),
+            "{err}"
+        );
+        let err =
+            parse("rules:\n  - delete: \"(.+)-x\"\n    per_ref: true\n").expect_err("no group");
+        assert!(
+            err.starts_with("policy.yml:2:5: rules[0]: per_ref needs a named group"),
+            "{err}"
+        );
+        let err = parse("rules:\n  - delete: x\n    per_ref: true\n    when_ref: exists\n")
+            .expect_err("no group");
+        assert!(err.contains("when_ref and per_ref needs"), "{err}");
+        // `per_ref: false` alone asks nothing of the pattern.
+        parse("rules:\n  - delete: x\n    per_ref: false\n").expect("parses");
+    }
+
+    #[test]
+    fn bad_when_ref_and_per_ref_values() {
+        let err = parse("rules:\n  - delete: \"(?P<ref>.+)\"\n    when_ref: merged\n")
+            .expect_err("bad value");
+        assert!(
+            err.starts_with(
+                r#"policy.yml:3:15: rules[0].when_ref: "merged" is not gone or exists"#
+            ),
+            "{err}"
+        );
+        let err = parse("rules:\n  - delete: \"(?P<ref>.+)\"\n    when_ref:\n").expect_err("null");
+        assert!(err.starts_with("policy.yml:3:"), "{err}");
+        assert!(err.contains("when_ref"), "{err}");
+        let err = parse("rules:\n  - delete: \"(?P<ref>.+)\"\n    per_ref: yes please\n")
+            .expect_err("not a bool");
+        assert!(
+            err.starts_with("policy.yml:3:14: rules[0].per_ref:"),
+            "{err}"
+        );
+        assert!(err.contains("true or false"), "{err}");
     }
 }

@@ -249,3 +249,124 @@ fn signed_example_deletes_signatures_with_their_images_only() {
     expected.sort();
     assert_eq!(deleted, expected);
 }
+
+/// `tests/refs`: git-aware rules planned with the inventory's `refs`; a
+/// project whose refs are incomplete, or missing, loses nothing through
+/// `when_ref`, and the report says why.
+#[test]
+fn plan_uses_the_inventorys_refs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("plan.json");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = run(
+        &[],
+        &[
+            "plan",
+            "--inventory",
+            &format!("{root}/tests/refs/inventory.json"),
+            "--policy",
+            &format!("{root}/tests/refs/policy.yml"),
+            "--now",
+            "2026-11-01T00:00:00Z",
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let repository = |path: &str| {
+        report["repositories"]
+            .as_array()
+            .expect("repositories")
+            .iter()
+            .find(|r| r["path"] == path)
+            .unwrap_or_else(|| panic!("{path} in the report"))
+            .clone()
+    };
+    let deleted = |path: &str| -> Vec<(String, String)> {
+        let mut deleted: Vec<(String, String)> = repository(path)["deleted"]
+            .as_array()
+            .expect("deleted")
+            .iter()
+            .map(|d| {
+                (
+                    d["tag"].as_str().expect("tag").to_string(),
+                    d["rule"].as_str().expect("rule").to_string(),
+                )
+            })
+            .collect();
+        deleted.sort();
+        deleted
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(tag, rule)| (tag.to_string(), rule.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        deleted("acme/shop"),
+        pairs(&[
+            ("main-00000001", "live branches"),
+            ("mr-13-0a1b2c3d", "merge request images"),
+            ("old-branch-0000000b", "gone branches"),
+        ])
+    );
+    assert!(repository("acme/shop").get("warnings").is_none());
+    for path in ["acme/tools", "acme/legacy"] {
+        assert_eq!(deleted(path), Vec::<(String, String)>::new(), "{path}");
+    }
+    let warnings = |path: &str| repository(path)["warnings"].to_string();
+    assert!(
+        warnings("acme/tools").contains(
+            "refs incomplete (GET /projects/8/merge_requests: 403 Forbidden): no tag claimed through when_ref"
+        ),
+        "{}",
+        warnings("acme/tools")
+    );
+    assert!(
+        warnings("acme/legacy")
+            .contains("no refs known for the project: no tag claimed through when_ref"),
+        "{}",
+        warnings("acme/legacy")
+    );
+    assert!(
+        out.stdout
+            .contains("refs incomplete (GET /projects/8/merge_requests: 403 Forbidden)"),
+        "{}",
+        out.all()
+    );
+}
+
+#[test]
+fn inventory_refs_are_keyed_by_project_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let policy = format!("{root}/tests/refs/policy.yml");
+    for (name, text, expected) in [
+        (
+            "not-an-id.json",
+            r#"{"repositories": [], "refs": {"acme/shop": {"complete": true}}}"#,
+            r#"refs: "acme/shop" is not a project id"#,
+        ),
+        (
+            "unknown-field.json",
+            r#"{"repositories": [], "refs": {"7": {"complete": true, "branches": []}}}"#,
+            "unknown field `branches`",
+        ),
+        (
+            "no-complete.json",
+            r#"{"repositories": [], "refs": {"7": {"slugs": ["main"]}}}"#,
+            "missing field `complete`",
+        ),
+    ] {
+        let inventory = write_file(&dir, name, text);
+        let out = run(
+            &[],
+            &["plan", "--inventory", &inventory, "--policy", &policy],
+        );
+        assert_eq!(out.code, 2, "{name}: {}", out.all());
+        assert!(out.stderr.contains(expected), "{name}: {}", out.all());
+        assert!(out.stderr.contains(name), "{name}: {}", out.all());
+    }
+}

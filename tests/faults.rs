@@ -105,7 +105,7 @@ fn expected_survivors(
 ) -> BTreeMap<String, BTreeSet<String>> {
     let mut expected = BTreeMap::new();
     for repository in &inventory.repositories {
-        let plan = plan_repository(policy, &repository.path, &repository.tags, Utc::now());
+        let plan = plan_repository(policy, &repository.path, &repository.tags, None, Utc::now());
         let deleted: BTreeSet<&str> = plan.delete.iter().map(|d| d.tag.name.as_str()).collect();
         assert!(
             !deleted.is_empty() && deleted.len() < repository.tags.len(),

@@ -27,7 +27,13 @@ fn examples_report() -> (Policy, Report) {
     let now: DateTime<Utc> = NOW.parse().expect("now");
     let mut report = Report::new("client", true);
     for repository in &inventory.repositories {
-        let plan = plan_repository(&policy, &repository.path, &repository.tags, now);
+        let plan = plan_repository(
+            &policy,
+            &repository.path,
+            &repository.tags,
+            inventory.refs_of(repository),
+            now,
+        );
         report.push(RepositoryReport::from_plan(&plan.into_outline(), None));
     }
     (policy, report)

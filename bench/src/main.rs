@@ -188,6 +188,7 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
             InventoryRepository {
                 path: RepositoryPath::parse(&path).expect("benchmark repository path"),
                 id: Some(r as u64 + 1),
+                project_id: None,
                 tags,
             }
         })
@@ -203,7 +204,11 @@ fn planned_deletions(policy: &Policy, inventory: &Inventory) -> usize {
     inventory
         .repositories
         .iter()
-        .map(|r| plan_repository(policy, &r.path, &r.tags, now).delete.len())
+        .map(|r| {
+            plan_repository(policy, &r.path, &r.tags, None, now)
+                .delete
+                .len()
+        })
         .sum()
 }
 

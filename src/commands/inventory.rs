@@ -31,18 +31,13 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
         .repositories()
         .await
         .context("listing the project's container repositories")?;
-    // The `refs` section's key: the project id the registry listing names,
-    // else the REST reference (CI_PROJECT_ID, or the path when only
-    // CI_PROJECT_PATH is set).
-    let project_key = repositories
+    // The `refs` section is keyed by project id: the one the repository
+    // listing names, else CI_PROJECT_ID. With neither (CI_PROJECT_PATH
+    // alone, an empty project) `plan` could not tie refs to repositories.
+    let project_id: Option<u64> = repositories
         .iter()
         .find_map(|r| r.project_id)
-        .map(|id| id.to_string())
-        .unwrap_or_else(|| {
-            percent_encoding::percent_decode_str(gitlab.project())
-                .decode_utf8_lossy()
-                .into_owned()
-        });
+        .or_else(|| gitlab.project().parse().ok());
     if !wanted.is_empty() {
         for path in &wanted {
             if !repositories.iter().any(|r| &r.path == path) {
@@ -74,6 +69,7 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
                 Ok(InventoryRepository {
                     path: info.path,
                     id: Some(info.id),
+                    project_id: info.project_id.or(project_id),
                     tags,
                 })
             }
@@ -88,11 +84,18 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     }
     // Always written: complete, or `complete: false` with the reason (a job
     // token GitLab does not let read refs, a failed listing).
-    let refs = gitlab.refs().await;
-    if let Some(reason) = &refs.incomplete_because {
-        tracing::warn!("the inventory's refs are incomplete: {reason}");
+    match project_id {
+        Some(project_id) => {
+            let refs = gitlab.refs().await;
+            if let Some(reason) = &refs.incomplete_because {
+                tracing::warn!("the inventory's refs are incomplete: {reason}");
+            }
+            inventory.refs.insert(project_id.to_string(), refs);
+        }
+        None => tracing::warn!(
+            "the project id is not known (set CI_PROJECT_ID): the inventory has no refs section"
+        ),
     }
-    inventory.refs.insert(project_key, refs);
     let json = inventory.to_json().context("serialising the inventory")? + "\n";
     clients.log_stats();
     match options.output {

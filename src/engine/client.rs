@@ -57,9 +57,6 @@ struct Planned {
     plan: Result<PlanOutline, String>,
     /// Tags GitLab's tag rules protect, with the reason (step 1).
     protected_by_gitlab: Vec<ProtectedTag>,
-    /// Its rules needed the project's git refs and they were incomplete:
-    /// why (the report's warning; no tag is claimed through refs).
-    refs_warning: Option<String>,
 }
 
 impl ClientRun<'_> {
@@ -126,25 +123,19 @@ impl ClientRun<'_> {
             .map(|info| {
                 let (listing, lister) = (&listing, &lister);
                 async move {
-                    let refs_warning = refs
-                        .filter(|_| self.policy.needs_refs(&info.path))
-                        .and_then(|refs| refs.incomplete_because.as_ref())
-                        .map(|reason| {
-                            format!("git refs incomplete, no tag deleted because its ref is gone: {reason}")
-                        });
                     let need_details = self.policy.needs_dates(&info.path);
                     match lister.list(&info, need_details, listing).await {
                         Ok((mut tags, source)) => {
                             tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
                             let protected_by_gitlab =
                                 apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
-                            let plan = plan_repository(self.policy, &info.path, &tags, now);
+                            let plan = plan_repository(self.policy, &info.path, &tags, refs, now);
                             drop(tags);
                             for warning in plan.warnings() {
                                 tracing::warn!(repository = %info.path, "{warning}");
                             }
                             let plan = Ok(plan.into_outline());
-                            (Planned { info, plan, protected_by_gitlab, refs_warning }, None)
+                            (Planned { info, plan, protected_by_gitlab }, None)
                         }
                         Err(err) => {
                             tracing::error!(repository = %info.path, error = %err, "listing failed; nothing will be deleted here");
@@ -152,7 +143,7 @@ impl ClientRun<'_> {
                                 (err.exit_code() == Exit::Usage).then(|| err.to_string());
                             let plan = Err(format!("listing failed, nothing deleted: {err}"));
                             let protected_by_gitlab = Vec::new();
-                            (Planned { info, plan, protected_by_gitlab, refs_warning }, config_error)
+                            (Planned { info, plan, protected_by_gitlab }, config_error)
                         }
                     }
                 }
@@ -209,7 +200,6 @@ impl ClientRun<'_> {
                      info,
                      plan,
                      protected_by_gitlab,
-                     refs_warning,
                  }| {
                     let (deleter, deleting, room) = (&deleter, &deleting, &room);
                     async move {
@@ -242,7 +232,6 @@ impl ClientRun<'_> {
                         }
                         .await;
                         repository.protected_by_gitlab = protected_by_gitlab;
-                        repository.warnings.extend(refs_warning);
                         repository
                     }
                 },

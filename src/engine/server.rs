@@ -8,7 +8,9 @@ use crate::policy::{Policy, PolicyError, Rule};
 use crate::report::{Report, RepositoryReport};
 
 /// The one rule each repository hands to GitLab, by repository id; more
-/// than one applicable rule is a policy error.
+/// than one applicable rule is a policy error, and so is an applicable
+/// git-aware rule (`when_ref`/`per_ref`): GitLab's bulk delete knows
+/// nothing of refs.
 pub fn rules_by_repository<'a>(
     policy: &'a Policy,
     origin: &str,
@@ -21,6 +23,23 @@ pub fn rules_by_repository<'a>(
             .iter()
             .filter(|rule| rule.repositories.is_match(&repository.path))
             .collect();
+        if let Some(rule) = applicable.iter().find(|rule| rule.is_git_aware()) {
+            let keys: Vec<&str> = [
+                rule.when_ref.is_some().then_some("when_ref"),
+                rule.per_ref.then_some("per_ref"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            return Err(PolicyError {
+                message: format!(
+                    "{origin}: rule {:?} (applicable to repository {}) uses {}, which GitLab's bulk delete cannot express: --engine server hands GitLab name patterns, keep_n and older_than only; use --engine client (the default), or narrow the rule's `repositories`",
+                    rule.name,
+                    repository.path,
+                    keys.join(" and ")
+                ),
+            });
+        }
         match applicable.as_slice() {
             [] => {}
             [rule] => {
@@ -192,6 +211,45 @@ mod tests {
         assert!(reaches_referrers(&policy.rules[0]));
         let narrow = Policy::parse("rules: [{delete: 'mr-.*'}]", "test.yml").expect("policy");
         assert!(!reaches_referrers(&narrow.rules[0]));
+    }
+
+    fn info(id: u64, path: &str) -> RepositoryInfo {
+        RepositoryInfo {
+            id,
+            path: crate::names::RepositoryPath::parse(path).expect("path"),
+            project_id: None,
+            tags_count: None,
+        }
+    }
+
+    #[test]
+    fn git_aware_rules_are_a_policy_error() {
+        let policy = Policy::parse(
+            "rules:\n  - {name: plain, repositories: g/plain, delete: 'mr-.*'}\n  - {name: branch images, repositories: g/git, delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}', when_ref: gone, keep_n: 3, per_ref: true}\n  - {name: per ref, repositories: g/per, delete: '(?P<ref>.+)-x', keep_n: 1, per_ref: true}",
+            "policy.yml",
+        )
+        .expect("policy");
+        let rules =
+            rules_by_repository(&policy, "policy.yml", &[info(1, "g/plain")]).expect("plain");
+        assert_eq!(rules[&1].name, "plain");
+        let err = rules_by_repository(
+            &policy,
+            "policy.yml",
+            &[info(1, "g/plain"), info(2, "g/git")],
+        )
+        .expect_err("when_ref");
+        assert!(
+            err.message.starts_with(
+                r#"policy.yml: rule "branch images" (applicable to repository g/git) uses when_ref and per_ref, which GitLab's bulk delete cannot express"#
+            ),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("--engine client"), "{}", err.message);
+        let err =
+            rules_by_repository(&policy, "policy.yml", &[info(3, "g/per")]).expect_err("per_ref");
+        assert!(err.message.contains(r#"rule "per ref""#), "{}", err.message);
+        assert!(err.message.contains("uses per_ref,"), "{}", err.message);
     }
 
     #[test]

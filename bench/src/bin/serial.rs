@@ -253,7 +253,7 @@ async fn cleanup(policy: &Policy) -> anyhow::Result<(u64, usize, usize)> {
         }
         listed += tags.len();
 
-        let plan = plan_repository(policy, path, &tags, now);
+        let plan = plan_repository(policy, path, &tags, None, now);
         for deletion in &plan.delete {
             let url = format!(
                 "{}/v2/{path}/manifests/{}",
