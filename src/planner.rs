@@ -157,6 +157,7 @@ impl RepositoryPlan {
             protected: self.protected.len(),
             referrer_deletions: self.referrer_deletions(),
             warnings: self.warnings(),
+            refs_unusable: self.refs_warning.clone(),
             age_source: self.age_source,
             undated_build_stamps: self.undated_build_stamps,
             path: self.path,
@@ -168,6 +169,9 @@ impl RepositoryPlan {
 /// A plan's deletions and counts, without the kept tags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanOutline {
+    /// Why the `when_ref` rules could not be applied (refs unknown or
+    /// incomplete): part of the policy was not carried out.
+    pub refs_unusable: Option<String>,
     pub path: RepositoryPath,
     pub tags: usize,
     pub kept: usize,

@@ -104,6 +104,11 @@ pub struct RepositoryReport {
     /// Repository-level notes: a server-engine warning, a plan that empties it…
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Why the policy's `when_ref` rules could not be applied here (the
+    /// project's git refs unknown or incomplete): no tag was claimed through
+    /// them. Part of the policy not carried out: the command exits 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refs_incomplete: Option<String>,
     /// Why nothing was attempted in this repository (e.g. its listing failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -227,7 +232,11 @@ impl Report {
     }
 
     pub fn has_failures(&self) -> bool {
-        self.totals.failed > 0 || self.repositories.iter().any(|r| r.error.is_some())
+        self.totals.failed > 0
+            || self
+                .repositories
+                .iter()
+                .any(|r| r.error.is_some() || r.refs_incomplete.is_some())
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
@@ -296,6 +305,7 @@ impl RepositoryReport {
         report.kept = plan.kept;
         report.protected = plan.protected;
         report.warnings.clone_from(&plan.warnings);
+        report.refs_incomplete.clone_from(&plan.refs_unusable);
         match outcomes {
             None => {
                 for deletion in &plan.delete {
@@ -417,6 +427,7 @@ mod tests {
         use crate::model::Tag;
         use crate::names::{RepositoryPath, TagName};
         PlanOutline {
+            refs_unusable: None,
             path: RepositoryPath::parse("g/p/api").expect("path"),
             tags: deletions.len() + 3,
             kept: 2,

@@ -272,9 +272,15 @@ fn plan_uses_the_inventorys_refs() {
             report.to_str().expect("utf-8"),
         ],
     );
-    assert_eq!(out.code, 0, "{}", out.all());
+    // Two projects' refs are unknown or incomplete: part of the policy could
+    // not be applied there, like a failed listing: exit 1.
+    assert_eq!(out.code, 1, "{}", out.all());
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert!(report["repositories"][0].get("refs_incomplete").is_none());
+    assert!(report["repositories"][1]["refs_incomplete"]
+        .as_str()
+        .is_some_and(|why| why.contains("403")));
     let repository = |path: &str| {
         report["repositories"]
             .as_array()

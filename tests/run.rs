@@ -998,3 +998,133 @@ fn the_report_lists_gitlab_tag_rules_where_the_token_may_read_them() {
     assert!(report_json(&report).get("gitlab_tag_rules").is_none());
     assert_eq!(emulator.count("GET", "/registry/protection/tag/rules"), 0);
 }
+
+const GIT_POLICY: &str = r#"
+rules:
+  - name: merge request images
+    delete: 'mr-(?P<mr>\d+)-[0-9a-f]{8}'
+    when_ref: gone
+  - name: gone branches
+    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'
+    keep: 'mr-\d+-[0-9a-f]{8}'
+    when_ref: gone
+    older_than: 2d
+  - name: live branches
+    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'
+    keep: 'mr-\d+-[0-9a-f]{8}'
+    when_ref: exists
+    keep_n: 3
+    per_ref: true
+"#;
+
+/// A project's live refs decide: branches (one renamed in upper case, one
+/// over 63 characters), a git tag, open, merged, closed and fork merge
+/// requests. The plan deletes exactly the gone refs' images and the live
+/// branch's surplus, in both repositories, and the refs are listed once
+/// per project (3 requests), not per repository.
+#[test]
+fn git_aware_rules_delete_the_images_of_gone_refs() {
+    let emulator = Emulator::start(Config::default());
+    emulator.add_repository("");
+    emulator.add_repository("api");
+    let long_branch = format!("feature/{}", "x".repeat(70));
+    for branch in ["main", "Feature/Upper", long_branch.as_str()] {
+        emulator.add_branch(branch);
+    }
+    emulator.add_git_tag("v1.0");
+    emulator.add_merge_request(12, "feature-x", "opened", false);
+    emulator.add_merge_request(13, "merged-branch", "merged", false);
+    emulator.add_merge_request(14, "closed-branch", "closed", false);
+    emulator.add_merge_request(15, "fork-branch", "opened", true);
+    let long_slug = format!("feature-{}", "x".repeat(55));
+    assert_eq!(long_slug.len(), 63);
+    let now = Utc::now();
+    let days = |d: i64| now - Duration::days(d);
+    let tags = [
+        ("mr-12-0a1b2c3d", days(5)),
+        ("mr-13-0a1b2c3d", days(5)),
+        ("mr-14-0a1b2c3d", days(5)),
+        ("mr-15-0a1b2c3d", days(5)),
+        ("main-00000001", days(5)),
+        ("main-00000002", days(4)),
+        ("main-00000003", days(3)),
+        ("main-00000004", days(2)),
+        ("feature-upper-0000000d", days(9)),
+        (&*format!("{long_slug}-0000000f"), days(9)),
+        ("v1-0-00000010", days(9)),
+        ("fork-branch-0000000e", days(9)),
+        ("feature-x-0000000a", days(9)),
+        ("old-branch-0000000b", days(10)),
+        ("just-merged-0000000c", now - Duration::hours(12)),
+    ]
+    .map(|(name, at)| (name.to_string(), at));
+    for repository in [ROOT, API] {
+        emulator.add_tags(repository, tags.iter().map(|(name, at)| tag_at(name, *at)));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "git.yml", GIT_POLICY);
+    let report = dir.path().join("report.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let gone = [
+        "main-00000001",
+        "mr-13-0a1b2c3d",
+        "mr-14-0a1b2c3d",
+        "old-branch-0000000b",
+    ];
+    for repository in [ROOT, API] {
+        let left: Vec<String> = emulator.tags(repository).into_keys().collect();
+        let mut expected: Vec<String> = tags
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|name| !gone.contains(&name.as_str()))
+            .collect();
+        expected.sort();
+        assert_eq!(left, expected, "{repository}: {}", out.all());
+    }
+    for endpoint in [
+        "/repository/branches",
+        "/repository/tags",
+        "/merge_requests",
+    ] {
+        assert_eq!(emulator.count("GET", endpoint), 1, "{endpoint}");
+    }
+
+    // GitLab refuses the job token there: nothing is claimed through
+    // when_ref, the report says why, and the run exits 1.
+    let refused = Emulator::start(Config {
+        refs_refuse_job_token: true,
+        ..Config::default()
+    });
+    refused.add_repository("");
+    refused.add_tags(ROOT, tags.iter().map(|(name, at)| tag_at(name, *at)));
+    let out = run(
+        &refused.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(refused.tags(ROOT).len(), tags.len(), "nothing deleted");
+    let json = report_json(&report);
+    let why = json["repositories"][0]["refs_incomplete"]
+        .as_str()
+        .expect("the report says why");
+    assert!(
+        why.contains("GITLAB_TOKEN") && why.contains("read_api"),
+        "{why}"
+    );
+}
