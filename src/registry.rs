@@ -377,17 +377,12 @@ impl Registry {
         repository: &RepositoryPath,
         reference: &Reference,
     ) -> Result<Option<Digest>, RegistryError> {
-        let url = self.manifest_url(repository, reference.as_str());
-        let response = self
-            .call(Method::HEAD, &url, repository, PULL, |r| {
-                r.header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        match response.status.as_u16() {
-            200 => {}
-            404 => return Ok(None),
-            _ => return Err(response.unexpected().into()),
-        }
+        let Some(response) = self
+            .read_manifest(Method::HEAD, repository, reference)
+            .await?
+        else {
+            return Ok(None);
+        };
         if let Some(digest) = response.header("docker-content-digest") {
             return Ok(Some(validate_digest(
                 &response,
@@ -396,13 +391,28 @@ impl Registry {
             )?));
         }
         // Some registries omit the header on HEAD: hash the manifest itself.
+        Ok(self
+            .read_manifest(Method::GET, repository, reference)
+            .await?
+            .map(|response| Digest::of(&response.body)))
+    }
+
+    /// `HEAD`/`GET /v2/<path>/manifests/<reference>` with every manifest
+    /// type accepted: the answer, or `None` when it does not exist.
+    async fn read_manifest(
+        &self,
+        method: Method,
+        repository: &RepositoryPath,
+        reference: &Reference,
+    ) -> Result<Option<HttpResponse>, RegistryError> {
+        let url = self.manifest_url(repository, reference.as_str());
         let response = self
-            .call(Method::GET, &url, repository, PULL, |r| {
+            .call(method, &url, repository, PULL, |r| {
                 r.header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
         match response.status.as_u16() {
-            200 => Ok(Some(Digest::of(&response.body))),
+            200 => Ok(Some(response)),
             404 => Ok(None),
             _ => Err(response.unexpected().into()),
         }
@@ -622,17 +632,12 @@ impl Registry {
             #[serde(default)]
             subject: Option<Descriptor>,
         }
-        let url = self.manifest_url(repository, reference.as_str());
-        let response = self
-            .call(Method::GET, &url, repository, PULL, |r| {
-                r.header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        match response.status.as_u16() {
-            200 => {}
-            404 => return Ok(None),
-            _ => return Err(response.unexpected().into()),
-        }
+        let Some(response) = self
+            .read_manifest(Method::GET, repository, reference)
+            .await?
+        else {
+            return Ok(None);
+        };
         let body: Body = response.json()?;
         let digest =
             |descriptor: Descriptor| validate_digest(&response, "digest", &descriptor.digest);
