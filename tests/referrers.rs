@@ -39,8 +39,12 @@ fn deleted(report: &serde_json::Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whole-second instants measured from one clock reading per test process,
+/// so a date seeded into the emulator and the same date expected later are
+/// equal even when a second ticks over between the two calls.
 fn days_ago(days: i64) -> DateTime<Utc> {
-    (Utc::now() - Duration::days(days)).trunc_subsecs(0)
+    static START: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *START.get_or_init(|| Utc::now().trunc_subsecs(0)) - Duration::days(days)
 }
 
 fn run_policy(emulator: &Emulator, policy: &str, extra: &[&str]) -> serde_json::Value {
