@@ -43,16 +43,16 @@ impl Progress {
         let rate = done as f64 / seconds;
         // Totals can grow while a run goes on; the estimate is for what is known.
         let eta = (done > 0 && total > done).then(|| ((total - done) as f64 / rate).ceil() as u64);
+        // One line, each figure once: the message names the phase, the
+        // fields carry the figures (also as JSON with CLEANUP_LOG_FORMAT=json).
         tracing::info!(
             done,
             total,
-            percent = format!("{percent:.0}"),
+            percent = format!("{percent:.0}%"),
             rate = format!("{rate:.1}/s"),
             eta_seconds = eta,
-            "{}: {done}/{total} ({percent:.0}%), {rate:.1}/s{}",
-            self.what,
-            eta.map(|s| format!(", about {s} s left"))
-                .unwrap_or_default()
+            "{}",
+            self.what
         );
     }
 

@@ -192,6 +192,11 @@ pub struct Totals {
     pub already_absent: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Repositories where nothing was attempted because their listing or
+    /// registry token failed (`error` set): not in `failed`, which counts
+    /// tags, and no less a failure.
+    #[serde(default)]
+    pub failed_repositories: usize,
     /// The repositories' `undated_build_stamps`, summed.
     #[serde(default)]
     pub undated_build_stamps: usize,
@@ -226,6 +231,7 @@ impl Report {
             totals.already_absent += repository.already_absent.len();
             totals.failed += repository.failed.len();
             totals.skipped += repository.skipped.len();
+            totals.failed_repositories += usize::from(repository.error.is_some());
             totals.undated_build_stamps += repository.undated_build_stamps;
         }
         self.totals = totals;
@@ -233,6 +239,7 @@ impl Report {
 
     pub fn has_failures(&self) -> bool {
         self.totals.failed > 0
+            || self.totals.failed_repositories > 0
             || self
                 .repositories
                 .iter()
@@ -261,9 +268,9 @@ impl Report {
             .collect();
         let totals = &self.totals;
         let mut total = format!(
-            "total: {} repositories, {} tags, {}, {} kept, {} protected",
-            totals.repositories,
-            totals.tags,
+            "total: {}, {}, {}, {} kept, {} protected",
+            plural(totals.repositories, "repository", "repositories"),
+            plural(totals.tags, "tag", "tags"),
             deleted_phrase(totals.deleted, totals.referrers_deleted, verb),
             totals.kept,
             totals.protected
@@ -274,6 +281,12 @@ impl Report {
             totals.skipped,
             totals.failed,
         );
+        if totals.failed_repositories > 0 {
+            total.push_str(&format!(
+                ", {} failed",
+                plural(totals.failed_repositories, "repository", "repositories")
+            ));
+        }
         lines.push(total);
         lines
     }
@@ -345,9 +358,9 @@ impl RepositoryReport {
 
     fn summary_line(&self, verb: &str) -> String {
         let mut line = format!(
-            "{}: {} tags, {}, {} kept, {} protected",
+            "{}: {}, {}, {} kept, {} protected",
             self.path,
-            self.tags,
+            plural(self.tags, "tag", "tags"),
             deleted_phrase(self.deleted.len(), self.referrers_deleted(), verb),
             self.kept,
             self.protected
@@ -368,6 +381,11 @@ impl RepositoryReport {
     }
 }
 
+/// "1 repository", "2 repositories": a count and its noun, agreeing.
+pub fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
 /// "12 deleted", or "12 deleted, plus 24 signatures/attestations with
 /// their images" when referrer tags went along.
 fn deleted_phrase(deleted: usize, referrers: usize, verb: &str) -> String {
@@ -375,8 +393,13 @@ fn deleted_phrase(deleted: usize, referrers: usize, verb: &str) -> String {
         format!("{deleted} {verb}")
     } else {
         format!(
-            "{} {verb}, plus {referrers} signatures/attestations with their images",
-            deleted - referrers
+            "{} {verb}, plus {} with their images",
+            deleted - referrers,
+            plural(
+                referrers,
+                "signature/attestation",
+                "signatures/attestations"
+            )
         )
     }
 }
@@ -516,7 +539,7 @@ mod tests {
             report.summary_lines(),
             [
                 "g/p: 5 tags, 1 deleted, plus 2 signatures/attestations with their images, 2 kept, 0 protected",
-                "total: 1 repositories, 5 tags, 1 deleted, plus 2 signatures/attestations with their images, 2 kept, 0 protected",
+                "total: 1 repository, 5 tags, 1 deleted, plus 2 signatures/attestations with their images, 2 kept, 0 protected",
             ]
         );
     }
@@ -538,7 +561,7 @@ mod tests {
         report.push(repository);
         assert_eq!(
             report.summary_lines()[0],
-            "g/p: 1 tags, 1 would delete, 0 kept, 0 protected"
+            "g/p: 1 tag, 1 would delete, 0 kept, 0 protected"
         );
     }
 }

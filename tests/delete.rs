@@ -556,7 +556,7 @@ fn delete_summary_comes_from_its_report() {
     );
     assert!(
         out.stdout.lines().last().is_some_and(|line| line
-            == "total: 1 repositories, 2 tags, 1 deleted, 0 kept, 0 protected, 1 already absent"),
+            == "total: 1 repository, 2 tags, 1 deleted, 0 kept, 0 protected, 1 already absent"),
         "{}",
         out.all()
     );

@@ -495,6 +495,16 @@ fn a_repository_whose_listing_fails_is_untouched_and_the_others_are_processed() 
         "{error}"
     );
     assert!(api.deleted.is_empty());
+    // The failed repository is in the totals and the total line, not only
+    // on its own line: a summary or a dotenv reading the totals sees it.
+    assert_eq!(report.totals.failed_repositories, 1);
+    assert_eq!(report.totals.failed, 0, "no tag failed");
+    let total = out
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("total: "))
+        .expect("a total line");
+    assert!(total.ends_with(", 1 repository failed"), "{total}");
 }
 
 fn http(policy: RetryPolicy) -> Http {

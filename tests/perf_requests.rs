@@ -356,6 +356,6 @@ fn unannounced_429s_halve_the_requests_in_flight() {
         "{}",
         out.all()
     );
-    let lowest = http_stat(&out.stderr, "lowest_in_flight");
+    let lowest = http_stat(&out.stderr, "fewest_requests_at_once");
     assert!(lowest <= 8, "one 429 at least halves 16: {lowest}");
 }

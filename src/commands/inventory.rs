@@ -104,8 +104,9 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
                 .with_context(|| format!("writing the inventory to {}", path.display()))?;
             let tags: usize = inventory.repositories.iter().map(|r| r.tags.len()).sum();
             println!(
-                "wrote {} repositories and {tags} tags to {}",
-                inventory.repositories.len(),
+                "wrote {} and {} to {}",
+                crate::report::plural(inventory.repositories.len(), "repository", "repositories"),
+                crate::report::plural(tags, "tag", "tags"),
                 path.display()
             );
         }

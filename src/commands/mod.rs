@@ -8,7 +8,9 @@ pub mod plan;
 pub mod run;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::io::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use crate::cli::Cli;
 use crate::config::{CleanupEnv, ConfigError, GitLabEnv, Settings};
@@ -20,8 +22,12 @@ use crate::options::{self, Connection, Invocation};
 use crate::registry::Registry;
 use crate::report::Report;
 
+/// When the command started, for the elapsed time in the summary.
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
 /// Runs the parsed command line; errors carry the exit code in their type.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    STARTED.get_or_init(Instant::now);
     let env = CleanupEnv::from_env()?;
     match options::resolve(cli, &env)? {
         Invocation::Check(options) => check::check(options),
@@ -95,7 +101,10 @@ impl Clients {
 
     pub fn log_stats(&self) {
         use std::sync::atomic::Ordering::Relaxed;
-        let (lowest_in_flight, too_many_requests) = self
+        // After 429s the throttle lowers how many requests it lets out at
+        // once: the lowest it went is what a user can compare with
+        // CLEANUP_CONCURRENCY.
+        let (fewest_requests_at_once, too_many_requests) = self
             .http
             .throttle()
             .map(|throttle| throttle.summary())
@@ -107,7 +116,7 @@ impl Clients {
             longest_retry_wait_ms = self.http.stats.longest_retry_wait_ms.load(Relaxed),
             rate_limit_waits = self.http.stats.rate_limit_waits.load(Relaxed),
             too_many_requests,
-            lowest_in_flight,
+            fewest_requests_at_once,
             "HTTP requests sent"
         );
     }
@@ -119,6 +128,11 @@ pub fn finish(report: &Report, report_path: Option<&PathBuf>) -> anyhow::Result<
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     report.print_summary(&mut out)?;
+    // Apart from the total line, whose figures tests and scripts compare.
+    let elapsed = STARTED.get().map(|started| started.elapsed());
+    if let Some(elapsed) = elapsed {
+        writeln!(out, "elapsed: {:.1} s", elapsed.as_secs_f64())?;
+    }
     if let Some(path) = report_path {
         report.write(path)?;
         tracing::info!(path = %path.display(), "report written");

@@ -66,8 +66,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     match refused {
         Some(limit) => {
             eprintln!(
-                "registry-cleanup: refused: the plan deletes {} tags, more than the limit of {limit} (--max-deletions / CLEANUP_MAX_DELETIONS); nothing was deleted. Check the policy with `registry-cleanup run --dry-run`, then raise the limit if the plan is right",
-                report.totals.deleted
+                "registry-cleanup: refused: the plan deletes {}, more than the limit of {limit} (--max-deletions / CLEANUP_MAX_DELETIONS); nothing was deleted. Check the policy with `registry-cleanup run --dry-run`, then raise the limit if the plan is right",
+                crate::report::plural(report.totals.deleted, "tag", "tags")
             );
             Ok(Exit::Failed)
         }
