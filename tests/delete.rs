@@ -554,8 +554,15 @@ fn delete_summary_comes_from_its_report() {
         "{}",
         out.all()
     );
+    let mut last = out.stdout.lines().rev();
     assert!(
-        out.stdout.lines().last().is_some_and(|line| line
+        last.next()
+            .is_some_and(|line| line.starts_with("elapsed: ") && line.ends_with(" s")),
+        "the summary ends with the elapsed time: {}",
+        out.all()
+    );
+    assert!(
+        last.next().is_some_and(|line| line
             == "total: 1 repository, 2 tags, 1 deleted, 0 kept, 0 protected, 1 already absent"),
         "{}",
         out.all()
@@ -992,4 +999,71 @@ fn capability_headers_replace_the_probes() {
 
 fn emulator_with(config: Config) -> Emulator {
     emulator(config)
+}
+
+/// A misspelt `--repository` is an error naming the project's repositories
+/// (exit 2), found through the REST listing before any registry request —
+/// not "already absent" and green, which an `on_stop` job would repeat forever.
+#[test]
+fn a_repository_the_project_does_not_have_is_refused_naming_the_ones_it_has() {
+    let emulator = emulator(Config::default());
+    emulator.add_tags(ROOT, [tag("mr-1")]);
+    emulator.add_tags("group/project/api", [tag("mr-1")]);
+    let out = run(
+        &emulator.ci_env(),
+        &["delete", "--repository", "api", "--repository", "apii", "mr-1"],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    for needle in [
+        "--repository \"apii\"",
+        "no container repository group/project/apii",
+        "it has group/project, group/project/api",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.all());
+    }
+    assert_eq!(emulator.count("GET", "/registry/repositories"), 1);
+    assert_eq!(emulator.count("GET", "/jwt/auth"), 0, "no token asked for");
+    assert!(
+        !emulator.requests().iter().any(|r| r.path.starts_with("/v2/")),
+        "no registry request"
+    );
+    assert_eq!(emulator.writes(), 0);
+    assert_eq!(names(&emulator, "group/project/api"), vec!["mr-1"]);
+
+    // The default repository is the root image: named as such when missing.
+    let empty = Emulator::start(Config::default());
+    empty.add_repository("api");
+    let out = run(&empty.ci_env(), &["delete", "mr-1"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("the default repository (no --repository")
+            && out.stderr.contains("it has group/project/api"),
+        "{}",
+        out.all()
+    );
+
+    // Correct names still delete (and the REST ids are known).
+    let out = run(
+        &emulator.ci_env(),
+        &["delete", "--repository", ".", "--repository", "api", "mr-1"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(names(&emulator, "group/project/api"), Vec::<String>::new());
+}
+
+/// With registry credentials only, the project's repositories cannot be
+/// listed (that is REST): the name is not checked, and a tag that is not
+/// there is "already absent" as before (docs: README, "delete").
+#[test]
+fn without_rest_credentials_the_repository_name_is_not_checked() {
+    let emulator = emulator(Config::default());
+    let env = without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"]);
+    let out = run(&env, &["delete", "--repository", "apii", "mr-1"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project/apii:mr-1: already absent"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.count("GET", "/registry/repositories"), 0);
 }

@@ -6,8 +6,10 @@ use anyhow::Context as _;
 use futures::stream::{self, StreamExt};
 
 use super::{finish, Clients};
+use crate::config::ConfigError;
 use crate::deleter::{Outcome, Target};
 use crate::error::{Exit, ExitCode};
+use crate::gitlab::RepositoryInfo;
 use crate::names::{Digest, Reference, TagName};
 use crate::options::DeleteOptions;
 use crate::paths::normalise_repository;
@@ -94,16 +96,64 @@ async fn targets(clients: &Clients, options: &DeleteOptions) -> anyhow::Result<V
     } else {
         options.repositories.clone()
     };
-    let mut targets: Vec<Target> = Vec::new();
+    let mut named: Vec<(&String, Target)> = Vec::new();
     for input in &inputs {
         let path = normalise_repository(
             input,
             &clients.settings.root_repository,
             clients.settings.registry_host.as_deref(),
         )?;
-        if !targets.iter().any(|t| t.path == path) {
-            targets.push(Target { path, id: None });
+        if !named.iter().any(|(_, t)| t.path == path) {
+            named.push((input, Target { path, id: None }));
         }
+    }
+    if let Some(gitlab) = &clients.gitlab {
+        match gitlab.repositories().await {
+            Ok(existing) => return known_targets(named, &existing),
+            // The check guards against typos; deleting a tag that is not
+            // there harms nothing, so a failed listing does not stop the run.
+            Err(err) => tracing::warn!(
+                error = %err,
+                "could not list the project's container repositories: the --repository names are not checked"
+            ),
+        }
+    }
+    Ok(named.into_iter().map(|(_, target)| target).collect())
+}
+
+/// The named repositories, each one the project has (with its REST id, for
+/// the REST fallbacks of the deleter). A name the project does not have is
+/// a typo — an `on_stop` job would report "already absent" and stay green
+/// forever — so it is a configuration error naming the ones it has, before
+/// any request to the registry.
+fn known_targets(
+    named: Vec<(&String, Target)>,
+    existing: &[RepositoryInfo],
+) -> anyhow::Result<Vec<Target>> {
+    let mut targets = Vec::with_capacity(named.len());
+    for (input, target) in named {
+        let Some(info) = existing.iter().find(|info| info.path == target.path) else {
+            let has = if existing.is_empty() {
+                "it has no container repositories yet".to_string()
+            } else {
+                let paths: Vec<String> = existing.iter().map(|i| i.path.to_string()).collect();
+                format!("it has {}", paths.join(", "))
+            };
+            let named = if input.is_empty() {
+                "the default repository (no --repository: the project's root image)".to_string()
+            } else {
+                format!("--repository {input:?}")
+            };
+            return Err(ConfigError::new(format!(
+                "{named}: the project has no container repository {}; {has}. Nothing was deleted; fix the name (relative to the project, `.` for the root image, or a full path)",
+                target.path
+            ))
+            .into());
+        };
+        targets.push(Target {
+            path: target.path,
+            id: Some(info.id),
+        });
     }
     Ok(targets)
 }
