@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::model::{Age, AgeSource, Refs, Tag};
-use crate::names::{Digest, RepositoryPath};
+use crate::names::{Digest, RepositoryPath, TagName};
 use crate::policy::{OrphanedReferrers, Policy, Rule};
 use crate::refs::{condition_holds, refs_unusable, RefKey};
 
@@ -39,7 +39,7 @@ pub const ORPHANED_REFERRER: &str = "orphaned referrer";
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoryPlan {
     pub path: RepositoryPath,
-    pub protected: Vec<Tag>,
+    pub protected: Vec<ProtectedTag>,
     pub delete: Vec<PlannedDeletion>,
     pub keep: Vec<KeptTag>,
     /// Which dates the tags were aged by ([`Tag::age`]).
@@ -68,16 +68,113 @@ pub struct KeptTag {
     pub reason: KeepReason,
 }
 
+/// A tag set aside in step 1, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtectedTag {
+    pub tag: Tag,
+    pub reason: ProtectReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtectReason {
+    /// Marked `protected` before planning: in the inventory, or by one of
+    /// GitLab's tag protection or immutability rules (the report names it).
+    Marked,
+    /// `latest`, with `protect_latest: true` (the default).
+    Latest,
+    /// Matches this `protect` pattern of the policy (the first that does).
+    Pattern { pattern: String },
+}
+
+impl std::fmt::Display for ProtectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtectReason::Marked => {
+                f.write_str("protected: marked so in the inventory or by a GitLab tag rule")
+            }
+            ProtectReason::Latest => f.write_str("protected: latest (protect_latest)"),
+            ProtectReason::Pattern { pattern } => {
+                write!(f, "protected: matches the protect pattern {pattern:?}")
+            }
+        }
+    }
+}
+
+/// Step 1 for one tag: why it is protected, if it is.
+pub fn protect_reason(policy: &Policy, tag: &Tag) -> Option<ProtectReason> {
+    if tag.protected {
+        return Some(ProtectReason::Marked);
+    }
+    if policy.protect_latest && tag.name.as_str() == "latest" {
+        return Some(ProtectReason::Latest);
+    }
+    policy
+        .protect
+        .iter()
+        .find(|pattern| pattern.is_match(&tag.name))
+        .map(|pattern| ProtectReason::Pattern {
+            pattern: pattern.source().to_string(),
+        })
+}
+
+/// Why a tag stays, protected or kept: what the report lists per kept tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StayReason {
+    Protected(ProtectReason),
+    Kept(KeepReason),
+}
+
+impl StayReason {
+    /// A stable code for filtering reports (`jq 'select(.kind == "keep_n")'`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StayReason::Protected(ProtectReason::Marked) => "protected",
+            StayReason::Protected(ProtectReason::Latest) => "protected_latest",
+            StayReason::Protected(ProtectReason::Pattern { .. }) => "protect_pattern",
+            StayReason::Kept(reason) => reason.kind(),
+        }
+    }
+}
+
+impl std::fmt::Display for StayReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StayReason::Protected(reason) => reason.fmt(f),
+            StayReason::Kept(reason) => reason.fmt(f),
+        }
+    }
+}
+
+/// A tag that stays, by name: what a plan outline keeps of the kept and
+/// protected tags once the listing is dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StayingTag {
+    pub tag: TagName,
+    pub reason: StayReason,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeepReason {
     /// No applicable rule's `delete` pattern matched.
     Unclaimed,
     /// The claiming rule's `keep` pattern matched.
     KeepPattern { rule: String },
-    /// Among the claiming rule's `keep_n` newest candidates.
-    KeepN { rule: String },
-    /// Dated, but not older than the rule's `older_than`.
-    TooNew { rule: String },
+    /// Among the claiming rule's `keep_n` newest candidates: `rank` (1 is
+    /// the newest) of `candidates` (per ref with `per_ref`).
+    KeepN {
+        rule: String,
+        rank: usize,
+        candidates: usize,
+        keep_n: usize,
+    },
+    /// Dated, but not older than the rule's `older_than`: `age` before
+    /// `now`, by its push time (`pushed`) or else its build time.
+    TooNew {
+        rule: String,
+        age: chrono::TimeDelta,
+        pushed: bool,
+        older_than: String,
+    },
     /// No known age (no push time, and no build time or a reproducible
     /// builder's stamp), and the rule deletes by age only.
     Undated { rule: String },
@@ -102,8 +199,26 @@ impl std::fmt::Display for KeepReason {
         match self {
             KeepReason::Unclaimed => f.write_str("no rule deletes it"),
             KeepReason::KeepPattern { rule } => write!(f, "matches the keep pattern of {rule:?}"),
-            KeepReason::KeepN { rule } => write!(f, "among the keep_n newest of {rule:?}"),
-            KeepReason::TooNew { rule } => write!(f, "not older than older_than of {rule:?}"),
+            KeepReason::KeepN {
+                rule,
+                rank,
+                candidates,
+                keep_n,
+            } => write!(
+                f,
+                "within keep_n {keep_n} of {rule:?}: number {rank} of {candidates} candidates, newest first"
+            ),
+            KeepReason::TooNew {
+                rule,
+                age,
+                pushed,
+                older_than,
+            } => write!(
+                f,
+                "younger than older_than {older_than} of {rule:?}: {} {}",
+                if *pushed { "pushed" } else { "built" },
+                ago(*age)
+            ),
             KeepReason::Undated { rule } => {
                 write!(f, "no push or build date, and {rule:?} deletes by age only")
             }
@@ -119,6 +234,42 @@ impl std::fmt::Display for KeepReason {
                 "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)",
             ),
         }
+    }
+}
+
+impl KeepReason {
+    /// A stable code for filtering reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KeepReason::Unclaimed => "unclaimed",
+            KeepReason::KeepPattern { .. } => "keep_pattern",
+            KeepReason::KeepN { .. } => "keep_n",
+            KeepReason::TooNew { .. } => "younger_than_older_than",
+            KeepReason::Undated { .. } => "undated",
+            KeepReason::RefsUnknown { .. } => "refs_unknown",
+            KeepReason::WithSubject => "referrer_of_kept_subject",
+            KeepReason::OrphanedReferrer => "orphaned_referrer",
+            KeepReason::SubjectUnverifiable => "referrer_unverifiable",
+        }
+    }
+}
+
+/// "3 days ago", "5 hours ago", "just now": an age in the largest whole unit.
+fn ago(age: chrono::TimeDelta) -> String {
+    let unit = |count: i64, one: &str| {
+        format!("{count} {one}{} ago", if count == 1 { "" } else { "s" })
+    };
+    if age.num_days() > 0 {
+        unit(age.num_days(), "day")
+    } else if age.num_hours() > 0 {
+        unit(age.num_hours(), "hour")
+    } else if age.num_minutes() > 0 {
+        unit(age.num_minutes(), "minute")
+    } else if age.num_seconds() >= 0 {
+        "just now".to_string()
+    } else {
+        // A date after `now` (clock skew, or `plan --now` in the past).
+        "after now".to_string()
     }
 }
 
@@ -151,12 +302,29 @@ impl RepositoryPlan {
     /// can go: a run holds this for every repository until it deletes, so
     /// what it holds grows with the tags it deletes, not the tags it lists.
     pub fn into_outline(self) -> PlanOutline {
+        let (tags, kept) = (self.total(), self.keep.len());
+        let warnings = self.warnings();
+        let referrer_deletions = self.referrer_deletions();
+        let mut staying: Vec<StayingTag> = self
+            .protected
+            .iter()
+            .map(|p| StayingTag {
+                tag: p.tag.name.clone(),
+                reason: StayReason::Protected(p.reason.clone()),
+            })
+            .chain(self.keep.into_iter().map(|k| StayingTag {
+                tag: k.tag.name,
+                reason: StayReason::Kept(k.reason),
+            }))
+            .collect();
+        staying.sort_by(|a, b| a.tag.as_bytes().cmp(b.tag.as_bytes()));
         PlanOutline {
-            tags: self.total(),
-            kept: self.keep.len(),
+            staying,
+            tags,
+            kept,
             protected: self.protected.len(),
-            referrer_deletions: self.referrer_deletions(),
-            warnings: self.warnings(),
+            referrer_deletions,
+            warnings,
             refs_unusable: self.refs_warning.clone(),
             age_source: self.age_source,
             undated_build_stamps: self.undated_build_stamps,
@@ -182,6 +350,9 @@ pub struct PlanOutline {
     pub warnings: Vec<String>,
     pub age_source: AgeSource,
     pub undated_build_stamps: usize,
+    /// Every protected and kept tag by name with why it stays, sorted by
+    /// name: a name and a reason each, so a run holds little per kept tag.
+    pub staying: Vec<StayingTag>,
 }
 
 /// The subject of a referrer tag: `sha256-<64 lower-case hex>`, optionally
@@ -243,8 +414,11 @@ pub fn plan_repository(
     let mut claimed: Vec<Vec<(usize, &Tag)>> = vec![Vec::new(); rules.len()];
     for (index, tag) in tags.iter().enumerate() {
         // Step 1: protected tags are set aside before any rule sees them.
-        if tag.protected || policy.is_protected(&tag.name) {
-            protected.push(tag.clone());
+        if let Some(reason) = protect_reason(policy, tag) {
+            protected.push(ProtectedTag {
+                tag: tag.clone(),
+                reason,
+            });
             fates[index] = Fate::Alive;
             continue;
         }
@@ -304,7 +478,7 @@ pub fn plan_repository(
         _ => None,
     };
 
-    protected.sort_by(by_name);
+    protected.sort_by(|a, b| by_name(&a.tag, &b.tag));
     delete.sort_by(|a, b| by_name(&a.tag, &b.tag));
     keep.sort_by(|a, b| by_name(&a.tag, &b.tag));
     RepositoryPlan {
@@ -390,24 +564,50 @@ fn plan_rule(
         .as_ref()
         .map(|older_than| now.checked_sub_signed(older_than.to_timedelta()));
     // `keep_n` counts over the whole rule, or per distinct ref (`per_ref`;
-    // tags whose name captures no ref count together).
-    let mut seen: HashMap<Option<RefKey>, usize> = HashMap::new();
-    for (index, tag) in candidates {
-        let group = rule
-            .per_ref
-            .then(|| RefKey::of(&rule.delete, &tag.name))
-            .flatten();
+    // tags whose name captures no ref count together). The group sizes are
+    // counted first, for the rank the report gives ("newest 2 of 7").
+    let groups: Vec<Option<RefKey>> = candidates
+        .iter()
+        .map(|(_, tag)| {
+            rule.per_ref
+                .then(|| RefKey::of(&rule.delete, &tag.name))
+                .flatten()
+        })
+        .collect();
+    let mut sizes: HashMap<&Option<RefKey>, usize> = HashMap::new();
+    if rule.keep_n > 0 {
+        for group in &groups {
+            *sizes.entry(group).or_default() += 1;
+        }
+    }
+    let mut seen: HashMap<&Option<RefKey>, usize> = HashMap::new();
+    for ((index, tag), group) in candidates.into_iter().zip(&groups) {
         let position = seen.entry(group).or_default();
         let newer = *position;
         *position += 1;
         let reason = if newer < rule.keep_n {
-            Some(KeepReason::KeepN { rule: name() })
+            Some(KeepReason::KeepN {
+                rule: name(),
+                rank: newer + 1,
+                candidates: sizes.get(group).copied().unwrap_or(0),
+                keep_n: rule.keep_n,
+            })
         } else {
-            match (cutoff, tag.age().date()) {
+            let age = tag.age();
+            match (cutoff, age.date()) {
                 (None, _) => None,
                 (Some(_), None) => Some(KeepReason::Undated { rule: name() }),
-                (Some(Some(cutoff)), Some(age)) if age < cutoff => None,
-                (Some(_), Some(_)) => Some(KeepReason::TooNew { rule: name() }),
+                (Some(Some(cutoff)), Some(date)) if date < cutoff => None,
+                (Some(_), Some(date)) => Some(KeepReason::TooNew {
+                    rule: name(),
+                    age: now - date,
+                    pushed: matches!(age, crate::model::Age::Pushed(_)),
+                    older_than: rule
+                        .older_than
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                }),
             }
         };
         match reason {
@@ -709,8 +909,8 @@ mod tests {
         match reason {
             KeepReason::Unclaimed => "unclaimed".into(),
             KeepReason::KeepPattern { rule } => format!("keep:{rule}"),
-            KeepReason::KeepN { rule } => format!("keep_n:{rule}"),
-            KeepReason::TooNew { rule } => format!("too_new:{rule}"),
+            KeepReason::KeepN { rule, .. } => format!("keep_n:{rule}"),
+            KeepReason::TooNew { rule, .. } => format!("too_new:{rule}"),
             KeepReason::Undated { rule } => format!("undated:{rule}"),
             KeepReason::RefsUnknown { rule } => format!("refs_unknown:{rule}"),
             KeepReason::WithSubject => "with_subject".into(),
@@ -760,7 +960,7 @@ mod tests {
             list.sort_by(|a, b| expand(&a.0).as_bytes().cmp(expand(&b.0).as_bytes()));
             list
         };
-        let protected: Vec<String> = plan.protected.iter().map(|t| short(&t.name)).collect();
+        let protected: Vec<String> = plan.protected.iter().map(|p| short(&p.tag.name)).collect();
         let mut expected_protected: Vec<String> =
             case.protected.iter().map(|name| name.to_string()).collect();
         expected_protected.sort_by(|a, b| expand(a).as_bytes().cmp(expand(b).as_bytes()));
@@ -2095,11 +2295,72 @@ mod tests {
             .collect()
     }
 
+    /// Every tag that stays carries why, as data and as a sentence: which
+    /// protection, which keep pattern, the rank within keep_n, the age
+    /// against older_than, unclaimed, a referrer following its subject.
+    #[test]
+    fn each_staying_tag_says_why() {
+        let policy = policy(
+            r#"
+protect: ["v\\d+", "stable"]
+rules:
+  - name: review
+    delete: "mr-.*"
+    keep: "mr-0"
+    keep_n: 1
+    older_than: 14d
+"#,
+        );
+        let tags: Vec<Tag> = [
+            "latest",
+            "v1",
+            "stable",
+            "!locked",
+            "mr-0@2026-01-01",
+            "mr-1@2026-10-30",
+            "mr-2^2026-10-25T00:00:00",
+            "mr-3@2026-09-01",
+            "main#m@2026-01-01",
+            "sha256-{m}.sig",
+        ]
+        .iter()
+        .map(|spec| tag(spec))
+        .collect();
+        let plan = plan_repository(&policy, &repo("g/p"), &tags, None, now());
+        assert_eq!(
+            plan.delete.iter().map(|d| d.tag.name.as_str()).collect::<Vec<_>>(),
+            ["mr-3"]
+        );
+        let outline = plan.into_outline();
+        let why: Vec<(String, &str, String)> = outline
+            .staying
+            .iter()
+            .map(|s| (abbreviate(&s.tag, &["sha256-{m}.sig"]), s.reason.kind(), s.reason.to_string()))
+            .collect();
+        let expected = [
+            ("latest", "protected_latest", "protected: latest (protect_latest)"),
+            ("locked", "protected", "protected: marked so in the inventory or by a GitLab tag rule"),
+            ("main", "unclaimed", "no rule deletes it"),
+            ("mr-0", "keep_pattern", "matches the keep pattern of \"review\""),
+            ("mr-1", "keep_n", "within keep_n 1 of \"review\": number 1 of 3 candidates, newest first"),
+            ("mr-2", "younger_than_older_than", "younger than older_than 14d of \"review\": pushed 7 days ago"),
+            ("sha256-{m}.sig", "referrer_of_kept_subject", "its subject is kept"),
+            ("stable", "protect_pattern", "protected: matches the protect pattern \"stable\""),
+            ("v1", "protect_pattern", "protected: matches the protect pattern \"v\\\\d+\""),
+        ];
+        let expected: Vec<(String, &str, String)> = expected
+            .iter()
+            .map(|(tag, kind, reason)| (tag.to_string(), *kind, reason.to_string()))
+            .collect();
+        assert_eq!(why, expected);
+        assert_eq!((outline.kept, outline.protected), (5, 4));
+    }
+
     /// The outcome of one tag, as a comparable value.
     fn outcomes(plan: &RepositoryPlan) -> BTreeMap<String, String> {
         let mut outcomes = BTreeMap::new();
-        for tag in &plan.protected {
-            outcomes.insert(tag.name.to_string(), "protected".to_string());
+        for protected in &plan.protected {
+            outcomes.insert(protected.tag.name.to_string(), "protected".to_string());
         }
         for deletion in &plan.delete {
             outcomes.insert(
@@ -2126,7 +2387,7 @@ mod tests {
 
     /// Every input tag is in exactly one of the plan's lists.
     fn each_tag_once(plan: &RepositoryPlan, tags: &[Tag]) -> Result<(), TestCaseError> {
-        let mut seen: Vec<Tag> = plan.protected.clone();
+        let mut seen: Vec<Tag> = plan.protected.iter().map(|p| p.tag.clone()).collect();
         seen.extend(plan.delete.iter().map(|d| d.tag.clone()));
         seen.extend(plan.keep.iter().map(|k| k.tag.clone()));
         let mut expected = tags.to_vec();
@@ -2165,7 +2426,8 @@ mod tests {
                     prop_assert!(tag.pushed_at.is_some() || tag.created_at.is_some_and(|at| at >= crate::model::build_time_floor()));
                 }
             }
-            for tag in &plan.protected {
+            for protected in &plan.protected {
+                let tag = &protected.tag;
                 prop_assert!(tag.protected || policy.is_protected(&tag.name));
             }
         }
@@ -2212,7 +2474,7 @@ mod tests {
             prop_assert_eq!(&plan, &plan_repository(&policy, &repository, &tags, None, now()));
             prop_assert_eq!(&plan, &plan_repository(&policy, &repository, &shuffled, None, now()));
             let names = |list: Vec<&str>| list.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes());
-            prop_assert!(names(plan.protected.iter().map(|t| t.name.as_str()).collect()));
+            prop_assert!(names(plan.protected.iter().map(|p| p.tag.name.as_str()).collect()));
             prop_assert!(names(plan.delete.iter().map(|d| d.tag.name.as_str()).collect()));
             prop_assert!(names(plan.keep.iter().map(|k| k.tag.name.as_str()).collect()));
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::deleter::Outcome;
 use crate::error::{Exit, ExitCode};
 use crate::model::AgeSource;
-use crate::planner::{PlanOutline, PlannedDeletion};
+use crate::planner::{PlanOutline, PlannedDeletion, StayingTag};
 
 /// Why the report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,15 @@ impl ExitCode for ReportError {
 pub struct Report {
     pub dry_run: bool,
     pub engine: String,
+    /// The registry-cleanup version that made the report.
+    #[serde(default)]
+    pub tool_version: String,
+    /// The time the plan aged tags against (`plan --now`, or the run's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<DateTime<Utc>>,
+    /// The policy file the plan came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<String>,
     /// The project's GitLab tag protection and immutability rules, where
     /// the credentials may read them (the plan takes them from the registry
     /// token either way).
@@ -101,6 +110,12 @@ pub struct RepositoryReport {
     /// immutable, with the reason (absent when none: older reports read on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected_by_gitlab: Vec<ProtectedTag>,
+    /// Every tag that stays — kept (`kept`) or protected (`protected`) —
+    /// with why, sorted by name; `kind` is a stable code, `reason` the
+    /// sentence. Empty where no plan was made (a failed listing, `delete`,
+    /// the server engine's live run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_tags: Vec<KeptTagEntry>,
     /// Repository-level notes: a server-engine warning, a plan that empties it…
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -148,6 +163,24 @@ impl DeletedTag {
             rule: Some(deletion.rule.clone()),
             referrer: deletion.referrer,
             untagged_referrers: deletion.tag.referrers,
+        }
+    }
+}
+
+/// A tag that stays, and why (see [`crate::planner::StayReason`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptTagEntry {
+    pub tag: String,
+    pub kind: String,
+    pub reason: String,
+}
+
+impl KeptTagEntry {
+    pub fn planned(staying: &StayingTag) -> Self {
+        KeptTagEntry {
+            tag: staying.tag.to_string(),
+            kind: staying.reason.kind().to_string(),
+            reason: staying.reason.to_string(),
         }
     }
 }
@@ -207,8 +240,16 @@ impl Report {
         Report {
             dry_run,
             engine: engine.to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
             ..Report::default()
         }
+    }
+
+    /// Records what a policy's plan was made from: the clock it aged tags
+    /// against and the policy file.
+    pub fn planned_with(&mut self, now: DateTime<Utc>, policy_file: &Path) {
+        self.now = Some(now);
+        self.policy_file = Some(policy_file.display().to_string());
     }
 
     /// Adds a repository and keeps the totals in step.
@@ -256,16 +297,35 @@ impl Report {
 
     /// The per-repository lines and the total, as printed on stdout.
     pub fn summary_lines(&self) -> Vec<String> {
+        self.summary(false)
+    }
+
+    /// [`Report::summary_lines`] with each repository's deleted tags (in a
+    /// dry run: what would be deleted) listed under its line, one per line
+    /// with the rule: in a CI log, a reviewer reads the plan there rather
+    /// than downloading the report.
+    pub fn summary_lines_with_deletions(&self) -> Vec<String> {
+        self.summary(true)
+    }
+
+    fn summary(&self, list_deletions: bool) -> Vec<String> {
         let verb = if self.dry_run {
             "would delete"
         } else {
             "deleted"
         };
-        let mut lines: Vec<String> = self
-            .repositories
-            .iter()
-            .map(|repository| repository.summary_line(verb))
-            .collect();
+        let mut lines: Vec<String> = Vec::new();
+        for repository in &self.repositories {
+            lines.push(repository.summary_line(verb));
+            if list_deletions {
+                lines.extend(repository.deleted.iter().map(|deleted| {
+                    match &deleted.rule {
+                        Some(rule) => format!("  - {} ({rule})", deleted.tag),
+                        None => format!("  - {}", deleted.tag),
+                    }
+                }));
+            }
+        }
         let totals = &self.totals;
         let mut total = format!(
             "total: {}, {}, {}, {} kept, {} protected",
@@ -319,6 +379,7 @@ impl RepositoryReport {
         report.protected = plan.protected;
         report.warnings.clone_from(&plan.warnings);
         report.refs_incomplete.clone_from(&plan.refs_unusable);
+        report.kept_tags = plan.staying.iter().map(KeptTagEntry::planned).collect();
         match outcomes {
             None => {
                 for deletion in &plan.delete {
@@ -467,6 +528,7 @@ mod tests {
             warnings: vec![],
             age_source: crate::model::AgeSource::None,
             undated_build_stamps: 0,
+            staying: vec![],
         }
     }
 

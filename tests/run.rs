@@ -870,6 +870,20 @@ fn gitlab_tag_rules_protect_tags_in_the_plan() {
         .as_str()
         .expect("reason")
         .contains("immutable"));
+    // Each protected tag stays with the GitLab rule named as its reason.
+    let kept_tags = live["repositories"][0]["kept_tags"]
+        .as_array()
+        .expect("kept_tags");
+    assert_eq!(kept_tags.len(), 8, "{kept_tags:?}");
+    for entry in kept_tags {
+        assert_eq!(entry["kind"], "gitlab_tag_rule", "{entry}");
+        let reason = entry["reason"].as_str().expect("reason");
+        assert!(
+            reason.starts_with("protected by GitLab's tag rules: ")
+                && (reason.contains("immutable") || reason.contains("protected")),
+            "{reason}"
+        );
+    }
     assert_eq!(
         names(&emulator, ROOT),
         ["rel-1", "rel-2", "rel-3", "rel-4", "v1", "v2", "v3", "v4"]
@@ -1127,4 +1141,132 @@ fn git_aware_rules_delete_the_images_of_gone_refs() {
         why.contains("GITLAB_TOKEN") && why.contains("read_api"),
         "{why}"
     );
+}
+
+/// The report says why each tag stays (typed by the planner, a sentence and
+/// a stable `kind` per tag) and what the plan was made from: the clock, the
+/// policy file, the tool version and each repository's age source.
+#[test]
+fn the_report_says_why_each_tag_stays() {
+    let emulator = seeded(Config::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = policy_file(&dir);
+    let report_path = dir.path().join("report.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--dry-run",
+            "--report",
+            report_path.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let report = report_json(&report_path);
+    assert_eq!(report["tool_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(report["policy_file"], policy.as_str());
+    let now: chrono::DateTime<Utc> = report["now"]
+        .as_str()
+        .expect("now")
+        .parse()
+        .expect("an RFC 3339 time");
+    assert!((Utc::now() - now).num_minutes() < 10, "{now}");
+    let api = report["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .find(|r| r["path"] == API)
+        .expect("api");
+    assert_eq!(api["age_source"], "pushed");
+    let kept_tags: Vec<(String, String)> = api["kept_tags"]
+        .as_array()
+        .expect("kept_tags")
+        .iter()
+        .map(|k| {
+            (
+                k["tag"].as_str().expect("tag").to_string(),
+                k["kind"].as_str().expect("kind").to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("cafebabe", "younger_than_older_than"),
+        ("latest", "protected_latest"),
+        ("main", "unclaimed"),
+        ("mr-1-x", "keep_n"),
+        ("mr-2-x", "keep_n"),
+        ("v1.2.3", "protect_pattern"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(t, k)| (t.to_string(), k.to_string()))
+        .collect();
+    assert_eq!(kept_tags, expected);
+    // kept + protected, each listed once.
+    assert_eq!(
+        api["kept"].as_u64().expect("kept") + api["protected"].as_u64().expect("protected"),
+        kept_tags.len() as u64
+    );
+    let reason = |tag: &str| {
+        api["kept_tags"]
+            .as_array()
+            .expect("kept_tags")
+            .iter()
+            .find(|k| k["tag"] == tag)
+            .and_then(|k| k["reason"].as_str())
+            .expect("reason")
+            .to_string()
+    };
+    assert!(
+        reason("mr-2-x").contains("number 2 of 6 candidates"),
+        "{}",
+        reason("mr-2-x")
+    );
+    assert!(
+        reason("cafebabe").contains("older_than 30d") && reason("cafebabe").contains("pushed 3 days ago"),
+        "{}",
+        reason("cafebabe")
+    );
+}
+
+/// In a CI job's dry run the log lists what would be deleted, per
+/// repository, so a reviewer need not download the report; elsewhere the
+/// summary stays one line per repository.
+#[test]
+fn a_dry_run_in_ci_lists_what_would_be_deleted() {
+    let emulator = seeded(Config::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = policy_file(&dir);
+    let env = with(emulator.ci_env(), &[("GITLAB_CI", "true")]);
+    let out = run(&env, &["run", "--policy", &policy, "--dry-run"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let api = lines
+        .iter()
+        .position(|line| line.starts_with("group/project/api: "))
+        .expect("api line");
+    let listed: Vec<&str> = lines[api + 1..]
+        .iter()
+        .take_while(|line| line.starts_with("  - "))
+        .copied()
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "  - deadbeef (commits)",
+            "  - mr-3-x (review images)",
+            "  - mr-4-x (review images)",
+            "  - mr-5-x (review images)",
+            "  - mr-6-x (review images)",
+        ],
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+
+    // Outside CI, and in a live run, no list.
+    let out = run(&emulator.ci_env(), &["run", "--policy", &policy, "--dry-run"]);
+    assert!(!out.stdout.contains("  - "), "{}", out.all());
 }

@@ -122,12 +122,24 @@ impl Clients {
     }
 }
 
+/// `GITLAB_CI=true`: the output is a job log, read in a browser. Read here
+/// rather than with the `CI_*` settings because `plan` (offline) has none.
+fn in_gitlab_ci() -> bool {
+    std::env::var("GITLAB_CI").is_ok_and(|value| value == "true")
+}
+
 /// Prints the summary and writes the report when asked to: how every
 /// command that deletes or plans ends.
 pub fn finish(report: &Report, report_path: Option<&PathBuf>) -> anyhow::Result<Exit> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    report.print_summary(&mut out)?;
+    if report.dry_run && in_gitlab_ci() {
+        for line in report.summary_lines_with_deletions() {
+            writeln!(out, "{line}")?;
+        }
+    } else {
+        report.print_summary(&mut out)?;
+    }
     // Apart from the total line, whose figures tests and scripts compare.
     let elapsed = STARTED.get().map(|started| started.elapsed());
     if let Some(elapsed) = elapsed {

@@ -17,6 +17,7 @@ pub fn plan(options: PlanOptions) -> anyhow::Result<Exit> {
     // inventory (`refs[project_id]`), if any: else nothing is claimed
     // through `when_ref`, and the report says so.
     let mut report = Report::new("client", true);
+    report.planned_with(options.now, &options.policy);
     for repository in &inventory.repositories {
         let plan = plan_repository(
             &policy,

@@ -42,6 +42,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         if !options.dry_run {
             let mut report = server::execute(&gitlab, &policy, &rules, &repositories).await;
             report.gitlab_tag_rules = tag_rules;
+            report.policy_file = Some(options.policy.display().to_string());
             clients.log_stats();
             return finish(&report, options.report.as_ref());
         }
@@ -61,6 +62,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     .run(repositories)
     .await?;
     report.gitlab_tag_rules = tag_rules;
+    report.policy_file = Some(options.policy.display().to_string());
     clients.log_stats();
     let exit = finish(&report, options.report.as_ref())?;
     match refused {

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use tokio::sync::Semaphore;
 
@@ -65,12 +65,14 @@ impl ClientRun<'_> {
         repositories: Vec<RepositoryInfo>,
     ) -> Result<ClientReport, ConfigError> {
         let refs = self.refs(&repositories).await;
-        let planned = self.list_and_plan(repositories, refs.as_ref()).await?;
+        let now = Utc::now();
+        let planned = self.list_and_plan(repositories, refs.as_ref(), now).await?;
         let refused = self.guard(&planned);
         let write = !self.dry_run && refused.is_none();
         let repositories = self.execute(planned, write).await;
         // The report shows a refused plan as a dry run: nothing was deleted.
         let mut report = Report::new(self.engine, !write);
+        report.now = Some(now);
         for repository in repositories {
             report.push(repository);
         }
@@ -106,8 +108,8 @@ impl ClientRun<'_> {
         &self,
         repositories: Vec<RepositoryInfo>,
         refs: Option<&Refs>,
+        now: DateTime<Utc>,
     ) -> Result<Vec<Planned>, ConfigError> {
-        let now = Utc::now();
         let listing = listing_progress(&repositories);
         let ticker = listing.tick(Duration::from_secs(5));
         // A dry run asks for `pull,delete` too (nothing is written with
@@ -231,6 +233,7 @@ impl ClientRun<'_> {
                             RepositoryReport::from_plan(&plan, Some(&outcomes))
                         }
                         .await;
+                        name_gitlab_rules(&mut repository, &protected_by_gitlab);
                         repository.protected_by_gitlab = protected_by_gitlab;
                         repository
                     }
@@ -274,4 +277,25 @@ pub async fn apply_tag_rules(
     }
     protected.sort_by(|a, b| a.tag.cmp(&b.tag));
     protected
+}
+
+/// The planner sees a tag GitLab's rules protect only as marked protected;
+/// the report's reason names the rule instead.
+fn name_gitlab_rules(repository: &mut RepositoryReport, protected_by_gitlab: &[ProtectedTag]) {
+    if protected_by_gitlab.is_empty() {
+        return;
+    }
+    for entry in &mut repository.kept_tags {
+        // Both sorted by name; only the tags marked before planning.
+        if entry.kind != "protected" {
+            continue;
+        }
+        if let Ok(found) = protected_by_gitlab.binary_search_by(|p| p.tag.as_str().cmp(&entry.tag)) {
+            entry.kind = "gitlab_tag_rule".to_string();
+            entry.reason = format!(
+                "protected by GitLab's tag rules: {}",
+                protected_by_gitlab[found].reason
+            );
+        }
+    }
 }
