@@ -15,7 +15,8 @@
 #    Asserted on the emulator: dry runs send no DELETE and change nothing; the cleanup
 #    deletes exactly the expected plan (also cross-checked with `registry-cleanup plan`);
 #    the dotenv counts reach a later job; the delete job removes the branch's tag in the
-#    chosen repositories and nothing else.
+#    chosen repositories and nothing else; a delete job whose rules lack `when: manual`
+#    refuses to delete (unless `allow_automatic: true`).
 # 3. This project's .gitlab-ci.yml, its component includes turned into local ones:
 #    the jobs of branch, release-tag and other tag pipelines, and their needs.
 # 4. Misspelt inputs are rejected.
@@ -175,11 +176,26 @@ git -C "$repo" remote add origin https://gitlab.example.com/group/project.git
 git -C "$repo" update-ref refs/remotes/origin/main HEAD
 git -C "$repo" symbolic-ref refs/remotes/origin/HEAD refs/remotes/origin/main
 
+# when_of JOB: the job's `when` as gitlab-ci-local evaluates its rules (manual, on_success…).
+when_of() {
+    (cd "$repo" && gitlab-ci-local --no-color --home "$work/home" --variable CI_PIPELINE_SOURCE=schedule --list-json 2>/dev/null) |
+        python3 -c 'import json, sys
+text = sys.stdin.read()
+jobs = json.loads(text[text.index("\n[") + 1:])  # after the warnings it prints first
+print(next((job["when"] for job in jobs if job["name"] == sys.argv[1]), ""))' "$1"
+}
 # glci ARGS...: gitlab-ci-local in the project, output kept in $work/glci.log.
+# GitLab sets CI_JOB_MANUAL=true for a job whose `when` is manual (or delayed),
+# however it is started — by a user or by the environment's stop
+# (Ci::Processable#action?; see docs/components.md); gitlab-ci-local does not, so
+# for one job it is set here the same way.
 glci() {
     local args=(--no-color --force-shell-executor --home "$work/home" --variable CI_PIPELINE_SOURCE=schedule)
     local kv
     for kv in "${ci_env[@]}"; do args+=(--variable "$kv"); done
+    if [ $# = 1 ] && [ "${1#-}" = "$1" ] && [ "$(when_of "$1")" = manual ]; then
+        args+=(--variable CI_JOB_MANUAL=true)
+    fi
     (cd "$repo" && PATH="$bin:$PATH" gitlab-ci-local "${args[@]}" "$@") >"$work/glci.log" 2>&1
 }
 run_job() { # run_job JOB...: must pass
@@ -196,7 +212,7 @@ glci --list || {
     cat "$work/glci.log" >&2
     fail "gitlab-ci-local rejects tests/components/pipeline.yml"
 }
-for job in registry-cleanup cleanup-dry-run cleanup-capped stop-review stop-review-dry-run stop-review-hostile review cleanup-summary; do
+for job in registry-cleanup cleanup-dry-run cleanup-capped stop-review stop-review-dry-run stop-review-hostile stop-review-automatic stop-review-allowed review cleanup-summary; do
     grep -q "^$job " "$work/glci.log" || fail "job $job missing from gitlab-ci-local --list: $(cat "$work/glci.log")"
 done
 
@@ -231,7 +247,7 @@ report=$(artifact registry-cleanup registry-cleanup-report.json)
 [ -f "$report" ] || fail "no report artifact ($report)"
 same "cleanup: deleted" "$expected" "$(report_deleted "$report")"
 dotenv=$(dotenv_of registry-cleanup)
-for want in "CLEANUP_DELETED=$expected_count" CLEANUP_FAILED=0 CLEANUP_PROTECTED=2 CLEANUP_KEPT=7 \
+for want in "CLEANUP_DELETED=$expected_count" CLEANUP_FAILED=0 CLEANUP_FAILED_REPOSITORIES=0 CLEANUP_PROTECTED=2 CLEANUP_KEPT=7 \
     CLEANUP_ALREADY_ABSENT=0 CLEANUP_SKIPPED=0 CLEANUP_PLANNED_ONLY=false; do
     grep -qx "$want" <<<"$dotenv" || fail "dotenv lacks $want: $dotenv"
 done
@@ -253,7 +269,20 @@ grep -q "refusing tag '\$(touch pwned)'" "$work/glci.log" || fail "no refusal me
 [ ! -e "$repo/pwned" ] || fail "an element of the tags input was run as a command"
 same "emulator after the refused delete" "$after_cleanup" "$(state)"
 
+log "delete with rules lacking when: manual: refused, nothing deleted"
+same "when of stop-review-automatic (the misconfiguration)" on_success "$(when_of stop-review-automatic)"
+deletes_before=$(deletes)
+if glci stop-review-automatic; then
+    fail "stop-review-automatic (rules without when: manual) passed: $(cat "$work/glci.log")"
+fi
+grep -q "refusing to delete: this job was not started manually" "$work/glci.log" ||
+    fail "no refusal naming the cause: $(cat "$work/glci.log")"
+grep -q 'Add `when: manual` to each' "$work/glci.log" || fail "the refusal does not name the fix: $(cat "$work/glci.log")"
+same "emulator after the refused automatic delete" "$after_cleanup" "$(state)"
+same "DELETE requests of the refused automatic delete" "$deletes_before" "$(deletes)"
+
 log "delete (on_stop job, branch review-feature)"
+same "when of stop-review" manual "$(when_of stop-review)"
 run_job stop-review
 grep -q 'registry-cleanup delete --repository . --repository api -- review-feature' "$work/glci.log" ||
     fail "stop-review ran an unexpected command: $(grep 'registry-cleanup delete' "$work/glci.log")"
@@ -262,6 +291,10 @@ same "emulator after the delete" \
     "$(state)"
 log "delete again: already absent is success"
 run_job stop-review
+log "rules without when: manual and allow_automatic: true: runs the delete"
+run_job stop-review-allowed
+grep -q 'group/project/api:review-feature: already absent' "$work/glci.log" ||
+    fail "stop-review-allowed did not run the delete: $(cat "$work/glci.log")"
 
 # --- 5. this project's own .gitlab-ci.yml -------------------------------------------
 # gitlab-ci-local cannot fetch `include: component:`, so the copy includes the same
