@@ -278,6 +278,9 @@ pub struct Settings {
     /// `CI_PROJECT_ID` or the URL-encoded `CI_PROJECT_PATH`, as used in REST paths.
     pub project: Option<String>,
     pub registry_url: Url,
+    /// The variable `registry_url` came from (`CLEANUP_REGISTRY_URL`,
+    /// `CI_REGISTRY` or `CI_REGISTRY_IMAGE`), for errors about it.
+    pub registry_url_from: &'static str,
     /// `CI_REGISTRY` (host[:port]), used to recognise host-prefixed repository paths.
     pub registry_host: Option<String>,
     /// Full path of the project's root image, e.g. `group/project`.
@@ -351,6 +354,11 @@ impl Settings {
         } else {
             "CI_REGISTRY"
         };
+        let registry_url_from = if registry_var == "CI_REGISTRY" && registry_host.is_none() {
+            "CI_REGISTRY_IMAGE"
+        } else {
+            registry_var
+        };
         check_scheme(registry_var, &registry_url, allow_insecure_http)?;
 
         let root_repository = root_repository(env, registry_host.as_deref())?;
@@ -408,6 +416,7 @@ impl Settings {
             api_url,
             project,
             registry_url,
+            registry_url_from,
             registry_host,
             root_repository,
             rest_auth,

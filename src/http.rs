@@ -631,14 +631,35 @@ impl Http {
                 .longest_retry_wait_ms
                 .fetch_max(delay_ms, Relaxed);
             earlier_attempt_may_have_applied |= failure.may_have_applied();
+            // Visible by default: a run waiting on retries must say what it
+            // waits for and for how long at most, not sit silent.
+            let max_attempts = self.retry.max_attempts;
+            let next_in = if delay < Duration::from_secs(1) {
+                format!("{} ms", delay.as_millis())
+            } else {
+                format!("{:.1} s", delay.as_secs_f64())
+            };
+            let gives_up_in = format!(
+                "{:.0} s",
+                self.retry
+                    .budget
+                    .saturating_sub(started.elapsed())
+                    .as_secs_f64()
+            );
             match &failure {
-                Failure::Status(response) => tracing::debug!(
+                Failure::Status(response) if response.status == StatusCode::TOO_MANY_REQUESTS => {
+                    tracing::info!(
+                        method = %method, url = %display_url(url), status = response.status.as_u16(),
+                        attempt, max_attempts, next_in, gives_up_in, "retrying: too many requests"
+                    )
+                }
+                Failure::Status(response) => tracing::warn!(
                     method = %method, url = %display_url(url), status = response.status.as_u16(),
-                    attempt, delay_ms = delay.as_millis() as u64, "retrying"
+                    attempt, max_attempts, next_in, gives_up_in, "retrying after a server error"
                 ),
-                Failure::Transport { message, .. } => tracing::debug!(
+                Failure::Transport { message, .. } => tracing::warn!(
                     method = %method, url = %display_url(url), error = %message,
-                    attempt, delay_ms = delay.as_millis() as u64, "retrying"
+                    attempt, max_attempts, next_in, gives_up_in, "retrying after no answer"
                 ),
             }
             tokio::time::sleep(delay).await;

@@ -256,9 +256,8 @@ impl KeepReason {
 
 /// "3 days ago", "5 hours ago", "just now": an age in the largest whole unit.
 fn ago(age: chrono::TimeDelta) -> String {
-    let unit = |count: i64, one: &str| {
-        format!("{count} {one}{} ago", if count == 1 { "" } else { "s" })
-    };
+    let unit =
+        |count: i64, one: &str| format!("{count} {one}{} ago", if count == 1 { "" } else { "s" });
     if age.num_days() > 0 {
         unit(age.num_days(), "day")
     } else if age.num_hours() > 0 {
@@ -2328,25 +2327,66 @@ rules:
         .collect();
         let plan = plan_repository(&policy, &repo("g/p"), &tags, None, now());
         assert_eq!(
-            plan.delete.iter().map(|d| d.tag.name.as_str()).collect::<Vec<_>>(),
+            plan.delete
+                .iter()
+                .map(|d| d.tag.name.as_str())
+                .collect::<Vec<_>>(),
             ["mr-3"]
         );
         let outline = plan.into_outline();
         let why: Vec<(String, &str, String)> = outline
             .staying
             .iter()
-            .map(|s| (abbreviate(&s.tag, &["sha256-{m}.sig"]), s.reason.kind(), s.reason.to_string()))
+            .map(|s| {
+                (
+                    abbreviate(&s.tag, &["sha256-{m}.sig"]),
+                    s.reason.kind(),
+                    s.reason.to_string(),
+                )
+            })
             .collect();
         let expected = [
-            ("latest", "protected_latest", "protected: latest (protect_latest)"),
-            ("locked", "protected", "protected: marked so in the inventory or by a GitLab tag rule"),
+            (
+                "latest",
+                "protected_latest",
+                "protected: latest (protect_latest)",
+            ),
+            (
+                "locked",
+                "protected",
+                "protected: marked so in the inventory or by a GitLab tag rule",
+            ),
             ("main", "unclaimed", "no rule deletes it"),
-            ("mr-0", "keep_pattern", "matches the keep pattern of \"review\""),
-            ("mr-1", "keep_n", "within keep_n 1 of \"review\": number 1 of 3 candidates, newest first"),
-            ("mr-2", "younger_than_older_than", "younger than older_than 14d of \"review\": pushed 7 days ago"),
-            ("sha256-{m}.sig", "referrer_of_kept_subject", "its subject is kept"),
-            ("stable", "protect_pattern", "protected: matches the protect pattern \"stable\""),
-            ("v1", "protect_pattern", "protected: matches the protect pattern \"v\\\\d+\""),
+            (
+                "mr-0",
+                "keep_pattern",
+                "matches the keep pattern of \"review\"",
+            ),
+            (
+                "mr-1",
+                "keep_n",
+                "within keep_n 1 of \"review\": number 1 of 3 candidates, newest first",
+            ),
+            (
+                "mr-2",
+                "younger_than_older_than",
+                "younger than older_than 14d of \"review\": pushed 7 days ago",
+            ),
+            (
+                "sha256-{m}.sig",
+                "referrer_of_kept_subject",
+                "its subject is kept",
+            ),
+            (
+                "stable",
+                "protect_pattern",
+                "protected: matches the protect pattern \"stable\"",
+            ),
+            (
+                "v1",
+                "protect_pattern",
+                "protected: matches the protect pattern \"v\\\\d+\"",
+            ),
         ];
         let expected: Vec<(String, &str, String)> = expected
             .iter()

@@ -45,6 +45,19 @@ pub enum RegistryError {
     ForeignOrigin(String),
 }
 
+impl RegistryError {
+    /// No answer at all after every retry (refused or dropped connections,
+    /// timeouts, TLS failures): the same for every repository, so a run
+    /// stops on it rather than trying each repository again.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Http(HttpError::Transport { .. })
+                | RegistryError::Auth(crate::auth::AuthError::Http(HttpError::Transport { .. }))
+        )
+    }
+}
+
 impl ExitCode for RegistryError {
     fn exit_code(&self) -> Exit {
         match self {
@@ -281,6 +294,12 @@ impl Registry {
             })
             .await
             .cloned()
+    }
+
+    /// The first contact, `GET /v2/` (whose answer every later call uses):
+    /// made once per run, before any repository is worked on.
+    pub async fn probe(&self) -> Result<(), RegistryError> {
+        self.auth().await.map(|_| ())
     }
 
     /// Checks up front that the credentials give `actions` on `repository`.

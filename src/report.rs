@@ -318,12 +318,15 @@ impl Report {
         for repository in &self.repositories {
             lines.push(repository.summary_line(verb));
             if list_deletions {
-                lines.extend(repository.deleted.iter().map(|deleted| {
-                    match &deleted.rule {
-                        Some(rule) => format!("  - {} ({rule})", deleted.tag),
-                        None => format!("  - {}", deleted.tag),
-                    }
-                }));
+                lines.extend(
+                    repository
+                        .deleted
+                        .iter()
+                        .map(|deleted| match &deleted.rule {
+                            Some(rule) => format!("  - {} ({rule})", deleted.tag),
+                            None => format!("  - {}", deleted.tag),
+                        }),
+                );
             }
         }
         let totals = &self.totals;

@@ -1011,7 +1011,14 @@ fn a_repository_the_project_does_not_have_is_refused_naming_the_ones_it_has() {
     emulator.add_tags("group/project/api", [tag("mr-1")]);
     let out = run(
         &emulator.ci_env(),
-        &["delete", "--repository", "api", "--repository", "apii", "mr-1"],
+        &[
+            "delete",
+            "--repository",
+            "api",
+            "--repository",
+            "apii",
+            "mr-1",
+        ],
     );
     assert_eq!(out.code, 2, "{}", out.all());
     for needle in [
@@ -1024,7 +1031,10 @@ fn a_repository_the_project_does_not_have_is_refused_naming_the_ones_it_has() {
     assert_eq!(emulator.count("GET", "/registry/repositories"), 1);
     assert_eq!(emulator.count("GET", "/jwt/auth"), 0, "no token asked for");
     assert!(
-        !emulator.requests().iter().any(|r| r.path.starts_with("/v2/")),
+        !emulator
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/v2/")),
         "no registry request"
     );
     assert_eq!(emulator.writes(), 0);
@@ -1036,7 +1046,8 @@ fn a_repository_the_project_does_not_have_is_refused_naming_the_ones_it_has() {
     let out = run(&empty.ci_env(), &["delete", "mr-1"]);
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(
-        out.stderr.contains("the default repository (no --repository")
+        out.stderr
+            .contains("the default repository (no --repository")
             && out.stderr.contains("it has group/project/api"),
         "{}",
         out.all()
@@ -1061,7 +1072,8 @@ fn without_rest_credentials_the_repository_name_is_not_checked() {
     let out = run(&env, &["delete", "--repository", "apii", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
-        out.stdout.contains("group/project/apii:mr-1: already absent"),
+        out.stdout
+            .contains("group/project/apii:mr-1: already absent"),
         "{}",
         out.all()
     );

@@ -678,3 +678,79 @@ fn insufficient_scope_is_not_mistaken_for_an_expired_token() {
         out.all()
     );
 }
+
+/// A port nothing listens on (bound, then released).
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// An unreachable registry stops the run after one probe and its retries —
+/// not once per repository — with one error naming the URL and the variable
+/// that set it (exit 1). Counted: the retries the log announces (each with
+/// its attempt number), and the GitLab-side requests.
+#[test]
+fn an_unreachable_registry_is_probed_once_per_run() {
+    let emulator = Emulator::start(Config::default());
+    for repository in REPOSITORIES {
+        emulator.add_repository(repository);
+    }
+    seed(&emulator);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy_path = write_file(&dir, "policy.yml", POLICY);
+    let registry = closed_port_url();
+    let env = with(
+        emulator.ci_env(),
+        &[
+            ("CLEANUP_REGISTRY_URL", registry.as_str()),
+            ("CLEANUP_RETRY_MAX_ATTEMPTS", "3"),
+            ("CLEANUP_RETRY_BASE_MS", "10"),
+        ],
+    );
+    for args in [
+        vec!["run", "--policy", policy_path.as_str()],
+        vec!["run", "--policy", policy_path.as_str(), "--dry-run"],
+        vec!["delete", "--all-repositories", "mr-1"],
+        vec!["inventory"],
+    ] {
+        emulator.reset_requests();
+        let out = run(&env, &args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.all());
+        let retries: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|line| line.contains("retrying after no answer"))
+            .collect();
+        assert_eq!(
+            retries.len(),
+            2,
+            "{args:?}: 3 attempts, once: {}",
+            out.all()
+        );
+        for (attempt, line) in retries.iter().enumerate() {
+            assert!(
+                line.contains(&format!("attempt={}", attempt + 1))
+                    && line.contains("max_attempts=3")
+                    && line.contains("WARN")
+                    && line.contains(&format!("{registry}/v2/")),
+                "{args:?}: {line}"
+            );
+        }
+        assert!(
+            out.stderr.contains(&format!(
+                "the registry at {registry}/ (from CLEANUP_REGISTRY_URL) cannot be reached"
+            )),
+            "{args:?}: {}",
+            out.all()
+        );
+        assert_eq!(emulator.count("GET", "/jwt/auth"), 0, "{args:?}");
+        assert_eq!(emulator.writes(), 0, "{args:?}");
+        assert!(
+            !out.stdout.contains("group/project"),
+            "{args:?}: no repository was worked on: {}",
+            out.all()
+        );
+    }
+}

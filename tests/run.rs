@@ -1225,7 +1225,8 @@ fn the_report_says_why_each_tag_stays() {
         reason("mr-2-x")
     );
     assert!(
-        reason("cafebabe").contains("older_than 30d") && reason("cafebabe").contains("pushed 3 days ago"),
+        reason("cafebabe").contains("older_than 30d")
+            && reason("cafebabe").contains("pushed 3 days ago"),
         "{}",
         reason("cafebabe")
     );
@@ -1267,6 +1268,9 @@ fn a_dry_run_in_ci_lists_what_would_be_deleted() {
     assert_eq!(emulator.writes(), 0);
 
     // Outside CI, and in a live run, no list.
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy, "--dry-run"]);
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--policy", &policy, "--dry-run"],
+    );
     assert!(!out.stdout.contains("  - "), "{}", out.all());
 }

@@ -25,6 +25,7 @@ pub async fn delete(options: DeleteOptions) -> anyhow::Result<Exit> {
     } = &options;
     let clients = Clients::new(&options.connection)?;
     let targets = targets(&clients, &options).await?;
+    clients.probe_registry().await?;
 
     let mut report = Report::new("client", *dry_run);
     let progress = Progress::new("delete");
@@ -39,6 +40,14 @@ pub async fn delete(options: DeleteOptions) -> anyhow::Result<Exit> {
         if let Err(err) = clients.registry.check_access(&target.path, actions).await {
             if err.exit_code() == Exit::Usage {
                 return Err(err.into());
+            }
+            // The token service (on CI_SERVER_URL) not answering at all is the
+            // same for every repository: stop rather than wait it out again.
+            if err.is_unreachable() {
+                return Err(anyhow::Error::new(err).context(format!(
+                    "GitLab's token service at {} cannot be reached; nothing was deleted. Check CI_SERVER_URL",
+                    clients.settings.server_url
+                )));
             }
             writeln!(stdout.lock(), "{}: FAILED: {err}", target.path)?;
             repository.error = Some(err.to_string());

@@ -51,6 +51,7 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
         repositories.retain(|r| wanted.contains(&r.path));
     }
 
+    clients.probe_registry().await?;
     let progress = listing_progress(&repositories);
     let ticker = progress.tick(Duration::from_secs(5));
     // `pull,delete`, though nothing is written: only that token carries

@@ -7,8 +7,8 @@ pub mod inventory;
 pub mod plan;
 pub mod run;
 
-use std::path::PathBuf;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -93,6 +93,28 @@ impl Clients {
                 auth.header
             ))
         })
+    }
+
+    /// Contacts the registry once (`GET /v2/`) before any repository is
+    /// worked on. No answer after the retries stops the run with one error
+    /// naming the URL and the variable that set it (exit 1), instead of
+    /// every repository waiting out the same retries. Other answers are
+    /// left to the calls that need them, as before.
+    pub async fn probe_registry(&self) -> anyhow::Result<()> {
+        match self.registry.probe().await {
+            Err(err) if err.is_unreachable() => Err(self.unreachable(err)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The error that stops a run when the registry cannot be reached.
+    pub fn unreachable(&self, err: crate::registry::RegistryError) -> anyhow::Error {
+        let url = self.settings.registry_url.as_str();
+        let from = self.settings.registry_url_from;
+        anyhow::Error::new(err).context(format!(
+            "the registry at {url} (from {from}) cannot be reached; nothing was deleted. \
+             Check {from} (and that the registry runs and this machine can reach it)"
+        ))
     }
 
     pub fn deleter(&self) -> Deleter {

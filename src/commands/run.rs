@@ -48,6 +48,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         }
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
+    clients.probe_registry().await?;
     let ClientReport {
         mut report,
         refused,

@@ -290,7 +290,8 @@ fn name_gitlab_rules(repository: &mut RepositoryReport, protected_by_gitlab: &[P
         if entry.kind != "protected" {
             continue;
         }
-        if let Ok(found) = protected_by_gitlab.binary_search_by(|p| p.tag.as_str().cmp(&entry.tag)) {
+        if let Ok(found) = protected_by_gitlab.binary_search_by(|p| p.tag.as_str().cmp(&entry.tag))
+        {
             entry.kind = "gitlab_tag_rule".to_string();
             entry.reason = format!(
                 "protected by GitLab's tag rules: {}",
