@@ -78,3 +78,49 @@ impl Drop for ProgressGuard {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// What a progress line prints with the default (text) log format.
+    fn logged(progress: &Progress) -> String {
+        let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || Writer(writer.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || progress.report());
+        let bytes = buffer.lock().expect("buffer").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    struct Writer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_progress_line_gives_each_figure_once() {
+        let progress = Progress::new("listing tags");
+        progress.add_total(10);
+        progress.advance(3);
+        let line = logged(&progress);
+        assert!(
+            line.contains("listing tags done=3 total=10 percent=\"30%\""),
+            "{line}"
+        );
+        assert_eq!(line.matches("30%").count(), 1, "{line}");
+        assert!(!line.contains("3/10"), "{line}");
+    }
+}
