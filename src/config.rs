@@ -74,6 +74,8 @@ pub struct CleanupEnv {
     pub cleanup_allow_insecure_http: Option<String>,
     pub cleanup_retry_max_attempts: Option<String>,
     pub cleanup_retry_base_ms: Option<String>,
+    pub cleanup_repository: Option<String>,
+    pub cleanup_all_repositories: Option<String>,
 }
 
 /// Bounds of the retry settings: enough to ride out a rate-limit window, never
@@ -168,6 +170,10 @@ impl CleanupEnv {
 
     pub fn dry_run(&self) -> Result<bool, ConfigError> {
         parse_bool("CLEANUP_DRY_RUN", &self.cleanup_dry_run)
+    }
+
+    pub fn all_repositories(&self) -> Result<bool, ConfigError> {
+        parse_bool("CLEANUP_ALL_REPOSITORIES", &self.cleanup_all_repositories)
     }
 
     pub fn allow_insecure_http(&self) -> Result<bool, ConfigError> {

@@ -355,7 +355,10 @@ impl PolicyDuration {
         let only_days = parts.iter().all(|(_, unit)| *unit == DurationUnit::Day);
         let day = DurationUnit::Day.seconds();
         if !only_days && self.seconds >= day && self.seconds % day == 0 {
-            text.push_str(&format!(" ({})", DurationUnit::Day.word(self.seconds / day)));
+            text.push_str(&format!(
+                " ({})",
+                DurationUnit::Day.word(self.seconds / day)
+            ));
         }
         text
     }
@@ -1156,7 +1159,10 @@ rules:
             );
         }
         let err = parse("rules:\n  - delete: a\n    older_than: 6m\n").expect_err("6m");
-        assert!(err.starts_with("policy.yml:3:17: rules[0].older_than:"), "{err}");
+        assert!(
+            err.starts_with("policy.yml:3:17: rules[0].older_than:"),
+            "{err}"
+        );
         assert!(err.contains("6min") && err.contains("6month"), "{err}");
     }
 
