@@ -148,7 +148,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Inventory file (as written by `registry-cleanup inventory`)
+    /// Inventory file, as written by `registry-cleanup inventory --output FILE` (or try examples/inventory.json)
     // Required, so `--help` says so; clap itself takes it from
     // CLEANUP_INVENTORY then (a path cannot be malformed), so the variable
     // still satisfies it.

@@ -249,6 +249,9 @@ impl Report {
 
     /// The per-repository lines and the total, as printed on stdout.
     pub fn summary_lines(&self) -> Vec<String> {
+        if self.engine == "server" && !self.dry_run {
+            return self.bulk_summary_lines();
+        }
         let verb = if self.dry_run {
             "would delete"
         } else {
@@ -274,6 +277,40 @@ impl Report {
             totals.skipped,
             totals.failed,
         );
+        lines.push(total);
+        lines
+    }
+
+    /// The server engine's lines: GitLab deletes in the background and
+    /// reports nothing back, so there are no deleted, kept or protected
+    /// counts to show, only what was asked of GitLab.
+    fn bulk_summary_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .repositories
+            .iter()
+            .map(|repository| {
+                let mut line = format!("{}: {} tags", repository.path, repository.tags);
+                if let Some(error) = &repository.error {
+                    line.push_str(&format!(" (FAILED: {error})"));
+                }
+                for warning in &repository.warnings {
+                    line.push_str(&format!(" ({warning})"));
+                }
+                line
+            })
+            .collect();
+        let failed = self
+            .repositories
+            .iter()
+            .filter(|r| r.error.is_some())
+            .count();
+        let mut total = format!(
+            "total: {} repositories, {} tags; GitLab deletes in the background and reports no counts",
+            self.totals.repositories, self.totals.tags
+        );
+        if failed > 0 {
+            total.push_str(&format!(", {failed} bulk calls failed"));
+        }
         lines.push(total);
         lines
     }
