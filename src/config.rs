@@ -292,6 +292,10 @@ pub struct Settings {
     /// Basic credentials for `/jwt/auth`.
     pub registry_credentials: Option<(String, Secret)>,
     pub extra_ca_files: Vec<PathBuf>,
+    /// The variable each URL above came from, for error messages.
+    pub url_variables: Vec<(Url, &'static str)>,
+    /// The variable that named the project (`CI_PROJECT_ID` or `CI_PROJECT_PATH`).
+    pub project_variable: Option<&'static str>,
 }
 
 impl Settings {
@@ -305,6 +309,18 @@ impl Settings {
             })?,
         )?;
         check_scheme("CI_SERVER_URL", &server_url, allow_insecure_http)?;
+        // A common slip: the REST root given as the base URL. Every REST
+        // call would then go to …/api/v4/api/v4/… and answer 404.
+        if server_url.path().trim_end_matches('/').ends_with("/api/v4") {
+            let base = server_url
+                .as_str()
+                .trim_end_matches('/')
+                .trim_end_matches("/api/v4");
+            return Err(ConfigError::new(format!(
+                "CI_SERVER_URL={} ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={base}); the REST root is derived from it, or set in CI_API_V4_URL",
+                server_url.as_str()
+            )));
+        }
 
         let api_url = match non_empty(&env.ci_api_v4_url) {
             Some(text) => parse_url("CI_API_V4_URL", text)?,
@@ -319,6 +335,11 @@ impl Settings {
             );
         }
 
+        let project_variable = if non_empty(&env.ci_project_id).is_some() {
+            Some("CI_PROJECT_ID")
+        } else {
+            non_empty(&env.ci_project_path).map(|_| "CI_PROJECT_PATH")
+        };
         let project = match (
             non_empty(&env.ci_project_id),
             non_empty(&env.ci_project_path),
@@ -409,6 +430,18 @@ impl Settings {
             }
         }
 
+        let api_variable = if non_empty(&env.ci_api_v4_url).is_some() {
+            "CI_API_V4_URL"
+        } else {
+            "CI_SERVER_URL"
+        };
+        let url_variables = vec![
+            (server_url.clone(), "CI_SERVER_URL"),
+            (api_url.clone(), api_variable),
+            // CI_REGISTRY is a host without a scheme: a scheme is set in
+            // CLEANUP_REGISTRY_URL.
+            (registry_url.clone(), "CLEANUP_REGISTRY_URL"),
+        ];
         Ok(Settings {
             server_url,
             api_url,
@@ -419,6 +452,8 @@ impl Settings {
             rest_auth,
             registry_credentials,
             extra_ca_files,
+            url_variables,
+            project_variable,
         })
     }
 

@@ -91,3 +91,120 @@ fn the_server_engine_summary_shows_no_counts_it_never_had() {
     );
     assert!(out.stdout.contains("reports no counts"), "{}", out.all());
 }
+
+fn seeded() -> Emulator {
+    let emulator = Emulator::start(Config::default());
+    emulator.add_repository("");
+    emulator.add_repository("api");
+    emulator.add_tags("group/project", [tag("mr-1"), tag("main")]);
+    emulator.add_tags("group/project/api", [tag("mr-1")]);
+    emulator
+}
+
+fn policy(dir: &tempfile::TempDir) -> String {
+    write_file(dir, "policy.yml", "rules: [{delete: 'mr-.*'}]\n")
+}
+
+#[test]
+fn a_wrong_project_names_its_variable_and_how_to_check_it() {
+    let emulator = seeded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = policy(&dir);
+    let env = with(emulator.ci_env(), &[("CI_PROJECT_ID", "4242")]);
+    let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    let api = format!("{}/api/v4", emulator.gitlab_url());
+    for needle in [
+        "GitLab has no project CI_PROJECT_ID=4242",
+        "check CI_PROJECT_ID",
+        &format!("curl --header \"JOB-TOKEN: $CI_JOB_TOKEN\" {api}/projects/4242"),
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "lacks {needle:?}: {}",
+            out.all()
+        );
+    }
+    // Named by CI_PROJECT_PATH (no id), with an access token.
+    let env = with(
+        without(emulator.laptop_env(), &["CI_PROJECT_ID"]),
+        &[("CI_PROJECT_PATH", "group/other")],
+    );
+    let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    for needle in [
+        "GitLab has no project CI_PROJECT_PATH=group/other",
+        &format!("curl --header \"PRIVATE-TOKEN: $GITLAB_TOKEN\" {api}/projects/group%2Fother"),
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "lacks {needle:?}: {}",
+            out.all()
+        );
+    }
+    for secret in emulator.secrets() {
+        assert!(
+            !out.all().contains(&secret),
+            "a secret in the output: {}",
+            out.all()
+        );
+    }
+}
+
+#[test]
+fn a_server_url_with_the_api_suffix_is_a_configuration_error() {
+    let emulator = seeded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = policy(&dir);
+    for suffix in ["/api/v4", "/api/v4/"] {
+        let url = format!("{}{suffix}", emulator.gitlab_url());
+        let env = with(
+            without(emulator.ci_env(), &["CI_API_V4_URL"]),
+            &[("CI_SERVER_URL", &url)],
+        );
+        let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
+        assert_eq!(out.code, 2, "{}", out.all());
+        assert!(
+            out.stderr.contains(&format!(
+                "ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={})",
+                emulator.gitlab_url()
+            )),
+            "{}",
+            out.all()
+        );
+    }
+    assert!(emulator.requests().is_empty());
+}
+
+#[test]
+fn https_to_a_plain_http_server_says_so() {
+    let emulator = seeded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = policy(&dir);
+    let https = emulator.gitlab_url().replacen("http://", "https://", 1);
+    let env = with(
+        without(emulator.ci_env(), &["CI_API_V4_URL"]),
+        &[("CI_SERVER_URL", &https)],
+    );
+    let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("the server speaks plain HTTP, not HTTPS: use http:// in CI_SERVER_URL"),
+        "{}",
+        out.all()
+    );
+    // The registry: its URL comes from CLEANUP_REGISTRY_URL.
+    let registry = emulator.registry_url().replacen("http://", "https://", 1);
+    let env = with(emulator.ci_env(), &[("CLEANUP_REGISTRY_URL", &registry)]);
+    let out = run(&env, &["delete", "mr-1"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.all().contains(
+            "the server speaks plain HTTP, not HTTPS: use http:// in CLEANUP_REGISTRY_URL"
+        ),
+        "{}",
+        out.all()
+    );
+    assert_eq!(names(&emulator, "group/project"), ["main", "mr-1"]);
+}

@@ -51,6 +51,7 @@ impl Clients {
             pool_size: connection.concurrency.max(8),
             max_in_flight: Some(connection.concurrency),
             retry: connection.retry.clone(),
+            url_variables: settings.url_variables.clone(),
             ..HttpOptions::default()
         })?;
         let registry = Arc::new(Registry::new(
