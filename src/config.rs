@@ -286,8 +286,10 @@ pub struct Settings {
     pub registry_url: Url,
     /// `CI_REGISTRY` (host[:port]), used to recognise host-prefixed repository paths.
     pub registry_host: Option<String>,
-    /// Full path of the project's root image, e.g. `group/project`.
-    pub root_repository: String,
+    /// Full path of the project's root image, e.g. `group/project`; `None`
+    /// with `CI_PROJECT_ID` alone, when it is read from GitLab instead
+    /// (`Clients::root_repository`).
+    pub root_repository: Option<String>,
     pub rest_auth: Option<RestAuth>,
     /// Basic credentials for `/jwt/auth`.
     pub registry_credentials: Option<(String, Secret)>,
@@ -475,7 +477,10 @@ impl Settings {
     }
 }
 
-fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> Result<String, ConfigError> {
+fn root_repository(
+    env: &GitLabEnv,
+    registry_host: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
     if let Some(image) = non_empty(&env.ci_registry_image) {
         let path = match registry_host {
             Some(host) => image
@@ -485,7 +490,7 @@ fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> Result<Strin
         };
         return path
             .filter(|path| !path.is_empty())
-            .map(|path| path.trim_end_matches('/').to_string())
+            .map(|path| Some(path.trim_end_matches('/').to_string()))
             .ok_or_else(|| {
                 ConfigError::new(format!(
                     "CI_REGISTRY_IMAGE={image:?} is not CI_REGISTRY followed by the project path: set it to e.g. registry.example.com/group/project"
@@ -494,7 +499,9 @@ fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> Result<Strin
     }
     match non_empty(&env.ci_project_path) {
         // Registry paths are the project path in lower case.
-        Some(path) => Ok(path.trim_matches('/').to_ascii_lowercase()),
+        Some(path) => Ok(Some(path.trim_matches('/').to_ascii_lowercase())),
+        // The project's path is read from GitLab when it is needed.
+        None if non_empty(&env.ci_project_id).is_some() => Ok(None),
         None => Err(ConfigError::new(
             "cannot tell the project's image: set CI_REGISTRY_IMAGE (registry.example.com/group/project) or CI_PROJECT_PATH (group/project)",
         )
@@ -589,7 +596,7 @@ mod tests {
             settings.registry_url.as_str(),
             "https://registry.example.com/"
         );
-        assert_eq!(settings.root_repository, "group/project");
+        assert_eq!(settings.root_repository.as_deref(), Some("group/project"));
         let auth = settings.rest_auth.expect("job token");
         assert_eq!(auth.header, "JOB-TOKEN");
         let (user, _) = settings.registry_credentials.expect("registry credentials");
@@ -614,7 +621,7 @@ mod tests {
             .collect();
         let settings = Settings::from_env(&env(&vars), false).expect("valid");
         assert_eq!(settings.project.as_deref(), Some("Group%2FProject"));
-        assert_eq!(settings.root_repository, "group/project");
+        assert_eq!(settings.root_repository.as_deref(), Some("group/project"));
     }
 
     #[test]

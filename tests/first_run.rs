@@ -208,3 +208,68 @@ fn https_to_a_plain_http_server_says_so() {
     );
     assert_eq!(names(&emulator, "group/project"), ["main", "mr-1"]);
 }
+
+#[test]
+fn ci_project_id_alone_is_enough() {
+    let emulator = seeded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = policy(&dir);
+    let env = without(emulator.ci_env(), &["CI_PROJECT_PATH", "CI_REGISTRY_IMAGE"]);
+    assert!(env.iter().any(|(k, _)| k == "CI_PROJECT_ID"));
+
+    let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project: 2 tags, 1 would delete"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout
+            .contains("group/project/api: 1 tags, 1 would delete"),
+        "{}",
+        out.all()
+    );
+
+    // The root image (the default) and a relative path need the project's
+    // path: read from the repository listing, once.
+    emulator.reset_requests();
+    let out = run(&env, &["delete", "mr-1"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:mr-1: deleted"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.count("GET", "/registry/repositories"), 1);
+    let out = run(&env, &["delete", "--repository", "api", "mr-1"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project/api:mr-1: deleted"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(names(&emulator, "group/project"), ["main"]);
+    assert!(names(&emulator, "group/project/api").is_empty());
+
+    // A malformed path is still refused before any request.
+    emulator.reset_requests();
+    let out = run(&env, &["delete", "--repository", "API--", "mr-1"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(emulator.requests().is_empty(), "{:?}", emulator.requests());
+}
+
+#[test]
+fn ci_project_id_alone_without_any_repository_says_what_to_set() {
+    let emulator = Emulator::start(Config::default());
+    let env = without(emulator.ci_env(), &["CI_PROJECT_PATH", "CI_REGISTRY_IMAGE"]);
+    let out = run(&env, &["delete", "mr-1"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("set CI_PROJECT_PATH (group/project) or CI_REGISTRY_IMAGE"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+}

@@ -10,7 +10,6 @@ use crate::deleter::{Outcome, Target};
 use crate::error::{Exit, ExitCode};
 use crate::names::{Digest, Reference, TagName};
 use crate::options::DeleteOptions;
-use crate::paths::normalise_repository;
 use crate::progress::Progress;
 use crate::registry::{PULL, PULL_DELETE};
 use crate::report::{DeletedTag, Report, RepositoryReport};
@@ -95,12 +94,7 @@ async fn targets(clients: &Clients, options: &DeleteOptions) -> anyhow::Result<V
         options.repositories.clone()
     };
     let mut targets: Vec<Target> = Vec::new();
-    for input in &inputs {
-        let path = normalise_repository(
-            input,
-            &clients.settings.root_repository,
-            clients.settings.registry_host.as_deref(),
-        )?;
+    for path in clients.repository_paths(&inputs).await? {
         if !targets.iter().any(|t| t.path == path) {
             targets.push(Target { path, id: None });
         }
