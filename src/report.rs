@@ -46,6 +46,10 @@ pub struct Report {
     pub gitlab_tag_rules: Vec<ReportedTagRule>,
     pub repositories: Vec<RepositoryReport>,
     pub totals: Totals,
+    /// Run-level notes: policy rules that can never claim a tag or match
+    /// no repository of the project (see `lint`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A GitLab tag rule as the report shows it.
@@ -278,6 +282,7 @@ impl Report {
             totals.failed,
         );
         lines.push(total);
+        lines.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
         lines
     }
 

@@ -273,3 +273,84 @@ fn ci_project_id_alone_without_any_repository_says_what_to_set() {
     );
     assert_eq!(emulator.writes(), 0);
 }
+
+#[test]
+fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
+    let emulator = seeded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "policy.yml",
+        "rules:\n  - name: api reviews\n    repositories: api\n    delete: 'mr-.*'\n  - name: everything\n    delete: '.*'\n    older_than: 30d\n  - name: too late\n    delete: 'mr-.*'\n",
+    );
+    let relative = "rule \"api reviews\" applies to no repository of the project: its `repositories` pattern \"api\" matches none of group/project, group/project/api";
+    let suggestion = "repositories: '.*/api'";
+    let shadowed = "rule \"too late\" can never claim a tag: the earlier rule \"everything\" claims every tag in every repository";
+
+    let report = dir.path().join("report.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--dry-run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    for needle in [relative, suggestion, shadowed] {
+        assert!(
+            out.stderr.contains(needle),
+            "log lacks {needle:?}: {}",
+            out.all()
+        );
+        assert!(
+            out.stdout.contains(needle),
+            "summary lacks {needle:?}: {}",
+            out.all()
+        );
+    }
+    let warnings = report_json(&report)["warnings"].clone();
+    let warnings: Vec<String> = serde_json::from_value(warnings).expect("warnings");
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(relative) && warnings[0].contains(suggestion),
+        "{warnings:?}"
+    );
+    assert!(warnings[1].starts_with(shadowed), "{warnings:?}");
+
+    // `check` does not know the repositories: the shadowed rule only.
+    let out = run(&[], &["check", "--policy", &policy]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!("warning: {shadowed}")),
+        "{}",
+        out.all()
+    );
+    assert!(
+        !out.stdout.contains("applies to no repository"),
+        "{}",
+        out.all()
+    );
+
+    // A policy without such mistakes: no warning anywhere.
+    let fine = write_file(&dir, "fine.yml", "rules:\n  - repositories: '.*/api'\n    delete: 'mr-.*'\n  - delete: '.*'\n    older_than: 30d\n");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--dry-run",
+            "--policy",
+            &fine,
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(!out.all().contains("warning:"), "{}", out.all());
+    assert!(report_json(&report).get("warnings").is_none());
+    let out = run(&[], &["check", "--policy", &fine]);
+    assert!(!out.all().contains("warning"), "{}", out.all());
+}

@@ -3,6 +3,7 @@
 use crate::cli::Engine;
 use crate::engine::server;
 use crate::error::Exit;
+use crate::lint;
 use crate::options::CheckOptions;
 use crate::policy::Policy;
 
@@ -36,6 +37,12 @@ pub fn check(options: CheckOptions) -> anyhow::Result<Exit> {
     );
     for rule in &policy.rules {
         println!("  {}", rule.summary());
+    }
+    // Which repositories exist is known in `run` only; it warns about rules
+    // that match none of them.
+    for warning in lint::shadowed_rules(&policy) {
+        tracing::warn!("{warning}");
+        println!("  warning: {warning}");
     }
     if options.engine == Engine::Server {
         println!("  engine server: one bulk call per repository; whether two rules meet in one repository is checked by `run`, against the repositories' paths");
