@@ -354,3 +354,65 @@ fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
     let out = run(&[], &["check", "--policy", &fine]);
     assert!(!out.all().contains("warning"), "{}", out.all());
 }
+
+#[test]
+fn durations_are_spelled_out_in_check_and_run() {
+    let emulator = seeded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "policy.yml",
+        "rules:\n  - name: old reviews\n    delete: 'mr-.*'\n    older_than: 6months\n  - name: scratch\n    delete: 'tmp-.*'\n    older_than: 90min\n",
+    );
+    let out = run(&[], &["check", "--policy", &policy]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("only older than 6 months (180 days)"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("only older than 90 minutes"),
+        "{}",
+        out.all()
+    );
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--dry-run", "--policy", &policy],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("rule old reviews: in repositories matching \".*\", delete tags matching \"mr-.*\", only older than 6 months (180 days)"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr.contains("only older than 90 minutes"),
+        "{}",
+        out.all()
+    );
+    // And `6m` is refused, naming both readings.
+    let ambiguous = write_file(
+        &dir,
+        "m.yml",
+        "rules:\n  - delete: 'mr-.*'\n    older_than: 6m\n",
+    );
+    emulator.reset_requests();
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--dry-run", "--policy", &ambiguous],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("m.yml:3:17: rules[0].older_than: \"6m\" is ambiguous"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr.contains("6min") && out.stderr.contains("6month"),
+        "{}",
+        out.all()
+    );
+    assert!(emulator.requests().is_empty());
+}
