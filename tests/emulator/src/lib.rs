@@ -917,43 +917,6 @@ pub fn project_path_of_inventory(json: &str) -> Result<String, String> {
     Ok(common.join("/"))
 }
 
-#[cfg(test)]
-mod project_path_tests {
-    use super::project_path_of_inventory;
-
-    fn inventory(paths: &[&str]) -> String {
-        let repositories: Vec<serde_json::Value> = paths
-            .iter()
-            .map(|path| serde_json::json!({"path": path, "tags": []}))
-            .collect();
-        serde_json::json!({ "repositories": repositories }).to_string()
-    }
-
-    #[test]
-    fn the_project_is_the_common_path_of_its_repositories() {
-        let cases: &[(&[&str], &str)] = &[
-            (
-                &["acme/shop", "acme/shop/api", "acme/shop/tools/builder"],
-                "acme/shop",
-            ),
-            (&["acme/shop/api", "acme/shop/frontend"], "acme/shop"),
-            (&["g/sub/p/api", "g/sub/p"], "g/sub/p"),
-            (&["g/p"], "g/p"),
-        ];
-        for (paths, project) in cases {
-            assert_eq!(
-                project_path_of_inventory(&inventory(paths)).as_deref(),
-                Ok(*project),
-                "{paths:?}"
-            );
-        }
-        for paths in [&["a/x", "b/y"][..], &[][..], &["a/x", "a/y"][..]] {
-            let err = project_path_of_inventory(&inventory(paths)).expect_err("no project");
-            assert!(err.contains("--project-path"), "{err}");
-        }
-    }
-}
-
 /// OCI image index and Docker manifest list media types, for
 /// [`Repository::push_index_of`].
 pub const OCI_INDEX: &str = model::OCI_INDEX;
@@ -1108,6 +1071,43 @@ impl Drop for Emulator {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod project_path_tests {
+    use super::project_path_of_inventory;
+
+    fn inventory(paths: &[&str]) -> String {
+        let repositories: Vec<serde_json::Value> = paths
+            .iter()
+            .map(|path| serde_json::json!({"path": path, "tags": []}))
+            .collect();
+        serde_json::json!({ "repositories": repositories }).to_string()
+    }
+
+    #[test]
+    fn the_project_is_the_common_path_of_its_repositories() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["acme/shop", "acme/shop/api", "acme/shop/tools/builder"],
+                "acme/shop",
+            ),
+            (&["acme/shop/api", "acme/shop/frontend"], "acme/shop"),
+            (&["g/sub/p/api", "g/sub/p"], "g/sub/p"),
+            (&["g/p"], "g/p"),
+        ];
+        for (paths, project) in cases {
+            assert_eq!(
+                project_path_of_inventory(&inventory(paths)).as_deref(),
+                Ok(*project),
+                "{paths:?}"
+            );
+        }
+        for paths in [&["a/x", "b/y"][..], &[][..], &["a/x", "a/y"][..]] {
+            let err = project_path_of_inventory(&inventory(paths)).expect_err("no project");
+            assert!(err.contains("--project-path"), "{err}");
         }
     }
 }
