@@ -152,7 +152,13 @@ pub struct PlanArgs {
     // Required, so `--help` says so; clap itself takes it from
     // CLEANUP_INVENTORY then (a path cannot be malformed), so the variable
     // still satisfies it.
-    #[arg(long, value_name = "FILE", env = "CLEANUP_INVENTORY", required = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CLEANUP_INVENTORY",
+        hide_env_values = true,
+        required = true
+    )]
     pub inventory: Option<PathBuf>,
     /// Policy file (default .gitlab/registry-cleanup.yml)
     #[arg(long, value_name = "FILE")]

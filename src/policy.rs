@@ -596,7 +596,12 @@ fn tab_in_indentation(text: &str, line: usize) -> Option<usize> {
 /// Turns a `serde_yaml` error into `origin:line:column: key.path: what is
 /// wrong`, with a hint for the YAML mistakes people make (`text`: the file).
 fn format_yaml_error(origin: &str, text: &str, err: &serde_yaml::Error) -> PolicyError {
-    if let Some(location) = err.location() {
+    // Only a scanner error is the tab's fault: a tab inside a quoted or
+    // block scalar is allowed, and a later error on that line is another one.
+    let scanner_error = ["cannot start any token", "tab character"]
+        .iter()
+        .any(|needle| err.to_string().contains(needle));
+    if let Some(location) = err.location().filter(|_| scanner_error) {
         if let Some(column) = tab_in_indentation(text, location.line()) {
             return PolicyError::new(format!(
                 "{origin}:{}:{column}: a tab in the indentation; YAML indents with spaces only: replace the tab with spaces",
@@ -1164,6 +1169,25 @@ rules:
             "{err}"
         );
         assert!(err.contains("6min") && err.contains("6month"), "{err}");
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_named_as_such() {
+        for (text, at) in [
+            ("rules:\n\t- delete: a\n", "policy.yml:2:1:"),
+            ("rules:\n  - delete: a\n \t keep: b\n", "policy.yml:3:2:"),
+        ] {
+            let err = parse(text).expect_err("tab");
+            assert!(
+                err.starts_with(&format!(
+                    "{at} a tab in the indentation; YAML indents with spaces only"
+                )),
+                "{text:?}: {err}"
+            );
+        }
+        // A tab inside a value is no indentation, and not the error here.
+        let err = parse("rules:\n  - delete: \"a\tb\"\n    keep_n: x\n").expect_err("keep_n");
+        assert!(err.contains("keep_n") && !err.contains("tab"), "{err}");
     }
 
     #[test]
