@@ -1,9 +1,41 @@
 //! The command line. Flags only: the `CLEANUP_*` variables are read by
 //! `config` with envy, so their errors can name the variable; a flag wins.
+//! [`command`] names each option's variable in `--help`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// The variable that sets an option: `--max-deletions` → `CLEANUP_MAX_DELETIONS`.
+pub fn env_name(long: &str) -> String {
+    format!("CLEANUP_{}", long.replace('-', "_").to_ascii_uppercase())
+}
+
+/// The command line, with each option's `CLEANUP_*` variable named in its
+/// help (`[env: CLEANUP_DRY_RUN]`). Clap does not read the variables itself
+/// (`options` does, so that a bad value names its variable), except for
+/// `plan --inventory`, which is required.
+pub fn command() -> clap::Command {
+    fn name_variable(arg: clap::Arg) -> clap::Arg {
+        match (arg.get_long(), arg.get_help()) {
+            (Some(long), Some(help))
+                if !matches!(long, "help" | "version") && arg.get_env().is_none() =>
+            {
+                let help = format!("{help} [env: {}]", env_name(long));
+                arg.help(help)
+            }
+            _ => arg,
+        }
+    }
+    Cli::command()
+        .mut_args(name_variable)
+        .mut_subcommands(|sub| sub.mut_args(name_variable))
+}
+
+/// What each command's `--help` says about the environment it reads.
+const NETWORK_ENV_HELP: &str = "GitLab settings come from GitLab's CI/CD variables: CI_SERVER_URL, CI_API_V4_URL, CI_PROJECT_ID or CI_PROJECT_PATH, CI_REGISTRY, CI_REGISTRY_IMAGE, CI_REGISTRY_USER and CI_REGISTRY_PASSWORD, CI_JOB_TOKEN (in CI) or GITLAB_TOKEN (outside CI, wins over the job token), CI_SERVER_TLS_CA_FILE or SSL_CERT_FILE; CLEANUP_REGISTRY_URL for a plain-HTTP test registry. Retries: CLEANUP_RETRY_MAX_ATTEMPTS, CLEANUP_RETRY_BASE_MS. Logs: CLEANUP_LOG, CLEANUP_LOG_FORMAT.";
+const OFFLINE_ENV_HELP: &str =
+    "Offline: reads no CI_* variable and sends no request. Logs: CLEANUP_LOG, CLEANUP_LOG_FORMAT.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,24 +52,38 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options every command takes. (Network options are in [`NetworkArgs`],
+/// on the commands that talk to GitLab only.)
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub struct GlobalArgs {}
+
+/// How the commands that talk to GitLab connect.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// How many requests may be in flight at once (default 16)
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
     /// Allow plain http:// to a host that is not loopback (credentials travel unencrypted)
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Delete named tags or sha256: digests from one or more repositories
+    #[command(after_help = NETWORK_ENV_HELP)]
     Delete(DeleteArgs),
     /// Apply the retention policy to every repository of the project
+    #[command(after_help = NETWORK_ENV_HELP)]
     Run(RunArgs),
     /// Plan the policy against an inventory file, offline (no network at all)
+    #[command(after_help = OFFLINE_ENV_HELP)]
     Plan(PlanArgs),
     /// Write the project's repositories and tags (with digests and dates) as an inventory file
+    #[command(after_help = NETWORK_ENV_HELP)]
     Inventory(InventoryArgs),
     /// Validate the policy file and print a summary of each rule
+    #[command(after_help = OFFLINE_ENV_HELP)]
     Check(CheckArgs),
 }
 
@@ -64,9 +110,8 @@ pub struct CommonRunArgs {
     /// Write the JSON report to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// How many requests may be in flight at once (default 16)
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<usize>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,8 +148,17 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Inventory file (as written by `registry-cleanup inventory`)
-    #[arg(long, value_name = "FILE")]
+    /// Inventory file, as written by `registry-cleanup inventory --output FILE` (or try examples/inventory.json)
+    // Required, so `--help` says so; clap itself takes it from
+    // CLEANUP_INVENTORY then (a path cannot be malformed), so the variable
+    // still satisfies it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CLEANUP_INVENTORY",
+        hide_env_values = true,
+        required = true
+    )]
     pub inventory: Option<PathBuf>,
     /// Policy file (default .gitlab/registry-cleanup.yml)
     #[arg(long, value_name = "FILE")]
@@ -125,9 +179,8 @@ pub struct InventoryArgs {
     /// Write to FILE instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// How many requests may be in flight at once (default 16)
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<usize>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -135,4 +188,7 @@ pub struct CheckArgs {
     /// Policy file (default .gitlab/registry-cleanup.yml)
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Also check what this engine accepts (server: one rule per repository, no git-aware rules)
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
 }

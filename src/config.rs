@@ -74,6 +74,8 @@ pub struct CleanupEnv {
     pub cleanup_allow_insecure_http: Option<String>,
     pub cleanup_retry_max_attempts: Option<String>,
     pub cleanup_retry_base_ms: Option<String>,
+    pub cleanup_repository: Option<String>,
+    pub cleanup_all_repositories: Option<String>,
 }
 
 /// Bounds of the retry settings: enough to ride out a rate-limit window, never
@@ -168,6 +170,10 @@ impl CleanupEnv {
 
     pub fn dry_run(&self) -> Result<bool, ConfigError> {
         parse_bool("CLEANUP_DRY_RUN", &self.cleanup_dry_run)
+    }
+
+    pub fn all_repositories(&self) -> Result<bool, ConfigError> {
+        parse_bool("CLEANUP_ALL_REPOSITORIES", &self.cleanup_all_repositories)
     }
 
     pub fn allow_insecure_http(&self) -> Result<bool, ConfigError> {
@@ -283,12 +289,18 @@ pub struct Settings {
     pub registry_url_from: &'static str,
     /// `CI_REGISTRY` (host[:port]), used to recognise host-prefixed repository paths.
     pub registry_host: Option<String>,
-    /// Full path of the project's root image, e.g. `group/project`.
-    pub root_repository: String,
+    /// Full path of the project's root image, e.g. `group/project`; `None`
+    /// with `CI_PROJECT_ID` alone, when it is read from GitLab instead
+    /// (`Clients::root_repository`).
+    pub root_repository: Option<String>,
     pub rest_auth: Option<RestAuth>,
     /// Basic credentials for `/jwt/auth`.
     pub registry_credentials: Option<(String, Secret)>,
     pub extra_ca_files: Vec<PathBuf>,
+    /// The variable each URL above came from, for error messages.
+    pub url_variables: Vec<(Url, &'static str)>,
+    /// The variable that named the project (`CI_PROJECT_ID` or `CI_PROJECT_PATH`).
+    pub project_variable: Option<&'static str>,
 }
 
 impl Settings {
@@ -302,6 +314,18 @@ impl Settings {
             })?,
         )?;
         check_scheme("CI_SERVER_URL", &server_url, allow_insecure_http)?;
+        // A common slip: the REST root given as the base URL. Every REST
+        // call would then go to …/api/v4/api/v4/… and answer 404.
+        if server_url.path().trim_end_matches('/').ends_with("/api/v4") {
+            let base = server_url
+                .as_str()
+                .trim_end_matches('/')
+                .trim_end_matches("/api/v4");
+            return Err(ConfigError::new(format!(
+                "CI_SERVER_URL={} ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={base}); the REST root is derived from it, or set in CI_API_V4_URL",
+                server_url.as_str()
+            )));
+        }
 
         let api_url = match non_empty(&env.ci_api_v4_url) {
             Some(text) => parse_url("CI_API_V4_URL", text)?,
@@ -316,6 +340,11 @@ impl Settings {
             );
         }
 
+        let project_variable = if non_empty(&env.ci_project_id).is_some() {
+            Some("CI_PROJECT_ID")
+        } else {
+            non_empty(&env.ci_project_path).map(|_| "CI_PROJECT_PATH")
+        };
         let project = match (
             non_empty(&env.ci_project_id),
             non_empty(&env.ci_project_path),
@@ -411,6 +440,18 @@ impl Settings {
             }
         }
 
+        let api_variable = if non_empty(&env.ci_api_v4_url).is_some() {
+            "CI_API_V4_URL"
+        } else {
+            "CI_SERVER_URL"
+        };
+        let url_variables = vec![
+            (server_url.clone(), "CI_SERVER_URL"),
+            (api_url.clone(), api_variable),
+            // CI_REGISTRY is a host without a scheme: a scheme is set in
+            // CLEANUP_REGISTRY_URL.
+            (registry_url.clone(), "CLEANUP_REGISTRY_URL"),
+        ];
         Ok(Settings {
             server_url,
             api_url,
@@ -422,6 +463,8 @@ impl Settings {
             rest_auth,
             registry_credentials,
             extra_ca_files,
+            url_variables,
+            project_variable,
         })
     }
 
@@ -443,7 +486,10 @@ impl Settings {
     }
 }
 
-fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> Result<String, ConfigError> {
+fn root_repository(
+    env: &GitLabEnv,
+    registry_host: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
     if let Some(image) = non_empty(&env.ci_registry_image) {
         let path = match registry_host {
             Some(host) => image
@@ -453,7 +499,7 @@ fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> Result<Strin
         };
         return path
             .filter(|path| !path.is_empty())
-            .map(|path| path.trim_end_matches('/').to_string())
+            .map(|path| Some(path.trim_end_matches('/').to_string()))
             .ok_or_else(|| {
                 ConfigError::new(format!(
                     "CI_REGISTRY_IMAGE={image:?} is not CI_REGISTRY followed by the project path: set it to e.g. registry.example.com/group/project"
@@ -462,7 +508,9 @@ fn root_repository(env: &GitLabEnv, registry_host: Option<&str>) -> Result<Strin
     }
     match non_empty(&env.ci_project_path) {
         // Registry paths are the project path in lower case.
-        Some(path) => Ok(path.trim_matches('/').to_ascii_lowercase()),
+        Some(path) => Ok(Some(path.trim_matches('/').to_ascii_lowercase())),
+        // The project's path is read from GitLab when it is needed.
+        None if non_empty(&env.ci_project_id).is_some() => Ok(None),
         None => Err(ConfigError::new(
             "cannot tell the project's image: set CI_REGISTRY_IMAGE (registry.example.com/group/project) or CI_PROJECT_PATH (group/project)",
         )
@@ -557,7 +605,7 @@ mod tests {
             settings.registry_url.as_str(),
             "https://registry.example.com/"
         );
-        assert_eq!(settings.root_repository, "group/project");
+        assert_eq!(settings.root_repository.as_deref(), Some("group/project"));
         let auth = settings.rest_auth.expect("job token");
         assert_eq!(auth.header, "JOB-TOKEN");
         let (user, _) = settings.registry_credentials.expect("registry credentials");
@@ -582,7 +630,7 @@ mod tests {
             .collect();
         let settings = Settings::from_env(&env(&vars), false).expect("valid");
         assert_eq!(settings.project.as_deref(), Some("Group%2FProject"));
-        assert_eq!(settings.root_repository, "group/project");
+        assert_eq!(settings.root_repository.as_deref(), Some("group/project"));
     }
 
     #[test]

@@ -186,7 +186,14 @@ impl GitLab {
         url.query_pairs_mut()
             .append_pair("per_page", PER_PAGE)
             .append_pair("tags_count", "true");
-        let listed: Vec<Listed> = self.all_pages(url.clone()).await?;
+        let listed: Vec<Listed> = match self.all_pages(url.clone()).await {
+            Err(GitLabError::Http(HttpError::Status { status, .. }))
+                if status == StatusCode::NOT_FOUND =>
+            {
+                return Err(self.project_not_found().into())
+            }
+            listed => listed?,
+        };
         listed
             .into_iter()
             .map(|repository| {
@@ -208,6 +215,75 @@ impl GitLab {
                 })
             })
             .collect()
+    }
+
+    /// The project's path (its root image's full path, `group/project`),
+    /// read from its container repositories: each is listed with its full
+    /// `path` and its `name` relative to the project (`""` for the root
+    /// image), so the path is `path` without `/name`. `None` when the
+    /// project has no repository. For `CI_PROJECT_ID` alone: the job token
+    /// may list repositories but not read `GET /projects/:id`.
+    pub async fn project_path(&self) -> Result<Option<String>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            path: String,
+            #[serde(default)]
+            name: String,
+        }
+        let mut url = self.project_url("registry/repositories");
+        url.query_pairs_mut().append_pair("per_page", "1");
+        let response = self.send(Method::GET, &url, |r| r).await?;
+        if response.status == StatusCode::NOT_FOUND {
+            return Err(self.project_not_found().into());
+        }
+        if !response.status.is_success() {
+            return Err(response.unexpected().into());
+        }
+        let listed: Vec<Listed> = response.json()?;
+        let Some(first) = listed.into_iter().next() else {
+            return Ok(None);
+        };
+        let project = if first.name.is_empty() {
+            Some(first.path.as_str())
+        } else {
+            first
+                .path
+                .strip_suffix(first.name.as_str())
+                .and_then(|rest| rest.strip_suffix('/'))
+        };
+        match project.filter(|p| !p.is_empty()) {
+            Some(project) => Ok(Some(project.to_string())),
+            None => Err(HttpError::InvalidResponse {
+                method: Method::GET,
+                url: display_url(&url),
+                message: format!(
+                    "a container repository's path {:?} does not end with its name {:?}; cannot tell the project's path",
+                    first.path, first.name
+                ),
+            }
+            .into()),
+        }
+    }
+
+    /// A 404 for the project: which variable named it and how to look.
+    /// (The token goes in the command as a variable, never its value.)
+    fn project_not_found(&self) -> ConfigError {
+        // Settings take CI_PROJECT_ID when set; a URL-encoded path is never all digits.
+        let variable = if self.project.bytes().all(|b| b.is_ascii_digit()) {
+            "CI_PROJECT_ID"
+        } else {
+            "CI_PROJECT_PATH"
+        };
+        let named = percent_encoding::percent_decode_str(&self.project).decode_utf8_lossy();
+        let token_variable = match self.auth.header {
+            "PRIVATE-TOKEN" => "GITLAB_TOKEN",
+            _ => "CI_JOB_TOKEN",
+        };
+        ConfigError::new(format!(
+            "GitLab has no project {variable}={named} that the {header} credentials can see (404 listing its container repositories), or its container registry is disabled: check {variable}, e.g. with `curl --header \"{header}: ${token_variable}\" {url}`, which should answer the project",
+            header = self.auth.header,
+            url = display_url(&self.url(&format!("projects/{}", self.project))),
+        ))
     }
 
     /// The project's REST reference: its numeric id, or its URL-encoded path.

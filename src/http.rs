@@ -412,6 +412,7 @@ pub struct Http {
     pub stats: Arc<Stats>,
     /// Adaptive limit on requests in flight (see [`crate::throttle`]).
     throttle: Option<Arc<Throttle>>,
+    url_variables: Arc<Vec<(url::Origin, &'static str)>>,
 }
 
 impl std::fmt::Debug for Http {
@@ -427,6 +428,9 @@ pub struct HttpOptions {
     pub pool_size: usize,
     /// At most this many requests on the wire at once, fewer after 429s.
     pub max_in_flight: Option<usize>,
+    /// The variable each configured URL came from (`CI_SERVER_URL`…), so
+    /// that a connection error can say which one to fix.
+    pub url_variables: Vec<(Url, &'static str)>,
 }
 
 impl Default for HttpOptions {
@@ -437,6 +441,7 @@ impl Default for HttpOptions {
             timeout: Duration::from_secs(60),
             pool_size: 32,
             max_in_flight: None,
+            url_variables: Vec::new(),
         }
     }
 }
@@ -508,7 +513,34 @@ impl Http {
             budget: Arc::new(RateBudget::default()),
             stats: Arc::new(Stats::default()),
             throttle: options.max_in_flight.map(Throttle::new),
+            url_variables: Arc::new(
+                options
+                    .url_variables
+                    .iter()
+                    .map(|(url, name)| (url.origin(), *name))
+                    .collect(),
+            ),
         })
+    }
+
+    /// A connection failure's message, with what to do when TLS was spoken
+    /// to a plain-HTTP server (rustls: "received corrupt message of type
+    /// InvalidContentType"), which says nothing a user would recognise.
+    fn transport_message(&self, url: &Url, message: String) -> String {
+        let plain_http = url.scheme() == "https"
+            && ["InvalidContentType", "corrupt message"]
+                .iter()
+                .any(|needle| message.contains(needle));
+        if !plain_http {
+            return message;
+        }
+        let origin = url.origin();
+        let variable = self
+            .url_variables
+            .iter()
+            .find(|(known, _)| *known == origin)
+            .map_or("the variable that names this server", |(_, name)| *name);
+        format!("{message}; the server speaks plain HTTP, not HTTPS: use http:// in {variable}")
     }
 
     pub fn throttle(&self) -> Option<&Arc<Throttle>> {
@@ -597,7 +629,7 @@ impl Http {
                     return Err(HttpError::Transport {
                         method,
                         url: display_url(url),
-                        message,
+                        message: self.transport_message(url, message),
                     })
                 }
                 Err(AttemptError {
@@ -620,7 +652,10 @@ impl Http {
                     Failure::Transport { message, .. } => Err(HttpError::Transport {
                         method,
                         url: display_url(url),
-                        message: format!("{message} (gave up after {attempt} attempts)"),
+                        message: self.transport_message(
+                            url,
+                            format!("{message} (gave up after {attempt} attempts)"),
+                        ),
                     }),
                 };
             }

@@ -7,8 +7,8 @@
 //!   `ConfigError`), `options` (every command's options, resolved once),
 //!   `names` (tag names, digests, repository paths, parsed once), `paths`
 //!   (what `--repository` accepts);
-//! - the model: `model` (a tag), `policy` (the policy file), `inventory` (the
-//!   inventory file);
+//! - the model: `model` (a tag), `policy` (the policy file), `lint`
+//!   (warnings about a valid policy), `inventory` (the inventory file);
 //! - the pure core: `planner` (policy × tags × refs × now → plan), `refs`
 //!   (ref slugs, what a tag's name says about its git ref);
 //! - the network: `http` (retries, rate budget, errors), `throttle` (requests
@@ -32,6 +32,7 @@ pub mod gitlab;
 pub mod http;
 pub mod inventory;
 pub mod links;
+pub mod lint;
 pub mod listing;
 pub mod logging;
 pub mod model;
@@ -51,13 +52,14 @@ pub mod throttle;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::error::{exit_for, Exit};
 
 /// Parses `args`, runs the command and maps the outcome to an exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = match cli::Cli::try_parse_from(args) {
+    let parsed = cli::command()
+        .try_get_matches_from(args)
+        .and_then(|matches| <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();

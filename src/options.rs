@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 
-use crate::cli::{Cli, Command, CommonRunArgs, Engine};
+use crate::cli::{Cli, Command, CommonRunArgs, Engine, NetworkArgs};
 use crate::config::{CleanupEnv, ConfigError};
 use crate::http::RetryPolicy;
 use crate::names::Reference;
@@ -36,6 +36,8 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct CheckOptions {
     pub policy: PathBuf,
+    /// `--engine`/`CLEANUP_ENGINE`: also check what that engine accepts.
+    pub engine: Engine,
 }
 
 #[derive(Debug)]
@@ -79,17 +81,17 @@ pub struct InventoryOptions {
 /// here touches the network; a report path that cannot be written is
 /// refused here, before anything is deleted.
 pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
-    let allow_insecure_http = cli.global.allow_insecure_http || env.allow_insecure_http()?;
-    let connection = |concurrency: Option<usize>| -> Result<Connection, ConfigError> {
+    let connection = |network: &NetworkArgs| -> Result<Connection, ConfigError> {
         Ok(Connection {
-            allow_insecure_http,
-            concurrency: env.concurrency(concurrency)?,
+            allow_insecure_http: network.allow_insecure_http || env.allow_insecure_http()?,
+            concurrency: env.concurrency(network.concurrency)?,
             retry: env.retry_policy()?,
         })
     };
     Ok(match cli.command {
         Command::Check(args) => Invocation::Check(CheckOptions {
             policy: policy_path(args.policy, env),
+            engine: engine(args.engine, env)?,
         }),
         Command::Plan(args) => {
             let report = report_path(args.report, env)?;
@@ -125,12 +127,19 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let all_repositories = args.all_repositories || env.all_repositories()?;
+            let repositories = repositories(args.repositories, env);
+            if all_repositories && !repositories.is_empty() {
+                return Err(ConfigError::new(
+                    "--all-repositories (CLEANUP_ALL_REPOSITORIES) and --repository (CLEANUP_REPOSITORY) exclude each other: give one of them",
+                ));
+            }
             Invocation::Delete(DeleteOptions {
                 connection,
                 dry_run,
                 report,
-                repositories: args.repositories,
-                all_repositories: args.all_repositories,
+                repositories,
+                all_repositories,
                 references,
             })
         }
@@ -138,22 +147,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             let report = report_path(args.common.report.clone(), env)?;
             let (dry_run, connection) = common(&args.common, env, connection)?;
             let max_deletions = env.max_deletions(args.max_deletions)?;
-            let engine = match args.engine {
-                Some(engine) => engine,
-                None => match env.string(&env.cleanup_engine) {
-                    None => Engine::Client,
-                    Some(text) => <Engine as ValueEnum>::from_str(&text, false).map_err(|_| {
-                        ConfigError::new(format!(
-                            "CLEANUP_ENGINE={text:?} is not an engine: use {}",
-                            Engine::value_variants()
-                                .iter()
-                                .map(|engine| engine.name())
-                                .collect::<Vec<_>>()
-                                .join(" or ")
-                        ))
-                    })?,
-                },
-            };
+            let engine = engine(args.engine, env)?;
             Invocation::Run(RunOptions {
                 connection,
                 policy: policy_path(args.policy, env),
@@ -164,8 +158,8 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             })
         }
         Command::Inventory(args) => Invocation::Inventory(InventoryOptions {
-            connection: connection(args.concurrency)?,
-            repositories: args.repositories,
+            connection: connection(&args.network)?,
+            repositories: repositories(args.repositories, env),
             output: args.output.or_else(|| env.path(&env.cleanup_output)),
         }),
     })
@@ -174,10 +168,47 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
 fn common(
     args: &CommonRunArgs,
     env: &CleanupEnv,
-    connection: impl Fn(Option<usize>) -> Result<Connection, ConfigError>,
+    connection: impl Fn(&NetworkArgs) -> Result<Connection, ConfigError>,
 ) -> Result<(bool, Connection), ConfigError> {
     let dry_run = args.dry_run || env.dry_run()?;
-    Ok((dry_run, connection(args.concurrency)?))
+    Ok((dry_run, connection(&args.network)?))
+}
+
+/// `--engine`, else `CLEANUP_ENGINE`, else the client engine.
+fn engine(flag: Option<Engine>, env: &CleanupEnv) -> Result<Engine, ConfigError> {
+    if let Some(engine) = flag {
+        return Ok(engine);
+    }
+    match env.string(&env.cleanup_engine) {
+        None => Ok(Engine::Client),
+        Some(text) => <Engine as ValueEnum>::from_str(&text, false).map_err(|_| {
+            ConfigError::new(format!(
+                "CLEANUP_ENGINE={text:?} is not an engine: use {}",
+                Engine::value_variants()
+                    .iter()
+                    .map(|engine| engine.name())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        }),
+    }
+}
+
+/// `--repository` (repeatable), else `CLEANUP_REPOSITORY`: one or more
+/// paths separated by commas or white space (no repository path contains
+/// either; `.` is the root image).
+fn repositories(flags: Vec<String>, env: &CleanupEnv) -> Vec<String> {
+    if !flags.is_empty() {
+        return flags;
+    }
+    env.string(&env.cleanup_repository)
+        .map(|text| {
+            text.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|path| !path.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `--policy`, else `CLEANUP_POLICY`, else the default path.
@@ -288,6 +319,123 @@ mod tests {
         assert_eq!(run.policy, PathBuf::from(DEFAULT_POLICY_PATH));
     }
 
+    /// A value for each option that differs from its default (by long name).
+    fn sample_value(long: &str) -> Option<&'static str> {
+        Some(match long {
+            "dry-run" | "all-repositories" | "allow-insecure-http" => "true",
+            "report" => "report-sample.json",
+            "concurrency" | "max-deletions" => "3",
+            "policy" | "inventory" | "output" => "sample-file",
+            "engine" => "server",
+            "now" => "2026-01-02T03:04:05Z",
+            "repository" => "api",
+            _ => return None,
+        })
+    }
+
+    /// Every option of every command can be set as `CLEANUP_<OPTION>`:
+    /// setting the variable (and nothing else) changes what the command
+    /// line resolves to. A new option without a variable fails here.
+    #[test]
+    fn every_option_has_its_cleanup_variable() {
+        use clap::CommandFactory;
+        let required: &[(&str, &[&str])] =
+            &[("delete", &["v1"]), ("plan", &["--inventory", "i.json"])];
+        let mut checked = 0;
+        for command in Cli::command().get_subcommands() {
+            let name = command.get_name();
+            let base: Vec<&str> = std::iter::once(name)
+                .chain(
+                    required
+                        .iter()
+                        .filter(|(command, _)| *command == name)
+                        .flat_map(|(_, args)| args.iter().copied()),
+                )
+                .collect();
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                let variable = crate::cli::env_name(long);
+                if let Some(read_by_clap) = arg.get_env() {
+                    // `plan --inventory`: required, so clap reads it.
+                    assert_eq!(
+                        read_by_clap.to_str(),
+                        Some(variable.as_str()),
+                        "{name} --{long}"
+                    );
+                    checked += 1;
+                    continue;
+                }
+                let value = sample_value(long)
+                    .unwrap_or_else(|| panic!("no sample value for {name} --{long}: add one"));
+                let without = format!("{:?}", resolve_with(&base, &[]));
+                let with = format!("{:?}", resolve_with(&base, &[(&variable, value)]));
+                assert_ne!(
+                    without, with,
+                    "{name} --{long}: {variable}={value} changes nothing"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 15, "only {checked} options checked");
+    }
+
+    #[test]
+    fn cleanup_repository_and_all_repositories() {
+        let Ok(Invocation::Delete(delete)) = resolve_with(
+            &["delete", "v1"],
+            &[("CLEANUP_REPOSITORY", "api, tools/builder .")],
+        ) else {
+            panic!("delete options")
+        };
+        assert_eq!(delete.repositories, ["api", "tools/builder", "."]);
+        let Ok(Invocation::Delete(delete)) = resolve_with(
+            &["delete", "--repository", "web", "v1"],
+            &[("CLEANUP_REPOSITORY", "api")],
+        ) else {
+            panic!("delete options")
+        };
+        assert_eq!(delete.repositories, ["web"]);
+        let Ok(Invocation::Delete(delete)) =
+            resolve_with(&["delete", "v1"], &[("CLEANUP_ALL_REPOSITORIES", "true")])
+        else {
+            panic!("delete options")
+        };
+        assert!(delete.all_repositories);
+        let err = resolve_with(
+            &["delete", "--repository", "api", "v1"],
+            &[("CLEANUP_ALL_REPOSITORIES", "true")],
+        )
+        .expect_err("both");
+        assert!(
+            err.0.contains("CLEANUP_ALL_REPOSITORIES") && err.0.contains("--repository"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn network_options_only_on_commands_that_use_the_network() {
+        use clap::CommandFactory;
+        for command in Cli::command().get_subcommands() {
+            let longs: Vec<&str> = command
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .collect();
+            let network = ["concurrency", "allow-insecure-http"];
+            let offline = matches!(command.get_name(), "plan" | "check");
+            for flag in network {
+                assert_eq!(
+                    longs.contains(&flag),
+                    !offline,
+                    "{} --{flag}",
+                    command.get_name()
+                );
+            }
+        }
+    }
+
     #[test]
     fn errors_name_their_source() {
         let err = resolve_with(&["run"], &[("CLEANUP_ENGINE", "cloud")]).expect_err("bad engine");
@@ -298,7 +446,8 @@ mod tests {
         );
         let err = resolve_with(&["delete", "sha256:ABC"], &[]).expect_err("bad digest");
         assert!(err.0.starts_with("REF \"sha256:ABC\""), "{err}");
-        let err = resolve_with(&["plan"], &[]).expect_err("no inventory");
-        assert!(err.0.contains("--inventory"), "{err}");
+        // Without it, clap refuses the command line: `--inventory` is required.
+        let err = Cli::try_parse_from(["registry-cleanup", "plan"]).expect_err("required");
+        assert!(err.to_string().contains("--inventory"), "{err}");
     }
 }

@@ -37,9 +37,13 @@ const PATTERN_NEST_LIMIT: u32 = 64;
 const MAX_DURATION_SECONDS: u64 = i64::MAX as u64 / 1000;
 
 const DURATION_HELP: &str =
-    "use <number><unit> with unit s, m, h, d, w, month, y — e.g. 90d, 1month, 2w3d";
+    "use <number><unit> with unit s, min, h, d, w, month, y — e.g. 90d, 1month, 2w3d";
 const PATTERN_HELP: &str =
-    r#"patterns are RE2 syntax and must match the whole name, e.g. "mr-\d+-.*""#;
+    r"patterns are RE2 syntax and must match the whole name, e.g. 'mr-\d+-.*'";
+
+/// A rule that can be pasted into a policy as it is: single quotes, because
+/// in double quotes YAML reads `\d` as an (unknown) escape.
+const EXAMPLE_RULES: &str = r"rules: [{delete: 'mr-\d+-.*', older_than: 14d}]";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -197,12 +201,92 @@ impl fmt::Display for PolicyDuration {
     }
 }
 
+/// A duration's unit, as written (`min`, `month`…), with its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DurationUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl DurationUnit {
+    /// The unit a suffix names. A bare `m` names none: it reads as minutes
+    /// to a programmer and as months to someone cleaning a registry, and
+    /// guessing minutes wrongly wipes the registry.
+    fn parse(suffix: &str) -> Option<DurationUnit> {
+        Some(match suffix {
+            "s" => DurationUnit::Second,
+            "min" | "mins" | "minute" | "minutes" => DurationUnit::Minute,
+            "h" => DurationUnit::Hour,
+            "d" => DurationUnit::Day,
+            "w" => DurationUnit::Week,
+            "month" | "months" => DurationUnit::Month,
+            "y" | "year" | "years" => DurationUnit::Year,
+            _ => return None,
+        })
+    }
+
+    fn seconds(self) -> u64 {
+        match self {
+            DurationUnit::Second => 1,
+            DurationUnit::Minute => 60,
+            DurationUnit::Hour => 3_600,
+            DurationUnit::Day => 86_400,
+            DurationUnit::Week => 7 * 86_400,
+            DurationUnit::Month => 30 * 86_400,
+            DurationUnit::Year => 365 * 86_400,
+        }
+    }
+
+    fn word(self, count: u64) -> String {
+        let word = match self {
+            DurationUnit::Second => "second",
+            DurationUnit::Minute => "minute",
+            DurationUnit::Hour => "hour",
+            DurationUnit::Day => "day",
+            DurationUnit::Week => "week",
+            DurationUnit::Month => "month",
+            DurationUnit::Year => "year",
+        };
+        format!("{count} {word}{}", if count == 1 { "" } else { "s" })
+    }
+}
+
 /// Parses `90d`, `1month`, `2w3d`: one or more `<integer><unit>`, no spaces.
 ///
-/// Units: `s`, `m` (minutes), `h`, `d`, `w`, `month`/`months` (30 days),
-/// `y`/`year`/`years` (365 days). Parts add up and may come in any order;
-/// `0d` is allowed (every dated tag is old enough).
+/// Units: `s`, `min`/`mins`/`minute(s)`, `h`, `d`, `w`, `month`/`months`
+/// (30 days), `y`/`year`/`years` (365 days). Parts add up and may come in
+/// any order; `0d` is allowed (every dated tag is old enough). A bare `m`
+/// is refused (minutes or months?).
 pub fn parse_duration(text: &str) -> Result<PolicyDuration, String> {
+    duration_parts(text).and_then(|parts| {
+        let mut seconds: u64 = 0;
+        for (number, unit) in parts {
+            match number
+                .checked_mul(unit.seconds())
+                .and_then(|part| seconds.checked_add(part))
+            {
+                Some(total) if total <= MAX_DURATION_SECONDS => seconds = total,
+                _ => {
+                    return Err(format!(
+                        "{text:?} is not a duration (it is too large); {DURATION_HELP}"
+                    ))
+                }
+            }
+        }
+        Ok(PolicyDuration {
+            seconds,
+            source: text.to_string(),
+        })
+    })
+}
+
+/// The `<integer><unit>` parts of a duration, in the order written.
+fn duration_parts(text: &str) -> Result<Vec<(u64, DurationUnit)>, String> {
     let fail = |why: String| {
         Err(format!(
             "{text:?} is not a duration ({why}); {DURATION_HELP}"
@@ -214,7 +298,7 @@ pub fn parse_duration(text: &str) -> Result<PolicyDuration, String> {
     if text.chars().any(char::is_whitespace) {
         return fail("spaces are not allowed".into());
     }
-    let mut seconds: u64 = 0;
+    let mut parts = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -231,14 +315,7 @@ pub fn parse_duration(text: &str) -> Result<PolicyDuration, String> {
         let (number, after) = rest.split_at(digits);
         let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, after) = after.split_at(letters);
-        let unit_seconds: u64 = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3_600,
-            "d" => 86_400,
-            "w" => 7 * 86_400,
-            "month" | "months" => 30 * 86_400,
-            "y" | "year" | "years" => 365 * 86_400,
+        let unit = match unit {
             "" => {
                 return match after.chars().next() {
                     None if digits == text.len() => fail("a bare number has no unit".into()),
@@ -246,22 +323,45 @@ pub fn parse_duration(text: &str) -> Result<PolicyDuration, String> {
                     Some(c) => fail(format!("unexpected character {c:?} after {number}")),
                 }
             }
-            other => return fail(format!("unknown unit {other:?}")),
+            "m" => {
+                return Err(format!(
+                    "{text:?} is ambiguous: \"m\" could mean minutes or months; write {number}min for minutes or {number}month for months (30 days)"
+                ))
+            }
+            other => match DurationUnit::parse(other) {
+                Some(unit) => unit,
+                None => return fail(format!("unknown unit {other:?}")),
+            },
         };
-        let part = number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(unit_seconds));
-        match part.and_then(|part| seconds.checked_add(part)) {
-            Some(total) if total <= MAX_DURATION_SECONDS => seconds = total,
-            _ => return fail("it is too large".into()),
+        match number.parse::<u64>() {
+            Ok(number) => parts.push((number, unit)),
+            Err(_) => return fail("it is too large".into()),
         }
         rest = after;
     }
-    Ok(PolicyDuration {
-        seconds,
-        source: text.to_string(),
-    })
+    Ok(parts)
+}
+
+impl PolicyDuration {
+    /// The duration in words, for `check` and the logs: "6 months (180
+    /// days)", "90 minutes", "2 weeks 3 days (17 days)". Months and years
+    /// are fixed numbers of days here, so the days are spelled out.
+    pub fn in_words(&self) -> String {
+        let Ok(parts) = duration_parts(&self.source) else {
+            return DurationUnit::Second.word(self.seconds);
+        };
+        let words: Vec<String> = parts.iter().map(|(n, unit)| unit.word(*n)).collect();
+        let mut text = words.join(" ");
+        let only_days = parts.iter().all(|(_, unit)| *unit == DurationUnit::Day);
+        let day = DurationUnit::Day.seconds();
+        if !only_days && self.seconds >= day && self.seconds % day == 0 {
+            text.push_str(&format!(
+                " ({})",
+                DurationUnit::Day.word(self.seconds / day)
+            ));
+        }
+        text
+    }
 }
 
 impl<'de> Deserialize<'de> for PolicyDuration {
@@ -332,7 +432,7 @@ impl Rule {
             n => line.push_str(&format!(", keep the {n} newest")),
         }
         if let Some(older_than) = &self.older_than {
-            line.push_str(&format!(", only older than {older_than}"));
+            line.push_str(&format!(", only older than {}", older_than.in_words()));
         }
         match self.when_ref {
             Some(WhenRef::Gone) => line.push_str(&format!(
@@ -438,11 +538,11 @@ impl Policy {
         if let Ok(serde_yaml::Value::Null) = serde_yaml::from_str::<serde_yaml::Value>(text) {
             return Err(PolicyError::new(format!(
                 "{origin}: the policy is empty; it needs a `rules:` list with at least one rule, \
-                 e.g. `rules: [{{delete: \"mr-\\\\d+-.*\", older_than: 14d}}]`"
+                 e.g. `{EXAMPLE_RULES}`"
             )));
         }
         let file: PolicyFile =
-            serde_yaml::from_str(text).map_err(|err| format_yaml_error(origin, &err))?;
+            serde_yaml::from_str(text).map_err(|err| format_yaml_error(origin, text, &err))?;
         Ok(Policy {
             protect_latest: file.protect_latest,
             protect: file.protect.0,
@@ -484,8 +584,31 @@ impl Policy {
     }
 }
 
-/// Turns a `serde_yaml` error into `origin:line:column: key.path: what is wrong`.
-fn format_yaml_error(origin: &str, err: &serde_yaml::Error) -> PolicyError {
+/// A tab in the indentation of the line a YAML error points at: YAML
+/// indents with spaces only, and the parser's own words ("found character
+/// that cannot start any token") do not say so. Returns the tab's column.
+fn tab_in_indentation(text: &str, line: usize) -> Option<usize> {
+    let line = text.lines().nth(line.checked_sub(1)?)?;
+    let indentation = line.len() - line.trim_start_matches([' ', '\t']).len();
+    line[..indentation].find('\t').map(|at| at + 1)
+}
+
+/// Turns a `serde_yaml` error into `origin:line:column: key.path: what is
+/// wrong`, with a hint for the YAML mistakes people make (`text`: the file).
+fn format_yaml_error(origin: &str, text: &str, err: &serde_yaml::Error) -> PolicyError {
+    // Only a scanner error is the tab's fault: a tab inside a quoted or
+    // block scalar is allowed, and a later error on that line is another one.
+    let scanner_error = ["cannot start any token", "tab character"]
+        .iter()
+        .any(|needle| err.to_string().contains(needle));
+    if let Some(location) = err.location().filter(|_| scanner_error) {
+        if let Some(column) = tab_in_indentation(text, location.line()) {
+            return PolicyError::new(format!(
+                "{origin}:{}:{column}: a tab in the indentation; YAML indents with spaces only: replace the tab with spaces",
+                location.line()
+            ));
+        }
+    }
     let mut message = err.to_string();
     let prefix = match err.location() {
         Some(location) => {
@@ -509,7 +632,11 @@ fn format_yaml_error(origin: &str, err: &serde_yaml::Error) -> PolicyError {
         .replace("invalid type: unit value", "no value given")
         .replace("expected a boolean", "expected true or false");
     if message.contains("missing field `delete`") {
-        message.push_str(r#"; every rule needs a `delete` pattern naming the tags it may delete, e.g. delete: "mr-\d+-.*""#);
+        message.push_str(r"; every rule needs a `delete` pattern naming the tags it may delete, e.g. `delete: 'mr-\d+-.*'`");
+    } else if message.contains("unknown escape character") {
+        message.push_str(
+            r#"; in double quotes a backslash starts an escape such as \n, so "v\d+" is not valid YAML: write the pattern in single quotes ('v\d+') or double each backslash ("v\\d+")"#,
+        );
     } else if message.contains("missing field `rules`") {
         message.push_str("; a policy needs a `rules:` list with at least one rule");
     }
@@ -600,7 +727,7 @@ fn check_ref_groups(rule: &RuleFields) -> Result<(), String> {
     }
     Err(format!(
         "{} needs a named group `ref` (a ref slug) or `mr` (a merge request IID) in `delete`, \
-         e.g. delete: \"(?P<ref>[a-z0-9-]+)-[0-9a-f]{{8}}\" or \"mr-(?P<mr>\\d+)-.*\"",
+         e.g. delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{{8}}' or 'mr-(?P<mr>\\d+)-.*'",
         keys.join(" and ")
     ))
 }
@@ -737,7 +864,7 @@ impl<'de> Deserialize<'de> for Rules {
                 }
                 if rules.is_empty() {
                     return Err(de::Error::custom(
-                        r#"the list is empty; a policy needs at least one rule, e.g. `- delete: "mr-\d+-.*"`"#,
+                        format!("the list is empty; a policy needs at least one rule, e.g. `{EXAMPLE_RULES}`"),
                     ));
                 }
                 Ok(Rules(rules))
@@ -836,11 +963,14 @@ mod tests {
             ("1year", 365 * day),
             ("2years", 730 * day),
             ("36h", 36 * 3600),
-            ("90m", 90 * 60),
+            ("90min", 90 * 60),
+            ("1mins", 60),
+            ("1minute", 60),
+            ("5minutes", 300),
             ("45s", 45),
             ("0d", 0),
             ("007d", 7 * day),
-            ("1h30m", 5400),
+            ("1h30min", 5400),
         ];
         for (text, seconds) in good {
             let duration = parse_duration(text).map_err(|e| format!("{text}: {e}"));
@@ -965,7 +1095,7 @@ rules:
         let rule = &policy.rules[0];
         assert_eq!(
             rule.summary(),
-            r#"review images: in repositories matching "group/project(/.*)?", delete tags matching "mr-\d+-.*", keep "mr-1-.*", keep the 5 newest, only older than 14d"#
+            r#"review images: in repositories matching "group/project(/.*)?", delete tags matching "mr-\d+-.*", keep "mr-1-.*", keep the 5 newest, only older than 14 days"#
         );
         assert_eq!(
             rule.older_than.as_ref().map(|d| d.seconds),
@@ -993,7 +1123,7 @@ rules:
             [
                 r#"rule 1: in repositories matching ".*", delete tags matching "a""#,
                 r#"rule 2: in repositories matching ".*", delete tags matching "b", keep the newest"#,
-                r#"rule 3: in repositories matching ".*", delete tags matching "c", only older than 1month"#,
+                r#"rule 3: in repositories matching ".*", delete tags matching "c", only older than 1 month (30 days)"#,
             ]
         );
     }
@@ -1018,8 +1148,69 @@ rules:
         let err = parse(text).expect_err("bad duration");
         assert_eq!(
             err,
-            r#"policy.yml:4:17: rules[0].older_than: "14x" is not a duration (unknown unit "x"); use <number><unit> with unit s, m, h, d, w, month, y — e.g. 90d, 1month, 2w3d"#
+            r#"policy.yml:4:17: rules[0].older_than: "14x" is not a duration (unknown unit "x"); use <number><unit> with unit s, min, h, d, w, month, y — e.g. 90d, 1month, 2w3d"#
         );
+    }
+
+    #[test]
+    fn a_bare_m_is_refused_as_ambiguous() {
+        for (text, number) in [("6m", "6"), ("1h30m", "30"), ("6m1d", "6")] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(
+                err.contains("ambiguous")
+                    && err.contains(&format!("{number}min"))
+                    && err.contains(&format!("{number}month")),
+                "{text}: {err}"
+            );
+        }
+        let err = parse("rules:\n  - delete: a\n    older_than: 6m\n").expect_err("6m");
+        assert!(
+            err.starts_with("policy.yml:3:17: rules[0].older_than:"),
+            "{err}"
+        );
+        assert!(err.contains("6min") && err.contains("6month"), "{err}");
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_named_as_such() {
+        for (text, at) in [
+            ("rules:\n\t- delete: a\n", "policy.yml:2:1:"),
+            ("rules:\n  - delete: a\n \t keep: b\n", "policy.yml:3:2:"),
+        ] {
+            let err = parse(text).expect_err("tab");
+            assert!(
+                err.starts_with(&format!(
+                    "{at} a tab in the indentation; YAML indents with spaces only"
+                )),
+                "{text:?}: {err}"
+            );
+        }
+        // A tab inside a value is no indentation, and not the error here.
+        let err = parse("rules:\n  - delete: \"a\tb\"\n    keep_n: x\n").expect_err("keep_n");
+        assert!(err.contains("keep_n") && !err.contains("tab"), "{err}");
+    }
+
+    #[test]
+    fn durations_in_words() {
+        let cases = [
+            ("6months", "6 months (180 days)"),
+            ("1month", "1 month (30 days)"),
+            ("90min", "90 minutes"),
+            ("1min", "1 minute"),
+            ("14d", "14 days"),
+            ("1d", "1 day"),
+            ("2w3d", "2 weeks 3 days (17 days)"),
+            ("1y", "1 year (365 days)"),
+            ("36h", "36 hours"),
+            ("48h", "48 hours (2 days)"),
+            ("1h30min", "1 hour 30 minutes"),
+            ("0d", "0 days"),
+            ("45s", "45 seconds"),
+        ];
+        for (text, words) in cases {
+            let duration = parse_duration(text).expect(text);
+            assert_eq!(duration.in_words(), words, "{text}");
+        }
     }
 
     #[test]

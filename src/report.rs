@@ -55,6 +55,10 @@ pub struct Report {
     pub gitlab_tag_rules: Vec<ReportedTagRule>,
     pub repositories: Vec<RepositoryReport>,
     pub totals: Totals,
+    /// Run-level notes: policy rules that can never claim a tag or match
+    /// no repository of the project (see `lint`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A GitLab tag rule as the report shows it.
@@ -309,6 +313,9 @@ impl Report {
     }
 
     fn summary(&self, list_deletions: bool) -> Vec<String> {
+        if self.engine == "server" && !self.dry_run {
+            return self.bulk_summary_lines();
+        }
         let verb = if self.dry_run {
             "would delete"
         } else {
@@ -349,6 +356,42 @@ impl Report {
                 ", {} failed",
                 plural(totals.failed_repositories, "repository", "repositories")
             ));
+        }
+        lines.push(total);
+        lines.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
+        lines
+    }
+
+    /// The server engine's lines: GitLab deletes in the background and
+    /// reports nothing back, so there are no deleted, kept or protected
+    /// counts to show, only what was asked of GitLab.
+    fn bulk_summary_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .repositories
+            .iter()
+            .map(|repository| {
+                let mut line = format!("{}: {} tags", repository.path, repository.tags);
+                if let Some(error) = &repository.error {
+                    line.push_str(&format!(" (FAILED: {error})"));
+                }
+                for warning in &repository.warnings {
+                    line.push_str(&format!(" ({warning})"));
+                }
+                line
+            })
+            .collect();
+        let failed = self
+            .repositories
+            .iter()
+            .filter(|r| r.error.is_some())
+            .count();
+        let mut total = format!(
+            "total: {}, {}; GitLab deletes in the background and reports no counts",
+            plural(self.totals.repositories, "repository", "repositories"),
+            plural(self.totals.tags, "tag", "tags")
+        );
+        if failed > 0 {
+            total.push_str(&format!(", {failed} bulk calls failed"));
         }
         lines.push(total);
         lines

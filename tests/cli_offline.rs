@@ -108,7 +108,7 @@ fn plan_errors_name_what_is_wrong() {
         "{\"repositories\": [{\"path\": \"g/p\", \"tags\": [{\"nam\": \"a\"}]}]}",
     );
     for (args, expected) in [
-        (vec!["plan", "--policy", &policy], "plan needs an inventory"),
+        (vec!["plan", "--policy", &policy], "--inventory <FILE>"),
         (
             vec!["plan", "--inventory", &broken, "--policy", &policy],
             "broken.json:1:",

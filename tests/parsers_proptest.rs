@@ -27,7 +27,10 @@ fn config() -> ProptestConfig {
 
 const UNITS: &[(&str, u64)] = &[
     ("s", 1),
-    ("m", 60),
+    ("min", 60),
+    ("mins", 60),
+    ("minute", 60),
+    ("minutes", 60),
     ("h", 3_600),
     ("d", 86_400),
     ("w", 604_800),
@@ -70,7 +73,7 @@ fn yamlish() -> impl Strategy<Value = String> {
         Just("null".to_string()),
         Just("true".to_string()),
         "-?[0-9]{1,25}".prop_map(|s| s),
-        "[0-9]{1,4}(s|m|h|d|w|month|y)".prop_map(|s| s),
+        "[0-9]{1,4}(s|m|min|h|d|w|month|y)".prop_map(|s| s),
         "[a-z_]{1,8}".prop_map(|s| s),
         "\\PC{0,4}".prop_map(|s| s),
     ];

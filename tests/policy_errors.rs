@@ -125,3 +125,33 @@ fn the_example_policy_reads_as_documented() {
         "{summaries:#?}"
     );
 }
+
+/// The example an error message ends with, between backticks (the last
+/// pair), which must work when pasted.
+fn suggestion(message: &str) -> &str {
+    let end = message.rfind('`').expect("a suggestion in backticks");
+    let start = message[..end].rfind('`').expect("opening backtick") + 1;
+    &message[start..end]
+}
+
+#[test]
+fn suggested_snippets_are_valid_yaml_policies() {
+    for policy in ["", "# only a comment\n", "rules: []\n"] {
+        let message = Policy::parse(policy, "p.yml")
+            .expect_err("refused")
+            .to_string();
+        let snippet = suggestion(&message);
+        assert!(snippet.starts_with("rules:"), "{message}");
+        let pasted = Policy::parse(snippet, "pasted.yml")
+            .unwrap_or_else(|err| panic!("the suggestion {snippet:?} does not parse: {err}"));
+        assert_eq!(pasted.rules.len(), 1);
+        assert!(pasted.rules[0].delete.is_match("mr-12-fix"), "{snippet}");
+    }
+    let message = Policy::parse("rules:\n  - name: x\n", "p.yml")
+        .expect_err("no delete")
+        .to_string();
+    let snippet = suggestion(&message);
+    let pasted = Policy::parse(&format!("rules:\n  - {snippet}\n"), "pasted.yml")
+        .unwrap_or_else(|err| panic!("the suggestion {snippet:?} does not parse: {err}"));
+    assert!(pasted.rules[0].delete.is_match("mr-1-a"), "{snippet}");
+}

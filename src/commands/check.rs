@@ -1,12 +1,20 @@
 //! `registry-cleanup check`: validate the policy and say what it does.
 
+use crate::cli::Engine;
+use crate::engine::server;
 use crate::error::Exit;
+use crate::lint;
 use crate::options::CheckOptions;
 use crate::policy::Policy;
 
 pub fn check(options: CheckOptions) -> anyhow::Result<Exit> {
     let path = options.policy;
     let policy = Policy::load(&path)?;
+    // The server engine's own validation, so that `check` never passes a
+    // policy `run --engine server` refuses for every project.
+    if options.engine == Engine::Server {
+        server::check_policy(&policy, &path.display().to_string())?;
+    }
     println!(
         "{}: valid, {} rule{}",
         path.display(),
@@ -29,6 +37,15 @@ pub fn check(options: CheckOptions) -> anyhow::Result<Exit> {
     );
     for rule in &policy.rules {
         println!("  {}", rule.summary());
+    }
+    // Which repositories exist is known in `run` only; it warns about rules
+    // that match none of them.
+    for warning in lint::shadowed_rules(&policy) {
+        tracing::warn!("{warning}");
+        println!("  warning: {warning}");
+    }
+    if options.engine == Engine::Server {
+        println!("  engine server: one bulk call per repository; whether two rules meet in one repository is checked by `run`, against the repositories' paths");
     }
     Ok(Exit::Success)
 }

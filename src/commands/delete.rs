@@ -12,7 +12,6 @@ use crate::error::{Exit, ExitCode};
 use crate::gitlab::RepositoryInfo;
 use crate::names::{Digest, Reference, TagName};
 use crate::options::DeleteOptions;
-use crate::paths::normalise_repository;
 use crate::progress::Progress;
 use crate::registry::{PULL, PULL_DELETE};
 use crate::report::{DeletedTag, Report, RepositoryReport};
@@ -105,13 +104,9 @@ async fn targets(clients: &Clients, options: &DeleteOptions) -> anyhow::Result<V
     } else {
         options.repositories.clone()
     };
+    let paths = clients.repository_paths(&inputs).await?;
     let mut named: Vec<(&String, Target)> = Vec::new();
-    for input in &inputs {
-        let path = normalise_repository(
-            input,
-            &clients.settings.root_repository,
-            clients.settings.registry_host.as_deref(),
-        )?;
+    for (input, path) in inputs.iter().zip(paths) {
         if !named.iter().any(|(_, t)| t.path == path) {
             named.push((input, Target { path, id: None }));
         }

@@ -13,20 +13,16 @@ use crate::error::Exit;
 use crate::inventory::{Inventory, InventoryRepository};
 use crate::listing::{listing_progress, Lister};
 use crate::options::InventoryOptions;
-use crate::paths::normalise_repository;
 
 pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     let clients = Clients::new(&options.connection)?;
     let gitlab = clients.require_gitlab()?;
     // Bad paths are refused before any request.
-    let mut wanted = Vec::new();
-    for input in &options.repositories {
-        wanted.push(normalise_repository(
-            input,
-            &clients.settings.root_repository,
-            clients.settings.registry_host.as_deref(),
-        )?);
-    }
+    let wanted = if options.repositories.is_empty() {
+        Vec::new()
+    } else {
+        clients.repository_paths(&options.repositories).await?
+    };
     let mut repositories = gitlab
         .repositories()
         .await

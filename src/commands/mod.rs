@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use anyhow::Context as _;
+
 use crate::cli::Cli;
 use crate::config::{CleanupEnv, ConfigError, GitLabEnv, Settings};
 use crate::deleter::Deleter;
@@ -19,6 +21,7 @@ use crate::error::Exit;
 use crate::gitlab::GitLab;
 use crate::http::{Http, HttpOptions};
 use crate::options::{self, Connection, Invocation};
+use crate::paths::normalise_repository;
 use crate::registry::Registry;
 use crate::report::Report;
 
@@ -57,6 +60,7 @@ impl Clients {
             pool_size: connection.concurrency.max(8),
             max_in_flight: Some(connection.concurrency),
             retry: connection.retry.clone(),
+            url_variables: settings.url_variables.clone(),
             ..HttpOptions::default()
         })?;
         let registry = Arc::new(Registry::new(
@@ -115,6 +119,53 @@ impl Clients {
             "the registry at {url} (from {from}) cannot be reached; nothing was deleted. \
              Check {from} (and that the registry runs and this machine can reach it)"
         ))
+    }
+
+    /// The full paths `--repository` values name, relative ones resolved
+    /// against the project's root image. Malformed values are refused
+    /// before any request, also when the root must first be read from
+    /// GitLab (`CI_PROJECT_ID` alone).
+    pub async fn repository_paths(
+        &self,
+        inputs: &[String],
+    ) -> anyhow::Result<Vec<crate::names::RepositoryPath>> {
+        let host = self.settings.registry_host.as_deref();
+        if self.settings.root_repository.is_none() {
+            // Any valid root gives the same verdict on a value's syntax.
+            for input in inputs {
+                normalise_repository(input, "group/project", host)?;
+            }
+        }
+        let root = self.root_repository().await?;
+        let mut paths = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            paths.push(normalise_repository(input, &root, host)?);
+        }
+        Ok(paths)
+    }
+
+    /// The project's root image path: from `CI_REGISTRY_IMAGE` or
+    /// `CI_PROJECT_PATH`, else (`CI_PROJECT_ID` alone) read from the
+    /// project's repository listing.
+    pub async fn root_repository(&self) -> anyhow::Result<String> {
+        if let Some(root) = &self.settings.root_repository {
+            return Ok(root.clone());
+        }
+        let gitlab = self.require_gitlab()?;
+        let path = gitlab
+            .project_path()
+            .await
+            .context("reading the project's path from its container repositories")?;
+        match path {
+            Some(path) => {
+                tracing::info!(project = %path, "project path read from its container repositories (CI_PROJECT_ID alone)");
+                Ok(path)
+            }
+            None => Err(ConfigError::new(
+                "cannot tell the project's image path: CI_PROJECT_ID alone names the project, and it has no container repository to read the path from; set CI_PROJECT_PATH (group/project) or CI_REGISTRY_IMAGE",
+            )
+            .into()),
+        }
     }
 
     pub fn deleter(&self) -> Deleter {

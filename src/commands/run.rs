@@ -35,6 +35,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         dry_run = options.dry_run,
         "starting"
     );
+    // What each rule does, durations in words, so that a run's log can be
+    // read against its summary without opening the policy file.
+    for rule in &policy.rules {
+        tracing::info!("rule {}", rule.summary());
+    }
 
     if options.engine == Engine::Server {
         let origin = options.policy.display().to_string();

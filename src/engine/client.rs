@@ -17,6 +17,7 @@ use crate::config::ConfigError;
 use crate::deleter::{Outcome, Target};
 use crate::error::{Exit, ExitCode};
 use crate::gitlab::{GitLab, RepositoryInfo};
+use crate::lint;
 use crate::listing::{listing_progress, Lister};
 use crate::model::Refs;
 use crate::model::Tag;
@@ -64,6 +65,7 @@ impl ClientRun<'_> {
         &self,
         repositories: Vec<RepositoryInfo>,
     ) -> Result<ClientReport, ConfigError> {
+        let warnings = self.policy_warnings(&repositories);
         let refs = self.refs(&repositories).await;
         let now = Utc::now();
         let planned = self.list_and_plan(repositories, refs.as_ref(), now).await?;
@@ -76,7 +78,20 @@ impl ClientRun<'_> {
         for repository in repositories {
             report.push(repository);
         }
+        report.warnings = warnings;
         Ok(ClientReport { report, refused })
+    }
+
+    /// What the policy gets wrong for this project (`lint`), logged and
+    /// kept for the report.
+    fn policy_warnings(&self, repositories: &[RepositoryInfo]) -> Vec<String> {
+        let paths: Vec<&str> = repositories.iter().map(|info| info.path.as_str()).collect();
+        let mut warnings = lint::rules_matching_no_repository(self.policy, &paths);
+        warnings.extend(lint::shadowed_rules(self.policy));
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        warnings
     }
 
     /// The project's git refs, listed once per run (the run covers one

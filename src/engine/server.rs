@@ -24,21 +24,11 @@ pub fn rules_by_repository<'a>(
             .filter(|rule| rule.repositories.is_match(&repository.path))
             .collect();
         if let Some(rule) = applicable.iter().find(|rule| rule.is_git_aware()) {
-            let keys: Vec<&str> = [
-                rule.when_ref.is_some().then_some("when_ref"),
-                rule.per_ref.then_some("per_ref"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            return Err(PolicyError {
-                message: format!(
-                    "{origin}: rule {:?} (applicable to repository {}) uses {}, which GitLab's bulk delete cannot express: --engine server hands GitLab name patterns, keep_n and older_than only; use --engine client (the default), or narrow the rule's `repositories`",
-                    rule.name,
-                    repository.path,
-                    keys.join(" and ")
-                ),
-            });
+            return Err(git_aware_error(
+                origin,
+                rule,
+                &format!(" (applicable to repository {})", repository.path),
+            ));
         }
         match applicable.as_slice() {
             [] => {}
@@ -59,6 +49,57 @@ pub fn rules_by_repository<'a>(
         }
     }
     Ok(rules)
+}
+
+/// What `check --engine server` can tell without the repositories: a
+/// git-aware rule (refused wherever it applies), and two rules that apply
+/// to the same repositories for certain — one of them for every repository
+/// (`repositories: ".*"`, the default), or both with the same pattern.
+/// Overlaps that depend on the repositories' paths are checked by `run`
+/// ([`rules_by_repository`]), where the paths are known.
+pub fn check_policy(policy: &Policy, origin: &str) -> Result<(), PolicyError> {
+    if let Some(rule) = policy.rules.iter().find(|rule| rule.is_git_aware()) {
+        return Err(git_aware_error(origin, rule, ""));
+    }
+    let everywhere = |rule: &Rule| rule.repositories.source() == ".*";
+    for (index, first) in policy.rules.iter().enumerate() {
+        for second in &policy.rules[index + 1..] {
+            if everywhere(first)
+                || everywhere(second)
+                || first.repositories.source() == second.repositories.source()
+            {
+                let shared = if everywhere(first) {
+                    &second.repositories
+                } else {
+                    &first.repositories
+                };
+                return Err(PolicyError {
+                    message: format!(
+                        "{origin}: rules {:?} and {:?} both apply to every repository matching \"{shared}\", but --engine server hands GitLab one rule per repository: give each rule `repositories` patterns that do not overlap, or use --engine client",
+                        first.name, second.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn git_aware_error(origin: &str, rule: &Rule, applicable: &str) -> PolicyError {
+    let keys: Vec<&str> = [
+        rule.when_ref.is_some().then_some("when_ref"),
+        rule.per_ref.then_some("per_ref"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    PolicyError {
+        message: format!(
+            "{origin}: rule {:?}{applicable} uses {}, which GitLab's bulk delete cannot express: --engine server hands GitLab name patterns, keep_n and older_than only; use --engine client (the default), or narrow the rule's `repositories`",
+            rule.name,
+            keys.join(" and ")
+        ),
+    }
 }
 
 /// A pattern GitLab will anchor as `\A` + pattern + `\z`: wrapped so the
@@ -250,6 +291,37 @@ mod tests {
             rules_by_repository(&policy, "policy.yml", &[info(3, "g/per")]).expect_err("per_ref");
         assert!(err.message.contains(r#"rule "per ref""#), "{}", err.message);
         assert!(err.message.contains("uses per_ref,"), "{}", err.message);
+    }
+
+    #[test]
+    fn check_refuses_what_every_run_would_refuse() {
+        let check = |text: &str| {
+            let policy = Policy::parse(text, "p.yml").expect("policy");
+            check_policy(&policy, "p.yml").map_err(|err| err.message)
+        };
+        check("rules: [{delete: a}]").expect("one rule");
+        check("rules: [{repositories: g/api, delete: a}, {repositories: g/web, delete: b}]")
+            .expect("disjoint");
+        // May overlap on some paths only: left to `run`, which knows them.
+        check("rules: [{repositories: 'g/.*', delete: a}, {repositories: '.*/api', delete: b}]")
+            .expect("depends on the paths");
+        let err = check("rules: [{delete: a}, {repositories: g/api, delete: b}]")
+            .expect_err("the first applies everywhere");
+        assert!(
+            err.starts_with(r#"p.yml: rules "rule 1" and "rule 2" both apply to every repository matching "g/api""#),
+            "{err}"
+        );
+        let err = check("rules: [{repositories: g/x, delete: a}, {repositories: g/x, delete: b}]")
+            .expect_err("same pattern");
+        assert!(err.contains("one rule per repository"), "{err}");
+        let err = check("rules: [{repositories: g/x, delete: '(?P<ref>.+)-x', when_ref: gone}]")
+            .expect_err("git-aware");
+        assert!(
+            err.starts_with(
+                r#"p.yml: rule "rule 1" uses when_ref, which GitLab's bulk delete cannot express"#
+            ),
+            "{err}"
+        );
     }
 
     #[test]

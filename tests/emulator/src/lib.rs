@@ -876,6 +876,47 @@ pub fn referrer_tag(subject: &str, suffix: Option<&str>) -> String {
     model::referrer_tag(subject, suffix)
 }
 
+/// The project an inventory's repositories belong to, for `--inventory`
+/// without `--project-path`: the repository whose path is a prefix of every
+/// other (the root image), else the longest common path of them all. A
+/// GitLab project path has at least two segments (namespace/project).
+pub fn project_path_of_inventory(json: &str) -> Result<String, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|err| format!("inventory is not valid: {err}"))?;
+    let paths: Vec<&str> = value["repositories"]
+        .as_array()
+        .map(|repositories| {
+            repositories
+                .iter()
+                .filter_map(|repository| repository["path"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(first) = paths.first() else {
+        return Err(
+            "the inventory lists no repository to take the project path from: pass --project-path"
+                .into(),
+        );
+    };
+    let mut common: Vec<&str> = first.split('/').collect();
+    for path in &paths[1..] {
+        let segments: Vec<&str> = path.split('/').collect();
+        let shared = common
+            .iter()
+            .zip(&segments)
+            .take_while(|(a, b)| a == b)
+            .count();
+        common.truncate(shared);
+    }
+    if common.len() < 2 {
+        return Err(format!(
+            "the inventory's repositories ({}) share no project path (namespace/project): pass --project-path",
+            paths.join(", ")
+        ));
+    }
+    Ok(common.join("/"))
+}
+
 /// OCI image index and Docker manifest list media types, for
 /// [`Repository::push_index_of`].
 pub const OCI_INDEX: &str = model::OCI_INDEX;
@@ -1030,6 +1071,43 @@ impl Drop for Emulator {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod project_path_tests {
+    use super::project_path_of_inventory;
+
+    fn inventory(paths: &[&str]) -> String {
+        let repositories: Vec<serde_json::Value> = paths
+            .iter()
+            .map(|path| serde_json::json!({"path": path, "tags": []}))
+            .collect();
+        serde_json::json!({ "repositories": repositories }).to_string()
+    }
+
+    #[test]
+    fn the_project_is_the_common_path_of_its_repositories() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["acme/shop", "acme/shop/api", "acme/shop/tools/builder"],
+                "acme/shop",
+            ),
+            (&["acme/shop/api", "acme/shop/frontend"], "acme/shop"),
+            (&["g/sub/p/api", "g/sub/p"], "g/sub/p"),
+            (&["g/p"], "g/p"),
+        ];
+        for (paths, project) in cases {
+            assert_eq!(
+                project_path_of_inventory(&inventory(paths)).as_deref(),
+                Ok(*project),
+                "{paths:?}"
+            );
+        }
+        for paths in [&["a/x", "b/y"][..], &[][..], &["a/x", "a/y"][..]] {
+            let err = project_path_of_inventory(&inventory(paths)).expect_err("no project");
+            assert!(err.contains("--project-path"), "{err}");
         }
     }
 }

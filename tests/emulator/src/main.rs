@@ -24,7 +24,8 @@ usage: gitlab-emulator [options]
                           /jwt/auth issued a push token for), tag list, tag details and
                           single-tag delete (GitLab's dummy-manifest trick) use that registry
   --inventory FILE        seed repositories and tags (inventory JSON, full paths)
-  --project-path PATH     project path [group/project]
+  --project-path PATH     project path [group/project; with --inventory: the
+                          inventory's, the common path of its repositories]
   --project-id N          project id [1]
   --signing-key FILE      RSA private key PEM (PKCS#8 or PKCS#1) for JWTs
   --issuer NAME           JWT issuer [gitlab-issuer]
@@ -45,13 +46,15 @@ POST /_emulator/reset-requests.";
 struct Options {
     config: Config,
     listen: Listen,
-    inventory: Option<String>,
+    /// The file and its text.
+    inventory: Option<(String, String)>,
 }
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut config = Config::default();
     let mut listen = Listen::default();
     let mut inventory = None;
+    let mut project_path = None;
     let mut upstream_host = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -83,7 +86,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
                 config.tag_delete = false;
             }
             "--inventory" => inventory = Some(value(&flag)?),
-            "--project-path" => config.project_path = value(&flag)?,
+            "--project-path" => project_path = Some(value(&flag)?),
             "--project-id" => {
                 let text = value(&flag)?;
                 config.project_id = text
@@ -133,6 +136,20 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         listen.registry = None;
         listen.registry_host.get_or_insert(host);
     }
+    let inventory = match inventory {
+        Some(file) => {
+            let json = std::fs::read_to_string(&file)
+                .map_err(|err| format!("--inventory: cannot read {file}: {err}"))?;
+            Some((file, json))
+        }
+        None => None,
+    };
+    config.project_path = match (project_path, &inventory) {
+        (Some(path), _) => path,
+        (None, Some((file, json))) => gitlab_emulator::project_path_of_inventory(json)
+            .map_err(|err| format!("--inventory {file}: {err}"))?,
+        (None, None) => config.project_path,
+    };
     Ok(Options {
         config,
         listen,
@@ -143,11 +160,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
 fn run(options: Options) -> Result<(), String> {
     let serves_registry = options.listen.registry.is_some();
     let emulator = Emulator::start_on(options.config, options.listen)?;
-    if let Some(file) = &options.inventory {
-        let json = std::fs::read_to_string(file)
-            .map_err(|err| format!("--inventory: cannot read {file}: {err}"))?;
+    if let Some((file, json)) = &options.inventory {
         emulator
-            .try_load_inventory_json(&json)
+            .try_load_inventory_json(json)
             .map_err(|err| format!("--inventory {file}: {err}"))?;
     }
     let config = emulator.config();
