@@ -67,6 +67,12 @@ pub struct CommonRunArgs {
     /// How many requests may be in flight at once (default 16)
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
+    /// Write the counts as a dotenv file (CLEANUP_DELETED=…) for artifacts:reports:dotenv
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
+    /// Write the counts as OpenMetrics text for artifacts:reports:metrics
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

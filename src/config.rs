@@ -74,6 +74,8 @@ pub struct CleanupEnv {
     pub cleanup_allow_insecure_http: Option<String>,
     pub cleanup_retry_max_attempts: Option<String>,
     pub cleanup_retry_base_ms: Option<String>,
+    pub cleanup_dotenv: Option<String>,
+    pub cleanup_metrics: Option<String>,
 }
 
 /// Bounds of the retry settings: enough to ride out a rate-limit window, never

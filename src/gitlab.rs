@@ -366,6 +366,9 @@ impl GitLab {
             digest: Option<String>,
             #[serde(default)]
             created_at: Option<DateTime<Utc>>,
+            /// The image's bytes (config and layers); `null` for an index.
+            #[serde(default)]
+            total_size: Option<u64>,
         }
         let url = self.project_url(&format!(
             "registry/repositories/{repository_id}/tags/{}",
@@ -404,6 +407,7 @@ impl GitLab {
             children: Vec::new(),
             image: false,
             referrers: 0,
+            size_bytes: details.total_size,
         }))
     }
 

@@ -17,7 +17,8 @@
 //!   `deleter` (the executor: safe deletes, one outcome per deletion);
 //! - the pipeline: `engine` (client: list → plan → guard → execute → report;
 //!   server: GitLab's bulk API), `commands` (one per subcommand);
-//! - output: `report` (report file and summary), `progress`, `logging`,
+//! - output: `report` (report file and summary), `outputs` (dotenv and
+//!   OpenMetrics count files), `sections` (GitLab CI log sections), `progress`, `logging`,
 //!   `secret` (redacted tokens), `error` (exit codes);
 //! - GitLab's tag rules from the registry JWT: `tag_rules`.
 
@@ -37,6 +38,7 @@ pub mod logging;
 pub mod model;
 pub mod names;
 pub mod options;
+pub mod outputs;
 pub mod paths;
 pub mod planner;
 pub mod policy;
@@ -45,6 +47,7 @@ pub mod refs;
 pub mod registry;
 pub mod report;
 pub mod secret;
+pub mod sections;
 pub mod tag_rules;
 pub mod throttle;
 

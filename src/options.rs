@@ -56,6 +56,27 @@ pub struct DeleteOptions {
     pub repositories: Vec<String>,
     pub all_repositories: bool,
     pub references: Vec<Reference>,
+    /// `--dotenv`/`--metrics` (or their variables): count files to write.
+    pub counts: CountFiles,
+}
+
+/// Where `--dotenv` and `--metrics` (`CLEANUP_DOTENV`, `CLEANUP_METRICS`)
+/// write the counts; checked writable before anything is done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountFiles {
+    pub dotenv: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
+}
+
+impl CountFiles {
+    /// With the report path, everything `commands::finish` writes.
+    pub fn with_report(&self, report: Option<&PathBuf>) -> crate::outputs::Outputs {
+        crate::outputs::Outputs {
+            report: report.cloned(),
+            dotenv: self.dotenv.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -66,6 +87,7 @@ pub struct RunOptions {
     pub dry_run: bool,
     pub report: Option<PathBuf>,
     pub max_deletions: Option<usize>,
+    pub counts: CountFiles,
 }
 
 #[derive(Debug)]
@@ -115,6 +137,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
         }
         Command::Delete(args) => {
             let report = report_path(args.common.report.clone(), env)?;
+            let counts = count_files(&args.common, env)?;
             let (dry_run, connection) = common(&args.common, env, connection)?;
             let references = args
                 .refs
@@ -132,10 +155,12 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 repositories: args.repositories,
                 all_repositories: args.all_repositories,
                 references,
+                counts,
             })
         }
         Command::Run(args) => {
             let report = report_path(args.common.report.clone(), env)?;
+            let counts = count_files(&args.common, env)?;
             let (dry_run, connection) = common(&args.common, env, connection)?;
             let max_deletions = env.max_deletions(args.max_deletions)?;
             let engine = match args.engine {
@@ -161,6 +186,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 dry_run,
                 report,
                 max_deletions,
+                counts,
             })
         }
         Command::Inventory(args) => Invocation::Inventory(InventoryOptions {
@@ -199,6 +225,33 @@ fn report_path(flag: Option<PathBuf>, env: &CleanupEnv) -> Result<Option<PathBuf
     Ok(Some(path))
 }
 
+/// `--dotenv`/`--metrics`, else `CLEANUP_DOTENV`/`CLEANUP_METRICS`; each
+/// refused (exit 2) unless it can be written.
+pub fn count_files(args: &CommonRunArgs, env: &CleanupEnv) -> Result<CountFiles, ConfigError> {
+    let file = |flag: &Option<PathBuf>,
+                flag_name: &str,
+                variable: &Option<String>,
+                variable_name: &str|
+     -> Result<Option<PathBuf>, ConfigError> {
+        let (path, name) = match (flag, env.path(variable)) {
+            (Some(path), _) => (path.clone(), flag_name),
+            (None, Some(path)) => (path, variable_name),
+            (None, None) => return Ok(None),
+        };
+        check_writable(&path, name)?;
+        Ok(Some(path))
+    };
+    Ok(CountFiles {
+        dotenv: file(&args.dotenv, "--dotenv", &env.cleanup_dotenv, "CLEANUP_DOTENV")?,
+        metrics: file(
+            &args.metrics,
+            "--metrics",
+            &env.cleanup_metrics,
+            "CLEANUP_METRICS",
+        )?,
+    })
+}
+
 /// Fails unless `path` can be written: an existing file opened for
 /// appending (nothing truncated), or a new file created and removed again.
 fn check_writable(path: &Path, name: &str) -> Result<(), ConfigError> {
@@ -214,7 +267,7 @@ fn check_writable(path: &Path, name: &str) -> Result<(), ConfigError> {
     };
     outcome.map_err(|err| {
         ConfigError::new(format!(
-            "{name} {}: the report cannot be written there ({err}); nothing was done. Choose a file in an existing, writable directory",
+            "{name} {}: the file cannot be written there ({err}); nothing was done. Choose a file in an existing, writable directory",
             path.display()
         ))
     })

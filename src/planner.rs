@@ -685,6 +685,7 @@ mod tests {
             children,
             image: false,
             referrers: 0,
+            size_bytes: None,
         }
     }
 
@@ -1967,6 +1968,7 @@ mod tests {
                     children: Vec::new(),
                     image: false,
                     referrers: 0,
+            size_bytes: None,
                 };
                 by_name.insert(name, tag);
             }
@@ -2079,6 +2081,7 @@ mod tests {
                         children: Vec::new(),
                         image: false,
                         referrers: 0,
+            size_bytes: None,
                     };
                     by_name.insert(name, tag);
                 }

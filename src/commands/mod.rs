@@ -7,7 +7,6 @@ pub mod inventory;
 pub mod plan;
 pub mod run;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::Cli;
@@ -17,8 +16,10 @@ use crate::error::Exit;
 use crate::gitlab::GitLab;
 use crate::http::{Http, HttpOptions};
 use crate::options::{self, Connection, Invocation};
+use crate::outputs::{self, Outputs};
 use crate::registry::Registry;
 use crate::report::Report;
+use crate::sections;
 
 /// Runs the parsed command line; errors carry the exit code in their type.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -113,15 +114,31 @@ impl Clients {
     }
 }
 
-/// Prints the summary and writes the report when asked to: how every
-/// command that deletes or plans ends.
-pub fn finish(report: &Report, report_path: Option<&PathBuf>) -> anyhow::Result<Exit> {
+/// Prints the summary (in collapsible sections inside GitLab CI) and
+/// writes the report and count files asked for: how every command that
+/// deletes or plans ends. `outputs`: an [`Outputs`], or just the report
+/// path (`Option<&PathBuf>`).
+pub fn finish(report: &Report, outputs: impl Into<Outputs>) -> anyhow::Result<Exit> {
+    let outputs: Outputs = outputs.into();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    report.print_summary(&mut out)?;
-    if let Some(path) = report_path {
+    sections::print_summary(
+        report,
+        sections::in_gitlab_ci(),
+        chrono::Utc::now().timestamp(),
+        &mut out,
+    )?;
+    if let Some(path) = &outputs.report {
         report.write(path)?;
         tracing::info!(path = %path.display(), "report written");
+    }
+    if let Some(path) = &outputs.dotenv {
+        outputs::write_dotenv(report, path)?;
+        tracing::info!(path = %path.display(), "dotenv written");
+    }
+    if let Some(path) = &outputs.metrics {
+        outputs::write_metrics(report, path)?;
+        tracing::info!(path = %path.display(), "metrics written");
     }
     Ok(if report.has_failures() {
         Exit::Failed

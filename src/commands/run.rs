@@ -43,7 +43,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
             let mut report = server::execute(&gitlab, &policy, &rules, &repositories).await;
             report.gitlab_tag_rules = tag_rules;
             clients.log_stats();
-            return finish(&report, options.report.as_ref());
+            return finish(&report, options.counts.with_report(options.report.as_ref()));
         }
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
@@ -62,7 +62,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     .await?;
     report.gitlab_tag_rules = tag_rules;
     clients.log_stats();
-    let exit = finish(&report, options.report.as_ref())?;
+    let exit = finish(&report, options.counts.with_report(options.report.as_ref()))?;
     match refused {
         Some(limit) => {
             eprintln!(

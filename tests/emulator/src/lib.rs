@@ -710,6 +710,30 @@ impl Emulator {
             .unwrap_or_default()
     }
 
+    /// Current tags of a repository with the size REST tag details answer
+    /// (`total_size`: config and layers; `None` for an index), which
+    /// `/gitlab/v1` lists as `size_bytes` (there an index's is its body).
+    pub fn tag_sizes(&self, repository_path: &str) -> BTreeMap<String, Option<u64>> {
+        let state = self.shared.lock();
+        let path = state.full_path(repository_path);
+        state
+            .repository_by_path(&path)
+            .map(|repository| {
+                repository
+                    .tags
+                    .iter()
+                    .map(|(name, tag)| {
+                        let size = repository
+                            .manifests
+                            .get(&tag.digest)
+                            .and_then(|manifest| manifest.total_size);
+                        (name.clone(), size)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Full paths of every repository, by id.
     pub fn repositories(&self) -> Vec<(u64, String)> {
         let state = self.shared.lock();
