@@ -39,6 +39,34 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Validate the policy file and print a summary of each rule
     Check(CheckArgs),
+    /// Check, without writing anything, everything a run depends on (credentials, permissions, registry, GitLab's settings)
+    Doctor(DoctorArgs),
+    /// Policy file tools
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Turn GitLab's built-in cleanup policy (container_expiration_policy) into a policy file that deletes what it deletes
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A JSON file: the project as GET /projects/:id answers it, or its container_expiration_policy (default: read it live with GITLAB_TOKEN)
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Write the policy to FILE instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Policy file (default .gitlab/registry-cleanup.yml; checked when present)
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

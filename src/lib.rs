@@ -8,7 +8,7 @@
 //!   `names` (tag names, digests, repository paths, parsed once), `paths`
 //!   (what `--repository` accepts);
 //! - the model: `model` (a tag), `policy` (the policy file), `inventory` (the
-//!   inventory file);
+//!   inventory file), `import` (GitLab's cleanup policy as a policy file);
 //! - the pure core: `planner` (policy × tags × refs × now → plan), `refs`
 //!   (ref slugs, what a tag's name says about its git ref);
 //! - the network: `http` (retries, rate budget, errors), `throttle` (requests
@@ -20,17 +20,20 @@
 //! - output: `report` (report file and summary), `outputs` (dotenv and
 //!   OpenMetrics count files), `sections` (GitLab CI log sections), `progress`, `logging`,
 //!   `secret` (redacted tokens), `error` (exit codes);
-//! - GitLab's tag rules from the registry JWT: `tag_rules`.
+//! - GitLab's tag rules from the registry JWT: `tag_rules`;
+//! - `doctor`'s findings (ok/warn/fail lines and their exit code).
 
 pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod deleter;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod gitlab;
 pub mod http;
+pub mod import;
 pub mod inventory;
 pub mod links;
 pub mod listing;

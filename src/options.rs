@@ -22,6 +22,25 @@ pub enum Invocation {
     Delete(DeleteOptions),
     Run(RunOptions),
     Inventory(InventoryOptions),
+    Doctor(DoctorOptions),
+    PolicyImport(ImportOptions),
+}
+
+#[derive(Debug)]
+pub struct DoctorOptions {
+    pub connection: Connection,
+    pub policy: PathBuf,
+    /// The policy path was given (flag or variable): then a missing file
+    /// fails the check; the default path may be absent.
+    pub policy_given: bool,
+}
+
+#[derive(Debug)]
+pub struct ImportOptions {
+    pub connection: Connection,
+    /// `None`: read the policy live from `GET /projects/:id`.
+    pub from: Option<PathBuf>,
+    pub output: Option<PathBuf>,
 }
 
 /// How the commands that talk to GitLab connect.
@@ -187,6 +206,21 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 report,
                 max_deletions,
                 counts,
+            })
+        }
+        Command::Doctor(args) => {
+            let policy_given = args.policy.is_some() || env.path(&env.cleanup_policy).is_some();
+            Invocation::Doctor(DoctorOptions {
+                connection: connection(None)?,
+                policy: policy_path(args.policy, env),
+                policy_given,
+            })
+        }
+        Command::Policy(crate::cli::PolicyCommand::Import(args)) => {
+            Invocation::PolicyImport(ImportOptions {
+                connection: connection(None)?,
+                from: args.from.or_else(|| env.path(&env.cleanup_from)),
+                output: args.output.or_else(|| env.path(&env.cleanup_output)),
             })
         }
         Command::Inventory(args) => Invocation::Inventory(InventoryOptions {

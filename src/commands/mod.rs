@@ -3,8 +3,10 @@
 
 pub mod check;
 pub mod delete;
+pub mod doctor;
 pub mod inventory;
 pub mod plan;
+pub mod policy;
 pub mod run;
 
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Invocation::Delete(options) => delete::delete(options).await,
         Invocation::Run(options) => run::run(options).await,
         Invocation::Inventory(options) => inventory::inventory(options).await,
+        Invocation::Doctor(options) => doctor::doctor(options).await,
+        Invocation::PolicyImport(options) => policy::import(options).await,
     }
 }
 

@@ -131,6 +131,27 @@ pub struct Config {
     /// the grant): the branches, git tags and merge requests endpoints
     /// answer 403 to a `JOB-TOKEN`; an access token still reads them.
     pub refs_refuse_job_token: bool,
+    /// `GET /projects/:id`'s `container_expiration_policy`: GitLab's own
+    /// cleanup policy (`null` when never set up). Default: what GitLab
+    /// creates for a new project, disabled.
+    pub container_expiration_policy: Option<serde_json::Value>,
+    /// `GET /projects/:id`'s `container_registry_access_level`
+    /// (`enabled`, `private` or `disabled`).
+    pub container_registry_access_level: String,
+}
+
+/// GitLab's default cleanup policy of a new project: disabled, daily,
+/// keep 10, older than 90 days, every tag by name.
+pub fn default_expiration_policy() -> serde_json::Value {
+    serde_json::json!({
+        "cadence": "1d",
+        "enabled": false,
+        "keep_n": 10,
+        "older_than": "90d",
+        "name_regex": ".*",
+        "name_regex_keep": null,
+        "next_run_at": "2026-12-02T00:00:00.000Z",
+    })
 }
 
 /// A project's tag rules, as RE2 patterns (GitLab's own syntax).
@@ -184,6 +205,8 @@ impl Default for Config {
             tag_rules_in_jwt: true,
             capability_headers: true,
             refs_refuse_job_token: false,
+            container_expiration_policy: Some(default_expiration_policy()),
+            container_registry_access_level: "enabled".to_string(),
         }
     }
 }
