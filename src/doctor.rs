@@ -54,7 +54,13 @@ pub struct Findings {
 }
 
 impl Findings {
-    pub fn add(&mut self, level: Level, check: impl Into<String>, found: impl Into<String>, todo: impl Into<String>) {
+    pub fn add(
+        &mut self,
+        level: Level,
+        check: impl Into<String>,
+        found: impl Into<String>,
+        todo: impl Into<String>,
+    ) {
         let finding = Finding {
             level,
             check: check.into(),
@@ -100,7 +106,10 @@ mod tests {
             found: "granted pull".into(),
             todo: "use a Developer".into(),
         };
-        assert_eq!(finding.to_string(), "fail  registry access (g/p): granted pull — use a Developer");
+        assert_eq!(
+            finding.to_string(),
+            "fail  registry access (g/p): granted pull — use a Developer"
+        );
         let ok = Finding {
             level: Level::Ok,
             check: "policy".into(),
@@ -111,7 +120,10 @@ mod tests {
         let mut findings = Findings::default();
         assert_eq!(findings.exit(), Exit::Success);
         findings.findings.push(ok);
-        findings.findings.push(Finding { level: Level::Warn, ..finding.clone() });
+        findings.findings.push(Finding {
+            level: Level::Warn,
+            ..finding.clone()
+        });
         assert_eq!(findings.exit(), Exit::Success);
         findings.findings.push(finding);
         assert_eq!(findings.exit(), Exit::Failed);

@@ -287,7 +287,10 @@ pub fn import(policy: &ExpirationPolicy, source: &str) -> Result<String, ConfigE
     }
 
     let delete = gitlab_pattern(policy.delete_source().unwrap_or(""), "name_regex")?;
-    let keep = gitlab_pattern(policy.name_regex_keep.as_deref().unwrap_or(""), "name_regex_keep")?;
+    let keep = gitlab_pattern(
+        policy.name_regex_keep.as_deref().unwrap_or(""),
+        "name_regex_keep",
+    )?;
     let mut rule = String::new();
     rule.push_str("  - name: gitlab cleanup policy\n");
     rule.push_str("    repositories: \".*\"\n");
@@ -352,9 +355,9 @@ fn alternatives_comment(field: &str, original: &str, alternatives: Option<&[Stri
         })
         .collect();
     format!(
-        "    # GitLab's {field} {} does not mean what it looks like: GitLab anchors it by\n\
-         #   concatenation (\\A + pattern + \\z), so it matches a tag that {}.\n\
-         #   The pattern below reproduces that. If you meant one of them as the whole name,\n\
+        "    # GitLab's {field} {} does not mean what it looks like: GitLab anchors it by\n    \
+         #   concatenation (\\A + pattern + \\z), so it matches a tag that {}.\n    \
+         #   The pattern below reproduces that. If you meant one of them as the whole name,\n    \
          #   write \"(?:{})\" instead (and change it in GitLab too).\n",
         quoted(original),
         parts.join(", or "),
@@ -403,10 +406,47 @@ mod tests {
             "",
         ];
         let names = [
-            "a", "b", "c", "xbx", "xb", "bx", "ab", "abc", "cx", "xc", "C", "Cx", "xD", "D",
-            "a-x", "b-x", "c-x", "|x", "|xz", "zy", "y", "x", "xx", "DEV", "dev-1", "Prod",
-            "zprod", "PRODx", "dev-X", "main", "main-2", "release-1", "xrelease-1", "123",
-            "12a", "v1", "xv1", "]a", "|a", "ab|", "",
+            "a",
+            "b",
+            "c",
+            "xbx",
+            "xb",
+            "bx",
+            "ab",
+            "abc",
+            "cx",
+            "xc",
+            "C",
+            "Cx",
+            "xD",
+            "D",
+            "a-x",
+            "b-x",
+            "c-x",
+            "|x",
+            "|xz",
+            "zy",
+            "y",
+            "x",
+            "xx",
+            "DEV",
+            "dev-1",
+            "Prod",
+            "zprod",
+            "PRODx",
+            "dev-X",
+            "main",
+            "main-2",
+            "release-1",
+            "xrelease-1",
+            "123",
+            "12a",
+            "v1",
+            "xv1",
+            "]a",
+            "|a",
+            "ab|",
+            "",
         ];
         for pattern in patterns {
             for name in names {
@@ -414,7 +454,9 @@ mod tests {
                     imported_matches(pattern, name),
                     gitlab_matches(pattern, name),
                     "pattern {pattern:?} on {name:?}: rewritten as {:?}",
-                    gitlab_pattern(pattern, "name_regex").expect("valid").pattern
+                    gitlab_pattern(pattern, "name_regex")
+                        .expect("valid")
+                        .pattern
                 );
             }
         }
@@ -423,7 +465,10 @@ mod tests {
     #[test]
     fn alternations_are_explained() {
         let translated = gitlab_pattern("a|b.*|c", "name_regex").expect("valid");
-        assert_eq!(translated.pattern.as_deref(), Some("(?:a).*|.*(?:b.*).*|.*(?:c)"));
+        assert_eq!(
+            translated.pattern.as_deref(),
+            Some("(?:a).*|.*(?:b.*).*|.*(?:c)")
+        );
         let text = import(
             &ExpirationPolicy {
                 enabled: true,
@@ -465,8 +510,23 @@ mod tests {
 
     #[test]
     fn every_gitlab_value_imports() {
-        for keep_n in [None, Some(1), Some(5), Some(10), Some(25), Some(50), Some(100)] {
-            for older_than in [None, Some("7d"), Some("14d"), Some("30d"), Some("60d"), Some("90d")] {
+        for keep_n in [
+            None,
+            Some(1),
+            Some(5),
+            Some(10),
+            Some(25),
+            Some(50),
+            Some(100),
+        ] {
+            for older_than in [
+                None,
+                Some("7d"),
+                Some("14d"),
+                Some("30d"),
+                Some("60d"),
+                Some("90d"),
+            ] {
                 for cadence in ["1d", "7d", "14d", "1month", "3month"] {
                     let policy = ExpirationPolicy {
                         enabled: true,

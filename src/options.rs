@@ -276,7 +276,12 @@ pub fn count_files(args: &CommonRunArgs, env: &CleanupEnv) -> Result<CountFiles,
         Ok(Some(path))
     };
     Ok(CountFiles {
-        dotenv: file(&args.dotenv, "--dotenv", &env.cleanup_dotenv, "CLEANUP_DOTENV")?,
+        dotenv: file(
+            &args.dotenv,
+            "--dotenv",
+            &env.cleanup_dotenv,
+            "CLEANUP_DOTENV",
+        )?,
         metrics: file(
             &args.metrics,
             "--metrics",

@@ -74,7 +74,8 @@ fn counts(totals: &Totals, planned_only: bool) -> [Count; 8] {
         },
         Count {
             name: "CLEANUP_DELETED_BYTES",
-            help: "Listed sizes of the deleted images, summed (shared layers counted once per image).",
+            help:
+                "Listed sizes of the deleted images, summed (shared layers counted once per image).",
             value: totals.deleted_bytes,
         },
         Count {

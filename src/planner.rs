@@ -1968,7 +1968,7 @@ mod tests {
                     children: Vec::new(),
                     image: false,
                     referrers: 0,
-            size_bytes: None,
+                    size_bytes: None,
                 };
                 by_name.insert(name, tag);
             }
@@ -2081,7 +2081,7 @@ mod tests {
                         children: Vec::new(),
                         image: false,
                         referrers: 0,
-            size_bytes: None,
+                        size_bytes: None,
                     };
                     by_name.insert(name, tag);
                 }

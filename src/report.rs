@@ -594,7 +594,10 @@ mod tests {
         // Nothing sized: no bytes line at all.
         let mut unsized_report = Report::new("client", false);
         unsized_report.push(RepositoryReport::new("g/q"));
-        assert!(!unsized_report.summary_lines().iter().any(|l| l.contains('≈')));
+        assert!(!unsized_report
+            .summary_lines()
+            .iter()
+            .any(|l| l.contains('≈')));
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3_435_973_837), "3.2 GiB");

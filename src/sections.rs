@@ -42,12 +42,16 @@ pub fn print_summary(
     let lines = report.summary_lines();
     // `summary_lines` is one line per repository, in order, then the totals.
     let (repository_lines, total_lines) = lines.split_at(report.repositories.len());
-    for (index, (repository, header)) in report.repositories.iter().zip(repository_lines).enumerate()
+    for (index, (repository, header)) in
+        report.repositories.iter().zip(repository_lines).enumerate()
     {
         let name = format!("registry_cleanup_repository_{}", index + 1);
         let failed = !repository.failed.is_empty() || repository.error.is_some();
         let collapsed = if failed { "" } else { "[collapsed=true]" };
-        write!(out, "\x1b[0Ksection_start:{now}:{name}{collapsed}\r\x1b[0K{header}\n")?;
+        write!(
+            out,
+            "\x1b[0Ksection_start:{now}:{name}{collapsed}\r\x1b[0K{header}\n"
+        )?;
         for line in detail_lines(repository, report.dry_run) {
             writeln!(out, "{line}")?;
         }
@@ -88,7 +92,10 @@ pub fn detail_lines(repository: &RepositoryReport, dry_run: bool) -> Vec<String>
         lines.push(format!("  FAILED {}: {}", failed.tag, failed.error));
     }
     for protected in &repository.protected_by_gitlab {
-        lines.push(format!("  protected {}: {}", protected.tag, protected.reason));
+        lines.push(format!(
+            "  protected {}: {}",
+            protected.tag, protected.reason
+        ));
     }
     lines
 }

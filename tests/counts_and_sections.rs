@@ -112,10 +112,18 @@ fn assert_bytes_are_the_listed_sizes(config: Config) {
     }
     assert!(sum > 0);
     assert_eq!(report["totals"]["deleted_bytes"].as_u64(), Some(sum));
-    assert!(dotenv.contains(&format!("CLEANUP_DELETED_BYTES={sum}\n")), "{dotenv}");
-    assert!(metrics.contains(&format!("\ncleanup_deleted_bytes {sum}\n")), "{metrics}");
     assert!(
-        output.stdout.contains("in deleted images (shared layers counted once per image)"),
+        dotenv.contains(&format!("CLEANUP_DELETED_BYTES={sum}\n")),
+        "{dotenv}"
+    );
+    assert!(
+        metrics.contains(&format!("\ncleanup_deleted_bytes {sum}\n")),
+        "{metrics}"
+    );
+    assert!(
+        output
+            .stdout
+            .contains("in deleted images (shared layers counted once per image)"),
         "{}",
         output.all()
     );
@@ -150,7 +158,9 @@ fn dotenv_and_metrics_carry_the_report_s_counts() {
     ] {
         let value = totals[key].as_u64().expect(key);
         assert!(
-            dotenv.lines().any(|line| line == format!("CLEANUP_{name}={value}")),
+            dotenv
+                .lines()
+                .any(|line| line == format!("CLEANUP_{name}={value}")),
             "{name}={value} in {dotenv}"
         );
         assert!(
@@ -221,7 +231,13 @@ fn an_unwritable_dotenv_is_refused_before_any_request() {
         &["delete", "--dotenv", "/nonexistent/dir/cleanup.env", "mr-1"],
     );
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(output.stderr.contains("--dotenv /nonexistent/dir/cleanup.env"), "{}", output.all());
+    assert!(
+        output
+            .stderr
+            .contains("--dotenv /nonexistent/dir/cleanup.env"),
+        "{}",
+        output.all()
+    );
     assert!(emulator.requests().is_empty());
 }
 
@@ -231,7 +247,13 @@ fn sections_only_inside_gitlab_ci() {
     let (plain, ..) = run_with_files(&emulator, &[], &["--dry-run"]);
     assert!(!plain.stdout.contains("section_start"), "{}", plain.all());
     assert!(!plain.stdout.contains('\x1b'), "{}", plain.all());
-    assert!(plain.stdout.contains("group/project/api: 6 tags, 3 would delete"), "{}", plain.all());
+    assert!(
+        plain
+            .stdout
+            .contains("group/project/api: 6 tags, 3 would delete"),
+        "{}",
+        plain.all()
+    );
 
     let (ci, ..) = run_with_files(&emulator, &[("GITLAB_CI", "true")], &["--dry-run"]);
     let lines: Vec<&str> = ci.stdout.lines().collect();
@@ -243,17 +265,31 @@ fn sections_only_inside_gitlab_ci() {
     for start in &starts {
         assert!(start.contains("[collapsed=true]\r\x1b[0K"), "{start:?}");
     }
-    assert!(starts[1].ends_with("group/project/api: 6 tags, 3 would delete, 2 kept, 1 protected"), "{:?}", starts[1]);
+    assert!(
+        starts[1].ends_with("group/project/api: 6 tags, 3 would delete, 2 kept, 1 protected"),
+        "{:?}",
+        starts[1]
+    );
     assert_eq!(
-        lines.iter().filter(|l| l.starts_with("\x1b[0Ksection_end:")).count(),
+        lines
+            .iter()
+            .filter(|l| l.starts_with("\x1b[0Ksection_end:"))
+            .count(),
         2
     );
-    assert!(lines.iter().any(|l| l.starts_with("  would delete mr-4")), "{}", ci.all());
+    assert!(
+        lines.iter().any(|l| l.starts_with("  would delete mr-4")),
+        "{}",
+        ci.all()
+    );
     // The totals stay outside the sections.
     let last_end = lines
         .iter()
         .rposition(|l| l.starts_with("\x1b[0Ksection_end:"))
         .expect("an end marker");
-    let total = lines.iter().position(|l| l.starts_with("total: ")).expect("totals");
+    let total = lines
+        .iter()
+        .position(|l| l.starts_with("total: "))
+        .expect("totals");
     assert!(total > last_end, "{}", ci.all());
 }

@@ -33,7 +33,10 @@ fn line<'a>(output: &'a Output, check: &str) -> &'a str {
     output
         .stdout
         .lines()
-        .find(|line| line.get(6..).is_some_and(|rest| rest.starts_with(&format!("{check}:"))))
+        .find(|line| {
+            line.get(6..)
+                .is_some_and(|rest| rest.starts_with(&format!("{check}:")))
+        })
         .unwrap_or_else(|| panic!("no {check:?} line in:\n{}", output.all()))
 }
 
@@ -54,15 +57,26 @@ fn a_working_setup_passes_with_the_job_token() {
     assert_eq!(output.code, 0, "{}", output.all());
     assert_every_line_is_a_verdict(&output);
     assert!(line(&output, "configuration").starts_with("ok"));
-    assert!(line(&output, "policy").contains("valid, 1 rule"), "{}", output.all());
-    assert!(line(&output, "REST credentials").contains("job token"), "{}", output.all());
+    assert!(
+        line(&output, "policy").contains("valid, 1 rule"),
+        "{}",
+        output.all()
+    );
+    assert!(
+        line(&output, "REST credentials").contains("job token"),
+        "{}",
+        output.all()
+    );
     assert!(line(&output, "registry access (group/project)").starts_with("ok"));
     assert!(line(&output, "registry access (group/project/api)").contains("pull, delete"));
     assert!(line(&output, "registry: tag delete").starts_with("ok"));
     assert!(line(&output, "registry: metadata database").contains("enabled"));
     // The job token cannot read the project: said, as a warning.
     let policy = line(&output, "GitLab cleanup policy");
-    assert!(policy.starts_with("warn") && policy.contains("GITLAB_TOKEN"), "{policy}");
+    assert!(
+        policy.starts_with("warn") && policy.contains("GITLAB_TOKEN"),
+        "{policy}"
+    );
     assert_eq!(emulator.writes(), 0);
     // GitLab's answer was asked for, not assumed.
     let project_reads = emulator
@@ -97,13 +111,30 @@ fn an_access_token_reads_the_project_settings_and_gitlab_s_policy_warns() {
     assert_every_line_is_a_verdict(&output);
     let policy = line(&output, "GitLab cleanup policy");
     assert!(policy.starts_with("warn"), "{policy}");
-    for part in ["enabled, cadence 7d", "two cleaners", "keep_n 5", "older_than 14d", "\"v.*\""] {
+    for part in [
+        "enabled, cadence 7d",
+        "two cleaners",
+        "keep_n 5",
+        "older_than 14d",
+        "\"v.*\"",
+    ] {
         assert!(policy.contains(part), "{part:?} in {policy}");
     }
-    assert!(line(&output, "registry visibility").contains("private"), "{}", output.all());
+    assert!(
+        line(&output, "registry visibility").contains("private"),
+        "{}",
+        output.all()
+    );
     let rules = line(&output, "GitLab tag rules");
-    assert!(rules.contains("\"^release-\"") && rules.contains("immutable: \"^v\\\\d\""), "{rules}");
-    assert!(line(&output, "REST credentials").contains("access token"), "{}", output.all());
+    assert!(
+        rules.contains("\"^release-\"") && rules.contains("immutable: \"^v\\\\d\""),
+        "{rules}"
+    );
+    assert!(
+        line(&output, "REST credentials").contains("access token"),
+        "{}",
+        output.all()
+    );
     assert_eq!(emulator.writes(), 0);
 }
 
@@ -114,8 +145,16 @@ fn a_disabled_gitlab_policy_is_ok_and_a_disabled_registry_fails() {
         ..Config::default()
     });
     let output = doctor(&emulator.laptop_env());
-    assert!(line(&output, "GitLab cleanup policy").starts_with("ok"), "{}", output.all());
-    assert!(line(&output, "registry visibility").starts_with("fail"), "{}", output.all());
+    assert!(
+        line(&output, "GitLab cleanup policy").starts_with("ok"),
+        "{}",
+        output.all()
+    );
+    assert!(
+        line(&output, "registry visibility").starts_with("fail"),
+        "{}",
+        output.all()
+    );
     assert_eq!(output.code, 1, "{}", output.all());
     assert_eq!(emulator.writes(), 0);
 }
@@ -135,10 +174,17 @@ fn a_job_token_of_another_project_fails_naming_delete() {
     let output = doctor(&env);
     assert_eq!(output.code, 1, "{}", output.all());
     assert_every_line_is_a_verdict(&output);
-    assert!(line(&output, "REST credentials").starts_with("fail"), "{}", output.all());
+    assert!(
+        line(&output, "REST credentials").starts_with("fail"),
+        "{}",
+        output.all()
+    );
     let access = line(&output, "registry access (other/project)");
     assert!(access.starts_with("fail"), "{access}");
-    assert!(access.contains("grants nothing, not pull, delete"), "{access}");
+    assert!(
+        access.contains("grants nothing, not pull, delete"),
+        "{access}"
+    );
     assert!(access.contains("Developer"), "{access}");
     assert_eq!(emulator.writes(), 0);
 }
@@ -165,14 +211,21 @@ fn bad_configuration_exits_2_without_a_request() {
     let output = doctor(&without(emulator.ci_env(), &["CI_SERVER_URL"]));
     assert_eq!(output.code, 2, "{}", output.all());
     let configuration = line(&output, "configuration");
-    assert!(configuration.starts_with("fail") && configuration.contains("CI_SERVER_URL"), "{configuration}");
+    assert!(
+        configuration.starts_with("fail") && configuration.contains("CI_SERVER_URL"),
+        "{configuration}"
+    );
     assert!(emulator.requests().is_empty());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_file(&dir, "policy.yml", "rules: [{delete: '('}]\n");
     let output = run(&emulator.ci_env(), &["doctor", "--policy", &policy]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(line(&output, "policy").starts_with("fail"), "{}", output.all());
+    assert!(
+        line(&output, "policy").starts_with("fail"),
+        "{}",
+        output.all()
+    );
     assert_eq!(emulator.writes(), 0);
 }
 
@@ -188,7 +241,10 @@ fn rate_limit_headroom_is_reported() {
     let output = doctor(&emulator.laptop_env());
     assert_eq!(output.code, 0, "{}", output.all());
     let rate = line(&output, "rate limit");
-    assert!(rate.starts_with("ok") && rate.contains("of 1000 requests left"), "{rate}");
+    assert!(
+        rate.starts_with("ok") && rate.contains("of 1000 requests left"),
+        "{rate}"
+    );
 }
 
 #[test]
@@ -200,8 +256,11 @@ fn no_secret_in_the_output() {
     for env in [emulator.ci_env(), emulator.laptop_env()] {
         let output = doctor(&env);
         for secret in emulator.secrets() {
-            assert!(!output.all().contains(&secret), "a secret leaked:\n{}", output.all());
+            assert!(
+                !output.all().contains(&secret),
+                "a secret leaked:\n{}",
+                output.all()
+            );
         }
     }
 }
-

@@ -112,13 +112,22 @@ async fn check_rest(gitlab: &GitLab, findings: &mut Findings) -> Option<Vec<Repo
                 "REST credentials",
                 format!(
                     "{kind}: lists {}; it {may}",
-                    plural(repositories.len(), "container repository", "container repositories")
+                    plural(
+                        repositories.len(),
+                        "container repository",
+                        "container repositories"
+                    )
                 ),
             );
             Some(repositories)
         }
         Err(GitLabError::Config(err)) => {
-            findings.add(Level::Fail, "REST credentials", format!("{kind}: {err}"), "");
+            findings.add(
+                Level::Fail,
+                "REST credentials",
+                format!("{kind}: {err}"),
+                "",
+            );
             findings.bad_configuration = true;
             None
         }
@@ -169,7 +178,10 @@ async fn check_registry_access(
                 findings.add(
                     Level::Fail,
                     check,
-                    format!("the registry token grants {granted}, not {}", refused.missing.join(", ")),
+                    format!(
+                        "the registry token grants {granted}, not {}",
+                        refused.missing.join(", ")
+                    ),
                     todo,
                 );
             }
@@ -189,7 +201,10 @@ async fn check_registry_access(
     if quiet_ok > 0 {
         findings.ok(
             "registry access (the other repositories)",
-            format!("{} more granted pull, delete", plural(quiet_ok, "repository", "repositories")),
+            format!(
+                "{} more granted pull, delete",
+                plural(quiet_ok, "repository", "repositories")
+            ),
         );
     }
     granted
@@ -277,11 +292,17 @@ async fn check_tag_rules(
         "the registry token"
     };
     if delete_deny.is_empty() && immutable.is_empty() {
-        findings.ok("GitLab tag rules", format!("none in effect (from {source})"));
+        findings.ok(
+            "GitLab tag rules",
+            format!("none in effect (from {source})"),
+        );
     } else {
         let mut parts = Vec::new();
         if !delete_deny.is_empty() {
-            parts.push(format!("protected against deletion: {}", list(&delete_deny)));
+            parts.push(format!(
+                "protected against deletion: {}",
+                list(&delete_deny)
+            ));
         }
         if !immutable.is_empty() {
             parts.push(format!("immutable: {}", list(&immutable)));
