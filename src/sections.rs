@@ -10,21 +10,14 @@
 
 use std::io::Write;
 
-use serde::Deserialize;
-
 use crate::report::{human_bytes, Report, RepositoryReport};
 
 /// Whether stdout goes to a GitLab CI job log (`GITLAB_CI=true`, set by
 /// every GitLab Runner).
 pub fn in_gitlab_ci() -> bool {
-    #[derive(Deserialize)]
-    struct CiEnv {
-        gitlab_ci: Option<String>,
-    }
-    envy::from_env::<CiEnv>()
-        .ok()
-        .and_then(|env| env.gitlab_ci)
-        .is_some_and(|value| value.trim() == "true")
+    // `var_os`: a variable that is not UTF-8 is simply not `true` (envy reads
+    // the whole environment as text, and would panic on one).
+    std::env::var_os("GITLAB_CI").is_some_and(|value| value == "true")
 }
 
 /// Prints the summary: plain, or with `sections` each repository's details
