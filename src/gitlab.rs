@@ -51,6 +51,16 @@ pub struct ProjectSettings {
     pub container_expiration_policy: Option<crate::import::ExpirationPolicy>,
 }
 
+/// An access token as `GET /personal_access_tokens/self` describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct TokenInfo {
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `YYYY-MM-DD`, or `null` for a token that never expires.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
 /// `GET /projects/:id`'s answer and the rate limit GitLab announced with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectAnswer {
@@ -541,6 +551,22 @@ impl GitLab {
             _ => return Err(response.unexpected().into()),
         };
         Ok(ProjectAnswer { read, rate_limit })
+    }
+
+    /// `GET /personal_access_tokens/self`: the access token's scopes and
+    /// expiry (personal, project and group access tokens). `None` for the
+    /// job token, or where GitLab does not answer it (older GitLab, 404).
+    pub async fn token_info(&self) -> Result<Option<TokenInfo>, GitLabError> {
+        if self.auth.header != "PRIVATE-TOKEN" {
+            return Ok(None);
+        }
+        let url = self.url("personal_access_tokens/self");
+        let response = self.send(Method::GET, &url, |r| r).await?;
+        match response.status.as_u16() {
+            200 => Ok(Some(response.json()?)),
+            403 | 404 => Ok(None),
+            _ => Err(response.unexpected().into()),
+        }
     }
 
     /// Which REST credentials this client sends (`JOB-TOKEN`, `PRIVATE-TOKEN`).

@@ -230,6 +230,55 @@ fn bad_configuration_exits_2_without_a_request() {
 }
 
 #[test]
+fn an_access_token_s_scopes_are_checked() {
+    let emulator = seeded(Config::default());
+    let output = doctor(&emulator.laptop_env());
+    assert!(
+        line(&output, "access token scopes").starts_with("ok    access token scopes: api"),
+        "{}",
+        output.all()
+    );
+    // The job token has no scopes to show.
+    let output = doctor(&emulator.ci_env());
+    assert!(
+        !output.stdout.contains("access token scopes"),
+        "{}",
+        output.all()
+    );
+
+    emulator.set_config(|c| {
+        c.access_token_scopes = vec!["read_api".into(), "read_registry".into()];
+        c.access_token_expires_at = Some(
+            (chrono::Utc::now() + chrono::Duration::days(2))
+                .format("%Y-%m-%d")
+                .to_string(),
+        );
+    });
+    let output = doctor(&emulator.laptop_env());
+    assert_eq!(output.code, 0, "{}", output.all());
+    let scopes = line(&output, "access token scopes");
+    assert!(
+        scopes.starts_with("warn") && scopes.contains("read_api, read_registry: REST is read-only"),
+        "{scopes}"
+    );
+    assert!(
+        line(&output, "access token expiry").starts_with("warn"),
+        "{}",
+        output.all()
+    );
+
+    emulator.set_config(|c| c.access_token_scopes = vec!["read_registry".into()]);
+    let output = doctor(&emulator.laptop_env());
+    assert_eq!(output.code, 1, "{}", output.all());
+    assert!(
+        line(&output, "access token scopes").starts_with("fail"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
 fn rate_limit_headroom_is_reported() {
     let emulator = seeded(Config {
         rate_limit: Some(gitlab_emulator::RateLimit {

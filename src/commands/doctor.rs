@@ -47,12 +47,19 @@ pub async fn doctor(options: DoctorOptions) -> anyhow::Result<Exit> {
     );
     check_policy(&options, &mut findings);
     let repositories = check_rest(&gitlab, &mut findings).await;
+    check_token_scopes(&gitlab, &mut findings).await;
     let root = RepositoryPath::parse(&settings.root_repository).ok();
     let paths: Vec<RepositoryPath> = match &repositories {
         Some(list) if !list.is_empty() => list.iter().map(|r| r.path.clone()).collect(),
         _ => root.into_iter().collect(),
     };
-    let granted = check_registry_access(&clients.registry, &paths, &mut findings).await;
+    let granted = check_registry_access(
+        &clients.registry,
+        &paths,
+        clients.concurrency,
+        &mut findings,
+    )
+    .await;
     check_capabilities(&clients.registry, &mut findings);
     check_tag_rules(&clients.registry, &gitlab, &granted, &mut findings).await;
     check_project(&gitlab, &mut findings).await;
@@ -143,19 +150,88 @@ async fn check_rest(gitlab: &GitLab, findings: &mut Findings) -> Option<Vec<Repo
     }
 }
 
+/// An access token's scopes and expiry, where GitLab describes the token.
+async fn check_token_scopes(gitlab: &GitLab, findings: &mut Findings) {
+    let check = "access token scopes";
+    let info = match gitlab.token_info().await {
+        Ok(Some(info)) => info,
+        Ok(None) if gitlab.credentials() == "PRIVATE-TOKEN" => {
+            findings.add(
+                Level::Warn,
+                check,
+                "GitLab did not describe the token (GET /personal_access_tokens/self)",
+                "make sure it has the api scope (read_api to only read)",
+            );
+            return;
+        }
+        Ok(None) => return,
+        Err(err) => {
+            findings.add(Level::Warn, check, format!("not checked: {err}"), "");
+            return;
+        }
+    };
+    let has = |scope: &str| info.scopes.iter().any(|s| s == scope);
+    let scopes = if info.scopes.is_empty() {
+        "none".to_string()
+    } else {
+        info.scopes.join(", ")
+    };
+    if has("api") {
+        findings.ok(check, format!("{scopes}: REST reads and deletes"));
+    } else if has("read_api") {
+        findings.add(
+            Level::Warn,
+            check,
+            format!("{scopes}: REST is read-only"),
+            "tags are still deleted through the registry, but REST deletes (the fallback where the registry cannot delete by tag) and --engine server need the api scope",
+        );
+    } else {
+        findings.add(
+            Level::Fail,
+            check,
+            format!("{scopes}: neither api nor read_api, so GitLab refuses REST calls"),
+            "create a token with the api scope (read_api to only read)",
+        );
+    }
+    if let Some(expires) = info
+        .expires_at
+        .as_deref()
+        .and_then(|at| chrono::NaiveDate::parse_from_str(at, "%Y-%m-%d").ok())
+    {
+        let days = (expires - chrono::Utc::now().date_naive()).num_days();
+        if days < 7 {
+            findings.add(
+                Level::Warn,
+                "access token expiry",
+                format!("expires on {expires} ({days} days)"),
+                "rotate it before a scheduled run fails",
+            );
+        }
+    }
+}
+
 /// The registry JWT each repository gets for `pull,delete`: what `run`
 /// asks for before it deletes. Returns the repositories granted delete.
 async fn check_registry_access(
     registry: &Registry,
     paths: &[RepositoryPath],
+    concurrency: usize,
     findings: &mut Findings,
 ) -> Vec<RepositoryPath> {
+    use futures::stream::{self, StreamExt};
+    // Token requests in parallel (the client's budget bounds them), answers
+    // in the repositories' order.
+    let answers: Vec<(&RepositoryPath, Result<(), RegistryError>)> = stream::iter(paths)
+        .map(|path| async move { (path, registry.check_access(path, PULL_DELETE).await) })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
     let mut granted = Vec::new();
     let mut quiet_ok = 0;
-    for (index, path) in paths.iter().enumerate() {
+    for (index, (path, answer)) in answers.into_iter().enumerate() {
         let check = format!("registry access ({path})");
         let verbose = index < MAX_REPOSITORY_LINES;
-        match registry.check_access(path, PULL_DELETE).await {
+        match answer {
             Ok(()) => {
                 granted.push(path.clone());
                 if verbose {

@@ -138,6 +138,10 @@ pub struct Config {
     /// `GET /projects/:id`'s `container_registry_access_level`
     /// (`enabled`, `private` or `disabled`).
     pub container_registry_access_level: String,
+    /// The access token's scopes, as `GET /personal_access_tokens/self`
+    /// answers them (and `expires_at`: `access_token_expires_at`).
+    pub access_token_scopes: Vec<String>,
+    pub access_token_expires_at: Option<String>,
 }
 
 /// GitLab's default cleanup policy of a new project: disabled, daily,
@@ -207,6 +211,8 @@ impl Default for Config {
             refs_refuse_job_token: false,
             container_expiration_policy: Some(default_expiration_policy()),
             container_registry_access_level: "enabled".to_string(),
+            access_token_scopes: vec!["api".to_string()],
+            access_token_expires_at: None,
         }
     }
 }

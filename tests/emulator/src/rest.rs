@@ -111,6 +111,27 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
             })
         }
         ["projects", id] if get => with_project(state, req, id, |state| project(state, req)),
+        ["personal_access_tokens", "self"] if get => {
+            if let Err(response) = authenticate(state, req) {
+                return response;
+            }
+            // Only an access token describes itself; GitLab answers the job
+            // token 401 here.
+            if req.header("job-token").is_some() {
+                return message(401, "401 Unauthorized");
+            }
+            json_response(
+                200,
+                &json!({
+                    "id": 1,
+                    "name": "emulated access token",
+                    "revoked": false,
+                    "active": true,
+                    "scopes": state.config.access_token_scopes,
+                    "expires_at": state.config.access_token_expires_at,
+                }),
+            )
+        }
         ["projects", id, "registry", "protection", "tag", "rules"] if get => {
             with_project(state, req, id, |state| tag_protection_rules(state, req))
         }
