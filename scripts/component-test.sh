@@ -251,6 +251,11 @@ for want in "CLEANUP_DELETED=$expected_count" CLEANUP_FAILED=0 CLEANUP_FAILED_RE
     CLEANUP_ALREADY_ABSENT=0 CLEANUP_SKIPPED=0 CLEANUP_PLANNED_ONLY=false; do
     grep -qx "$want" <<<"$dotenv" || fail "dotenv lacks $want: $dotenv"
 done
+# Written by the binary (--dotenv), not parsed out of the report: it alone knows the bytes,
+# and they agree with the report's totals.
+report_bytes=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["totals"]["deleted_bytes"])' "$report")
+grep -qx "CLEANUP_DELETED_BYTES=$report_bytes" <<<"$dotenv" ||
+    fail "dotenv lacks CLEANUP_DELETED_BYTES=$report_bytes (the report's totals): $dotenv"
 run_job cleanup-summary
 grep -q "summary deleted=$expected_count kept=7 protected=2 failed=0" "$work/glci.log" ||
     fail "cleanup-summary did not receive the counts: $(cat "$work/glci.log")"

@@ -85,6 +85,38 @@ pub enum Command {
     /// Validate the policy file and print a summary of each rule
     #[command(after_help = OFFLINE_ENV_HELP)]
     Check(CheckArgs),
+    /// Check, without writing anything, everything a run depends on (credentials, permissions, registry, GitLab's settings)
+    Doctor(DoctorArgs),
+    /// Policy file tools
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Turn GitLab's built-in cleanup policy (container_expiration_policy) into a policy file that deletes what it deletes
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A JSON file: the project as GET /projects/:id answers it, or its container_expiration_policy (default: read it live with GITLAB_TOKEN)
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Write the policy to FILE instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Policy file (default .gitlab/registry-cleanup.yml; checked when present)
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +144,12 @@ pub struct CommonRunArgs {
     pub report: Option<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// Write the counts as a dotenv file (CLEANUP_DELETED=…) for artifacts:reports:dotenv
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
+    /// Write the counts as OpenMetrics text for artifacts:reports:metrics
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

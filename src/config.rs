@@ -76,6 +76,9 @@ pub struct CleanupEnv {
     pub cleanup_retry_base_ms: Option<String>,
     pub cleanup_repository: Option<String>,
     pub cleanup_all_repositories: Option<String>,
+    pub cleanup_dotenv: Option<String>,
+    pub cleanup_metrics: Option<String>,
+    pub cleanup_from: Option<String>,
 }
 
 /// Bounds of the retry settings: enough to ride out a rate-limit window, never

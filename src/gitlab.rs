@@ -39,6 +39,67 @@ impl ExitCode for GitLabError {
     }
 }
 
+/// What `GET /projects/:id` says about the project's registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ProjectSettings {
+    /// `enabled` (everyone with access to the project), `private`
+    /// (members only) or `disabled`.
+    #[serde(default)]
+    pub container_registry_access_level: Option<String>,
+    /// GitLab's built-in cleanup policy, `null` when never set up.
+    #[serde(default)]
+    pub container_expiration_policy: Option<crate::import::ExpirationPolicy>,
+}
+
+/// An access token as `GET /personal_access_tokens/self` describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct TokenInfo {
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `YYYY-MM-DD`, or `null` for a token that never expires.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// `GET /projects/:id`'s answer and the rate limit GitLab announced with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectAnswer {
+    pub read: ProjectRead,
+    pub rate_limit: Option<RateLimitHeaders>,
+}
+
+/// GitLab's `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: Option<u64>,
+    pub remaining: u64,
+    /// Unix time the window resets.
+    pub reset: Option<u64>,
+}
+
+impl RateLimitHeaders {
+    fn of(response: &HttpResponse) -> Option<RateLimitHeaders> {
+        let number = |name: &str| {
+            response
+                .header(name)
+                .and_then(|value| value.trim().parse::<u64>().ok())
+        };
+        Some(RateLimitHeaders {
+            limit: number("ratelimit-limit"),
+            remaining: number("ratelimit-remaining")?,
+            reset: number("ratelimit-reset"),
+        })
+    }
+}
+
+/// The answer to `GET /projects/:id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectRead {
+    Found(ProjectSettings),
+    /// 403/404: these credentials may not read the project (the job token).
+    Refused(u16),
+}
+
 /// A container repository as REST lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryInfo {
@@ -442,6 +503,9 @@ impl GitLab {
             digest: Option<String>,
             #[serde(default)]
             created_at: Option<DateTime<Utc>>,
+            /// The image's bytes (config and layers); `null` for an index.
+            #[serde(default)]
+            total_size: Option<u64>,
         }
         let url = self.project_url(&format!(
             "registry/repositories/{repository_id}/tags/{}",
@@ -480,6 +544,7 @@ impl GitLab {
             children: Vec::new(),
             image: false,
             referrers: 0,
+            size_bytes: details.total_size,
         }))
     }
 
@@ -535,6 +600,54 @@ impl GitLab {
             }
             _ => Err(response.unexpected().into()),
         }
+    }
+
+    /// `GET /projects/:id`: the registry settings `doctor` and `policy
+    /// import` read, and GitLab's `RateLimit-*` headers on the answer.
+    /// GitLab refuses the job token there: `Refused`, like any 403/404
+    /// answer (these credentials may not read the project).
+    pub async fn project_settings(&self) -> Result<ProjectAnswer, GitLabError> {
+        let url = self.url(&format!("projects/{}", self.project));
+        let response = match self.send(Method::GET, &url, |r| r).await {
+            Ok(response) => response,
+            // `send` calls a 401 our credentials' fault; for the job token
+            // here it only means this endpoint does not take it.
+            Err(GitLabError::Config(_)) if self.auth.header != "PRIVATE-TOKEN" => {
+                return Ok(ProjectAnswer {
+                    read: ProjectRead::Refused(401),
+                    rate_limit: None,
+                })
+            }
+            Err(err) => return Err(err),
+        };
+        let rate_limit = RateLimitHeaders::of(&response);
+        let read = match response.status.as_u16() {
+            200 => ProjectRead::Found(response.json()?),
+            status @ (403 | 404) => ProjectRead::Refused(status),
+            _ => return Err(response.unexpected().into()),
+        };
+        Ok(ProjectAnswer { read, rate_limit })
+    }
+
+    /// `GET /personal_access_tokens/self`: the access token's scopes and
+    /// expiry (personal, project and group access tokens). `None` for the
+    /// job token, or where GitLab does not answer it (older GitLab, 404).
+    pub async fn token_info(&self) -> Result<Option<TokenInfo>, GitLabError> {
+        if self.auth.header != "PRIVATE-TOKEN" {
+            return Ok(None);
+        }
+        let url = self.url("personal_access_tokens/self");
+        let response = self.send(Method::GET, &url, |r| r).await?;
+        match response.status.as_u16() {
+            200 => Ok(Some(response.json()?)),
+            403 | 404 => Ok(None),
+            _ => Err(response.unexpected().into()),
+        }
+    }
+
+    /// Which REST credentials this client sends (`JOB-TOKEN`, `PRIVATE-TOKEN`).
+    pub fn credentials(&self) -> &'static str {
+        self.auth.header
     }
 
     /// `DELETE …/tags` with a form body: GitLab's asynchronous bulk delete.

@@ -8,7 +8,8 @@
 //!   `names` (tag names, digests, repository paths, parsed once), `paths`
 //!   (what `--repository` accepts);
 //! - the model: `model` (a tag), `policy` (the policy file), `lint`
-//!   (warnings about a valid policy), `inventory` (the inventory file);
+//!   (warnings about a valid policy), `inventory` (the inventory file),
+//!   `import` (GitLab's cleanup policy as a policy file);
 //! - the pure core: `planner` (policy × tags × refs × now → plan), `refs`
 //!   (ref slugs, what a tag's name says about its git ref);
 //! - the network: `http` (retries, rate budget, errors), `throttle` (requests
@@ -17,19 +18,23 @@
 //!   `deleter` (the executor: safe deletes, one outcome per deletion);
 //! - the pipeline: `engine` (client: list → plan → guard → execute → report;
 //!   server: GitLab's bulk API), `commands` (one per subcommand);
-//! - output: `report` (report file and summary), `progress`, `logging`,
+//! - output: `report` (report file and summary), `outputs` (dotenv and
+//!   OpenMetrics count files), `sections` (GitLab CI log sections), `progress`, `logging`,
 //!   `secret` (redacted tokens), `error` (exit codes);
-//! - GitLab's tag rules from the registry JWT: `tag_rules`.
+//! - GitLab's tag rules from the registry JWT: `tag_rules`;
+//! - `doctor`'s findings (ok/warn/fail lines and their exit code).
 
 pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod deleter;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod gitlab;
 pub mod http;
+pub mod import;
 pub mod inventory;
 pub mod links;
 pub mod lint;
@@ -38,6 +43,7 @@ pub mod logging;
 pub mod model;
 pub mod names;
 pub mod options;
+pub mod outputs;
 pub mod paths;
 pub mod planner;
 pub mod policy;
@@ -46,6 +52,7 @@ pub mod refs;
 pub mod registry;
 pub mod report;
 pub mod secret;
+pub mod sections;
 pub mod tag_rules;
 pub mod throttle;
 

@@ -50,6 +50,13 @@ pub struct Tag {
     /// deletes untagged referrers with their subject.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub referrers: u32,
+    /// The image's size in bytes as the listing reported it (`/gitlab/v1`
+    /// `size_bytes`, REST tag details' `total_size`): the manifest, config
+    /// and layers of this one image, so layers shared with other images
+    /// count in each. `None` where the listing did not say (names only, an
+    /// index on REST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -69,6 +76,7 @@ impl Tag {
             children: Vec::new(),
             image: false,
             referrers: 0,
+            size_bytes: None,
         }
     }
 

@@ -22,6 +22,25 @@ pub enum Invocation {
     Delete(DeleteOptions),
     Run(RunOptions),
     Inventory(InventoryOptions),
+    Doctor(DoctorOptions),
+    PolicyImport(ImportOptions),
+}
+
+#[derive(Debug)]
+pub struct DoctorOptions {
+    pub connection: Connection,
+    pub policy: PathBuf,
+    /// The policy path was given (flag or variable): then a missing file
+    /// fails the check; the default path may be absent.
+    pub policy_given: bool,
+}
+
+#[derive(Debug)]
+pub struct ImportOptions {
+    pub connection: Connection,
+    /// `None`: read the policy live from `GET /projects/:id`.
+    pub from: Option<PathBuf>,
+    pub output: Option<PathBuf>,
 }
 
 /// How the commands that talk to GitLab connect.
@@ -58,6 +77,27 @@ pub struct DeleteOptions {
     pub repositories: Vec<String>,
     pub all_repositories: bool,
     pub references: Vec<Reference>,
+    /// `--dotenv`/`--metrics` (or their variables): count files to write.
+    pub counts: CountFiles,
+}
+
+/// Where `--dotenv` and `--metrics` (`CLEANUP_DOTENV`, `CLEANUP_METRICS`)
+/// write the counts; checked writable before anything is done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountFiles {
+    pub dotenv: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
+}
+
+impl CountFiles {
+    /// With the report path, everything `commands::finish` writes.
+    pub fn with_report(&self, report: Option<&PathBuf>) -> crate::outputs::Outputs {
+        crate::outputs::Outputs {
+            report: report.cloned(),
+            dotenv: self.dotenv.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +108,7 @@ pub struct RunOptions {
     pub dry_run: bool,
     pub report: Option<PathBuf>,
     pub max_deletions: Option<usize>,
+    pub counts: CountFiles,
 }
 
 #[derive(Debug)]
@@ -117,6 +158,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
         }
         Command::Delete(args) => {
             let report = report_path(args.common.report.clone(), env)?;
+            let counts = count_files(&args.common, env)?;
             let (dry_run, connection) = common(&args.common, env, connection)?;
             let references = args
                 .refs
@@ -141,10 +183,12 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 repositories,
                 all_repositories,
                 references,
+                counts,
             })
         }
         Command::Run(args) => {
             let report = report_path(args.common.report.clone(), env)?;
+            let counts = count_files(&args.common, env)?;
             let (dry_run, connection) = common(&args.common, env, connection)?;
             let max_deletions = env.max_deletions(args.max_deletions)?;
             let engine = engine(args.engine, env)?;
@@ -155,6 +199,22 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 dry_run,
                 report,
                 max_deletions,
+                counts,
+            })
+        }
+        Command::Doctor(args) => {
+            let policy_given = args.policy.is_some() || env.path(&env.cleanup_policy).is_some();
+            Invocation::Doctor(DoctorOptions {
+                connection: connection(&args.network)?,
+                policy: policy_path(args.policy, env),
+                policy_given,
+            })
+        }
+        Command::Policy(crate::cli::PolicyCommand::Import(args)) => {
+            Invocation::PolicyImport(ImportOptions {
+                connection: connection(&args.network)?,
+                from: args.from.or_else(|| env.path(&env.cleanup_from)),
+                output: args.output.or_else(|| env.path(&env.cleanup_output)),
             })
         }
         Command::Inventory(args) => Invocation::Inventory(InventoryOptions {
@@ -230,6 +290,38 @@ fn report_path(flag: Option<PathBuf>, env: &CleanupEnv) -> Result<Option<PathBuf
     Ok(Some(path))
 }
 
+/// `--dotenv`/`--metrics`, else `CLEANUP_DOTENV`/`CLEANUP_METRICS`; each
+/// refused (exit 2) unless it can be written.
+pub fn count_files(args: &CommonRunArgs, env: &CleanupEnv) -> Result<CountFiles, ConfigError> {
+    let file = |flag: &Option<PathBuf>,
+                flag_name: &str,
+                variable: &Option<String>,
+                variable_name: &str|
+     -> Result<Option<PathBuf>, ConfigError> {
+        let (path, name) = match (flag, env.path(variable)) {
+            (Some(path), _) => (path.clone(), flag_name),
+            (None, Some(path)) => (path, variable_name),
+            (None, None) => return Ok(None),
+        };
+        check_writable(&path, name)?;
+        Ok(Some(path))
+    };
+    Ok(CountFiles {
+        dotenv: file(
+            &args.dotenv,
+            "--dotenv",
+            &env.cleanup_dotenv,
+            "CLEANUP_DOTENV",
+        )?,
+        metrics: file(
+            &args.metrics,
+            "--metrics",
+            &env.cleanup_metrics,
+            "CLEANUP_METRICS",
+        )?,
+    })
+}
+
 /// Fails unless `path` can be written: an existing file opened for
 /// appending (nothing truncated), or a new file created and removed again.
 fn check_writable(path: &Path, name: &str) -> Result<(), ConfigError> {
@@ -245,7 +337,7 @@ fn check_writable(path: &Path, name: &str) -> Result<(), ConfigError> {
     };
     outcome.map_err(|err| {
         ConfigError::new(format!(
-            "{name} {}: the report cannot be written there ({err}); nothing was done. Choose a file in an existing, writable directory",
+            "{name} {}: the file cannot be written there ({err}); nothing was done. Choose a file in an existing, writable directory",
             path.display()
         ))
     })
@@ -329,8 +421,33 @@ mod tests {
             "engine" => "server",
             "now" => "2026-01-02T03:04:05Z",
             "repository" => "api",
+            "dotenv" | "metrics" | "from" => "sample-file",
             _ => return None,
         })
+    }
+
+    /// Every command that takes options (`policy import`, not `policy`),
+    /// with the words that name it.
+    fn leaf_commands() -> Vec<(Vec<String>, clap::Command)> {
+        use clap::CommandFactory;
+        fn walk(
+            prefix: &[String],
+            command: &clap::Command,
+            out: &mut Vec<(Vec<String>, clap::Command)>,
+        ) {
+            for sub in command.get_subcommands() {
+                let mut words = prefix.to_vec();
+                words.push(sub.get_name().to_string());
+                if sub.has_subcommands() {
+                    walk(&words, sub, out);
+                } else {
+                    out.push((words, sub.clone()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&[], &Cli::command(), &mut out);
+        out
     }
 
     /// Every option of every command can be set as `CLEANUP_<OPTION>`:
@@ -338,13 +455,15 @@ mod tests {
     /// line resolves to. A new option without a variable fails here.
     #[test]
     fn every_option_has_its_cleanup_variable() {
-        use clap::CommandFactory;
         let required: &[(&str, &[&str])] =
             &[("delete", &["v1"]), ("plan", &["--inventory", "i.json"])];
         let mut checked = 0;
-        for command in Cli::command().get_subcommands() {
-            let name = command.get_name();
-            let base: Vec<&str> = std::iter::once(name)
+        for (words, command) in leaf_commands() {
+            let name = words.join(" ");
+            let name = name.as_str();
+            let base: Vec<&str> = words
+                .iter()
+                .map(String::as_str)
                 .chain(
                     required
                         .iter()
@@ -417,8 +536,7 @@ mod tests {
 
     #[test]
     fn network_options_only_on_commands_that_use_the_network() {
-        use clap::CommandFactory;
-        for command in Cli::command().get_subcommands() {
+        for (_, command) in leaf_commands() {
             let longs: Vec<&str> = command
                 .get_arguments()
                 .filter_map(|a| a.get_long())

@@ -884,6 +884,7 @@ mod tests {
             children,
             image: false,
             referrers: 0,
+            size_bytes: None,
         }
     }
 
@@ -2166,6 +2167,7 @@ mod tests {
                     children: Vec::new(),
                     image: false,
                     referrers: 0,
+                    size_bytes: None,
                 };
                 by_name.insert(name, tag);
             }
@@ -2278,6 +2280,7 @@ mod tests {
                         children: Vec::new(),
                         image: false,
                         referrers: 0,
+                        size_bytes: None,
                     };
                     by_name.insert(name, tag);
                 }

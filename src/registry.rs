@@ -560,6 +560,9 @@ impl Registry {
             published_at: Option<DateTime<Utc>>,
             #[serde(default)]
             media_type: Option<String>,
+            /// The image's bytes, as the registry's database has them.
+            #[serde(default)]
+            size_bytes: Option<u64>,
             /// With `referrers=true`: the OCI 1.1 artifacts naming this
             /// tag's manifest as subject. Only counted: their digests cost
             /// nothing to keep but serve nothing yet.
@@ -619,6 +622,7 @@ impl Registry {
                     referrers: tag
                         .referrers
                         .map_or(0, |r| u32::try_from(r.len()).unwrap_or(u32::MAX)),
+                    size_bytes: tag.size_bytes,
                 });
             }
             match pager.next_from_link(&response, &url)? {

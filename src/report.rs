@@ -151,6 +151,10 @@ pub struct DeletedTag {
     /// for this image (`/gitlab/v1`); GitLab's registry deletes them with it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub untagged_referrers: u32,
+    /// The image's bytes where the listing reported them (shared layers
+    /// count in every image that has them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -167,6 +171,7 @@ impl DeletedTag {
             rule: Some(deletion.rule.clone()),
             referrer: deletion.referrer,
             untagged_referrers: deletion.tag.referrers,
+            size_bytes: deletion.tag.size_bytes,
         }
     }
 }
@@ -237,6 +242,12 @@ pub struct Totals {
     /// The repositories' `undated_build_stamps`, summed.
     #[serde(default)]
     pub undated_build_stamps: usize,
+    /// The `size_bytes` of every deleted tag (in a dry run: of what would be
+    /// deleted), summed; tags listed without a size add nothing. Shared
+    /// layers are counted once per image, so this can exceed what the
+    /// registry's garbage collection frees.
+    #[serde(default)]
+    pub deleted_bytes: u64,
 }
 
 impl Report {
@@ -278,6 +289,7 @@ impl Report {
             totals.skipped += repository.skipped.len();
             totals.failed_repositories += usize::from(repository.error.is_some());
             totals.undated_build_stamps += repository.undated_build_stamps;
+            totals.deleted_bytes += repository.deleted_bytes();
         }
         self.totals = totals;
     }
@@ -301,18 +313,6 @@ impl Report {
 
     /// The per-repository lines and the total, as printed on stdout.
     pub fn summary_lines(&self) -> Vec<String> {
-        self.summary(false)
-    }
-
-    /// [`Report::summary_lines`] with each repository's deleted tags (in a
-    /// dry run: what would be deleted) listed under its line, one per line
-    /// with the rule: in a CI log, a reviewer reads the plan there rather
-    /// than downloading the report.
-    pub fn summary_lines_with_deletions(&self) -> Vec<String> {
-        self.summary(true)
-    }
-
-    fn summary(&self, list_deletions: bool) -> Vec<String> {
         if self.engine == "server" && !self.dry_run {
             return self.bulk_summary_lines();
         }
@@ -324,17 +324,6 @@ impl Report {
         let mut lines: Vec<String> = Vec::new();
         for repository in &self.repositories {
             lines.push(repository.summary_line(verb));
-            if list_deletions {
-                lines.extend(
-                    repository
-                        .deleted
-                        .iter()
-                        .map(|deleted| match &deleted.rule {
-                            Some(rule) => format!("  - {} ({rule})", deleted.tag),
-                            None => format!("  - {}", deleted.tag),
-                        }),
-                );
-            }
         }
         let totals = &self.totals;
         let mut total = format!(
@@ -358,6 +347,17 @@ impl Report {
             ));
         }
         lines.push(total);
+        if totals.deleted_bytes > 0 {
+            let what = if self.dry_run {
+                "in images that would be deleted"
+            } else {
+                "in deleted images"
+            };
+            lines.push(format!(
+                "≈ {} {what} (shared layers counted once per image)",
+                human_bytes(totals.deleted_bytes)
+            ));
+        }
         lines.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
         lines
     }
@@ -459,6 +459,11 @@ impl RepositoryReport {
         }
     }
 
+    /// The listed sizes of the deleted tags, summed.
+    pub fn deleted_bytes(&self) -> u64 {
+        self.deleted.iter().filter_map(|d| d.size_bytes).sum()
+    }
+
     pub fn referrers_deleted(&self) -> usize {
         self.deleted.iter().filter(|d| d.referrer).count()
     }
@@ -511,6 +516,21 @@ fn deleted_phrase(deleted: usize, referrers: usize, verb: &str) -> String {
     }
 }
 
+/// Bytes in binary units with one decimal: `3.2 GiB`, `512 B`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 fn append_counts(line: &mut String, already_absent: usize, skipped: usize, failed: usize) {
     if already_absent > 0 {
         line.push_str(&format!(", {already_absent} already absent"));
@@ -543,6 +563,7 @@ mod tests {
                 rule: Some("review images".into()),
                 referrer: false,
                 untagged_referrers: 0,
+                size_bytes: None,
             })
             .collect();
         report.push(api);
@@ -636,6 +657,7 @@ mod tests {
                 rule: Some(if referrer { "with its subject" } else { "r" }.into()),
                 referrer,
                 untagged_referrers: 0,
+                size_bytes: None,
             });
         }
         report.push(repository);
@@ -653,6 +675,43 @@ mod tests {
     }
 
     #[test]
+    fn deleted_bytes_sum_the_listed_sizes_and_the_summary_says_so() {
+        let mut report = Report::new("client", false);
+        let mut repository = RepositoryReport::new("g/p");
+        repository.tags = 3;
+        for (tag, size) in [("a", Some(3 << 30)), ("b", Some(1 << 29)), ("c", None)] {
+            repository.deleted.push(DeletedTag {
+                tag: tag.into(),
+                digest: None,
+                created_at: None,
+                pushed_at: None,
+                rule: None,
+                referrer: false,
+                untagged_referrers: 0,
+                size_bytes: size,
+            });
+        }
+        report.push(repository);
+        assert_eq!(report.totals.deleted_bytes, (3 << 30) + (1 << 29));
+        assert_eq!(
+            report.summary_lines().last().map(String::as_str),
+            Some("≈ 3.5 GiB in deleted images (shared layers counted once per image)")
+        );
+        report.dry_run = true;
+        assert!(report.summary_lines()[2].contains("in images that would be deleted"));
+        // Nothing sized: no bytes line at all.
+        let mut unsized_report = Report::new("client", false);
+        unsized_report.push(RepositoryReport::new("g/q"));
+        assert!(!unsized_report
+            .summary_lines()
+            .iter()
+            .any(|l| l.contains('≈')));
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3_435_973_837), "3.2 GiB");
+    }
+
+    #[test]
     fn dry_run_says_would_delete() {
         let mut report = Report::new("client", true);
         let mut repository = RepositoryReport::new("g/p");
@@ -665,6 +724,7 @@ mod tests {
             rule: None,
             referrer: false,
             untagged_referrers: 0,
+            size_bytes: None,
         });
         report.push(repository);
         assert_eq!(

@@ -60,6 +60,12 @@ impl TagRules {
         self.delete_deny.is_empty() && self.immutable.is_empty()
     }
 
+    /// The patterns, as `doctor` lists them: (delete-deny, immutable).
+    pub fn patterns(&self) -> (Vec<String>, Vec<String>) {
+        let sources = |patterns: &[Pattern]| patterns.iter().map(|p| p.source.clone()).collect();
+        (sources(&self.delete_deny), sources(&self.immutable))
+    }
+
     /// Why `tag` may not be deleted, or `None`. Immutability first: it
     /// binds every user.
     pub fn reason(&self, tag: &str) -> Option<String> {

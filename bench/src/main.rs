@@ -153,6 +153,7 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                 children: Vec::new(),
                 image: false,
                 referrers: 0,
+                size_bytes: None,
             }];
             tags.extend((0..5).map(|i| Tag {
                 name: tag_name(&format!("v1.0.{i}")),
@@ -164,6 +165,7 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                 children: Vec::new(),
                 image: false,
                 referrers: 0,
+                size_bytes: None,
             }));
             let builds = per_repository.saturating_sub(tags.len());
             let recent = builds / 50;
@@ -183,6 +185,7 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                     children: Vec::new(),
                     image: false,
                     referrers: 0,
+                    size_bytes: None,
                 }
             }));
             InventoryRepository {

@@ -21,31 +21,45 @@ pub fn check(options: CheckOptions) -> anyhow::Result<Exit> {
         policy.rules.len(),
         if policy.rules.len() == 1 { "" } else { "s" }
     );
+    for line in explanation(&policy) {
+        if let Some(warning) = line.strip_prefix("warning: ") {
+            tracing::warn!("{warning}");
+        }
+        println!("  {line}");
+    }
+    if options.engine == Engine::Server {
+        println!("  engine server: one bulk call per repository; whether two rules meet in one repository is checked by `run`, against the repositories' paths");
+    }
+    Ok(Exit::Success)
+}
+
+/// What the policy protects and what each rule does, one line each (also
+/// `doctor`'s policy check).
+pub fn explanation(policy: &Policy) -> Vec<String> {
+    let mut lines = Vec::new();
     let mut protected: Vec<String> = Vec::new();
     if policy.protect_latest {
         protected.push("latest".into());
     }
     protected.extend(policy.protect.iter().map(|p| format!("\"{}\"", p.source())));
     if protected.is_empty() {
-        println!("  protected: nothing (protect_latest: false, no protect patterns)");
+        lines.push("protected: nothing (protect_latest: false, no protect patterns)".to_string());
     } else {
-        println!("  protected: {}", protected.join(", "));
+        lines.push(format!("protected: {}", protected.join(", ")));
     }
-    println!(
-        "  orphaned referrers (signatures, attestations whose image has no tag): {}",
+    lines.push(format!(
+        "orphaned referrers (signatures, attestations whose image has no tag): {}",
         policy.orphaned_referrers
-    );
+    ));
     for rule in &policy.rules {
-        println!("  {}", rule.summary());
+        lines.push(rule.summary());
     }
     // Which repositories exist is known in `run` only; it warns about rules
     // that match none of them.
-    for warning in lint::shadowed_rules(&policy) {
-        tracing::warn!("{warning}");
-        println!("  warning: {warning}");
-    }
-    if options.engine == Engine::Server {
-        println!("  engine server: one bulk call per repository; whether two rules meet in one repository is checked by `run`, against the repositories' paths");
-    }
-    Ok(Exit::Success)
+    lines.extend(
+        lint::shadowed_rules(policy)
+            .into_iter()
+            .map(|warning| format!("warning: {warning}")),
+    );
+    lines
 }

@@ -78,7 +78,7 @@ pub async fn delete(options: DeleteOptions) -> anyhow::Result<Exit> {
     }
     drop(ticker);
     clients.log_stats();
-    finish(&report, options.report.as_ref())
+    finish(&report, options.counts.with_report(options.report.as_ref()))
 }
 
 /// The repositories named (relative paths resolved against the project's
@@ -210,6 +210,8 @@ fn deleted_entry(reference: &Reference) -> DeletedTag {
         rule: None,
         referrer: false,
         untagged_referrers: 0,
+        // Deleting by reference lists nothing, so no size is known.
+        size_bytes: None,
     }
 }
 

@@ -3,12 +3,13 @@
 
 pub mod check;
 pub mod delete;
+pub mod doctor;
 pub mod inventory;
 pub mod plan;
+pub mod policy;
 pub mod run;
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -21,9 +22,11 @@ use crate::error::Exit;
 use crate::gitlab::GitLab;
 use crate::http::{Http, HttpOptions};
 use crate::options::{self, Connection, Invocation};
+use crate::outputs::{self, Outputs};
 use crate::paths::normalise_repository;
 use crate::registry::Registry;
 use crate::report::Report;
+use crate::sections;
 
 /// When the command started, for the elapsed time in the summary.
 static STARTED: OnceLock<Instant> = OnceLock::new();
@@ -38,6 +41,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Invocation::Delete(options) => delete::delete(options).await,
         Invocation::Run(options) => run::run(options).await,
         Invocation::Inventory(options) => inventory::inventory(options).await,
+        Invocation::Doctor(options) => doctor::doctor(options).await,
+        Invocation::PolicyImport(options) => policy::import(options).await,
     }
 }
 
@@ -195,32 +200,36 @@ impl Clients {
     }
 }
 
-/// `GITLAB_CI=true`: the output is a job log, read in a browser. Read here
-/// rather than with the `CI_*` settings because `plan` (offline) has none.
-fn in_gitlab_ci() -> bool {
-    std::env::var("GITLAB_CI").is_ok_and(|value| value == "true")
-}
-
-/// Prints the summary and writes the report when asked to: how every
-/// command that deletes or plans ends.
-pub fn finish(report: &Report, report_path: Option<&PathBuf>) -> anyhow::Result<Exit> {
+/// Prints the summary (in collapsible sections inside GitLab CI) and
+/// writes the report and count files asked for: how every command that
+/// deletes or plans ends. `outputs`: an [`Outputs`], or just the report
+/// path (`Option<&PathBuf>`).
+pub fn finish(report: &Report, outputs: impl Into<Outputs>) -> anyhow::Result<Exit> {
+    let outputs: Outputs = outputs.into();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if report.dry_run && in_gitlab_ci() {
-        for line in report.summary_lines_with_deletions() {
-            writeln!(out, "{line}")?;
-        }
-    } else {
-        report.print_summary(&mut out)?;
-    }
+    sections::print_summary(
+        report,
+        sections::in_gitlab_ci(),
+        chrono::Utc::now().timestamp(),
+        &mut out,
+    )?;
     // Apart from the total line, whose figures tests and scripts compare.
     let elapsed = STARTED.get().map(|started| started.elapsed());
     if let Some(elapsed) = elapsed {
         writeln!(out, "elapsed: {:.1} s", elapsed.as_secs_f64())?;
     }
-    if let Some(path) = report_path {
+    if let Some(path) = &outputs.report {
         report.write(path)?;
         tracing::info!(path = %path.display(), "report written");
+    }
+    if let Some(path) = &outputs.dotenv {
+        outputs::write_dotenv(report, path)?;
+        tracing::info!(path = %path.display(), "dotenv written");
+    }
+    if let Some(path) = &outputs.metrics {
+        outputs::write_metrics(report, path)?;
+        tracing::info!(path = %path.display(), "metrics written");
     }
     Ok(if report.has_failures() {
         Exit::Failed

@@ -49,7 +49,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
             report.gitlab_tag_rules = tag_rules;
             report.policy_file = Some(options.policy.display().to_string());
             clients.log_stats();
-            return finish(&report, options.report.as_ref());
+            return finish(&report, options.counts.with_report(options.report.as_ref()));
         }
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
@@ -70,7 +70,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     report.gitlab_tag_rules = tag_rules;
     report.policy_file = Some(options.policy.display().to_string());
     clients.log_stats();
-    let exit = finish(&report, options.report.as_ref())?;
+    let exit = finish(&report, options.counts.with_report(options.report.as_ref()))?;
     match refused {
         Some(limit) => {
             eprintln!(

@@ -183,6 +183,7 @@ impl From<Listed> for Tag {
             children: Vec::new(),
             image: false,
             referrers: 0,
+            size_bytes: None,
         }
     }
 }

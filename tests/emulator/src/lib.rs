@@ -131,6 +131,31 @@ pub struct Config {
     /// the grant): the branches, git tags and merge requests endpoints
     /// answer 403 to a `JOB-TOKEN`; an access token still reads them.
     pub refs_refuse_job_token: bool,
+    /// `GET /projects/:id`'s `container_expiration_policy`: GitLab's own
+    /// cleanup policy (`null` when never set up). Default: what GitLab
+    /// creates for a new project, disabled.
+    pub container_expiration_policy: Option<serde_json::Value>,
+    /// `GET /projects/:id`'s `container_registry_access_level`
+    /// (`enabled`, `private` or `disabled`).
+    pub container_registry_access_level: String,
+    /// The access token's scopes, as `GET /personal_access_tokens/self`
+    /// answers them (and `expires_at`: `access_token_expires_at`).
+    pub access_token_scopes: Vec<String>,
+    pub access_token_expires_at: Option<String>,
+}
+
+/// GitLab's default cleanup policy of a new project: disabled, daily,
+/// keep 10, older than 90 days, every tag by name.
+pub fn default_expiration_policy() -> serde_json::Value {
+    serde_json::json!({
+        "cadence": "1d",
+        "enabled": false,
+        "keep_n": 10,
+        "older_than": "90d",
+        "name_regex": ".*",
+        "name_regex_keep": null,
+        "next_run_at": "2026-12-02T00:00:00.000Z",
+    })
 }
 
 /// A project's tag rules, as RE2 patterns (GitLab's own syntax).
@@ -184,6 +209,10 @@ impl Default for Config {
             tag_rules_in_jwt: true,
             capability_headers: true,
             refs_refuse_job_token: false,
+            container_expiration_policy: Some(default_expiration_policy()),
+            container_registry_access_level: "enabled".to_string(),
+            access_token_scopes: vec!["api".to_string()],
+            access_token_expires_at: None,
         }
     }
 }
@@ -705,6 +734,30 @@ impl Emulator {
                     .tags
                     .iter()
                     .map(|(name, tag)| (name.clone(), tag.digest.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Current tags of a repository with the size REST tag details answer
+    /// (`total_size`: config and layers; `None` for an index), which
+    /// `/gitlab/v1` lists as `size_bytes` (there an index's is its body).
+    pub fn tag_sizes(&self, repository_path: &str) -> BTreeMap<String, Option<u64>> {
+        let state = self.shared.lock();
+        let path = state.full_path(repository_path);
+        state
+            .repository_by_path(&path)
+            .map(|repository| {
+                repository
+                    .tags
+                    .iter()
+                    .map(|(name, tag)| {
+                        let size = repository
+                            .manifests
+                            .get(&tag.digest)
+                            .and_then(|manifest| manifest.total_size);
+                        (name.clone(), size)
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -110,6 +110,28 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
                 delete_tag(state, rid, &tag)
             })
         }
+        ["projects", id] if get => with_project(state, req, id, |state| project(state, req)),
+        ["personal_access_tokens", "self"] if get => {
+            if let Err(response) = authenticate(state, req) {
+                return response;
+            }
+            // Only an access token describes itself; GitLab answers the job
+            // token 401 here.
+            if req.header("job-token").is_some() {
+                return message(401, "401 Unauthorized");
+            }
+            json_response(
+                200,
+                &json!({
+                    "id": 1,
+                    "name": "emulated access token",
+                    "revoked": false,
+                    "active": true,
+                    "scopes": state.config.access_token_scopes,
+                    "expires_at": state.config.access_token_expires_at,
+                }),
+            )
+        }
         ["projects", id, "registry", "protection", "tag", "rules"] if get => {
             with_project(state, req, id, |state| tag_protection_rules(state, req))
         }
@@ -152,6 +174,33 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
         }
         _ => json_response(404, &json!({"error": "404 Not Found"})),
     }
+}
+
+/// `GET /projects/:id`, the registry part: refused to the job token (403),
+/// which GitLab does not accept on this endpoint (gitlab-protocol.md §7).
+fn project(state: &State, req: &Req) -> Resp {
+    if req.header("job-token").is_some() {
+        return message(403, "403 Forbidden");
+    }
+    let config = &state.config;
+    let name = config
+        .project_path
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    json_response(
+        200,
+        &json!({
+            "id": config.project_id,
+            "name": name,
+            "path": name,
+            "path_with_namespace": config.project_path,
+            "container_registry_enabled": config.container_registry_access_level != "disabled",
+            "container_registry_access_level": config.container_registry_access_level,
+            "container_expiration_policy": config.container_expiration_policy,
+        }),
+    )
 }
 
 /// `GET /projects/:id/registry/protection/tag/rules`: Maintainer only, so

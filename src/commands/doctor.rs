@@ -1,0 +1,544 @@
+//! `registry-cleanup doctor`: everything a run depends on, checked with
+//! reads only (REST GETs, registry tokens, `GET /v2/`), one line per check.
+
+use super::Clients;
+use crate::auth::AuthError;
+use crate::doctor::{plural, Findings, Level};
+use crate::error::Exit;
+use crate::gitlab::{GitLab, GitLabError, ProjectRead, RepositoryInfo};
+use crate::import::ExpirationPolicy;
+use crate::names::RepositoryPath;
+use crate::options::DoctorOptions;
+use crate::policy::Policy;
+use crate::registry::{Registry, RegistryError, PULL_DELETE};
+
+/// Repositories checked one by one; beyond that, a summary line.
+const MAX_REPOSITORY_LINES: usize = 25;
+
+pub async fn doctor(options: DoctorOptions) -> anyhow::Result<Exit> {
+    let mut findings = Findings::default();
+    let clients = match Clients::new(&options.connection)
+        .and_then(|clients| clients.require_gitlab().map(|gitlab| (clients, gitlab)))
+    {
+        Ok(clients) => clients,
+        Err(err) => {
+            findings.add(
+                Level::Fail,
+                "configuration",
+                err.to_string(),
+                "set the variable named, then run doctor again",
+            );
+            findings.bad_configuration = true;
+            check_policy(&options, &mut findings);
+            return Ok(findings.exit());
+        }
+    };
+    let (clients, gitlab) = clients;
+    let settings = &clients.settings;
+    findings.ok(
+        "configuration",
+        format!(
+            "GitLab {}, project {}, registry {} (root image {})",
+            settings.server_url.origin().ascii_serialization(),
+            gitlab.project(),
+            settings.registry_url.origin().ascii_serialization(),
+            settings
+                .root_repository
+                .as_deref()
+                .unwrap_or("read from the repository listing")
+        ),
+    );
+    check_policy(&options, &mut findings);
+    let repositories = check_rest(&gitlab, &mut findings).await;
+    check_token_scopes(&gitlab, &mut findings).await;
+    let root = settings
+        .root_repository
+        .as_deref()
+        .and_then(|root| RepositoryPath::parse(root).ok());
+    let paths: Vec<RepositoryPath> = match &repositories {
+        Some(list) if !list.is_empty() => list.iter().map(|r| r.path.clone()).collect(),
+        _ => root.into_iter().collect(),
+    };
+    let granted = check_registry_access(
+        &clients.registry,
+        &paths,
+        clients.concurrency,
+        &mut findings,
+    )
+    .await;
+    check_capabilities(&clients.registry, &mut findings);
+    check_tag_rules(&clients.registry, &gitlab, &granted, &mut findings).await;
+    check_project(&gitlab, &mut findings).await;
+    clients.log_stats();
+    Ok(findings.exit())
+}
+
+fn check_policy(options: &DoctorOptions, findings: &mut Findings) {
+    let path = &options.policy;
+    if !options.policy_given && !path.exists() {
+        findings.add(
+            Level::Warn,
+            "policy",
+            format!("no policy file at {}", path.display()),
+            "`run` needs one (write it by hand, or `registry-cleanup policy import` GitLab's); `delete` does not",
+        );
+        return;
+    }
+    match Policy::load(path) {
+        Ok(policy) => findings.ok(
+            "policy",
+            format!(
+                "{}: valid, {}; {}",
+                path.display(),
+                plural(policy.rules.len(), "rule", "rules"),
+                super::check::explanation(&policy).join("; ")
+            ),
+        ),
+        Err(err) => {
+            findings.add(
+                Level::Fail,
+                "policy",
+                err.to_string(),
+                "fix the file at the line and column named (`registry-cleanup check` says the same)",
+            );
+            findings.bad_configuration = true;
+        }
+    }
+}
+
+/// The REST credentials: which they are, and that they can list the
+/// project's container repositories (what `run` does first).
+async fn check_rest(gitlab: &GitLab, findings: &mut Findings) -> Option<Vec<RepositoryInfo>> {
+    let (kind, may) = match gitlab.credentials() {
+        "PRIVATE-TOKEN" => (
+            "access token (GITLAB_TOKEN)",
+            "acts with its user's role; needs the api scope (read_api to read only) and, to delete, Developer or higher",
+        ),
+        _ => (
+            "job token (CI_JOB_TOKEN)",
+            "acts with the role of the user running the job, on its own project only; cannot read the project's settings or tag protection rules (set GITLAB_TOKEN with read_api for those checks)",
+        ),
+    };
+    match gitlab.repositories().await {
+        Ok(repositories) => {
+            findings.ok(
+                "REST credentials",
+                format!(
+                    "{kind}: lists {}; it {may}",
+                    plural(
+                        repositories.len(),
+                        "container repository",
+                        "container repositories"
+                    )
+                ),
+            );
+            Some(repositories)
+        }
+        // A project GitLab does not show these credentials: a wrong
+        // CI_PROJECT_ID, or a token of another project. Only GitLab's answer
+        // tells, so it is a finding (`run` would fail: exit 1), not a
+        // configuration that could not be read (exit 2).
+        Err(GitLabError::Config(err)) => {
+            findings.add(
+                Level::Fail,
+                "REST credentials",
+                format!("{kind}: {err}"),
+                "",
+            );
+            None
+        }
+        Err(err) => {
+            findings.add(
+                Level::Fail,
+                "REST credentials",
+                format!("{kind} cannot list project {}'s container repositories: {err}", gitlab.project()),
+                "check that CI_PROJECT_ID / CI_PROJECT_PATH name the project the token belongs to: a job token only works for its own project",
+            );
+            None
+        }
+    }
+}
+
+/// An access token's scopes and expiry, where GitLab describes the token.
+async fn check_token_scopes(gitlab: &GitLab, findings: &mut Findings) {
+    let check = "access token scopes";
+    let info = match gitlab.token_info().await {
+        Ok(Some(info)) => info,
+        Ok(None) if gitlab.credentials() == "PRIVATE-TOKEN" => {
+            findings.add(
+                Level::Warn,
+                check,
+                "GitLab did not describe the token (GET /personal_access_tokens/self)",
+                "make sure it has the api scope (read_api to only read)",
+            );
+            return;
+        }
+        Ok(None) => return,
+        Err(err) => {
+            findings.add(Level::Warn, check, format!("not checked: {err}"), "");
+            return;
+        }
+    };
+    let has = |scope: &str| info.scopes.iter().any(|s| s == scope);
+    let scopes = if info.scopes.is_empty() {
+        "none".to_string()
+    } else {
+        info.scopes.join(", ")
+    };
+    if has("api") {
+        findings.ok(check, format!("{scopes}: REST reads and deletes"));
+    } else if has("read_api") {
+        findings.add(
+            Level::Warn,
+            check,
+            format!("{scopes}: REST is read-only"),
+            "tags are still deleted through the registry, but REST deletes (the fallback where the registry cannot delete by tag) and --engine server need the api scope",
+        );
+    } else {
+        findings.add(
+            Level::Fail,
+            check,
+            format!("{scopes}: neither api nor read_api, so GitLab refuses REST calls"),
+            "create a token with the api scope (read_api to only read)",
+        );
+    }
+    if let Some(expires) = info
+        .expires_at
+        .as_deref()
+        .and_then(|at| chrono::NaiveDate::parse_from_str(at, "%Y-%m-%d").ok())
+    {
+        let days = (expires - chrono::Utc::now().date_naive()).num_days();
+        if days < 7 {
+            findings.add(
+                Level::Warn,
+                "access token expiry",
+                format!("expires on {expires} ({days} days)"),
+                "rotate it before a scheduled run fails",
+            );
+        }
+    }
+}
+
+/// The registry JWT each repository gets for `pull,delete`: what `run`
+/// asks for before it deletes. Returns the repositories granted delete.
+async fn check_registry_access(
+    registry: &Registry,
+    paths: &[RepositoryPath],
+    concurrency: usize,
+    findings: &mut Findings,
+) -> Vec<RepositoryPath> {
+    use futures::stream::{self, StreamExt};
+    // Token requests in parallel (the client's budget bounds them), answers
+    // in the repositories' order.
+    let answers: Vec<(&RepositoryPath, Result<(), RegistryError>)> = stream::iter(paths)
+        .map(|path| async move { (path, registry.check_access(path, PULL_DELETE).await) })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut granted = Vec::new();
+    let mut quiet_ok = 0;
+    for (index, (path, answer)) in answers.into_iter().enumerate() {
+        let check = format!("registry access ({path})");
+        let verbose = index < MAX_REPOSITORY_LINES;
+        match answer {
+            Ok(()) => {
+                granted.push(path.clone());
+                if verbose {
+                    findings.ok(check, "the registry token grants pull, delete");
+                } else {
+                    quiet_ok += 1;
+                }
+            }
+            Err(RegistryError::Auth(AuthError::Permission(refused))) => {
+                let granted = if refused.granted.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    refused.granted.join(", ")
+                };
+                let todo = if refused.missing.iter().any(|m| m == "delete") {
+                    "deleting needs delete: the Developer role (or higher) on this project for the token's user, or an access token with the write_registry or api scope as CI_REGISTRY_PASSWORD; deploy tokens never delete, and a job token of another project gets nothing here"
+                } else {
+                    "check that the repository belongs to the project and the credentials can read its registry (read_registry)"
+                };
+                findings.add(
+                    Level::Fail,
+                    check,
+                    format!(
+                        "the registry token grants {granted}, not {}",
+                        refused.missing.join(", ")
+                    ),
+                    todo,
+                );
+            }
+            Err(RegistryError::Auth(AuthError::Config(err))) => {
+                findings.add(Level::Fail, check, err.to_string(), "");
+                findings.bad_configuration = true;
+                break;
+            }
+            Err(err) => findings.add(
+                Level::Fail,
+                check,
+                format!("no registry token: {err}"),
+                "check CI_REGISTRY / CLEANUP_REGISTRY_URL and the registry credentials",
+            ),
+        }
+    }
+    if quiet_ok > 0 {
+        findings.ok(
+            "registry access (the other repositories)",
+            format!(
+                "{} more granted pull, delete",
+                plural(quiet_ok, "repository", "repositories")
+            ),
+        );
+    }
+    granted
+}
+
+/// What the registry announced on `GET /v2/` (learnt while getting tokens).
+fn check_capabilities(registry: &Registry, findings: &mut Findings) {
+    let capabilities = &registry.capabilities;
+    match capabilities.tag_delete.known() {
+        Some(true) => findings.ok("registry: tag delete", "supported: each tag is deleted on its own"),
+        Some(false) => findings.add(
+            Level::Warn,
+            "registry: tag delete",
+            "not supported (a registry without GitLab's tag delete)",
+            "tags are deleted through REST (one request each) or by digest where safe; expect more requests",
+        ),
+        None => findings.ok(
+            "registry: tag delete",
+            "not announced (no gitlab-container-registry-features header): a run finds out on its first delete",
+        ),
+    }
+    match capabilities.gitlab_v1.known() {
+        Some(true) => findings.ok(
+            "registry: metadata database",
+            "enabled: /gitlab/v1 lists tags with push times and sizes, 1000 a request",
+        ),
+        Some(false) => findings.add(
+            Level::Warn,
+            "registry: metadata database",
+            "not enabled (no /gitlab/v1): tags are listed through REST, one details request per tag when dates are needed; ages are build times",
+            "fine for small registries; GitLab's metadata database makes large runs much cheaper",
+        ),
+        None => findings.ok(
+            "registry: metadata database",
+            "not announced (no gitlab-container-registry-database-enabled header): a run probes /gitlab/v1 once",
+        ),
+    }
+}
+
+/// GitLab's tag protection and immutability patterns: from the registry
+/// tokens (what the registry will enforce) and, with an access token, the
+/// project's rules endpoint.
+async fn check_tag_rules(
+    registry: &Registry,
+    gitlab: &GitLab,
+    granted: &[RepositoryPath],
+    findings: &mut Findings,
+) {
+    let mut delete_deny = std::collections::BTreeSet::new();
+    let mut immutable = std::collections::BTreeSet::new();
+    for path in granted {
+        // The token is cached since the access check: no request.
+        if let Ok(rules) = registry.tag_rules(path).await {
+            let (deny, fixed) = rules.patterns();
+            delete_deny.extend(deny);
+            immutable.extend(fixed);
+        }
+    }
+    let from_api = match gitlab.tag_rules().await {
+        Ok(Some(rules)) => Some(rules),
+        Ok(None) => None,
+        Err(err) => {
+            tracing::debug!(error = %err, "tag rules not readable");
+            None
+        }
+    };
+    if let Some(rules) = &from_api {
+        for rule in rules {
+            if rule.is_immutable() {
+                immutable.insert(rule.tag_name_pattern.clone());
+            } else {
+                delete_deny.insert(rule.tag_name_pattern.clone());
+            }
+        }
+    }
+    let list = |set: &std::collections::BTreeSet<String>| {
+        set.iter()
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let source = if from_api.is_some() {
+        "the registry token and the project's rules"
+    } else {
+        "the registry token"
+    };
+    if delete_deny.is_empty() && immutable.is_empty() {
+        findings.ok(
+            "GitLab tag rules",
+            format!("none in effect (from {source})"),
+        );
+    } else {
+        let mut parts = Vec::new();
+        if !delete_deny.is_empty() {
+            parts.push(format!(
+                "protected against deletion: {}",
+                list(&delete_deny)
+            ));
+        }
+        if !immutable.is_empty() {
+            parts.push(format!("immutable: {}", list(&immutable)));
+        }
+        findings.ok(
+            "GitLab tag rules",
+            format!(
+                "{} (from {source}); matching tags are kept and reported as protected, and digest deletes are closed in these repositories",
+                parts.join("; ")
+            ),
+        );
+    }
+    if from_api.is_none() && gitlab.credentials() != "PRIVATE-TOKEN" {
+        findings.add(
+            Level::Warn,
+            "GitLab tag rules (project settings)",
+            "not readable with the job token (Maintainer only); the registry token's patterns above are what the registry enforces for this user",
+            "set GITLAB_TOKEN (read_api, Maintainer) to list every rule",
+        );
+    }
+}
+
+/// `GET /projects/:id`: GitLab's own cleanup policy, the registry's
+/// visibility, and the rate limit announced on the answer.
+async fn check_project(gitlab: &GitLab, findings: &mut Findings) {
+    let answer = match gitlab.project_settings().await {
+        Ok(answer) => answer,
+        Err(err) => {
+            findings.add(
+                Level::Warn,
+                "project settings",
+                format!("GET /projects/{} failed: {err}", gitlab.project()),
+                "GitLab's cleanup policy, the registry's visibility and the rate limit were not checked",
+            );
+            return;
+        }
+    };
+    match &answer.read {
+        ProjectRead::Refused(status) => {
+            let why = if gitlab.credentials() == "PRIVATE-TOKEN" {
+                "GITLAB_TOKEN may not read the project"
+            } else {
+                "GitLab does not take the job token there"
+            };
+            let todo = "set GITLAB_TOKEN (an access token with read_api) to check them";
+            for check in ["GitLab cleanup policy", "registry visibility"] {
+                findings.add(
+                    Level::Warn,
+                    check,
+                    format!("not checked: GET /projects/:id answered {status} ({why})"),
+                    todo,
+                );
+            }
+        }
+        ProjectRead::Found(settings) => {
+            check_gitlab_policy(settings.container_expiration_policy.as_ref(), findings);
+            match settings.container_registry_access_level.as_deref() {
+                Some("disabled") => findings.add(
+                    Level::Fail,
+                    "registry visibility",
+                    "container_registry_access_level: disabled — the project's container registry is turned off",
+                    "enable it in Settings > General > Visibility, or there is nothing to clean",
+                ),
+                Some(level @ ("enabled" | "private")) => findings.ok(
+                    "registry visibility",
+                    format!(
+                        "container_registry_access_level: {level} ({})",
+                        if level == "private" {
+                            "project members only"
+                        } else {
+                            "everyone with access to the project"
+                        }
+                    ),
+                ),
+                Some(other) => findings.ok(
+                    "registry visibility",
+                    format!("container_registry_access_level: {other}"),
+                ),
+                None => findings.ok(
+                    "registry visibility",
+                    "GitLab did not say (container_registry_access_level absent)",
+                ),
+            }
+        }
+    }
+    match &answer.rate_limit {
+        None => findings.ok(
+            "rate limit",
+            "GitLab announced no RateLimit-* headers on the answer",
+        ),
+        Some(rate) => {
+            let limit = rate.limit.unwrap_or(rate.remaining.max(1));
+            let headroom = format!(
+                "{} of {limit} requests left in the window{}",
+                rate.remaining,
+                rate.reset
+                    .map(|reset| format!(" (resets at unix time {reset})"))
+                    .unwrap_or_default()
+            );
+            if rate.remaining.saturating_mul(10) < limit {
+                findings.add(
+                    Level::Warn,
+                    "rate limit",
+                    headroom,
+                    "a run waits for the reset when the budget runs low; lower CLEANUP_CONCURRENCY or run at a quieter time",
+                );
+            } else {
+                findings.ok("rate limit", headroom);
+            }
+        }
+    }
+}
+
+fn check_gitlab_policy(policy: Option<&ExpirationPolicy>, findings: &mut Findings) {
+    let Some(policy) = policy.filter(|policy| policy.enabled) else {
+        findings.ok(
+            "GitLab cleanup policy",
+            "disabled: registry-cleanup is the only cleaner",
+        );
+        return;
+    };
+    let mut rule = vec![format!(
+        "name_regex {:?}",
+        policy
+            .name_regex_delete
+            .as_deref()
+            .or(policy.name_regex.as_deref())
+            .unwrap_or("")
+    )];
+    if let Some(keep) = &policy.name_regex_keep {
+        rule.push(format!("name_regex_keep {keep:?}"));
+    }
+    if let Some(keep_n) = policy.keep_n {
+        rule.push(format!("keep_n {keep_n}"));
+    }
+    if let Some(older_than) = &policy.older_than {
+        rule.push(format!("older_than {older_than}"));
+    }
+    findings.add(
+        Level::Warn,
+        "GitLab cleanup policy",
+        format!(
+            "enabled, cadence {}{}, {}: two cleaners on one project — GitLab's may delete tags this policy keeps",
+            policy.cadence.as_deref().unwrap_or("unknown"),
+            policy
+                .next_run_at
+                .as_deref()
+                .map(|at| format!(" (next run {at})"))
+                .unwrap_or_default(),
+            rule.join(", ")
+        ),
+        "disable it (Settings > Packages and registries > Cleanup policies), after `registry-cleanup policy import` if you want its rule",
+    );
+}

@@ -1,0 +1,75 @@
+//! `registry-cleanup policy import`: GitLab's cleanup policy, from a file
+//! or live from `GET /projects/:id`, as a policy file.
+
+use anyhow::Context as _;
+
+use super::Clients;
+use crate::config::ConfigError;
+use crate::error::Exit;
+use crate::gitlab::ProjectRead;
+use crate::import::{import as import_policy, ExpirationPolicy};
+use crate::options::ImportOptions;
+
+pub async fn import(options: ImportOptions) -> anyhow::Result<Exit> {
+    let (policy, source) = match &options.from {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                ConfigError::new(format!(
+                    "--from {}: cannot read it ({err}); give a JSON file of the project (GET /projects/:id) or of its container_expiration_policy",
+                    path.display()
+                ))
+            })?;
+            let origin = path.display().to_string();
+            (ExpirationPolicy::from_json(&text, &origin)?, origin)
+        }
+        None => live(&options).await?,
+    };
+    let text = import_policy(&policy, &source)?;
+    match &options.output {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("writing the policy to {}", path.display()))?;
+            eprintln!(
+                "registry-cleanup: wrote {}; preview it with `registry-cleanup run --dry-run --policy {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(Exit::Success)
+}
+
+/// The project's policy through REST: an access token only, as GitLab
+/// refuses the job token on `GET /projects/:id`.
+async fn live(options: &ImportOptions) -> anyhow::Result<(ExpirationPolicy, String)> {
+    let clients = Clients::new(&options.connection)?;
+    let gitlab = clients.require_gitlab()?;
+    if gitlab.credentials() != "PRIVATE-TOKEN" {
+        return Err(ConfigError::new(
+            "policy import reads GET /projects/:id, which GitLab refuses to the job token: set GITLAB_TOKEN (an access token with read_api), or pass --from FILE with the project's JSON (GitLab UI or `curl $CI_API_V4_URL/projects/<id>`)",
+        )
+        .into());
+    }
+    let answer = gitlab
+        .project_settings()
+        .await
+        .context("reading the project (GET /projects/:id)")?;
+    let settings = match answer.read {
+        ProjectRead::Found(settings) => settings,
+        ProjectRead::Refused(status) => {
+            return Err(ConfigError::new(format!(
+                "GitLab answered {status} to GET /projects/{}: GITLAB_TOKEN may not read the project; it needs read_api and at least the Reporter role",
+                gitlab.project()
+            ))
+            .into())
+        }
+    };
+    let policy = settings.container_expiration_policy.ok_or_else(|| {
+        ConfigError::new(format!(
+            "project {} has no container_expiration_policy: GitLab's cleanup policy was never set up, so there is nothing to import",
+            gitlab.project()
+        ))
+    })?;
+    Ok((policy, format!("project {}", gitlab.project())))
+}

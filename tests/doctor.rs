@@ -1,0 +1,315 @@
+//! `registry-cleanup doctor` against the emulator: one line per check, the
+//! exit code `run` would have, and never a write.
+
+mod common;
+
+use common::*;
+
+const POLICY: &str = r#"
+rules:
+  - name: review images
+    delete: "mr-\\d+"
+    keep_n: 1
+"#;
+
+fn seeded(config: Config) -> Emulator {
+    let emulator = Emulator::start(config);
+    for repository in ["", "api"] {
+        emulator.add_repository(repository);
+        emulator.add_tags(repository, [tag("mr-1"), tag("mr-2"), tag("latest")]);
+    }
+    emulator
+}
+
+/// Runs `doctor --policy <valid policy>` with `env`.
+fn doctor(env: &[(String, String)]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    run(env, &["doctor", "--policy", &policy])
+}
+
+/// The line of check `check` (`ok    check: …`), or a panic showing them all.
+fn line<'a>(output: &'a Output, check: &str) -> &'a str {
+    output
+        .stdout
+        .lines()
+        .find(|line| {
+            line.get(6..)
+                .is_some_and(|rest| rest.starts_with(&format!("{check}:")))
+        })
+        .unwrap_or_else(|| panic!("no {check:?} line in:\n{}", output.all()))
+}
+
+fn assert_every_line_is_a_verdict(output: &Output) {
+    for line in output.stdout.lines() {
+        assert!(
+            line.starts_with("ok    ") || line.starts_with("warn  ") || line.starts_with("fail  "),
+            "not a verdict line: {line:?}\n{}",
+            output.all()
+        );
+    }
+}
+
+#[test]
+fn a_working_setup_passes_with_the_job_token() {
+    let emulator = seeded(Config::default());
+    let output = doctor(&emulator.ci_env());
+    assert_eq!(output.code, 0, "{}", output.all());
+    assert_every_line_is_a_verdict(&output);
+    assert!(line(&output, "configuration").starts_with("ok"));
+    assert!(
+        line(&output, "policy").contains("valid, 1 rule"),
+        "{}",
+        output.all()
+    );
+    assert!(
+        line(&output, "REST credentials").contains("job token"),
+        "{}",
+        output.all()
+    );
+    assert!(line(&output, "registry access (group/project)").starts_with("ok"));
+    assert!(line(&output, "registry access (group/project/api)").contains("pull, delete"));
+    assert!(line(&output, "registry: tag delete").starts_with("ok"));
+    assert!(line(&output, "registry: metadata database").contains("enabled"));
+    // The job token cannot read the project: said, as a warning.
+    let policy = line(&output, "GitLab cleanup policy");
+    assert!(
+        policy.starts_with("warn") && policy.contains("GITLAB_TOKEN"),
+        "{policy}"
+    );
+    assert_eq!(emulator.writes(), 0);
+    // GitLab's answer was asked for, not assumed.
+    let project_reads = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v4/projects/1")
+        .count();
+    assert_eq!(project_reads, 1);
+}
+
+#[test]
+fn an_access_token_reads_the_project_settings_and_gitlab_s_policy_warns() {
+    let emulator = seeded(Config {
+        container_expiration_policy: Some(serde_json::json!({
+            "cadence": "7d",
+            "enabled": true,
+            "keep_n": 5,
+            "older_than": "14d",
+            "name_regex": ".*",
+            "name_regex_keep": "v.*",
+            "next_run_at": "2026-12-08T00:00:00.000Z",
+        })),
+        container_registry_access_level: "private".into(),
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^release-".into()],
+            immutable: vec!["^v\\d".into()],
+        },
+        ..Config::default()
+    });
+    let output = doctor(&emulator.laptop_env());
+    assert_eq!(output.code, 0, "{}", output.all());
+    assert_every_line_is_a_verdict(&output);
+    let policy = line(&output, "GitLab cleanup policy");
+    assert!(policy.starts_with("warn"), "{policy}");
+    for part in [
+        "enabled, cadence 7d",
+        "two cleaners",
+        "keep_n 5",
+        "older_than 14d",
+        "\"v.*\"",
+    ] {
+        assert!(policy.contains(part), "{part:?} in {policy}");
+    }
+    assert!(
+        line(&output, "registry visibility").contains("private"),
+        "{}",
+        output.all()
+    );
+    let rules = line(&output, "GitLab tag rules");
+    assert!(
+        rules.contains("\"^release-\"") && rules.contains("immutable: \"^v\\\\d\""),
+        "{rules}"
+    );
+    assert!(
+        line(&output, "REST credentials").contains("access token"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn a_disabled_gitlab_policy_is_ok_and_a_disabled_registry_fails() {
+    let emulator = seeded(Config {
+        container_registry_access_level: "disabled".into(),
+        ..Config::default()
+    });
+    let output = doctor(&emulator.laptop_env());
+    assert!(
+        line(&output, "GitLab cleanup policy").starts_with("ok"),
+        "{}",
+        output.all()
+    );
+    assert!(
+        line(&output, "registry visibility").starts_with("fail"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(output.code, 1, "{}", output.all());
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn a_job_token_of_another_project_fails_naming_delete() {
+    let emulator = seeded(Config::default());
+    let host = emulator.registry_host();
+    let env = with(
+        emulator.ci_env(),
+        &[
+            ("CI_PROJECT_ID", "2"),
+            ("CI_PROJECT_PATH", "other/project"),
+            ("CI_REGISTRY_IMAGE", &format!("{host}/other/project")),
+        ],
+    );
+    let output = doctor(&env);
+    assert_eq!(output.code, 1, "{}", output.all());
+    assert_every_line_is_a_verdict(&output);
+    assert!(
+        line(&output, "REST credentials").starts_with("fail"),
+        "{}",
+        output.all()
+    );
+    let access = line(&output, "registry access (other/project)");
+    assert!(access.starts_with("fail"), "{access}");
+    assert!(
+        access.contains("grants nothing, not pull, delete"),
+        "{access}"
+    );
+    assert!(access.contains("Developer"), "{access}");
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn a_token_without_delete_fails_naming_the_role_and_scope() {
+    let emulator = seeded(Config {
+        grant_delete: false,
+        ..Config::default()
+    });
+    let output = doctor(&emulator.ci_env());
+    assert_eq!(output.code, 1, "{}", output.all());
+    let access = line(&output, "registry access (group/project/api)");
+    assert!(access.starts_with("fail"), "{access}");
+    assert!(access.contains("grants pull, not delete"), "{access}");
+    assert!(access.contains("write_registry"), "{access}");
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn bad_configuration_exits_2_without_a_request() {
+    let emulator = seeded(Config::default());
+    emulator.reset_requests();
+    let output = doctor(&without(emulator.ci_env(), &["CI_SERVER_URL"]));
+    assert_eq!(output.code, 2, "{}", output.all());
+    let configuration = line(&output, "configuration");
+    assert!(
+        configuration.starts_with("fail") && configuration.contains("CI_SERVER_URL"),
+        "{configuration}"
+    );
+    assert!(emulator.requests().is_empty());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", "rules: [{delete: '('}]\n");
+    let output = run(&emulator.ci_env(), &["doctor", "--policy", &policy]);
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(
+        line(&output, "policy").starts_with("fail"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn an_access_token_s_scopes_are_checked() {
+    let emulator = seeded(Config::default());
+    let output = doctor(&emulator.laptop_env());
+    assert!(
+        line(&output, "access token scopes").starts_with("ok    access token scopes: api"),
+        "{}",
+        output.all()
+    );
+    // The job token has no scopes to show.
+    let output = doctor(&emulator.ci_env());
+    assert!(
+        !output.stdout.contains("access token scopes"),
+        "{}",
+        output.all()
+    );
+
+    emulator.set_config(|c| {
+        c.access_token_scopes = vec!["read_api".into(), "read_registry".into()];
+        c.access_token_expires_at = Some(
+            (chrono::Utc::now() + chrono::Duration::days(2))
+                .format("%Y-%m-%d")
+                .to_string(),
+        );
+    });
+    let output = doctor(&emulator.laptop_env());
+    assert_eq!(output.code, 0, "{}", output.all());
+    let scopes = line(&output, "access token scopes");
+    assert!(
+        scopes.starts_with("warn") && scopes.contains("read_api, read_registry: REST is read-only"),
+        "{scopes}"
+    );
+    assert!(
+        line(&output, "access token expiry").starts_with("warn"),
+        "{}",
+        output.all()
+    );
+
+    emulator.set_config(|c| c.access_token_scopes = vec!["read_registry".into()]);
+    let output = doctor(&emulator.laptop_env());
+    assert_eq!(output.code, 1, "{}", output.all());
+    assert!(
+        line(&output, "access token scopes").starts_with("fail"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn rate_limit_headroom_is_reported() {
+    let emulator = seeded(Config {
+        rate_limit: Some(gitlab_emulator::RateLimit {
+            limit: 1000,
+            window: std::time::Duration::from_secs(60),
+        }),
+        ..Config::default()
+    });
+    let output = doctor(&emulator.laptop_env());
+    assert_eq!(output.code, 0, "{}", output.all());
+    let rate = line(&output, "rate limit");
+    assert!(
+        rate.starts_with("ok") && rate.contains("of 1000 requests left"),
+        "{rate}"
+    );
+}
+
+#[test]
+fn no_secret_in_the_output() {
+    let emulator = seeded(Config {
+        grant_delete: false,
+        ..Config::default()
+    });
+    for env in [emulator.ci_env(), emulator.laptop_env()] {
+        let output = doctor(&env);
+        for secret in emulator.secrets() {
+            assert!(
+                !output.all().contains(&secret),
+                "a secret leaked:\n{}",
+                output.all()
+            );
+        }
+    }
+}
