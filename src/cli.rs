@@ -99,6 +99,12 @@ pub struct RunArgs {
     /// Refuse the whole run (nothing deleted, exit 1) when the plan deletes more than N tags
     #[arg(long, value_name = "N")]
     pub max_deletions: Option<usize>,
+    /// Every repository of the group's projects (subgroups included): a group path or ID; needs GITLAB_TOKEN
+    #[arg(long, value_name = "PATH|ID")]
+    pub group: Option<String>,
+    /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +131,12 @@ pub struct InventoryArgs {
     /// Write to FILE instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Every repository of the group's projects (subgroups included): a group path or ID; needs GITLAB_TOKEN
+    #[arg(long, value_name = "PATH|ID", conflicts_with = "repositories")]
+    pub group: Option<String>,
+    /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     /// How many requests may be in flight at once (default 16)
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,

@@ -74,6 +74,12 @@ pub struct CleanupEnv {
     pub cleanup_allow_insecure_http: Option<String>,
     pub cleanup_retry_max_attempts: Option<String>,
     pub cleanup_retry_base_ms: Option<String>,
+    pub cleanup_group: Option<String>,
+    pub cleanup_shard: Option<String>,
+    /// GitLab CI's `parallel:` job index and count: the default shard in
+    /// group mode.
+    pub ci_node_index: Option<String>,
+    pub ci_node_total: Option<String>,
 }
 
 /// Bounds of the retry settings: enough to ride out a rate-limit window, never
@@ -148,7 +154,9 @@ impl GitLabEnv {
 
 impl CleanupEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(environment(|key| key.starts_with("CLEANUP_"))?)
+        Self::from_vars(environment(|key| {
+            key.starts_with("CLEANUP_") || key == "CI_NODE_INDEX" || key == "CI_NODE_TOTAL"
+        })?)
     }
 
     pub fn from_vars(

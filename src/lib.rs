@@ -17,6 +17,7 @@
 //!   `deleter` (the executor: safe deletes, one outcome per deletion);
 //! - the pipeline: `engine` (client: list → plan → guard → execute → report;
 //!   server: GitLab's bulk API), `commands` (one per subcommand);
+//! - scale: `shard` (which of N parallel jobs cleans a repository);
 //! - output: `report` (report file and summary), `progress`, `logging`,
 //!   `secret` (redacted tokens), `error` (exit codes);
 //! - GitLab's tag rules from the registry JWT: `tag_rules`.
@@ -45,6 +46,7 @@ pub mod refs;
 pub mod registry;
 pub mod report;
 pub mod secret;
+pub mod shard;
 pub mod tag_rules;
 pub mod throttle;
 

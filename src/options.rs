@@ -13,6 +13,7 @@ use crate::config::{CleanupEnv, ConfigError};
 use crate::http::RetryPolicy;
 use crate::names::Reference;
 use crate::policy::DEFAULT_POLICY_PATH;
+use crate::shard::Shard;
 
 /// One command line, resolved.
 #[derive(Debug)]
@@ -58,6 +59,16 @@ pub struct DeleteOptions {
     pub references: Vec<Reference>,
 }
 
+/// Which repositories `run` and `inventory` cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The project's (`CI_PROJECT_ID` / `CI_PROJECT_PATH`).
+    Project,
+    /// Those of every project in the group and its subgroups: the group's
+    /// full path or numeric ID, as given.
+    Group(String),
+}
+
 #[derive(Debug)]
 pub struct RunOptions {
     pub connection: Connection,
@@ -66,6 +77,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     pub report: Option<PathBuf>,
     pub max_deletions: Option<usize>,
+    pub scope: Scope,
+    /// Only the repositories of this shard (`None`: all of them).
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug)]
@@ -73,6 +87,8 @@ pub struct InventoryOptions {
     pub connection: Connection,
     pub repositories: Vec<String>,
     pub output: Option<PathBuf>,
+    pub scope: Scope,
+    pub shard: Option<Shard>,
 }
 
 /// Resolves the command line against the `CLEANUP_*` variables. Nothing
@@ -154,6 +170,13 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                     })?,
                 },
             };
+            let scope = scope(args.group, env)?;
+            let shard = shard(args.shard.as_deref(), env, &scope)?;
+            if engine == Engine::Server && scope != Scope::Project {
+                return Err(ConfigError::new(
+                    "--engine server works on one project: with --group (CLEANUP_GROUP) use the client engine (unset CLEANUP_ENGINE or pass --engine client)",
+                ));
+            }
             Invocation::Run(RunOptions {
                 connection,
                 policy: policy_path(args.policy, env),
@@ -161,13 +184,21 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 dry_run,
                 report,
                 max_deletions,
+                scope,
+                shard,
             })
         }
-        Command::Inventory(args) => Invocation::Inventory(InventoryOptions {
-            connection: connection(args.concurrency)?,
-            repositories: args.repositories,
-            output: args.output.or_else(|| env.path(&env.cleanup_output)),
-        }),
+        Command::Inventory(args) => {
+            let scope = scope(args.group, env)?;
+            let shard = shard(args.shard.as_deref(), env, &scope)?;
+            Invocation::Inventory(InventoryOptions {
+                connection: connection(args.concurrency)?,
+                repositories: args.repositories,
+                output: args.output.or_else(|| env.path(&env.cleanup_output)),
+                scope,
+                shard,
+            })
+        }
     })
 }
 
@@ -178,6 +209,67 @@ fn common(
 ) -> Result<(bool, Connection), ConfigError> {
     let dry_run = args.dry_run || env.dry_run()?;
     Ok((dry_run, connection(args.concurrency)?))
+}
+
+/// `--group`, else `CLEANUP_GROUP`, else the project.
+fn scope(flag: Option<String>, env: &CleanupEnv) -> Result<Scope, ConfigError> {
+    let (text, name) = match flag {
+        Some(text) => (text, "--group"),
+        None => match env.string(&env.cleanup_group) {
+            Some(text) => (text, "CLEANUP_GROUP"),
+            None => return Ok(Scope::Project),
+        },
+    };
+    let group = text.trim().trim_matches('/');
+    let valid = !group.is_empty()
+        && !group.split('/').any(|segment| {
+            segment.is_empty()
+                || segment == "."
+                || segment == ".."
+                || segment.contains(char::is_whitespace)
+        });
+    if !valid {
+        return Err(ConfigError::new(format!(
+            "{name} {text:?} is not a group: give its full path (e.g. platform or platform/backend) or its numeric ID"
+        )));
+    }
+    Ok(Scope::Group(group.to_string()))
+}
+
+/// `--shard`, else `CLEANUP_SHARD`, else (in group mode) GitLab CI's
+/// `parallel:` variables `CI_NODE_INDEX`/`CI_NODE_TOTAL`.
+fn shard(
+    flag: Option<&str>,
+    env: &CleanupEnv,
+    scope: &Scope,
+) -> Result<Option<Shard>, ConfigError> {
+    let parse = |name: &str, text: &str| {
+        Shard::parse(text)
+            .map(Some)
+            .map_err(|err| ConfigError::new(format!("{name} {err}")))
+    };
+    if let Some(text) = flag {
+        return parse("--shard", text);
+    }
+    if let Some(text) = env.string(&env.cleanup_shard) {
+        return parse("CLEANUP_SHARD", &text);
+    }
+    if *scope == Scope::Project {
+        return Ok(None);
+    }
+    match (env.string(&env.ci_node_index), env.string(&env.ci_node_total)) {
+        (None, None) => Ok(None),
+        (Some(index), Some(total)) => Shard::new(&index, &total).map(Some).ok_or_else(|| {
+            ConfigError::new(format!(
+                "CI_NODE_INDEX={index:?} and CI_NODE_TOTAL={total:?} are not a shard: the index must be from 1 to the total (GitLab sets both in a job with parallel:); or pass --shard I/N"
+            ))
+        }),
+        (index, total) => Err(ConfigError::new(format!(
+            "only one of CI_NODE_INDEX ({}) and CI_NODE_TOTAL ({}) is set: set both (GitLab does in a job with parallel:), or pass --shard I/N",
+            index.as_deref().unwrap_or("unset"),
+            total.as_deref().unwrap_or("unset")
+        ))),
+    }
 }
 
 /// `--policy`, else `CLEANUP_POLICY`, else the default path.
@@ -300,5 +392,75 @@ mod tests {
         assert!(err.0.starts_with("REF \"sha256:ABC\""), "{err}");
         let err = resolve_with(&["plan"], &[]).expect_err("no inventory");
         assert!(err.0.contains("--inventory"), "{err}");
+    }
+
+    fn run_shard(
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<(Scope, Option<Shard>), ConfigError> {
+        let args: Vec<&str> = std::iter::once("run").chain(args.iter().copied()).collect();
+        match resolve_with(&args, vars)? {
+            Invocation::Run(run) => Ok((run.scope, run.shard)),
+            other => panic!("run options, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shard_comes_from_the_flag_the_variable_or_ci_node_in_group_mode() {
+        let node = [("CI_NODE_INDEX", "3"), ("CI_NODE_TOTAL", "4")];
+        let shard = |index, total| Some(Shard { index, total });
+        // CI_NODE_* only count in group mode: a parallel project job is not sharded.
+        assert_eq!(run_shard(&[], &node), Ok((Scope::Project, None)));
+        assert_eq!(
+            run_shard(&["--group", "platform/"], &node),
+            Ok((Scope::Group("platform".into()), shard(3, 4)))
+        );
+        assert_eq!(
+            run_shard(&[], &[("CLEANUP_GROUP", "42"), node[0], node[1]]),
+            Ok((Scope::Group("42".into()), shard(3, 4)))
+        );
+        assert_eq!(
+            run_shard(
+                &["--group", "g", "--shard", "1/2"],
+                &[("CLEANUP_SHARD", "2/2"), node[0], node[1]]
+            ),
+            Ok((Scope::Group("g".into()), shard(1, 2)))
+        );
+        assert_eq!(
+            run_shard(
+                &["--group", "g"],
+                &[("CLEANUP_SHARD", "2/2"), node[0], node[1]]
+            ),
+            Ok((Scope::Group("g".into()), shard(2, 2)))
+        );
+    }
+
+    #[test]
+    fn shard_and_group_errors_name_their_source() {
+        let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+            (&["--shard", "5/4"], &[], "--shard \"5/4\""),
+            (&["--shard", "two"], &[], "--shard \"two\" is not a shard"),
+            (&[], &[("CLEANUP_SHARD", "0/3")], "CLEANUP_SHARD \"0/3\""),
+            (
+                &["--group", "g"],
+                &[("CI_NODE_INDEX", "5"), ("CI_NODE_TOTAL", "4")],
+                "CI_NODE_INDEX=\"5\" and CI_NODE_TOTAL=\"4\"",
+            ),
+            (
+                &["--group", "g"],
+                &[("CI_NODE_TOTAL", "4")],
+                "only one of CI_NODE_INDEX (unset) and CI_NODE_TOTAL (4)",
+            ),
+            (&["--group", "a//b"], &[], "--group \"a//b\" is not a group"),
+            (
+                &[],
+                &[("CLEANUP_GROUP", "../x")],
+                "CLEANUP_GROUP \"../x\" is not a group",
+            ),
+        ];
+        for (args, vars, expected) in cases {
+            let err = run_shard(args, vars).expect_err("refused");
+            assert!(err.0.contains(expected), "{args:?} {vars:?}: {err}");
+        }
     }
 }

@@ -44,6 +44,10 @@ pub struct Report {
     /// token either way).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gitlab_tag_rules: Vec<ReportedTagRule>,
+    /// The shard of a group run (`--shard`): `report merge` checks that
+    /// every shard of N is there once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
     pub repositories: Vec<RepositoryReport>,
     pub totals: Totals,
 }

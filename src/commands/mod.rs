@@ -46,6 +46,50 @@ pub struct Clients {
 impl Clients {
     pub fn new(connection: &Connection) -> Result<Clients, ConfigError> {
         let settings = Settings::from_env(&GitLabEnv::from_env()?, connection.allow_insecure_http)?;
+        Clients::with_settings(settings, connection)
+    }
+
+    /// The clients for group mode. GitLab refuses the job token on the
+    /// group endpoint, and a job token's registry JWTs cover its own project
+    /// only: without an access token, refused here, before any request.
+    /// The access token then also asks for the registry tokens, which may
+    /// then cover the repositories of every project it can reach.
+    pub fn for_group(connection: &Connection) -> Result<Clients, ConfigError> {
+        let mut settings =
+            Settings::from_env(&GitLabEnv::from_env()?, connection.allow_insecure_http)?;
+        let token = match &settings.rest_auth {
+            Some(auth) if auth.header == "PRIVATE-TOKEN" => auth.token.clone(),
+            Some(_) => {
+                return Err(ConfigError::new(format!(
+                    "only CI_JOB_TOKEN is set, and GitLab refuses the job token for a group: {}",
+                    crate::gitlab::GROUP_TOKEN_ADVICE
+                )))
+            }
+            None => {
+                return Err(ConfigError::new(format!(
+                    "no GitLab credentials: {}",
+                    crate::gitlab::GROUP_TOKEN_ADVICE
+                )))
+            }
+        };
+        // GitLab accepts an access token with any user name on /jwt/auth.
+        settings.registry_credentials = Some(("registry-cleanup".to_string(), token));
+        let mut clients = Clients::with_settings(settings, connection)?;
+        if clients.gitlab.is_none() {
+            // No project set (outside CI): the group client still needs a
+            // GitLab; its project is never used, each repository's is.
+            let auth = clients.settings.require_rest_auth()?.clone();
+            clients.gitlab = Some(Arc::new(GitLab::new(
+                clients.http.clone(),
+                clients.settings.api_url.clone(),
+                String::new(),
+                auth,
+            )));
+        }
+        Ok(clients)
+    }
+
+    fn with_settings(settings: Settings, connection: &Connection) -> Result<Clients, ConfigError> {
         let http = Http::new(HttpOptions {
             extra_ca_files: settings.extra_ca_files.clone(),
             pool_size: connection.concurrency.max(8),

@@ -9,26 +9,44 @@ use crate::cli::Engine;
 use crate::engine::client::{ClientReport, ClientRun};
 use crate::engine::server;
 use crate::error::Exit;
-use crate::options::RunOptions;
+use crate::options::{RunOptions, Scope};
 use crate::policy::Policy;
 use crate::report::ReportedTagRule;
 
 pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     let policy = Policy::load(&options.policy)?;
-    let clients = Clients::new(&options.connection)?;
-    let gitlab = clients.require_gitlab()?;
-    let repositories = gitlab
-        .repositories()
-        .await
-        .context("listing the project's container repositories")?;
-    // For the report only: one request, and no failure when not readable.
-    let tag_rules: Vec<ReportedTagRule> = match gitlab.tag_rules().await {
-        Ok(rules) => rules.iter().flatten().map(ReportedTagRule::from).collect(),
-        Err(err) => {
-            tracing::warn!(error = %err, "could not read the project's tag protection rules");
-            Vec::new()
+    let (clients, gitlab, mut repositories, tag_rules) = match &options.scope {
+        Scope::Project => {
+            let clients = Clients::new(&options.connection)?;
+            let gitlab = clients.require_gitlab()?;
+            let repositories = gitlab
+                .repositories()
+                .await
+                .context("listing the project's container repositories")?;
+            // For the report only: one request, and no failure when not readable.
+            let tag_rules: Vec<ReportedTagRule> = match gitlab.tag_rules().await {
+                Ok(rules) => rules.iter().flatten().map(ReportedTagRule::from).collect(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not read the project's tag protection rules");
+                    Vec::new()
+                }
+            };
+            (clients, gitlab, repositories, tag_rules)
+        }
+        Scope::Group(group) => {
+            let (clients, gitlab, repositories) =
+                group_repositories(&options.connection, group).await?;
+            // Each project's rules still protect its tags through its
+            // repositories' registry tokens; the report's list is per project
+            // and left out here.
+            (clients, gitlab, repositories, Vec::new())
         }
     };
+    if let Some(shard) = options.shard {
+        let listed = repositories.len();
+        repositories.retain(|info| shard.contains(info.path.as_str()));
+        tracing::info!(shard = %shard, listed, kept = repositories.len(), "this shard's repositories");
+    }
     tracing::info!(
         repositories = repositories.len(),
         engine = options.engine.name(),
@@ -42,6 +60,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         if !options.dry_run {
             let mut report = server::execute(&gitlab, &policy, &rules, &repositories).await;
             report.gitlab_tag_rules = tag_rules;
+            report.shard = options.shard;
             clients.log_stats();
             return finish(&report, options.report.as_ref());
         }
@@ -53,6 +72,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     } = ClientRun {
         clients: &clients,
         gitlab: &gitlab,
+        per_project: matches!(options.scope, Scope::Group(_)),
         policy: &policy,
         dry_run: options.dry_run,
         max_deletions: options.max_deletions,
@@ -61,6 +81,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     .run(repositories)
     .await?;
     report.gitlab_tag_rules = tag_rules;
+    report.shard = options.shard;
     clients.log_stats();
     let exit = finish(&report, options.report.as_ref())?;
     match refused {
@@ -73,4 +94,26 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         }
         None => Ok(exit),
     }
+}
+
+/// The clients for group mode (an access token, refused before any request
+/// without one) and the group's repositories, every project's.
+pub(crate) async fn group_repositories(
+    connection: &crate::options::Connection,
+    group: &str,
+) -> anyhow::Result<(
+    Clients,
+    std::sync::Arc<crate::gitlab::GitLab>,
+    Vec<crate::gitlab::RepositoryInfo>,
+)> {
+    let clients = Clients::for_group(connection)?;
+    let gitlab = clients
+        .gitlab
+        .clone()
+        .ok_or_else(|| crate::config::ConfigError::new(crate::gitlab::GROUP_TOKEN_ADVICE))?;
+    let repositories = gitlab
+        .group_repositories(group)
+        .await
+        .with_context(|| format!("listing the container repositories of the group {group}"))?;
+    Ok((clients, gitlab, repositories))
 }

@@ -6,6 +6,8 @@
 //! before the first delete; the executor returns one outcome per planned
 //! deletion, and the report is built from plan and outcomes.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::commands::Clients;
 use crate::config::ConfigError;
-use crate::deleter::{Outcome, Target};
+use crate::deleter::{Deleter, Outcome, Target};
 use crate::error::{Exit, ExitCode};
 use crate::gitlab::{GitLab, RepositoryInfo};
 use crate::listing::{listing_progress, Lister};
@@ -34,7 +36,11 @@ const REPOSITORY_CONCURRENCY: usize = 2;
 /// What the client engine was asked to do.
 pub struct ClientRun<'a> {
     pub clients: &'a Clients,
-    pub gitlab: &'a GitLab,
+    pub gitlab: &'a Arc<GitLab>,
+    /// Group mode: the repositories belong to many projects, and each one's
+    /// REST calls and git refs are its own project's
+    /// (`RepositoryInfo::project_id`).
+    pub per_project: bool,
     pub policy: &'a Policy,
     pub dry_run: bool,
     /// Refuse the whole run when the plan deletes more tags than this.
@@ -65,7 +71,7 @@ impl ClientRun<'_> {
         repositories: Vec<RepositoryInfo>,
     ) -> Result<ClientReport, ConfigError> {
         let refs = self.refs(&repositories).await;
-        let planned = self.list_and_plan(repositories, refs.as_ref()).await?;
+        let planned = self.list_and_plan(repositories, &refs).await?;
         let refused = self.guard(&planned);
         let write = !self.dry_run && refused.is_none();
         let repositories = self.execute(planned, write).await;
@@ -77,25 +83,44 @@ impl ClientRun<'_> {
         Ok(ClientReport { report, refused })
     }
 
-    /// The project's git refs, listed once per run (the run covers one
-    /// project), and only when some repository's rules look at them
-    /// (`when_ref`, `per_ref`). Never an error: a refused or failed listing
-    /// gives refs with `complete: false` and the reason.
-    async fn refs(&self, repositories: &[RepositoryInfo]) -> Option<Refs> {
-        if !repositories
-            .iter()
-            .any(|info| self.policy.needs_refs(&info.path))
-        {
-            return None;
+    /// The REST client for a repository: its own project's in group mode.
+    fn gitlab_for(&self, info: &RepositoryInfo) -> Arc<GitLab> {
+        match (self.per_project, info.project_id) {
+            (true, Some(project)) => Arc::new(self.gitlab.for_project(project)),
+            _ => self.gitlab.clone(),
         }
-        let refs = self.gitlab.refs().await;
-        tracing::info!(
-            complete = refs.complete,
-            slugs = refs.slugs.len(),
-            open_mrs = refs.open_mrs.len(),
-            "listed the project's git refs"
-        );
-        Some(refs)
+    }
+
+    /// Which project's refs a repository is planned with (`None`: the
+    /// project's, outside group mode).
+    fn project_key(&self, info: &RepositoryInfo) -> Option<u64> {
+        info.project_id.filter(|_| self.per_project)
+    }
+
+    /// The git refs of each project, listed once per project, and only for
+    /// projects where some repository's rules look at them (`when_ref`,
+    /// `per_ref`). Never an error: a refused or failed listing gives refs
+    /// with `complete: false` and the reason.
+    async fn refs(&self, repositories: &[RepositoryInfo]) -> BTreeMap<Option<u64>, Refs> {
+        let mut projects: BTreeMap<Option<u64>, &RepositoryInfo> = BTreeMap::new();
+        for info in repositories {
+            if self.policy.needs_refs(&info.path) {
+                projects.entry(self.project_key(info)).or_insert(info);
+            }
+        }
+        let mut refs = BTreeMap::new();
+        for (project, info) in projects {
+            let listed = self.gitlab_for(info).refs().await;
+            tracing::info!(
+                project = ?project,
+                complete = listed.complete,
+                slugs = listed.slugs.len(),
+                open_mrs = listed.open_mrs.len(),
+                "listed the project's git refs"
+            );
+            refs.insert(project, listed);
+        }
+        refs
     }
 
     /// Lists and plans every repository. A listing that failed because of
@@ -105,7 +130,7 @@ impl ClientRun<'_> {
     async fn list_and_plan(
         &self,
         repositories: Vec<RepositoryInfo>,
-        refs: Option<&Refs>,
+        refs: &BTreeMap<Option<u64>, Refs>,
     ) -> Result<Vec<Planned>, ConfigError> {
         let now = Utc::now();
         let listing = listing_progress(&repositories);
@@ -113,16 +138,18 @@ impl ClientRun<'_> {
         // A dry run asks for `pull,delete` too (nothing is written with
         // it): only that token carries GitLab's tag rules, and the dry run
         // must plan exactly what the live run will.
-        let lister = Lister::new(
-            &self.clients.registry,
-            self.gitlab,
-            self.clients.concurrency,
-            true,
-        );
         let listed: Vec<(Planned, Option<String>)> = stream::iter(repositories)
             .map(|info| {
-                let (listing, lister) = (&listing, &lister);
+                let listing = &listing;
                 async move {
+                    let gitlab = self.gitlab_for(&info);
+                    let lister = Lister::new(
+                        &self.clients.registry,
+                        &gitlab,
+                        self.clients.concurrency,
+                        true,
+                    );
+                    let refs = refs.get(&self.project_key(&info));
                     let need_details = self.policy.needs_dates(&info.path);
                     match lister.list(&info, need_details, listing).await {
                         Ok((mut tags, source)) => {
@@ -188,6 +215,16 @@ impl ClientRun<'_> {
         });
         let ticker = deleting.tick(Duration::from_secs(5));
         let deleter = self.clients.deleter();
+        // Group mode: a deleter per project, for its REST fallbacks.
+        let deleters: BTreeMap<u64, Deleter> = if self.per_project {
+            planned
+                .iter()
+                .filter_map(|p| p.info.project_id)
+                .map(|project| (project, self.project_deleter(project)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         // Repositories are deleted from side by side. Each first takes as many
         // units of `room` as it has deletions, up to CLEANUP_CONCURRENCY: about
         // two large repositories at a time (each holds its outcomes until done),
@@ -201,7 +238,11 @@ impl ClientRun<'_> {
                      plan,
                      protected_by_gitlab,
                  }| {
-                    let (deleter, deleting, room) = (&deleter, &deleting, &room);
+                    let deleter = info
+                        .project_id
+                        .and_then(|project| deleters.get(&project))
+                        .unwrap_or(&deleter);
+                    let (deleting, room) = (&deleting, &room);
                     async move {
                         // `return` leaves this inner block with the repository's report.
                         let mut repository = async {
@@ -242,6 +283,16 @@ impl ClientRun<'_> {
         drop(ticker);
         repositories.sort_by(|a, b| a.path.cmp(&b.path));
         repositories
+    }
+}
+
+impl ClientRun<'_> {
+    fn project_deleter(&self, project: u64) -> Deleter {
+        Deleter::new(
+            self.clients.registry.clone(),
+            Some(Arc::new(self.gitlab.for_project(project))),
+            self.clients.concurrency,
+        )
     }
 }
 
