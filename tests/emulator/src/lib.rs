@@ -131,6 +131,13 @@ pub struct Config {
     /// the grant): the branches, git tags and merge requests endpoints
     /// answer 403 to a `JOB-TOKEN`; an access token still reads them.
     pub refs_refuse_job_token: bool,
+    /// Other projects of the group (and its subgroups): `(id, full path)`,
+    /// each under the group's path (the project path without its last
+    /// segment). Seeding takes full paths under them; the group endpoint
+    /// lists their repositories with the project's; `/jwt/auth` grants
+    /// scopes on them to the access token only (a job token covers its own
+    /// project), and their REST registry endpoints answer under their ids.
+    pub group_projects: Vec<(u64, String)>,
 }
 
 /// A project's tag rules, as RE2 patterns (GitLab's own syntax).
@@ -184,6 +191,7 @@ impl Default for Config {
             tag_rules_in_jwt: true,
             capability_headers: true,
             refs_refuse_job_token: false,
+            group_projects: Vec::new(),
         }
     }
 }

@@ -363,7 +363,7 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
             if let Err(response) = authorize(state, req, name, Need::Push) {
                 return response;
             }
-            if !state.in_project(name) {
+            if !state.in_known_project(name, true) {
                 return name_unknown(name);
             }
             if !by_digest {
@@ -600,7 +600,7 @@ fn blob_upload(state: &mut State, req: &Req, name: &str, upload_id: &str) -> Res
     if let Err(response) = authorize(state, req, name, Need::Push) {
         return response;
     }
-    if !state.in_project(name) {
+    if !state.in_known_project(name, true) {
         return name_unknown(name);
     }
     let id = state.ensure_repository(name, None);

@@ -1,0 +1,252 @@
+//! Group mode (`--group`, `--shard`) against the emulator: the group's
+//! repositories across several projects, the job token refused before any
+//! request, shards that cover every repository once. Counted requests.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use registry_cleanup::shard::shard_of;
+
+const POLICY: &str = r#"
+rules:
+  - name: review images
+    delete: "mr-.*"
+"#;
+
+/// The group's repositories: two in the CI job's own project, one in a
+/// sibling project's root image, one in a sibling project, one in a
+/// subgroup's project.
+const REPOSITORIES: &[&str] = &[
+    "group/project",
+    "group/project/api",
+    "group/other",
+    "group/other/web",
+    "group/sub/deep/tools",
+];
+
+fn group_emulator() -> Emulator {
+    let emulator = Emulator::start(Config {
+        group_projects: vec![(2, "group/other".into()), (3, "group/sub/deep".into())],
+        ..Config::default()
+    });
+    for repository in REPOSITORIES {
+        emulator.add_tags(repository, [tag("mr-1"), tag("mr-2"), tag("main")]);
+    }
+    emulator
+}
+
+/// A CI job of the group's cleanup project, with a group access token.
+fn group_job_env(emulator: &Emulator) -> Vec<(String, String)> {
+    let token = emulator.config().access_token;
+    with(emulator.ci_env(), &[("GITLAB_TOKEN", token.as_str())])
+}
+
+#[test]
+fn a_group_run_cleans_every_project_of_the_group_and_its_subgroups() {
+    let emulator = group_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let report = dir.path().join("report.json");
+    let report_arg = report.display().to_string();
+    let output = run(
+        &group_job_env(&emulator),
+        &[
+            "run",
+            "--group",
+            "group",
+            "--policy",
+            &policy,
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    for repository in REPOSITORIES {
+        assert_eq!(
+            names(&emulator, repository),
+            vec!["main"],
+            "{repository}: {}",
+            output.all()
+        );
+    }
+    // One group listing (one page), no project listing; each deletion one
+    // request, through the registry (tag delete).
+    assert_eq!(emulator.count("GET", "/api/v4/groups/group/registry/repositories"), 1);
+    assert_eq!(emulator.count("GET", "/api/v4/projects/1/registry/repositories"), 0);
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 2 * REPOSITORIES.len());
+    let report = report_json(&report);
+    let paths: Vec<&str> = report["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .map(|r| r["path"].as_str().expect("path"))
+        .collect();
+    let mut expected = REPOSITORIES.to_vec();
+    expected.sort();
+    assert_eq!(paths, expected);
+    assert_eq!(report["totals"]["deleted"], 10);
+    assert!(report.get("shard").is_none(), "{report}");
+}
+
+#[test]
+fn the_group_id_works_as_well_as_its_path_and_rest_calls_go_to_each_project() {
+    let emulator = group_emulator();
+    // No tag delete: deletions go through each repository's own project.
+    emulator.set_config(|c| {
+        c.tag_delete = false;
+        c.gitlab_v1 = false;
+        c.capability_headers = false;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let id = gitlab_emulator::GROUP_ID.to_string();
+    let output = run(
+        &group_job_env(&emulator),
+        &["run", "--group", &id, "--policy", &policy],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    for repository in REPOSITORIES {
+        assert_eq!(names(&emulator, repository), vec!["main"], "{repository}");
+    }
+    for project in ["/projects/1/", "/projects/2/", "/projects/3/"] {
+        assert!(
+            emulator.count("DELETE", project) > 0 || emulator.count("GET", project) > 0,
+            "no REST call to {project}: {}",
+            output.all()
+        );
+    }
+    assert_eq!(emulator.count("GET", &format!("/groups/{id}/registry")), 1);
+}
+
+#[test]
+fn the_job_token_alone_is_refused_before_any_request_with_what_to_create() {
+    let emulator = group_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    for args in [
+        vec!["run", "--group", "group", "--policy", policy.as_str()],
+        vec!["inventory", "--group", "group"],
+    ] {
+        let output = run(&emulator.ci_env(), &args);
+        assert_eq!(output.code, 2, "{args:?}: {}", output.all());
+        for needle in ["job token", "group access token", "GITLAB_TOKEN", "read_registry"] {
+            assert!(output.stderr.contains(needle), "{needle}: {}", output.all());
+        }
+    }
+    // CLEANUP_GROUP does the same as --group.
+    let env = with(emulator.ci_env(), &[("CLEANUP_GROUP", "group")]);
+    let output = run(&env, &["run", "--policy", &policy]);
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(emulator.requests().is_empty(), "{:?}", emulator.requests());
+    assert_eq!(names(&emulator, "group/other"), vec!["main", "mr-1", "mr-2"]);
+}
+
+#[test]
+fn a_token_gitlab_refuses_on_the_group_costs_one_request_and_exits_2() {
+    let emulator = group_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let env = with(
+        emulator.ci_env(),
+        &[("GITLAB_TOKEN", "glpat-not-the-groups-0000")],
+    );
+    let output = run(&env, &["run", "--group", "group", "--policy", &policy]);
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(
+        output.stderr.contains("answered 401") && output.stderr.contains("group access token"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.requests().len(), 1, "{:?}", emulator.requests());
+    assert!(!output.all().contains("glpat-not-the-groups-0000"));
+}
+
+#[test]
+fn shards_cover_every_repository_exactly_once_and_reports_record_the_shard() {
+    let emulator = group_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let mut seen = BTreeSet::new();
+    for index in 1..=3u32 {
+        let report = dir.path().join(format!("report-{index}.json"));
+        let report_arg = report.display().to_string();
+        // In a `parallel:` job GitLab sets CI_NODE_INDEX/CI_NODE_TOTAL.
+        let env = with(
+            group_job_env(&emulator),
+            &[
+                ("CI_NODE_INDEX", index.to_string().as_str()),
+                ("CI_NODE_TOTAL", "3"),
+            ],
+        );
+        let output = run(
+            &env,
+            &[
+                "run",
+                "--dry-run",
+                "--group",
+                "group",
+                "--policy",
+                &policy,
+                "--report",
+                &report_arg,
+            ],
+        );
+        assert_eq!(output.code, 0, "{}", output.all());
+        let report = report_json(&report);
+        assert_eq!(
+            report["shard"],
+            serde_json::json!({"index": index, "total": 3})
+        );
+        for repository in report["repositories"].as_array().expect("repositories") {
+            let path = repository["path"].as_str().expect("path").to_string();
+            assert_eq!(shard_of(&path, 3), index, "{path}");
+            assert!(seen.insert(path.clone()), "{path} in two shards");
+        }
+    }
+    let all: BTreeSet<String> = REPOSITORIES.iter().map(|p| p.to_string()).collect();
+    assert_eq!(seen, all);
+    // Each shard listed the group once; a dry run deletes nothing.
+    assert_eq!(emulator.count("GET", "/groups/group/registry/repositories"), 3);
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn a_group_inventory_ties_each_repository_to_its_project() {
+    let emulator = group_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.json");
+    let inventory_arg = inventory.display().to_string();
+    let output = run(
+        &group_job_env(&emulator),
+        &["inventory", "--group", "group", "--output", &inventory_arg],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    let inventory = report_json(&inventory);
+    let mut projects: Vec<(String, u64)> = inventory["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().expect("path").to_string(),
+                r["project_id"].as_u64().expect("project_id"),
+            )
+        })
+        .collect();
+    projects.sort();
+    assert_eq!(
+        projects,
+        vec![
+            ("group/other".to_string(), 2),
+            ("group/other/web".to_string(), 2),
+            ("group/project".to_string(), 1),
+            ("group/project/api".to_string(), 1),
+            ("group/sub/deep/tools".to_string(), 3),
+        ]
+    );
+    for repository in inventory["repositories"].as_array().expect("repositories") {
+        assert_eq!(repository["tags"].as_array().expect("tags").len(), 3);
+    }
+}
