@@ -39,6 +39,25 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Validate the policy file and print a summary of each rule
     Check(CheckArgs),
+    /// Work with report files
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Join the reports of a sharded run (`run --shard I/N`) into one report and summary
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard reports, one per shard
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the merged JSON report to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

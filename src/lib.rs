@@ -18,7 +18,8 @@
 //! - the pipeline: `engine` (client: list → plan → guard → execute → report;
 //!   server: GitLab's bulk API), `commands` (one per subcommand);
 //! - scale: `shard` (which of N parallel jobs cleans a repository);
-//! - output: `report` (report file and summary), `progress`, `logging`,
+//! - output: `report` (report file and summary), `merge` (shard reports
+//!   into one), `progress`, `logging`,
 //!   `secret` (redacted tokens), `error` (exit codes);
 //! - GitLab's tag rules from the registry JWT: `tag_rules`.
 
@@ -35,6 +36,7 @@ pub mod inventory;
 pub mod links;
 pub mod listing;
 pub mod logging;
+pub mod merge;
 pub mod model;
 pub mod names;
 pub mod options;

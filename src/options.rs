@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 
-use crate::cli::{Cli, Command, CommonRunArgs, Engine};
+use crate::cli::{Cli, Command, CommonRunArgs, Engine, ReportCommand};
 use crate::config::{CleanupEnv, ConfigError};
 use crate::http::RetryPolicy;
 use crate::names::Reference;
@@ -23,6 +23,13 @@ pub enum Invocation {
     Delete(DeleteOptions),
     Run(RunOptions),
     Inventory(InventoryOptions),
+    ReportMerge(ReportMergeOptions),
+}
+
+#[derive(Debug)]
+pub struct ReportMergeOptions {
+    pub files: Vec<PathBuf>,
+    pub report: Option<PathBuf>,
 }
 
 /// How the commands that talk to GitLab connect.
@@ -186,6 +193,12 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 max_deletions,
                 scope,
                 shard,
+            })
+        }
+        Command::Report(ReportCommand::Merge(args)) => {
+            Invocation::ReportMerge(ReportMergeOptions {
+                report: report_path(args.report, env)?,
+                files: args.files,
             })
         }
         Command::Inventory(args) => {

@@ -216,6 +216,12 @@ impl Report {
         self.recount();
     }
 
+    /// Adds many repositories, then counts the totals once.
+    pub fn extend(&mut self, repositories: impl IntoIterator<Item = RepositoryReport>) {
+        self.repositories.extend(repositories);
+        self.recount();
+    }
+
     fn recount(&mut self) {
         let mut totals = Totals {
             repositories: self.repositories.len(),

@@ -73,9 +73,18 @@ fn a_group_run_cleans_every_project_of_the_group_and_its_subgroups() {
     }
     // One group listing (one page), no project listing; each deletion one
     // request, through the registry (tag delete).
-    assert_eq!(emulator.count("GET", "/api/v4/groups/group/registry/repositories"), 1);
-    assert_eq!(emulator.count("GET", "/api/v4/projects/1/registry/repositories"), 0);
-    assert_eq!(emulator.count("DELETE", "/manifests/"), 2 * REPOSITORIES.len());
+    assert_eq!(
+        emulator.count("GET", "/api/v4/groups/group/registry/repositories"),
+        1
+    );
+    assert_eq!(
+        emulator.count("GET", "/api/v4/projects/1/registry/repositories"),
+        0
+    );
+    assert_eq!(
+        emulator.count("DELETE", "/manifests/"),
+        2 * REPOSITORIES.len()
+    );
     let report = report_json(&report);
     let paths: Vec<&str> = report["repositories"]
         .as_array()
@@ -131,7 +140,12 @@ fn the_job_token_alone_is_refused_before_any_request_with_what_to_create() {
     ] {
         let output = run(&emulator.ci_env(), &args);
         assert_eq!(output.code, 2, "{args:?}: {}", output.all());
-        for needle in ["job token", "group access token", "GITLAB_TOKEN", "read_registry"] {
+        for needle in [
+            "job token",
+            "group access token",
+            "GITLAB_TOKEN",
+            "read_registry",
+        ] {
             assert!(output.stderr.contains(needle), "{needle}: {}", output.all());
         }
     }
@@ -140,7 +154,10 @@ fn the_job_token_alone_is_refused_before_any_request_with_what_to_create() {
     let output = run(&env, &["run", "--policy", &policy]);
     assert_eq!(output.code, 2, "{}", output.all());
     assert!(emulator.requests().is_empty(), "{:?}", emulator.requests());
-    assert_eq!(names(&emulator, "group/other"), vec!["main", "mr-1", "mr-2"]);
+    assert_eq!(
+        names(&emulator, "group/other"),
+        vec!["main", "mr-1", "mr-2"]
+    );
 }
 
 #[test]
@@ -208,7 +225,10 @@ fn shards_cover_every_repository_exactly_once_and_reports_record_the_shard() {
     let all: BTreeSet<String> = REPOSITORIES.iter().map(|p| p.to_string()).collect();
     assert_eq!(seen, all);
     // Each shard listed the group once; a dry run deletes nothing.
-    assert_eq!(emulator.count("GET", "/groups/group/registry/repositories"), 3);
+    assert_eq!(
+        emulator.count("GET", "/groups/group/registry/repositories"),
+        3
+    );
     assert_eq!(emulator.writes(), 0);
 }
 
@@ -249,4 +269,119 @@ fn a_group_inventory_ties_each_repository_to_its_project() {
     for repository in inventory["repositories"].as_array().expect("repositories") {
         assert_eq!(repository["tags"].as_array().expect("tags").len(), 3);
     }
+}
+
+/// Runs `run --dry-run --group group` (sharded when `shard` is given) and
+/// returns the report file.
+fn dry_run_report(
+    emulator: &Emulator,
+    dir: &tempfile::TempDir,
+    policy: &str,
+    shard: Option<&str>,
+) -> String {
+    let name = format!(
+        "report-{}.json",
+        shard.unwrap_or("all").replace('/', "-of-")
+    );
+    let report = dir.path().join(name).display().to_string();
+    let mut args = vec![
+        "run",
+        "--dry-run",
+        "--group",
+        "group",
+        "--policy",
+        policy,
+        "--report",
+        &report,
+    ];
+    if let Some(shard) = shard {
+        args.extend(["--shard", shard]);
+    }
+    let output = run(&group_job_env(emulator), &args);
+    assert_eq!(output.code, 0, "{}", output.all());
+    report
+}
+
+#[test]
+fn merged_shard_reports_equal_the_single_process_plan() {
+    let emulator = group_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let single = report_json(std::path::Path::new(&dry_run_report(
+        &emulator, &dir, &policy, None,
+    )));
+    let shards: Vec<String> = ["3/3", "1/3", "2/3"]
+        .iter()
+        .map(|shard| dry_run_report(&emulator, &dir, &policy, Some(shard)))
+        .collect();
+    let merged_path = dir.path().join("merged.json");
+    let merged_arg = merged_path.display().to_string();
+    let mut args = vec!["report", "merge", "--report", merged_arg.as_str()];
+    args.extend(shards.iter().map(String::as_str));
+    // No GitLab needed: the merge reads files only.
+    let output = run(&[], &args);
+    assert_eq!(output.code, 0, "{}", output.all());
+    let merged = report_json(&merged_path);
+    assert_eq!(merged, single);
+    assert!(
+        output
+            .stdout
+            .contains("total: 5 repositories, 15 tags, 10 would delete"),
+        "{}",
+        output.all()
+    );
+}
+
+#[test]
+fn report_merge_refuses_a_missing_shard_and_fails_with_a_failed_shard() {
+    let emulator = group_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let one = dry_run_report(&emulator, &dir, &policy, Some("1/3"));
+    let three = dry_run_report(&emulator, &dir, &policy, Some("3/3"));
+    let merged = dir.path().join("merged.json");
+    let merged_arg = merged.display().to_string();
+    let output = run(
+        &[],
+        &["report", "merge", &one, &three, "--report", &merged_arg],
+    );
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(
+        output.stderr.contains("shard 2/3 missing"),
+        "{}",
+        output.all()
+    );
+    assert!(!merged.exists(), "nothing written on a refused merge");
+
+    let output = run(&[], &["report", "merge", &one, &one]);
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(
+        output.stderr.contains("shard 1/3 is given twice"),
+        "{}",
+        output.all()
+    );
+
+    // A shard whose run failed somewhere makes the merge exit 1.
+    let two = dry_run_report(&emulator, &dir, &policy, Some("2/3"));
+    let mut failed = report_json(std::path::Path::new(&two));
+    failed["repositories"][0]["failed"] = serde_json::json!([{"tag": "mr-1", "error": "500"}]);
+    let two_failed = write_file(&dir, "two-failed.json", &failed.to_string());
+    let output = run(
+        &[],
+        &[
+            "report",
+            "merge",
+            &one,
+            &two_failed,
+            &three,
+            "--report",
+            &merged_arg,
+        ],
+    );
+    assert_eq!(output.code, 1, "{}", output.all());
+    assert_eq!(report_json(&merged)["totals"]["failed"], 1);
+
+    let output = run(&[], &["report", "merge", "nope.json"]);
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(output.stderr.contains("nope.json"), "{}", output.all());
 }

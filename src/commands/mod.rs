@@ -5,6 +5,7 @@ pub mod check;
 pub mod delete;
 pub mod inventory;
 pub mod plan;
+pub mod report_merge;
 pub mod run;
 
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Invocation::Delete(options) => delete::delete(options).await,
         Invocation::Run(options) => run::run(options).await,
         Invocation::Inventory(options) => inventory::inventory(options).await,
+        Invocation::ReportMerge(options) => report_merge::report_merge(options),
     }
 }
 

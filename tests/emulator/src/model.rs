@@ -217,13 +217,16 @@ impl State {
         }
         !path.ends_with('/')
             && !path.contains("//")
-            && self.project_of(path).is_some_and(|(id, _)| {
-                id == self.config.project_id || self.in_group_project(id)
-            })
+            && self
+                .project_of(path)
+                .is_some_and(|(id, _)| id == self.config.project_id || self.in_group_project(id))
     }
 
     fn in_group_project(&self, id: u64) -> bool {
-        self.config.group_projects.iter().any(|(known, _)| *known == id)
+        self.config
+            .group_projects
+            .iter()
+            .any(|(known, _)| *known == id)
     }
 
     /// A full repository path from a full path or a name relative to the project.
