@@ -8,7 +8,7 @@
 //!   `names` (tag names, digests, repository paths, parsed once), `paths`
 //!   (what `--repository` accepts);
 //! - the model: `model` (a tag), `policy` (the policy file), `inventory` (the
-//!   inventory file);
+//!   inventory file; `inventory_stream` reads it one repository at a time);
 //! - the pure core: `planner` (policy × tags × refs × now → plan), `refs`
 //!   (ref slugs, what a tag's name says about its git ref);
 //! - the network: `http` (retries, rate budget, errors), `throttle` (requests
@@ -18,7 +18,8 @@
 //! - the pipeline: `engine` (client: list → plan → guard → execute → report;
 //!   server: GitLab's bulk API), `commands` (one per subcommand);
 //! - scale: `shard` (which of N parallel jobs cleans a repository);
-//! - output: `report` (report file and summary), `merge` (shard reports
+//! - output: `report` (report file and summary), `report_stream` (the
+//!   same, written as each repository finishes), `merge` (shard reports
 //!   into one), `progress`, `logging`,
 //!   `secret` (redacted tokens), `error` (exit codes);
 //! - GitLab's tag rules from the registry JWT: `tag_rules`.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod gitlab;
 pub mod http;
 pub mod inventory;
+pub mod inventory_stream;
 pub mod links;
 pub mod listing;
 pub mod logging;
@@ -47,6 +49,7 @@ pub mod progress;
 pub mod refs;
 pub mod registry;
 pub mod report;
+pub mod report_stream;
 pub mod secret;
 pub mod shard;
 pub mod tag_rules;

@@ -201,6 +201,24 @@ pub struct Totals {
     pub undated_build_stamps: usize,
 }
 
+impl Totals {
+    /// Counts one more repository: the one place totals are computed, for a
+    /// report built at once ([`Report::push`]), streamed
+    /// (`report_stream`) or merged (`merge`).
+    pub fn count(&mut self, repository: &RepositoryReport) {
+        self.repositories += 1;
+        self.tags += repository.tags;
+        self.deleted += repository.deleted.len();
+        self.referrers_deleted += repository.referrers_deleted();
+        self.kept += repository.kept;
+        self.protected += repository.protected;
+        self.already_absent += repository.already_absent.len();
+        self.failed += repository.failed.len();
+        self.skipped += repository.skipped.len();
+        self.undated_build_stamps += repository.undated_build_stamps;
+    }
+}
+
 impl Report {
     pub fn new(engine: &str, dry_run: bool) -> Self {
         Report {
@@ -223,30 +241,15 @@ impl Report {
     }
 
     fn recount(&mut self) {
-        let mut totals = Totals {
-            repositories: self.repositories.len(),
-            ..Totals::default()
-        };
+        let mut totals = Totals::default();
         for repository in &self.repositories {
-            totals.tags += repository.tags;
-            totals.deleted += repository.deleted.len();
-            totals.referrers_deleted += repository.referrers_deleted();
-            totals.kept += repository.kept;
-            totals.protected += repository.protected;
-            totals.already_absent += repository.already_absent.len();
-            totals.failed += repository.failed.len();
-            totals.skipped += repository.skipped.len();
-            totals.undated_build_stamps += repository.undated_build_stamps;
+            totals.count(repository);
         }
         self.totals = totals;
     }
 
     pub fn has_failures(&self) -> bool {
-        self.totals.failed > 0
-            || self
-                .repositories
-                .iter()
-                .any(|r| r.error.is_some() || r.refs_incomplete.is_some())
+        self.totals.failed > 0 || self.repositories.iter().any(RepositoryReport::has_failures)
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
@@ -257,18 +260,30 @@ impl Report {
         })
     }
 
-    /// The per-repository lines and the total, as printed on stdout.
-    pub fn summary_lines(&self) -> Vec<String> {
-        let verb = if self.dry_run {
+    /// "would delete" in a dry run, else "deleted".
+    pub fn verb(&self) -> &'static str {
+        if self.dry_run {
             "would delete"
         } else {
             "deleted"
-        };
+        }
+    }
+
+    /// The per-repository lines and the total, as printed on stdout.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let verb = self.verb();
         let mut lines: Vec<String> = self
             .repositories
             .iter()
             .map(|repository| repository.summary_line(verb))
             .collect();
+        lines.push(self.total_line());
+        lines
+    }
+
+    /// The summary's last line, from the totals.
+    pub fn total_line(&self) -> String {
+        let verb = self.verb();
         let totals = &self.totals;
         let mut total = format!(
             "total: {} repositories, {} tags, {}, {} kept, {} protected",
@@ -284,8 +299,7 @@ impl Report {
             totals.skipped,
             totals.failed,
         );
-        lines.push(total);
-        lines
+        total
     }
 
     pub fn print_summary(&self, out: &mut impl Write) -> std::io::Result<()> {
@@ -349,11 +363,17 @@ impl RepositoryReport {
         }
     }
 
+    /// Part of the policy not carried out here, whole: nothing attempted
+    /// (`error`), or `when_ref` rules not applied (`refs_incomplete`).
+    pub fn has_failures(&self) -> bool {
+        self.error.is_some() || self.refs_incomplete.is_some()
+    }
+
     pub fn referrers_deleted(&self) -> usize {
         self.deleted.iter().filter(|d| d.referrer).count()
     }
 
-    fn summary_line(&self, verb: &str) -> String {
+    pub fn summary_line(&self, verb: &str) -> String {
         let mut line = format!(
             "{}: {} tags, {}, {} kept, {} protected",
             self.path,

@@ -20,6 +20,7 @@ use crate::http::{Http, HttpOptions};
 use crate::options::{self, Connection, Invocation};
 use crate::registry::Registry;
 use crate::report::Report;
+use crate::report_stream::ReportStream;
 
 /// Runs the parsed command line; errors carry the exit code in their type.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -157,6 +158,18 @@ impl Clients {
             "HTTP requests sent"
         );
     }
+}
+
+/// How a command whose report was streamed ([`ReportStream`]: summary
+/// lines and report entries written as each repository finished) ends: the
+/// totals, the report put in place, the exit code.
+pub fn finish_stream(stream: ReportStream) -> anyhow::Result<Exit> {
+    let (_totals, failures) = stream.finish()?;
+    Ok(if failures {
+        Exit::Failed
+    } else {
+        Exit::Success
+    })
 }
 
 /// Prints the summary and writes the report when asked to: how every
