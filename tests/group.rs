@@ -385,3 +385,85 @@ fn report_merge_refuses_a_missing_shard_and_fails_with_a_failed_shard() {
     assert_eq!(output.code, 2, "{}", output.all());
     assert!(output.stderr.contains("nope.json"), "{}", output.all());
 }
+
+/// A group run streams its repositories; a configuration problem (here a
+/// registry token service on another origin) shows on the first one, before
+/// anything is deleted: exit 2, no write, no report file.
+#[test]
+fn a_configuration_problem_stops_a_streamed_group_run_before_any_delete() {
+    let foreign = Emulator::start(Config::default());
+    let emulator = group_emulator();
+    emulator.set_config(|c| c.realm_override = Some(format!("{}/jwt/auth", foreign.gitlab_url())));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let report = dir.path().join("report.json");
+    let report_arg = report.display().to_string();
+    let output = run(
+        &group_job_env(&emulator),
+        &[
+            "run",
+            "--group",
+            "group",
+            "--policy",
+            &policy,
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(
+        output.stderr.contains("not on CI_SERVER_URL's origin"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+    assert!(foreign.requests().is_empty());
+    assert!(!report.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        1,
+        "only the policy"
+    );
+}
+
+/// `--max-deletions` must see the group's whole plan before the first
+/// delete: over the limit, nothing is deleted anywhere in the group.
+#[test]
+fn max_deletions_guards_the_whole_group() {
+    let emulator = group_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let output = run(
+        &group_job_env(&emulator),
+        &[
+            "run",
+            "--group",
+            "group",
+            "--policy",
+            &policy,
+            "--max-deletions",
+            "9",
+        ],
+    );
+    assert_eq!(output.code, 1, "{}", output.all());
+    assert!(
+        output.stderr.contains("more than the limit of 9"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+    let output = run(
+        &group_job_env(&emulator),
+        &[
+            "run",
+            "--group",
+            "group",
+            "--policy",
+            &policy,
+            "--max-deletions",
+            "10",
+        ],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 10);
+}

@@ -4,14 +4,15 @@
 
 use anyhow::Context as _;
 
-use super::{finish, Clients};
+use super::{finish, finish_stream, Clients};
 use crate::cli::Engine;
 use crate::engine::client::{ClientReport, ClientRun};
 use crate::engine::server;
 use crate::error::Exit;
 use crate::options::{RunOptions, Scope};
 use crate::policy::Policy;
-use crate::report::ReportedTagRule;
+use crate::report::{Report, ReportedTagRule};
+use crate::report_stream::ReportStream;
 
 pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     let policy = Policy::load(&options.policy)?;
@@ -66,10 +67,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         }
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
-    let ClientReport {
-        mut report,
-        refused,
-    } = ClientRun {
+    let client = ClientRun {
         clients: &clients,
         gitlab: &gitlab,
         per_project: matches!(options.scope, Scope::Group(_)),
@@ -77,9 +75,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         dry_run: options.dry_run,
         max_deletions: options.max_deletions,
         engine: options.engine.name(),
+    };
+    // A group streams, so memory does not grow with it; a guard must see
+    // the whole plan before the first delete, so it does not.
+    if client.per_project && options.max_deletions.is_none() {
+        let mut head = Report::new(client.engine, options.dry_run);
+        head.shard = options.shard;
+        let mut report = ReportStream::create(head, options.report.as_deref())?;
+        client.stream(repositories, &mut report).await?;
+        clients.log_stats();
+        return finish_stream(report);
     }
-    .run(repositories)
-    .await?;
+    let ClientReport {
+        mut report,
+        refused,
+    } = client.run(repositories).await?;
     report.gitlab_tag_rules = tag_rules;
     report.shard = options.shard;
     clients.log_stats();

@@ -28,6 +28,7 @@ use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::registry::Registry;
 use crate::report::{ProtectedTag, Report, RepositoryReport};
+use crate::report_stream::ReportStream;
 
 /// Repositories listed at once; each also overlaps its own tag requests. Each
 /// holds its whole tag list while it is listed and planned, so few at once.
@@ -135,46 +136,8 @@ impl ClientRun<'_> {
         let now = Utc::now();
         let listing = listing_progress(&repositories);
         let ticker = listing.tick(Duration::from_secs(5));
-        // A dry run asks for `pull,delete` too (nothing is written with
-        // it): only that token carries GitLab's tag rules, and the dry run
-        // must plan exactly what the live run will.
         let listed: Vec<(Planned, Option<String>)> = stream::iter(repositories)
-            .map(|info| {
-                let listing = &listing;
-                async move {
-                    let gitlab = self.gitlab_for(&info);
-                    let lister = Lister::new(
-                        &self.clients.registry,
-                        &gitlab,
-                        self.clients.concurrency,
-                        true,
-                    );
-                    let refs = refs.get(&self.project_key(&info));
-                    let need_details = self.policy.needs_dates(&info.path);
-                    match lister.list(&info, need_details, listing).await {
-                        Ok((mut tags, source)) => {
-                            tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
-                            let protected_by_gitlab =
-                                apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
-                            let plan = plan_repository(self.policy, &info.path, &tags, refs, now);
-                            drop(tags);
-                            for warning in plan.warnings() {
-                                tracing::warn!(repository = %info.path, "{warning}");
-                            }
-                            let plan = Ok(plan.into_outline());
-                            (Planned { info, plan, protected_by_gitlab }, None)
-                        }
-                        Err(err) => {
-                            tracing::error!(repository = %info.path, error = %err, "listing failed; nothing will be deleted here");
-                            let config_error =
-                                (err.exit_code() == Exit::Usage).then(|| err.to_string());
-                            let plan = Err(format!("listing failed, nothing deleted: {err}"));
-                            let protected_by_gitlab = Vec::new();
-                            (Planned { info, plan, protected_by_gitlab }, config_error)
-                        }
-                    }
-                }
-            })
+            .map(|info| self.list_and_plan_one(info, refs, now, &listing))
             .buffer_unordered(REPOSITORY_CONCURRENCY)
             .collect()
             .await;
@@ -187,6 +150,64 @@ impl ClientRun<'_> {
             planned.push(repository);
         }
         Ok(planned)
+    }
+
+    /// Lists and plans one repository; the listing's error text when it
+    /// failed because of our own configuration.
+    async fn list_and_plan_one(
+        &self,
+        info: RepositoryInfo,
+        refs: &BTreeMap<Option<u64>, Refs>,
+        now: chrono::DateTime<Utc>,
+        listing: &Progress,
+    ) -> (Planned, Option<String>) {
+        let gitlab = self.gitlab_for(&info);
+        // A dry run asks for `pull,delete` too (nothing is written with
+        // it): only that token carries GitLab's tag rules, and the dry run
+        // must plan exactly what the live run will.
+        let lister = Lister::new(
+            &self.clients.registry,
+            &gitlab,
+            self.clients.concurrency,
+            true,
+        );
+        let refs = refs.get(&self.project_key(&info));
+        let need_details = self.policy.needs_dates(&info.path);
+        match lister.list(&info, need_details, listing).await {
+            Ok((mut tags, source)) => {
+                tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
+                let protected_by_gitlab =
+                    apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
+                let plan = plan_repository(self.policy, &info.path, &tags, refs, now);
+                drop(tags);
+                for warning in plan.warnings() {
+                    tracing::warn!(repository = %info.path, "{warning}");
+                }
+                let plan = Ok(plan.into_outline());
+                (
+                    Planned {
+                        info,
+                        plan,
+                        protected_by_gitlab,
+                    },
+                    None,
+                )
+            }
+            Err(err) => {
+                tracing::error!(repository = %info.path, error = %err, "listing failed; nothing will be deleted here");
+                let config_error = (err.exit_code() == Exit::Usage).then(|| err.to_string());
+                let plan = Err(format!("listing failed, nothing deleted: {err}"));
+                let protected_by_gitlab = Vec::new();
+                (
+                    Planned {
+                        info,
+                        plan,
+                        protected_by_gitlab,
+                    },
+                    config_error,
+                )
+            }
+        }
     }
 
     /// The limit a live run's plan exceeds, refusing the whole run.
@@ -215,16 +236,6 @@ impl ClientRun<'_> {
         });
         let ticker = deleting.tick(Duration::from_secs(5));
         let deleter = self.clients.deleter();
-        // Group mode: a deleter per project, for its REST fallbacks.
-        let deleters: BTreeMap<u64, Deleter> = if self.per_project {
-            planned
-                .iter()
-                .filter_map(|p| p.info.project_id)
-                .map(|project| (project, self.project_deleter(project)))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
         // Repositories are deleted from side by side. Each first takes as many
         // units of `room` as it has deletions, up to CLEANUP_CONCURRENCY: about
         // two large repositories at a time (each holds its outcomes until done),
@@ -232,57 +243,133 @@ impl ClientRun<'_> {
         // the HTTP layer keeps the requests in flight within CLEANUP_CONCURRENCY.
         let room = Semaphore::new(REPOSITORY_CONCURRENCY * concurrency);
         let mut repositories: Vec<RepositoryReport> = stream::iter(planned)
-            .map(
-                |Planned {
-                     info,
-                     plan,
-                     protected_by_gitlab,
-                 }| {
-                    let deleter = info
-                        .project_id
-                        .and_then(|project| deleters.get(&project))
-                        .unwrap_or(&deleter);
-                    let (deleting, room) = (&deleting, &room);
-                    async move {
-                        // `return` leaves this inner block with the repository's report.
-                        let mut repository = async {
-                            let plan = match plan {
-                                Ok(plan) => plan,
-                                Err(error) => {
-                                    let mut repository = RepositoryReport::new(&info.path);
-                                    repository.tags = info.tags_count.unwrap_or(0) as usize;
-                                    repository.error = Some(error);
-                                    return repository;
-                                }
-                            };
-                            if !write || plan.delete.is_empty() {
-                                return RepositoryReport::from_plan(&plan, None);
-                            }
-                            let target = Target {
-                                path: info.path.clone(),
-                                id: Some(info.id),
-                            };
-                            let units = plan.delete.len().min(concurrency);
-                            // Never closed: the error case cannot happen.
-                            let _room = room.acquire_many(units as u32).await.ok();
-                            let tags: Vec<TagName> =
-                                plan.delete.iter().map(|d| d.tag.name.clone()).collect();
-                            let outcomes: Vec<Outcome> =
-                                deleter.delete_tags(&target, &tags, deleting).await;
-                            RepositoryReport::from_plan(&plan, Some(&outcomes))
-                        }
-                        .await;
-                        repository.protected_by_gitlab = protected_by_gitlab;
-                        repository
-                    }
-                },
-            )
+            .map(|planned| self.execute_one(planned, write, &deleter, &deleting, &room))
             .buffer_unordered(REPOSITORY_CONCURRENCY * concurrency)
             .collect()
             .await;
         drop(ticker);
         repositories.sort_by(|a, b| a.path.cmp(&b.path));
         repositories
+    }
+
+    /// Carries out one repository's plan (when `write`) and reports it.
+    async fn execute_one(
+        &self,
+        planned: Planned,
+        write: bool,
+        shared_deleter: &Deleter,
+        deleting: &Progress,
+        room: &Semaphore,
+    ) -> RepositoryReport {
+        let Planned {
+            info,
+            plan,
+            protected_by_gitlab,
+        } = planned;
+        let concurrency = self.clients.concurrency;
+        // `return` leaves this inner block with the repository's report.
+        let mut repository = async {
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(error) => {
+                    let mut repository = RepositoryReport::new(&info.path);
+                    repository.tags = info.tags_count.unwrap_or(0) as usize;
+                    repository.error = Some(error);
+                    return repository;
+                }
+            };
+            if !write || plan.delete.is_empty() {
+                return RepositoryReport::from_plan(&plan, None);
+            }
+            let target = Target {
+                path: info.path.clone(),
+                id: Some(info.id),
+            };
+            // Group mode: the repository's own project, for REST fallbacks.
+            let own_deleter = match (self.per_project, info.project_id) {
+                (true, Some(project)) => Some(self.project_deleter(project)),
+                _ => None,
+            };
+            let deleter = own_deleter.as_ref().unwrap_or(shared_deleter);
+            let units = plan.delete.len().min(concurrency);
+            // Never closed: the error case cannot happen.
+            let _room = room.acquire_many(units as u32).await.ok();
+            let tags: Vec<TagName> = plan.delete.iter().map(|d| d.tag.name.clone()).collect();
+            let outcomes: Vec<Outcome> = deleter.delete_tags(&target, &tags, deleting).await;
+            RepositoryReport::from_plan(&plan, Some(&outcomes))
+        }
+        .await;
+        repository.protected_by_gitlab = protected_by_gitlab;
+        repository
+    }
+
+    /// Group mode: repositories flow list → plan → delete → report a few at
+    /// a time, each report entry written (and its summary line printed) as
+    /// soon as the repository is done, in path order. Memory holds the
+    /// repositories in the window, not the group. Without a guard to apply
+    /// (`--max-deletions` must see the whole plan first, so it takes
+    /// [`ClientRun::run`]).
+    ///
+    /// The first repository is listed alone: a configuration problem (a
+    /// token service on another origin, refused credentials) fails the same
+    /// way everywhere, and shows there, before anything is deleted (exit 2).
+    /// Later, such a failure is that repository's error (exit 1).
+    pub async fn stream(
+        &self,
+        mut repositories: Vec<RepositoryInfo>,
+        report: &mut ReportStream,
+    ) -> anyhow::Result<()> {
+        repositories.sort_by(|a, b| a.path.cmp(&b.path));
+        let refs = self.refs(&repositories).await;
+        let write = !self.dry_run;
+        let now = Utc::now();
+        let concurrency = self.clients.concurrency;
+        let listing = listing_progress(&repositories);
+        let deleting = Progress::new("deleting tags");
+        let ticker = (
+            listing.tick(Duration::from_secs(5)),
+            deleting.tick(Duration::from_secs(5)),
+        );
+        let deleter = self.clients.deleter();
+        let room = Semaphore::new(REPOSITORY_CONCURRENCY * concurrency);
+        // Tag lists are the large part: only this many are held at once.
+        let listing_slots = Semaphore::new(REPOSITORY_CONCURRENCY);
+        let mut repositories = repositories.into_iter();
+        if let Some(first) = repositories.next() {
+            let (planned, config_error) = self.list_and_plan_one(first, &refs, now, &listing).await;
+            if let Some(error) = config_error {
+                return Err(ConfigError::new(error).into());
+            }
+            if write {
+                deleting.add_total(planned.plan.as_ref().map_or(0, |plan| plan.delete.len()));
+            }
+            let repository = self
+                .execute_one(planned, write, &deleter, &deleting, &room)
+                .await;
+            report.push(repository)?;
+        }
+        let mut done = stream::iter(repositories)
+            .map(|info| {
+                let (refs, listing, deleting) = (&refs, &listing, &deleting);
+                let (deleter, room, listing_slots) = (&deleter, &room, &listing_slots);
+                async move {
+                    let slot = listing_slots.acquire().await.ok();
+                    let (planned, _) = self.list_and_plan_one(info, refs, now, listing).await;
+                    drop(slot);
+                    if write {
+                        deleting
+                            .add_total(planned.plan.as_ref().map_or(0, |plan| plan.delete.len()));
+                    }
+                    self.execute_one(planned, write, deleter, deleting, room)
+                        .await
+                }
+            })
+            .buffered(REPOSITORY_CONCURRENCY * concurrency);
+        while let Some(repository) = done.next().await {
+            report.push(repository)?;
+        }
+        drop(ticker);
+        Ok(())
     }
 }
 
