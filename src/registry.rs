@@ -283,6 +283,22 @@ impl Registry {
             .cloned()
     }
 
+    /// Asks for one `pull,delete` token per batch of repositories instead
+    /// of one per repository ([`RegistryAuth::prefetch`]); repositories it
+    /// does not cover get their own token when used. Returns the calls made.
+    pub async fn prefetch_tokens(
+        &self,
+        repositories: &[&RepositoryPath],
+    ) -> Result<usize, RegistryError> {
+        match self.auth().await? {
+            Some(auth) => {
+                let paths: Vec<&str> = repositories.iter().map(|path| path.as_str()).collect();
+                Ok(auth.prefetch(&paths, PULL_DELETE).await?)
+            }
+            None => Ok(0),
+        }
+    }
+
     /// Checks up front that the credentials give `actions` on `repository`.
     pub async fn check_access(
         &self,

@@ -467,3 +467,45 @@ fn max_deletions_guards_the_whole_group() {
     assert_eq!(output.code, 0, "{}", output.all());
     assert_eq!(emulator.count("DELETE", "/manifests/"), 10);
 }
+
+/// Registry tokens come in batches: one `/jwt/auth` call carries the
+/// scopes of up to 50 repositories, so 120 repositories (of two projects)
+/// take 3 calls, not 120 — and every tag is still deleted.
+#[test]
+fn registry_tokens_are_asked_for_fifty_repositories_at_a_time() {
+    let emulator = Emulator::start(Config {
+        group_projects: vec![(2, "group/other".into())],
+        ..Config::default()
+    });
+    let mut paths = Vec::new();
+    for i in 0..120 {
+        let project = if i % 2 == 0 {
+            "group/project"
+        } else {
+            "group/other"
+        };
+        let path = format!("{project}/r{i:03}");
+        emulator.add_tags(&path, [tag("mr-1"), tag("main")]);
+        paths.push(path);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let output = run(
+        &group_job_env(&emulator),
+        &["run", "--group", "group", "--policy", &policy],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    assert_eq!(emulator.count("GET", "/jwt/auth"), 3, "{}", output.all());
+    let mut scopes: Vec<usize> = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/jwt/auth")
+        .map(|r| r.query.matches("scope=").count())
+        .collect();
+    scopes.sort_unstable();
+    assert_eq!(scopes, [20, 50, 50]);
+    for path in &paths {
+        assert_eq!(names(&emulator, path), vec!["main"], "{path}");
+    }
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 120);
+}

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
+use crate::auth::MAX_SCOPES_PER_TOKEN;
 use crate::commands::Clients;
 use crate::config::ConfigError;
 use crate::deleter::{Deleter, Outcome, Target};
@@ -22,7 +23,7 @@ use crate::gitlab::{GitLab, RepositoryInfo};
 use crate::listing::{listing_progress, Lister};
 use crate::model::Refs;
 use crate::model::Tag;
-use crate::names::TagName;
+use crate::names::{RepositoryPath, TagName};
 use crate::planner::{plan_repository, PlanOutline};
 use crate::policy::Policy;
 use crate::progress::Progress;
@@ -334,8 +335,36 @@ impl ClientRun<'_> {
         let room = Semaphore::new(REPOSITORY_CONCURRENCY * concurrency);
         // Tag lists are the large part: only this many are held at once.
         let listing_slots = Semaphore::new(REPOSITORY_CONCURRENCY);
-        let mut repositories = repositories.into_iter();
-        if let Some(first) = repositories.next() {
+        // Registry tokens: one `/jwt/auth` call per batch of repositories,
+        // made when the batch's first repository starts (so each batch's
+        // token is fresh), not one per repository.
+        let batches: Vec<(Vec<RepositoryPath>, OnceCell<()>)> = repositories
+            .chunks(MAX_SCOPES_PER_TOKEN)
+            .map(|chunk| {
+                (
+                    chunk.iter().map(|info| info.path.clone()).collect(),
+                    OnceCell::new(),
+                )
+            })
+            .collect();
+        let tokens_for = |index: usize| {
+            let batches = &batches;
+            async move {
+                if let Some((paths, done)) = batches.get(index / MAX_SCOPES_PER_TOKEN) {
+                    done.get_or_init(|| async {
+                        let paths: Vec<&RepositoryPath> = paths.iter().collect();
+                        if let Err(err) = self.clients.registry.prefetch_tokens(&paths).await {
+                            // Each repository then asks for its own token.
+                            tracing::debug!(error = %err, "no registry token for the batch");
+                        }
+                    })
+                    .await;
+                }
+            }
+        };
+        let mut repositories = repositories.into_iter().enumerate();
+        if let Some((index, first)) = repositories.next() {
+            tokens_for(index).await;
             let (planned, config_error) = self.list_and_plan_one(first, &refs, now, &listing).await;
             if let Some(error) = config_error {
                 return Err(ConfigError::new(error).into());
@@ -349,10 +378,12 @@ impl ClientRun<'_> {
             report.push(repository)?;
         }
         let mut done = stream::iter(repositories)
-            .map(|info| {
+            .map(|(index, info)| {
                 let (refs, listing, deleting) = (&refs, &listing, &deleting);
                 let (deleter, room, listing_slots) = (&deleter, &room, &listing_slots);
+                let tokens_for = &tokens_for;
                 async move {
+                    tokens_for(index).await;
                     let slot = listing_slots.acquire().await.ok();
                     let (planned, _) = self.list_and_plan_one(info, refs, now, listing).await;
                     drop(slot);
