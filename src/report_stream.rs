@@ -78,20 +78,19 @@ impl ReportStream {
         // stdout closed (a pipe to `head`): the report still gets written.
         let _ = writeln!(self.stdout.lock(), "{line}");
         if let Some(file) = &mut self.file {
-            let json = serde_json::to_string_pretty(&repository)?;
-            let separator = if file.repositories == 0 { "[" } else { "," };
-            let mut entry = String::with_capacity(json.len() + json.len() / 8 + 8);
-            entry.push_str(separator);
-            for line in json.lines() {
-                entry.push_str("\n    ");
-                entry.push_str(line);
-            }
+            let separator: &[u8] = if file.repositories == 0 {
+                b"[\n    "
+            } else {
+                b",\n    "
+            };
             file.out
-                .write_all(entry.as_bytes())
+                .write_all(separator)
                 .map_err(|source| ReportError::Write {
                     path: file.path.clone(),
                     source,
                 })?;
+            // Straight into the file, two levels in: no copy of the entry.
+            serde_json::to_writer_pretty(Indented(&mut file.out), &repository)?;
             file.repositories += 1;
         }
         Ok(())
@@ -134,6 +133,30 @@ impl Drop for ReportStream {
             drop(file.out);
             let _ = std::fs::remove_file(&file.partial);
         }
+    }
+}
+
+/// Writes through, indenting every line after the first by four spaces:
+/// a repository entry pretty-printed at the depth `Report::write` puts it.
+/// JSON strings hold no raw newline, so every `\n` is between tokens.
+struct Indented<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for Indented<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut start = 0;
+        for (at, byte) in buf.iter().enumerate() {
+            if *byte == b'\n' {
+                self.0.write_all(&buf[start..=at])?;
+                self.0.write_all(b"    ")?;
+                start = at + 1;
+            }
+        }
+        self.0.write_all(&buf[start..])?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
