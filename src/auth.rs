@@ -463,6 +463,29 @@ impl RegistryAuth {
         Ok(calls)
     }
 
+    /// A token for the registry's catalog (`registry:catalog:*`), which
+    /// GitLab grants administrators only; anyone else gets a token without
+    /// it, refused here as a configuration error (exit 2).
+    pub async fn catalog_token(&self) -> Result<Secret, AuthError> {
+        let token = self
+            .fetch_scopes(&["registry:catalog:*".to_string()])
+            .await?;
+        let granted = decode_claims(token.expose())
+            .unwrap_or_default()
+            .access
+            .iter()
+            .any(|a| {
+                a.kind == "registry" && a.name == "catalog" && a.actions.iter().any(|x| x == "*")
+            });
+        if !granted {
+            return Err(ConfigError::new(
+                "the registry's token service did not grant registry:catalog:* (the repository catalog): --instance needs an administrator's access token (scopes api, read_registry, write_registry) in GITLAB_TOKEN; for one group use --group",
+            )
+            .into());
+        }
+        Ok(token)
+    }
+
     async fn fetch(&self, repository: &str, actions: &[&str]) -> Result<Secret, AuthError> {
         self.fetch_scopes(&[format!("repository:{repository}:{}", actions.join(","))])
             .await

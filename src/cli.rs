@@ -121,7 +121,10 @@ pub struct RunArgs {
     /// Every repository of the group's projects (subgroups included): a group path or ID; needs GITLAB_TOKEN
     #[arg(long, value_name = "PATH|ID")]
     pub group: Option<String>,
-    /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group
+    /// Every repository of the registry (its catalog; administrators only), deleting through the registry API
+    #[arg(long, conflicts_with = "group")]
+    pub instance: bool,
+    /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group or --instance
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 }
@@ -153,7 +156,10 @@ pub struct InventoryArgs {
     /// Every repository of the group's projects (subgroups included): a group path or ID; needs GITLAB_TOKEN
     #[arg(long, value_name = "PATH|ID", conflicts_with = "repositories")]
     pub group: Option<String>,
-    /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group
+    /// Every repository of the registry (its catalog; administrators only), deleting through the registry API
+    #[arg(long, conflicts_with = "group")]
+    pub instance: bool,
+    /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group or --instance
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
     /// How many requests may be in flight at once (default 16)

@@ -76,6 +76,7 @@ pub struct CleanupEnv {
     pub cleanup_retry_base_ms: Option<String>,
     pub cleanup_group: Option<String>,
     pub cleanup_shard: Option<String>,
+    pub cleanup_instance: Option<String>,
     /// GitLab CI's `parallel:` job index and count: the default shard in
     /// group mode.
     pub ci_node_index: Option<String>,
@@ -176,6 +177,10 @@ impl CleanupEnv {
 
     pub fn dry_run(&self) -> Result<bool, ConfigError> {
         parse_bool("CLEANUP_DRY_RUN", &self.cleanup_dry_run)
+    }
+
+    pub fn instance(&self) -> Result<bool, ConfigError> {
+        parse_bool("CLEANUP_INSTANCE", &self.cleanup_instance)
     }
 
     pub fn allow_insecure_http(&self) -> Result<bool, ConfigError> {

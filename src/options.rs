@@ -74,6 +74,8 @@ pub enum Scope {
     /// Those of every project in the group and its subgroups: the group's
     /// full path or numeric ID, as given.
     Group(String),
+    /// Every repository of the registry (`GET /v2/_catalog`).
+    Instance,
 }
 
 #[derive(Debug)]
@@ -177,11 +179,11 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                     })?,
                 },
             };
-            let scope = scope(args.group, env)?;
+            let scope = scope(args.group, args.instance, env)?;
             let shard = shard(args.shard.as_deref(), env, &scope)?;
             if engine == Engine::Server && scope != Scope::Project {
                 return Err(ConfigError::new(
-                    "--engine server works on one project: with --group (CLEANUP_GROUP) use the client engine (unset CLEANUP_ENGINE or pass --engine client)",
+                    "--engine server works on one project: with --group or --instance use the client engine (unset CLEANUP_ENGINE or pass --engine client)",
                 ));
             }
             Invocation::Run(RunOptions {
@@ -202,7 +204,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             })
         }
         Command::Inventory(args) => {
-            let scope = scope(args.group, env)?;
+            let scope = scope(args.group, args.instance, env)?;
             let shard = shard(args.shard.as_deref(), env, &scope)?;
             Invocation::Inventory(InventoryOptions {
                 connection: connection(args.concurrency)?,
@@ -224,8 +226,19 @@ fn common(
     Ok((dry_run, connection(args.concurrency)?))
 }
 
-/// `--group`, else `CLEANUP_GROUP`, else the project.
-fn scope(flag: Option<String>, env: &CleanupEnv) -> Result<Scope, ConfigError> {
+/// `--group` or `--instance`, else `CLEANUP_GROUP` or `CLEANUP_INSTANCE`,
+/// else the project.
+fn scope(flag: Option<String>, instance: bool, env: &CleanupEnv) -> Result<Scope, ConfigError> {
+    let instance_variable = env.instance()?;
+    if instance || (flag.is_none() && instance_variable) {
+        if flag.is_none() && env.string(&env.cleanup_group).is_some() {
+            return Err(ConfigError::new(format!(
+                "{} and CLEANUP_GROUP are both set: clean one group or the whole instance, not both",
+                if instance { "--instance" } else { "CLEANUP_INSTANCE" }
+            )));
+        }
+        return Ok(Scope::Instance);
+    }
     let (text, name) = match flag {
         Some(text) => (text, "--group"),
         None => match env.string(&env.cleanup_group) {

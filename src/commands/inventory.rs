@@ -25,13 +25,19 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
             let gitlab = clients.require_gitlab()?;
             (clients, gitlab, None)
         }
+        Scope::Instance => {
+            let (clients, gitlab, repositories) =
+                super::run::instance_repositories(&options.connection).await?;
+            (clients, gitlab, Some(repositories))
+        }
         Scope::Group(group) => {
             let (clients, gitlab, repositories) =
                 super::run::group_repositories(&options.connection, group).await?;
             (clients, gitlab, Some(repositories))
         }
     };
-    let per_project = repositories.is_some();
+    let per_project = matches!(options.scope, Scope::Group(_));
+    let registry_only = options.scope == Scope::Instance;
     // Bad paths are refused before any request.
     let mut wanted = Vec::new();
     for input in &options.repositories {
@@ -63,7 +69,7 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
         .iter()
         .find_map(|r| r.project_id)
         .or_else(|| gitlab.project().parse().ok())
-        .filter(|_| !per_project);
+        .filter(|_| !per_project && !registry_only);
     if !wanted.is_empty() {
         for path in &wanted {
             if !repositories.iter().any(|r| &r.path == path) {

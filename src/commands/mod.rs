@@ -58,22 +58,34 @@ impl Clients {
     /// The access token then also asks for the registry tokens, which may
     /// then cover the repositories of every project it can reach.
     pub fn for_group(connection: &Connection) -> Result<Clients, ConfigError> {
+        Clients::with_access_token(connection, |no_token| {
+            format!(
+                "{no_token}, and GitLab refuses the job token for a group: {}",
+                crate::gitlab::GROUP_TOKEN_ADVICE
+            )
+        })
+    }
+
+    /// The clients for instance mode: like [`Clients::for_group`], with an
+    /// administrator's access token (only it may read the catalog).
+    pub fn for_instance(connection: &Connection) -> Result<Clients, ConfigError> {
+        Clients::with_access_token(connection, |no_token| {
+            format!(
+                "{no_token}: --instance needs an administrator's access token (scopes api, read_registry, write_registry) in GITLAB_TOKEN; only administrators may read the registry's catalog"
+            )
+        })
+    }
+
+    fn with_access_token(
+        connection: &Connection,
+        refusal: impl Fn(&str) -> String,
+    ) -> Result<Clients, ConfigError> {
         let mut settings =
             Settings::from_env(&GitLabEnv::from_env()?, connection.allow_insecure_http)?;
         let token = match &settings.rest_auth {
             Some(auth) if auth.header == "PRIVATE-TOKEN" => auth.token.clone(),
-            Some(_) => {
-                return Err(ConfigError::new(format!(
-                    "only CI_JOB_TOKEN is set, and GitLab refuses the job token for a group: {}",
-                    crate::gitlab::GROUP_TOKEN_ADVICE
-                )))
-            }
-            None => {
-                return Err(ConfigError::new(format!(
-                    "no GitLab credentials: {}",
-                    crate::gitlab::GROUP_TOKEN_ADVICE
-                )))
-            }
+            Some(_) => return Err(ConfigError::new(refusal("only CI_JOB_TOKEN is set"))),
+            None => return Err(ConfigError::new(refusal("no GitLab credentials are set"))),
         };
         // GitLab accepts an access token with any user name on /jwt/auth.
         settings.registry_credentials = Some(("registry-cleanup".to_string(), token));

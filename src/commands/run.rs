@@ -34,6 +34,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
             };
             (clients, gitlab, repositories, tag_rules)
         }
+        Scope::Instance => {
+            let (clients, gitlab, repositories) =
+                instance_repositories(&options.connection).await?;
+            (clients, gitlab, repositories, Vec::new())
+        }
         Scope::Group(group) => {
             let (clients, gitlab, repositories) =
                 group_repositories(&options.connection, group).await?;
@@ -71,6 +76,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         clients: &clients,
         gitlab: &gitlab,
         per_project: matches!(options.scope, Scope::Group(_)),
+        registry_only: options.scope == Scope::Instance,
         policy: &policy,
         dry_run: options.dry_run,
         max_deletions: options.max_deletions,
@@ -78,7 +84,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     };
     // A group streams, so memory does not grow with it; a guard must see
     // the whole plan before the first delete, so it does not.
-    if client.per_project && options.max_deletions.is_none() {
+    if options.scope != Scope::Project && options.max_deletions.is_none() {
         let mut head = Report::new(client.engine, options.dry_run);
         head.shard = options.shard;
         let mut report = ReportStream::create(head, options.report.as_deref())?;
@@ -125,5 +131,59 @@ pub(crate) async fn group_repositories(
         .group_repositories(group)
         .await
         .with_context(|| format!("listing the container repositories of the group {group}"))?;
+    Ok((clients, gitlab, repositories))
+}
+
+/// The clients for instance mode (an administrator's access token, refused
+/// before any request without one) and every repository of the registry,
+/// from its catalog. Catalog entries are paths only: no project, no REST
+/// id, so this mode lists through `/gitlab/v1` and deletes by tag through
+/// the registry, and refuses (exit 2, before the catalog is read) a
+/// registry that does not say it can do both.
+pub(crate) async fn instance_repositories(
+    connection: &crate::options::Connection,
+) -> anyhow::Result<(
+    Clients,
+    std::sync::Arc<crate::gitlab::GitLab>,
+    Vec<crate::gitlab::RepositoryInfo>,
+)> {
+    use crate::config::ConfigError;
+    let clients = Clients::for_instance(connection)?;
+    let gitlab = clients
+        .gitlab
+        .clone()
+        .ok_or_else(|| ConfigError::new("--instance needs GITLAB_TOKEN"))?;
+    let (tag_delete, gitlab_v1) = clients
+        .registry
+        .announced_capabilities()
+        .await
+        .context("asking the registry what it can do (GET /v2/)")?;
+    if tag_delete != Some(true) {
+        return Err(ConfigError::new(
+            "--instance deletes through the registry API only (delete by tag), and this registry does not announce tag delete (gitlab-container-registry-features on GET /v2/): nothing was done. Clean groups with --group instead, which can fall back to GitLab's REST API",
+        )
+        .into());
+    }
+    if gitlab_v1 != Some(true) {
+        return Err(ConfigError::new(
+            "--instance lists tags through the registry's /gitlab/v1 API (GitLab's container registry with its metadata database), which this registry does not serve: nothing was done. Clean groups with --group instead",
+        )
+        .into());
+    }
+    let paths = clients
+        .registry
+        .catalog()
+        .await
+        .context("listing the registry's catalog")?;
+    let repositories = paths
+        .into_iter()
+        .map(|path| crate::gitlab::RepositoryInfo {
+            // Never used: nothing in instance mode goes through REST.
+            id: 0,
+            path,
+            tags_count: None,
+            project_id: None,
+        })
+        .collect();
     Ok((clients, gitlab, repositories))
 }

@@ -43,6 +43,9 @@ pub struct ClientRun<'a> {
     /// REST calls and git refs are its own project's
     /// (`RepositoryInfo::project_id`).
     pub per_project: bool,
+    /// Instance mode: repositories known by path only (the catalog), so
+    /// nothing goes through REST (no fallback deleter, no refs).
+    pub registry_only: bool,
     pub policy: &'a Policy,
     pub dry_run: bool,
     /// Refuse the whole run when the plan deletes more tags than this.
@@ -104,6 +107,10 @@ impl ClientRun<'_> {
     /// `per_ref`). Never an error: a refused or failed listing gives refs
     /// with `complete: false` and the reason.
     async fn refs(&self, repositories: &[RepositoryInfo]) -> BTreeMap<Option<u64>, Refs> {
+        if self.registry_only {
+            // No project known: `when_ref` rules claim nothing, and say so.
+            return BTreeMap::new();
+        }
         let mut projects: BTreeMap<Option<u64>, &RepositoryInfo> = BTreeMap::new();
         for info in repositories {
             if self.policy.needs_refs(&info.path) {
@@ -236,7 +243,7 @@ impl ClientRun<'_> {
             0
         });
         let ticker = deleting.tick(Duration::from_secs(5));
-        let deleter = self.clients.deleter();
+        let deleter = self.shared_deleter();
         // Repositories are deleted from side by side. Each first takes as many
         // units of `room` as it has deletions, up to CLEANUP_CONCURRENCY: about
         // two large repositories at a time (each holds its outcomes until done),
@@ -331,7 +338,7 @@ impl ClientRun<'_> {
             listing.tick(Duration::from_secs(5)),
             deleting.tick(Duration::from_secs(5)),
         );
-        let deleter = self.clients.deleter();
+        let deleter = self.shared_deleter();
         let room = Semaphore::new(REPOSITORY_CONCURRENCY * concurrency);
         // Tag lists are the large part: only this many are held at once.
         let listing_slots = Semaphore::new(REPOSITORY_CONCURRENCY);
@@ -405,6 +412,20 @@ impl ClientRun<'_> {
 }
 
 impl ClientRun<'_> {
+    /// The deleter for repositories without one of their own: in instance
+    /// mode one that cannot fall back to REST.
+    fn shared_deleter(&self) -> Deleter {
+        if self.registry_only {
+            Deleter::new(
+                self.clients.registry.clone(),
+                None,
+                self.clients.concurrency,
+            )
+        } else {
+            self.clients.deleter()
+        }
+    }
+
     fn project_deleter(&self, project: u64) -> Deleter {
         Deleter::new(
             self.clients.registry.clone(),

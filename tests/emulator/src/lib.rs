@@ -138,6 +138,9 @@ pub struct Config {
     /// scopes on them to the access token only (a job token covers its own
     /// project), and their REST registry endpoints answer under their ids.
     pub group_projects: Vec<(u64, String)>,
+    /// The access token is an administrator's: `/jwt/auth` grants it
+    /// `registry:catalog:*`, which `GET /v2/_catalog` needs.
+    pub admin: bool,
 }
 
 /// A project's tag rules, as RE2 patterns (GitLab's own syntax).
@@ -192,6 +195,7 @@ impl Default for Config {
             capability_headers: true,
             refs_refuse_job_token: false,
             group_projects: Vec::new(),
+            admin: false,
         }
     }
 }

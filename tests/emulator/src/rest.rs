@@ -790,6 +790,21 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
         else {
             continue;
         };
+        // The catalog: administrators only (their access token).
+        if kind == "registry" && name == "catalog" {
+            if config.admin
+                && password == config.access_token
+                && actions.split(',').any(|a| a == "*")
+            {
+                access.push(Access {
+                    kind: "registry".to_string(),
+                    name: "catalog".to_string(),
+                    actions: vec!["*".to_string()],
+                    meta: None,
+                });
+            }
+            continue;
+        }
         // A job token's scopes cover its own project; an access token's
         // every project of the group it may reach.
         let job_token = user == "gitlab-ci-token" && password == config.job_token;
