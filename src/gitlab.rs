@@ -47,6 +47,11 @@ pub struct RepositoryInfo {
     pub tags_count: Option<u64>,
     /// The project the repository belongs to (the inventory's `refs` key).
     pub project_id: Option<u64>,
+    /// When GitLab created the repository (`remove_empty_repositories`
+    /// leaves an empty one alone for a day: a push may be under way).
+    pub created_at: Option<DateTime<Utc>>,
+    /// GitLab's `status`: `delete_scheduled`, `delete_ongoing`, or none.
+    pub status: Option<String>,
 }
 
 /// What to do when GitLab refuses a group listing: the job token never
@@ -62,6 +67,10 @@ struct ListedRepository {
     tags_count: Option<u64>,
     #[serde(default)]
     project_id: Option<u64>,
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    status: Option<String>,
 }
 
 impl ListedRepository {
@@ -92,6 +101,8 @@ impl ListedRepository {
             path,
             tags_count: self.tags_count,
             project_id: self.project_id,
+            created_at: self.created_at,
+            status: self.status,
         })
     }
 }
@@ -482,6 +493,41 @@ impl GitLab {
             image: false,
             referrers: 0,
         }))
+    }
+
+    /// Whether the repository has any tag right now (one page of one tag):
+    /// `None` when it is gone. Asked just before removing a repository, in
+    /// case a push came after it was listed.
+    pub async fn repository_has_tags(
+        &self,
+        repository_id: u64,
+    ) -> Result<Option<bool>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Listed {}
+        let mut url = self.project_url(&format!("registry/repositories/{repository_id}/tags"));
+        url.query_pairs_mut().append_pair("per_page", "1");
+        let response = self.send(Method::GET, &url, |r| r).await?;
+        match response.status.as_u16() {
+            200 => {
+                let page: Vec<Listed> = response.json()?;
+                Ok(Some(!page.is_empty()))
+            }
+            404 => Ok(None),
+            _ => Err(response.unexpected().into()),
+        }
+    }
+
+    /// `DELETE /projects/:id/registry/repositories/:rid`: GitLab schedules
+    /// the repository's deletion (202). `Ok(false)`: it was already gone.
+    pub async fn delete_repository(&self, repository_id: u64) -> Result<bool, GitLabError> {
+        let url = self.project_url(&format!("registry/repositories/{repository_id}"));
+        let response = self.send(Method::DELETE, &url, |r| r).await?;
+        match response.status.as_u16() {
+            200..=299 => Ok(true),
+            404 if response.earlier_attempt_may_have_applied => Ok(true),
+            404 => Ok(false),
+            _ => Err(response.unexpected().into()),
+        }
     }
 
     /// `DELETE …/tags/:tag`: GitLab deletes one tag, on any registry.

@@ -9,7 +9,8 @@
 //!   (what `--repository` accepts);
 //! - the model: `model` (a tag), `policy` (the policy file), `inventory` (the
 //!   inventory file; `inventory_stream` reads it one repository at a time);
-//! - the pure core: `planner` (policy × tags × refs × now → plan), `refs`
+//! - the pure core: `planner` (policy × tags × refs × now → plan), `removal`
+//!   (whether `remove_empty_repositories` removes a repository), `refs`
 //!   (ref slugs, what a tag's name says about its git ref);
 //! - the network: `http` (retries, rate budget, errors), `throttle` (requests
 //!   in flight), `links` (pagination), `auth` (registry tokens), `registry`
@@ -48,6 +49,7 @@ pub mod policy;
 pub mod progress;
 pub mod refs;
 pub mod registry;
+pub mod removal;
 pub mod report;
 pub mod report_stream;
 pub mod secret;

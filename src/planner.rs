@@ -2025,6 +2025,7 @@ mod tests {
                 } else {
                     OrphanedReferrers::Keep
                 },
+                remove_empty_repositories: false,
                 rules,
             })
     }

@@ -116,6 +116,37 @@ pub struct RepositoryReport {
     /// Why nothing was attempted in this repository (e.g. its listing failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What `remove_empty_repositories` did with the repository itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal: Option<RepositoryRemoval>,
+}
+
+/// The repository removed (`removed`; `would remove` in a dry run), left
+/// (`skipped`, with the reason) or not removed (`failed`, with the error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryRemoval {
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RepositoryRemoval {
+    pub const REMOVED: &'static str = "removed";
+    pub const WOULD_REMOVE: &'static str = "would remove";
+    pub const SKIPPED: &'static str = "skipped";
+    pub const FAILED: &'static str = "failed";
+
+    pub fn new(outcome: &str, reason: Option<String>) -> Self {
+        RepositoryRemoval {
+            outcome: outcome.to_string(),
+            reason,
+        }
+    }
+
+    /// Removed, or (dry run) would be.
+    pub fn counts(&self) -> bool {
+        self.outcome == Self::REMOVED || self.outcome == Self::WOULD_REMOVE
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +230,13 @@ pub struct Totals {
     /// The repositories' `undated_build_stamps`, summed.
     #[serde(default)]
     pub undated_build_stamps: usize,
+    /// Repositories `remove_empty_repositories` removed (would remove).
+    #[serde(default, skip_serializing_if = "is_zero_count")]
+    pub repositories_removed: usize,
+}
+
+fn is_zero_count(count: &usize) -> bool {
+    *count == 0
 }
 
 impl Totals {
@@ -216,6 +254,13 @@ impl Totals {
         self.failed += repository.failed.len();
         self.skipped += repository.skipped.len();
         self.undated_build_stamps += repository.undated_build_stamps;
+        if repository
+            .removal
+            .as_ref()
+            .is_some_and(RepositoryRemoval::counts)
+        {
+            self.repositories_removed += 1;
+        }
     }
 }
 
@@ -299,6 +344,17 @@ impl Report {
             totals.skipped,
             totals.failed,
         );
+        if totals.repositories_removed > 0 {
+            total.push_str(&format!(
+                ", {} empty repositories {}",
+                totals.repositories_removed,
+                if self.dry_run {
+                    "would be removed"
+                } else {
+                    "removed"
+                }
+            ));
+        }
         total
     }
 
@@ -366,7 +422,12 @@ impl RepositoryReport {
     /// Part of the policy not carried out here, whole: nothing attempted
     /// (`error`), or `when_ref` rules not applied (`refs_incomplete`).
     pub fn has_failures(&self) -> bool {
-        self.error.is_some() || self.refs_incomplete.is_some()
+        self.error.is_some()
+            || self.refs_incomplete.is_some()
+            || self
+                .removal
+                .as_ref()
+                .is_some_and(|removal| removal.outcome == RepositoryRemoval::FAILED)
     }
 
     pub fn referrers_deleted(&self) -> usize {
@@ -390,6 +451,15 @@ impl RepositoryReport {
         );
         if let Some(error) = &self.error {
             line.push_str(&format!(" (FAILED: {error})"));
+        }
+        if let Some(removal) = &self.removal {
+            let reason = removal.reason.as_deref().unwrap_or("");
+            line.push_str(&match removal.outcome.as_str() {
+                RepositoryRemoval::REMOVED => " (repository removed)".to_string(),
+                RepositoryRemoval::WOULD_REMOVE => " (would remove the repository)".to_string(),
+                RepositoryRemoval::FAILED => format!(" (repository removal FAILED: {reason})"),
+                _ => format!(" (repository not removed: {reason})"),
+            });
         }
         for warning in &self.warnings {
             line.push_str(&format!(" (WARNING: {warning})"));

@@ -183,6 +183,8 @@ pub(crate) async fn instance_repositories(
             path,
             tags_count: None,
             project_id: None,
+            created_at: None,
+            status: None,
         })
         .collect();
     Ok((clients, gitlab, repositories))

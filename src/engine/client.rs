@@ -19,7 +19,7 @@ use crate::commands::Clients;
 use crate::config::ConfigError;
 use crate::deleter::{Deleter, Outcome, Target};
 use crate::error::{Exit, ExitCode};
-use crate::gitlab::{GitLab, RepositoryInfo};
+use crate::gitlab::{GitLab, GitLabError, RepositoryInfo};
 use crate::listing::{listing_progress, Lister};
 use crate::model::Refs;
 use crate::model::Tag;
@@ -28,7 +28,8 @@ use crate::planner::{plan_repository, PlanOutline};
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::registry::Registry;
-use crate::report::{ProtectedTag, Report, RepositoryReport};
+use crate::removal::{self, Removal};
+use crate::report::{ProtectedTag, Report, RepositoryRemoval, RepositoryReport};
 use crate::report_stream::ReportStream;
 
 /// Repositories listed at once; each also overlaps its own tag requests. Each
@@ -308,7 +309,54 @@ impl ClientRun<'_> {
         }
         .await;
         repository.protected_by_gitlab = protected_by_gitlab;
+        if self.policy.remove_empty_repositories {
+            if let Some(decision) = removal::decide(&info, &repository, Utc::now()) {
+                repository.removal = Some(self.remove_repository(&info, decision, write).await);
+            }
+        }
         repository
+    }
+
+    /// Carries out a `remove_empty_repositories` decision (when `write`).
+    async fn remove_repository(
+        &self,
+        info: &RepositoryInfo,
+        decision: Removal,
+        write: bool,
+    ) -> RepositoryRemoval {
+        let skipped = |reason: &str| {
+            RepositoryRemoval::new(RepositoryRemoval::SKIPPED, Some(reason.to_string()))
+        };
+        match decision {
+            Removal::Skip(reason) => skipped(&reason),
+            Removal::Remove if self.registry_only => skipped(
+                "instance mode works through the registry only, and only GitLab's REST API removes a repository",
+            ),
+            Removal::Remove if !write => RepositoryRemoval::new(RepositoryRemoval::WOULD_REMOVE, None),
+            Removal::Remove => {
+                let gitlab = self.gitlab_for(info);
+                let failed = |err: GitLabError| {
+                    tracing::error!(repository = %info.path, error = %err, "the repository could not be removed");
+                    RepositoryRemoval::new(RepositoryRemoval::FAILED, Some(err.to_string()))
+                };
+                // A push may have come since the listing: never remove a tag
+                // nobody planned to delete along with its repository.
+                match gitlab.repository_has_tags(info.id).await {
+                    Ok(Some(false)) => {}
+                    Ok(Some(true)) => return skipped("a tag was pushed to it since it was listed"),
+                    Ok(None) => return skipped("it is already gone"),
+                    Err(err) => return failed(err),
+                }
+                match gitlab.delete_repository(info.id).await {
+                    Ok(true) => {
+                        tracing::info!(repository = %info.path, "repository removed");
+                        RepositoryRemoval::new(RepositoryRemoval::REMOVED, None)
+                    }
+                    Ok(false) => skipped("it is already gone"),
+                    Err(err) => failed(err),
+                }
+            }
+        }
     }
 
     /// Group mode: repositories flow list → plan → delete → report a few at

@@ -608,6 +608,31 @@ impl Emulator {
         state.ensure_repository(&path, None)
     }
 
+    /// Sets a repository's REST `status` (`delete_scheduled`,
+    /// `delete_ongoing`; `None`: none) and `created_at`, creating it if
+    /// needed.
+    pub fn set_repository_state(
+        &self,
+        name: &str,
+        status: Option<&str>,
+        created_at: DateTime<Utc>,
+    ) {
+        let mut state = self.shared.lock();
+        let path = state.full_path(name);
+        let id = state.ensure_repository(&path, None);
+        if let Some(repository) = state.repository_mut(id) {
+            repository.status = status.map(str::to_string);
+            repository.created_at = created_at;
+        }
+    }
+
+    /// Whether a repository (full path or name under the project) exists.
+    pub fn has_repository(&self, name: &str) -> bool {
+        let state = self.shared.lock();
+        let path = state.full_path(name);
+        state.repository_id(&path).is_some()
+    }
+
     /// Adds (or replaces) a tag, creating the repository if needed.
     /// `repository_path` is a full path or a name relative to the project.
     pub fn add_tag(&self, repository_path: &str, tag: TagSpec) {

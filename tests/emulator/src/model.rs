@@ -76,6 +76,8 @@ pub(crate) struct Repository {
     pub path: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// GitLab's `status`: `delete_scheduled`, `delete_ongoing`, or none.
+    pub status: Option<String>,
     pub tags: BTreeMap<String, TagEntry>,
     pub manifests: HashMap<String, Manifest>,
     pub blobs: HashMap<String, Bytes>,
@@ -301,6 +303,7 @@ impl State {
                 path: path.to_string(),
                 name,
                 created_at: Utc::now(),
+                status: None,
                 tags: BTreeMap::new(),
                 manifests: HashMap::new(),
                 blobs: HashMap::new(),

@@ -382,7 +382,7 @@ pub(crate) fn repository_json(state: &State, repository: &Repository, req: &Req)
         "location": location(state, &repository.path),
         "created_at": gitlab_time(&repository.created_at),
         "cleanup_policy_started_at": null,
-        "status": null,
+        "status": repository.status,
     });
     if truthy(req.param("tags_count")) {
         value["tags_count"] = json!(repository.tags.len());
