@@ -43,7 +43,7 @@ usage: gitlab-emulator [options]
                           in RateLimit-* headers, answer 429 beyond it
 
 Control endpoints on the GitLab origin: GET /_emulator/state, GET /_emulator/requests,
-POST /_emulator/reset-requests.";
+GET /_emulator/summary (counts), POST /_emulator/reset-requests.";
 
 struct Options {
     config: Config,

@@ -920,6 +920,25 @@ pub(crate) fn control(shared: &Shared, req: &Req) -> Resp {
             )
         }
         ("GET", "/_emulator/requests") => json_response(200, &json!(state.requests)),
+        // Counts only, for benchmarks too large to list every request.
+        ("GET", "/_emulator/summary") => {
+            let tags: usize = state.repositories.values().map(|r| r.tags.len()).sum();
+            let jwt_auth = state
+                .requests
+                .iter()
+                .filter(|r| r.path == "/jwt/auth")
+                .count();
+            json_response(
+                200,
+                &json!({
+                    "requests": state.requests.len(),
+                    "jwt_auth": jwt_auth,
+                    "repositories": state.repositories.len(),
+                    "tags": tags,
+                    "max_in_flight": shared.max_in_flight.load(Ordering::SeqCst),
+                }),
+            )
+        }
         ("POST", "/_emulator/reset-requests") => {
             drop(state);
             shared.reset_requests();
