@@ -62,6 +62,9 @@ pub fn for_each_repository<E: std::error::Error + 'static>(
     run(path, Pass::Repositories, refs, &mut found, &mut each)
 }
 
+/// What the caller does with each repository and its project's refs.
+type Each<'f, E> = dyn FnMut(InventoryRepository, Option<&Refs>) -> Result<(), E> + 'f;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
     RefsOnly,
@@ -73,7 +76,7 @@ fn run<E: std::error::Error + 'static>(
     pass: Pass,
     given_refs: Option<&BTreeMap<String, Refs>>,
     found_refs: &mut Option<BTreeMap<String, Refs>>,
-    each: &mut dyn FnMut(InventoryRepository, Option<&Refs>) -> Result<(), E>,
+    each: &mut Each<'_, E>,
 ) -> Result<(), StreamError<E>> {
     let origin = path.display().to_string();
     let cannot_read = |err: std::io::Error| {
@@ -123,7 +126,7 @@ struct State<'a, 'f, E> {
     pass: Pass,
     given_refs: Option<&'a BTreeMap<String, Refs>>,
     found_refs: &'a mut Option<BTreeMap<String, Refs>>,
-    each: &'f mut dyn FnMut(InventoryRepository, Option<&Refs>) -> Result<(), E>,
+    each: &'f mut Each<'f, E>,
     /// The caller's error that stopped the stream (serde only carries text).
     caller_error: Option<E>,
     /// A check that failed, with its own message (no line and column).

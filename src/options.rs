@@ -463,7 +463,8 @@ mod tests {
 
     #[test]
     fn shard_and_group_errors_name_their_source() {
-        let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (&["--shard", "5/4"], &[], "--shard \"5/4\""),
             (&["--shard", "two"], &[], "--shard \"two\" is not a shard"),
             (&[], &[("CLEANUP_SHARD", "0/3")], "CLEANUP_SHARD \"0/3\""),

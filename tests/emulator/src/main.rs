@@ -109,7 +109,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
                     .split_once(':')
                     .and_then(|(id, path)| Some((id.parse::<u64>().ok()?, path.to_string())))
                     .filter(|(_, path)| !path.is_empty())
-                    .ok_or_else(|| format!("--group-project: {text:?} is not like 2:group/other"))?;
+                    .ok_or_else(|| {
+                        format!("--group-project: {text:?} is not like 2:group/other")
+                    })?;
                 config.group_projects.push(project);
             }
             "--admin" => config.admin = true,
