@@ -484,6 +484,21 @@ mod tests {
                 &[("CLEANUP_GROUP", "../x")],
                 "CLEANUP_GROUP \"../x\" is not a group",
             ),
+            (
+                &["--group", "g", "--engine", "server"],
+                &[],
+                "--engine server works on one project",
+            ),
+            (
+                &["--instance"],
+                &[("CLEANUP_GROUP", "g")],
+                "--instance and CLEANUP_GROUP are both set",
+            ),
+            (
+                &[],
+                &[("CLEANUP_INSTANCE", "maybe")],
+                "CLEANUP_INSTANCE=\"maybe\" is not a boolean",
+            ),
         ];
         for (args, vars, expected) in cases {
             let err = run_shard(args, vars).expect_err("refused");

@@ -123,3 +123,34 @@ fn the_job_token_alone_is_refused_before_any_request() {
     );
     assert!(emulator.requests().is_empty());
 }
+
+/// The catalog is read page by page (`n=1000`, `Link: rel="next"`): 1,004
+/// repositories take two pages, and every one of them is planned.
+#[test]
+fn the_catalog_is_followed_page_by_page() {
+    let emulator = instance_emulator(true);
+    for i in 0..1000 {
+        emulator.add_repository(&format!("group/project/many/r{i:04}"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let report = dir.path().join("report.json");
+    let report_arg = report.display().to_string();
+    let output = run(
+        &admin_env(&emulator),
+        &[
+            "run",
+            "--instance",
+            "--dry-run",
+            "--policy",
+            &policy,
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    assert_eq!(emulator.count("GET", "/v2/_catalog"), 2);
+    let report = report_json(&report);
+    assert_eq!(report["totals"]["repositories"], 1004);
+    assert_eq!(report["totals"]["deleted"], 4);
+}
