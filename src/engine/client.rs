@@ -5,6 +5,12 @@
 //! tags it deletes, not with the tags it lists. The guard sees every plan
 //! before the first delete; the executor returns one outcome per planned
 //! deletion, and the report is built from plan and outcomes.
+//!
+//! Group and instance runs without a guard stream instead
+//! ([`ClientRun::stream`]): each repository goes list → plan → delete →
+//! report on its own, a window at a time, so what they hold grows with the
+//! largest repository, not with the group. Either way a repository's
+//! removal (`remove_empty_repositories`) follows its deletions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
