@@ -13,6 +13,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize as _;
+use serde_json::ser::{Formatter as _, PrettyFormatter};
+
 use crate::report::{Report, ReportError, RepositoryReport};
 
 /// Where the repositories go in the serialised head: pretty-printed, a
@@ -89,8 +92,20 @@ impl ReportStream {
                     path: file.path.clone(),
                     source,
                 })?;
-            // Straight into the file, two levels in: no copy of the entry.
-            serde_json::to_writer_pretty(Indented(&mut file.out), &repository)?;
+            // Straight into the file, pretty-printed two levels in, where
+            // `Report::write` puts a repository: a formatter that has opened
+            // two containers (on a sink) indents as it would there.
+            let mut formatter = PrettyFormatter::new();
+            let mut sink = std::io::sink();
+            formatter
+                .begin_object(&mut sink)
+                .and_then(|()| formatter.begin_array(&mut sink))
+                .map_err(|source| ReportError::Write {
+                    path: file.path.clone(),
+                    source,
+                })?;
+            let mut serializer = serde_json::Serializer::with_formatter(&mut file.out, formatter);
+            repository.serialize(&mut serializer)?;
             file.repositories += 1;
         }
         Ok(())
@@ -133,30 +148,6 @@ impl Drop for ReportStream {
             drop(file.out);
             let _ = std::fs::remove_file(&file.partial);
         }
-    }
-}
-
-/// Writes through, indenting every line after the first by four spaces:
-/// a repository entry pretty-printed at the depth `Report::write` puts it.
-/// JSON strings hold no raw newline, so every `\n` is between tokens.
-struct Indented<'a, W: Write>(&'a mut W);
-
-impl<W: Write> Write for Indented<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut start = 0;
-        for (at, byte) in buf.iter().enumerate() {
-            if *byte == b'\n' {
-                self.0.write_all(&buf[start..=at])?;
-                self.0.write_all(b"    ")?;
-                start = at + 1;
-            }
-        }
-        self.0.write_all(&buf[start..])?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
     }
 }
 
