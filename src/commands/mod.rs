@@ -174,18 +174,14 @@ impl Clients {
 
 /// How a command whose report was streamed ([`ReportStream`]: summary
 /// lines and report entries written as each repository finished) ends: the
-/// totals, the report put in place, the exit code.
+/// totals, the report put in place, then [`conclude`].
 pub fn finish_stream(stream: ReportStream) -> anyhow::Result<Exit> {
-    let (_totals, failures) = stream.finish()?;
-    Ok(if failures {
-        Exit::Failed
-    } else {
-        Exit::Success
-    })
+    let (totals_only, failures) = stream.finish()?;
+    conclude(&totals_only, failures)
 }
 
 /// Prints the summary and writes the report when asked to: how every
-/// command that deletes or plans ends.
+/// command that deletes or plans ends (streamed ones: [`finish_stream`]).
 pub fn finish(report: &Report, report_path: Option<&PathBuf>) -> anyhow::Result<Exit> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -194,7 +190,15 @@ pub fn finish(report: &Report, report_path: Option<&PathBuf>) -> anyhow::Result<
         report.write(path)?;
         tracing::info!(path = %path.display(), "report written");
     }
-    Ok(if report.has_failures() {
+    conclude(report, report.has_failures())
+}
+
+/// The end every reporting command shares, streamed or not. `report` has
+/// the final totals, and its repositories only when it was not streamed:
+/// anything made from the totals (the counts for later jobs…) belongs here,
+/// not in [`finish`], so that streamed runs and plans get it too.
+fn conclude(_report: &Report, failures: bool) -> anyhow::Result<Exit> {
+    Ok(if failures {
         Exit::Failed
     } else {
         Exit::Success
