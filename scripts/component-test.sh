@@ -8,7 +8,7 @@
 #    through shellcheck (POSIX sh: the image has busybox); the inputs of every
 #    include of the components (.gitlab-ci.yml, docs, fixtures) against their specs;
 #    the generated inputs tables are up to date.
-# 2. Live: a throw-away git repository includes both templates with `include: local:`
+# 2. Live: a throw-away git repository includes the templates with `include: local:`
 #    and inputs (tests/components/pipeline.yml); gitlab-ci-local runs the jobs in
 #    shell mode with the freshly built binary and the image's busybox tools on PATH,
 #    against the test emulator (tests/emulator) loaded with tests/components/inventory.json.
@@ -16,7 +16,8 @@
 #    deletes exactly the expected plan (also cross-checked with `registry-cleanup plan`);
 #    the dotenv counts reach a later job; the delete job removes the branch's tag in the
 #    chosen repositories and nothing else; a delete job whose rules lack `when: manual`
-#    refuses to delete (unless `allow_automatic: true`).
+#    refuses to delete (unless `allow_automatic: true`); the group component's shard jobs
+#    (`parallel:`, each its CI_NODE_INDEX) and merge job plan what the cleanup plans.
 # 3. This project's .gitlab-ci.yml, its component includes turned into local ones:
 #    the jobs of branch, release-tag and other tag pipelines, and their needs.
 # 4. Misspelt inputs are rejected.
@@ -212,9 +213,34 @@ glci --list || {
     cat "$work/glci.log" >&2
     fail "gitlab-ci-local rejects tests/components/pipeline.yml"
 }
-for job in registry-cleanup cleanup-dry-run cleanup-capped stop-review stop-review-dry-run stop-review-hostile stop-review-automatic stop-review-allowed review cleanup-summary; do
+for job in registry-cleanup cleanup-dry-run cleanup-capped stop-review stop-review-dry-run stop-review-hostile stop-review-automatic stop-review-allowed review cleanup-summary \
+    "group-dry-run: \[1/3\]" "group-dry-run: \[3/3\]" group-dry-run-merge; do
     grep -q "^$job " "$work/glci.log" || fail "job $job missing from gitlab-ci-local --list: $(cat "$work/glci.log")"
 done
+
+log "group component, dry run: 3 shard jobs (parallel:) and their merge"
+# The group endpoint refuses the job token: the shard jobs get an access token.
+run_job group-dry-run-merge --needs --variable GITLAB_TOKEN="$access_token"
+same "emulator after the group dry run" "$initial" "$(state)"
+same "DELETE requests in the group dry run" 0 "$(deletes)"
+# Each shard job wrote the report of its own CI_NODE_INDEX.
+for index in 1 2 3; do
+    found=0
+    for shard_report in "$repo"/.gitlab-ci-local/artifacts/group-dry-run*/registry-cleanup-shard-"$index".json; do
+        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["shard"] == {"index": int(sys.argv[2]), "total": 3} else 1)' \
+            "$shard_report" "$index" || fail "$shard_report does not record shard $index/3"
+        found=1
+    done
+    same "a report of shard $index/3" 1 "$found"
+done
+report=$(artifact group-dry-run-merge group-report.json)
+[ -f "$report" ] || fail "no merged report artifact ($report)"
+same "group dry run, merged: would delete" "$expected" "$(report_deleted "$report")"
+grep -qx "CLEANUP_DELETED=$expected_count" <<<"$(dotenv_of group-dry-run-merge)" ||
+    fail "merged dotenv lacks CLEANUP_DELETED=$expected_count: $(dotenv_of group-dry-run-merge)"
+# Written by the binary (`report merge --dotenv`), not parsed out of JSON in the job.
+grep -q '^CLEANUP_DELETED_BYTES=[0-9]' <<<"$(dotenv_of group-dry-run-merge)" ||
+    fail "merged dotenv lacks CLEANUP_DELETED_BYTES: $(dotenv_of group-dry-run-merge)"
 
 log "cleanup, dry run"
 run_job cleanup-dry-run

@@ -5,7 +5,7 @@
 #   start_emulator EMULATOR_BIN WORKDIR [EMULATOR_FLAGS...]
 #
 # Runs it in the background, waits for its one JSON line of addresses and sets
-# emulator_pid, gitlab_url, registry_url, registry_host and job_token. The caller
+# emulator_pid, gitlab_url, registry_url, registry_host, job_token and access_token. The caller
 # defines fail() and stops emulator_pid in its exit trap.
 
 start_emulator() {
@@ -25,4 +25,5 @@ start_emulator() {
     registry_url=$(emulator_field registry_url)
     registry_host=$(emulator_field registry_host)
     job_token=$(emulator_field job_token)
+    access_token=$(emulator_field access_token)
 }

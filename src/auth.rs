@@ -416,7 +416,82 @@ impl RegistryAuth {
             });
     }
 
+    /// Asks for one token covering `actions` on many repositories (GitLab's
+    /// `/jwt/auth` takes many `scope=` parameters), in batches of at most
+    /// [`MAX_SCOPES_PER_TOKEN`] scopes and [`MAX_SCOPE_BYTES`] of them, so
+    /// that the token — sent in every registry request's header — stays
+    /// bounded. Each repository the token grants every action on gets it in
+    /// the cache; the others are left to [`RegistryAuth::token`], which asks
+    /// for them alone and says what was refused. Repositories with a live
+    /// token are skipped. Returns how many calls were made.
+    pub async fn prefetch(
+        &self,
+        repositories: &[&str],
+        actions: &[&str],
+    ) -> Result<usize, AuthError> {
+        let joined = actions.join(",");
+        let mut wanted = Vec::new();
+        for repository in repositories {
+            let key = (repository.to_string(), joined.clone());
+            if self.cached(&key, actions).await.is_none() {
+                wanted.push(*repository);
+            }
+        }
+        let mut calls = 0;
+        for batch in scope_batches(&wanted, &joined) {
+            let scopes: Vec<String> = batch
+                .iter()
+                .map(|repository| format!("repository:{repository}:{joined}"))
+                .collect();
+            let token = self.fetch_scopes(&scopes).await?;
+            calls += 1;
+            let claims = decode_claims(token.expose()).unwrap_or_default();
+            let refresh_at = claims.refresh_at();
+            let mut cache = self.cache.lock().await;
+            for repository in batch {
+                if claims.missing(repository, actions).is_empty() {
+                    cache.insert(
+                        (repository.to_string(), joined.clone()),
+                        CachedToken {
+                            token: token.clone(),
+                            refresh_at,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(calls)
+    }
+
+    /// A token for the registry's catalog (`registry:catalog:*`), which
+    /// GitLab grants administrators only; anyone else gets a token without
+    /// it, refused here as a configuration error (exit 2).
+    pub async fn catalog_token(&self) -> Result<Secret, AuthError> {
+        let token = self
+            .fetch_scopes(&["registry:catalog:*".to_string()])
+            .await?;
+        let granted = decode_claims(token.expose())
+            .unwrap_or_default()
+            .access
+            .iter()
+            .any(|a| {
+                a.kind == "registry" && a.name == "catalog" && a.actions.iter().any(|x| x == "*")
+            });
+        if !granted {
+            return Err(ConfigError::new(
+                "the registry's token service did not grant registry:catalog:* (the repository catalog): --instance needs an administrator's access token (scopes api, read_registry, write_registry) in GITLAB_TOKEN; for one group use --group",
+            )
+            .into());
+        }
+        Ok(token)
+    }
+
     async fn fetch(&self, repository: &str, actions: &[&str]) -> Result<Secret, AuthError> {
+        self.fetch_scopes(&[format!("repository:{repository}:{}", actions.join(","))])
+            .await
+    }
+
+    async fn fetch_scopes(&self, scopes: &[String]) -> Result<Secret, AuthError> {
         let (user, password) = self.credentials.as_ref().ok_or_else(|| {
             ConfigError::new(
                 "the registry needs a token but no registry credentials are set: set CI_REGISTRY_USER and CI_REGISTRY_PASSWORD (GitLab sets them in CI jobs), or GITLAB_TOKEN",
@@ -428,10 +503,9 @@ impl RegistryAuth {
             if let Some(service) = &self.service.service {
                 query.append_pair("service", service);
             }
-            query.append_pair(
-                "scope",
-                &format!("repository:{repository}:{}", actions.join(",")),
-            );
+            for scope in scopes {
+                query.append_pair("scope", scope);
+            }
         }
         let response = self
             .http
@@ -472,6 +546,35 @@ impl RegistryAuth {
             .ok_or_else(|| response.invalid("the token service's answer has no token"))?;
         Ok(Secret::new(token))
     }
+}
+
+/// At most this many repositories share one registry token.
+pub const MAX_SCOPES_PER_TOKEN: usize = 50;
+/// At most this many bytes of `scope=` values in one `/jwt/auth` call (the
+/// URL, and the token listing them, stay well under common header limits).
+pub const MAX_SCOPE_BYTES: usize = 6 * 1024;
+
+/// `repositories` in batches of at most [`MAX_SCOPES_PER_TOKEN`], and of
+/// at most [`MAX_SCOPE_BYTES`] of scopes (a longer single scope alone).
+fn scope_batches<'a>(repositories: &[&'a str], actions: &str) -> Vec<Vec<&'a str>> {
+    let mut batches: Vec<Vec<&str>> = Vec::new();
+    let mut bytes = 0;
+    for repository in repositories {
+        let size = "repository:".len() + repository.len() + 1 + actions.len();
+        match batches.last_mut() {
+            Some(batch)
+                if batch.len() < MAX_SCOPES_PER_TOKEN && bytes + size <= MAX_SCOPE_BYTES =>
+            {
+                batch.push(repository);
+                bytes += size;
+            }
+            _ => {
+                batches.push(vec![repository]);
+                bytes = size;
+            }
+        }
+    }
+    batches
 }
 
 /// Whether a comma-joined action list grants every one of `actions`.
@@ -635,6 +738,33 @@ mod tests {
         assert!(claims.tag_rules("g/q").is_empty());
         assert_eq!(claims.granted("g/q"), vec!["pull"]);
         assert!(claims.tag_rules("g/other").is_empty());
+    }
+
+    #[test]
+    fn scopes_are_batched_by_count_and_size() {
+        let names: Vec<String> = (0..120).map(|i| format!("g/p/r{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let sizes: Vec<usize> = scope_batches(&names, "pull,delete")
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, [50, 50, 20]);
+        // Long paths: the byte bound comes first.
+        let long: Vec<String> = (0..30)
+            .map(|i| format!("{}{i}", "a/".repeat(150)))
+            .collect();
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        let batches = scope_batches(&long, "pull,delete");
+        assert!(batches.len() > 1, "{}", batches.len());
+        for batch in &batches {
+            let bytes: usize = batch
+                .iter()
+                .map(|r| format!("repository:{r}:pull,delete").len())
+                .sum();
+            assert!(bytes <= MAX_SCOPE_BYTES, "{bytes}");
+        }
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 30);
+        assert!(scope_batches(&[], "pull").is_empty());
     }
 
     #[test]

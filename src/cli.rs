@@ -90,6 +90,9 @@ pub enum Command {
     /// Policy file tools
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with report files
+    #[command(subcommand)]
+    Report(ReportCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +120,28 @@ pub struct DoctorArgs {
     pub policy: Option<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Join the reports of a sharded run (`run --shard I/N`) into one report and summary
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard reports, one per shard
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the merged JSON report to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write the merged counts as a dotenv file (CLEANUP_DELETED=…) for artifacts:reports:dotenv
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
+    /// Write the merged counts as OpenMetrics text for artifacts:reports:metrics
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +207,15 @@ pub struct RunArgs {
     /// Refuse the whole run (nothing deleted, exit 1) when the plan deletes more than N tags
     #[arg(long, value_name = "N")]
     pub max_deletions: Option<usize>,
+    /// Every repository of the group's projects (subgroups included): a group path or ID; needs GITLAB_TOKEN
+    #[arg(long, value_name = "PATH|ID")]
+    pub group: Option<String>,
+    /// Every repository of the registry (its catalog; administrators only), deleting through the registry API
+    #[arg(long, conflicts_with = "group")]
+    pub instance: bool,
+    /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group or --instance
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +251,15 @@ pub struct InventoryArgs {
     /// Write to FILE instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Every repository of the group's projects (subgroups included): a group path or ID; needs GITLAB_TOKEN
+    #[arg(long, value_name = "PATH|ID", conflicts_with = "repositories")]
+    pub group: Option<String>,
+    /// Every repository of the registry (its catalog; administrators only), deleting through the registry API
+    #[arg(long, conflicts_with = "group")]
+    pub instance: bool,
+    /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group or --instance
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }

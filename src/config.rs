@@ -79,6 +79,13 @@ pub struct CleanupEnv {
     pub cleanup_dotenv: Option<String>,
     pub cleanup_metrics: Option<String>,
     pub cleanup_from: Option<String>,
+    pub cleanup_group: Option<String>,
+    pub cleanup_shard: Option<String>,
+    pub cleanup_instance: Option<String>,
+    /// GitLab CI's `parallel:` job index and count: the default shard in
+    /// group mode.
+    pub ci_node_index: Option<String>,
+    pub ci_node_total: Option<String>,
 }
 
 /// Bounds of the retry settings: enough to ride out a rate-limit window, never
@@ -153,7 +160,9 @@ impl GitLabEnv {
 
 impl CleanupEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(environment(|key| key.starts_with("CLEANUP_"))?)
+        Self::from_vars(environment(|key| {
+            key.starts_with("CLEANUP_") || key == "CI_NODE_INDEX" || key == "CI_NODE_TOTAL"
+        })?)
     }
 
     pub fn from_vars(
@@ -177,6 +186,10 @@ impl CleanupEnv {
 
     pub fn all_repositories(&self) -> Result<bool, ConfigError> {
         parse_bool("CLEANUP_ALL_REPOSITORIES", &self.cleanup_all_repositories)
+    }
+
+    pub fn instance(&self) -> Result<bool, ConfigError> {
+        parse_bool("CLEANUP_INSTANCE", &self.cleanup_instance)
     }
 
     pub fn allow_insecure_http(&self) -> Result<bool, ConfigError> {

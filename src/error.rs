@@ -33,7 +33,7 @@ pub trait ExitCode {
 /// The exit code for an error that stopped a command: the outermost typed
 /// error in the chain decides; an error of no known type is a failure (1).
 pub fn exit_for(error: &anyhow::Error) -> Exit {
-    use crate::{auth, config, gitlab, http, listing, policy, registry, report};
+    use crate::{auth, config, gitlab, http, listing, merge, policy, registry, report};
     fn code<E: ExitCode + std::error::Error + 'static>(
         cause: &(dyn std::error::Error + 'static),
     ) -> Option<Exit> {
@@ -50,6 +50,7 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
                 .or_else(|| code::<gitlab::GitLabError>(cause))
                 .or_else(|| code::<listing::ListError>(cause))
                 .or_else(|| code::<report::ReportError>(cause))
+                .or_else(|| code::<merge::MergeError>(cause))
         })
         .unwrap_or(Exit::Failed)
 }

@@ -108,6 +108,64 @@ pub struct RepositoryInfo {
     pub tags_count: Option<u64>,
     /// The project the repository belongs to (the inventory's `refs` key).
     pub project_id: Option<u64>,
+    /// When GitLab created the repository (`remove_empty_repositories`
+    /// leaves an empty one alone for a day: a push may be under way).
+    pub created_at: Option<DateTime<Utc>>,
+    /// GitLab's `status`: `delete_scheduled`, `delete_ongoing`, or none.
+    pub status: Option<String>,
+}
+
+/// What to do when GitLab refuses a group listing: the job token never
+/// works there.
+pub const GROUP_TOKEN_ADVICE: &str = "group cleanup needs an access token, not the job token. Create a group access token (the group's Settings > Access tokens; role Maintainer; scopes api, read_registry and write_registry to delete, or read_api and read_registry for --dry-run and inventory) and set it as the masked CI/CD variable GITLAB_TOKEN";
+
+/// A container repository as the REST lists answer it.
+#[derive(Deserialize)]
+struct ListedRepository {
+    id: u64,
+    path: String,
+    #[serde(default)]
+    tags_count: Option<u64>,
+    #[serde(default)]
+    project_id: Option<u64>,
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+impl ListedRepository {
+    /// Parsed at the edge: a path that is not a registry path fails the
+    /// listing; so does (in group mode) a repository without its project,
+    /// whose REST calls would go to the wrong project.
+    fn parse(self, url: &Url, need_project: bool) -> Result<RepositoryInfo, GitLabError> {
+        let invalid = |message: String| HttpError::InvalidResponse {
+            method: Method::GET,
+            url: display_url(url),
+            message,
+        };
+        let path = RepositoryPath::parse(&self.path).map_err(|_| {
+            invalid(format!(
+                "GitLab listed a container repository with the path {:?}, which is not a valid repository path; refusing to work from this listing",
+                self.path
+            ))
+        })?;
+        if need_project && self.project_id.is_none() {
+            return Err(invalid(format!(
+                "GitLab listed the container repository {:?} without its project_id; refusing to work from this listing",
+                self.path
+            ))
+            .into());
+        }
+        Ok(RepositoryInfo {
+            id: self.id,
+            path,
+            tags_count: self.tags_count,
+            project_id: self.project_id,
+            created_at: self.created_at,
+            status: self.status,
+        })
+    }
 }
 
 /// One container tag protection rule. Immutable rules have no access
@@ -234,20 +292,11 @@ impl GitLab {
     /// path (`..`, empty segments, odd characters) fails the whole listing:
     /// in a URL it could name another repository.
     pub async fn repositories(&self) -> Result<Vec<RepositoryInfo>, GitLabError> {
-        #[derive(Deserialize)]
-        struct Listed {
-            id: u64,
-            path: String,
-            #[serde(default)]
-            tags_count: Option<u64>,
-            #[serde(default)]
-            project_id: Option<u64>,
-        }
         let mut url = self.project_url("registry/repositories");
         url.query_pairs_mut()
             .append_pair("per_page", PER_PAGE)
             .append_pair("tags_count", "true");
-        let listed: Vec<Listed> = match self.all_pages(url.clone()).await {
+        let listed: Vec<ListedRepository> = match self.all_pages(url.clone()).await {
             Err(GitLabError::Http(HttpError::Status { status, .. }))
                 if status == StatusCode::NOT_FOUND =>
             {
@@ -257,24 +306,7 @@ impl GitLab {
         };
         listed
             .into_iter()
-            .map(|repository| {
-                let path = RepositoryPath::parse(&repository.path).map_err(|_| {
-                    HttpError::InvalidResponse {
-                        method: Method::GET,
-                        url: display_url(&url),
-                        message: format!(
-                            "GitLab listed a container repository with the path {:?}, which is not a valid repository path; refusing to work from this listing",
-                            repository.path
-                        ),
-                    }
-                })?;
-                Ok(RepositoryInfo {
-                    id: repository.id,
-                    path,
-                    tags_count: repository.tags_count,
-                    project_id: repository.project_id,
-                })
-            })
+            .map(|repository| repository.parse(&url, false))
             .collect()
     }
 
@@ -345,6 +377,62 @@ impl GitLab {
             header = self.auth.header,
             url = display_url(&self.url(&format!("projects/{}", self.project))),
         ))
+    }
+
+    /// The container repositories of every project in `group` (a full path
+    /// or a numeric ID; subgroups included): `GET /groups/:id/registry/repositories`,
+    /// all pages. GitLab refuses the job token there, so the caller checks
+    /// for an access token first; a refusal anyway (401, 403: a token
+    /// without access to the group) is a configuration error saying which
+    /// token to create. Each repository must name its project: the REST
+    /// calls for it go to that project.
+    pub async fn group_repositories(
+        &self,
+        group: &str,
+    ) -> Result<Vec<RepositoryInfo>, GitLabError> {
+        let mut url = self.url(&format!(
+            "groups/{}/registry/repositories",
+            percent_encoding::utf8_percent_encode(group, percent_encoding::NON_ALPHANUMERIC)
+        ));
+        url.query_pairs_mut().append_pair("per_page", PER_PAGE);
+        let refused = |status: &str| {
+            GitLabError::Config(ConfigError::new(format!(
+                "GitLab refused to list the container repositories of the group {group:?} (GET /groups/:id/registry/repositories answered {status}): {GROUP_TOKEN_ADVICE}"
+            )))
+        };
+        let listed: Vec<ListedRepository> = match self.all_pages(url.clone()).await {
+            Ok(listed) => listed,
+            Err(GitLabError::Config(_)) => return Err(refused("401")),
+            Err(GitLabError::Http(HttpError::Status { status, .. }))
+                if status == StatusCode::FORBIDDEN =>
+            {
+                return Err(refused("403"))
+            }
+            Err(GitLabError::Http(HttpError::Status { status, .. }))
+                if status == StatusCode::NOT_FOUND =>
+            {
+                return Err(GitLabError::Config(ConfigError::new(format!(
+                    "--group {group}: GitLab knows no such group, or GITLAB_TOKEN may not see it (404): check the group's full path or ID, and that the token is the group's"
+                ))))
+            }
+            Err(err) => return Err(err),
+        };
+        listed
+            .into_iter()
+            .map(|repository| repository.parse(&url, true))
+            .collect()
+    }
+
+    /// A client for another project on the same GitLab with the same
+    /// credentials: in group mode each repository's REST calls (tag list,
+    /// details, deletes, refs) go to its own project.
+    pub fn for_project(&self, project: u64) -> GitLab {
+        GitLab {
+            http: self.http.clone(),
+            api: self.api.clone(),
+            project: project.to_string(),
+            auth: self.auth.clone(),
+        }
     }
 
     /// The project's REST reference: its numeric id, or its URL-encoded path.
@@ -546,6 +634,41 @@ impl GitLab {
             referrers: 0,
             size_bytes: details.total_size,
         }))
+    }
+
+    /// Whether the repository has any tag right now (one page of one tag):
+    /// `None` when it is gone. Asked just before removing a repository, in
+    /// case a push came after it was listed.
+    pub async fn repository_has_tags(
+        &self,
+        repository_id: u64,
+    ) -> Result<Option<bool>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Listed {}
+        let mut url = self.project_url(&format!("registry/repositories/{repository_id}/tags"));
+        url.query_pairs_mut().append_pair("per_page", "1");
+        let response = self.send(Method::GET, &url, |r| r).await?;
+        match response.status.as_u16() {
+            200 => {
+                let page: Vec<Listed> = response.json()?;
+                Ok(Some(!page.is_empty()))
+            }
+            404 => Ok(None),
+            _ => Err(response.unexpected().into()),
+        }
+    }
+
+    /// `DELETE /projects/:id/registry/repositories/:rid`: GitLab schedules
+    /// the repository's deletion (202). `Ok(false)`: it was already gone.
+    pub async fn delete_repository(&self, repository_id: u64) -> Result<bool, GitLabError> {
+        let url = self.project_url(&format!("registry/repositories/{repository_id}"));
+        let response = self.send(Method::DELETE, &url, |r| r).await?;
+        match response.status.as_u16() {
+            200..=299 => Ok(true),
+            404 if response.earlier_attempt_may_have_applied => Ok(true),
+            404 => Ok(false),
+            _ => Err(response.unexpected().into()),
+        }
     }
 
     /// `DELETE …/tags/:tag`: GitLab deletes one tag, on any registry.

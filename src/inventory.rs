@@ -47,15 +47,20 @@ impl Inventory {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, ConfigError> {
-        let inventory: Inventory = serde_json::from_str(text).map_err(|err| {
-            ConfigError::new(format!(
-                "{origin}:{}:{}: invalid inventory: {err} (expected {{\"repositories\": [{{\"path\": \"group/project\", \"tags\": [{{\"name\": \"v1.0.0\", \"digest\": \"sha256:…\", \"created_at\": \"2024-05-01T10:00:00Z\"}}]}}]}})",
-                err.line(),
-                err.column()
-            ))
-        })?;
+        let inventory: Inventory =
+            serde_json::from_str(text).map_err(|err| Inventory::syntax_error(origin, &err))?;
         inventory.validate(origin)?;
         Ok(inventory)
+    }
+
+    /// A syntax or schema error, with the file, line and column and what
+    /// an inventory looks like.
+    pub fn syntax_error(origin: &str, err: &serde_json::Error) -> ConfigError {
+        ConfigError::new(format!(
+            "{origin}:{}:{}: invalid inventory: {err} (expected {{\"repositories\": [{{\"path\": \"group/project\", \"tags\": [{{\"name\": \"v1.0.0\", \"digest\": \"sha256:…\", \"created_at\": \"2024-05-01T10:00:00Z\"}}]}}]}})",
+            err.line(),
+            err.column()
+        ))
     }
 
     /// The refs of `repository`'s project, when the inventory has them
@@ -65,15 +70,7 @@ impl Inventory {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        for project in self.refs.keys() {
-            let canonical = project.parse::<u64>().ok().map(|id| id.to_string());
-            if canonical.as_deref() != Some(project.as_str()) {
-                return Err(ConfigError::new(format!(
-                    "{origin}: refs: {project:?} is not a project id; refs are keyed by the \
-                     repositories' project_id, e.g. \"refs\": {{\"7\": {{\"complete\": true, \"slugs\": [\"main\"], \"open_mrs\": [12]}}}}"
-                )));
-            }
-        }
+        Inventory::check_refs_keys(origin, &self.refs)?;
         let mut seen_paths = std::collections::HashSet::new();
         for repository in &self.repositories {
             if !seen_paths.insert(&repository.path) {
@@ -82,15 +79,38 @@ impl Inventory {
                     repository.path
                 )));
             }
-            let mut seen_tags = std::collections::HashSet::new();
-            for tag in &repository.tags {
-                if !seen_tags.insert(&tag.name) {
-                    return Err(ConfigError::new(format!(
-                        "{origin}: repository {} lists tag {:?} twice",
-                        repository.path,
-                        tag.name.as_str()
-                    )));
-                }
+            Inventory::check_repository(origin, repository)?;
+        }
+        Ok(())
+    }
+
+    /// `refs` keys are project ids, written canonically.
+    pub fn check_refs_keys(origin: &str, refs: &BTreeMap<String, Refs>) -> Result<(), ConfigError> {
+        for project in refs.keys() {
+            let canonical = project.parse::<u64>().ok().map(|id| id.to_string());
+            if canonical.as_deref() != Some(project.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "{origin}: refs: {project:?} is not a project id; refs are keyed by the \
+                     repositories' project_id, e.g. \"refs\": {{\"7\": {{\"complete\": true, \"slugs\": [\"main\"], \"open_mrs\": [12]}}}}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A repository's own checks: no tag listed twice.
+    pub fn check_repository(
+        origin: &str,
+        repository: &InventoryRepository,
+    ) -> Result<(), ConfigError> {
+        let mut seen_tags = std::collections::HashSet::new();
+        for tag in &repository.tags {
+            if !seen_tags.insert(&tag.name) {
+                return Err(ConfigError::new(format!(
+                    "{origin}: repository {} lists tag {:?} twice",
+                    repository.path,
+                    tag.name.as_str()
+                )));
             }
         }
         Ok(())

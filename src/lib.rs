@@ -8,9 +8,11 @@
 //!   `names` (tag names, digests, repository paths, parsed once), `paths`
 //!   (what `--repository` accepts);
 //! - the model: `model` (a tag), `policy` (the policy file), `lint`
-//!   (warnings about a valid policy), `inventory` (the inventory file),
-//!   `import` (GitLab's cleanup policy as a policy file);
-//! - the pure core: `planner` (policy × tags × refs × now → plan), `refs`
+//!   (warnings about a valid policy), `inventory` (the inventory file;
+//!   `inventory_stream` reads it one repository at a time), `import`
+//!   (GitLab's cleanup policy as a policy file);
+//! - the pure core: `planner` (policy × tags × refs × now → plan), `removal`
+//!   (whether `remove_empty_repositories` removes a repository), `refs`
 //!   (ref slugs, what a tag's name says about its git ref);
 //! - the network: `http` (retries, rate budget, errors), `throttle` (requests
 //!   in flight), `links` (pagination), `auth` (registry tokens), `registry`
@@ -18,8 +20,11 @@
 //!   `deleter` (the executor: safe deletes, one outcome per deletion);
 //! - the pipeline: `engine` (client: list → plan → guard → execute → report;
 //!   server: GitLab's bulk API), `commands` (one per subcommand);
-//! - output: `report` (report file and summary), `outputs` (dotenv and
-//!   OpenMetrics count files), `sections` (GitLab CI log sections), `progress`, `logging`,
+//! - scale: `shard` (which of N parallel jobs cleans a repository);
+//! - output: `report` (report file and summary), `report_stream` (the
+//!   same, written as each repository finishes), `merge` (shard reports
+//!   into one), `outputs` (dotenv and OpenMetrics count files), `sections`
+//!   (GitLab CI log sections), `progress`, `logging`,
 //!   `secret` (redacted tokens), `error` (exit codes);
 //! - GitLab's tag rules from the registry JWT: `tag_rules`;
 //! - `doctor`'s findings (ok/warn/fail lines and their exit code).
@@ -36,10 +41,12 @@ pub mod gitlab;
 pub mod http;
 pub mod import;
 pub mod inventory;
+pub mod inventory_stream;
 pub mod links;
 pub mod lint;
 pub mod listing;
 pub mod logging;
+pub mod merge;
 pub mod model;
 pub mod names;
 pub mod options;
@@ -50,9 +57,12 @@ pub mod policy;
 pub mod progress;
 pub mod refs;
 pub mod registry;
+pub mod removal;
 pub mod report;
+pub mod report_stream;
 pub mod secret;
 pub mod sections;
+pub mod shard;
 pub mod tag_rules;
 pub mod throttle;
 

@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 
-use crate::cli::{Cli, Command, CommonRunArgs, Engine, NetworkArgs};
+use crate::cli::{Cli, Command, CommonRunArgs, Engine, NetworkArgs, ReportCommand};
 use crate::config::{CleanupEnv, ConfigError};
 use crate::http::RetryPolicy;
 use crate::names::Reference;
 use crate::policy::DEFAULT_POLICY_PATH;
+use crate::shard::Shard;
 
 /// One command line, resolved.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ pub enum Invocation {
     Inventory(InventoryOptions),
     Doctor(DoctorOptions),
     PolicyImport(ImportOptions),
+    ReportMerge(ReportMergeOptions),
 }
 
 #[derive(Debug)]
@@ -41,6 +43,13 @@ pub struct ImportOptions {
     /// `None`: read the policy live from `GET /projects/:id`.
     pub from: Option<PathBuf>,
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct ReportMergeOptions {
+    pub files: Vec<PathBuf>,
+    pub report: Option<PathBuf>,
+    pub counts: CountFiles,
 }
 
 /// How the commands that talk to GitLab connect.
@@ -100,6 +109,18 @@ impl CountFiles {
     }
 }
 
+/// Which repositories `run` and `inventory` cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The project's (`CI_PROJECT_ID` / `CI_PROJECT_PATH`).
+    Project,
+    /// Those of every project in the group and its subgroups: the group's
+    /// full path or numeric ID, as given.
+    Group(String),
+    /// Every repository of the registry (`GET /v2/_catalog`).
+    Instance,
+}
+
 #[derive(Debug)]
 pub struct RunOptions {
     pub connection: Connection,
@@ -109,6 +130,9 @@ pub struct RunOptions {
     pub report: Option<PathBuf>,
     pub max_deletions: Option<usize>,
     pub counts: CountFiles,
+    pub scope: Scope,
+    /// Only the repositories of this shard (`None`: all of them).
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug)]
@@ -116,6 +140,8 @@ pub struct InventoryOptions {
     pub connection: Connection,
     pub repositories: Vec<String>,
     pub output: Option<PathBuf>,
+    pub scope: Scope,
+    pub shard: Option<Shard>,
 }
 
 /// Resolves the command line against the `CLEANUP_*` variables. Nothing
@@ -158,7 +184,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
         }
         Command::Delete(args) => {
             let report = report_path(args.common.report.clone(), env)?;
-            let counts = count_files(&args.common, env)?;
+            let counts = count_files(&args.common.dotenv, &args.common.metrics, env)?;
             let (dry_run, connection) = common(&args.common, env, connection)?;
             let references = args
                 .refs
@@ -188,10 +214,17 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
         }
         Command::Run(args) => {
             let report = report_path(args.common.report.clone(), env)?;
-            let counts = count_files(&args.common, env)?;
+            let counts = count_files(&args.common.dotenv, &args.common.metrics, env)?;
             let (dry_run, connection) = common(&args.common, env, connection)?;
             let max_deletions = env.max_deletions(args.max_deletions)?;
             let engine = engine(args.engine, env)?;
+            let scope = scope(args.group, args.instance, env)?;
+            let shard = shard(args.shard.as_deref(), env, &scope)?;
+            if engine == Engine::Server && scope != Scope::Project {
+                return Err(ConfigError::new(
+                    "--engine server works on one project: with --group or --instance use the client engine (unset CLEANUP_ENGINE or pass --engine client)",
+                ));
+            }
             Invocation::Run(RunOptions {
                 connection,
                 policy: policy_path(args.policy, env),
@@ -200,6 +233,8 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 report,
                 max_deletions,
                 counts,
+                scope,
+                shard,
             })
         }
         Command::Doctor(args) => {
@@ -217,11 +252,24 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 output: args.output.or_else(|| env.path(&env.cleanup_output)),
             })
         }
-        Command::Inventory(args) => Invocation::Inventory(InventoryOptions {
-            connection: connection(&args.network)?,
-            repositories: repositories(args.repositories, env),
-            output: args.output.or_else(|| env.path(&env.cleanup_output)),
-        }),
+        Command::Report(ReportCommand::Merge(args)) => {
+            Invocation::ReportMerge(ReportMergeOptions {
+                report: report_path(args.report, env)?,
+                counts: count_files(&args.dotenv, &args.metrics, env)?,
+                files: args.files,
+            })
+        }
+        Command::Inventory(args) => {
+            let scope = scope(args.group, args.instance, env)?;
+            let shard = shard(args.shard.as_deref(), env, &scope)?;
+            Invocation::Inventory(InventoryOptions {
+                connection: connection(&args.network)?,
+                repositories: repositories(args.repositories, env),
+                output: args.output.or_else(|| env.path(&env.cleanup_output)),
+                scope,
+                shard,
+            })
+        }
     })
 }
 
@@ -271,6 +319,78 @@ fn repositories(flags: Vec<String>, env: &CleanupEnv) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `--group` or `--instance`, else `CLEANUP_GROUP` or `CLEANUP_INSTANCE`,
+/// else the project.
+fn scope(flag: Option<String>, instance: bool, env: &CleanupEnv) -> Result<Scope, ConfigError> {
+    let instance_variable = env.instance()?;
+    if instance || (flag.is_none() && instance_variable) {
+        if flag.is_none() && env.string(&env.cleanup_group).is_some() {
+            return Err(ConfigError::new(format!(
+                "{} and CLEANUP_GROUP are both set: clean one group or the whole instance, not both",
+                if instance { "--instance" } else { "CLEANUP_INSTANCE" }
+            )));
+        }
+        return Ok(Scope::Instance);
+    }
+    let (text, name) = match flag {
+        Some(text) => (text, "--group"),
+        None => match env.string(&env.cleanup_group) {
+            Some(text) => (text, "CLEANUP_GROUP"),
+            None => return Ok(Scope::Project),
+        },
+    };
+    let group = text.trim().trim_matches('/');
+    let valid = !group.is_empty()
+        && !group.split('/').any(|segment| {
+            segment.is_empty()
+                || segment == "."
+                || segment == ".."
+                || segment.contains(char::is_whitespace)
+        });
+    if !valid {
+        return Err(ConfigError::new(format!(
+            "{name} {text:?} is not a group: give its full path (e.g. platform or platform/backend) or its numeric ID"
+        )));
+    }
+    Ok(Scope::Group(group.to_string()))
+}
+
+/// `--shard`, else `CLEANUP_SHARD`, else (in group mode) GitLab CI's
+/// `parallel:` variables `CI_NODE_INDEX`/`CI_NODE_TOTAL`.
+fn shard(
+    flag: Option<&str>,
+    env: &CleanupEnv,
+    scope: &Scope,
+) -> Result<Option<Shard>, ConfigError> {
+    let parse = |name: &str, text: &str| {
+        Shard::parse(text)
+            .map(Some)
+            .map_err(|err| ConfigError::new(format!("{name} {err}")))
+    };
+    if let Some(text) = flag {
+        return parse("--shard", text);
+    }
+    if let Some(text) = env.string(&env.cleanup_shard) {
+        return parse("CLEANUP_SHARD", &text);
+    }
+    if *scope == Scope::Project {
+        return Ok(None);
+    }
+    match (env.string(&env.ci_node_index), env.string(&env.ci_node_total)) {
+        (None, None) => Ok(None),
+        (Some(index), Some(total)) => Shard::new(&index, &total).map(Some).ok_or_else(|| {
+            ConfigError::new(format!(
+                "CI_NODE_INDEX={index:?} and CI_NODE_TOTAL={total:?} are not a shard: the index must be from 1 to the total (GitLab sets both in a job with parallel:); or pass --shard I/N"
+            ))
+        }),
+        (index, total) => Err(ConfigError::new(format!(
+            "only one of CI_NODE_INDEX ({}) and CI_NODE_TOTAL ({}) is set: set both (GitLab does in a job with parallel:), or pass --shard I/N",
+            index.as_deref().unwrap_or("unset"),
+            total.as_deref().unwrap_or("unset")
+        ))),
+    }
+}
+
 /// `--policy`, else `CLEANUP_POLICY`, else the default path.
 fn policy_path(flag: Option<PathBuf>, env: &CleanupEnv) -> PathBuf {
     flag.or_else(|| env.path(&env.cleanup_policy))
@@ -292,7 +412,11 @@ fn report_path(flag: Option<PathBuf>, env: &CleanupEnv) -> Result<Option<PathBuf
 
 /// `--dotenv`/`--metrics`, else `CLEANUP_DOTENV`/`CLEANUP_METRICS`; each
 /// refused (exit 2) unless it can be written.
-pub fn count_files(args: &CommonRunArgs, env: &CleanupEnv) -> Result<CountFiles, ConfigError> {
+pub fn count_files(
+    dotenv: &Option<PathBuf>,
+    metrics: &Option<PathBuf>,
+    env: &CleanupEnv,
+) -> Result<CountFiles, ConfigError> {
     let file = |flag: &Option<PathBuf>,
                 flag_name: &str,
                 variable: &Option<String>,
@@ -307,14 +431,9 @@ pub fn count_files(args: &CommonRunArgs, env: &CleanupEnv) -> Result<CountFiles,
         Ok(Some(path))
     };
     Ok(CountFiles {
-        dotenv: file(
-            &args.dotenv,
-            "--dotenv",
-            &env.cleanup_dotenv,
-            "CLEANUP_DOTENV",
-        )?,
+        dotenv: file(dotenv, "--dotenv", &env.cleanup_dotenv, "CLEANUP_DOTENV")?,
         metrics: file(
-            &args.metrics,
+            metrics,
             "--metrics",
             &env.cleanup_metrics,
             "CLEANUP_METRICS",
@@ -422,6 +541,9 @@ mod tests {
             "now" => "2026-01-02T03:04:05Z",
             "repository" => "api",
             "dotenv" | "metrics" | "from" => "sample-file",
+            "group" => "platform",
+            "instance" => "true",
+            "shard" => "1/2",
             _ => return None,
         })
     }
@@ -455,8 +577,11 @@ mod tests {
     /// line resolves to. A new option without a variable fails here.
     #[test]
     fn every_option_has_its_cleanup_variable() {
-        let required: &[(&str, &[&str])] =
-            &[("delete", &["v1"]), ("plan", &["--inventory", "i.json"])];
+        let required: &[(&str, &[&str])] = &[
+            ("delete", &["v1"]),
+            ("plan", &["--inventory", "i.json"]),
+            ("report merge", &["shard-1.json"]),
+        ];
         let mut checked = 0;
         for (words, command) in leaf_commands() {
             let name = words.join(" ");
@@ -542,7 +667,7 @@ mod tests {
                 .filter_map(|a| a.get_long())
                 .collect();
             let network = ["concurrency", "allow-insecure-http"];
-            let offline = matches!(command.get_name(), "plan" | "check");
+            let offline = matches!(command.get_name(), "plan" | "check" | "merge");
             for flag in network {
                 assert_eq!(
                     longs.contains(&flag),
@@ -567,5 +692,91 @@ mod tests {
         // Without it, clap refuses the command line: `--inventory` is required.
         let err = Cli::try_parse_from(["registry-cleanup", "plan"]).expect_err("required");
         assert!(err.to_string().contains("--inventory"), "{err}");
+    }
+
+    fn run_shard(
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<(Scope, Option<Shard>), ConfigError> {
+        let args: Vec<&str> = std::iter::once("run").chain(args.iter().copied()).collect();
+        match resolve_with(&args, vars)? {
+            Invocation::Run(run) => Ok((run.scope, run.shard)),
+            other => panic!("run options, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shard_comes_from_the_flag_the_variable_or_ci_node_in_group_mode() {
+        let node = [("CI_NODE_INDEX", "3"), ("CI_NODE_TOTAL", "4")];
+        let shard = |index, total| Some(Shard { index, total });
+        // CI_NODE_* only count in group mode: a parallel project job is not sharded.
+        assert_eq!(run_shard(&[], &node), Ok((Scope::Project, None)));
+        assert_eq!(
+            run_shard(&["--group", "platform/"], &node),
+            Ok((Scope::Group("platform".into()), shard(3, 4)))
+        );
+        assert_eq!(
+            run_shard(&[], &[("CLEANUP_GROUP", "42"), node[0], node[1]]),
+            Ok((Scope::Group("42".into()), shard(3, 4)))
+        );
+        assert_eq!(
+            run_shard(
+                &["--group", "g", "--shard", "1/2"],
+                &[("CLEANUP_SHARD", "2/2"), node[0], node[1]]
+            ),
+            Ok((Scope::Group("g".into()), shard(1, 2)))
+        );
+        assert_eq!(
+            run_shard(
+                &["--group", "g"],
+                &[("CLEANUP_SHARD", "2/2"), node[0], node[1]]
+            ),
+            Ok((Scope::Group("g".into()), shard(2, 2)))
+        );
+    }
+
+    #[test]
+    fn shard_and_group_errors_name_their_source() {
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (&["--shard", "5/4"], &[], "--shard \"5/4\""),
+            (&["--shard", "two"], &[], "--shard \"two\" is not a shard"),
+            (&[], &[("CLEANUP_SHARD", "0/3")], "CLEANUP_SHARD \"0/3\""),
+            (
+                &["--group", "g"],
+                &[("CI_NODE_INDEX", "5"), ("CI_NODE_TOTAL", "4")],
+                "CI_NODE_INDEX=\"5\" and CI_NODE_TOTAL=\"4\"",
+            ),
+            (
+                &["--group", "g"],
+                &[("CI_NODE_TOTAL", "4")],
+                "only one of CI_NODE_INDEX (unset) and CI_NODE_TOTAL (4)",
+            ),
+            (&["--group", "a//b"], &[], "--group \"a//b\" is not a group"),
+            (
+                &[],
+                &[("CLEANUP_GROUP", "../x")],
+                "CLEANUP_GROUP \"../x\" is not a group",
+            ),
+            (
+                &["--group", "g", "--engine", "server"],
+                &[],
+                "--engine server works on one project",
+            ),
+            (
+                &["--instance"],
+                &[("CLEANUP_GROUP", "g")],
+                "--instance and CLEANUP_GROUP are both set",
+            ),
+            (
+                &[],
+                &[("CLEANUP_INSTANCE", "maybe")],
+                "CLEANUP_INSTANCE=\"maybe\" is not a boolean",
+            ),
+        ];
+        for (args, vars, expected) in cases {
+            let err = run_shard(args, vars).expect_err("refused");
+            assert!(err.0.contains(expected), "{args:?} {vars:?}: {err}");
+        }
     }
 }

@@ -2226,6 +2226,7 @@ mod tests {
                 } else {
                     OrphanedReferrers::Keep
                 },
+                remove_empty_repositories: false,
                 rules,
             })
     }

@@ -505,6 +505,9 @@ pub struct Policy {
     pub protect: Vec<Pattern>,
     /// Step 6: what happens to referrer tags whose subject has no tag.
     pub orphaned_referrers: OrphanedReferrers,
+    /// Delete a repository the run leaves without tags, or one already
+    /// empty and older than a day (client engine; never in a dry run).
+    pub remove_empty_repositories: bool,
     pub rules: Vec<Rule>,
 }
 
@@ -547,6 +550,7 @@ impl Policy {
             protect_latest: file.protect_latest,
             protect: file.protect.0,
             orphaned_referrers: file.orphaned_referrers,
+            remove_empty_repositories: file.remove_empty_repositories,
             rules: file.rules.0,
         })
     }
@@ -650,7 +654,7 @@ fn default_true() -> bool {
 #[derive(serde::Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a policy: a mapping with the keys version, protect_latest, protect, orphaned_referrers and rules"
+    expecting = "a policy: a mapping with the keys version, protect_latest, protect, orphaned_referrers, remove_empty_repositories and rules"
 )]
 struct PolicyFile {
     #[serde(default)]
@@ -662,6 +666,8 @@ struct PolicyFile {
     protect: PatternList,
     #[serde(default)]
     orphaned_referrers: OrphanedReferrers,
+    #[serde(default)]
+    remove_empty_repositories: bool,
     rules: Rules,
 }
 

@@ -302,6 +302,78 @@ impl Registry {
         self.auth().await.map(|_| ())
     }
 
+    /// Asks for one `pull,delete` token per batch of repositories instead
+    /// of one per repository ([`RegistryAuth::prefetch`]); repositories it
+    /// does not cover get their own token when used. Returns the calls made.
+    pub async fn prefetch_tokens(
+        &self,
+        repositories: &[&RepositoryPath],
+    ) -> Result<usize, RegistryError> {
+        match self.auth().await? {
+            Some(auth) => {
+                let paths: Vec<&str> = repositories.iter().map(|path| path.as_str()).collect();
+                Ok(auth.prefetch(&paths, PULL_DELETE).await?)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Every repository path of the registry: `GET /v2/_catalog?n=1000`,
+    /// following `Link: rel="next"`, with a `registry:catalog:*` token
+    /// (administrators only: anyone else is refused, exit 2). A path that
+    /// is not a registry path fails the listing.
+    pub async fn catalog(&self) -> Result<Vec<RepositoryPath>, RegistryError> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            repositories: Vec<String>,
+        }
+        let token = match self.auth().await? {
+            Some(auth) => Some(auth.catalog_token().await?),
+            None => None,
+        };
+        let mut url = join_path(&self.base, "v2/_catalog");
+        url.query_pairs_mut().append_pair("n", "1000");
+        let mut pager = Pager::new(&url);
+        let mut paths = Vec::new();
+        loop {
+            let response = self
+                .http
+                .send(Method::GET, &url, |request| match &token {
+                    Some(token) => request.bearer_auth(token.expose()),
+                    None => request,
+                })
+                .await?;
+            if !response.status.is_success() {
+                return Err(response.unexpected().into());
+            }
+            let page: Page = response.json()?;
+            for path in page.repositories {
+                paths.push(RepositoryPath::parse(&path).map_err(|_| {
+                    response.invalid(format!(
+                        "the catalog lists {path:?}, which is not a valid repository path; refusing to work from this listing"
+                    ))
+                })?);
+            }
+            match pager.next_from_link(&response, &url)? {
+                Some(next) => url = next,
+                None => return Ok(paths),
+            }
+        }
+    }
+
+    /// Whether the registry said (on `GET /v2/`) that it deletes by tag
+    /// and serves `/gitlab/v1`: `None` while it has not said.
+    pub async fn announced_capabilities(
+        &self,
+    ) -> Result<(Option<bool>, Option<bool>), RegistryError> {
+        self.auth().await?;
+        Ok((
+            self.capabilities.tag_delete.known(),
+            self.capabilities.gitlab_v1.known(),
+        ))
+    }
+
     /// Checks up front that the credentials give `actions` on `repository`.
     pub async fn check_access(
         &self,

@@ -53,6 +53,10 @@ pub struct Report {
     /// token either way).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gitlab_tag_rules: Vec<ReportedTagRule>,
+    /// The shard of a group run (`--shard`): `report merge` checks that
+    /// every shard of N is there once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
     pub repositories: Vec<RepositoryReport>,
     pub totals: Totals,
     /// Run-level notes: policy rules that can never claim a tag or match
@@ -131,6 +135,37 @@ pub struct RepositoryReport {
     /// Why nothing was attempted in this repository (e.g. its listing failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What `remove_empty_repositories` did with the repository itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal: Option<RepositoryRemoval>,
+}
+
+/// The repository removed (`removed`; `would remove` in a dry run), left
+/// (`skipped`, with the reason) or not removed (`failed`, with the error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryRemoval {
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RepositoryRemoval {
+    pub const REMOVED: &'static str = "removed";
+    pub const WOULD_REMOVE: &'static str = "would remove";
+    pub const SKIPPED: &'static str = "skipped";
+    pub const FAILED: &'static str = "failed";
+
+    pub fn new(outcome: &str, reason: Option<String>) -> Self {
+        RepositoryRemoval {
+            outcome: outcome.to_string(),
+            reason,
+        }
+    }
+
+    /// Removed, or (dry run) would be.
+    pub fn counts(&self) -> bool {
+        self.outcome == Self::REMOVED || self.outcome == Self::WOULD_REMOVE
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,6 +283,40 @@ pub struct Totals {
     /// registry's garbage collection frees.
     #[serde(default)]
     pub deleted_bytes: u64,
+    /// Repositories `remove_empty_repositories` removed (would remove).
+    #[serde(default, skip_serializing_if = "is_zero_count")]
+    pub repositories_removed: usize,
+}
+
+fn is_zero_count(count: &usize) -> bool {
+    *count == 0
+}
+
+impl Totals {
+    /// Counts one more repository: the one place totals are computed, for a
+    /// report built at once ([`Report::push`]), streamed
+    /// (`report_stream`) or merged (`merge`).
+    pub fn count(&mut self, repository: &RepositoryReport) {
+        self.repositories += 1;
+        self.tags += repository.tags;
+        self.deleted += repository.deleted.len();
+        self.referrers_deleted += repository.referrers_deleted();
+        self.kept += repository.kept;
+        self.protected += repository.protected;
+        self.already_absent += repository.already_absent.len();
+        self.failed += repository.failed.len();
+        self.skipped += repository.skipped.len();
+        self.undated_build_stamps += repository.undated_build_stamps;
+        self.failed_repositories += usize::from(repository.error.is_some());
+        self.deleted_bytes += repository.deleted_bytes();
+        if repository
+            .removal
+            .as_ref()
+            .is_some_and(RepositoryRemoval::counts)
+        {
+            self.repositories_removed += 1;
+        }
+    }
 }
 
 impl Report {
@@ -273,23 +342,16 @@ impl Report {
         self.recount();
     }
 
+    /// Adds many repositories, then counts the totals once.
+    pub fn extend(&mut self, repositories: impl IntoIterator<Item = RepositoryReport>) {
+        self.repositories.extend(repositories);
+        self.recount();
+    }
+
     fn recount(&mut self) {
-        let mut totals = Totals {
-            repositories: self.repositories.len(),
-            ..Totals::default()
-        };
+        let mut totals = Totals::default();
         for repository in &self.repositories {
-            totals.tags += repository.tags;
-            totals.deleted += repository.deleted.len();
-            totals.referrers_deleted += repository.referrers_deleted();
-            totals.kept += repository.kept;
-            totals.protected += repository.protected;
-            totals.already_absent += repository.already_absent.len();
-            totals.failed += repository.failed.len();
-            totals.skipped += repository.skipped.len();
-            totals.failed_repositories += usize::from(repository.error.is_some());
-            totals.undated_build_stamps += repository.undated_build_stamps;
-            totals.deleted_bytes += repository.deleted_bytes();
+            totals.count(repository);
         }
         self.totals = totals;
     }
@@ -297,10 +359,7 @@ impl Report {
     pub fn has_failures(&self) -> bool {
         self.totals.failed > 0
             || self.totals.failed_repositories > 0
-            || self
-                .repositories
-                .iter()
-                .any(|r| r.error.is_some() || r.refs_incomplete.is_some())
+            || self.repositories.iter().any(RepositoryReport::has_failures)
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
@@ -311,20 +370,34 @@ impl Report {
         })
     }
 
+    /// "would delete" in a dry run, else "deleted".
+    pub fn verb(&self) -> &'static str {
+        if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        }
+    }
+
     /// The per-repository lines and the total, as printed on stdout.
     pub fn summary_lines(&self) -> Vec<String> {
         if self.engine == "server" && !self.dry_run {
             return self.bulk_summary_lines();
         }
-        let verb = if self.dry_run {
-            "would delete"
-        } else {
-            "deleted"
-        };
-        let mut lines: Vec<String> = Vec::new();
-        for repository in &self.repositories {
-            lines.push(repository.summary_line(verb));
-        }
+        let verb = self.verb();
+        let mut lines: Vec<String> = self
+            .repositories
+            .iter()
+            .map(|repository| repository.summary_line(verb))
+            .collect();
+        lines.extend(self.total_lines());
+        lines
+    }
+
+    /// The summary's last lines, from the totals (and the report's
+    /// warnings): the total, the bytes the deleted images held, warnings.
+    pub fn total_lines(&self) -> Vec<String> {
+        let verb = self.verb();
         let totals = &self.totals;
         let mut total = format!(
             "total: {}, {}, {}, {} kept, {} protected",
@@ -346,7 +419,22 @@ impl Report {
                 plural(totals.failed_repositories, "repository", "repositories")
             ));
         }
-        lines.push(total);
+        if totals.repositories_removed > 0 {
+            total.push_str(&format!(
+                ", {} {}",
+                plural(
+                    totals.repositories_removed,
+                    "empty repository",
+                    "empty repositories"
+                ),
+                if self.dry_run {
+                    "would be removed"
+                } else {
+                    "removed"
+                }
+            ));
+        }
+        let mut lines = vec![total];
         if totals.deleted_bytes > 0 {
             let what = if self.dry_run {
                 "in images that would be deleted"
@@ -464,11 +552,22 @@ impl RepositoryReport {
         self.deleted.iter().filter_map(|d| d.size_bytes).sum()
     }
 
+    /// Part of the policy not carried out here, whole: nothing attempted
+    /// (`error`), or `when_ref` rules not applied (`refs_incomplete`).
+    pub fn has_failures(&self) -> bool {
+        self.error.is_some()
+            || self.refs_incomplete.is_some()
+            || self
+                .removal
+                .as_ref()
+                .is_some_and(|removal| removal.outcome == RepositoryRemoval::FAILED)
+    }
+
     pub fn referrers_deleted(&self) -> usize {
         self.deleted.iter().filter(|d| d.referrer).count()
     }
 
-    fn summary_line(&self, verb: &str) -> String {
+    pub fn summary_line(&self, verb: &str) -> String {
         let mut line = format!(
             "{}: {}, {}, {} kept, {} protected",
             self.path,
@@ -485,6 +584,15 @@ impl RepositoryReport {
         );
         if let Some(error) = &self.error {
             line.push_str(&format!(" (FAILED: {error})"));
+        }
+        if let Some(removal) = &self.removal {
+            let reason = removal.reason.as_deref().unwrap_or("");
+            line.push_str(&match removal.outcome.as_str() {
+                RepositoryRemoval::REMOVED => " (repository removed)".to_string(),
+                RepositoryRemoval::WOULD_REMOVE => " (would remove the repository)".to_string(),
+                RepositoryRemoval::FAILED => format!(" (repository removal FAILED: {reason})"),
+                _ => format!(" (repository not removed: {reason})"),
+            });
         }
         for warning in &self.warnings {
             line.push_str(&format!(" (WARNING: {warning})"));

@@ -38,22 +38,38 @@ pub fn print_summary(
     for (index, (repository, header)) in
         report.repositories.iter().zip(repository_lines).enumerate()
     {
-        let name = format!("registry_cleanup_repository_{}", index + 1);
-        let failed = !repository.failed.is_empty() || repository.error.is_some();
-        let collapsed = if failed { "" } else { "[collapsed=true]" };
-        write!(
-            out,
-            "\x1b[0Ksection_start:{now}:{name}{collapsed}\r\x1b[0K{header}\n"
-        )?;
-        for line in detail_lines(repository, report.dry_run) {
-            writeln!(out, "{line}")?;
-        }
-        write!(out, "\x1b[0Ksection_end:{now}:{name}\r\x1b[0K\n")?;
+        print_repository(repository, header, report.dry_run, index + 1, now, out)?;
     }
     for line in total_lines {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// One repository's section: `header` (its summary line) and its detail
+/// lines, collapsed unless something failed there (a failure should not
+/// need a click to be seen). `number`: the repository's place in the run,
+/// for a section name unique in the job log. Also what a streamed run
+/// prints as each repository finishes.
+pub fn print_repository(
+    repository: &RepositoryReport,
+    header: &str,
+    dry_run: bool,
+    number: usize,
+    now: i64,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let name = format!("registry_cleanup_repository_{number}");
+    let failed = !repository.failed.is_empty() || repository.error.is_some();
+    let collapsed = if failed { "" } else { "[collapsed=true]" };
+    write!(
+        out,
+        "\x1b[0Ksection_start:{now}:{name}{collapsed}\r\x1b[0K{header}\n"
+    )?;
+    for line in detail_lines(repository, dry_run) {
+        writeln!(out, "{line}")?;
+    }
+    write!(out, "\x1b[0Ksection_end:{now}:{name}\r\x1b[0K\n")
 }
 
 /// One line per tag the run touched in `repository`.

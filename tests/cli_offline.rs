@@ -381,3 +381,98 @@ fn inventory_refs_are_keyed_by_project_id() {
         assert!(out.stderr.contains(name), "{name}: {}", out.all());
     }
 }
+
+/// `plan` streams the inventory: the `refs` section is found wherever it
+/// is (before or after `repositories`, read first when rules need it), and
+/// both orders give the same report, byte for byte.
+#[test]
+fn plan_gives_the_same_report_whether_refs_come_first_or_last() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let inventory: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/tests/refs/inventory.json")).expect("inventory"),
+    )
+    .expect("json");
+    let refs_first = format!(
+        "{{\"refs\": {}, \"repositories\": {}}}",
+        inventory["refs"], inventory["repositories"]
+    );
+    let refs_last = format!(
+        "{{\"repositories\": {}, \"refs\": {}}}",
+        inventory["repositories"], inventory["refs"]
+    );
+    let mut reports = Vec::new();
+    for (name, text) in [("first", refs_first), ("last", refs_last)] {
+        let file = write_file(&dir, &format!("inventory-{name}.json"), &text);
+        let report = dir.path().join(format!("report-{name}.json"));
+        let out = run(
+            &[],
+            &[
+                "plan",
+                "--inventory",
+                &file,
+                "--policy",
+                &format!("{root}/tests/refs/policy.yml"),
+                "--now",
+                "2026-11-01T00:00:00Z",
+                "--report",
+                report.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(
+            out.code,
+            1,
+            "refs incomplete for one project: {}",
+            out.all()
+        );
+        reports.push(std::fs::read_to_string(&report).expect("report"));
+    }
+    assert_eq!(reports[0], reports[1]);
+    assert!(
+        reports[0].contains("\"rule\": \"gone branches\""),
+        "{}",
+        reports[0]
+    );
+}
+
+/// An inventory found bad half way through (a repository listed twice,
+/// after others were planned) stops the plan with exit 2 and leaves no
+/// report file, not half of one.
+#[test]
+fn a_bad_repository_late_in_the_inventory_leaves_no_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let inventory = write_file(
+        &dir,
+        "inventory.json",
+        r#"{"repositories": [
+            {"path": "g/a", "tags": [{"name": "mr-1"}]},
+            {"path": "g/b", "tags": [{"name": "mr-1"}]},
+            {"path": "g/a", "tags": []}]}"#,
+    );
+    let report = dir.path().join("report.json");
+    let out = run(
+        &[],
+        &[
+            "plan",
+            "--inventory",
+            &inventory,
+            "--policy",
+            &format!("{root}/examples/policy.yml"),
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("repository g/a is listed twice"),
+        "{}",
+        out.all()
+    );
+    assert!(!report.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        1,
+        "only the inventory"
+    );
+}

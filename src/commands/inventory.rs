@@ -1,6 +1,8 @@
 //! `registry-cleanup inventory`: the live project as an inventory file, so a
 //! policy can be tried offline with `plan`.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,30 +12,60 @@ use super::Clients;
 use crate::config::ConfigError;
 use crate::engine::client::apply_tag_rules;
 use crate::error::Exit;
+use crate::gitlab::RepositoryInfo;
 use crate::inventory::{Inventory, InventoryRepository};
 use crate::listing::{listing_progress, Lister};
-use crate::options::InventoryOptions;
+use crate::options::{InventoryOptions, Scope};
 
 pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
-    let clients = Clients::new(&options.connection)?;
-    let gitlab = clients.require_gitlab()?;
+    let (clients, gitlab, mut repositories) = match &options.scope {
+        Scope::Project => {
+            let clients = Clients::new(&options.connection)?;
+            let gitlab = clients.require_gitlab()?;
+            (clients, gitlab, None)
+        }
+        Scope::Instance => {
+            let (clients, gitlab, repositories) =
+                super::run::instance_repositories(&options.connection).await?;
+            (clients, gitlab, Some(repositories))
+        }
+        Scope::Group(group) => {
+            let (clients, gitlab, repositories) =
+                super::run::group_repositories(&options.connection, group).await?;
+            (clients, gitlab, Some(repositories))
+        }
+    };
+    let per_project = matches!(options.scope, Scope::Group(_));
+    let registry_only = options.scope == Scope::Instance;
     // Bad paths are refused before any request.
     let wanted = if options.repositories.is_empty() {
         Vec::new()
     } else {
         clients.repository_paths(&options.repositories).await?
     };
-    let mut repositories = gitlab
-        .repositories()
-        .await
-        .context("listing the project's container repositories")?;
+    let mut repositories = match repositories.take() {
+        Some(repositories) => repositories,
+        None => gitlab
+            .repositories()
+            .await
+            .context("listing the project's container repositories")?,
+    };
+    if let Some(shard) = options.shard {
+        repositories.retain(|info| shard.contains(info.path.as_str()));
+    }
+    // The REST client for a repository: its own project's in group mode.
+    let gitlab_for = |info: &RepositoryInfo| match (per_project, info.project_id) {
+        (true, Some(project)) => Arc::new(gitlab.for_project(project)),
+        _ => gitlab.clone(),
+    };
     // The `refs` section is keyed by project id: the one the repository
     // listing names, else CI_PROJECT_ID. With neither (CI_PROJECT_PATH
     // alone, an empty project) `plan` could not tie refs to repositories.
     let project_id: Option<u64> = repositories
         .iter()
         .find_map(|r| r.project_id)
-        .or_else(|| gitlab.project().parse().ok());
+        .or_else(|| gitlab.project().parse().ok())
+        .filter(|_| !per_project && !registry_only);
     if !wanted.is_empty() {
         for path in &wanted {
             if !repositories.iter().any(|r| &r.path == path) {
@@ -52,11 +84,13 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     let ticker = progress.tick(Duration::from_secs(5));
     // `pull,delete`, though nothing is written: only that token carries
     // GitLab's tag rules, which the inventory records as `protected`.
-    let lister = Lister::new(&clients.registry, &gitlab, clients.concurrency, true);
+    let projects: BTreeSet<u64> = repositories.iter().filter_map(|r| r.project_id).collect();
     let listed: Vec<anyhow::Result<InventoryRepository>> = stream::iter(repositories)
         .map(|info| {
-            let (lister, progress, registry) = (&lister, &progress, &clients.registry);
+            let (progress, registry) = (&progress, &clients.registry);
+            let gitlab = gitlab_for(&info);
             async move {
+                let lister = Lister::new(registry, &gitlab, clients.concurrency, true);
                 let (mut tags, _) = lister
                     .list(&info, true, progress)
                     .await
@@ -81,17 +115,28 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     }
     // Always written: complete, or `complete: false` with the reason (a job
     // token GitLab does not let read refs, a failed listing).
-    match project_id {
-        Some(project_id) => {
-            let refs = gitlab.refs().await;
+    if per_project {
+        // Keyed by project id, one listing per project of the group.
+        for project in projects {
+            let refs = gitlab.for_project(project).refs().await;
             if let Some(reason) = &refs.incomplete_because {
-                tracing::warn!("the inventory's refs are incomplete: {reason}");
+                tracing::warn!(project, "the inventory's refs are incomplete: {reason}");
             }
-            inventory.refs.insert(project_id.to_string(), refs);
+            inventory.refs.insert(project.to_string(), refs);
         }
-        None => tracing::warn!(
+    } else {
+        match project_id {
+            Some(project_id) => {
+                let refs = gitlab.refs().await;
+                if let Some(reason) = &refs.incomplete_because {
+                    tracing::warn!("the inventory's refs are incomplete: {reason}");
+                }
+                inventory.refs.insert(project_id.to_string(), refs);
+            }
+            None => tracing::warn!(
             "the project id is not known (set CI_PROJECT_ID): the inventory has no refs section"
         ),
+        }
     }
     let json = inventory.to_json().context("serialising the inventory")? + "\n";
     clients.log_stats();

@@ -7,9 +7,9 @@ pub mod doctor;
 pub mod inventory;
 pub mod plan;
 pub mod policy;
+pub mod report_merge;
 pub mod run;
 
-use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -30,6 +30,7 @@ use crate::sections;
 
 /// When the command started, for the elapsed time in the summary.
 static STARTED: OnceLock<Instant> = OnceLock::new();
+use crate::report_stream::ReportStream;
 
 /// Runs the parsed command line; errors carry the exit code in their type.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
@@ -43,6 +44,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Invocation::Inventory(options) => inventory::inventory(options).await,
         Invocation::Doctor(options) => doctor::doctor(options).await,
         Invocation::PolicyImport(options) => policy::import(options).await,
+        Invocation::ReportMerge(options) => report_merge::report_merge(options),
     }
 }
 
@@ -60,6 +62,62 @@ pub struct Clients {
 impl Clients {
     pub fn new(connection: &Connection) -> Result<Clients, ConfigError> {
         let settings = Settings::from_env(&GitLabEnv::from_env()?, connection.allow_insecure_http)?;
+        Clients::with_settings(settings, connection)
+    }
+
+    /// The clients for group mode. GitLab refuses the job token on the
+    /// group endpoint, and a job token's registry JWTs cover its own project
+    /// only: without an access token, refused here, before any request.
+    /// The access token then also asks for the registry tokens, which may
+    /// then cover the repositories of every project it can reach.
+    pub fn for_group(connection: &Connection) -> Result<Clients, ConfigError> {
+        Clients::with_access_token(connection, |no_token| {
+            format!(
+                "{no_token}, and GitLab refuses the job token for a group: {}",
+                crate::gitlab::GROUP_TOKEN_ADVICE
+            )
+        })
+    }
+
+    /// The clients for instance mode: like [`Clients::for_group`], with an
+    /// administrator's access token (only it may read the catalog).
+    pub fn for_instance(connection: &Connection) -> Result<Clients, ConfigError> {
+        Clients::with_access_token(connection, |no_token| {
+            format!(
+                "{no_token}: --instance needs an administrator's access token (scopes api, read_registry, write_registry) in GITLAB_TOKEN; only administrators may read the registry's catalog"
+            )
+        })
+    }
+
+    fn with_access_token(
+        connection: &Connection,
+        refusal: impl Fn(&str) -> String,
+    ) -> Result<Clients, ConfigError> {
+        let mut settings =
+            Settings::from_env(&GitLabEnv::from_env()?, connection.allow_insecure_http)?;
+        let token = match &settings.rest_auth {
+            Some(auth) if auth.header == "PRIVATE-TOKEN" => auth.token.clone(),
+            Some(_) => return Err(ConfigError::new(refusal("only CI_JOB_TOKEN is set"))),
+            None => return Err(ConfigError::new(refusal("no GitLab credentials are set"))),
+        };
+        // GitLab accepts an access token with any user name on /jwt/auth.
+        settings.registry_credentials = Some(("registry-cleanup".to_string(), token));
+        let mut clients = Clients::with_settings(settings, connection)?;
+        if clients.gitlab.is_none() {
+            // No project set (outside CI): the group client still needs a
+            // GitLab; its project is never used, each repository's is.
+            let auth = clients.settings.require_rest_auth()?.clone();
+            clients.gitlab = Some(Arc::new(GitLab::new(
+                clients.http.clone(),
+                clients.settings.api_url.clone(),
+                String::new(),
+                auth,
+            )));
+        }
+        Ok(clients)
+    }
+
+    fn with_settings(settings: Settings, connection: &Connection) -> Result<Clients, ConfigError> {
         let http = Http::new(HttpOptions {
             extra_ca_files: settings.extra_ca_files.clone(),
             pool_size: connection.concurrency.max(8),
@@ -200,10 +258,23 @@ impl Clients {
     }
 }
 
+/// How a command whose report was streamed ([`ReportStream`]: summary
+/// lines and report entries written as each repository finished) ends: the
+/// totals, the report put in place, then [`conclude`]. `counts`: the count
+/// files to write from the totals.
+pub fn finish_stream(
+    stream: ReportStream,
+    counts: &crate::options::CountFiles,
+) -> anyhow::Result<Exit> {
+    let (totals_only, failures) = stream.finish()?;
+    print_elapsed(&mut std::io::stdout().lock())?;
+    conclude(&totals_only, &counts.with_report(None), failures)
+}
+
 /// Prints the summary (in collapsible sections inside GitLab CI) and
 /// writes the report and count files asked for: how every command that
-/// deletes or plans ends. `outputs`: an [`Outputs`], or just the report
-/// path (`Option<&PathBuf>`).
+/// deletes or plans ends (streamed ones: [`finish_stream`]). `outputs`: an
+/// [`Outputs`], or just the report path (`Option<&PathBuf>`).
 pub fn finish(report: &Report, outputs: impl Into<Outputs>) -> anyhow::Result<Exit> {
     let outputs: Outputs = outputs.into();
     let stdout = std::io::stdout();
@@ -214,15 +285,28 @@ pub fn finish(report: &Report, outputs: impl Into<Outputs>) -> anyhow::Result<Ex
         chrono::Utc::now().timestamp(),
         &mut out,
     )?;
-    // Apart from the total line, whose figures tests and scripts compare.
-    let elapsed = STARTED.get().map(|started| started.elapsed());
-    if let Some(elapsed) = elapsed {
-        writeln!(out, "elapsed: {:.1} s", elapsed.as_secs_f64())?;
-    }
+    print_elapsed(&mut out)?;
     if let Some(path) = &outputs.report {
         report.write(path)?;
         tracing::info!(path = %path.display(), "report written");
     }
+    conclude(report, &outputs, report.has_failures())
+}
+
+/// The time since the command started, after the summary: apart from the
+/// total line, whose figures tests and scripts compare.
+fn print_elapsed(out: &mut impl std::io::Write) -> std::io::Result<()> {
+    if let Some(elapsed) = STARTED.get().map(|started| started.elapsed()) {
+        writeln!(out, "elapsed: {:.1} s", elapsed.as_secs_f64())?;
+    }
+    Ok(())
+}
+
+/// The end every reporting command shares, streamed or not. `report` has
+/// the final totals, and its repositories only when it was not streamed:
+/// anything made from the totals (the counts for later jobs…) belongs here,
+/// not in [`finish`], so that streamed runs and plans get it too.
+fn conclude(report: &Report, outputs: &Outputs, failures: bool) -> anyhow::Result<Exit> {
     if let Some(path) = &outputs.dotenv {
         outputs::write_dotenv(report, path)?;
         tracing::info!(path = %path.display(), "dotenv written");
@@ -231,7 +315,7 @@ pub fn finish(report: &Report, outputs: impl Into<Outputs>) -> anyhow::Result<Ex
         outputs::write_metrics(report, path)?;
         tracing::info!(path = %path.display(), "metrics written");
     }
-    Ok(if report.has_failures() {
+    Ok(if failures {
         Exit::Failed
     } else {
         Exit::Success

@@ -1,32 +1,52 @@
 //! `registry-cleanup plan`: the policy against an inventory file, offline.
+//!
+//! Streamed: each repository is planned and its report entry written as
+//! soon as it is read (`inventory_stream`, `report_stream`), so memory holds
+//! one repository, however large the inventory.
 
-use super::finish;
+use super::finish_stream;
 use crate::error::Exit;
-use crate::inventory::Inventory;
-use crate::options::PlanOptions;
+use crate::inventory_stream::{for_each_repository, read_refs, StreamError};
+use crate::options::{CountFiles, PlanOptions};
 use crate::planner::plan_repository;
 use crate::policy::Policy;
 use crate::report::{Report, RepositoryReport};
+use crate::report_stream::ReportStream;
 
 pub fn plan(options: PlanOptions) -> anyhow::Result<Exit> {
     let policy = Policy::load(&options.policy)?;
-    let inventory = Inventory::load(&options.inventory)?;
-
-    // The plan the client engine would carry out; nothing is attempted.
     // Each repository is planned with its project's refs from the
     // inventory (`refs[project_id]`), if any: else nothing is claimed
-    // through `when_ref`, and the report says so.
-    let mut report = Report::new("client", true);
-    report.planned_with(options.now, &options.policy);
-    for repository in &inventory.repositories {
+    // through `when_ref`, and the report says so. Only `when_ref` rules
+    // look at refs; for them, the refs are read first (a pass of their own:
+    // `inventory` writes them after the repositories).
+    let uses_refs = policy.rules.iter().any(|rule| rule.when_ref.is_some());
+    let refs = if uses_refs {
+        Some(read_refs(&options.inventory)?)
+    } else {
+        None
+    };
+
+    // The plan the client engine would carry out; nothing is attempted.
+    let mut head = Report::new("client", true);
+    head.planned_with(options.now, &options.policy);
+    let mut report = ReportStream::create(head, options.report.as_deref())?;
+    for_each_repository(&options.inventory, refs.as_ref(), |repository, refs| {
+        let refs = refs.filter(|_| uses_refs);
         let plan = plan_repository(
             &policy,
             &repository.path,
             &repository.tags,
-            inventory.refs_of(repository),
+            refs,
             options.now,
         );
-        report.push(RepositoryReport::from_plan(&plan.into_outline(), None));
-    }
-    finish(&report, options.report.as_ref())
+        drop(repository);
+        report.push(RepositoryReport::from_plan(&plan.into_outline(), None))
+    })
+    .map_err(|err| match err {
+        // Unwrapped, so that the exit code comes from the error's own type.
+        StreamError::Inventory(err) => anyhow::Error::from(err),
+        StreamError::Caller(err) => anyhow::Error::from(err),
+    })?;
+    finish_stream(report, &CountFiles::default())
 }

@@ -260,6 +260,8 @@ mod tests {
             path: crate::names::RepositoryPath::parse(path).expect("path"),
             project_id: None,
             tags_count: None,
+            created_at: None,
+            status: None,
         }
     }
 

@@ -142,6 +142,16 @@ pub struct Config {
     /// answers them (and `expires_at`: `access_token_expires_at`).
     pub access_token_scopes: Vec<String>,
     pub access_token_expires_at: Option<String>,
+    /// Other projects of the group (and its subgroups): `(id, full path)`,
+    /// each under the group's path (the project path without its last
+    /// segment). Seeding takes full paths under them; the group endpoint
+    /// lists their repositories with the project's; `/jwt/auth` grants
+    /// scopes on them to the access token only (a job token covers its own
+    /// project), and their REST registry endpoints answer under their ids.
+    pub group_projects: Vec<(u64, String)>,
+    /// The access token is an administrator's: `/jwt/auth` grants it
+    /// `registry:catalog:*`, which `GET /v2/_catalog` needs.
+    pub admin: bool,
 }
 
 /// GitLab's default cleanup policy of a new project: disabled, daily,
@@ -213,6 +223,8 @@ impl Default for Config {
             container_registry_access_level: "enabled".to_string(),
             access_token_scopes: vec!["api".to_string()],
             access_token_expires_at: None,
+            group_projects: Vec::new(),
+            admin: false,
         }
     }
 }
@@ -623,6 +635,31 @@ impl Emulator {
         let mut state = self.shared.lock();
         let path = state.full_path(name);
         state.ensure_repository(&path, None)
+    }
+
+    /// Sets a repository's REST `status` (`delete_scheduled`,
+    /// `delete_ongoing`; `None`: none) and `created_at`, creating it if
+    /// needed.
+    pub fn set_repository_state(
+        &self,
+        name: &str,
+        status: Option<&str>,
+        created_at: DateTime<Utc>,
+    ) {
+        let mut state = self.shared.lock();
+        let path = state.full_path(name);
+        let id = state.ensure_repository(&path, None);
+        if let Some(repository) = state.repository_mut(id) {
+            repository.status = status.map(str::to_string);
+            repository.created_at = created_at;
+        }
+    }
+
+    /// Whether a repository (full path or name under the project) exists.
+    pub fn has_repository(&self, name: &str) -> bool {
+        let state = self.shared.lock();
+        let path = state.full_path(name);
+        state.repository_id(&path).is_some()
     }
 
     /// Adds (or replaces) a tag, creating the repository if needed.

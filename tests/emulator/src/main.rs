@@ -27,6 +27,9 @@ usage: gitlab-emulator [options]
   --project-path PATH     project path [group/project; with --inventory: the
                           inventory's, the common path of its repositories]
   --project-id N          project id [1]
+  --group-project ID:PATH another project of the group (repeatable): listed by
+                          GET /groups/:id/registry/repositories, reachable with the access token
+  --admin                 the access token is an administrator's (registry:catalog:*)
   --signing-key FILE      RSA private key PEM (PKCS#8 or PKCS#1) for JWTs
   --issuer NAME           JWT issuer [gitlab-issuer]
   --job-token T           CI job token
@@ -41,7 +44,7 @@ usage: gitlab-emulator [options]
                           in RateLimit-* headers, answer 429 beyond it
 
 Control endpoints on the GitLab origin: GET /_emulator/state, GET /_emulator/requests,
-POST /_emulator/reset-requests.";
+GET /_emulator/summary (counts), POST /_emulator/reset-requests.";
 
 struct Options {
     config: Config,
@@ -103,6 +106,18 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
             "--issuer" => config.issuer = value(&flag)?,
             "--job-token" => config.job_token = value(&flag)?,
             "--access-token" => config.access_token = value(&flag)?,
+            "--group-project" => {
+                let text = value(&flag)?;
+                let project = text
+                    .split_once(':')
+                    .and_then(|(id, path)| Some((id.parse::<u64>().ok()?, path.to_string())))
+                    .filter(|(_, path)| !path.is_empty())
+                    .ok_or_else(|| {
+                        format!("--group-project: {text:?} is not like 2:group/other")
+                    })?;
+                config.group_projects.push(project);
+            }
+            "--admin" => config.admin = true,
             "--no-tag-delete" => config.tag_delete = false,
             "--no-keyset" => config.keyset = false,
             "--no-gitlab-v1" => config.gitlab_v1 = false,

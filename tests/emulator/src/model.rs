@@ -76,6 +76,8 @@ pub(crate) struct Repository {
     pub path: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// GitLab's `status`: `delete_scheduled`, `delete_ongoing`, or none.
+    pub status: Option<String>,
     pub tags: BTreeMap<String, TagEntry>,
     pub manifests: HashMap<String, Manifest>,
     pub blobs: HashMap<String, Bytes>,
@@ -199,10 +201,46 @@ impl State {
         Ok(())
     }
 
+    /// The project (id, full path) a full repository path belongs to: the
+    /// configured project or one of the group's (`Config::group_projects`),
+    /// the longest path that is the repository's or a parent of it.
+    pub(crate) fn project_of(&self, path: &str) -> Option<(u64, String)> {
+        std::iter::once((self.config.project_id, self.config.project_path.clone()))
+            .chain(self.config.group_projects.iter().cloned())
+            .filter(|(_, project)| path == project || path.starts_with(&format!("{project}/")))
+            .max_by_key(|(_, project)| project.len())
+    }
+
+    /// Whether a full path belongs to the configured project or (when
+    /// `any_project`) to any project of the group.
+    pub(crate) fn in_known_project(&self, path: &str, any_project: bool) -> bool {
+        if !any_project || self.config.group_projects.is_empty() {
+            return self.in_project(path);
+        }
+        !path.ends_with('/')
+            && !path.contains("//")
+            && self
+                .project_of(path)
+                .is_some_and(|(id, _)| id == self.config.project_id || self.in_group_project(id))
+    }
+
+    fn in_group_project(&self, id: u64) -> bool {
+        self.config
+            .group_projects
+            .iter()
+            .any(|(known, _)| *known == id)
+    }
+
     /// A full repository path from a full path or a name relative to the project.
     pub(crate) fn full_path(&self, name: &str) -> String {
         let project = &self.config.project_path;
         let name = name.trim_matches('/');
+        if self
+            .project_of(name)
+            .is_some_and(|(id, _)| id != self.config.project_id)
+        {
+            return name.to_string();
+        }
         if name.is_empty() || name == "." {
             project.clone()
         } else if name == project || name.starts_with(&format!("{project}/")) {
@@ -250,7 +288,9 @@ impl State {
                 .next_back()
                 .map_or(1, |last| last + 1),
         };
-        let project = &self.config.project_path;
+        let project = self
+            .project_of(path)
+            .map_or_else(|| self.config.project_path.clone(), |(_, project)| project);
         let name = path
             .strip_prefix(project.as_str())
             .map(|rest| rest.trim_start_matches('/'))
@@ -263,6 +303,7 @@ impl State {
                 path: path.to_string(),
                 name,
                 created_at: Utc::now(),
+                status: None,
                 tags: BTreeMap::new(),
                 manifests: HashMap::new(),
                 blobs: HashMap::new(),
@@ -465,7 +506,7 @@ impl State {
         let inventory: Inventory =
             serde_json::from_str(json).map_err(|err| format!("inventory is not valid: {err}"))?;
         for repository in &inventory.repositories {
-            if !self.in_project(&repository.path) {
+            if !self.in_known_project(&repository.path, true) {
                 return Err(format!(
                     "repository {:?} is not under the project {:?}",
                     repository.path, self.config.project_path

@@ -74,6 +74,58 @@ fn unauthorized(
     response
 }
 
+/// `GET /v2/_catalog?n=&last=`: every repository path, by name, for a
+/// token with `registry:catalog:*` (only an administrator gets one:
+/// `Config::admin`); `Link: <…?last=…&n=…>; rel="next"` while more follow.
+fn catalog(state: &State, req: &Req) -> Resp {
+    const SCOPE: &str = "registry:catalog:*";
+    let access = match bearer(state, req, Some(SCOPE)) {
+        Ok(access) => access,
+        Err(response) => return response,
+    };
+    let granted = access.iter().any(|entry| {
+        entry.kind == "registry"
+            && entry.name == "catalog"
+            && entry.actions.iter().any(|a| a == "*")
+    });
+    if !granted {
+        return unauthorized(
+            state,
+            Some(SCOPE),
+            Some("insufficient_scope"),
+            "insufficient scope for this request",
+        );
+    }
+    let n = req
+        .param("n")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let last = req.param("last").unwrap_or_default();
+    let mut paths: Vec<&str> = state
+        .repositories
+        .values()
+        .map(|repository| repository.path.as_str())
+        .filter(|path| last.is_empty() || *path > last.as_str())
+        .collect();
+    paths.sort_unstable();
+    let more = paths.len() > n;
+    paths.truncate(n);
+    let mut response = json_response(200, &json!({"repositories": paths}));
+    if more {
+        if let Some(last) = paths.last() {
+            let last =
+                percent_encoding::utf8_percent_encode(last, percent_encoding::NON_ALPHANUMERIC);
+            set_header(
+                &mut response,
+                "link",
+                &format!("</v2/_catalog?last={last}&n={n}>; rel=\"next\""),
+            );
+        }
+    }
+    response
+}
+
 /// Checks the bearer token; `Ok` carries its access claim.
 fn bearer(state: &State, req: &Req, scope: Option<&str>) -> Result<Vec<crate::jwt::Access>, Resp> {
     let token = req.header("authorization").and_then(|value| {
@@ -225,12 +277,7 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
         return response(404, Some("text/plain"), "404 page not found\n");
     };
     if rest == "_catalog" {
-        return unauthorized(
-            state,
-            Some("registry:catalog:*"),
-            Some("insufficient_scope"),
-            "insufficient scope for this request",
-        );
+        return catalog(state, req);
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return tags_list(state, req, name);
@@ -363,7 +410,7 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
             if let Err(response) = authorize(state, req, name, Need::Push) {
                 return response;
             }
-            if !state.in_project(name) {
+            if !state.in_known_project(name, true) {
                 return name_unknown(name);
             }
             if !by_digest {
@@ -600,7 +647,7 @@ fn blob_upload(state: &mut State, req: &Req, name: &str, upload_id: &str) -> Res
     if let Err(response) = authorize(state, req, name, Need::Push) {
         return response;
     }
-    if !state.in_project(name) {
+    if !state.in_known_project(name, true) {
         return name_unknown(name);
     }
     let id = state.ensure_repository(name, None);

@@ -80,7 +80,9 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
     let get = *method == Method::GET || *method == Method::HEAD;
     match segments.as_slice() {
         ["projects", id, "registry", "repositories"] if get => {
-            with_project(state, req, id, |state| list_repositories(state, req))
+            with_project_id(state, req, id, |state, project| {
+                list_repositories(state, req, project)
+            })
         }
         ["projects", id, "registry", "repositories", rid] if *method == Method::DELETE => {
             with_repository(state, req, id, rid, |state, rid| {
@@ -244,15 +246,43 @@ fn with_project(
     id: &str,
     then: impl FnOnce(&mut State) -> Resp,
 ) -> Resp {
+    with_project_id(state, req, id, |state, project| {
+        if project == state.config.project_id {
+            then(state)
+        } else {
+            // The group's other projects have registry endpoints only.
+            message(404, "404 Project Not Found")
+        }
+    })
+}
+
+/// Like [`with_project`], for the configured project or (with an access
+/// token) one of `Config::group_projects`, whose id it passes on.
+fn with_project_id(
+    state: &mut State,
+    req: &Req,
+    id: &str,
+    then: impl FnOnce(&mut State, u64) -> Resp,
+) -> Resp {
     if let Err(response) = authenticate(state, req) {
         return response;
     }
     let id = decode(id);
-    let ours = id == state.config.project_id.to_string() || id == state.config.project_path;
-    if !ours {
-        return message(404, "404 Project Not Found");
+    if id == state.config.project_id.to_string() || id == state.config.project_path {
+        let project = state.config.project_id;
+        return then(state, project);
     }
-    then(state)
+    let other = state
+        .config
+        .group_projects
+        .iter()
+        .find(|(known, path)| id == known.to_string() || id == *path)
+        .map(|(known, _)| *known);
+    match other {
+        // A job token reaches its own project only.
+        Some(project) if !req.headers.contains_key("job-token") => then(state, project),
+        _ => message(404, "404 Project Not Found"),
+    }
 }
 
 fn with_repository(
@@ -262,12 +292,12 @@ fn with_repository(
     rid: &str,
     then: impl FnOnce(&mut State, u64) -> Resp,
 ) -> Resp {
-    with_project(state, req, id, |state| {
-        match rid
-            .parse::<u64>()
-            .ok()
-            .filter(|rid| state.repositories.contains_key(rid))
-        {
+    with_project_id(state, req, id, |state, project| {
+        match rid.parse::<u64>().ok().filter(|rid| {
+            state.repositories.get(rid).is_some_and(|repository| {
+                state.project_of(&repository.path).map(|(id, _)| id) == Some(project)
+            })
+        }) {
             Some(rid) => then(state, rid),
             None => message(404, "404 Repository Not Found"),
         }
@@ -397,11 +427,11 @@ pub(crate) fn repository_json(state: &State, repository: &Repository, req: &Req)
         "id": repository.id,
         "name": repository.name,
         "path": repository.path,
-        "project_id": state.config.project_id,
+        "project_id": state.project_of(&repository.path).map_or(state.config.project_id, |(id, _)| id),
         "location": location(state, &repository.path),
         "created_at": gitlab_time(&repository.created_at),
         "cleanup_policy_started_at": null,
-        "status": null,
+        "status": repository.status,
     });
     if truthy(req.param("tags_count")) {
         value["tags_count"] = json!(repository.tags.len());
@@ -424,10 +454,21 @@ pub(crate) fn repository_json(state: &State, repository: &Repository, req: &Req)
     value
 }
 
-fn list_repositories(state: &mut State, req: &Req) -> Resp {
+fn list_repositories(state: &mut State, req: &Req, project: u64) -> Resp {
+    list_repositories_where(state, req, |state, repository| {
+        state.project_of(&repository.path).map(|(id, _)| id) == Some(project)
+    })
+}
+
+fn list_repositories_where(
+    state: &mut State,
+    req: &Req,
+    wanted: impl Fn(&State, &Repository) -> bool,
+) -> Resp {
     let items: Vec<Value> = state
         .repositories
         .values()
+        .filter(|repository| wanted(state, repository))
         .map(|repository| repository_json(state, repository, req))
         .collect();
     offset_page(state, req, items)
@@ -451,7 +492,17 @@ fn group_repositories(state: &mut State, req: &Req, id: &str) -> Resp {
     if !ours {
         return message(404, "404 Group Not Found");
     }
-    list_repositories(state, req)
+    // The group given, or (by ID) the project's own namespace.
+    let group = if id == crate::GROUP_ID.to_string() {
+        namespace.to_string()
+    } else {
+        id
+    };
+    list_repositories_where(state, req, |state, repository| {
+        state
+            .project_of(&repository.path)
+            .is_some_and(|(_, project)| project.starts_with(&format!("{group}/")))
+    })
 }
 
 /// GitLab's offset pagination with its headers.
@@ -788,7 +839,25 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
         else {
             continue;
         };
-        if kind != "repository" || !state.in_project(name) {
+        // The catalog: administrators only (their access token).
+        if kind == "registry" && name == "catalog" {
+            if config.admin
+                && password == config.access_token
+                && actions.split(',').any(|a| a == "*")
+            {
+                access.push(Access {
+                    kind: "registry".to_string(),
+                    name: "catalog".to_string(),
+                    actions: vec!["*".to_string()],
+                    meta: None,
+                });
+            }
+            continue;
+        }
+        // A job token's scopes cover its own project; an access token's
+        // every project of the group it may reach.
+        let job_token = user == "gitlab-ci-token" && password == config.job_token;
+        if kind != "repository" || !state.in_known_project(name, !job_token) {
             continue;
         }
         let mut granted: Vec<String> = Vec::new();
@@ -833,9 +902,12 @@ fn jwt_auth(state: &mut State, req: &Req) -> Resp {
     // GitLab's `meta` (§7): the project, and with push or delete the tag
     // rules that apply to this token's user.
     for entry in &mut access {
+        let (project_id, project_path) = state
+            .project_of(&entry.name)
+            .unwrap_or_else(|| (config.project_id, config.project_path.clone()));
         let mut meta = json!({
-            "project_path": config.project_path,
-            "project_id": config.project_id,
+            "project_path": project_path,
+            "project_id": project_id,
             "root_namespace_id": config.project_id + 1000,
         });
         let writes = entry.actions.iter().any(|a| a == "push" || a == "delete");
@@ -897,6 +969,25 @@ pub(crate) fn control(shared: &Shared, req: &Req) -> Resp {
             )
         }
         ("GET", "/_emulator/requests") => json_response(200, &json!(state.requests)),
+        // Counts only, for benchmarks too large to list every request.
+        ("GET", "/_emulator/summary") => {
+            let tags: usize = state.repositories.values().map(|r| r.tags.len()).sum();
+            let jwt_auth = state
+                .requests
+                .iter()
+                .filter(|r| r.path == "/jwt/auth")
+                .count();
+            json_response(
+                200,
+                &json!({
+                    "requests": state.requests.len(),
+                    "jwt_auth": jwt_auth,
+                    "repositories": state.repositories.len(),
+                    "tags": tags,
+                    "max_in_flight": shared.max_in_flight.load(Ordering::SeqCst),
+                }),
+            )
+        }
         ("POST", "/_emulator/reset-requests") => {
             drop(state);
             shared.reset_requests();

@@ -1,0 +1,257 @@
+//! A report written while it is being made: the head (`dry_run`, `engine`,
+//! `shard`, …) first, each repository as it is finished, the totals last.
+//! Memory holds one repository's entry at a time, not the run's.
+//!
+//! The file is byte for byte what [`Report::write`] writes for the same
+//! report (the head and tail come from serialising the report without its
+//! repositories, so fields added to [`Report`] appear in both), and it is
+//! written to `FILE.partial` and renamed into place when complete: a report
+//! file is always valid JSON, and a stream that stops half way (an invalid
+//! inventory entry) leaves no report behind.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize as _;
+use serde_json::ser::{Formatter as _, PrettyFormatter};
+
+use crate::report::{Report, ReportError, RepositoryReport};
+
+/// Where the repositories go in the serialised head: pretty-printed, a
+/// report's top-level fields are indented by two spaces, and a string value
+/// cannot contain an unescaped quote, so this text occurs once.
+const REPOSITORIES_MARK: &str = "\n  \"repositories\": []";
+
+pub struct ReportStream {
+    /// Everything but the repositories; the totals are counted as they come.
+    report: Report,
+    failures: bool,
+    file: Option<OpenReport>,
+    stdout: std::io::Stdout,
+    /// Inside GitLab CI: each repository in a collapsible log section.
+    sections: bool,
+    pushed: usize,
+}
+
+struct OpenReport {
+    path: PathBuf,
+    partial: PathBuf,
+    out: BufWriter<File>,
+    repositories: usize,
+}
+
+impl ReportStream {
+    /// Starts the summary and, with `path`, the report file. `head` is the
+    /// report without repositories (its totals are recounted here).
+    pub fn create(mut head: Report, path: Option<&Path>) -> Result<ReportStream, ReportError> {
+        head.repositories.clear();
+        head.totals = Default::default();
+        let file = match path {
+            None => None,
+            Some(path) => {
+                let mut partial = path.as_os_str().to_owned();
+                partial.push(".partial");
+                let partial = PathBuf::from(partial);
+                let write_error = |source| ReportError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                };
+                let mut out = BufWriter::new(File::create(&partial).map_err(write_error)?);
+                let (before, _) = split_head(&head)?;
+                out.write_all(before.as_bytes()).map_err(write_error)?;
+                Some(OpenReport {
+                    path: path.to_path_buf(),
+                    partial,
+                    out,
+                    repositories: 0,
+                })
+            }
+        };
+        Ok(ReportStream {
+            report: head,
+            failures: false,
+            file,
+            stdout: std::io::stdout(),
+            sections: crate::sections::in_gitlab_ci(),
+            pushed: 0,
+        })
+    }
+
+    /// Prints the repository's summary line, writes its entry and counts it.
+    pub fn push(&mut self, repository: RepositoryReport) -> Result<(), ReportError> {
+        self.report.totals.count(&repository);
+        self.failures |= repository.has_failures();
+        let line = repository.summary_line(self.report.verb());
+        self.pushed += 1;
+        // stdout closed (a pipe to `head`): the report still gets written.
+        let _ = if self.sections {
+            crate::sections::print_repository(
+                &repository,
+                &line,
+                self.report.dry_run,
+                self.pushed,
+                chrono::Utc::now().timestamp(),
+                &mut self.stdout.lock(),
+            )
+        } else {
+            writeln!(self.stdout.lock(), "{line}")
+        };
+        if let Some(file) = &mut self.file {
+            let separator: &[u8] = if file.repositories == 0 {
+                b"[\n    "
+            } else {
+                b",\n    "
+            };
+            file.out
+                .write_all(separator)
+                .map_err(|source| ReportError::Write {
+                    path: file.path.clone(),
+                    source,
+                })?;
+            // Straight into the file, pretty-printed two levels in, where
+            // `Report::write` puts a repository: a formatter that has opened
+            // two containers (on a sink) indents as it would there.
+            let mut formatter = PrettyFormatter::new();
+            let mut sink = std::io::sink();
+            formatter
+                .begin_object(&mut sink)
+                .and_then(|()| formatter.begin_array(&mut sink))
+                .map_err(|source| ReportError::Write {
+                    path: file.path.clone(),
+                    source,
+                })?;
+            let mut serializer = serde_json::Serializer::with_formatter(&mut file.out, formatter);
+            repository.serialize(&mut serializer)?;
+            file.repositories += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the totals, puts the report in place and prints the total
+    /// line. Returns the report without its repositories, with the totals,
+    /// and whether any repository had failures.
+    pub fn finish(mut self) -> Result<(Report, bool), ReportError> {
+        if let Some(mut file) = self.file.take() {
+            let (_, after) = split_head(&self.report)?;
+            let close = if file.repositories == 0 {
+                "[]"
+            } else {
+                "\n  ]"
+            };
+            let write_error = |source| ReportError::Write {
+                path: file.path.clone(),
+                source,
+            };
+            file.out
+                .write_all(close.as_bytes())
+                .and_then(|()| file.out.write_all(after.as_bytes()))
+                .and_then(|()| file.out.write_all(b"\n"))
+                .and_then(|()| file.out.flush())
+                .map_err(write_error)?;
+            std::fs::rename(&file.partial, &file.path).map_err(write_error)?;
+            tracing::info!(path = %file.path.display(), "report written");
+        }
+        for line in self.report.total_lines() {
+            let _ = writeln!(self.stdout.lock(), "{line}");
+        }
+        let failures = self.failures || self.report.totals.failed > 0;
+        Ok((std::mem::take(&mut self.report), failures))
+    }
+}
+
+impl Drop for ReportStream {
+    /// Not finished (an error stopped the command): no half report.
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            drop(file.out);
+            let _ = std::fs::remove_file(&file.partial);
+        }
+    }
+}
+
+/// The report's JSON before the repositories' `[` (excluded) and after
+/// their `]`.
+fn split_head(head: &Report) -> Result<(String, String), ReportError> {
+    let mut empty = head.clone();
+    empty.repositories.clear();
+    let json = serde_json::to_string_pretty(&empty)?;
+    // Cannot fail: `repositories` is a top-level field of every report.
+    let at = json.find(REPOSITORIES_MARK).ok_or_else(|| {
+        ReportError::Serialise(serde::ser::Error::custom(
+            "the serialised report has no top-level repositories field",
+        ))
+    })?;
+    let before = format!("{}\n  \"repositories\": ", &json[..at]);
+    let after = json[at + REPOSITORIES_MARK.len()..].to_string();
+    Ok((before, after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::DeletedTag;
+    use crate::shard::Shard;
+
+    fn repository(path: &str, deleted: usize) -> RepositoryReport {
+        let mut repository = RepositoryReport::new(path);
+        repository.tags = deleted + 1;
+        repository.kept = 1;
+        repository.deleted = (0..deleted)
+            .map(|i| DeletedTag {
+                tag: format!("mr-{i}"),
+                digest: None,
+                created_at: None,
+                pushed_at: None,
+                rule: Some("r".into()),
+                referrer: false,
+                untagged_referrers: 0,
+                size_bytes: None,
+            })
+            .collect();
+        repository
+    }
+
+    #[test]
+    fn the_streamed_file_is_what_report_write_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for count in [0, 1, 3] {
+            let mut head = Report::new("client", true);
+            head.shard = Some(Shard { index: 2, total: 4 });
+            let repositories: Vec<RepositoryReport> = (0..count)
+                .map(|i| repository(&format!("g/r{i}"), i))
+                .collect();
+            let streamed = dir.path().join(format!("streamed-{count}.json"));
+            let mut stream = ReportStream::create(head.clone(), Some(&streamed)).expect("create");
+            for repository in repositories.clone() {
+                stream.push(repository).expect("push");
+            }
+            let (totals_only, failures) = stream.finish().expect("finish");
+            assert!(!failures);
+            let whole = dir.path().join(format!("whole-{count}.json"));
+            head.extend(repositories);
+            head.write(&whole).expect("write");
+            assert_eq!(
+                std::fs::read_to_string(&streamed).expect("streamed"),
+                std::fs::read_to_string(&whole).expect("whole"),
+                "{count} repositories"
+            );
+            assert_eq!(totals_only.totals, head.totals);
+            assert!(!dir
+                .path()
+                .join(format!("streamed-{count}.json.partial"))
+                .exists());
+        }
+    }
+
+    #[test]
+    fn a_stream_that_stops_leaves_no_report() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("report.json");
+        let mut stream =
+            ReportStream::create(Report::new("client", true), Some(&path)).expect("create");
+        stream.push(repository("g/a", 2)).expect("push");
+        drop(stream);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+}

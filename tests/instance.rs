@@ -1,0 +1,156 @@
+//! Instance mode (`--instance`): every repository of the registry from its
+//! catalog, administrators only, deleted through the registry API and never
+//! through REST. Counted requests against the emulator.
+
+mod common;
+
+use common::*;
+
+const POLICY: &str = r#"
+rules:
+  - name: review images
+    delete: "mr-.*"
+"#;
+
+const REPOSITORIES: &[&str] = &[
+    "group/project",
+    "group/project/api",
+    "group/other",
+    "elsewhere/tool/cli",
+];
+
+fn instance_emulator(admin: bool) -> Emulator {
+    let emulator = Emulator::start(Config {
+        group_projects: vec![(2, "group/other".into())],
+        admin,
+        ..Config::default()
+    });
+    // A project outside the group: the catalog lists every repository.
+    emulator.set_config(|c| c.group_projects.push((5, "elsewhere/tool".into())));
+    for repository in REPOSITORIES {
+        emulator.add_tags(repository, [tag("mr-1"), tag("main")]);
+    }
+    emulator
+}
+
+fn admin_env(emulator: &Emulator) -> Vec<(String, String)> {
+    without(emulator.laptop_env(), &["CI_PROJECT_ID", "CI_PROJECT_PATH"])
+}
+
+#[test]
+fn an_administrator_cleans_every_repository_through_the_registry_only() {
+    let emulator = instance_emulator(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let report = dir.path().join("report.json");
+    let report_arg = report.display().to_string();
+    let output = run(
+        &admin_env(&emulator),
+        &[
+            "run",
+            "--instance",
+            "--policy",
+            &policy,
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    for repository in REPOSITORIES {
+        assert_eq!(names(&emulator, repository), vec!["main"], "{repository}");
+    }
+    assert_eq!(emulator.count("GET", "/v2/_catalog"), 1);
+    assert_eq!(
+        emulator.count("DELETE", "/manifests/mr-1"),
+        REPOSITORIES.len()
+    );
+    // Not one REST call: catalog entries have no project.
+    let requests = emulator.requests();
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.path.starts_with("/api/v4/"))
+            .count(),
+        0
+    );
+    assert_eq!(report_json(&report)["totals"]["deleted"], 4);
+}
+
+#[test]
+fn without_the_catalog_scope_an_instance_run_stops_with_exit_2() {
+    let emulator = instance_emulator(false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let output = run(
+        &admin_env(&emulator),
+        &["run", "--instance", "--policy", &policy],
+    );
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(output.stderr.contains("administrator"), "{}", output.all());
+    assert_eq!(emulator.count("GET", "/v2/_catalog"), 0);
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn a_registry_without_tag_delete_is_refused_before_the_catalog() {
+    let emulator = instance_emulator(true);
+    emulator.set_config(|c| c.tag_delete = false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let output = run(
+        &admin_env(&emulator),
+        &["run", "--instance", "--policy", &policy],
+    );
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(output.stderr.contains("tag delete"), "{}", output.all());
+    // One GET /v2/ to learn it; no token, no catalog, no write.
+    assert_eq!(emulator.requests().len(), 1, "{:?}", emulator.requests());
+    assert_eq!(emulator.writes(), 0);
+}
+
+#[test]
+fn the_job_token_alone_is_refused_before_any_request() {
+    let emulator = instance_emulator(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let env = with(emulator.ci_env(), &[("CLEANUP_INSTANCE", "true")]);
+    let output = run(&env, &["run", "--policy", &policy]);
+    assert_eq!(output.code, 2, "{}", output.all());
+    assert!(
+        output.stderr.contains("administrator's access token"),
+        "{}",
+        output.all()
+    );
+    assert!(emulator.requests().is_empty());
+}
+
+/// The catalog is read page by page (`n=1000`, `Link: rel="next"`): 1,004
+/// repositories take two pages, and every one of them is planned.
+#[test]
+fn the_catalog_is_followed_page_by_page() {
+    let emulator = instance_emulator(true);
+    for i in 0..1000 {
+        emulator.add_repository(&format!("group/project/many/r{i:04}"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let report = dir.path().join("report.json");
+    let report_arg = report.display().to_string();
+    let output = run(
+        &admin_env(&emulator),
+        &[
+            "run",
+            "--instance",
+            "--dry-run",
+            "--policy",
+            &policy,
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    assert_eq!(emulator.count("GET", "/v2/_catalog"), 2);
+    let report = report_json(&report);
+    assert_eq!(report["totals"]["repositories"], 1004);
+    assert_eq!(report["totals"]["deleted"], 4);
+}
