@@ -232,7 +232,9 @@ for k, v in job["variables"].items():
 job_script=$(python3 -c 'import json, sys
 (job,) = json.load(open(sys.argv[1])).values()
 print("\n".join(job["script"]))' "$work/delete-job.json")
-in_image_ci "${job_vars[@]}" sh -e -c "$job_script" >"$work/delete-job.log" 2>&1 ||
+# CI_JOB_MANUAL=true: GitLab sets it on a played manual job, which an on_stop job is;
+# without it the job refuses to delete (see docs/components.md).
+in_image_ci "${job_vars[@]}" CI_JOB_MANUAL=true sh -e -c "$job_script" >"$work/delete-job.log" 2>&1 ||
     fail "the delete job's script failed in the image: $(cat "$work/delete-job.log")"
 python3 - "$gitlab_url" <<'EOF' || fail "emulator state after the delete job (log: $(cat "$work/delete-job.log"))"
 import json, sys, urllib.request
