@@ -118,6 +118,9 @@ pub struct DoctorArgs {
     /// Policy file (default .gitlab/registry-cleanup.yml; checked when present)
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Also check that the credentials may list this group's repositories (as `run --group` needs)
+    #[arg(long, value_name = "PATH|ID")]
+    pub group: Option<String>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }

@@ -35,6 +35,8 @@ pub struct DoctorOptions {
     /// The policy path was given (flag or variable): then a missing file
     /// fails the check; the default path may be absent.
     pub policy_given: bool,
+    /// `--group`/`CLEANUP_GROUP`: also check the group listing `run --group` needs.
+    pub group: Option<String>,
 }
 
 #[derive(Debug)]
@@ -239,10 +241,15 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
         }
         Command::Doctor(args) => {
             let policy_given = args.policy.is_some() || env.path(&env.cleanup_policy).is_some();
+            let group = match scope(args.group, false, env)? {
+                Scope::Group(group) => Some(group),
+                Scope::Project | Scope::Instance => None,
+            };
             Invocation::Doctor(DoctorOptions {
                 connection: connection(&args.network)?,
                 policy: policy_path(args.policy, env),
                 policy_given,
+                group,
             })
         }
         Command::Policy(crate::cli::PolicyCommand::Import(args)) => {

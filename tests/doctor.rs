@@ -313,3 +313,41 @@ fn no_secret_in_the_output() {
         }
     }
 }
+
+/// `doctor --group`: with the job token (which GitLab refuses on group
+/// listings) a `fail` line saying which token to create, and no request to
+/// the group endpoint; with a group access token, the repositories it lists.
+#[test]
+fn group_access_is_checked_for_a_group_run() {
+    let emulator = seeded(Config {
+        group_projects: vec![(2, "group/other".into())],
+        ..Config::default()
+    });
+    emulator.add_tags("group/other/web", [tag("mr-1")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let args = ["doctor", "--policy", policy.as_str(), "--group", "group"];
+
+    let output = run(&emulator.ci_env(), &args);
+    assert_eq!(output.code, 1, "{}", output.all());
+    assert_every_line_is_a_verdict(&output);
+    let group = line(&output, "group access");
+    assert!(
+        group.starts_with("fail") && group.contains("group access token"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.count("GET", "/groups/"), 0);
+
+    let token = emulator.config().access_token;
+    let env = with(emulator.ci_env(), &[("GITLAB_TOKEN", token.as_str())]);
+    let output = run(&env, &args);
+    let group = line(&output, "group access");
+    assert!(
+        group.starts_with("ok") && group.contains("3 container repositories in 2 projects"),
+        "{}",
+        output.all()
+    );
+    assert_eq!(emulator.count("GET", "/groups/"), 1);
+    assert_eq!(emulator.writes(), 0);
+}

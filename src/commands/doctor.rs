@@ -50,6 +50,9 @@ pub async fn doctor(options: DoctorOptions) -> anyhow::Result<Exit> {
     );
     check_policy(&options, &mut findings);
     let repositories = check_rest(&gitlab, &mut findings).await;
+    if let Some(group) = &options.group {
+        check_group(&gitlab, group, &mut findings).await;
+    }
     check_token_scopes(&gitlab, &mut findings).await;
     let root = settings
         .root_repository
@@ -71,6 +74,41 @@ pub async fn doctor(options: DoctorOptions) -> anyhow::Result<Exit> {
     check_project(&gitlab, &mut findings).await;
     clients.log_stats();
     Ok(findings.exit())
+}
+
+/// `--group`: whether the credentials may list the group's repositories,
+/// as `run --group` does first. GitLab refuses the job token there, so
+/// with the job token nothing is asked: the line says which token to create.
+async fn check_group(gitlab: &GitLab, group: &str, findings: &mut Findings) {
+    let check = "group access";
+    if gitlab.credentials() != "PRIVATE-TOKEN" {
+        findings.add(
+            Level::Fail,
+            check,
+            format!("--group {group}: the job token cannot list a group's repositories"),
+            crate::gitlab::GROUP_TOKEN_ADVICE,
+        );
+        return;
+    }
+    match gitlab.group_repositories(group).await {
+        Ok(repositories) => {
+            let projects: std::collections::BTreeSet<Option<u64>> =
+                repositories.iter().map(|r| r.project_id).collect();
+            findings.ok(
+                check,
+                format!(
+                    "GITLAB_TOKEN lists {} in {} of group {group}",
+                    plural(
+                        repositories.len(),
+                        "container repository",
+                        "container repositories"
+                    ),
+                    plural(projects.len(), "project", "projects")
+                ),
+            );
+        }
+        Err(err) => findings.add(Level::Fail, check, err.to_string(), ""),
+    }
 }
 
 fn check_policy(options: &DoctorOptions, findings: &mut Findings) {
