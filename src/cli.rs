@@ -27,9 +27,14 @@ pub fn command() -> clap::Command {
             _ => arg,
         }
     }
-    Cli::command()
-        .mut_args(name_variable)
-        .mut_subcommands(|sub| sub.mut_args(name_variable))
+    // Every level: `policy import` and `report merge` are subcommands of
+    // subcommands.
+    fn name_variables(command: clap::Command) -> clap::Command {
+        command
+            .mut_args(name_variable)
+            .mut_subcommands(name_variables)
+    }
+    name_variables(Cli::command())
 }
 
 /// What each command's `--help` says about the environment it reads.

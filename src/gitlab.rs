@@ -402,7 +402,13 @@ impl GitLab {
         };
         let listed: Vec<ListedRepository> = match self.all_pages(url.clone()).await {
             Ok(listed) => listed,
-            Err(GitLabError::Config(_)) => return Err(refused("401")),
+            // GitLab's 401, or credentials that could not be sent at all:
+            // the cause first, then which token a group run needs.
+            Err(GitLabError::Config(err)) => {
+                return Err(GitLabError::Config(ConfigError::new(format!(
+                    "{err} (listing the container repositories of the group {group:?}); {GROUP_TOKEN_ADVICE}"
+                ))))
+            }
             Err(GitLabError::Http(HttpError::Status { status, .. }))
                 if status == StatusCode::FORBIDDEN =>
             {

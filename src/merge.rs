@@ -17,13 +17,13 @@ use crate::shard::Shard;
 /// Why the reports could not be merged. Each names the files concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
-    #[error("reading the report {}: {source}", .file.display())]
+    #[error("reading the report {}", .file.display())]
     Read {
         file: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{} is not a registry-cleanup report: {source}", .file.display())]
+    #[error("{} is not a registry-cleanup report", .file.display())]
     Parse {
         file: PathBuf,
         #[source]

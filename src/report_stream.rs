@@ -161,9 +161,21 @@ impl ReportStream {
 }
 
 impl Drop for ReportStream {
-    /// Not finished (an error stopped the command): no half report.
+    /// Not finished (an error stopped the command): no half report under
+    /// the report's name. A live run that already reported repositories
+    /// (and so may have deleted in them) keeps `FILE.partial` as the record
+    /// of what it did; anything else leaves nothing behind.
     fn drop(&mut self) {
-        if let Some(file) = self.file.take() {
+        if let Some(mut file) = self.file.take() {
+            if !self.report.dry_run && file.repositories > 0 {
+                let _ = file.out.flush();
+                tracing::warn!(
+                    path = %file.partial.display(),
+                    repositories = file.repositories,
+                    "the run stopped before its report was complete: the partial report lists the repositories done so far (not valid JSON)"
+                );
+                return;
+            }
             drop(file.out);
             let _ = std::fs::remove_file(&file.partial);
         }
@@ -253,5 +265,24 @@ mod tests {
         stream.push(repository("g/a", 2)).expect("push");
         drop(stream);
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    /// A live run may have deleted in the repositories it reported: when it
+    /// stops, the partial file stays as the record of them.
+    #[test]
+    fn a_live_stream_that_stops_keeps_its_partial_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("report.json");
+        let mut stream =
+            ReportStream::create(Report::new("client", false), Some(&path)).expect("create");
+        stream.push(repository("g/a", 2)).expect("push");
+        drop(stream);
+        assert!(!path.exists());
+        let partial = std::fs::read_to_string(dir.path().join("report.json.partial"))
+            .expect("partial record");
+        assert!(
+            partial.contains("\"g/a\"") && partial.contains("mr-1"),
+            "{partial}"
+        );
     }
 }

@@ -25,10 +25,34 @@ pub fn shard_of(path: &str, total: u32) -> u32 {
 }
 
 /// Shard `index` of `total` (1 ≤ index ≤ total), as reports record it.
+/// Read from a report only when in range (`report merge` trusts it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "RecordedShard")]
 pub struct Shard {
     pub index: u32,
     pub total: u32,
+}
+
+/// A shard as a report file has it, before its range is checked.
+#[derive(Deserialize)]
+struct RecordedShard {
+    index: u32,
+    total: u32,
+}
+
+impl TryFrom<RecordedShard> for Shard {
+    type Error = String;
+
+    fn try_from(recorded: RecordedShard) -> Result<Shard, String> {
+        let RecordedShard { index, total } = recorded;
+        if (1..=total).contains(&index) {
+            Ok(Shard { index, total })
+        } else {
+            Err(format!(
+                "shard {index}/{total}: the index must be from 1 to the number of shards"
+            ))
+        }
+    }
 }
 
 /// Why a shard was refused.
@@ -80,6 +104,23 @@ impl std::fmt::Display for Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_shard_out_of_range_is_refused() {
+        let read = |json: &str| serde_json::from_str::<Shard>(json);
+        assert_eq!(
+            read(r#"{"index": 2, "total": 4}"#).expect("valid"),
+            Shard { index: 2, total: 4 }
+        );
+        for bad in [
+            r#"{"index": 0, "total": 0}"#,
+            r#"{"index": 0, "total": 4}"#,
+            r#"{"index": 5, "total": 4}"#,
+        ] {
+            let err = read(bad).expect_err(bad);
+            assert!(err.to_string().contains("must be from 1"), "{err}");
+        }
+    }
 
     /// Reference values computed independently of this code:
     ///

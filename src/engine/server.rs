@@ -16,6 +16,7 @@ pub fn rules_by_repository<'a>(
     origin: &str,
     repositories: &[RepositoryInfo],
 ) -> Result<HashMap<u64, &'a Rule>, PolicyError> {
+    refuse_empty_repository_removal(policy, origin)?;
     let mut rules = HashMap::new();
     for repository in repositories {
         let applicable: Vec<&Rule> = policy
@@ -58,6 +59,7 @@ pub fn rules_by_repository<'a>(
 /// Overlaps that depend on the repositories' paths are checked by `run`
 /// ([`rules_by_repository`]), where the paths are known.
 pub fn check_policy(policy: &Policy, origin: &str) -> Result<(), PolicyError> {
+    refuse_empty_repository_removal(policy, origin)?;
     if let Some(rule) = policy.rules.iter().find(|rule| rule.is_git_aware()) {
         return Err(git_aware_error(origin, rule, ""));
     }
@@ -81,6 +83,20 @@ pub fn check_policy(policy: &Policy, origin: &str) -> Result<(), PolicyError> {
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// `remove_empty_repositories` needs to know which tags are left, which a
+/// bulk call (GitLab deletes in the background) never says: rather than
+/// ignore the key silently, the policy is refused.
+fn refuse_empty_repository_removal(policy: &Policy, origin: &str) -> Result<(), PolicyError> {
+    if policy.remove_empty_repositories {
+        return Err(PolicyError {
+            message: format!(
+                "{origin}: remove_empty_repositories: true needs to know which tags a run leaves, and --engine server hands the deletes to GitLab, which reports nothing back: use --engine client (the default), or set remove_empty_repositories: false"
+            ),
+        });
     }
     Ok(())
 }
@@ -302,6 +318,9 @@ mod tests {
             check_policy(&policy, "p.yml").map_err(|err| err.message)
         };
         check("rules: [{delete: a}]").expect("one rule");
+        let err = check("remove_empty_repositories: true\nrules: [{delete: a}]")
+            .expect_err("no removal through bulk deletes");
+        assert!(err.contains("remove_empty_repositories"), "{err}");
         check("rules: [{repositories: g/api, delete: a}, {repositories: g/web, delete: b}]")
             .expect("disjoint");
         // May overlap on some paths only: left to `run`, which knows them.
