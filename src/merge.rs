@@ -93,13 +93,18 @@ pub fn merge(reports: Vec<(PathBuf, Report)>) -> Result<Report, MergeError> {
         // clap requires at least one file; an empty merge is an empty report.
         return Ok(Report::default());
     };
-    let (first_file, dry_run, engine) = (first_file.clone(), first.dry_run, first.engine.clone());
+    // A shard refused by --max-deletions reports its plan as a dry run, but
+    // it belongs to a live run: merged with its live siblings, it makes the
+    // merge fail (has_failures) rather than look like a mix of runs.
+    let meant_dry = |report: &Report| report.dry_run && report.refused_over_limit.is_none();
+    let (first_file, dry_run, engine) =
+        (first_file.clone(), meant_dry(first), first.engine.clone());
     let mut shards: BTreeMap<u32, PathBuf> = BTreeMap::new();
     let mut total: Option<(u32, PathBuf, Shard)> = None;
     let mut unsharded: Option<PathBuf> = None;
     for (file, report) in &reports {
-        if report.dry_run != dry_run {
-            let (dry, live) = if report.dry_run {
+        if meant_dry(report) != dry_run {
+            let (dry, live) = if meant_dry(report) {
                 (file.clone(), first_file.clone())
             } else {
                 (first_file.clone(), file.clone())
@@ -151,7 +156,9 @@ pub fn merge(reports: Vec<(PathBuf, Report)>) -> Result<Report, MergeError> {
         }
     }
 
-    let mut merged = Report::new(&engine, dry_run);
+    // Dry when nothing was deleted anywhere (a dry run, or every shard refused).
+    let nothing_deleted = reports.iter().all(|(_, report)| report.dry_run);
+    let mut merged = Report::new(&engine, nothing_deleted);
     let mut owners: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut repositories = Vec::new();
     for (file, report) in reports {
@@ -164,6 +171,7 @@ pub fn merge(reports: Vec<(PathBuf, Report)>) -> Result<Report, MergeError> {
         if merged.policy_file.is_none() {
             merged.policy_file = report.policy_file;
         }
+        merged.refused_over_limit = merged.refused_over_limit.or(report.refused_over_limit);
         for warning in report.warnings {
             if !merged.warnings.contains(&warning) {
                 merged.warnings.push(warning);
@@ -314,5 +322,20 @@ mod tests {
             let err = merge(files(reports)).expect_err(expected).to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    /// A shard `--max-deletions` refused (its plan reported as a dry run)
+    /// merges with its live siblings, and the merge fails: its counts are
+    /// a plan, not deletions.
+    #[test]
+    fn a_shard_refused_over_its_limit_fails_the_merge() {
+        let mut refused = shard_report(Some((2, 2)), &["b"]);
+        refused.dry_run = true;
+        refused.refused_over_limit = Some(10);
+        let merged =
+            merge(files(vec![shard_report(Some((1, 2)), &["a"]), refused])).expect("one live run");
+        assert!(!merged.dry_run);
+        assert_eq!(merged.refused_over_limit, Some(10));
+        assert!(merged.has_failures());
     }
 }

@@ -63,6 +63,11 @@ pub struct Report {
     /// no repository of the project (see `lint`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Set when `--max-deletions` refused the run: the limit its plan
+    /// exceeded. Nothing was deleted (`dry_run` is true: the report lists
+    /// the plan), and the run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_over_limit: Option<usize>,
 }
 
 /// A GitLab tag rule as the report shows it.
@@ -359,6 +364,7 @@ impl Report {
     pub fn has_failures(&self) -> bool {
         self.totals.failed > 0
             || self.totals.failed_repositories > 0
+            || self.refused_over_limit.is_some()
             || self.repositories.iter().any(RepositoryReport::has_failures)
     }
 

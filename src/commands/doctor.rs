@@ -69,7 +69,17 @@ pub async fn doctor(options: DoctorOptions) -> anyhow::Result<Exit> {
         &mut findings,
     )
     .await;
-    check_capabilities(&clients.registry, &mut findings);
+    // The capabilities come from `GET /v2/`'s headers: asked here in case
+    // no registry token was (nothing is reported as checked unless it was).
+    match clients.registry.probe().await {
+        Ok(()) => check_capabilities(&clients.registry, &mut findings),
+        Err(err) => findings.add(
+            Level::Fail,
+            "registry",
+            format!("GET /v2/ failed: {err}"),
+            "check CI_REGISTRY / CLEANUP_REGISTRY_URL and that this machine reaches the registry",
+        ),
+    }
     check_tag_rules(&clients.registry, &gitlab, &granted, &mut findings).await;
     check_project(&gitlab, &mut findings).await;
     clients.log_stats();
@@ -378,6 +388,15 @@ async fn check_tag_rules(
 ) {
     let mut delete_deny = std::collections::BTreeSet::new();
     let mut immutable = std::collections::BTreeSet::new();
+    if granted.is_empty() && gitlab.credentials() != "PRIVATE-TOKEN" {
+        findings.add(
+            Level::Warn,
+            "GitLab tag rules",
+            "not checked: no repository granted delete (the token carries the rules that apply to deleting), and the job token cannot read the project's rules",
+            "fix the registry access above, then run doctor again",
+        );
+        return;
+    }
     for path in granted {
         // The token is cached since the access check: no request.
         if let Ok(rules) = registry.tag_rules(path).await {

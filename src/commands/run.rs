@@ -111,6 +111,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
     report.policy_file = Some(options.policy.display().to_string());
     report.shard = options.shard;
     report.warnings = warnings;
+    report.refused_over_limit = refused;
     clients.log_stats();
     let exit = finish(&report, options.counts.with_report(options.report.as_ref()))?;
     match refused {
