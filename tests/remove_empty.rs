@@ -8,6 +8,7 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::*;
+use gitlab_emulator::{Server, Tamper, TamperBody};
 
 const POLICY: &str = r#"
 remove_empty_repositories: true
@@ -166,4 +167,45 @@ fn without_the_key_no_repository_is_removed() {
     assert_eq!(repository_deletes(&emulator), 0);
     assert!(emulator.has_repository("review"));
     assert!(emulator.has_repository("old-empty"));
+}
+
+/// A push between the listing and the removal: the re-check just before the
+/// `DELETE` (one page of one tag through REST) sees the new tag, and the
+/// repository stays — whatever the listing said.
+#[test]
+fn a_repository_pushed_to_since_its_listing_is_not_removed() {
+    let mut config = Config::default();
+    config.tamper = vec![Tamper::on(Some("GET"), "/tags")
+        .on_server(Server::Gitlab)
+        .query("per_page=1")
+        .body(TamperBody::Replace(
+            br#"[{"name": "pushed-later"}]"#.to_vec(),
+        ))];
+    let emulator = Emulator::start(config);
+    let now = Utc::now();
+    emulator.add_tags("review", [tag("mr-1"), tag("mr-2")]);
+    emulator.set_repository_state("old-empty", None, now - Duration::hours(48));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let report_path = dir.path().join("report.json");
+    let report_arg = report_path.display().to_string();
+    let output = run(
+        &emulator.ci_env(),
+        &["run", "--policy", &policy, "--report", &report_arg],
+    );
+    assert_eq!(output.code, 0, "{}", output.all());
+    assert_eq!(repository_deletes(&emulator), 0, "{}", output.all());
+    assert!(emulator.has_repository("review"));
+    assert!(emulator.has_repository("old-empty"));
+    let report = report_json(&report_path);
+    for path in ["group/project/review", "group/project/old-empty"] {
+        let removal = removal(&report, path);
+        assert_eq!(removal["outcome"], "skipped", "{path}: {report}");
+        assert!(
+            removal["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("pushed")),
+            "{path}: {removal}"
+        );
+    }
 }
