@@ -21,8 +21,8 @@
 //! ascending (byte order), whatever the order of the input, so plans and
 //! reports can be compared and diffed as text.
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -644,13 +644,15 @@ fn plan_rule(
                 .flatten()
         })
         .collect();
-    let mut sizes: HashMap<&Option<RefKey>, usize> = HashMap::new();
+    // FxHash: one lookup per candidate, keys from the listing (no
+    // adversary to resist, as SipHash would).
+    let mut sizes: FxHashMap<&Option<RefKey>, usize> = FxHashMap::default();
     if rule.keep_n > 0 {
         for group in &groups {
             *sizes.entry(group).or_default() += 1;
         }
     }
-    let mut seen: HashMap<&Option<RefKey>, usize> = HashMap::new();
+    let mut seen: FxHashMap<&Option<RefKey>, usize> = FxHashMap::default();
     for ((index, tag), group) in candidates.into_iter().zip(&groups) {
         let position = seen.entry(group).or_default();
         let newer = *position;
@@ -719,9 +721,9 @@ fn plan_referrers(
         return;
     }
     // Which tags point at a digest: their own, or a child of their index.
-    let mut pointers: HashMap<&Digest, Vec<usize>> = HashMap::new();
+    let mut pointers: FxHashMap<&Digest, Vec<usize>> = FxHashMap::default();
     for (index, tag) in tags.iter().enumerate() {
-        let mut pointed: HashSet<&Digest> = tag.children.iter().collect();
+        let mut pointed: FxHashSet<&Digest> = tag.children.iter().collect();
         pointed.extend(tag.digest.as_ref());
         for digest in pointed {
             pointers.entry(digest).or_default().push(index);
