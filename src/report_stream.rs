@@ -23,6 +23,9 @@ use crate::report::{Report, ReportError, RepositoryReport};
 /// cannot contain an unescaped quote, so this text occurs once.
 const REPOSITORIES_MARK: &str = "\n  \"repositories\": []";
 
+/// The report file's write buffer (`BufWriter`'s default is 8 KiB).
+const WRITE_BUFFER: usize = 256 * 1024;
+
 pub struct ReportStream {
     /// Everything but the repositories; the totals are counted as they come.
     report: Report,
@@ -57,7 +60,11 @@ impl ReportStream {
                     path: path.to_path_buf(),
                     source,
                 };
-                let mut out = BufWriter::new(File::create(&partial).map_err(write_error)?);
+                // A report runs to tens of megabytes: larger writes, fewer calls.
+                let mut out = BufWriter::with_capacity(
+                    WRITE_BUFFER,
+                    File::create(&partial).map_err(write_error)?,
+                );
                 let (before, _) = split_head(&head)?;
                 out.write_all(before.as_bytes()).map_err(write_error)?;
                 Some(OpenReport {
