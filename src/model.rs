@@ -21,12 +21,16 @@ pub struct Tag {
     /// and unparsable configs, and on `/gitlab/v1`, which lists no build
     /// time. A time before 2000-01-01 is a reproducible builder's constant
     /// stamp: see [`Tag::age`].
-    #[serde(default)]
+    #[serde(default, with = "crate::rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
     /// The tag's **push** time, where the registry reports it (`/gitlab/v1`
     /// `published_at`, i.e. `updated_at` or else `created_at`). It decides
     /// the tag's age over the build time: see [`Tag::age`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::rfc3339"
+    )]
     pub pushed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,

@@ -173,9 +173,15 @@ pub struct DeletedTag {
     pub tag: String,
     pub digest: Option<String>,
     /// The image's build time, where known.
+    // `default`: as a plain `Option` field, absent reads as `None`.
+    #[serde(default, with = "crate::rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
     /// The tag's push time, where the registry reports it (`/gitlab/v1`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::rfc3339"
+    )]
     pub pushed_at: Option<DateTime<Utc>>,
     pub rule: Option<String>,
     /// A signature, attestation or other referrer tag, deleted with its
