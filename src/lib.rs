@@ -60,6 +60,7 @@ pub mod registry;
 pub mod removal;
 pub mod report;
 pub mod report_stream;
+pub mod rfc3339;
 pub mod secret;
 pub mod sections;
 pub mod shard;

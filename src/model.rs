@@ -2,7 +2,7 @@
 //! reported. File formats (`inventory`, `report`) and APIs (`gitlab`,
 //! `registry`) convert to and from it at their edges.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::names::{Digest, TagName};
@@ -21,12 +21,16 @@ pub struct Tag {
     /// and unparsable configs, and on `/gitlab/v1`, which lists no build
     /// time. A time before 2000-01-01 is a reproducible builder's constant
     /// stamp: see [`Tag::age`].
-    #[serde(default)]
+    #[serde(default, with = "crate::rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
     /// The tag's **push** time, where the registry reports it (`/gitlab/v1`
     /// `published_at`, i.e. `updated_at` or else `created_at`). It decides
     /// the tag's age over the build time: see [`Tag::age`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::rfc3339"
+    )]
     pub pushed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
@@ -164,10 +168,15 @@ impl AgeSource {
 /// Build times before this are the constant stamps of reproducible builders
 /// (1970 from ko, 1980 from buildpacks): unknown, never old.
 pub fn build_time_floor() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .expect("a valid constant date")
+    BUILD_TIME_FLOOR
 }
+
+/// 2000-01-01T00:00:00Z, a constant: [`Tag::age`] compares against it for
+/// every tag, many times over while sorting.
+const BUILD_TIME_FLOOR: DateTime<Utc> = match DateTime::from_timestamp(946_684_800, 0) {
+    Some(floor) => floor,
+    None => panic!("a valid constant date"),
+};
 
 /// What a project's git refs say, for git-aware rules (`when_ref`,
 /// `per_ref`): the slugs of its branches and git tags, the source-branch
@@ -188,4 +197,17 @@ pub struct Refs {
     pub open_mrs: std::collections::BTreeSet<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete_because: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn the_build_time_floor_is_the_year_2000() {
+        let floor = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single();
+        assert_eq!(Some(build_time_floor()), floor);
+    }
 }

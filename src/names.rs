@@ -29,6 +29,10 @@ pub struct TagName(String);
 
 impl TagName {
     pub fn parse(text: &str) -> Result<TagName, NameError> {
+        Self::parse_owned(text.to_string())
+    }
+
+    fn parse_owned(text: String) -> Result<TagName, NameError> {
         let mut bytes = text.bytes();
         let first_ok = bytes
             .next()
@@ -37,9 +41,9 @@ impl TagName {
             && text.len() <= 128
             && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if valid {
-            Ok(TagName(text.to_string()))
+            Ok(TagName(text))
         } else {
-            Err(NameError::Tag(text.to_string()))
+            Err(NameError::Tag(text))
         }
     }
 
@@ -55,13 +59,17 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(text: &str) -> Result<Digest, NameError> {
+        Self::parse_owned(text.to_string())
+    }
+
+    fn parse_owned(text: String) -> Result<Digest, NameError> {
         let valid = text.strip_prefix("sha256:").is_some_and(|hex| {
             hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         });
         if valid {
-            Ok(Digest(text.to_string()))
+            Ok(Digest(text))
         } else {
-            Err(NameError::Digest(text.to_string()))
+            Err(NameError::Digest(text))
         }
     }
 
@@ -96,6 +104,10 @@ pub struct RepositoryPath(String);
 
 impl RepositoryPath {
     pub fn parse(text: &str) -> Result<RepositoryPath, NameError> {
+        Self::parse_owned(text.to_string())
+    }
+
+    fn parse_owned(text: String) -> Result<RepositoryPath, NameError> {
         let valid =
             !text.is_empty() && text.len() <= 255 && text.split('/').all(|segment| {
                 let bytes = segment.as_bytes();
@@ -108,9 +120,9 @@ impl RepositoryPath {
                     })
             });
         if valid {
-            Ok(RepositoryPath(text.to_string()))
+            Ok(RepositoryPath(text))
         } else {
-            Err(NameError::Repository(text.to_string()))
+            Err(NameError::Repository(text))
         }
     }
 
@@ -192,8 +204,15 @@ macro_rules! string_newtype {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                // The deserialised string becomes the name: one allocation.
                 let text = String::deserialize(deserializer)?;
-                $name::parse(&text).map_err(serde::de::Error::custom)
+                $name::parse_owned(text).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> String {
+                name.0
             }
         }
     )*};

@@ -21,8 +21,8 @@
 //! ascending (byte order), whatever the order of the input, so plans and
 //! reports can be compared and diffed as text.
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -386,6 +386,16 @@ enum Fate {
     Pending,
 }
 
+/// What becomes of one tag: the plan without the tag itself, which the
+/// plan then copies from a borrowed listing ([`plan_repository`]) or takes
+/// from an owned one ([`plan_owned_repository`]).
+#[derive(Debug)]
+enum Decision {
+    Protected(ProtectReason),
+    Keep(KeepReason),
+    Delete { rule: String, referrer: bool },
+}
+
 /// Plans one repository. `repository` is its full path (`group/project/api`),
 /// which the rules' `repositories` patterns are matched against. `refs`: its
 /// project's git refs, for rules with `when_ref`; `None` when not known
@@ -398,6 +408,83 @@ pub fn plan_repository(
     refs: Option<&Refs>,
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
+    let decided = decide(policy, repository, tags, refs, now);
+    decided.into_plan(tags.iter().cloned())
+}
+
+/// [`plan_repository`] for a listing that is not needed afterwards: the
+/// plan takes the tags over instead of copying them (a listing of 100,000
+/// tags is tens of megabytes).
+pub fn plan_owned_repository(
+    policy: &Policy,
+    repository: &RepositoryPath,
+    tags: Vec<Tag>,
+    refs: Option<&Refs>,
+    now: DateTime<Utc>,
+) -> RepositoryPlan {
+    let decided = decide(policy, repository, &tags, refs, now);
+    decided.into_plan(tags)
+}
+
+/// A plan whose tags are still the listing's: a decision per tag, in
+/// listing order.
+struct Decided {
+    path: RepositoryPath,
+    decisions: Vec<Decision>,
+    age_source: AgeSource,
+    undated_build_stamps: usize,
+    refs_warning: Option<String>,
+}
+
+impl Decided {
+    /// The plan, with `tags`: the listing the decisions were made on, in
+    /// the same order.
+    fn into_plan(self, tags: impl IntoIterator<Item = Tag>) -> RepositoryPlan {
+        let (mut protected_count, mut delete_count) = (0, 0);
+        for decision in &self.decisions {
+            match decision {
+                Decision::Protected(_) => protected_count += 1,
+                Decision::Delete { .. } => delete_count += 1,
+                Decision::Keep(_) => {}
+            }
+        }
+        // Sized exactly: these hold every tag of the repository between them.
+        let mut protected = Vec::with_capacity(protected_count);
+        let mut delete = Vec::with_capacity(delete_count);
+        let mut keep = Vec::with_capacity(self.decisions.len() - protected_count - delete_count);
+        for (tag, decision) in tags.into_iter().zip(self.decisions) {
+            match decision {
+                Decision::Protected(reason) => protected.push(ProtectedTag { tag, reason }),
+                Decision::Keep(reason) => keep.push(KeptTag { tag, reason }),
+                Decision::Delete { rule, referrer } => delete.push(PlannedDeletion {
+                    tag,
+                    rule,
+                    referrer,
+                }),
+            }
+        }
+        protected.sort_by(|a, b| by_name(&a.tag, &b.tag));
+        delete.sort_by(|a, b| by_name(&a.tag, &b.tag));
+        keep.sort_by(|a, b| by_name(&a.tag, &b.tag));
+        RepositoryPlan {
+            path: self.path,
+            protected,
+            delete,
+            keep,
+            age_source: self.age_source,
+            undated_build_stamps: self.undated_build_stamps,
+            refs_warning: self.refs_warning,
+        }
+    }
+}
+
+fn decide(
+    policy: &Policy,
+    repository: &RepositoryPath,
+    tags: &[Tag],
+    refs: Option<&Refs>,
+    now: DateTime<Utc>,
+) -> Decided {
     // Step 3: the applicable rules, in file order.
     let rules: Vec<&Rule> = policy.applicable_rules(repository).collect();
     // Refs known only in part decide no `when_ref` condition.
@@ -405,19 +492,16 @@ pub fn plan_repository(
     let refs_known = unusable.is_none();
     let mut refs_unknown_kept = 0usize;
 
-    let mut protected = Vec::new();
-    let mut keep = Vec::new();
-    let mut delete = Vec::new();
+    // Every tag gets exactly one decision; `None` until then.
+    let mut decisions: Vec<Option<Decision>> = Vec::new();
+    decisions.resize_with(tags.len(), || None);
     let mut fates = vec![Fate::Pending; tags.len()];
     let mut referrers: Vec<(usize, Digest)> = Vec::new();
     let mut claimed: Vec<Vec<(usize, &Tag)>> = vec![Vec::new(); rules.len()];
     for (index, tag) in tags.iter().enumerate() {
         // Step 1: protected tags are set aside before any rule sees them.
         if let Some(reason) = protect_reason(policy, tag) {
-            protected.push(ProtectedTag {
-                tag: tag.clone(),
-                reason,
-            });
+            decisions[index] = Some(Decision::Protected(reason));
             fates[index] = Fate::Alive;
             continue;
         }
@@ -433,25 +517,19 @@ pub fn plan_repository(
             Claim::RefsUnknown(rule) => {
                 fates[index] = Fate::Alive;
                 refs_unknown_kept += 1;
-                keep.push(KeptTag {
-                    tag: tag.clone(),
-                    reason: KeepReason::RefsUnknown {
-                        rule: rules[rule].name.clone(),
-                    },
-                });
+                decisions[index] = Some(Decision::Keep(KeepReason::RefsUnknown {
+                    rule: rules[rule].name.clone(),
+                }));
             }
             Claim::None => {
                 fates[index] = Fate::Alive;
-                keep.push(KeptTag {
-                    tag: tag.clone(),
-                    reason: KeepReason::Unclaimed,
-                });
+                decisions[index] = Some(Decision::Keep(KeepReason::Unclaimed));
             }
         }
     }
 
     for (rule, claimed) in rules.iter().zip(claimed) {
-        plan_rule(rule, claimed, now, &mut fates, &mut delete, &mut keep);
+        plan_rule(rule, claimed, now, &mut fates, &mut decisions);
     }
 
     plan_referrers(
@@ -459,8 +537,7 @@ pub fn plan_repository(
         tags,
         &referrers,
         &mut fates,
-        &mut delete,
-        &mut keep,
+        &mut decisions,
     );
 
     let git_rules: Vec<String> = rules
@@ -477,14 +554,12 @@ pub fn plan_repository(
         _ => None,
     };
 
-    protected.sort_by(|a, b| by_name(&a.tag, &b.tag));
-    delete.sort_by(|a, b| by_name(&a.tag, &b.tag));
-    keep.sort_by(|a, b| by_name(&a.tag, &b.tag));
-    RepositoryPlan {
+    Decided {
         path: repository.clone(),
-        protected,
-        delete,
-        keep,
+        decisions: decisions
+            .into_iter()
+            .map(|decision| decision.expect("every tag is decided"))
+            .collect(),
         age_source: AgeSource::of(tags),
         undated_build_stamps: tags
             .iter()
@@ -537,8 +612,7 @@ fn plan_rule(
     claimed: Vec<(usize, &Tag)>,
     now: DateTime<Utc>,
     fates: &mut [Fate],
-    delete: &mut Vec<PlannedDeletion>,
-    keep: &mut Vec<KeptTag>,
+    decisions: &mut [Option<Decision>],
 ) {
     let name = || rule.name.clone();
     let (kept_by_pattern, mut candidates): (Vec<_>, Vec<_>) =
@@ -547,12 +621,9 @@ fn plan_rule(
                 .as_ref()
                 .is_some_and(|keep| keep.is_match(&tag.name))
         });
-    for (index, tag) in kept_by_pattern {
+    for (index, _) in kept_by_pattern {
         fates[index] = Fate::Alive;
-        keep.push(KeptTag {
-            tag: tag.clone(),
-            reason: KeepReason::KeepPattern { rule: name() },
-        });
+        decisions[index] = Some(Decision::Keep(KeepReason::KeepPattern { rule: name() }));
     }
 
     candidates.sort_by(|(_, a), (_, b)| newest_first(a, b));
@@ -573,13 +644,15 @@ fn plan_rule(
                 .flatten()
         })
         .collect();
-    let mut sizes: HashMap<&Option<RefKey>, usize> = HashMap::new();
+    // FxHash: one lookup per candidate, keys from the listing (no
+    // adversary to resist, as SipHash would).
+    let mut sizes: FxHashMap<&Option<RefKey>, usize> = FxHashMap::default();
     if rule.keep_n > 0 {
         for group in &groups {
             *sizes.entry(group).or_default() += 1;
         }
     }
-    let mut seen: HashMap<&Option<RefKey>, usize> = HashMap::new();
+    let mut seen: FxHashMap<&Option<RefKey>, usize> = FxHashMap::default();
     for ((index, tag), group) in candidates.into_iter().zip(&groups) {
         let position = seen.entry(group).or_default();
         let newer = *position;
@@ -612,15 +685,11 @@ fn plan_rule(
         match reason {
             Some(reason) => {
                 fates[index] = Fate::Alive;
-                keep.push(KeptTag {
-                    tag: tag.clone(),
-                    reason,
-                });
+                decisions[index] = Some(Decision::Keep(reason));
             }
             None => {
                 fates[index] = Fate::Deleted;
-                delete.push(PlannedDeletion {
-                    tag: tag.clone(),
+                decisions[index] = Some(Decision::Delete {
                     rule: name(),
                     referrer: false,
                 });
@@ -646,16 +715,15 @@ fn plan_referrers(
     tags: &[Tag],
     referrers: &[(usize, Digest)],
     fates: &mut [Fate],
-    delete: &mut Vec<PlannedDeletion>,
-    keep: &mut Vec<KeptTag>,
+    decisions: &mut [Option<Decision>],
 ) {
     if referrers.is_empty() {
         return;
     }
     // Which tags point at a digest: their own, or a child of their index.
-    let mut pointers: HashMap<&Digest, Vec<usize>> = HashMap::new();
+    let mut pointers: FxHashMap<&Digest, Vec<usize>> = FxHashMap::default();
     for (index, tag) in tags.iter().enumerate() {
-        let mut pointed: HashSet<&Digest> = tag.children.iter().collect();
+        let mut pointed: FxHashSet<&Digest> = tag.children.iter().collect();
         pointed.extend(tag.digest.as_ref());
         for digest in pointed {
             pointers.entry(digest).or_default().push(index);
@@ -720,15 +788,13 @@ fn plan_referrers(
     }
 
     for ((index, _), outcome) in referrers.iter().zip(decided) {
-        let tag = tags[*index].clone();
-        match outcome.unwrap_or(Ok(KeepReason::WithSubject)) {
-            Ok(reason) => keep.push(KeptTag { tag, reason }),
-            Err(rule) => delete.push(PlannedDeletion {
-                tag,
+        decisions[*index] = Some(match outcome.unwrap_or(Ok(KeepReason::WithSubject)) {
+            Ok(reason) => Decision::Keep(reason),
+            Err(rule) => Decision::Delete {
                 rule: rule.to_string(),
                 referrer: true,
-            }),
-        }
+            },
+        });
     }
 }
 

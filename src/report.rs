@@ -178,9 +178,15 @@ pub struct DeletedTag {
     pub tag: String,
     pub digest: Option<String>,
     /// The image's build time, where known.
+    // `default`: as a plain `Option` field, absent reads as `None`.
+    #[serde(default, with = "crate::rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
     /// The tag's push time, where the registry reports it (`/gitlab/v1`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::rfc3339"
+    )]
     pub pushed_at: Option<DateTime<Utc>>,
     pub rule: Option<String>,
     /// A signature, attestation or other referrer tag, deleted with its
@@ -202,13 +208,13 @@ fn is_zero(count: &u32) -> bool {
 }
 
 impl DeletedTag {
-    pub fn planned(deletion: &PlannedDeletion) -> Self {
+    pub fn planned(deletion: PlannedDeletion) -> Self {
         DeletedTag {
-            tag: deletion.tag.name.to_string(),
-            digest: deletion.tag.digest.as_ref().map(ToString::to_string),
+            tag: deletion.tag.name.into(),
+            digest: deletion.tag.digest.map(String::from),
             created_at: deletion.tag.created_at,
             pushed_at: deletion.tag.pushed_at,
-            rule: Some(deletion.rule.clone()),
+            rule: Some(deletion.rule),
             referrer: deletion.referrer,
             untagged_referrers: deletion.tag.referrers,
             size_bytes: deletion.tag.size_bytes,
@@ -510,25 +516,27 @@ impl RepositoryReport {
     /// A repository's entry from its plan and, where the deletions were
     /// attempted, their outcomes, aligned with `plan.delete` (`None`: a dry
     /// run, every planned deletion is listed as what would be deleted).
-    pub fn from_plan(plan: &PlanOutline, outcomes: Option<&[Outcome]>) -> Self {
+    pub fn from_plan(plan: PlanOutline, outcomes: Option<&[Outcome]>) -> Self {
         let mut report = RepositoryReport::new(&plan.path);
         report.tags = plan.tags;
         report.age_source = plan.age_source;
         report.undated_build_stamps = plan.undated_build_stamps;
         report.kept = plan.kept;
         report.protected = plan.protected;
-        report.warnings.clone_from(&plan.warnings);
-        report.refs_incomplete.clone_from(&plan.refs_unusable);
+        report.warnings = plan.warnings;
+        report.refs_incomplete = plan.refs_unusable;
         report.kept_tags = plan.staying.iter().map(KeptTagEntry::planned).collect();
+        // The plan is consumed: its names and rules move into the report.
+        report.deleted.reserve(plan.delete.len());
         match outcomes {
             None => {
-                for deletion in &plan.delete {
+                for deletion in plan.delete {
                     report.record(DeletedTag::planned(deletion), None);
                 }
             }
             Some(outcomes) => {
                 debug_assert_eq!(outcomes.len(), plan.delete.len());
-                for (deletion, outcome) in plan.delete.iter().zip(outcomes) {
+                for (deletion, outcome) in plan.delete.into_iter().zip(outcomes) {
                     report.record(DeletedTag::planned(deletion), Some(outcome));
                 }
             }
@@ -722,7 +730,7 @@ mod tests {
             Outcome::Skipped("protected".into()),
             Outcome::Failed("boom".into()),
         ];
-        let report = RepositoryReport::from_plan(&plan, Some(&outcomes));
+        let report = RepositoryReport::from_plan(plan.clone(), Some(&outcomes));
         assert_eq!(report.path, "g/p/api");
         assert_eq!((report.tags, report.kept, report.protected), (7, 2, 1));
         let names = |tags: Vec<&str>| tags.join(",");
@@ -747,7 +755,7 @@ mod tests {
         assert_eq!(report.failed[0].error, "boom");
 
         // A dry run lists every planned deletion as what would be deleted.
-        let dry = RepositoryReport::from_plan(&plan, None);
+        let dry = RepositoryReport::from_plan(plan, None);
         assert_eq!(dry.deleted.len(), 4);
         assert!(dry.failed.is_empty() && dry.skipped.is_empty() && dry.already_absent.is_empty());
     }

@@ -14,7 +14,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize as _;
-use serde_json::ser::{Formatter as _, PrettyFormatter};
+use serde_json::ser::Formatter;
 
 use crate::report::{Report, ReportError, RepositoryReport};
 
@@ -22,6 +22,112 @@ use crate::report::{Report, ReportError, RepositoryReport};
 /// report's top-level fields are indented by two spaces, and a string value
 /// cannot contain an unescaped quote, so this text occurs once.
 const REPOSITORIES_MARK: &str = "\n  \"repositories\": []";
+
+/// The report file's write buffer (`BufWriter`'s default is 8 KiB).
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// serde_json's `PrettyFormatter` (two-space indent), byte for byte, but
+/// each line break and its indentation written at once: it writes the
+/// indentation two spaces per call, and a report is mostly indentation
+/// (a 100,000-tag report: about a million lines, four to five levels deep).
+struct Pretty {
+    depth: usize,
+    has_value: bool,
+}
+
+/// A line break and the deepest indentation written in one call.
+const NEWLINE_AND_INDENT: &[u8; 33] = b"\n                                ";
+
+impl Pretty {
+    /// A formatter inside `depth` containers already opened.
+    fn nested(depth: usize) -> Pretty {
+        Pretty {
+            depth,
+            has_value: false,
+        }
+    }
+
+    /// A line break, indented to the current depth.
+    fn new_line<W: ?Sized + Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        let width = 2 * self.depth;
+        match NEWLINE_AND_INDENT.get(..1 + width) {
+            Some(line) => writer.write_all(line),
+            None => {
+                writer.write_all(NEWLINE_AND_INDENT)?;
+                (NEWLINE_AND_INDENT.len() - 1..width).try_for_each(|_| writer.write_all(b" "))
+            }
+        }
+    }
+
+    fn open<W: ?Sized + Write>(&mut self, writer: &mut W, bracket: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        writer.write_all(bracket)
+    }
+
+    fn close<W: ?Sized + Write>(&mut self, writer: &mut W, bracket: &[u8]) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.new_line(writer)?;
+        }
+        writer.write_all(bracket)
+    }
+
+    fn item<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> std::io::Result<()> {
+        if !first {
+            writer.write_all(b",")?;
+        }
+        self.new_line(writer)
+    }
+}
+
+impl Formatter for Pretty {
+    fn begin_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.open(writer, b"[")
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.close(writer, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(writer, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, _writer: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.open(writer, b"{")
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.close(writer, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, _writer: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
 
 pub struct ReportStream {
     /// Everything but the repositories; the totals are counted as they come.
@@ -57,7 +163,11 @@ impl ReportStream {
                     path: path.to_path_buf(),
                     source,
                 };
-                let mut out = BufWriter::new(File::create(&partial).map_err(write_error)?);
+                // A report runs to tens of megabytes: larger writes, fewer calls.
+                let mut out = BufWriter::with_capacity(
+                    WRITE_BUFFER,
+                    File::create(&partial).map_err(write_error)?,
+                );
                 let (before, _) = split_head(&head)?;
                 out.write_all(before.as_bytes()).map_err(write_error)?;
                 Some(OpenReport {
@@ -110,17 +220,8 @@ impl ReportStream {
                     source,
                 })?;
             // Straight into the file, pretty-printed two levels in, where
-            // `Report::write` puts a repository: a formatter that has opened
-            // two containers (on a sink) indents as it would there.
-            let mut formatter = PrettyFormatter::new();
-            let mut sink = std::io::sink();
-            formatter
-                .begin_object(&mut sink)
-                .and_then(|()| formatter.begin_array(&mut sink))
-                .map_err(|source| ReportError::Write {
-                    path: file.path.clone(),
-                    source,
-                })?;
+            // `Report::write` puts a repository.
+            let formatter = Pretty::nested(2);
             let mut serializer = serde_json::Serializer::with_formatter(&mut file.out, formatter);
             repository.serialize(&mut serializer)?;
             file.repositories += 1;
@@ -204,6 +305,25 @@ mod tests {
     use super::*;
     use crate::report::DeletedTag;
     use crate::shard::Shard;
+
+    #[test]
+    fn pretty_writes_what_serde_json_pretty_prints() {
+        // Empty and nested containers, and deeper than one indentation write.
+        let mut deep = serde_json::json!({"leaf": [1, {}, []]});
+        for level in 0..20 {
+            deep = serde_json::json!({ format!("l{level}"): [deep, "x\"y", null] });
+        }
+        let value = serde_json::json!({"a": [], "b": {}, "c": [[]], "d": deep, "e": 1.5});
+        let mut ours = Vec::new();
+        value
+            .serialize(&mut serde_json::Serializer::with_formatter(
+                &mut ours,
+                Pretty::nested(0),
+            ))
+            .expect("serialised");
+        let theirs = serde_json::to_string_pretty(&value).expect("serialised");
+        assert_eq!(String::from_utf8(ours).expect("UTF-8"), theirs);
+    }
 
     fn repository(path: &str, deleted: usize) -> RepositoryReport {
         let mut repository = RepositoryReport::new(path);

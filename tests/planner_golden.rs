@@ -36,7 +36,7 @@ fn examples_report() -> (Policy, Report) {
             inventory.refs_of(repository),
             now,
         );
-        report.push(RepositoryReport::from_plan(&plan.into_outline(), None));
+        report.push(RepositoryReport::from_plan(plan.into_outline(), None));
     }
     (policy, report)
 }

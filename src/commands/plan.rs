@@ -8,7 +8,7 @@ use super::finish_stream;
 use crate::error::Exit;
 use crate::inventory_stream::{for_each_repository, read_refs, StreamError};
 use crate::options::{CountFiles, PlanOptions};
-use crate::planner::plan_repository;
+use crate::planner::plan_owned_repository;
 use crate::policy::Policy;
 use crate::report::{Report, RepositoryReport};
 use crate::report_stream::ReportStream;
@@ -33,15 +33,15 @@ pub fn plan(options: PlanOptions) -> anyhow::Result<Exit> {
     let mut report = ReportStream::create(head, options.report.as_deref())?;
     for_each_repository(&options.inventory, refs.as_ref(), |repository, refs| {
         let refs = refs.filter(|_| uses_refs);
-        let plan = plan_repository(
+        // The listing is not needed after planning: the plan takes its tags.
+        let plan = plan_owned_repository(
             &policy,
             &repository.path,
-            &repository.tags,
+            repository.tags,
             refs,
             options.now,
         );
-        drop(repository);
-        report.push(RepositoryReport::from_plan(&plan.into_outline(), None))
+        report.push(RepositoryReport::from_plan(plan.into_outline(), None))
     })
     .map_err(|err| match err {
         // Unwrapped, so that the exit code comes from the error's own type.

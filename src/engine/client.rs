@@ -31,7 +31,7 @@ use crate::listing::{listing_progress, Lister};
 use crate::model::Refs;
 use crate::model::Tag;
 use crate::names::{RepositoryPath, TagName};
-use crate::planner::{plan_repository, PlanOutline};
+use crate::planner::{plan_owned_repository, PlanOutline};
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::registry::Registry;
@@ -211,8 +211,7 @@ impl ClientRun<'_> {
                 tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
                 let protected_by_gitlab =
                     apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
-                let plan = plan_repository(self.policy, &info.path, &tags, refs, now);
-                drop(tags);
+                let plan = plan_owned_repository(self.policy, &info.path, tags, refs, now);
                 for warning in plan.warnings() {
                     tracing::warn!(repository = %info.path, "{warning}");
                 }
@@ -312,7 +311,7 @@ impl ClientRun<'_> {
                 }
             };
             if !write || plan.delete.is_empty() {
-                return RepositoryReport::from_plan(&plan, None);
+                return RepositoryReport::from_plan(plan, None);
             }
             let target = Target {
                 path: info.path.clone(),
@@ -329,7 +328,7 @@ impl ClientRun<'_> {
             let _room = room.acquire_many(units as u32).await.ok();
             let tags: Vec<TagName> = plan.delete.iter().map(|d| d.tag.name.clone()).collect();
             let outcomes: Vec<Outcome> = deleter.delete_tags(&target, &tags, deleting).await;
-            RepositoryReport::from_plan(&plan, Some(&outcomes))
+            RepositoryReport::from_plan(plan, Some(&outcomes))
         }
         .await;
         name_gitlab_rules(&mut repository, &protected_by_gitlab);
