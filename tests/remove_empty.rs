@@ -174,13 +174,15 @@ fn without_the_key_no_repository_is_removed() {
 /// repository stays — whatever the listing said.
 #[test]
 fn a_repository_pushed_to_since_its_listing_is_not_removed() {
-    let mut config = Config::default();
-    config.tamper = vec![Tamper::on(Some("GET"), "/tags")
-        .on_server(Server::Gitlab)
-        .query("per_page=1")
-        .body(TamperBody::Replace(
-            br#"[{"name": "pushed-later"}]"#.to_vec(),
-        ))];
+    let config = Config {
+        tamper: vec![Tamper::on(Some("GET"), "/tags")
+            .on_server(Server::Gitlab)
+            .query("per_page=1")
+            .body(TamperBody::Replace(
+                br#"[{"name": "pushed-later"}]"#.to_vec(),
+            ))],
+        ..Config::default()
+    };
     let emulator = Emulator::start(config);
     let now = Utc::now();
     emulator.add_tags("review", [tag("mr-1"), tag("mr-2")]);
