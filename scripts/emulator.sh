@@ -14,7 +14,9 @@ start_emulator() {
     "$bin" --gitlab-addr 127.0.0.1:0 --registry-addr 127.0.0.1:0 "$@" \
         >"$work/emulator.out" 2>"$work/emulator.err" &
     emulator_pid=$!
-    for _ in $(seq 100); do
+    # Up to 2 minutes: loading a million-tag inventory takes a while; the
+    # loop ends as soon as the addresses are printed.
+    for _ in $(seq 1200); do
         [ -s "$work/emulator.out" ] && break
         kill -0 "$emulator_pid" 2>/dev/null || fail "emulator exited: $(cat "$work/emulator.err")"
         sleep 0.1
