@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use std::sync::Arc;
 use url::Url;
 
 use crate::config::{join_path, ConfigError, RestAuth};
@@ -427,6 +428,19 @@ impl GitLab {
             .into_iter()
             .map(|repository| repository.parse(&url, true))
             .collect()
+    }
+
+    /// The REST client for `info`'s repository: its own project's in group
+    /// mode (`per_project`), else this one.
+    pub fn for_repository(
+        self: &Arc<Self>,
+        info: &RepositoryInfo,
+        per_project: bool,
+    ) -> Arc<GitLab> {
+        match (per_project, info.project_id) {
+            (true, Some(project)) => Arc::new(self.for_project(project)),
+            _ => self.clone(),
+        }
     }
 
     /// A client for another project on the same GitLab with the same

@@ -2,7 +2,6 @@
 //! policy can be tried offline with `plan`.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,7 +11,6 @@ use super::Clients;
 use crate::config::ConfigError;
 use crate::engine::client::apply_tag_rules;
 use crate::error::Exit;
-use crate::gitlab::RepositoryInfo;
 use crate::inventory::{Inventory, InventoryRepository};
 use crate::listing::{listing_progress, Lister};
 use crate::options::{InventoryOptions, Scope};
@@ -53,11 +51,6 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     if let Some(shard) = options.shard {
         repositories.retain(|info| shard.contains(info.path.as_str()));
     }
-    // The REST client for a repository: its own project's in group mode.
-    let gitlab_for = |info: &RepositoryInfo| match (per_project, info.project_id) {
-        (true, Some(project)) => Arc::new(gitlab.for_project(project)),
-        _ => gitlab.clone(),
-    };
     // The `refs` section is keyed by project id: the one the repository
     // listing names, else CI_PROJECT_ID. With neither (CI_PROJECT_PATH
     // alone, an empty project) `plan` could not tie refs to repositories.
@@ -88,7 +81,7 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     let listed: Vec<anyhow::Result<InventoryRepository>> = stream::iter(repositories)
         .map(|info| {
             let (progress, registry) = (&progress, &clients.registry);
-            let gitlab = gitlab_for(&info);
+            let gitlab = gitlab.for_repository(&info, per_project);
             async move {
                 let lister = Lister::new(registry, &gitlab, clients.concurrency, true);
                 let (mut tags, _) = lister

@@ -115,10 +115,7 @@ impl ClientRun<'_> {
 
     /// The REST client for a repository: its own project's in group mode.
     fn gitlab_for(&self, info: &RepositoryInfo) -> Arc<GitLab> {
-        match (self.per_project, info.project_id) {
-            (true, Some(project)) => Arc::new(self.gitlab.for_project(project)),
-            _ => self.gitlab.clone(),
-        }
+        self.gitlab.for_repository(info, self.per_project)
     }
 
     /// Which project's refs a repository is planned with (`None`: the
