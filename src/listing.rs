@@ -182,6 +182,9 @@ impl<'a> Lister<'a> {
         if wanted.is_empty() {
             return Ok(());
         }
+        // The `pull,delete` token the tag rules (and any delete) need serves
+        // these fetches too: one token request, not a `pull` one first.
+        self.warm_token(path).await;
         let registry = self.registry;
         let manifests: HashMap<Digest, Manifest> = stream::iter(wanted)
             .map(|digest| async move {
