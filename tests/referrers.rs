@@ -371,3 +371,158 @@ fn the_report_counts_the_untagged_referrers_of_deleted_images() {
         .expect("old is deleted");
     assert_eq!(old_entry["untagged_referrers"], 1, "{entries:?}");
 }
+
+/// Requests by kind, keyed `"METHOD what"`.
+fn kinds(emulator: &Emulator) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    for request in emulator.requests() {
+        let path = &request.path;
+        let what = if path.starts_with("/jwt/auth") {
+            "jwt"
+        } else if path == "/v2/" {
+            "v2 challenge"
+        } else if path.starts_with("/gitlab/v1/") {
+            "gitlab/v1 list"
+        } else if path.contains("/manifests/sha256:") {
+            "manifest by digest"
+        } else if path.contains("/manifests/") {
+            "manifest by tag"
+        } else if path.contains("/blobs/") {
+            "config"
+        } else if path.ends_with("/registry/repositories") {
+            "REST repositories"
+        } else if path.ends_with("/tags") {
+            "REST tag list"
+        } else if path.contains("/tags/") {
+            "REST tag"
+        } else {
+            path.as_str()
+        };
+        *kinds
+            .entry(format!("{} {what}", request.method))
+            .or_insert(0) += 1;
+    }
+    kinds
+}
+
+/// Issue 10's closing figure: the request cost per deleted tag with and
+/// without the index-age fetches, on one repository of 20 images and 10
+/// two-child multi-arch indexes (children untagged) under `keep_n: 5`,
+/// which keeps the 5 newest (3 images, 2 indexes) and deletes 25 tags.
+///
+/// - REST, no `/gitlab/v1` (index ages from their children's configs):
+///   30 details calls, the 10 index manifests, 20 child manifests and 20
+///   configs (one per child digest), 25 deletes: 109 requests.
+/// - The same repository, a name-only rule deleting the same 25 tags (no
+///   dates, so no details and no manifest): 29 requests.
+/// - `/gitlab/v1` (push times), the same `keep_n: 5`: the index manifests
+///   only (for their children), 39 requests.
+///
+/// Print with `cargo test --test referrers index_age_fetches -- --nocapture`.
+#[test]
+fn the_cost_of_index_age_fetches_per_deleted_tag() {
+    const IMAGES: usize = 20;
+    const INDEXES: usize = 10;
+    const DELETED: usize = IMAGES + INDEXES - 5;
+    let seeded = |gitlab_v1: bool| {
+        let emulator = Emulator::start(Config {
+            gitlab_v1,
+            ..Config::default()
+        });
+        let repository = emulator.repository("api");
+        for i in 0..IMAGES {
+            let tag = format!("img-{i:02}");
+            repository.push_image(Some(&tag), Some(days_ago(i as i64 + 1)));
+            repository.set_pushed_at(&tag, days_ago(i as i64 + 1));
+        }
+        for i in 0..INDEXES {
+            let built = days_ago(i as i64 + 1) - Duration::hours(12);
+            let amd64 = repository.push_platform_image(None, "linux", "amd64", Some(built));
+            let arm64 = repository.push_platform_image(
+                None,
+                "linux",
+                "arm64",
+                Some(built - Duration::hours(1)),
+            );
+            let tag = format!("idx-{i:02}");
+            repository.push_index(&tag, &[&amd64, &arm64]);
+            repository.set_pushed_at(&tag, built);
+        }
+        emulator
+    };
+    let keep_5 = "rules: [{name: all, delete: \".*\", keep_n: 5}]\n";
+    let expected_deleted: BTreeMap<String, String> = (3..IMAGES)
+        .map(|i| format!("img-{i:02}"))
+        .chain((2..INDEXES).map(|i| format!("idx-{i:02}")))
+        .map(|tag| (tag, "all".to_string()))
+        .collect();
+    assert_eq!(expected_deleted.len(), DELETED);
+    let count = |kinds: &BTreeMap<String, usize>, kind: &str| kinds.get(kind).copied().unwrap_or(0);
+
+    // With the index-age fetches: REST only.
+    let with = seeded(false);
+    let report = run_policy(&with, keep_5, &[]);
+    assert_eq!(deleted(&report), expected_deleted, "{report}");
+    let with_kinds = kinds(&with);
+    let manifests = count(&with_kinds, "GET manifest by digest");
+    let configs = count(&with_kinds, "GET config");
+    let deletes = count(&with_kinds, "DELETE manifest by tag");
+    assert_eq!(
+        count(&with_kinds, "GET REST tag"),
+        IMAGES + INDEXES,
+        "{with_kinds:?}"
+    );
+    assert_eq!(manifests, INDEXES + 2 * INDEXES, "{with_kinds:?}");
+    assert_eq!(configs, 2 * INDEXES, "{with_kinds:?}");
+    assert_eq!(deletes, DELETED, "{with_kinds:?}");
+    assert_eq!(
+        count(&with_kinds, "GET jwt"),
+        1,
+        "one pull,delete token; {with_kinds:?}"
+    );
+    assert_eq!(with.requests().len(), 109, "{with_kinds:?}");
+
+    // Without: the same repository, a rule that needs no dates.
+    let without = seeded(false);
+    let names: Vec<&str> = expected_deleted.keys().map(String::as_str).collect();
+    let by_name = format!("rules: [{{name: all, delete: \"{}\"}}]\n", names.join("|"));
+    let report = run_policy(&without, &by_name, &[]);
+    assert_eq!(deleted(&report), expected_deleted, "{report}");
+    let without_kinds = kinds(&without);
+    assert_eq!(
+        count(&without_kinds, "GET REST tag"),
+        0,
+        "{without_kinds:?}"
+    );
+    assert_eq!(count(&without_kinds, "GET manifest by digest"), 0);
+    assert_eq!(count(&without_kinds, "GET config"), 0);
+    assert_eq!(count(&without_kinds, "DELETE manifest by tag"), DELETED);
+    assert_eq!(without.requests().len(), 29, "{without_kinds:?}");
+
+    // With `/gitlab/v1`: push times, no age fetches; each index's own
+    // manifest (its children) is still read.
+    let gitlab_v1 = seeded(true);
+    let report = run_policy(&gitlab_v1, keep_5, &[]);
+    assert_eq!(deleted(&report), expected_deleted, "{report}");
+    let v1_kinds = kinds(&gitlab_v1);
+    assert_eq!(
+        count(&v1_kinds, "GET manifest by digest"),
+        INDEXES,
+        "{v1_kinds:?}"
+    );
+    assert_eq!(count(&v1_kinds, "GET config"), 0, "{v1_kinds:?}");
+    assert_eq!(count(&v1_kinds, "DELETE manifest by tag"), DELETED);
+    assert_eq!(gitlab_v1.requests().len(), 39, "{v1_kinds:?}");
+
+    for (what, emulator, kinds) in [
+        ("REST, keep_n (index-age fetches)", &with, &with_kinds),
+        ("REST, by name (no dates)", &without, &without_kinds),
+        ("/gitlab/v1, keep_n", &gitlab_v1, &v1_kinds),
+    ] {
+        let total = emulator.requests().len();
+        eprintln!(
+            "{what}: {DELETED} deleted, {total} requests = {:.2}/deleted tag: {kinds:?}",
+            total as f64 / DELETED as f64
+        );
+    }
+}
