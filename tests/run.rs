@@ -1282,3 +1282,84 @@ fn a_dry_run_in_ci_lists_what_would_be_deleted() {
     );
     assert!(!out.stdout.contains("  would delete "), "{}", out.all());
 }
+
+/// Issue 11's reproduction measured with any build of the tool (the "before"
+/// figure of its closing note came from the binary at 8fc08b2, just before
+/// the tag-rule work): the same seeding as
+/// `gitlab_tag_rules_protect_tags_in_the_plan`, a dry run then a live run,
+/// every request counted and printed. Asserts nothing about the binary.
+///
+/// ```sh
+/// REGISTRY_CLEANUP_BIN=/path/to/registry-cleanup \
+///   cargo test --test run measure_the_tag_rule_reproduction -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "a measurement: set REGISTRY_CLEANUP_BIN to the binary to measure"]
+fn measure_the_tag_rule_reproduction() {
+    let binary = std::env::var("REGISTRY_CLEANUP_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_registry-cleanup").to_string());
+    let emulator = Emulator::start(Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec!["^rel-".into()],
+        },
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    let now = Utc::now();
+    let mut tags = Vec::new();
+    for i in 1..=4 {
+        tags.push(tag_at(&format!("v{i}"), now - Duration::days(i)));
+        tags.push(tag_at(&format!("rel-{i}"), now - Duration::days(i)));
+        tags.push(tag_at(&format!("mr-{i}"), now - Duration::days(i)));
+    }
+    emulator.add_tags(ROOT, tags);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "p.yml",
+        "protect_latest: false\nrules:\n  - delete: \".*\"\n",
+    );
+    for dry_run in [true, false] {
+        emulator.reset_requests();
+        let mut args = vec!["run", "--policy", policy.as_str()];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = std::process::Command::new(&binary)
+            .env_clear()
+            .envs(emulator.ci_env())
+            .args(&args)
+            .output()
+            .expect("the binary runs");
+        let mut kinds = std::collections::BTreeMap::new();
+        for r in emulator.requests() {
+            let what = if r.path.starts_with("/jwt/auth") {
+                "jwt".to_string()
+            } else if r.path.contains("/manifests/sha256:") {
+                format!("{} manifest by digest {}", r.method, r.status)
+            } else if r.path.contains("/manifests/") {
+                format!("{} manifest by tag {}", r.method, r.status)
+            } else if r.path.contains("/registry/repositories/") && r.path.contains("/tags") {
+                format!("{} REST tags {}", r.method, r.status)
+            } else {
+                format!("{} {}", r.method, r.path)
+            };
+            *kinds.entry(what).or_insert(0usize) += 1;
+        }
+        let refused = emulator
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.status >= 400)
+            .count();
+        eprintln!(
+            "{}: exit {}, {} requests, {} deletes sent, {refused} refused, tags left {}\n  {kinds:?}\n  {}",
+            if dry_run { "dry run" } else { "live run" },
+            out.status.code().unwrap_or(-1),
+            emulator.requests().len(),
+            emulator.requests().iter().filter(|r| r.method == "DELETE").count(),
+            names(&emulator, ROOT).len(),
+            String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("total") || l.starts_with("group/project:")).collect::<Vec<_>>().join("\n  "),
+        );
+    }
+}
