@@ -775,6 +775,97 @@ fn the_push_time_decides_on_a_registry_with_gitlab_v1() {
     assert!(stale["pushed_at"].is_string(), "{stale:#}");
 }
 
+/// `inventory` records each tag's push time (`pushed_at`, from `/gitlab/v1`)
+/// and, without `/gitlab/v1`, its build time (`created_at`, REST); an offline
+/// `plan` of it ages by the same dates as the live run: an old build pushed
+/// yesterday stays, a recent build pushed 60 days ago goes.
+#[test]
+fn inventory_records_push_and_build_times_and_plans_by_them() {
+    let whole_seconds = |at: chrono::DateTime<Utc>| {
+        chrono::DateTime::<Utc>::from_timestamp(at.timestamp(), 0).expect("time")
+    };
+    let now = whole_seconds(Utc::now());
+    for gitlab_v1 in [true, false] {
+        let emulator = Emulator::start(Config {
+            gitlab_v1,
+            ..Config::default()
+        });
+        let repository = emulator.repository("api");
+        repository.push_image(Some("rebuilt"), Some(now - Duration::days(400)));
+        repository.set_pushed_at("rebuilt", now - Duration::days(1));
+        repository.push_image(Some("stale"), Some(now - Duration::days(2)));
+        repository.set_pushed_at("stale", now - Duration::days(60));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inventory = dir.path().join("inventory.json");
+        let out = run(
+            &emulator.ci_env(),
+            &["inventory", "--output", inventory.to_str().expect("path")],
+        );
+        assert_eq!(out.code, 0, "{}", out.all());
+        let snapshot = report_json(&inventory);
+        let tags = snapshot["repositories"][0]["tags"]
+            .as_array()
+            .expect("tags")
+            .clone();
+        let field = |name: &str, key: &str| -> Option<chrono::DateTime<Utc>> {
+            let tag = tags
+                .iter()
+                .find(|t| t["name"] == name)
+                .unwrap_or_else(|| panic!("{name} in {snapshot}"));
+            tag[key].as_str().map(|at| at.parse().expect("RFC 3339"))
+        };
+        if gitlab_v1 {
+            assert_eq!(field("rebuilt", "pushed_at"), Some(now - Duration::days(1)));
+            assert_eq!(field("stale", "pushed_at"), Some(now - Duration::days(60)));
+        } else {
+            assert_eq!(
+                field("rebuilt", "created_at"),
+                Some(now - Duration::days(400))
+            );
+            assert_eq!(field("stale", "created_at"), Some(now - Duration::days(2)));
+            assert_eq!(field("stale", "pushed_at"), None, "REST knows no push time");
+        }
+
+        let policy = write_file(&dir, "policy.yml", AGES_POLICY);
+        let planned = dir.path().join("plan.json");
+        let out = run(
+            &[],
+            &[
+                "plan",
+                "--inventory",
+                inventory.to_str().expect("path"),
+                "--policy",
+                &policy,
+                "--report",
+                planned.to_str().expect("path"),
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.all());
+        let planned = report_json(&planned);
+        let expected = if gitlab_v1 { "stale" } else { "rebuilt" };
+        assert_eq!(deleted_names(&planned), [format!("{API}:{expected}")]);
+        assert_eq!(
+            planned["repositories"][0]["age_source"],
+            if gitlab_v1 { "pushed" } else { "built" }
+        );
+        let live = dir.path().join("live.json");
+        let out = run(
+            &emulator.ci_env(),
+            &[
+                "run",
+                "--dry-run",
+                "--policy",
+                &policy,
+                "--report",
+                live.to_str().expect("path"),
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert_eq!(deleted_names(&report_json(&live)), deleted_names(&planned));
+    }
+}
+
 /// GitLab's tag rules (§7) reach the plan through the registry JWT's
 /// `access[].meta`: `v*` tags protected against deletion, `rel-*` immutable,
 /// and a policy that deletes everything. The dry run and the live run agree,
