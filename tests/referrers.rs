@@ -100,6 +100,76 @@ fn signatures_follow_their_images_under_keep_n() {
             .collect();
         left.sort();
         assert_eq!(names(&emulator, API), left, "gitlab_v1 {gitlab_v1}");
+        // GET /v2/, one token, the repository list, then: with /gitlab/v1
+        // one listing page; on REST one tag-list page, 10 details calls and
+        // each (undated) signature's manifest. Then the 4 deletes.
+        let kinds = kinds(&emulator);
+        assert_eq!(kinds.get("DELETE manifest by tag"), Some(&4), "{kinds:?}");
+        let expected = if gitlab_v1 { 4 + 4 } else { 4 + 10 + 5 + 4 };
+        assert_eq!(emulator.requests().len(), expected, "{kinds:?}");
+    }
+}
+
+/// (b) A narrower rule: `1.0.0` and `1.0.1` go with their `.sig` and `.att`
+/// tags, the three newest stay with theirs, and tags no rule names stay.
+#[test]
+fn a_narrow_rule_deletes_images_with_their_signatures_and_attestations() {
+    for gitlab_v1 in [true, false] {
+        let emulator = Emulator::start(Config {
+            gitlab_v1,
+            ..Config::default()
+        });
+        let repository = emulator.repository("api");
+        let mut referrers = BTreeMap::new();
+        for i in 0..5 {
+            let tag = format!("1.0.{i}");
+            let image = repository.push_image(Some(&tag), Some(days_ago(10 - i)));
+            repository.set_pushed_at(&tag, days_ago(10 - i));
+            repository.push_signature(&image, "sig");
+            repository.push_signature(&image, "att");
+            referrers.insert(
+                tag,
+                [
+                    referrer_tag(&image, Some("sig")),
+                    referrer_tag(&image, Some("att")),
+                ],
+            );
+        }
+        let main = repository.push_image(Some("main"), Some(days_ago(20)));
+        repository.set_pushed_at("main", days_ago(20));
+        repository.push_signature(&main, "sig");
+        let policy = "rules: [{name: releases, delete: '1\\.0\\.\\d+', keep_n: 3}]\n";
+        let report = run_policy(&emulator, policy, &[]);
+
+        let mut expected = BTreeMap::new();
+        for tag in ["1.0.0", "1.0.1"] {
+            expected.insert(tag.to_string(), "releases".to_string());
+            for referrer in &referrers[tag] {
+                expected.insert(referrer.clone(), "with its subject".to_string());
+            }
+        }
+        assert_eq!(deleted(&report), expected, "gitlab_v1 {gitlab_v1}");
+        let mut left: Vec<String> = ["1.0.2", "1.0.3", "1.0.4"]
+            .iter()
+            .flat_map(|tag| {
+                let mut tags = vec![tag.to_string()];
+                tags.extend(referrers[*tag].iter().cloned());
+                tags
+            })
+            .chain(["main".to_string(), referrer_tag(&main, Some("sig"))])
+            .collect();
+        left.sort();
+        assert_eq!(names(&emulator, API), left, "gitlab_v1 {gitlab_v1}");
+        // The summary counts the referrers apart from the images.
+        assert_eq!(report["totals"]["deleted"], 6, "{report}");
+        assert_eq!(report["totals"]["referrers_deleted"], 4, "{report}");
+        // 17 tags. GET /v2/, one token, the repository list, then: with
+        // /gitlab/v1 one listing page; on REST one tag-list page, 17 details
+        // calls and the 11 (undated) referrer manifests. Then 6 deletes.
+        let kinds = kinds(&emulator);
+        assert_eq!(kinds.get("DELETE manifest by tag"), Some(&6), "{kinds:?}");
+        let expected = if gitlab_v1 { 4 + 6 } else { 4 + 17 + 11 + 6 };
+        assert_eq!(emulator.requests().len(), expected, "{kinds:?}");
     }
 }
 
