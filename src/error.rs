@@ -3,7 +3,8 @@
 //!
 //! Each module below `commands/` returns its own error type (`ConfigError`,
 //! `PolicyError`, `HttpError`, `AuthError`, `RegistryError`, `GitLabError`,
-//! `ListError`, `ReportError`); each knows its exit code ([`ExitCode`]), and
+//! `ListError`, `ReportError`, `MergeError`, the client engine's
+//! `StreamError`); each knows its exit code ([`ExitCode`]), and
 //! an error that wraps another asks the wrapped one. The commands add
 //! `anyhow` context on top; [`exit_for`] finds the outermost typed error in
 //! that chain and asks it.
@@ -33,7 +34,7 @@ pub trait ExitCode {
 /// The exit code for an error that stopped a command: the outermost typed
 /// error in the chain decides; an error of no known type is a failure (1).
 pub fn exit_for(error: &anyhow::Error) -> Exit {
-    use crate::{auth, config, gitlab, http, listing, merge, policy, registry, report};
+    use crate::{auth, config, engine, gitlab, http, listing, merge, policy, registry, report};
     fn code<E: ExitCode + std::error::Error + 'static>(
         cause: &(dyn std::error::Error + 'static),
     ) -> Option<Exit> {
@@ -51,6 +52,7 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
                 .or_else(|| code::<listing::ListError>(cause))
                 .or_else(|| code::<report::ReportError>(cause))
                 .or_else(|| code::<merge::MergeError>(cause))
+                .or_else(|| code::<engine::client::StreamError>(cause))
         })
         .unwrap_or(Exit::Failed)
 }

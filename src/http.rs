@@ -59,6 +59,14 @@ pub enum HttpError {
         url: String,
         message: String,
     },
+    /// A paginated answer whose next page is on another origin: our
+    /// credentials are not sent there.
+    #[error("{method} {url}: the next page is on another origin ({origin}); refusing to follow it with our credentials")]
+    ForeignPage {
+        method: Method,
+        url: String,
+        origin: String,
+    },
 }
 
 fn format_detail(detail: &str) -> String {
@@ -117,6 +125,15 @@ impl HttpResponse {
         serde_json::from_slice(&self.body).map_err(|err| {
             self.invalid(format!("{err} in the JSON body ({})", excerpt(&self.body)))
         })
+    }
+
+    /// The refusal to follow a next page on another origin.
+    pub fn foreign_page(&self, next: &Url) -> HttpError {
+        HttpError::ForeignPage {
+            method: self.method.clone(),
+            url: display_url(&self.url),
+            origin: next.origin().ascii_serialization(),
+        }
     }
 
     pub fn invalid(&self, message: impl Into<String>) -> HttpError {

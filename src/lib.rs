@@ -25,7 +25,8 @@
 //!   same, written as each repository finishes), `merge` (shard reports
 //!   into one), `outputs` (dotenv and OpenMetrics count files), `sections`
 //!   (GitLab CI log sections), `progress`, `logging`,
-//!   `secret` (redacted tokens), `error` (exit codes);
+//!   `secret` (redacted tokens), `error` (exit codes), `rfc3339` (the
+//!   times in inventory and report files, read and written fast);
 //! - GitLab's tag rules from the registry JWT: `tag_rules`;
 //! - `doctor`'s findings (ok/warn/fail lines and their exit code).
 

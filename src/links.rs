@@ -103,10 +103,7 @@ impl Pager {
         next: Url,
     ) -> Result<Url, HttpError> {
         if next.origin() != current.origin() {
-            return Err(response.invalid(format!(
-                "the next page is on another origin ({}); refusing to follow it with our credentials",
-                next.origin().ascii_serialization()
-            )));
+            return Err(response.foreign_page(&next));
         }
         if self.seen.len() >= MAX_PAGES {
             return Err(response.invalid(format!("more than {MAX_PAGES} pages")));
@@ -215,6 +212,10 @@ mod tests {
             let error = Pager::new(&first)
                 .next_from_link(&response(elsewhere), &first)
                 .expect_err(elsewhere);
+            assert!(
+                matches!(error, HttpError::ForeignPage { .. }),
+                "a variant, not a message: {error:?}"
+            );
             assert!(error.to_string().contains("another origin"), "{error}");
         }
         assert_eq!(

@@ -1467,6 +1467,18 @@ mod tests {
                     keep: &[("b-main-1", "keep:r"), ("b-main-3", "keep_n:r")],
                 },
             },
+            when_ref_gone_never_claims_protected_or_kept_tags => RefCase {
+                refs: Some("main"),
+                case: Case {
+                    what: "when_ref: gone claims a gone branch's tags after protection (policy and GitLab's rules) and the rule's keep",
+                    policy: "protect: ['b-old-1']\nrules: [{name: gone, delete: 'b-(?P<ref>[a-z0-9-]+)-[0-9]+', keep: 'b-old-3', when_ref: gone}]",
+                    repository: DEFAULT_REPO,
+                    tags: &["b-old-1", "!b-old-2", "b-old-3", "b-old-4", "b-main-5"],
+                    protected: &["b-old-1", "b-old-2"],
+                    delete: &[("b-old-4", "gone")],
+                    keep: &[("b-main-5", "unclaimed"), ("b-old-3", "keep:gone")],
+                },
+            },
             per_ref_with_older_than => RefCase {
                 refs: None,
                 case: Case {

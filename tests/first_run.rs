@@ -44,6 +44,8 @@ fn check_with_the_server_engine_refuses_what_run_refuses() {
     );
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.stderr.contains("uses when_ref"), "{}", out.all());
+    assert_eq!(emulator.count("DELETE", "/"), 0, "no bulk call, no delete");
+    assert_eq!(emulator.tags("group/project").len(), 1);
 
     // Two rules where one applies everywhere: refused by both.
     let overlapping = write_file(

@@ -3,7 +3,8 @@
 //! A client-engine run should sit at the request floor: with `/gitlab/v1`, one
 //! request per deleted tag plus a handful per repository; through REST, one
 //! details call per tag (only when a rule needs dates) and one delete per
-//! deleted tag. Also: no 429 when the run fits in the announced rate budget.
+//! deleted tag. Also: no 429 when the run fits in the announced rate budget,
+//! and what ref discovery (git-aware rules) costs.
 
 mod common;
 
@@ -54,6 +55,12 @@ fn breakdown(emulator: &Emulator) -> BTreeMap<String, usize> {
             format!("gitlab/v1 list {}", request.status)
         } else if path.contains("/manifests/") {
             format!("registry {} manifest", request.method)
+        } else if path.ends_with("/repository/branches") {
+            "REST git branches".to_string()
+        } else if path.ends_with("/repository/tags") {
+            "REST git tags".to_string()
+        } else if path.ends_with("/merge_requests") {
+            "REST merge requests".to_string()
         } else if path.ends_with("/registry/repositories") {
             "REST repositories".to_string()
         } else if path.ends_with("/tags") && request.method == "GET" {
@@ -358,4 +365,68 @@ fn unannounced_429s_halve_the_requests_in_flight() {
     );
     let lowest = http_stat(&out.stderr, "fewest_requests_at_once");
     assert!(lowest <= 8, "one 429 at least halves 16: {lowest}");
+}
+
+/// Git-aware rules list the project's refs once per project, 100 a page
+/// (GitLab's largest `per_page`): for 1,000 branches, 50 git tags and 30
+/// open merge requests that is 10 + 1 + 1 = 12 requests, however many
+/// repositories the project has. The closing note of the git-aware rules
+/// quotes this figure.
+#[test]
+fn ref_discovery_for_1000_branches_costs_12_requests() {
+    let emulator = Emulator::start(Config::default());
+    for i in 0..1000 {
+        emulator.add_branch(&format!("feature/T-{i:04}"));
+    }
+    for i in 0..50 {
+        emulator.add_git_tag(&format!("v1.{i}.0"));
+    }
+    for iid in 1..=30 {
+        emulator.add_merge_request(iid, &format!("feature/T-{iid:04}"), "opened", false);
+    }
+    emulator.add_merge_request(31, "done", "merged", false);
+    emulator.add_merge_request(32, "dropped", "closed", false);
+    let created = Utc::now() - chrono::Duration::days(30);
+    // Images of live branches (every 10th), of gone ones, and of MRs.
+    let images: Vec<String> = (0..100)
+        .map(|i| format!("feature-t-{:04}-0a1b2c3d", i * 10))
+        .chain((0..100).map(|i| format!("gone-{i:03}-0a1b2c3d")))
+        .chain((25..=35).map(|iid| format!("mr-{iid}-0a1b2c3d")))
+        .collect();
+    for repository in [ROOT, "group/project/api"] {
+        emulator.add_repository(repository);
+        emulator.add_tags(repository, images.iter().map(|name| tag_at(name, created)));
+    }
+    let policy = "rules:\n  - name: merge requests\n    delete: 'mr-(?P<mr>\\d+)-[0-9a-f]{8}'\n    when_ref: gone\n  - name: gone branches\n    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'\n    keep: 'mr-.*'\n    when_ref: gone\n    older_than: 2d\n";
+    let run = cleanup(&emulator, policy, &[]);
+    let kinds = &run.kinds;
+    // Per repository: the 100 gone branches' images and MRs 31-35 (merged,
+    // closed or unknown); open MRs 25-30 and live branches stay.
+    assert_eq!(run.deleted, 2 * (100 + 5), "{kinds:?}");
+    assert_eq!(kind(kinds, "REST git branches"), 10, "{kinds:?}");
+    assert_eq!(kind(kinds, "REST git tags"), 1, "{kinds:?}");
+    assert_eq!(kind(kinds, "REST merge requests"), 1, "{kinds:?}");
+    let refs: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            [
+                "/repository/branches",
+                "/repository/tags",
+                "/merge_requests",
+            ]
+            .iter()
+            .any(|endpoint| r.path.ends_with(endpoint))
+        })
+        .collect();
+    assert_eq!(refs.len(), 12, "{kinds:?}");
+    assert!(
+        refs.iter()
+            .all(|r| r.status == 200 && r.query.contains("per_page=100")),
+        "{refs:?}"
+    );
+    assert!(refs
+        .iter()
+        .filter(|r| r.path.ends_with("/merge_requests"))
+        .all(|r| r.query.contains("state=opened")));
 }

@@ -467,9 +467,8 @@ fn inventory_snapshot_plans_like_the_live_run() {
     );
 }
 
-/// A bulk call whose answer was lost meets GitLab's once-an-hour refusal when
-/// retried: that refusal is our own accepted call. After a 429 (which changed
-/// nothing) the same refusal really is an earlier run's lock.
+/// `inventory` writes the project's refs (listed once), and `plan` decides
+/// a git-aware rule from them, offline.
 #[test]
 fn inventory_writes_the_projects_refs() {
     let emulator = seeded(Config::default());
@@ -499,8 +498,15 @@ fn inventory_writes_the_projects_refs() {
     assert_eq!(emulator.count("GET", "/repository/tags"), 1);
     assert_eq!(emulator.count("GET", "/merge_requests"), 1);
 
-    // `plan` reads the file back.
-    let policy = policy_file(&dir);
+    // `plan` reads the file back, and a git-aware rule is decided by its
+    // refs: `main` is a live branch, `deadbeef` and `cafebabe` no ref at
+    // all (`latest` is protected, the other tags do not match).
+    let policy = write_file(
+        &dir,
+        "git.yml",
+        "rules:\n  - name: gone refs\n    delete: '(?P<ref>[a-z]+)'\n    when_ref: gone\n",
+    );
+    let planned = dir.path().join("plan.json");
     let out = run(
         &[],
         &[
@@ -509,9 +515,20 @@ fn inventory_writes_the_projects_refs() {
             inventory.to_str().expect("path"),
             "--policy",
             &policy,
+            "--report",
+            planned.to_str().expect("path"),
         ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        deleted_names(&report_json(&planned)),
+        [
+            "group/project/api:cafebabe",
+            "group/project/api:deadbeef",
+            "group/project:cafebabe",
+            "group/project:deadbeef",
+        ]
+    );
 }
 
 #[test]
@@ -573,6 +590,9 @@ fn run_lists_no_refs_when_no_rule_needs_them() {
     assert_eq!(emulator.count("GET", "/merge_requests"), 0);
 }
 
+/// A bulk call whose answer was lost meets GitLab's once-an-hour refusal when
+/// retried: that refusal is our own accepted call. After a 429 (which changed
+/// nothing) the same refusal really is an earlier run's lock.
 #[test]
 fn server_engine_tells_its_own_lost_bulk_call_from_an_earlier_lock() {
     let bulk = "/projects/1/registry/repositories/1/tags";
@@ -1236,6 +1256,16 @@ fn git_aware_rules_delete_the_images_of_gone_refs() {
     assert!(
         why.contains("GITLAB_TOKEN") && why.contains("read_api"),
         "{why}"
+    );
+    // So does the summary, on the repository's line.
+    let line = out
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("group/project: "))
+        .unwrap_or_else(|| panic!("a summary line: {}", out.all()));
+    assert!(
+        line.contains("GITLAB_TOKEN") && line.contains("read_api"),
+        "{line}"
     );
 }
 

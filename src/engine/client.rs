@@ -36,7 +36,7 @@ use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::registry::Registry;
 use crate::removal::{self, Removal};
-use crate::report::{ProtectedTag, Report, RepositoryRemoval, RepositoryReport};
+use crate::report::{ProtectedTag, Report, ReportError, RepositoryRemoval, RepositoryReport};
 use crate::report_stream::ReportStream;
 
 /// Repositories listed at once; each also overlaps its own tag requests. Each
@@ -67,6 +67,26 @@ pub struct ClientReport {
     pub report: Report,
     /// Set when the guard refused the plan: the limit it exceeded.
     pub refused: Option<usize>,
+}
+
+/// Why a streamed run ([`ClientRun::stream`]) stopped: a configuration
+/// problem its first repository showed (exit 2, nothing deleted), or the
+/// report could not be written (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+impl ExitCode for StreamError {
+    fn exit_code(&self) -> Exit {
+        match self {
+            StreamError::Config(err) => err.exit_code(),
+            StreamError::Report(err) => err.exit_code(),
+        }
+    }
 }
 
 /// One repository after listing and planning, or why nothing will be
@@ -396,7 +416,7 @@ impl ClientRun<'_> {
         mut repositories: Vec<RepositoryInfo>,
         now: DateTime<Utc>,
         report: &mut ReportStream,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StreamError> {
         repositories.sort_by(|a, b| a.path.cmp(&b.path));
         let refs = self.refs(&repositories).await;
         let write = !self.dry_run;
