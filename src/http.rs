@@ -51,6 +51,9 @@ pub enum HttpError {
         method: Method,
         url: String,
         message: String,
+        /// TLS was spoken to a plain-HTTP server: our configuration
+        /// (`https://` in a URL variable), not the server, is wrong.
+        plain_http: bool,
     },
     /// An answer we cannot use: not JSON, wrong shape, bogus headers.
     #[error("{method} {url}: unexpected response: {message}")]
@@ -78,9 +81,15 @@ fn format_detail(detail: &str) -> String {
 }
 
 impl crate::error::ExitCode for HttpError {
-    /// The server, not our configuration: a failed run.
+    /// The server, not our configuration: a failed run; except `https://`
+    /// to a plain-HTTP server, which the user's URL variable must fix.
     fn exit_code(&self) -> crate::error::Exit {
-        crate::error::Exit::Failed
+        match self {
+            HttpError::Transport {
+                plain_http: true, ..
+            } => crate::error::Exit::Usage,
+            _ => crate::error::Exit::Failed,
+        }
     }
 }
 
@@ -540,24 +549,31 @@ impl Http {
         })
     }
 
-    /// A connection failure's message, with what to do when TLS was spoken
-    /// to a plain-HTTP server (rustls: "received corrupt message of type
+    /// A connection failure, with what to do when TLS was spoken to a
+    /// plain-HTTP server (rustls: "received corrupt message of type
     /// InvalidContentType"), which says nothing a user would recognise.
-    fn transport_message(&self, url: &Url, message: String) -> String {
+    fn transport_error(&self, method: Method, url: &Url, message: String) -> HttpError {
         let plain_http = url.scheme() == "https"
             && ["InvalidContentType", "corrupt message"]
                 .iter()
                 .any(|needle| message.contains(needle));
-        if !plain_http {
-            return message;
+        let message = if plain_http {
+            let origin = url.origin();
+            let variable = self
+                .url_variables
+                .iter()
+                .find(|(known, _)| *known == origin)
+                .map_or("the variable that names this server", |(_, name)| *name);
+            format!("{message}; the server speaks plain HTTP, not HTTPS: use http:// in {variable}")
+        } else {
+            message
+        };
+        HttpError::Transport {
+            method,
+            url: display_url(url),
+            message,
+            plain_http,
         }
-        let origin = url.origin();
-        let variable = self
-            .url_variables
-            .iter()
-            .find(|(known, _)| *known == origin)
-            .map_or("the variable that names this server", |(_, name)| *name);
-        format!("{message}; the server speaks plain HTTP, not HTTPS: use http:// in {variable}")
     }
 
     pub fn throttle(&self) -> Option<&Arc<Throttle>> {
@@ -642,13 +658,7 @@ impl Http {
                     message,
                     transient: false,
                     ..
-                }) => {
-                    return Err(HttpError::Transport {
-                        method,
-                        url: display_url(url),
-                        message: self.transport_message(url, message),
-                    })
-                }
+                }) => return Err(self.transport_error(method, url, message)),
                 Err(AttemptError {
                     message,
                     may_have_reached_server,
@@ -666,14 +676,11 @@ impl Http {
                 return match failure {
                     // The caller gets the last answer and decides (a 429 becomes an error there).
                     Failure::Status(response) => Ok(*response),
-                    Failure::Transport { message, .. } => Err(HttpError::Transport {
+                    Failure::Transport { message, .. } => Err(self.transport_error(
                         method,
-                        url: display_url(url),
-                        message: self.transport_message(
-                            url,
-                            format!("{message} (gave up after {attempt} attempts)"),
-                        ),
-                    }),
+                        url,
+                        format!("{message} (gave up after {attempt} attempts)"),
+                    )),
                 };
             }
             self.stats.retries.fetch_add(1, Relaxed);

@@ -1224,7 +1224,8 @@ fn tls_spoken_to_a_plain_http_server_fails_fast_without_retries() {
         Duration::from_secs(60),
     );
     assert!(!out.timed_out);
-    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    // `https://` for a plain-HTTP server is the URL variable's mistake: exit 2.
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     assert!(successful_writes(&emulator) == 0);
     // Fails fast, counted rather than timed: the run's one probe of the
     // registry fails without a retry (each retry is logged) and stops the

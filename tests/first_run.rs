@@ -188,8 +188,9 @@ fn https_to_a_plain_http_server_says_so() {
         without(emulator.ci_env(), &["CI_API_V4_URL"]),
         &[("CI_SERVER_URL", &https)],
     );
+    // Our configuration, not the server: exit 2 (nothing was deleted).
     let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
-    assert_ne!(out.code, 0, "{}", out.all());
+    assert_eq!(out.code, 2, "{}", out.all());
     assert!(
         out.stderr
             .contains("the server speaks plain HTTP, not HTTPS: use http:// in CI_SERVER_URL"),
@@ -200,7 +201,7 @@ fn https_to_a_plain_http_server_says_so() {
     let registry = emulator.registry_url().replacen("http://", "https://", 1);
     let env = with(emulator.ci_env(), &[("CLEANUP_REGISTRY_URL", &registry)]);
     let out = run(&env, &["delete", "mr-1"]);
-    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(out.code, 2, "{}", out.all());
     assert!(
         out.all().contains(
             "the server speaks plain HTTP, not HTTPS: use http:// in CLEANUP_REGISTRY_URL"
