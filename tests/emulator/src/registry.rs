@@ -79,11 +79,11 @@ fn unauthorized(
 /// `Config::admin`); `Link: <…?last=…&n=…>; rel="next"` while more follow.
 fn catalog(state: &State, req: &Req) -> Resp {
     const SCOPE: &str = "registry:catalog:*";
-    let access = match bearer(state, req, Some(SCOPE)) {
-        Ok(access) => access,
+    let claims = match bearer(state, req, Some(SCOPE)) {
+        Ok(claims) => claims,
         Err(response) => return response,
     };
-    let granted = access.iter().any(|entry| {
+    let granted = claims.access.iter().any(|entry| {
         entry.kind == "registry"
             && entry.name == "catalog"
             && entry.actions.iter().any(|a| a == "*")
@@ -127,7 +127,11 @@ fn catalog(state: &State, req: &Req) -> Resp {
 }
 
 /// Checks the bearer token; `Ok` carries its access claim.
-fn bearer(state: &State, req: &Req, scope: Option<&str>) -> Result<Vec<crate::jwt::Access>, Resp> {
+fn bearer(
+    state: &State,
+    req: &Req,
+    scope: Option<&str>,
+) -> Result<std::sync::Arc<crate::jwt::Claims>, Resp> {
     let token = req.header("authorization").and_then(|value| {
         value
             .get(..7)
@@ -152,7 +156,7 @@ fn bearer(state: &State, req: &Req, scope: Option<&str>) -> Result<Vec<crate::jw
     if claims.aud != "container_registry" {
         return Err(invalid("token audience mismatch"));
     }
-    Ok(claims.access)
+    Ok(claims)
 }
 
 /// The tag rules the registry enforces for `path` on this request: those
@@ -167,12 +171,13 @@ fn token_rules(state: &State, req: &Req, path: &str) -> crate::jwt::TokenRules {
     }
     bearer(state, req, None)
         .ok()
-        .and_then(|access| {
-            access
-                .into_iter()
+        .and_then(|claims| {
+            claims
+                .access
+                .iter()
                 .find(|entry| entry.kind == "repository" && entry.name == path)
+                .map(|entry| entry.rules())
         })
-        .map(|entry| entry.rules())
         .unwrap_or_default()
 }
 
@@ -191,9 +196,9 @@ fn rule_refusal(state: &State, path: &str, code: &str, message: &str, detail: Va
 
 fn authorize(state: &State, req: &Req, path: &str, need: Need) -> Result<(), Resp> {
     let scope = format!("repository:{path}:{}", need.actions().join(","));
-    let access = bearer(state, req, Some(&scope))?;
+    let claims = bearer(state, req, Some(&scope))?;
     let granted = need.actions().iter().all(|action| {
-        access.iter().any(|entry| {
+        claims.access.iter().any(|entry| {
             entry.kind == "repository"
                 && entry.name == path
                 && entry.actions.iter().any(|a| a == action)
