@@ -548,11 +548,18 @@ impl RegistryAuth {
     }
 }
 
-/// At most this many repositories share one registry token.
-pub const MAX_SCOPES_PER_TOKEN: usize = 50;
-/// At most this many bytes of `scope=` values in one `/jwt/auth` call (the
-/// URL, and the token listing them, stay well under common header limits).
-pub const MAX_SCOPE_BYTES: usize = 6 * 1024;
+/// At most this many repositories share one registry token. The token goes
+/// in the `Authorization` header of every registry request, and GitLab's
+/// JWT lists each repository with its `meta` (project, tag rules): about
+/// 310 bytes per repository once base64-encoded, so 50 repositories made a
+/// 16 KB header, beyond the 8 KiB many proxies accept in one header line
+/// (nginx's default `large_client_header_buffers`, in front of GitLab's
+/// registry in Omnibus installs). 16 keep it near 5 KB; the cost is one
+/// `/jwt/auth` call per 16 repositories instead of per 50.
+pub const MAX_SCOPES_PER_TOKEN: usize = 16;
+/// At most this many bytes of `scope=` values in one `/jwt/auth` call, so
+/// that long repository paths keep the URL and the token as small.
+pub const MAX_SCOPE_BYTES: usize = 2 * 1024;
 
 /// `repositories` in batches of at most [`MAX_SCOPES_PER_TOKEN`], and of
 /// at most [`MAX_SCOPE_BYTES`] of scopes (a longer single scope alone).
@@ -748,10 +755,10 @@ mod tests {
             .iter()
             .map(Vec::len)
             .collect();
-        assert_eq!(sizes, [50, 50, 20]);
+        assert_eq!(sizes, [16, 16, 16, 16, 16, 16, 16, 8]);
         // Long paths: the byte bound comes first.
         let long: Vec<String> = (0..30)
-            .map(|i| format!("{}{i}", "a/".repeat(150)))
+            .map(|i| format!("{}{i}", "a/".repeat(100)))
             .collect();
         let long: Vec<&str> = long.iter().map(String::as_str).collect();
         let batches = scope_batches(&long, "pull,delete");

@@ -330,6 +330,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The longest header line nginx's default buffers take (see `handle`).
+const MAX_HEADER_LINE: usize = 8 * 1024;
+
 async fn handle(
     shared: Arc<Shared>,
     server: Server,
@@ -352,6 +355,32 @@ async fn handle(
     };
     if is_control {
         return Ok(crate::rest::control(&shared, &req));
+    }
+    // Omnibus GitLab puts nginx in front of GitLab and its registry, and
+    // nginx reads a header line into buffers of 8 KiB
+    // (`large_client_header_buffers 4 8k`): a longer one (a registry token
+    // for too many repositories) is refused before the server sees it.
+    if req
+        .headers
+        .iter()
+        .any(|(name, value)| name.as_str().len() + 2 + value.len() > MAX_HEADER_LINE)
+    {
+        let refused = response(
+            400,
+            Some("text/html"),
+            "<html><head><title>400 Request Header Or Cookie Too Large</title></head></html>\n",
+        );
+        shared.lock().requests.push(RecordedRequest {
+            method: req.method.to_string(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            status: 400,
+            server,
+            fault: None,
+            auth: req.auth_kind(),
+            retry_after_sent: false,
+        });
+        return Ok(refused);
     }
 
     let (latency, fault, rate) = {
