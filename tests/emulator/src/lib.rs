@@ -35,6 +35,7 @@
 
 mod bulk;
 mod jwt;
+mod latency;
 mod model;
 mod registry;
 mod rest;
@@ -86,7 +87,7 @@ pub struct Config {
     /// Whether `/jwt/auth` grants `push`.
     pub grant_push: bool,
     pub jwt_lifetime: Duration,
-    /// Added to every request before it is answered.
+    /// Every request is answered this long after it arrived (precisely: `latency.rs`).
     pub latency: Duration,
     pub faults: Option<Faults>,
     /// Faults for chosen requests, checked before the seeded ones: each

@@ -338,6 +338,9 @@ async fn handle(
     server: Server,
     request: Request<Incoming>,
 ) -> Result<Resp, DropConnection> {
+    // The latency counts from the request's arrival, so that the time spent
+    // reading and serving it is part of it rather than added to it.
+    let arrived = Instant::now();
     let is_control = server == Server::Gitlab && request.uri().path().starts_with("/_emulator/");
     let _in_flight = (!is_control).then(|| InFlight::enter(&shared));
     let (parts, body) = request.into_parts();
@@ -394,7 +397,7 @@ async fn handle(
         (state.config.latency, fault, rate)
     };
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        crate::latency::sleep_until(arrived + latency).await;
     }
     let rate_limited = rate.as_ref().is_some_and(|rate| rate.exceeded);
     let fault = if rate_limited { None } else { fault };
