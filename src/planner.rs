@@ -23,6 +23,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -56,8 +57,9 @@ pub struct RepositoryPlan {
 pub struct PlannedDeletion {
     pub tag: Tag,
     /// The rule that deletes it; for a referrer tag (`referrer`),
-    /// [`WITH_SUBJECT`] or [`ORPHANED_REFERRER`].
-    pub rule: String,
+    /// [`WITH_SUBJECT`] or [`ORPHANED_REFERRER`]. Shared: one rule deletes
+    /// up to every tag of a repository.
+    pub rule: Arc<str>,
     /// A referrer tag deleted in step 6, not by a rule.
     pub referrer: bool,
 }
@@ -393,7 +395,7 @@ enum Fate {
 enum Decision {
     Protected(ProtectReason),
     Keep(KeepReason),
-    Delete { rule: String, referrer: bool },
+    Delete { rule: Arc<str>, referrer: bool },
 }
 
 /// Plans one repository. `repository` is its full path (`group/project/api`),
@@ -615,6 +617,7 @@ fn plan_rule(
     decisions: &mut [Option<Decision>],
 ) {
     let name = || rule.name.clone();
+    let deleting: Arc<str> = Arc::from(rule.name.as_str());
     let (kept_by_pattern, mut candidates): (Vec<_>, Vec<_>) =
         claimed.into_iter().partition(|(_, tag)| {
             rule.keep
@@ -690,7 +693,7 @@ fn plan_rule(
             None => {
                 fates[index] = Fate::Deleted;
                 decisions[index] = Some(Decision::Delete {
-                    rule: name(),
+                    rule: Arc::clone(&deleting),
                     referrer: false,
                 });
             }
@@ -791,7 +794,7 @@ fn plan_referrers(
         decisions[*index] = Some(match outcome.unwrap_or(Ok(KeepReason::WithSubject)) {
             Ok(reason) => Decision::Keep(reason),
             Err(rule) => Decision::Delete {
-                rule: rule.to_string(),
+                rule: Arc::from(rule),
                 referrer: true,
             },
         });
@@ -1033,7 +1036,7 @@ mod tests {
         let delete: Vec<(String, String)> = plan
             .delete
             .iter()
-            .map(|d| (short(&d.tag.name), d.rule.clone()))
+            .map(|d| (short(&d.tag.name), d.rule.to_string()))
             .collect();
         let expected_delete = in_plan_order(
             case.delete
@@ -1057,7 +1060,7 @@ mod tests {
         assert_eq!(keep, expected_keep, "{}: keep", case.what);
         assert_eq!(plan.total(), tags.len(), "{}: total", case.what);
         for deletion in &plan.delete {
-            let by_step_6 = deletion.rule == WITH_SUBJECT || deletion.rule == ORPHANED_REFERRER;
+            let by_step_6 = &*deletion.rule == WITH_SUBJECT || &*deletion.rule == ORPHANED_REFERRER;
             assert_eq!(
                 deletion.referrer, by_step_6,
                 "{}: {}",
@@ -2071,7 +2074,7 @@ mod tests {
         let deleted: Vec<(&str, &str)> = plan
             .delete
             .iter()
-            .map(|d| (d.tag.name.as_str(), d.rule.as_str()))
+            .map(|d| (d.tag.name.as_str(), &*d.rule))
             .collect();
         assert_eq!(deleted, [("mr-1", "review"), ("nightly-1", "nightly")]);
     }
@@ -2150,7 +2153,7 @@ mod tests {
         let deleted: Vec<(&str, &str)> = plan
             .delete
             .iter()
-            .map(|d| (d.tag.name.as_str(), d.rule.as_str()))
+            .map(|d| (d.tag.name.as_str(), &*d.rule))
             .collect();
         assert_eq!(
             deleted,
@@ -2538,7 +2541,7 @@ rules:
                 let rule = claiming_rule(&policy, &repository, tag);
                 prop_assert!(rule.is_some(), "{} deleted but unclaimed", tag.name);
                 let rule = rule.expect("checked");
-                prop_assert_eq!(&deletion.rule, &rule.name);
+                prop_assert_eq!(&*deletion.rule, rule.name.as_str());
                 prop_assert!(!rule.keep.as_ref().is_some_and(|keep| keep.is_match(&tag.name)));
                 if let Some(older_than) = &rule.older_than {
                     let age = tag.age().date();
@@ -2624,7 +2627,7 @@ rules:
             let plain = outcomes(&plan_repository(&policy, &repository, &tags, None, now()));
             let plan = plan_repository(&gone, &repository, &tags, refs.as_ref(), now());
             for deletion in &plan.delete {
-                let rule = gone.rules.iter().find(|rule| rule.name == deletion.rule);
+                let rule = gone.rules.iter().find(|rule| *rule.name == *deletion.rule);
                 prop_assert!(rule.is_none_or(|rule| rule.when_ref.is_none()), "{}", deletion.rule);
                 prop_assert!(plain[deletion.tag.name.as_str()].starts_with("delete:"), "{}", deletion.tag.name);
             }

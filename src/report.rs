@@ -188,7 +188,8 @@ pub struct DeletedTag {
         with = "crate::rfc3339"
     )]
     pub pushed_at: Option<DateTime<Utc>>,
-    pub rule: Option<String>,
+    /// Shared with the plan: one rule deletes up to every tag of a repository.
+    pub rule: Option<std::sync::Arc<str>>,
     /// A signature, attestation or other referrer tag, deleted with its
     /// subject (or as an orphan): counted apart in the summary.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
