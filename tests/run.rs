@@ -886,12 +886,10 @@ fn inventory_records_push_and_build_times_and_plans_by_them() {
     }
 }
 
-/// GitLab's tag rules (§7) reach the plan through the registry JWT's
-/// `access[].meta`: `v*` tags protected against deletion, `rel-*` immutable,
-/// and a policy that deletes everything. The dry run and the live run agree,
-/// no refused delete is sent, and those tags are reported as protected.
-#[test]
-fn gitlab_tag_rules_protect_tags_in_the_plan() {
+/// Issue 11's reproduction: `v*` tags protected against deletion by a GitLab
+/// tag rule, `rel-*` immutable, `mr-*` unprotected, and a policy that
+/// deletes everything. Returns the emulator, the policy's directory and path.
+fn tag_rule_reproduction() -> (Emulator, tempfile::TempDir, String) {
     let emulator = Emulator::start(Config {
         tag_rules: gitlab_emulator::TagRules {
             delete_deny: vec!["^v".into()],
@@ -914,6 +912,16 @@ fn gitlab_tag_rules_protect_tags_in_the_plan() {
         "p.yml",
         "protect_latest: false\nrules:\n  - delete: \".*\"\n",
     );
+    (emulator, dir, policy)
+}
+
+/// GitLab's tag rules (§7) reach the plan through the registry JWT's
+/// `access[].meta`: `v*` tags protected against deletion, `rel-*` immutable,
+/// and a policy that deletes everything. The dry run and the live run agree,
+/// no refused delete is sent, and those tags are reported as protected.
+#[test]
+fn gitlab_tag_rules_protect_tags_in_the_plan() {
+    let (emulator, dir, policy) = tag_rule_reproduction();
     let dry_report = dir.path().join("dry.json");
     let out = run(
         &emulator.ci_env(),
@@ -1419,28 +1427,7 @@ fn a_dry_run_in_ci_lists_what_would_be_deleted() {
 fn measure_the_tag_rule_reproduction() {
     let binary = std::env::var("REGISTRY_CLEANUP_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_registry-cleanup").to_string());
-    let emulator = Emulator::start(Config {
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec!["^rel-".into()],
-        },
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    let now = Utc::now();
-    let mut tags = Vec::new();
-    for i in 1..=4 {
-        tags.push(tag_at(&format!("v{i}"), now - Duration::days(i)));
-        tags.push(tag_at(&format!("rel-{i}"), now - Duration::days(i)));
-        tags.push(tag_at(&format!("mr-{i}"), now - Duration::days(i)));
-    }
-    emulator.add_tags(ROOT, tags);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "p.yml",
-        "protect_latest: false\nrules:\n  - delete: \".*\"\n",
-    );
+    let (emulator, _dir, policy) = tag_rule_reproduction();
     for dry_run in [true, false] {
         emulator.reset_requests();
         let mut args = vec!["run", "--policy", policy.as_str()];
