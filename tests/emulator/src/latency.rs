@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -41,15 +41,15 @@ impl Ord for Wake {
     }
 }
 
-fn timer() -> &'static Mutex<mpsc::Sender<Request>> {
-    static TIMER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+fn timer() -> &'static mpsc::Sender<Request> {
+    static TIMER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
     TIMER.get_or_init(|| {
         let (sender, receiver) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("emulator-latency".into())
             .spawn(move || run(receiver))
             .expect("spawn the latency thread");
-        Mutex::new(sender)
+        sender
     })
 }
 
@@ -92,10 +92,7 @@ pub(crate) async fn sleep_until(deadline: Instant) {
         return;
     }
     let (wake, woken) = oneshot::channel();
-    let sent = timer()
-        .lock()
-        .map(|sender| sender.send((deadline, wake)).is_ok())
-        .unwrap_or(false);
+    let sent = timer().send((deadline, wake)).is_ok();
     if !sent || woken.await.is_err() {
         // No latency thread: the coarse timer rather than none.
         tokio::time::sleep_until(deadline.into()).await;
