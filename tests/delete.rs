@@ -1079,3 +1079,113 @@ fn without_rest_credentials_the_repository_name_is_not_checked() {
     );
     assert_eq!(emulator.count("GET", "/registry/repositories"), 0);
 }
+
+/// Issue 25 (2): an OCI 1.1 artifact tagged by name (`sbom-1.0.0`, as `oras
+/// push … --subject` leaves it) names `1.0.0` as its subject in its manifest
+/// only — no `sha256-<hex>` tag says so. On a registry that deletes by digest
+/// only, deleting `1.0.0` must not delete the image's manifest: the kept
+/// artifact's subject would dangle. With push, the tag is moved off onto a
+/// throw-away manifest; without, it is refused, naming the artifact.
+#[test]
+fn registry_only_keeps_the_subject_a_tagged_artifact_names_in_its_manifest() {
+    for grant_push in [true, false] {
+        let emulator = emulator(Config {
+            tag_delete: false,
+            gitlab_v1: false,
+            grant_push,
+            ..Config::default()
+        });
+        let repo = emulator.repository("");
+        let image = repo.push_image(Some("1.0.0"), Some(chrono::Utc::now()));
+        let sbom = repo.push_tagged_artifact("sbom-1.0.0", &image, "application/spdx+json");
+        let out = run(&registry_only(&emulator), &["delete", "1.0.0"]);
+        assert_eq!(
+            emulator.count("DELETE", &format!("/manifests/{image}")),
+            0,
+            "push {grant_push}: the artifact's subject was deleted by digest: {}",
+            out.all()
+        );
+        assert!(
+            repo.manifest(&image).is_some(),
+            "push {grant_push}: the subject is gone"
+        );
+        assert_eq!(
+            repo.tags().get("sbom-1.0.0"),
+            Some(&sbom),
+            "push {grant_push}"
+        );
+        if grant_push {
+            assert_eq!(out.code, 0, "{}", out.all());
+            assert!(
+                out.stdout.contains("group/project:1.0.0: deleted"),
+                "{}",
+                out.all()
+            );
+            assert_eq!(repo.tags().len(), 1, "{:?}", repo.tags());
+        } else {
+            assert_eq!(out.code, 1, "{}", out.all());
+            assert!(
+                out.stdout
+                    .contains("the kept referrer sbom-1.0.0 names it as subject"),
+                "{}",
+                out.all()
+            );
+            assert_eq!(repo.tags().len(), 2, "{:?}", repo.tags());
+            assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
+        }
+    }
+}
+
+/// Issue 25 (3): on a registry that deletes by digest only, `drop-me` shares
+/// its manifest with the kept `keep-me`. The deleter's fresh listing `GET`s
+/// every tag to find who shares the digest; when `keep-me`'s `GET` fails (500
+/// on every attempt) it cannot prove the digest is unshared, so it must
+/// refuse — deleting the digest would take `keep-me` with it.
+#[test]
+fn registry_only_refuses_when_a_kept_siblings_fetch_fails() {
+    let emulator = emulator(Config {
+        tag_delete: false,
+        gitlab_v1: false,
+        grant_push: true,
+        ..Config::default()
+    });
+    let shared = digest(7);
+    emulator.add_tags(
+        ROOT,
+        [
+            tag_with_digest("keep-me", &shared),
+            tag_with_digest("drop-me", &shared),
+        ],
+    );
+    let before = emulator.tags(ROOT);
+    emulator.set_config(|config| {
+        config.scripted_faults =
+            vec![ScriptedFault::refused("GET", "/manifests/keep-me", 500).times(usize::MAX)];
+    });
+    let env = with(
+        registry_only(&emulator),
+        &[
+            ("CLEANUP_RETRY_MAX_ATTEMPTS", "2"),
+            ("CLEANUP_RETRY_BASE_MS", "1"),
+        ],
+    );
+    let out = run(&env, &["delete", "drop-me"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("group/project:drop-me: failed: not deleted"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.tags(ROOT), before, "nothing may change");
+    assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
+    assert_eq!(
+        emulator.count("PUT", "/manifests/"),
+        0,
+        "no tag moved either"
+    );
+    assert!(
+        emulator.count("GET", "/manifests/keep-me") >= 2,
+        "the fault was met"
+    );
+}

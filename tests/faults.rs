@@ -754,3 +754,73 @@ fn an_unreachable_registry_is_probed_once_per_run() {
         );
     }
 }
+
+/// Issue 25 (1): the `GET` of a kept index's manifest, made while listing to
+/// learn its children, fails (500 on every attempt). Without the children the
+/// planner cannot see that the kept index `2.0.0` holds the amd64 image, so
+/// the amd64 image's signature would look like it follows `build-amd64`
+/// (deleted by the rule) and go "with its subject". The listing must fail
+/// instead: nothing deleted in that repository, exit 1.
+#[test]
+fn a_failed_index_fetch_while_listing_deletes_nothing() {
+    let emulator = Emulator::start(Config::default());
+    let repo = emulator.repository("");
+    let built = Utc::now() - chrono::Duration::days(3);
+    let amd64 = repo.push_platform_image(None, "linux", "amd64", Some(built));
+    let arm64 = repo.push_platform_image(None, "linux", "arm64", Some(built));
+    let index = repo.push_index("2.0.0", &[&amd64, &arm64]);
+    repo.tag("build-amd64", &amd64);
+    repo.push_signature(&amd64, "sig");
+    let before = emulator.tags("group/project");
+    emulator.set_config(|config| {
+        config.scripted_faults =
+            vec![
+                ScriptedFault::refused("GET", &format!("/manifests/{index}"), 500)
+                    .times(usize::MAX),
+            ];
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "policy.yml",
+        "rules: [{name: builds, delete: \"build-.*\"}]\n",
+    );
+    let report = dir.path().join("report.json");
+    let env = with(
+        emulator.ci_env(),
+        &[
+            ("CLEANUP_RETRY_MAX_ATTEMPTS", "2"),
+            ("CLEANUP_RETRY_BASE_MS", "1"),
+        ],
+    );
+    let out = run(
+        &env,
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(emulator.tags("group/project"), before, "nothing may change");
+    assert_eq!(emulator.writes(), 0, "{:?}", emulator.requests());
+    assert!(
+        emulator.count("GET", &format!("/manifests/{index}")) >= 2,
+        "the fault was met (and retried)"
+    );
+    let report = report_json(&report);
+    let repository = &report["repositories"][0];
+    assert!(
+        repository["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("listing failed, nothing deleted")),
+        "{repository:#}"
+    );
+    assert_eq!(
+        repository["deleted"].as_array().map(Vec::len),
+        Some(0),
+        "{repository:#}"
+    );
+}

@@ -660,6 +660,29 @@ impl Real {
         subject: &str,
         artifact_type: &str,
     ) -> String {
+        let (digest, artifact_size) = self
+            .push_artifact_manifest(path, token, None, subject, artifact_type)
+            .await;
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "size": artifact_size, "digest": digest, "artifactType": artifact_type}],
+        });
+        self.put_manifest(path, token, &referrer_tag(subject, None), OCI_INDEX, &index)
+            .await;
+        digest
+    }
+
+    /// The artifact manifest alone, under `tag` (as `oras push REPO:TAG
+    /// --subject …` leaves it) or by digest: (digest, size).
+    async fn push_artifact_manifest(
+        &self,
+        path: &str,
+        token: &str,
+        tag: Option<&str>,
+        subject: &str,
+        artifact_type: &str,
+    ) -> (String, usize) {
         let subject_size = self
             .http
             .head(format!(
@@ -688,16 +711,9 @@ impl Real {
         });
         let artifact_size = artifact.to_string().len();
         let digest = sha256(artifact.to_string().as_bytes());
-        self.put_manifest(path, token, &digest, OCI_MANIFEST, &artifact)
+        self.put_manifest(path, token, tag.unwrap_or(&digest), OCI_MANIFEST, &artifact)
             .await;
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [{"mediaType": OCI_MANIFEST, "size": artifact_size, "digest": digest, "artifactType": artifact_type}],
-        });
-        self.put_manifest(path, token, &referrer_tag(subject, None), OCI_INDEX, &index)
-            .await;
-        digest
+        (digest, artifact_size)
     }
 
     /// A multi-arch OCI index `2.0.0` over linux/amd64 and linux/arm64
@@ -1053,5 +1069,69 @@ mod supply_chain {
             "a dry run changed the registry"
         );
         real.assert_resolves(&path, "2.0.0", None).await;
+    }
+
+    /// Issue 25 (2) on Distribution: an OCI 1.1 artifact tagged by name
+    /// (`sbom-1.0.0`) names `1.0.0` as subject in its manifest only. Deleting
+    /// `1.0.0` with registry credentials only (digest deletes) must leave the
+    /// image's manifest for the kept artifact: moved off, or refused.
+    #[tokio::test]
+    #[ignore = "needs a real registry: run scripts/real-registry-test.sh"]
+    async fn deleting_an_image_spares_it_for_a_tagged_artifact_naming_it() {
+        let Some(real) = real_registry().await else {
+            return;
+        };
+        let path = unique_repository(&real, "tagged-artifact");
+        let token = real.token(&path, "pull,push").await;
+        let image = real
+            .push_oci_image(
+                &path,
+                &token,
+                "1.0.0",
+                ("linux", "amd64"),
+                "2024-05-01T10:00:00Z",
+                Some("1.0.0"),
+            )
+            .await;
+        let (sbom, _) = real
+            .push_artifact_manifest(
+                &path,
+                &token,
+                Some("sbom-1.0.0"),
+                &image,
+                "application/spdx+json",
+            )
+            .await;
+        let before = real.snapshot(&path).await;
+        assert_eq!(names(&before), ["1.0.0", "sbom-1.0.0"]);
+
+        let output = real.cleanup(&["delete", "--repository", &relative(&real, &path), "1.0.0"]);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+
+        let pull = real.token(&path, "pull").await;
+        assert_eq!(
+            real.head_digest(&path, &pull, &image).await.as_deref(),
+            Some(image.as_str()),
+            "the subject of the kept artifact sbom-1.0.0 was deleted:\n{stdout}"
+        );
+        real.assert_resolves(&path, "sbom-1.0.0", Some(&sbom)).await;
+        match output.status.code() {
+            Some(0) => {
+                assert!(line_for(&stdout, "1.0.0").contains("deleted"), "{stdout}");
+                assert_eq!(names(&real.snapshot(&path).await), ["sbom-1.0.0"]);
+            }
+            Some(1) => {
+                assert!(
+                    stdout.contains("sbom-1.0.0 names it as subject"),
+                    "{stdout}"
+                );
+                assert_eq!(
+                    real.snapshot(&path).await,
+                    before,
+                    "a refusal changes nothing"
+                );
+            }
+            other => panic!("exit code {other:?}; stdout:\n{stdout}"),
+        }
     }
 }

@@ -346,6 +346,12 @@ impl ScriptedFault {
             ..ScriptedFault::lost_answer(method, path_contains, None)
         }
     }
+
+    /// The same fault for the next `times` matching requests, not only the
+    /// next one (`usize::MAX`: every one, retries included).
+    pub fn times(self, times: usize) -> ScriptedFault {
+        ScriptedFault { times, ..self }
+    }
 }
 
 /// `limit` requests per `window` on the GitLab origin; more get 429.
@@ -1110,6 +1116,16 @@ impl Repository<'_> {
     pub fn push_artifact(&self, subject: &str, artifact_type: &str) -> String {
         self.with("an artifact", |state, id| {
             state.seed_artifact(id, subject, artifact_type)
+        })
+    }
+
+    /// An OCI 1.1 artifact of `artifact_type` whose `subject` is `subject`,
+    /// tagged `tag` by name (as `oras push REPO:sbom-1.0.0 --subject …` does)
+    /// and listed nowhere else: only its manifest names the subject (no
+    /// `sha256-<hex>` tag). Returns the artifact's digest.
+    pub fn push_tagged_artifact(&self, tag: &str, subject: &str, artifact_type: &str) -> String {
+        self.with("a tagged artifact", |state, id| {
+            state.seed_artifact_manifest(id, tag, subject, artifact_type)
         })
     }
 

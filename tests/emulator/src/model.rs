@@ -893,9 +893,13 @@ impl State {
     /// descriptor), pushed by digest, then listed in the referrers tag
     /// schema's index tagged `sha256-<hex of subject>` (created or re-pushed
     /// with it added; the index it replaces is removed, as ORAS does).
-    pub(crate) fn seed_artifact(
+    /// An OCI 1.1 artifact manifest of `artifact_type` whose `subject` is
+    /// `subject`, pushed under `tag` (`""`: by digest only), and nothing
+    /// else: no referrers-schema index, so only its manifest names the subject.
+    pub(crate) fn seed_artifact_manifest(
         &mut self,
         repository_id: u64,
+        tag: &str,
         subject: &str,
         artifact_type: &str,
     ) -> Result<String, PushError> {
@@ -920,7 +924,16 @@ impl State {
             "layers": [{"mediaType": "application/octet-stream", "size": layer.len(), "digest": layer_digest}],
             "subject": subject_descriptor,
         });
-        let digest = self.push_value(repository_id, "", OCI_MANIFEST, &manifest)?;
+        self.push_value(repository_id, tag, OCI_MANIFEST, &manifest)
+    }
+
+    pub(crate) fn seed_artifact(
+        &mut self,
+        repository_id: u64,
+        subject: &str,
+        artifact_type: &str,
+    ) -> Result<String, PushError> {
+        let digest = self.seed_artifact_manifest(repository_id, "", subject, artifact_type)?;
         // The referrers tag schema: every artifact naming this subject.
         let tag = referrer_tag(subject, None);
         let repository = &self.repositories[&repository_id];
