@@ -2499,9 +2499,17 @@ rules:
         outcomes
     }
 
+    /// Whether the policy protects a tag name (step 1: `latest`, `protect`),
+    /// straight from the definition: the oracle the planner's own
+    /// [`protect_reason`] is checked against.
+    fn policy_protects(policy: &Policy, name: &str) -> bool {
+        (policy.protect_latest && name == "latest")
+            || policy.protect.iter().any(|p| p.is_match(name))
+    }
+
     /// The rule that claims a tag, straight from the definition of step 3.
     fn claiming_rule<'a>(policy: &'a Policy, repository: &str, tag: &Tag) -> Option<&'a Rule> {
-        if tag.protected || policy.is_protected(&tag.name) {
+        if tag.protected || policy_protects(policy, &tag.name) {
             return None;
         }
         policy
@@ -2536,7 +2544,7 @@ rules:
             for deletion in &plan.delete {
                 let tag = &deletion.tag;
                 prop_assert!(!tag.protected, "{} is protected in the inventory", tag.name);
-                prop_assert!(!policy.is_protected(&tag.name), "{} is protected by the policy", tag.name);
+                prop_assert!(!policy_protects(&policy, &tag.name), "{} is protected by the policy", tag.name);
                 prop_assert!(!(policy.protect_latest && tag.name == "latest"));
                 let rule = claiming_rule(&policy, &repository, tag);
                 prop_assert!(rule.is_some(), "{} deleted but unclaimed", tag.name);
@@ -2553,7 +2561,7 @@ rules:
             }
             for protected in &plan.protected {
                 let tag = &protected.tag;
-                prop_assert!(tag.protected || policy.is_protected(&tag.name));
+                prop_assert!(tag.protected || policy_protects(&policy, &tag.name));
             }
         }
 
@@ -2647,7 +2655,7 @@ rules:
             let after = outcomes(&plan_repository(&extended, &repository, &tags, None, now()));
             for tag in &tags {
                 let claimed_before = claiming_rule(&policy, &repository, tag);
-                if claimed_before.is_some() || tag.protected || policy.is_protected(&tag.name) {
+                if claimed_before.is_some() || tag.protected || policy_protects(&policy, &tag.name) {
                     prop_assert_eq!(&before[tag.name.as_str()], &after[tag.name.as_str()], "{}", tag.name);
                 }
                 // And every decision names the claiming rule.
@@ -2690,7 +2698,7 @@ rules:
             for tag in &tags {
                 let Some(subject) = referrer_subject(&tag.name) else { continue };
                 let outcome = &outcomes[tag.name.as_str()];
-                if tag.protected || policy.is_protected(&tag.name) {
+                if tag.protected || policy_protects(&policy, &tag.name) {
                     prop_assert_eq!(outcome, "protected", "{}", tag.name);
                     continue;
                 }

@@ -564,13 +564,6 @@ impl Policy {
             .filter(move |rule| rule.repositories.is_match(repository))
     }
 
-    /// Whether the policy itself protects this tag name (`latest`, `protect`).
-    /// Tags marked `protected` in the inventory are protected as well; the
-    /// planner checks that flag.
-    pub fn is_protected(&self, tag: &str) -> bool {
-        (self.protect_latest && tag == "latest") || self.protect.iter().any(|p| p.is_match(tag))
-    }
-
     /// Whether planning this repository looks at `created_at` (so the dates must
     /// be fetched): some applicable rule has `keep_n > 0` or `older_than`.
     pub fn needs_dates(&self, repository: &str) -> bool {
@@ -1094,10 +1087,15 @@ rules:
 "#;
         let policy = parse(text).expect("parses");
         assert!(!policy.protect_latest);
-        assert!(policy.is_protected("v1.2.3"));
-        assert!(policy.is_protected("stable"));
-        assert!(!policy.is_protected("v1.2.3-rc1"));
-        assert!(!policy.is_protected("latest"));
+        let protects = |name: &str| {
+            let tag =
+                crate::model::Tag::named(crate::names::TagName::parse(name).expect("tag name"));
+            crate::planner::protect_reason(&policy, &tag).is_some()
+        };
+        assert!(protects("v1.2.3"));
+        assert!(protects("stable"));
+        assert!(!protects("v1.2.3-rc1"));
+        assert!(!protects("latest"));
         let rule = &policy.rules[0];
         assert_eq!(
             rule.summary(),
@@ -1112,9 +1110,14 @@ rules:
     #[test]
     fn latest_is_protected_by_default() {
         let policy = parse("rules: [{delete: '.*'}]").expect("parses");
-        assert!(policy.is_protected("latest"));
-        assert!(!policy.is_protected("Latest"));
-        assert!(!policy.is_protected("latest-1"));
+        let protects = |name: &str| {
+            let tag =
+                crate::model::Tag::named(crate::names::TagName::parse(name).expect("tag name"));
+            crate::planner::protect_reason(&policy, &tag).is_some()
+        };
+        assert!(protects("latest"));
+        assert!(!protects("Latest"));
+        assert!(!protects("latest-1"));
     }
 
     #[test]

@@ -96,11 +96,6 @@ impl Throttle {
         }
     }
 
-    /// The current limit on requests in flight.
-    pub fn limit(&self) -> usize {
-        self.state().limit
-    }
-
     /// The lowest limit reached, and how many 429s were reported.
     pub fn summary(&self) -> (usize, u64) {
         (self.state().lowest, self.throttled.load(Ordering::Relaxed))
@@ -180,7 +175,10 @@ impl Drop for Permit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    fn limit(throttle: &Throttle) -> usize {
+        throttle.state().limit
+    }
 
     fn in_flight_now(throttle: &Arc<Throttle>) -> usize {
         throttle.max - throttle.semaphore.available_permits()
@@ -196,19 +194,19 @@ mod tests {
         for permit in permits {
             permit.finish(Signal::Throttled);
         }
-        assert_eq!(throttle.limit(), 8);
+        assert_eq!(limit(&throttle), 8);
         assert_eq!(throttle.semaphore.available_permits(), 8);
         assert_eq!(throttle.summary(), (8, 16));
 
         // A new round at the new limit halves again.
         let permit = throttle.acquire().await;
         permit.finish(Signal::Throttled);
-        assert_eq!(throttle.limit(), 4);
+        assert_eq!(limit(&throttle), 4);
         for _ in 0..10 {
             let permit = throttle.acquire().await;
             permit.finish(Signal::Throttled);
         }
-        assert_eq!(throttle.limit(), 1, "never below 1");
+        assert_eq!(limit(&throttle), 1, "never below 1");
         assert_eq!(throttle.semaphore.available_permits(), 1);
     }
 
@@ -218,12 +216,12 @@ mod tests {
         for _ in 0..3 {
             throttle.acquire().await.finish(Signal::Throttled);
         }
-        assert_eq!(throttle.limit(), 1);
+        assert_eq!(limit(&throttle), 1);
         // limit 1: one success → 2; two more → 3; three more → 4.
         let mut limits = Vec::new();
         for _ in 0..12 {
             throttle.acquire().await.finish(Signal::Success);
-            limits.push(throttle.limit());
+            limits.push(limit(&throttle));
         }
         assert_eq!(limits, [2, 2, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4]);
         assert_eq!(
@@ -233,7 +231,14 @@ mod tests {
         );
         // Neutral answers (5xx, timeouts) change nothing.
         throttle.acquire().await.finish(Signal::Neutral);
-        assert_eq!(throttle.limit(), 4);
+        assert_eq!(limit(&throttle), 4);
+    }
+
+    /// Whether a request could go out right now: one poll of `acquire`,
+    /// without waiting (a pending acquire dropped gives nothing away).
+    fn room_now(throttle: &Arc<Throttle>) -> Option<Permit> {
+        use futures::FutureExt as _;
+        throttle.acquire().now_or_never()
     }
 
     #[tokio::test]
@@ -241,29 +246,23 @@ mod tests {
         let throttle = Throttle::new(8);
         let held: Vec<Permit> = futures::future::join_all((0..8).map(|_| throttle.acquire())).await;
         let mut held = held.into_iter();
+        assert!(room_now(&throttle).is_none(), "8 of 8 out");
         // A 429 while all 8 are out: the limit is 4 and the debt is paid as
-        // permits come back, so a ninth request waits until only 3 are out.
+        // permits come back, so another request waits until only 3 are out.
         if let Some(permit) = held.next() {
             permit.finish(Signal::Throttled);
         }
-        assert_eq!(throttle.limit(), 4);
-        let waiting = tokio::spawn({
-            let throttle = Arc::clone(&throttle);
-            async move { throttle.acquire().await }
-        });
-        for _ in 0..3 {
+        assert_eq!(limit(&throttle), 4);
+        for still_out in [6, 5, 4] {
             drop(held.next());
+            assert!(
+                room_now(&throttle).is_none(),
+                "{still_out} still out: no room under a limit of 4"
+            );
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            !waiting.is_finished(),
-            "4 still out: no room under a limit of 4"
-        );
         drop(held.next());
-        let permit = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("woken")
-            .expect("task");
+        let permit = room_now(&throttle).expect("3 out: room for a fourth");
+        assert!(room_now(&throttle).is_none(), "4 out under a limit of 4");
         drop(permit);
         drop(held);
         assert_eq!(throttle.semaphore.available_permits(), 4);

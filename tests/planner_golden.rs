@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use registry_cleanup::inventory::Inventory;
-use registry_cleanup::planner::plan_repository;
+use registry_cleanup::model::Tag;
+use registry_cleanup::names::TagName;
+use registry_cleanup::planner::{plan_repository, protect_reason};
 use registry_cleanup::policy::Policy;
 use registry_cleanup::report::{Report, RepositoryReport};
 
@@ -51,16 +53,22 @@ pub fn without_version(report: String) -> String {
     )
 }
 
-#[test]
-fn examples_plan_matches_the_golden_report() {
-    let (_, report) = examples_report();
-    let actual = without_version(serde_json::to_string_pretty(&report).expect("serialise") + "\n");
+/// `UPDATE_GOLDEN=1` rewrites the golden file instead of comparing with it —
+/// never under CI, where a rewritten file would make the test pass whatever
+/// the plan says.
+fn updating_golden() -> bool {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|value| value == "1");
+    let ci = std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false");
+    assert!(
+        !(update && ci),
+        "UPDATE_GOLDEN=1 is refused under CI: the golden file is what the plan is checked against"
+    );
+    update
+}
+
+/// Panics with the first line where `actual` and the golden file differ.
+fn assert_golden(actual: &str, what: &str) {
     let golden = path("tests/golden/examples-plan.json");
-    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|value| value == "1") {
-        std::fs::create_dir_all(golden.parent().expect("parent")).expect("create tests/golden");
-        std::fs::write(&golden, &actual).expect("write the golden file");
-        return;
-    }
     let expected = std::fs::read_to_string(&golden)
         .unwrap_or_else(|err| panic!("{}: {err} (UPDATE_GOLDEN=1 creates it)", golden.display()));
     if actual != expected {
@@ -73,7 +81,7 @@ fn examples_plan_matches_the_golden_report() {
                 |line| format!("at line {}", line + 1),
             );
         panic!(
-            "the plan of the examples differs from {} {first_difference}; if the change is intended, \
+            "{what} differs from {} {first_difference}; if the change is intended, \
              run `UPDATE_GOLDEN=1 cargo test --test planner_golden` and review the diff",
             golden.display()
         );
@@ -81,16 +89,38 @@ fn examples_plan_matches_the_golden_report() {
 }
 
 #[test]
-fn the_report_file_is_the_golden_bytes() {
+fn examples_plan_matches_the_golden_report() {
     let (_, report) = examples_report();
+    let actual = without_version(serde_json::to_string_pretty(&report).expect("serialise") + "\n");
+    if updating_golden() {
+        let golden = path("tests/golden/examples-plan.json");
+        std::fs::create_dir_all(golden.parent().expect("parent")).expect("create tests/golden");
+        std::fs::write(&golden, &actual).expect("write the golden file");
+        return;
+    }
+    assert_golden(&actual, "the plan of the examples");
+}
+
+/// The file `registry-cleanup plan --report` writes, byte for byte: the real
+/// binary, run from the checkout as the README shows it.
+#[test]
+fn the_report_file_is_the_golden_bytes() {
+    if updating_golden() {
+        return; // the other test rewrites the file
+    }
     let dir = tempfile::tempdir().expect("temporary directory");
     let written = dir.path().join("report.json");
-    report.write(&written).expect("write the report");
-    let written = std::fs::read_to_string(&written).expect("read it back");
-    assert_eq!(
-        written,
-        serde_json::to_string_pretty(&report).expect("serialise") + "\n"
-    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_registry-cleanup"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .args(["plan", "--inventory", "examples/inventory.json"])
+        .args(["--policy", "examples/policy.yml", "--now", NOW, "--report"])
+        .arg(&written)
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{output:?}");
+    let written = std::fs::read_to_string(&written).expect("the report is written");
+    assert_golden(&without_version(written), "the report `plan` wrote");
 }
 
 /// The examples are meant to show every rule at work; keep them that way.
@@ -119,7 +149,10 @@ fn the_examples_exercise_every_rule() {
         assert!(!deleted.contains("latest"), "{}", repository.path);
         assert!(!deleted.contains("main"), "{}", repository.path);
         assert!(
-            !deleted.iter().any(|tag| policy.is_protected(tag)),
+            !deleted.iter().any(|tag| {
+                let tag = Tag::named(TagName::parse(tag).expect("tag name"));
+                protect_reason(&policy, &tag).is_some()
+            }),
             "{}",
             repository.path
         );

@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use registry_cleanup::model::Tag;
+use registry_cleanup::names::TagName;
+use registry_cleanup::planner::protect_reason;
 use registry_cleanup::policy::{Policy, DEFAULT_POLICY_PATH};
 
 fn corpus_dir() -> PathBuf {
@@ -115,8 +118,12 @@ fn the_example_policy_reads_as_documented() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.yml");
     let policy = Policy::load(&path).expect("example policy");
     assert!(policy.protect_latest);
-    assert!(policy.is_protected("v1.4.2"));
-    assert!(!policy.is_protected("v1.4.2-rc.1"));
+    let protects = |name: &str| {
+        let tag = Tag::named(TagName::parse(name).expect("tag name"));
+        protect_reason(&policy, &tag).is_some()
+    };
+    assert!(protects("v1.4.2"));
+    assert!(!protects("v1.4.2-rc.1"));
     let summaries: Vec<String> = policy.rules.iter().map(|rule| rule.summary()).collect();
     assert!(
         summaries.iter().any(|line| line.starts_with(

@@ -1277,6 +1277,83 @@ fn git_aware_rules_delete_the_images_of_gone_refs() {
     );
 }
 
+/// The refs fail-safe through the real binary: the project's refs cannot be
+/// listed (GitLab refuses the job token there), and a catch-all rule follows
+/// the git-aware one. A tag the git-aware rule's `delete` matches must stay
+/// (`refs_unknown`) — not fall through to the catch-all, which would delete
+/// live branches' images — while tags only the catch-all matches go.
+#[test]
+fn unlistable_refs_keep_the_git_aware_rules_tags_from_a_later_catch_all() {
+    let emulator = Emulator::start(Config {
+        refs_refuse_job_token: true,
+        ..Config::default()
+    });
+    emulator.add_repository("");
+    emulator.add_branch("main");
+    let ref_tags = ["feature-x-0000000a", "main-00000001", "old-branch-0000000b"];
+    let other_tags = ["nightly", "scratch"];
+    emulator.add_tags(
+        ROOT,
+        ref_tags.iter().chain(&other_tags).map(|name| tag(name)),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(
+        &dir,
+        "policy.yml",
+        "rules:\n  - name: gone branches\n    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'\n    when_ref: gone\n  - name: everything else\n    delete: '.*'\n",
+    );
+    let report = dir.path().join("report.json");
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 1, "refs incomplete: {}", out.all());
+    assert_eq!(names(&emulator, ROOT), ref_tags, "{}", out.all());
+    let json = report_json(&report);
+    let repository = &json["repositories"][0];
+    let deleted: Vec<(&str, &str)> = repository["deleted"]
+        .as_array()
+        .expect("deleted")
+        .iter()
+        .map(|d| {
+            (
+                d["tag"].as_str().expect("tag"),
+                d["rule"].as_str().expect("rule"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            ("nightly", "everything else"),
+            ("scratch", "everything else")
+        ]
+    );
+    let kept: Vec<(&str, &str)> = repository["kept_tags"]
+        .as_array()
+        .expect("kept_tags")
+        .iter()
+        .map(|k| {
+            (
+                k["tag"].as_str().expect("tag"),
+                k["kind"].as_str().expect("kind"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        ref_tags.map(|tag| (tag, "refs_unknown")),
+        "each kept for want of refs"
+    );
+    assert_eq!(emulator.count("DELETE", "/manifests/"), 2);
+}
+
 /// The report says why each tag stays (typed by the planner, a sentence and
 /// a stable `kind` per tag) and what the plan was made from: the clock, the
 /// policy file, the tool version and each repository's age source.
