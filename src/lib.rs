@@ -1,77 +1,34 @@
 //! registry-cleanup: precise, previewable cleanup of GitLab container registries.
 //!
 //! The binary's `main` calls [`main_with_args`]; everything else lives here so
-//! tests reach it. One module per concern:
+//! tests reach it. The folders are the layers, from the ground up; each may
+//! import only the layers its module comment names (`tests/layers.rs` keeps
+//! it so — see `docs/architecture.md`):
 //!
-//! - the edge: `cli` (flags), `config` (the `CI_*`/`CLEANUP_*` environment,
-//!   `ConfigError`), `options` (every command's options, resolved once),
-//!   `names` (tag names, digests, repository paths, parsed once), `paths`
-//!   (what `--repository` accepts);
-//! - the model: `model` (a tag), `policy` (the policy file), `lint`
-//!   (warnings about a valid policy), `inventory` (the inventory file;
-//!   `inventory_stream` reads it one repository at a time), `import`
-//!   (GitLab's cleanup policy as a policy file);
-//! - the pure core: `planner` (policy × tags × refs × now → plan), `removal`
-//!   (whether `remove_empty_repositories` removes a repository), `refs`
-//!   (ref slugs, what a tag's name says about its git ref);
-//! - the network: `http` (retries, rate budget, errors), `throttle` (requests
-//!   in flight), `links` (pagination), `auth` (registry tokens), `registry`
-//!   and `gitlab` (the two APIs), `listing` (a repository's tags),
-//!   `deleter` (the executor: safe deletes, one outcome per deletion);
-//! - the pipeline: `engine` (client: list → plan → guard → execute → report;
-//!   server: GitLab's bulk API), `commands` (one per subcommand);
-//! - scale: `shard` (which of N parallel jobs cleans a repository);
-//! - output: `report` (report file and summary), `report_stream` (the
-//!   same, written as each repository finishes), `merge` (shard reports
-//!   into one), `outputs` (dotenv and OpenMetrics count files), `sections`
-//!   (GitLab CI log sections), `progress`, `logging`,
-//!   `secret` (redacted tokens), `error` (exit codes), `rfc3339` (the
-//!   times in inventory and report files, read and written fast);
-//! - GitLab's tag rules from the registry JWT: `tag_rules`;
-//! - `doctor`'s findings (ok/warn/fail lines and their exit code).
+//! - `domain`: what a tag, a policy and a plan are; the pure planner. Imports
+//!   nothing else of the crate.
+//! - `wire`: HTTP with retries, rate budget and secrets; pagination; progress.
+//! - `gitlab`, `registry`: the two APIs, each on the wire.
+//! - `output`: the files and summaries a run leaves (report, counts,
+//!   inventory), from domain types only.
+//! - `config`: the command line, the environment and every command's options.
+//! - `execute`: listing, the deleter and the two engines that carry out a plan.
+//! - `commands`: one file per command, and the exit code each outcome means.
 
-pub mod auth;
-pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod deleter;
-pub mod doctor;
-pub mod engine;
-pub mod error;
+pub mod domain;
+pub mod execute;
 pub mod gitlab;
-pub mod http;
-pub mod import;
-pub mod inventory;
-pub mod inventory_stream;
-pub mod links;
-pub mod lint;
-pub mod listing;
-pub mod logging;
-pub mod merge;
-pub mod model;
-pub mod names;
-pub mod options;
-pub mod outputs;
-pub mod paths;
-pub mod planner;
-pub mod policy;
-pub mod progress;
-pub mod refs;
+pub mod output;
 pub mod registry;
-pub mod removal;
-pub mod report;
-pub mod report_stream;
-pub mod rfc3339;
-pub mod secret;
-pub mod sections;
-pub mod shard;
-pub mod tag_rules;
-pub mod throttle;
+pub mod wire;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::error::{exit_for, Exit};
+use crate::config::{cli, logging};
+use crate::domain::exit::Exit;
 
 /// Parses `args`, runs the command and maps the outcome to an exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -111,7 +68,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(exit) => exit.into(),
         Err(err) => {
             eprintln!("registry-cleanup: error: {err:#}");
-            exit_for(&err).into()
+            err.exit_code().into()
         }
     }
 }

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use common::*;
 use gitlab_emulator::{Faults, RecordedRequest, Server, Tamper};
-use registry_cleanup::http::{Http, HttpOptions, RetryPolicy};
-use registry_cleanup::inventory::Inventory;
-use registry_cleanup::planner::plan_repository;
-use registry_cleanup::policy::Policy;
-use registry_cleanup::report::Report;
+use registry_cleanup::domain::planner::plan_repository;
+use registry_cleanup::domain::policy::Policy;
+use registry_cleanup::output::inventory::Inventory;
+use registry_cleanup::output::report::Report;
+use registry_cleanup::wire::http::{Http, HttpOptions, RetryPolicy};
 
 const REPOSITORIES: [&str; 3] = ["group/project", "group/project/api", "group/project/worker"];
 

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use registry_cleanup::shard::shard_of;
+use registry_cleanup::domain::shard::shard_of;
 
 const POLICY: &str = r#"
 rules:

@@ -7,13 +7,13 @@
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
-use registry_cleanup::auth::{decode_claims, parse_challenge, Claims};
-use registry_cleanup::config::join_path;
-use registry_cleanup::http::server_delay;
-use registry_cleanup::links::parse_link_header;
-use registry_cleanup::names::{RepositoryPath, TagName};
-use registry_cleanup::policy::{parse_duration, Policy};
-use registry_cleanup::registry::encode_segment;
+use registry_cleanup::domain::names::{RepositoryPath, TagName};
+use registry_cleanup::domain::policy::{parse_duration, Policy};
+use registry_cleanup::registry::auth::{decode_claims, parse_challenge, Claims};
+use registry_cleanup::wire::http::server_delay;
+use registry_cleanup::wire::links::parse_link_header;
+use registry_cleanup::wire::urls::encode_segment;
+use registry_cleanup::wire::urls::join_path;
 use reqwest::header::{HeaderMap, HeaderValue};
 
 fn config() -> ProptestConfig {

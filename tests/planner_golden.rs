@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use registry_cleanup::inventory::Inventory;
-use registry_cleanup::model::Tag;
-use registry_cleanup::names::TagName;
-use registry_cleanup::planner::{plan_repository, protect_reason};
-use registry_cleanup::policy::Policy;
-use registry_cleanup::report::{Report, RepositoryReport};
+use registry_cleanup::domain::model::Tag;
+use registry_cleanup::domain::names::TagName;
+use registry_cleanup::domain::planner::{plan_repository, protect_reason};
+use registry_cleanup::domain::policy::Policy;
+use registry_cleanup::output::inventory::Inventory;
+use registry_cleanup::output::report::{Report, RepositoryReport};
 
 const NOW: &str = "2026-11-01T00:00:00Z";
 

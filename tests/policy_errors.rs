@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use registry_cleanup::model::Tag;
-use registry_cleanup::names::TagName;
-use registry_cleanup::planner::protect_reason;
-use registry_cleanup::policy::{Policy, DEFAULT_POLICY_PATH};
+use registry_cleanup::domain::model::Tag;
+use registry_cleanup::domain::names::TagName;
+use registry_cleanup::domain::planner::protect_reason;
+use registry_cleanup::domain::policy::{Policy, DEFAULT_POLICY_PATH};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policy_corpus")

@@ -499,8 +499,10 @@ fn a_same_origin_redirect_is_followed() {
     let env = with(emulator.ci_env(), &[("CI_PROJECT_ID", "1")]);
     // Nothing in the tool asks for /moved: drive the HTTP layer directly.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let http = registry_cleanup::http::Http::new(registry_cleanup::http::HttpOptions::default())
-        .expect("client");
+    let http = registry_cleanup::wire::http::Http::new(
+        registry_cleanup::wire::http::HttpOptions::default(),
+    )
+    .expect("client");
     let url = url::Url::parse(&format!(
         "{}/api/v4/moved/repositories",
         emulator.gitlab_url()

@@ -24,11 +24,11 @@ use chrono::{Duration, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use registry_cleanup::inventory::{Inventory, InventoryRepository};
-use registry_cleanup::model::Tag;
-use registry_cleanup::names::{Digest, RepositoryPath, TagName};
-use registry_cleanup::planner::plan_repository;
-use registry_cleanup::policy::Policy;
+use registry_cleanup::domain::model::Tag;
+use registry_cleanup::domain::names::{Digest, RepositoryPath, TagName};
+use registry_cleanup::domain::planner::plan_repository;
+use registry_cleanup::domain::policy::Policy;
+use registry_cleanup::output::inventory::{Inventory, InventoryRepository};
 
 const POLICY: &str = r#"# scripts/bench.sh: keep releases, latest, the 10 newest builds and builds of the last 30 days
 protect:
@@ -554,7 +554,7 @@ fn print_table(measurements: &[Measurement]) {
             (_, Some(c)) => c.to_string(),
             (_, None) => format!(
                 "{} (default)",
-                registry_cleanup::config::DEFAULT_CONCURRENCY
+                registry_cleanup::config::settings::DEFAULT_CONCURRENCY
             ),
         };
         println!(

@@ -1,19 +1,20 @@
 //! `registry-cleanup check`: validate the policy and say what it does.
 
-use crate::cli::Engine;
-use crate::engine::server;
-use crate::error::Exit;
-use crate::lint;
-use crate::options::CheckOptions;
-use crate::policy::Policy;
+use crate::commands::exit::CommandResult;
+use crate::config::cli::Engine;
+use crate::config::options::CheckOptions;
+use crate::domain::exit::Exit;
+use crate::domain::lint;
+use crate::domain::policy::Policy;
+use crate::execute::server_engine;
 
-pub fn check(options: CheckOptions) -> anyhow::Result<Exit> {
+pub fn check(options: CheckOptions) -> CommandResult {
     let path = options.policy;
     let policy = Policy::load(&path)?;
     // The server engine's own validation, so that `check` never passes a
     // policy `run --engine server` refuses for every project.
     if options.engine == Engine::Server {
-        server::check_policy(&policy, &path.display().to_string())?;
+        server_engine::check_policy(&policy, &path.display().to_string())?;
     }
     println!(
         "{}: valid, {} rule{}",

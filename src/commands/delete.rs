@@ -1,22 +1,25 @@
 //! `registry-cleanup delete`: named tags or digests, by reference.
 
+use crate::commands::exit::{CommandResult, Failure};
 use std::io::Write;
 
-use anyhow::Context as _;
+use crate::commands::exit::Context as _;
 use futures::stream::{self, StreamExt};
 
-use super::{finish, Clients};
-use crate::config::ConfigError;
-use crate::deleter::{Outcome, Target};
-use crate::error::{Exit, ExitCode};
-use crate::gitlab::RepositoryInfo;
-use crate::names::{Digest, Reference, TagName};
-use crate::options::DeleteOptions;
-use crate::progress::Progress;
-use crate::registry::{PULL, PULL_DELETE};
-use crate::report::{DeletedTag, Report, RepositoryReport};
+use crate::commands::finish::finish;
+use crate::config::options::DeleteOptions;
+use crate::domain::config_error::ConfigError;
+use crate::domain::exit::{Exit, ExitCode};
+use crate::domain::model::Outcome;
+use crate::domain::model::RepositoryInfo;
+use crate::domain::names::{Digest, Reference, TagName};
+use crate::execute::clients::Clients;
+use crate::execute::deleter::Target;
+use crate::output::report::{DeletedTag, Report, RepositoryReport};
+use crate::registry::client::{PULL, PULL_DELETE};
+use crate::wire::progress::Progress;
 
-pub async fn delete(options: DeleteOptions) -> anyhow::Result<Exit> {
+pub async fn delete(options: DeleteOptions) -> CommandResult {
     let DeleteOptions {
         dry_run,
         references,
@@ -43,10 +46,12 @@ pub async fn delete(options: DeleteOptions) -> anyhow::Result<Exit> {
             // The token service (on CI_SERVER_URL) not answering at all is the
             // same for every repository: stop rather than wait it out again.
             if err.is_unreachable() {
-                return Err(anyhow::Error::new(err).context(format!(
-                    "GitLab's token service at {} cannot be reached; nothing was deleted. Check CI_SERVER_URL",
-                    clients.settings.server_url
-                )));
+                return Err(err).with_context(|| {
+                    format!(
+                        "GitLab's token service at {} cannot be reached; nothing was deleted. Check CI_SERVER_URL",
+                        clients.settings.server_url
+                    )
+                });
             }
             writeln!(stdout.lock(), "{}: FAILED: {err}", target.path)?;
             repository.error = Some(err.to_string());
@@ -84,7 +89,7 @@ pub async fn delete(options: DeleteOptions) -> anyhow::Result<Exit> {
 /// The repositories named (relative paths resolved against the project's
 /// root image, refused before any request when invalid), or all of the
 /// project's.
-async fn targets(clients: &Clients, options: &DeleteOptions) -> anyhow::Result<Vec<Target>> {
+async fn targets(clients: &Clients, options: &DeleteOptions) -> Result<Vec<Target>, Failure> {
     if options.all_repositories {
         let gitlab = clients.require_gitlab()?;
         let repositories = gitlab
@@ -133,7 +138,7 @@ async fn targets(clients: &Clients, options: &DeleteOptions) -> anyhow::Result<V
 fn known_targets(
     named: Vec<(&String, Target)>,
     existing: &[RepositoryInfo],
-) -> anyhow::Result<Vec<Target>> {
+) -> Result<Vec<Target>, Failure> {
     let mut targets = Vec::with_capacity(named.len());
     for (input, target) in named {
         let Some(info) = existing.iter().find(|info| info.path == target.path) else {
@@ -165,7 +170,7 @@ fn known_targets(
 /// Tags through the safe tag path, digests as asked: one outcome per
 /// reference, in the order given.
 async fn execute(
-    deleter: &crate::deleter::Deleter,
+    deleter: &crate::execute::deleter::Deleter,
     target: &Target,
     references: &[Reference],
     progress: &Progress,

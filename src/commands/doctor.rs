@@ -1,21 +1,22 @@
 //! `registry-cleanup doctor`: everything a run depends on, checked with
 //! reads only (REST GETs, registry tokens, `GET /v2/`), one line per check.
 
-use super::Clients;
-use crate::auth::AuthError;
-use crate::doctor::{plural, Findings, Level};
-use crate::error::Exit;
-use crate::gitlab::{GitLab, GitLabError, ProjectRead, RepositoryInfo};
-use crate::import::ExpirationPolicy;
-use crate::names::RepositoryPath;
-use crate::options::DoctorOptions;
-use crate::policy::Policy;
-use crate::registry::{Registry, RegistryError, PULL_DELETE};
+use crate::commands::doctor_findings::{plural, Findings, Level};
+use crate::commands::exit::CommandResult;
+use crate::config::options::DoctorOptions;
+use crate::domain::model::RepositoryInfo;
+use crate::domain::names::RepositoryPath;
+use crate::domain::policy::Policy;
+use crate::execute::clients::Clients;
+use crate::gitlab::client::{GitLab, GitLabError, ProjectRead};
+use crate::gitlab::policy_import::ExpirationPolicy;
+use crate::registry::auth::AuthError;
+use crate::registry::client::{Registry, RegistryError, PULL_DELETE};
 
 /// Repositories checked one by one; beyond that, a summary line.
 const MAX_REPOSITORY_LINES: usize = 25;
 
-pub async fn doctor(options: DoctorOptions) -> anyhow::Result<Exit> {
+pub async fn doctor(options: DoctorOptions) -> CommandResult {
     let mut findings = Findings::default();
     let clients = match Clients::new(&options.connection)
         .and_then(|clients| clients.require_gitlab().map(|gitlab| (clients, gitlab)))
@@ -96,7 +97,7 @@ async fn check_group(gitlab: &GitLab, group: &str, findings: &mut Findings) {
             Level::Fail,
             check,
             format!("--group {group}: the job token cannot list a group's repositories"),
-            crate::gitlab::GROUP_TOKEN_ADVICE,
+            crate::gitlab::client::GROUP_TOKEN_ADVICE,
         );
         return;
     }

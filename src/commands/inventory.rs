@@ -1,38 +1,23 @@
 //! `registry-cleanup inventory`: the live project as an inventory file, so a
 //! policy can be tried offline with `plan`.
 
+use crate::commands::exit::{CommandResult, Failure};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use crate::commands::exit::Context as _;
 use futures::stream::{self, StreamExt};
 
-use super::Clients;
-use crate::config::ConfigError;
-use crate::engine::client::apply_tag_rules;
-use crate::error::Exit;
-use crate::inventory::{Inventory, InventoryRepository};
-use crate::listing::{listing_progress, Lister};
-use crate::options::{InventoryOptions, Scope};
+use crate::config::options::{InventoryOptions, Scope};
+use crate::domain::config_error::ConfigError;
+use crate::domain::exit::Exit;
+use crate::execute::client_engine::apply_tag_rules;
+use crate::execute::listing::{listing_progress, Lister};
+use crate::execute::scope;
+use crate::output::inventory::{Inventory, InventoryRepository};
 
-pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
-    let (clients, gitlab, mut repositories) = match &options.scope {
-        Scope::Project => {
-            let clients = Clients::new(&options.connection)?;
-            let gitlab = clients.require_gitlab()?;
-            (clients, gitlab, None)
-        }
-        Scope::Instance => {
-            let (clients, gitlab, repositories) =
-                super::run::instance_repositories(&options.connection).await?;
-            (clients, gitlab, Some(repositories))
-        }
-        Scope::Group(group) => {
-            let (clients, gitlab, repositories) =
-                super::run::group_repositories(&options.connection, group).await?;
-            (clients, gitlab, Some(repositories))
-        }
-    };
+pub async fn inventory(options: InventoryOptions) -> CommandResult {
+    let (clients, gitlab) = scope::clients_for(&options.scope, &options.connection)?;
     let per_project = matches!(options.scope, Scope::Group(_));
     let registry_only = options.scope == Scope::Instance;
     // Bad paths are refused before any request.
@@ -41,13 +26,7 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     } else {
         clients.repository_paths(&options.repositories).await?
     };
-    let mut repositories = match repositories.take() {
-        Some(repositories) => repositories,
-        None => gitlab
-            .repositories()
-            .await
-            .context("listing the project's container repositories")?,
-    };
+    let mut repositories = scope::repositories(&options.scope, &clients, &gitlab).await?;
     if let Some(shard) = options.shard {
         repositories.retain(|info| shard.contains(info.path.as_str()));
     }
@@ -78,7 +57,7 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
     // `pull,delete`, though nothing is written: only that token carries
     // GitLab's tag rules, which the inventory records as `protected`.
     let projects: BTreeSet<u64> = repositories.iter().filter_map(|r| r.project_id).collect();
-    let listed: Vec<anyhow::Result<InventoryRepository>> = stream::iter(repositories)
+    let listed: Vec<Result<InventoryRepository, Failure>> = stream::iter(repositories)
         .map(|info| {
             let (progress, registry) = (&progress, &clients.registry);
             let gitlab = gitlab.for_repository(&info, per_project);
@@ -131,7 +110,10 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
         ),
         }
     }
-    let json = inventory.to_json().context("serialising the inventory")? + "\n";
+    let json = inventory
+        .to_json()
+        .map_err(|err| Failure::new(Exit::Failed, format!("serialising the inventory: {err}")))?
+        + "\n";
     clients.log_stats();
     match options.output {
         Some(path) => {
@@ -140,8 +122,12 @@ pub async fn inventory(options: InventoryOptions) -> anyhow::Result<Exit> {
             let tags: usize = inventory.repositories.iter().map(|r| r.tags.len()).sum();
             println!(
                 "wrote {} and {} to {}",
-                crate::report::plural(inventory.repositories.len(), "repository", "repositories"),
-                crate::report::plural(tags, "tag", "tags"),
+                crate::output::report::plural(
+                    inventory.repositories.len(),
+                    "repository",
+                    "repositories"
+                ),
+                crate::output::report::plural(tags, "tag", "tags"),
                 path.display()
             );
         }

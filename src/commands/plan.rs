@@ -4,16 +4,16 @@
 //! soon as it is read (`inventory_stream`, `report_stream`), so memory holds
 //! one repository, however large the inventory.
 
-use super::finish_stream;
-use crate::error::Exit;
-use crate::inventory_stream::{for_each_repository, read_refs, StreamError};
-use crate::options::{CountFiles, PlanOptions};
-use crate::planner::plan_owned_repository;
-use crate::policy::Policy;
-use crate::report::{Report, RepositoryReport};
-use crate::report_stream::ReportStream;
+use crate::commands::exit::{CommandResult, Failure};
+use crate::commands::finish::finish_stream;
+use crate::config::options::{CountFiles, PlanOptions};
+use crate::domain::planner::plan_owned_repository;
+use crate::domain::policy::Policy;
+use crate::output::inventory_stream::{for_each_repository, read_refs, StreamError};
+use crate::output::report::{Report, RepositoryReport};
+use crate::output::report_stream::ReportStream;
 
-pub fn plan(options: PlanOptions) -> anyhow::Result<Exit> {
+pub fn plan(options: PlanOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
     // Each repository is planned with its project's refs from the
     // inventory (`refs[project_id]`), if any: else nothing is claimed
@@ -45,8 +45,8 @@ pub fn plan(options: PlanOptions) -> anyhow::Result<Exit> {
     })
     .map_err(|err| match err {
         // Unwrapped, so that the exit code comes from the error's own type.
-        StreamError::Inventory(err) => anyhow::Error::from(err),
-        StreamError::Caller(err) => anyhow::Error::from(err),
+        StreamError::Inventory(err) => Failure::from(err),
+        StreamError::Caller(err) => Failure::from(err),
     })?;
     finish_stream(report, &CountFiles::default())
 }

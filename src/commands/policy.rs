@@ -1,16 +1,17 @@
 //! `registry-cleanup policy import`: GitLab's cleanup policy, from a file
 //! or live from `GET /projects/:id`, as a policy file.
 
-use anyhow::Context as _;
+use crate::commands::exit::Context as _;
+use crate::commands::exit::{CommandResult, Failure};
 
-use super::Clients;
-use crate::config::ConfigError;
-use crate::error::Exit;
-use crate::gitlab::ProjectRead;
-use crate::import::{import as import_policy, ExpirationPolicy};
-use crate::options::ImportOptions;
+use crate::config::options::ImportOptions;
+use crate::domain::config_error::ConfigError;
+use crate::domain::exit::Exit;
+use crate::execute::clients::Clients;
+use crate::gitlab::client::ProjectRead;
+use crate::gitlab::policy_import::{import as import_policy, ExpirationPolicy};
 
-pub async fn import(options: ImportOptions) -> anyhow::Result<Exit> {
+pub async fn import(options: ImportOptions) -> CommandResult {
     let (policy, source) = match &options.from {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|err| {
@@ -42,7 +43,7 @@ pub async fn import(options: ImportOptions) -> anyhow::Result<Exit> {
 
 /// The project's policy through REST: an access token only, as GitLab
 /// refuses the job token on `GET /projects/:id`.
-async fn live(options: &ImportOptions) -> anyhow::Result<(ExpirationPolicy, String)> {
+async fn live(options: &ImportOptions) -> Result<(ExpirationPolicy, String), Failure> {
     let clients = Clients::new(&options.connection)?;
     let gitlab = clients.require_gitlab()?;
     if gitlab.credentials() != "PRIVATE-TOKEN" {

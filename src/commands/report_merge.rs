@@ -1,12 +1,12 @@
 //! `registry-cleanup report merge FILE...`: the shard reports of a group
 //! run as one report and summary, ending like `run` does.
 
-use super::finish;
-use crate::error::Exit;
-use crate::merge::{merge, read_report};
-use crate::options::ReportMergeOptions;
+use crate::commands::exit::CommandResult;
+use crate::commands::finish::finish;
+use crate::config::options::ReportMergeOptions;
+use crate::output::merge::{merge, read_report};
 
-pub fn report_merge(options: ReportMergeOptions) -> anyhow::Result<Exit> {
+pub fn report_merge(options: ReportMergeOptions) -> CommandResult {
     let mut reports = Vec::with_capacity(options.files.len());
     for file in options.files {
         let report = read_report(&file)?;

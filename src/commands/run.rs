@@ -2,53 +2,39 @@
 //! project, by the tool itself (client engine) or by GitLab's bulk-delete
 //! API (server engine).
 
-use anyhow::Context as _;
+use crate::commands::exit::CommandResult;
 
-use super::{finish, finish_stream, Clients};
-use crate::cli::Engine;
-use crate::engine::client::{ClientReport, ClientRun};
-use crate::engine::server;
-use crate::error::Exit;
-use crate::options::{RunOptions, Scope};
-use crate::policy::Policy;
-use crate::report::{Report, ReportedTagRule};
-use crate::report_stream::ReportStream;
+use crate::commands::finish::{finish, finish_stream};
+use crate::config::cli::Engine;
+use crate::config::options::{RunOptions, Scope};
+use crate::domain::exit::Exit;
+use crate::domain::policy::Policy;
+use crate::execute::client_engine::{ClientReport, ClientRun};
+use crate::execute::scope;
+use crate::execute::server_engine as server;
+use crate::output::report::{Report, ReportedTagRule};
+use crate::output::report_stream::ReportStream;
 
-pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
+pub async fn run(options: RunOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
-    let (clients, gitlab, mut repositories, tag_rules) = match &options.scope {
-        Scope::Project => {
-            let clients = Clients::new(&options.connection)?;
-            let gitlab = clients.require_gitlab()?;
-            let repositories = gitlab
-                .repositories()
-                .await
-                .context("listing the project's container repositories")?;
-            // For the report only: one request, and no failure when not readable.
-            let tag_rules: Vec<ReportedTagRule> = match gitlab.tag_rules().await {
-                Ok(rules) => rules.iter().flatten().map(ReportedTagRule::from).collect(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not read the project's tag protection rules");
-                    Vec::new()
-                }
-            };
-            (clients, gitlab, repositories, tag_rules)
+    let (clients, gitlab) = scope::clients_for(&options.scope, &options.connection)?;
+    let mut repositories = scope::repositories(&options.scope, &clients, &gitlab).await?;
+    // For the report only: one request, and no failure when not readable. In
+    // a group, each project's rules still protect its tags through its
+    // repositories' registry tokens; the report's list is per project and
+    // left out.
+    let tag_rules: Vec<ReportedTagRule> = if options.scope == Scope::Project {
+        match gitlab.tag_rules().await {
+            Ok(rules) => rules.iter().flatten().map(ReportedTagRule::from).collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the project's tag protection rules");
+                Vec::new()
+            }
         }
-        Scope::Instance => {
-            let (clients, gitlab, repositories) =
-                instance_repositories(&options.connection).await?;
-            (clients, gitlab, repositories, Vec::new())
-        }
-        Scope::Group(group) => {
-            let (clients, gitlab, repositories) =
-                group_repositories(&options.connection, group).await?;
-            // Each project's rules still protect its tags through its
-            // repositories' registry tokens; the report's list is per project
-            // and left out here.
-            (clients, gitlab, repositories, Vec::new())
-        }
+    } else {
+        Vec::new()
     };
-    let warnings = crate::engine::client::policy_warnings(&policy, &repositories);
+    let warnings = crate::execute::client_engine::policy_warnings(&policy, &repositories);
     if let Some(shard) = options.shard {
         let listed = repositories.len();
         repositories.retain(|info| shard.contains(info.path.as_str()));
@@ -118,88 +104,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Exit> {
         Some(limit) => {
             eprintln!(
                 "registry-cleanup: refused: the plan deletes {}, more than the limit of {limit} (--max-deletions / CLEANUP_MAX_DELETIONS); nothing was deleted. Check the policy with `registry-cleanup run --dry-run`, then raise the limit if the plan is right",
-                crate::report::plural(report.totals.deleted, "tag", "tags")
+                crate::output::report::plural(report.totals.deleted, "tag", "tags")
             );
             Ok(Exit::Failed)
         }
         None => Ok(exit),
     }
-}
-
-/// The clients for group mode (an access token, refused before any request
-/// without one) and the group's repositories, every project's.
-pub(crate) async fn group_repositories(
-    connection: &crate::options::Connection,
-    group: &str,
-) -> anyhow::Result<(
-    Clients,
-    std::sync::Arc<crate::gitlab::GitLab>,
-    Vec<crate::gitlab::RepositoryInfo>,
-)> {
-    let clients = Clients::for_group(connection)?;
-    let gitlab = clients
-        .gitlab
-        .clone()
-        .ok_or_else(|| crate::config::ConfigError::new(crate::gitlab::GROUP_TOKEN_ADVICE))?;
-    let repositories = gitlab
-        .group_repositories(group)
-        .await
-        .with_context(|| format!("listing the container repositories of the group {group}"))?;
-    Ok((clients, gitlab, repositories))
-}
-
-/// The clients for instance mode (an administrator's access token, refused
-/// before any request without one) and every repository of the registry,
-/// from its catalog. Catalog entries are paths only: no project, no REST
-/// id, so this mode lists through `/gitlab/v1` and deletes by tag through
-/// the registry, and refuses (exit 2, before the catalog is read) a
-/// registry that does not say it can do both.
-pub(crate) async fn instance_repositories(
-    connection: &crate::options::Connection,
-) -> anyhow::Result<(
-    Clients,
-    std::sync::Arc<crate::gitlab::GitLab>,
-    Vec<crate::gitlab::RepositoryInfo>,
-)> {
-    use crate::config::ConfigError;
-    let clients = Clients::for_instance(connection)?;
-    let gitlab = clients
-        .gitlab
-        .clone()
-        .ok_or_else(|| ConfigError::new("--instance needs GITLAB_TOKEN"))?;
-    let (tag_delete, gitlab_v1) = clients
-        .registry
-        .announced_capabilities()
-        .await
-        .context("asking the registry what it can do (GET /v2/)")?;
-    if tag_delete != Some(true) {
-        return Err(ConfigError::new(
-            "--instance deletes through the registry API only (delete by tag), and this registry does not announce tag delete (gitlab-container-registry-features on GET /v2/): nothing was done. Clean groups with --group instead, which can fall back to GitLab's REST API",
-        )
-        .into());
-    }
-    if gitlab_v1 != Some(true) {
-        return Err(ConfigError::new(
-            "--instance lists tags through the registry's /gitlab/v1 API (GitLab's container registry with its metadata database), which this registry does not serve: nothing was done. Clean groups with --group instead",
-        )
-        .into());
-    }
-    let paths = clients
-        .registry
-        .catalog()
-        .await
-        .context("listing the registry's catalog")?;
-    let repositories = paths
-        .into_iter()
-        .map(|path| crate::gitlab::RepositoryInfo {
-            // Never used: nothing in instance mode goes through REST.
-            id: 0,
-            path,
-            tags_count: None,
-            project_id: None,
-            created_at: None,
-            status: None,
-        })
-        .collect();
-    Ok((clients, gitlab, repositories))
 }

@@ -25,10 +25,10 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use registry_cleanup::model::Tag;
-use registry_cleanup::names::{Digest, RepositoryPath, TagName};
-use registry_cleanup::planner::plan_repository;
-use registry_cleanup::policy::Policy;
+use registry_cleanup::domain::model::Tag;
+use registry_cleanup::domain::names::{Digest, RepositoryPath, TagName};
+use registry_cleanup::domain::planner::plan_repository;
+use registry_cleanup::domain::policy::Policy;
 
 enum Auth<'a> {
     Rest,

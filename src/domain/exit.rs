@@ -1,0 +1,29 @@
+//! Exit codes, and the trait by which an error says which one it means.
+//!
+//! Each layer returns its own error type (`ConfigError`, `PolicyError`,
+//! `HttpError`, `AuthError`, `RegistryError`, `GitLabError`, `ListError`,
+//! `ReportError`, `MergeError`, …); each implements [`ExitCode`], and an
+//! error that wraps another asks the wrapped one. The commands carry the
+//! code along with their context (`commands::exit::Failure`).
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done: including a dry run, nothing to delete, tags already absent.
+    Success = 0,
+    /// The run failed or some deletions failed.
+    Failed = 1,
+    /// Usage, configuration or policy error: nothing was deleted.
+    Usage = 2,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> std::process::ExitCode {
+        std::process::ExitCode::from(exit as u8)
+    }
+}
+
+/// An error that knows which exit code it ends a command with.
+pub trait ExitCode {
+    fn exit_code(&self) -> Exit;
+}

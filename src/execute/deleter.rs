@@ -1,0 +1,635 @@
+//! Deleting tags without collateral damage.
+//!
+//! The order of attempts, per repository:
+//! 1. `DELETE /v2/<path>/manifests/<tag>` (OCI 1.1 tag delete): removes only
+//!    that tag. Registries that cannot (400 `DIGEST_INVALID`, 405) are
+//!    remembered and not asked again.
+//! 2. GitLab's REST single-tag delete, when REST credentials exist: GitLab
+//!    knows how to delete one tag on any registry.
+//! 3. With the registry alone: a digest is deleted only when every tag that
+//!    points at it is one we were asked to delete, no kept image index lists
+//!    it and no kept referrer names it as subject (checked against a fresh
+//!    listing right before: one `GET` per tag, which gives the digest, as a
+//!    `HEAD` would, and an index's children). Otherwise the tag is first
+//!    moved onto a unique throw-away manifest, whose digest is then deleted
+//!    (the manifest stays, untagged, for whatever needs it); without push
+//!    permission for that, the tag is refused with the reason.
+//!
+//! A tag other than the ones named is never removed.
+//!
+//! This is the executor: it takes planned deletions and returns one
+//! [`Outcome`] per deletion, aligned with its input.
+
+use crate::domain::model::Outcome;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use tokio::sync::OnceCell;
+
+use crate::domain::names::{Digest, Reference, RepositoryPath, TagName};
+use crate::domain::referrers::referrer_subject;
+use crate::gitlab::client::{GitLab, GitLabError, RestDelete};
+use crate::registry::auth::AuthError;
+use crate::registry::client::{
+    Manifest, Registry, RegistryDelete, RegistryError, PULL_DELETE, PULL_PUSH_DELETE,
+};
+use crate::wire::progress::Progress;
+
+/// A repository as the deleter needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub path: RepositoryPath,
+    /// The REST repository id, when known.
+    pub id: Option<u64>,
+}
+
+pub struct Deleter {
+    registry: Arc<Registry>,
+    gitlab: Option<Arc<GitLab>>,
+    concurrency: usize,
+    repository_ids: OnceCell<HashMap<RepositoryPath, u64>>,
+}
+
+/// An error as one line, its causes included.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl Deleter {
+    pub fn new(
+        registry: Arc<Registry>,
+        gitlab: Option<Arc<GitLab>>,
+        concurrency: usize,
+    ) -> Deleter {
+        Deleter {
+            registry,
+            gitlab,
+            concurrency: concurrency.max(1),
+            repository_ids: OnceCell::new(),
+        }
+    }
+
+    /// Deletes `tags` from `target`: one outcome per tag, in the order given.
+    pub async fn delete_tags(
+        &self,
+        target: &Target,
+        tags: &[TagName],
+        progress: &Progress,
+    ) -> Vec<Outcome> {
+        // Every slot is filled below: by tag delete, or by a fallback that
+        // answers for each tag it was handed.
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; tags.len()];
+        let mut pending = 0..tags.len();
+        if self.registry.may_delete_by_tag() {
+            if let Some(message) = self.missing_delete_permission(target).await {
+                for index in pending.by_ref() {
+                    let outcome = Outcome::Failed(message.clone());
+                    self.settle(target, &tags[index], &outcome, progress);
+                    outcomes[index] = Some(outcome);
+                }
+            }
+            // Until the registry has said whether it deletes by tag, one tag
+            // at a time: one that cannot (Distribution) then costs one wasted
+            // request rather than one per slot.
+            let capability = &self.registry.capabilities.tag_delete;
+            if capability.known().is_none() {
+                let _turn = capability.discovery().await;
+                while capability.known().is_none() {
+                    let Some(index) = pending.next() else { break };
+                    outcomes[index] = self.delete_by_tag(target, &tags[index], progress).await;
+                }
+            }
+        }
+        let direct: Vec<(usize, Option<Outcome>)> = stream::iter(pending)
+            .map(|index| async move {
+                (
+                    index,
+                    self.delete_by_tag(target, &tags[index], progress).await,
+                )
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (index, outcome) in direct {
+            outcomes[index] = outcome;
+        }
+
+        let fallback: Vec<usize> = (0..tags.len())
+            .filter(|index| outcomes[*index].is_none())
+            .collect();
+        if !fallback.is_empty() {
+            tracing::debug!(repository = %target.path, tags = fallback.len(), "registry cannot delete by tag; using a safe fallback");
+            let fallback_tags: Vec<TagName> =
+                fallback.iter().map(|index| tags[*index].clone()).collect();
+            let results = match &self.gitlab {
+                Some(gitlab) => {
+                    self.delete_through_rest(gitlab, target, &fallback_tags)
+                        .await
+                }
+                None => self.delete_with_registry_only(target, &fallback_tags).await,
+            };
+            for ((index, tag), outcome) in fallback.iter().zip(&fallback_tags).zip(results) {
+                self.settle(target, tag, &outcome, progress);
+                outcomes[*index] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                // Not reachable: each fallback answers for every tag it is
+                // handed. Should that break, fail safe: report, never guess.
+                outcome.unwrap_or_else(|| Outcome::Failed("not attempted".into()))
+            })
+            .collect()
+    }
+
+    /// `DELETE /v2/<path>/manifests/<tag>`; `None` when the registry cannot
+    /// delete by tag and a fallback must do it.
+    async fn delete_by_tag(
+        &self,
+        target: &Target,
+        tag: &TagName,
+        progress: &Progress,
+    ) -> Option<Outcome> {
+        if !self.registry.may_delete_by_tag() {
+            return None;
+        }
+        let reference = Reference::Tag(tag.clone());
+        let outcome = match self
+            .registry
+            .delete_manifest(&target.path, &reference)
+            .await
+        {
+            Ok(RegistryDelete::Deleted) => Outcome::Deleted,
+            Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
+            Ok(RegistryDelete::Denied(message)) => Outcome::Skipped(format!(
+                "the registry refused to delete it (403 {message}): a protected tag"
+            )),
+            Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
+            Ok(RegistryDelete::RuleProtected { code, message }) => rule_protected(&code, &message),
+            Ok(RegistryDelete::ProtectedManifest(message)) => digest_path_closed(&message),
+            Ok(RegistryDelete::Unsupported(_)) => return None,
+            Err(err) => Outcome::Failed(chain(&err)),
+        };
+        self.settle(target, tag, &outcome, progress);
+        Some(outcome)
+    }
+
+    /// Counts and logs a final outcome as soon as it is known, so progress
+    /// lines move during a long repository.
+    fn settle(&self, target: &Target, tag: &TagName, outcome: &Outcome, progress: &Progress) {
+        progress.advance(1);
+        log_outcome(&target.path, tag, outcome);
+    }
+
+    /// Fetches the delete token before the deletes fan out. A token without
+    /// `delete` fails every tag with the very message each tag delete would
+    /// have failed with, without asking the token service again per tag.
+    async fn missing_delete_permission(&self, target: &Target) -> Option<String> {
+        match self.registry.check_access(&target.path, PULL_DELETE).await {
+            Err(err @ RegistryError::Auth(AuthError::Permission(_))) => Some(chain(&err)),
+            _ => None,
+        }
+    }
+
+    async fn repository_id(&self, gitlab: &GitLab, target: &Target) -> Result<u64, String> {
+        if let Some(id) = target.id {
+            return Ok(id);
+        }
+        let ids = self
+            .repository_ids
+            .get_or_try_init(|| async {
+                let repositories = gitlab.repositories().await?;
+                Ok::<_, GitLabError>(repositories.into_iter().map(|r| (r.path, r.id)).collect())
+            })
+            .await
+            .map_err(|err| chain(&err))?;
+        ids.get(&target.path).copied().ok_or_else(|| {
+            format!(
+                "GitLab does not list a container repository {} in this project",
+                target.path
+            )
+        })
+    }
+
+    /// One outcome per tag, in the order given, one tag at a time.
+    ///
+    /// This path serves registries that cannot delete by tag, where GitLab
+    /// deletes a tag by pointing it at a dummy manifest — the same one for
+    /// every tag — and deleting that by digest. Two such deletes in one
+    /// repository at once race: one's digest delete can land between the
+    /// other's manifest upload and its tag link, leaving a tag listed that
+    /// points at nothing (seen on Distribution 2.8). So, per repository,
+    /// these deletes go one after the other; repositories still go side by
+    /// side.
+    async fn delete_through_rest(
+        &self,
+        gitlab: &GitLab,
+        target: &Target,
+        tags: &[TagName],
+    ) -> Vec<Outcome> {
+        let id = match self.repository_id(gitlab, target).await {
+            Ok(id) => id,
+            Err(err) => {
+                let message = format!("cannot delete through GitLab's API: {err}");
+                return vec![Outcome::Failed(message); tags.len()];
+            }
+        };
+        stream::iter(tags)
+            .map(|tag| async move {
+                match gitlab.delete_tag(id, tag).await {
+                    Ok(RestDelete::Deleted) => Outcome::Deleted,
+                    Ok(RestDelete::NotFound) => Outcome::AlreadyAbsent,
+                    Ok(RestDelete::Forbidden {
+                        message,
+                        earlier_attempt_may_have_applied,
+                    }) => {
+                        self.explain_forbidden(
+                            target,
+                            tag,
+                            message,
+                            earlier_attempt_may_have_applied,
+                        )
+                        .await
+                    }
+                    Err(err) => Outcome::Failed(chain(&err)),
+                }
+            })
+            .buffered(1)
+            .collect()
+            .await
+    }
+
+    /// Newer GitLab answers 403 both for a protected tag and for a tag that
+    /// does not exist: tell them apart by asking the registry. Gone after a
+    /// retry whose earlier attempt may have got through: that attempt deleted it.
+    async fn explain_forbidden(
+        &self,
+        target: &Target,
+        tag: &TagName,
+        message: String,
+        earlier_attempt_may_have_applied: bool,
+    ) -> Outcome {
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("protected") || lower.contains("immutable") {
+            return Outcome::Skipped(format!(
+                "GitLab refused to delete it ({message}): a protected tag"
+            ));
+        }
+        let reference = Reference::Tag(tag.clone());
+        match self
+            .registry
+            .manifest_digest(&target.path, &reference)
+            .await
+        {
+            Ok(None) if earlier_attempt_may_have_applied => Outcome::Deleted,
+            Ok(None) => Outcome::AlreadyAbsent,
+            Ok(Some(_)) => Outcome::Skipped(format!("GitLab refused to delete it (403 {message})")),
+            Err(err) => Outcome::Failed(format!(
+                "GitLab refused to delete it (403 {message}); {}",
+                chain(&err)
+            )),
+        }
+    }
+
+    /// Maps every tag of the repository to its manifest, from a fresh
+    /// listing (never from an earlier one: a tag may have moved onto our
+    /// manifest). One `GET` per tag, where a `HEAD` would give the digest
+    /// alone: the same number of requests also tells which kept tags are
+    /// image indexes, what they list, and what an artifact names as subject.
+    async fn manifest_index(
+        &self,
+        path: &RepositoryPath,
+    ) -> Result<BTreeMap<TagName, Manifest>, RegistryError> {
+        let names = self.registry.tag_names(path).await?;
+        let resolved: Vec<Result<(TagName, Option<Manifest>), RegistryError>> = stream::iter(names)
+            .map(|name| async move {
+                let reference = Reference::Tag(name);
+                let manifest = self.registry.manifest(path, &reference).await?;
+                let Reference::Tag(name) = reference else {
+                    unreachable!("built as a tag above")
+                };
+                Ok((name, manifest))
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut index = BTreeMap::new();
+        for entry in resolved {
+            let (name, manifest) = entry?;
+            if let Some(manifest) = manifest {
+                index.insert(name, manifest);
+            }
+        }
+        Ok(index)
+    }
+
+    /// One outcome per tag, in the order given.
+    async fn delete_with_registry_only(&self, target: &Target, tags: &[TagName]) -> Vec<Outcome> {
+        let path = &target.path;
+        // GitLab's tag rules close every digest delete here (401
+        // `PROTECTED_MANIFEST`), the throw-away manifest's included: say so
+        // per tag rather than send deletes that must fail.
+        if self.registry.digest_path_closed(path).await {
+            let outcome = digest_path_closed(
+                "GitLab's tag protection or immutability rules exist in this repository",
+            );
+            return vec![outcome; tags.len()];
+        }
+        // One fresh listing right before deleting; what remains is the race
+        // with a push during these few requests, which no registry API closes.
+        let index = match self.manifest_index(path).await {
+            Ok(index) => index,
+            Err(err) => {
+                let message = format!(
+                    "not deleted: could not list the repository's tags to prove no other tag needs the manifest: {}",
+                    chain(&err)
+                );
+                return vec![Outcome::Failed(message); tags.len()];
+            }
+        };
+        let wanted: BTreeSet<&TagName> = tags.iter().collect();
+        let needed = needed_by_kept_tags(&index, &wanted);
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; tags.len()];
+        let mut by_digest: BTreeMap<&Digest, Vec<usize>> = BTreeMap::new();
+        for (position, tag) in tags.iter().enumerate() {
+            match index.get(tag) {
+                None => outcomes[position] = Some(Outcome::AlreadyAbsent),
+                Some(manifest) => by_digest
+                    .entry(&manifest.digest)
+                    .or_default()
+                    .push(position),
+            }
+        }
+        let mut shared: Vec<(usize, String)> = Vec::new();
+        // Indexes first: GitLab's registry refuses (409) to delete a manifest
+        // an index still lists, even one this call deletes next.
+        let mut whole_indexes: Vec<(&Digest, Vec<usize>)> = Vec::new();
+        let mut whole_digests: Vec<(&Digest, Vec<usize>)> = Vec::new();
+        for (digest, group) in by_digest {
+            match needed.get(digest) {
+                None => {
+                    let lists_others = group
+                        .first()
+                        .and_then(|position| index.get(&tags[*position]))
+                        .is_some_and(|manifest| !manifest.children.is_empty());
+                    if lists_others {
+                        whole_indexes.push((digest, group));
+                    } else {
+                        whole_digests.push((digest, group));
+                    }
+                }
+                Some(reasons) => {
+                    let why = reasons.join("; ");
+                    shared.extend(group.into_iter().map(|position| (position, why.clone())));
+                }
+            }
+        }
+
+        for phase in [whole_indexes, whole_digests] {
+            for (group, outcome) in self.delete_digests(path, phase).await {
+                for position in group {
+                    outcomes[position] = Some(outcome.clone());
+                }
+            }
+        }
+
+        if !shared.is_empty() && self.registry.digest_path_closed(path).await {
+            // A digest delete just met `PROTECTED_MANIFEST`: moving a tag
+            // onto a throw-away manifest would only strand it there.
+            let outcome = digest_path_closed("the registry refused a delete by digest here");
+            for (position, _) in shared.drain(..) {
+                outcomes[position] = Some(outcome.clone());
+            }
+        }
+        if !shared.is_empty() {
+            let moved = self.delete_shared(path, tags, &shared).await;
+            for ((position, _), outcome) in shared.iter().zip(moved) {
+                outcomes[*position] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Outcome::Failed("not attempted".into())))
+            .collect()
+    }
+
+    /// Deletes each digest, which every tag of its group (positions) points
+    /// at and nothing kept needs: one outcome per group.
+    async fn delete_digests(
+        &self,
+        path: &RepositoryPath,
+        groups: Vec<(&Digest, Vec<usize>)>,
+    ) -> Vec<(Vec<usize>, Outcome)> {
+        stream::iter(groups)
+            .map(|(digest, group)| async move {
+                let reference = Reference::Digest(digest.clone());
+                let outcome = match self.registry.delete_manifest(path, &reference).await {
+                    Ok(RegistryDelete::Deleted) => Outcome::Deleted,
+                    Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
+                    Ok(RegistryDelete::Denied(message)) => Outcome::Skipped(format!(
+                        "the registry refused to delete its manifest {digest} (403 {message})"
+                    )),
+                    Ok(RegistryDelete::Unsupported(code)) => Outcome::Failed(format!(
+                        "the registry refused to delete manifest {digest} ({code}): deletes may be disabled"
+                    )),
+                    Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
+                    Ok(RegistryDelete::RuleProtected { code, message }) => {
+                        rule_protected(&code, &message)
+                    }
+                    Ok(RegistryDelete::ProtectedManifest(message)) => digest_path_closed(&message),
+                    Err(err) => Outcome::Failed(chain(&err)),
+                };
+                (group, outcome)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await
+    }
+
+    /// Tags whose manifest something kept still needs (another tag, a kept
+    /// index listing it, a kept referrer naming it): move each onto its own
+    /// throw-away manifest, then delete that. One outcome per entry of
+    /// `shared` (a position in `tags` and why its manifest must stay).
+    async fn delete_shared(
+        &self,
+        path: &RepositoryPath,
+        tags: &[TagName],
+        shared: &[(usize, String)],
+    ) -> Vec<Outcome> {
+        if let Err(err) = self.registry.check_access(path, PULL_PUSH_DELETE).await {
+            let why = match &err {
+                RegistryError::Auth(AuthError::Permission(_)) => {
+                    "the credentials lack push permission needed to move it onto a throw-away manifest"
+                        .to_string()
+                }
+                other => chain(other),
+            };
+            return shared
+                .iter()
+                .map(|(_, needed)| {
+                    Outcome::Failed(format!(
+                        "refused: this registry cannot delete by tag, and its manifest must stay: {needed}; {why}. Set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag, or grant push"
+                    ))
+                })
+                .collect();
+        }
+        stream::iter(shared)
+            .map(|(position, _)| async move {
+                let tag = &tags[*position];
+                let outcome: Result<Outcome, RegistryError> = async {
+                    let digest = self.registry.move_to_throwaway_manifest(path, tag).await?;
+                    let reference = Reference::Digest(digest.clone());
+                    Ok(match self.registry.delete_manifest(path, &reference).await? {
+                        RegistryDelete::Deleted | RegistryDelete::NotFound => Outcome::Deleted,
+                        RegistryDelete::Denied(message) => Outcome::Failed(format!(
+                            "moved onto throw-away manifest {digest}, but deleting it was refused (403 {message})"
+                        )),
+                        RegistryDelete::Unsupported(code) => Outcome::Failed(format!(
+                            "moved onto throw-away manifest {digest}, but deleting it was refused ({code})"
+                        )),
+                        RegistryDelete::Referenced(message) => still_in_an_index(&message),
+                        RegistryDelete::RuleProtected { code, message } => {
+                            rule_protected(&code, &message)
+                        }
+                        RegistryDelete::ProtectedManifest(message) => digest_path_closed(&message),
+                    })
+                }
+                .await;
+                outcome.unwrap_or_else(|err| Outcome::Failed(chain(&err)))
+            })
+            .buffered(self.concurrency)
+            .collect()
+            .await
+    }
+
+    /// Deletes a manifest by digest: every tag pointing at it goes too, as
+    /// the user asked by naming the digest.
+    pub async fn delete_digest(&self, target: &Target, digest: &Digest) -> Outcome {
+        let reference = Reference::Digest(digest.clone());
+        let outcome = match self
+            .registry
+            .delete_manifest(&target.path, &reference)
+            .await
+        {
+            Ok(RegistryDelete::Deleted) => Outcome::Deleted,
+            Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
+            Ok(RegistryDelete::Denied(message)) => {
+                Outcome::Skipped(format!("the registry refused (403 {message})"))
+            }
+            Ok(RegistryDelete::Unsupported(code)) => Outcome::Failed(format!(
+                "the registry refused to delete the manifest ({code})"
+            )),
+            Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
+            Ok(RegistryDelete::RuleProtected { code, message }) => rule_protected(&code, &message),
+            Ok(RegistryDelete::ProtectedManifest(message)) => Outcome::Failed(format!(
+                "not deleted: GitLab's registry refuses deletes by digest in a repository with tag protection or immutability rules (401 PROTECTED_MANIFEST: {message}); delete its tags instead"
+            )),
+            Err(err) => Outcome::Failed(chain(&err)),
+        };
+        log_outcome(&target.path, digest, &outcome);
+        outcome
+    }
+}
+
+/// The manifests that tags not being deleted still need, each with why: the
+/// manifest another kept tag points at, the children a kept image index
+/// lists, the subject a kept referrer names (by its `sha256-<hex>[.suffix]`
+/// tag, or by an OCI 1.1 `subject`). Deleting one of these by digest would
+/// remove a kept tag, or leave a kept index or signature pointing at nothing.
+fn needed_by_kept_tags(
+    index: &BTreeMap<TagName, Manifest>,
+    wanted: &BTreeSet<&TagName>,
+) -> BTreeMap<Digest, Vec<String>> {
+    // Digest → the kept tags that need it, one map per reason.
+    let mut sharing: BTreeMap<&Digest, Vec<&str>> = BTreeMap::new();
+    let mut listing: BTreeMap<&Digest, Vec<&str>> = BTreeMap::new();
+    let mut naming: BTreeMap<Digest, Vec<&str>> = BTreeMap::new();
+    for (name, manifest) in index.iter().filter(|(name, _)| !wanted.contains(name)) {
+        let name = name.as_str();
+        sharing.entry(&manifest.digest).or_default().push(name);
+        for child in &manifest.children {
+            listing.entry(child).or_default().push(name);
+        }
+        let subjects = referrer_subject(name)
+            .into_iter()
+            .chain(manifest.subject.clone())
+            .collect::<BTreeSet<_>>();
+        for subject in subjects {
+            naming.entry(subject).or_default().push(name);
+        }
+    }
+    let mut needed: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for (digest, names) in sharing {
+        needed.entry(digest.clone()).or_default().push(format!(
+            "{} share(s) its manifest, so deleting the manifest would delete them too",
+            names.join(", ")
+        ));
+    }
+    for (digest, mut names) in listing {
+        // An index may list a manifest twice (two platforms, one image).
+        names.dedup();
+        needed.entry(digest.clone()).or_default().push(format!(
+            "still part of the kept image index {}",
+            names.join(", ")
+        ));
+    }
+    for (digest, names) in naming {
+        needed.entry(digest).or_default().push(format!(
+            "the kept referrer {} names it as subject",
+            names.join(", ")
+        ));
+    }
+    needed
+}
+
+/// GitLab's registry refused a tag delete because of a tag rule (401
+/// `PROTECTED_TAG` / `IMMUTABLE_TAG`): deliberately not deleted, not a
+/// failure. The rules changed since the plan read them from the token.
+fn rule_protected(code: &str, message: &str) -> Outcome {
+    let what = if code == "IMMUTABLE_TAG" {
+        "immutable"
+    } else {
+        "protected by a GitLab tag rule"
+    };
+    Outcome::Skipped(format!(
+        "{what}: the registry refused to delete it (401 {code}: {message})"
+    ))
+}
+
+/// The digest path is closed in this repository (401 `PROTECTED_MANIFEST`,
+/// or tag rules known from the token) and the registry cannot delete by tag:
+/// a tag can go only through GitLab's API.
+fn digest_path_closed(why: &str) -> Outcome {
+    Outcome::Failed(format!(
+        "not deleted: this registry cannot delete by tag, and GitLab's registry refuses every delete by digest (and so the throw-away manifest) in a repository with tag protection or immutability rules (PROTECTED_MANIFEST: {why}); set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag"
+    ))
+}
+
+/// GitLab's registry refused a manifest delete (409 `MANIFEST_REFERENCED`):
+/// an image index still lists it. A failure to report, not to retry.
+fn still_in_an_index(message: &str) -> Outcome {
+    Outcome::Failed(format!(
+        "not deleted: still part of an image index (409 MANIFEST_REFERENCED: {message})"
+    ))
+}
+
+fn log_outcome(repository: &str, tag: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Deleted => tracing::debug!(repository, tag, "deleted"),
+        Outcome::AlreadyAbsent => tracing::debug!(repository, tag, "already absent"),
+        Outcome::Skipped(reason) => tracing::info!(repository, tag, reason = %reason, "skipped"),
+        Outcome::Failed(error) => tracing::warn!(repository, tag, error = %error, "failed"),
+    }
+}

@@ -1,0 +1,341 @@
+//! `report merge`: one report from the reports of a sharded group run.
+//!
+//! Pure: reports in, one report out, or the first inconsistency — a
+//! repository in two reports, a shard missing or given twice, shards of
+//! different totals, a dry run mixed with a live one. The totals are not
+//! summed from the inputs: the merged report recounts them from its
+//! repositories, with the code that counts them for `run`
+//! ([`Report::extend`]), so they cannot disagree with what is listed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::domain::exit::{Exit, ExitCode};
+use crate::domain::shard::Shard;
+use crate::output::report::Report;
+
+/// Why the reports could not be merged. Each names the files concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("reading the report {}", .file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a registry-cleanup report", .file.display())]
+    Parse {
+        file: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{} records no shard while {} does: merge the reports of one `run --shard I/N` set", .unsharded.display(), .sharded.display())]
+    MixedSharding {
+        unsharded: PathBuf,
+        sharded: PathBuf,
+    },
+    #[error("{} is shard {} but {} is shard {}: the shards of one run share their total N", .first.display(), .first_shard, .second.display(), .second_shard)]
+    MixedTotals {
+        first: PathBuf,
+        first_shard: Shard,
+        second: PathBuf,
+        second_shard: Shard,
+    },
+    #[error("shard {shard} is given twice: {} and {}", .first.display(), .second.display())]
+    DuplicateShard {
+        shard: Shard,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("shard {0} missing: pass the report of every shard from 1 to {total}", total = .0.total)]
+    MissingShard(Shard),
+    #[error("repository {path} is in both {} and {}: the reports overlap (shards of different runs, or a report given twice)", .first.display(), .second.display())]
+    Overlap {
+        path: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("{} is a dry run and {} is not: merge the reports of one run", .dry.display(), .live.display())]
+    MixedDryRun { dry: PathBuf, live: PathBuf },
+    #[error("{} was made by the {} engine and {} by the {}: merge the reports of one run", .first.display(), .first_engine, .second.display(), .second_engine)]
+    MixedEngines {
+        first: PathBuf,
+        first_engine: String,
+        second: PathBuf,
+        second_engine: String,
+    },
+}
+
+impl ExitCode for MergeError {
+    /// Bad input: nothing merged, nothing written.
+    fn exit_code(&self) -> Exit {
+        Exit::Usage
+    }
+}
+
+/// Reads a report file.
+pub fn read_report(file: &Path) -> Result<Report, MergeError> {
+    let text = std::fs::read_to_string(file).map_err(|source| MergeError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| MergeError::Parse {
+        file: file.to_path_buf(),
+        source,
+    })
+}
+
+/// Merges the reports (each with the file it came from). Every shard of N
+/// must be there exactly once when the reports record shards; without
+/// shards only the overlap check applies.
+pub fn merge(reports: Vec<(PathBuf, Report)>) -> Result<Report, MergeError> {
+    let Some((first_file, first)) = reports.first() else {
+        // clap requires at least one file; an empty merge is an empty report.
+        return Ok(Report::default());
+    };
+    // A shard refused by --max-deletions reports its plan as a dry run, but
+    // it belongs to a live run: merged with its live siblings, it makes the
+    // merge fail (has_failures) rather than look like a mix of runs.
+    let meant_dry = |report: &Report| report.dry_run && report.refused_over_limit.is_none();
+    let (first_file, dry_run, engine) =
+        (first_file.clone(), meant_dry(first), first.engine.clone());
+    let mut shards: BTreeMap<u32, PathBuf> = BTreeMap::new();
+    let mut total: Option<(u32, PathBuf, Shard)> = None;
+    let mut unsharded: Option<PathBuf> = None;
+    for (file, report) in &reports {
+        if meant_dry(report) != dry_run {
+            let (dry, live) = if meant_dry(report) {
+                (file.clone(), first_file.clone())
+            } else {
+                (first_file.clone(), file.clone())
+            };
+            return Err(MergeError::MixedDryRun { dry, live });
+        }
+        if report.engine != engine {
+            return Err(MergeError::MixedEngines {
+                first: first_file.clone(),
+                first_engine: engine.clone(),
+                second: file.clone(),
+                second_engine: report.engine.clone(),
+            });
+        }
+        match report.shard {
+            None => unsharded = unsharded.or_else(|| Some(file.clone())),
+            Some(shard) => {
+                match &total {
+                    None => total = Some((shard.total, file.clone(), shard)),
+                    Some((n, first, first_shard)) if *n != shard.total => {
+                        return Err(MergeError::MixedTotals {
+                            first: first.clone(),
+                            first_shard: *first_shard,
+                            second: file.clone(),
+                            second_shard: shard,
+                        })
+                    }
+                    Some(_) => {}
+                }
+                if let Some(earlier) = shards.insert(shard.index, file.clone()) {
+                    return Err(MergeError::DuplicateShard {
+                        shard,
+                        first: earlier,
+                        second: file.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if let (Some(unsharded), Some((_, sharded, _))) = (&unsharded, &total) {
+        return Err(MergeError::MixedSharding {
+            unsharded: unsharded.clone(),
+            sharded: sharded.clone(),
+        });
+    }
+    if let Some((n, _, _)) = total {
+        if let Some(index) = (1..=n).find(|index| !shards.contains_key(index)) {
+            return Err(MergeError::MissingShard(Shard { index, total: n }));
+        }
+    }
+
+    // Dry when nothing was deleted anywhere (a dry run, or every shard refused).
+    let nothing_deleted = reports.iter().all(|(_, report)| report.dry_run);
+    let mut merged = Report::new(&engine, nothing_deleted);
+    let mut owners: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut repositories = Vec::new();
+    for (file, report) in reports {
+        // The shards' own records: the earliest clock they planned at, the
+        // policy file (the same in every shard of one run), their warnings.
+        merged.now = match (merged.now, report.now) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if merged.policy_file.is_none() {
+            merged.policy_file = report.policy_file;
+        }
+        merged.refused_over_limit = merged.refused_over_limit.or(report.refused_over_limit);
+        for warning in report.warnings {
+            if !merged.warnings.contains(&warning) {
+                merged.warnings.push(warning);
+            }
+        }
+        for rule in report.gitlab_tag_rules {
+            if !merged.gitlab_tag_rules.contains(&rule) {
+                merged.gitlab_tag_rules.push(rule);
+            }
+        }
+        for repository in report.repositories {
+            if let Some(first) = owners.insert(repository.path.clone(), file.clone()) {
+                return Err(MergeError::Overlap {
+                    path: repository.path,
+                    first,
+                    second: file,
+                });
+            }
+            repositories.push(repository);
+        }
+    }
+    repositories.sort_by(|a, b| a.path.cmp(&b.path));
+    merged.extend(repositories);
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::report::{DeletedTag, FailedTag, RepositoryReport};
+
+    fn shard_report(shard: Option<(u32, u32)>, paths: &[&str]) -> Report {
+        let mut report = Report::new("client", false);
+        report.shard = shard.map(|(index, total)| Shard { index, total });
+        for path in paths {
+            let mut repository = RepositoryReport::new(path);
+            repository.tags = 5;
+            repository.kept = 3;
+            repository.deleted = ["a", "b"]
+                .iter()
+                .map(|tag| DeletedTag {
+                    tag: tag.to_string(),
+                    digest: None,
+                    created_at: None,
+                    pushed_at: None,
+                    rule: Some("r".into()),
+                    referrer: false,
+                    untagged_referrers: 0,
+                    size_bytes: None,
+                })
+                .collect();
+            report.push(repository);
+        }
+        report
+    }
+
+    fn files(reports: Vec<Report>) -> Vec<(PathBuf, Report)> {
+        reports
+            .into_iter()
+            .enumerate()
+            .map(|(i, report)| (PathBuf::from(format!("shard-{}.json", i + 1)), report))
+            .collect()
+    }
+
+    #[test]
+    fn merges_every_shard_and_recounts_the_totals() {
+        let mut tampered = shard_report(Some((2, 2)), &["g/a", "g/c"]);
+        // Totals in a file are not trusted: the merge recounts them.
+        tampered.totals.deleted = 999;
+        let merged =
+            merge(files(vec![shard_report(Some((1, 2)), &["g/b"]), tampered])).expect("merged");
+        let paths: Vec<&str> = merged
+            .repositories
+            .iter()
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(paths, ["g/a", "g/b", "g/c"]);
+        assert_eq!(merged.totals.repositories, 3);
+        assert_eq!(merged.totals.tags, 15);
+        assert_eq!(merged.totals.deleted, 6);
+        assert_eq!(merged.totals.kept, 9);
+        assert_eq!(merged.shard, None);
+        assert!(!merged.has_failures());
+    }
+
+    #[test]
+    fn failures_in_a_shard_are_failures_of_the_merge() {
+        let mut failing = shard_report(Some((1, 2)), &["g/a"]);
+        failing.repositories[0].failed.push(FailedTag {
+            tag: "x".into(),
+            error: "500".into(),
+        });
+        let merged =
+            merge(files(vec![failing, shard_report(Some((2, 2)), &["g/b"])])).expect("merged");
+        assert_eq!(merged.totals.failed, 1);
+        assert!(merged.has_failures());
+    }
+
+    #[test]
+    fn inconsistent_sets_are_refused_naming_the_shard_or_file() {
+        let cases: Vec<(Vec<Report>, &str)> = vec![
+            (
+                vec![
+                    shard_report(Some((1, 4)), &["a"]),
+                    shard_report(Some((2, 4)), &["b"]),
+                    shard_report(Some((4, 4)), &["d"]),
+                ],
+                "shard 3/4 missing",
+            ),
+            (
+                vec![
+                    shard_report(Some((1, 2)), &["a"]),
+                    shard_report(Some((1, 2)), &["b"]),
+                ],
+                "shard 1/2 is given twice: shard-1.json and shard-2.json",
+            ),
+            (
+                vec![
+                    shard_report(Some((1, 2)), &["a"]),
+                    shard_report(Some((2, 3)), &["b"]),
+                ],
+                "shard-1.json is shard 1/2 but shard-2.json is shard 2/3",
+            ),
+            (
+                vec![
+                    shard_report(Some((1, 2)), &["a", "x"]),
+                    shard_report(Some((2, 2)), &["x"]),
+                ],
+                "repository x is in both shard-1.json and shard-2.json",
+            ),
+            (
+                vec![
+                    shard_report(None, &["a"]),
+                    shard_report(Some((1, 1)), &["b"]),
+                ],
+                "shard-1.json records no shard while shard-2.json does",
+            ),
+            (
+                vec![shard_report(None, &["a"]), {
+                    let mut dry = shard_report(None, &["b"]);
+                    dry.dry_run = true;
+                    dry
+                }],
+                "shard-2.json is a dry run and shard-1.json is not",
+            ),
+        ];
+        for (reports, expected) in cases {
+            let err = merge(files(reports)).expect_err(expected).to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    /// A shard `--max-deletions` refused (its plan reported as a dry run)
+    /// merges with its live siblings, and the merge fails: its counts are
+    /// a plan, not deletions.
+    #[test]
+    fn a_shard_refused_over_its_limit_fails_the_merge() {
+        let mut refused = shard_report(Some((2, 2)), &["b"]);
+        refused.dry_run = true;
+        refused.refused_over_limit = Some(10);
+        let merged =
+            merge(files(vec![shard_report(Some((1, 2)), &["a"]), refused])).expect("one live run");
+        assert!(!merged.dry_run);
+        assert_eq!(merged.refused_over_limit, Some(10));
+        assert!(merged.has_failures());
+    }
+}

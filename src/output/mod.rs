@@ -1,0 +1,11 @@
+//! What a run leaves behind: the report file and its summary (whole or
+//! streamed), the dotenv and metrics count files, merged shard reports, and
+//! inventory files. Built from domain types only: imports only `domain`.
+
+pub mod count_files;
+pub mod inventory;
+pub mod inventory_stream;
+pub mod merge;
+pub mod report;
+pub mod report_stream;
+pub mod sections;
