@@ -7,6 +7,7 @@ pub mod exit;
 pub mod lint;
 pub mod model;
 pub mod names;
+pub mod pattern;
 pub mod planner;
 pub mod policy;
 pub mod referrers;

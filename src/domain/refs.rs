@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::domain::model::Refs;
-use crate::domain::policy::Pattern;
+use crate::domain::pattern::Pattern;
 
 /// The capture group naming a ref slug in a rule's `delete` pattern.
 pub const REF_GROUP: &str = "ref";
