@@ -1,0 +1,809 @@
+//! The planner: a pure function (policy, repository, tags, refs, now) → plan. No
+//! I/O, no clock, and no knowledge of how a plan is carried out or
+//! reported: the executor takes [`RepositoryPlan::delete`], the report is
+//! built from the plan and the executor's outcomes.
+//!
+//! It follows the steps of the specification literally (see
+//! `docs/policy.md`): protected tags first, referrer tags set aside, then
+//! applicable rules in file order, first claim wins (a git-aware rule claims
+//! only when its `when_ref` condition holds), the claiming rule's `keep`,
+//! then `keep_n` over the candidates newest first (per ref with `per_ref`),
+//! then `older_than`; last, each referrer tag follows its subject.
+//!
+//! Refs that are not known in full (`None`, or not `complete`) decide no
+//! `when_ref` condition, `gone` nor `exists`: a tag that a git-aware rule's
+//! `delete` matches and whose name captures a ref is then kept
+//! ([`KeepReason::RefsUnknown`]) — not handed on to later rules either, since
+//! which rule would claim it depends on the refs — and the plan says why
+//! ([`RepositoryPlan::refs_warning`]). `per_ref` alone needs no refs.
+//!
+//! Output order: `protected`, `delete` and `keep` are each sorted by tag name
+//! ascending (byte order), whatever the order of the input, so plans and
+//! reports can be compared and diffed as text.
+
+use crate::domain::referrers::referrer_subject;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::model::{Age, AgeSource, Refs, Tag};
+use crate::domain::names::{Digest, RepositoryPath, TagName};
+use crate::domain::policy::{OrphanedReferrers, Policy, Rule};
+use crate::domain::refs::{condition_holds, refs_unusable, RefKey};
+
+/// The `rule` of a referrer deleted because every tag of its subject is.
+pub const WITH_SUBJECT: &str = "with its subject";
+/// The `rule` of an orphaned referrer deleted by `orphaned_referrers: delete`.
+pub const ORPHANED_REFERRER: &str = "orphaned referrer";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositoryPlan {
+    pub path: RepositoryPath,
+    pub protected: Vec<ProtectedTag>,
+    pub delete: Vec<PlannedDeletion>,
+    pub keep: Vec<KeptTag>,
+    /// Which dates the tags were aged by ([`Tag::age`]).
+    pub age_source: AgeSource,
+    /// Tags with no push time whose build time is a reproducible builder's
+    /// constant stamp (before 2000-01-01): aged as undated.
+    pub undated_build_stamps: usize,
+    /// Why the project's refs could not be used, when an applicable rule
+    /// has `when_ref`: then no tag was claimed through `when_ref`.
+    pub refs_warning: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedDeletion {
+    pub tag: Tag,
+    /// The rule that deletes it; for a referrer tag (`referrer`),
+    /// [`WITH_SUBJECT`] or [`ORPHANED_REFERRER`]. Shared: one rule deletes
+    /// up to every tag of a repository.
+    pub rule: Arc<str>,
+    /// A referrer tag deleted in step 6, not by a rule.
+    pub referrer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptTag {
+    pub tag: Tag,
+    pub reason: KeepReason,
+}
+
+/// A tag set aside in step 1, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtectedTag {
+    pub tag: Tag,
+    pub reason: ProtectReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtectReason {
+    /// Marked `protected` before planning: in the inventory, or by one of
+    /// GitLab's tag protection or immutability rules (the report names it).
+    Marked,
+    /// `latest`, with `protect_latest: true` (the default).
+    Latest,
+    /// Matches this `protect` pattern of the policy (the first that does).
+    Pattern { pattern: String },
+}
+
+impl std::fmt::Display for ProtectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtectReason::Marked => {
+                f.write_str("protected: marked so in the inventory or by a GitLab tag rule")
+            }
+            ProtectReason::Latest => f.write_str("protected: latest (protect_latest)"),
+            ProtectReason::Pattern { pattern } => {
+                write!(f, "protected: matches the protect pattern {pattern:?}")
+            }
+        }
+    }
+}
+
+/// Step 1 for one tag: why it is protected, if it is.
+pub fn protect_reason(policy: &Policy, tag: &Tag) -> Option<ProtectReason> {
+    if tag.protected {
+        return Some(ProtectReason::Marked);
+    }
+    if policy.protect_latest && tag.name.as_str() == "latest" {
+        return Some(ProtectReason::Latest);
+    }
+    policy
+        .protect
+        .iter()
+        .find(|pattern| pattern.is_match(&tag.name))
+        .map(|pattern| ProtectReason::Pattern {
+            pattern: pattern.source().to_string(),
+        })
+}
+
+/// Why a tag stays, protected or kept: what the report lists per kept tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StayReason {
+    Protected(ProtectReason),
+    Kept(KeepReason),
+}
+
+impl StayReason {
+    /// A stable code for filtering reports (`jq 'select(.kind == "keep_n")'`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StayReason::Protected(ProtectReason::Marked) => "protected",
+            StayReason::Protected(ProtectReason::Latest) => "protected_latest",
+            StayReason::Protected(ProtectReason::Pattern { .. }) => "protect_pattern",
+            StayReason::Kept(reason) => reason.kind(),
+        }
+    }
+}
+
+impl std::fmt::Display for StayReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StayReason::Protected(reason) => reason.fmt(f),
+            StayReason::Kept(reason) => reason.fmt(f),
+        }
+    }
+}
+
+/// A tag that stays, by name: what a plan outline keeps of the kept and
+/// protected tags once the listing is dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StayingTag {
+    pub tag: TagName,
+    pub reason: StayReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepReason {
+    /// No applicable rule's `delete` pattern matched.
+    Unclaimed,
+    /// The claiming rule's `keep` pattern matched.
+    KeepPattern { rule: String },
+    /// Among the claiming rule's `keep_n` newest candidates: `rank` (1 is
+    /// the newest) of `candidates` (per ref with `per_ref`).
+    KeepN {
+        rule: String,
+        rank: usize,
+        candidates: usize,
+        keep_n: usize,
+    },
+    /// Dated, but not older than the rule's `older_than`: `age` before
+    /// `now`, by its push time (`pushed`) or else its build time.
+    TooNew {
+        rule: String,
+        age: chrono::TimeDelta,
+        pushed: bool,
+        older_than: String,
+    },
+    /// No known age (no push time, and no build time or a reproducible
+    /// builder's stamp), and the rule deletes by age only.
+    Undated { rule: String },
+    /// A git-aware rule's `delete` matched and the name captures a ref, but
+    /// the project's refs are not known in full: no `when_ref` condition is
+    /// decided on a guess, and no later rule gets the tag either.
+    RefsUnknown { rule: String },
+    /// A referrer tag whose subject a kept or protected tag still points at.
+    WithSubject,
+    /// A referrer tag whose subject no tag points at, and
+    /// `orphaned_referrers: keep`.
+    OrphanedReferrer,
+    /// A referrer whose subject's holders cannot be told: some tag of the
+    /// repository was listed without its digest or its kind (media type,
+    /// or known to be an image: else it could be an index whose children are
+    /// unknown). Kept: when in doubt, don't delete.
+    SubjectUnverifiable,
+}
+
+impl std::fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepReason::Unclaimed => f.write_str("no rule deletes it"),
+            KeepReason::KeepPattern { rule } => write!(f, "matches the keep pattern of {rule:?}"),
+            KeepReason::KeepN {
+                rule,
+                rank,
+                candidates,
+                keep_n,
+            } => write!(
+                f,
+                "within keep_n {keep_n} of {rule:?}: number {rank} of {candidates} candidates, newest first"
+            ),
+            KeepReason::TooNew {
+                rule,
+                age,
+                pushed,
+                older_than,
+            } => write!(
+                f,
+                "younger than older_than {older_than} of {rule:?}: {} {}",
+                if *pushed { "pushed" } else { "built" },
+                ago(*age)
+            ),
+            KeepReason::Undated { rule } => {
+                write!(f, "no push or build date, and {rule:?} deletes by age only")
+            }
+            KeepReason::RefsUnknown { rule } => write!(
+                f,
+                "{rule:?} deletes by git ref (when_ref), and the project's refs are not known in full"
+            ),
+            KeepReason::WithSubject => f.write_str("its subject is kept"),
+            KeepReason::SubjectUnverifiable => f.write_str(
+                "a signature or attestation kept because the listing does not show which images point at its subject (digests or media types missing)",
+            ),
+            KeepReason::OrphanedReferrer => f.write_str(
+                "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)",
+            ),
+        }
+    }
+}
+
+impl KeepReason {
+    /// A stable code for filtering reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KeepReason::Unclaimed => "unclaimed",
+            KeepReason::KeepPattern { .. } => "keep_pattern",
+            KeepReason::KeepN { .. } => "keep_n",
+            KeepReason::TooNew { .. } => "younger_than_older_than",
+            KeepReason::Undated { .. } => "undated",
+            KeepReason::RefsUnknown { .. } => "refs_unknown",
+            KeepReason::WithSubject => "referrer_of_kept_subject",
+            KeepReason::OrphanedReferrer => "orphaned_referrer",
+            KeepReason::SubjectUnverifiable => "referrer_unverifiable",
+        }
+    }
+}
+
+/// "3 days ago", "5 hours ago", "just now": an age in the largest whole unit.
+fn ago(age: chrono::TimeDelta) -> String {
+    let unit =
+        |count: i64, one: &str| format!("{count} {one}{} ago", if count == 1 { "" } else { "s" });
+    if age.num_days() > 0 {
+        unit(age.num_days(), "day")
+    } else if age.num_hours() > 0 {
+        unit(age.num_hours(), "hour")
+    } else if age.num_minutes() > 0 {
+        unit(age.num_minutes(), "minute")
+    } else if age.num_seconds() >= 0 {
+        "just now".to_string()
+    } else {
+        // A date after `now` (clock skew, or `plan --now` in the past).
+        "after now".to_string()
+    }
+}
+
+impl RepositoryPlan {
+    pub fn total(&self) -> usize {
+        self.protected.len() + self.delete.len() + self.keep.len()
+    }
+
+    /// What the summary should shout about: a plan that leaves nothing;
+    /// refs that could not be used.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.delete.is_empty() && self.keep.is_empty() && self.protected.is_empty() {
+            warnings.push(format!(
+                "the plan deletes every tag of {} ({}): none is left",
+                self.path,
+                self.delete.len()
+            ));
+        }
+        warnings.extend(self.refs_warning.clone());
+        warnings
+    }
+
+    /// How many of the deletions are referrer tags (step 6), not a rule's.
+    pub fn referrer_deletions(&self) -> usize {
+        self.delete.iter().filter(|d| d.referrer).count()
+    }
+
+    /// What carrying out and reporting the plan needs, once the listed tags
+    /// can go: a run holds this for every repository until it deletes, so
+    /// what it holds grows with the tags it deletes, not the tags it lists.
+    pub fn into_outline(self) -> PlanOutline {
+        let (tags, kept) = (self.total(), self.keep.len());
+        let warnings = self.warnings();
+        let referrer_deletions = self.referrer_deletions();
+        let mut staying: Vec<StayingTag> = self
+            .protected
+            .iter()
+            .map(|p| StayingTag {
+                tag: p.tag.name.clone(),
+                reason: StayReason::Protected(p.reason.clone()),
+            })
+            .chain(self.keep.into_iter().map(|k| StayingTag {
+                tag: k.tag.name,
+                reason: StayReason::Kept(k.reason),
+            }))
+            .collect();
+        staying.sort_by(|a, b| a.tag.as_bytes().cmp(b.tag.as_bytes()));
+        PlanOutline {
+            staying,
+            tags,
+            kept,
+            protected: self.protected.len(),
+            referrer_deletions,
+            warnings,
+            refs_unusable: self.refs_warning.clone(),
+            age_source: self.age_source,
+            undated_build_stamps: self.undated_build_stamps,
+            path: self.path,
+            delete: self.delete,
+        }
+    }
+}
+
+/// A plan's deletions and counts, without the kept tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOutline {
+    /// Why the `when_ref` rules could not be applied (refs unknown or
+    /// incomplete): part of the policy was not carried out.
+    pub refs_unusable: Option<String>,
+    pub path: RepositoryPath,
+    pub tags: usize,
+    pub kept: usize,
+    pub protected: usize,
+    /// Of `delete`, the referrer tags (signatures, attestations, …).
+    pub referrer_deletions: usize,
+    pub delete: Vec<PlannedDeletion>,
+    pub warnings: Vec<String>,
+    pub age_source: AgeSource,
+    pub undated_build_stamps: usize,
+    /// Every protected and kept tag by name with why it stays, sorted by
+    /// name: a name and a reason each, so a run holds little per kept tag.
+    pub staying: Vec<StayingTag>,
+}
+
+/// Where a tag stands while planning: step 6 needs every tag's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Protected or kept: its digest (and an index's children) stay.
+    Alive,
+    Deleted,
+    /// A referrer tag not decided yet.
+    Pending,
+}
+
+/// What becomes of one tag: the plan without the tag itself, which the
+/// plan then copies from a borrowed listing ([`plan_repository`]) or takes
+/// from an owned one ([`plan_owned_repository`]).
+#[derive(Debug)]
+enum Decision {
+    Protected(ProtectReason),
+    Keep(KeepReason),
+    Delete { rule: Arc<str>, referrer: bool },
+}
+
+/// Plans one repository. `repository` is its full path (`group/project/api`),
+/// which the rules' `repositories` patterns are matched against. `refs`: its
+/// project's git refs, for rules with `when_ref`; `None` when not known
+/// (then, like refs that are not `complete`, no tag is claimed through
+/// `when_ref`).
+pub fn plan_repository(
+    policy: &Policy,
+    repository: &RepositoryPath,
+    tags: &[Tag],
+    refs: Option<&Refs>,
+    now: DateTime<Utc>,
+) -> RepositoryPlan {
+    let decided = decide(policy, repository, tags, refs, now);
+    decided.into_plan(tags.iter().cloned())
+}
+
+/// [`plan_repository`] for a listing that is not needed afterwards: the
+/// plan takes the tags over instead of copying them (a listing of 100,000
+/// tags is tens of megabytes).
+pub fn plan_owned_repository(
+    policy: &Policy,
+    repository: &RepositoryPath,
+    tags: Vec<Tag>,
+    refs: Option<&Refs>,
+    now: DateTime<Utc>,
+) -> RepositoryPlan {
+    let decided = decide(policy, repository, &tags, refs, now);
+    decided.into_plan(tags)
+}
+
+/// A plan whose tags are still the listing's: a decision per tag, in
+/// listing order.
+struct Decided {
+    path: RepositoryPath,
+    decisions: Vec<Decision>,
+    age_source: AgeSource,
+    undated_build_stamps: usize,
+    refs_warning: Option<String>,
+}
+
+impl Decided {
+    /// The plan, with `tags`: the listing the decisions were made on, in
+    /// the same order.
+    fn into_plan(self, tags: impl IntoIterator<Item = Tag>) -> RepositoryPlan {
+        let (mut protected_count, mut delete_count) = (0, 0);
+        for decision in &self.decisions {
+            match decision {
+                Decision::Protected(_) => protected_count += 1,
+                Decision::Delete { .. } => delete_count += 1,
+                Decision::Keep(_) => {}
+            }
+        }
+        // Sized exactly: these hold every tag of the repository between them.
+        let mut protected = Vec::with_capacity(protected_count);
+        let mut delete = Vec::with_capacity(delete_count);
+        let mut keep = Vec::with_capacity(self.decisions.len() - protected_count - delete_count);
+        for (tag, decision) in tags.into_iter().zip(self.decisions) {
+            match decision {
+                Decision::Protected(reason) => protected.push(ProtectedTag { tag, reason }),
+                Decision::Keep(reason) => keep.push(KeptTag { tag, reason }),
+                Decision::Delete { rule, referrer } => delete.push(PlannedDeletion {
+                    tag,
+                    rule,
+                    referrer,
+                }),
+            }
+        }
+        protected.sort_by(|a, b| by_name(&a.tag, &b.tag));
+        delete.sort_by(|a, b| by_name(&a.tag, &b.tag));
+        keep.sort_by(|a, b| by_name(&a.tag, &b.tag));
+        RepositoryPlan {
+            path: self.path,
+            protected,
+            delete,
+            keep,
+            age_source: self.age_source,
+            undated_build_stamps: self.undated_build_stamps,
+            refs_warning: self.refs_warning,
+        }
+    }
+}
+
+fn decide(
+    policy: &Policy,
+    repository: &RepositoryPath,
+    tags: &[Tag],
+    refs: Option<&Refs>,
+    now: DateTime<Utc>,
+) -> Decided {
+    // Step 3: the applicable rules, in file order.
+    let rules: Vec<&Rule> = policy.applicable_rules(repository).collect();
+    // Refs known only in part decide no `when_ref` condition.
+    let unusable = refs_unusable(refs);
+    let refs_known = unusable.is_none();
+    let mut refs_unknown_kept = 0usize;
+
+    // Every tag gets exactly one decision; `None` until then.
+    let mut decisions: Vec<Option<Decision>> = Vec::new();
+    decisions.resize_with(tags.len(), || None);
+    let mut fates = vec![Fate::Pending; tags.len()];
+    let mut referrers: Vec<(usize, Digest)> = Vec::new();
+    let mut claimed: Vec<Vec<(usize, &Tag)>> = vec![Vec::new(); rules.len()];
+    for (index, tag) in tags.iter().enumerate() {
+        // Step 1: protected tags are set aside before any rule sees them.
+        if let Some(reason) = protect_reason(policy, tag) {
+            decisions[index] = Some(Decision::Protected(reason));
+            fates[index] = Fate::Alive;
+            continue;
+        }
+        // Step 2: referrer tags are decided in step 6, by their subject.
+        if let Some(subject) = referrer_subject(&tag.name) {
+            referrers.push((index, subject));
+            continue;
+        }
+        // Step 4: the first applicable rule whose `delete` matches (and whose
+        // `when_ref` condition holds) claims it.
+        match claiming_rule(&rules, &tag.name, refs, refs_known) {
+            Claim::Rule(rule) => claimed[rule].push((index, tag)),
+            Claim::RefsUnknown(rule) => {
+                fates[index] = Fate::Alive;
+                refs_unknown_kept += 1;
+                decisions[index] = Some(Decision::Keep(KeepReason::RefsUnknown {
+                    rule: rules[rule].name.clone(),
+                }));
+            }
+            Claim::None => {
+                fates[index] = Fate::Alive;
+                decisions[index] = Some(Decision::Keep(KeepReason::Unclaimed));
+            }
+        }
+    }
+
+    for (rule, claimed) in rules.iter().zip(claimed) {
+        plan_rule(rule, claimed, now, &mut fates, &mut decisions);
+    }
+
+    plan_referrers(
+        policy.orphaned_referrers,
+        tags,
+        &referrers,
+        &mut fates,
+        &mut decisions,
+    );
+
+    let git_rules: Vec<String> = rules
+        .iter()
+        .filter(|rule| rule.when_ref.is_some())
+        .map(|rule| format!("{:?}", rule.name))
+        .collect();
+    let refs_warning = match unusable {
+        Some(why) if !git_rules.is_empty() => Some(format!(
+            "{why}: no tag claimed through when_ref ({}); {refs_unknown_kept} tag{} kept for it",
+            git_rules.join(", "),
+            if refs_unknown_kept == 1 { "" } else { "s" }
+        )),
+        _ => None,
+    };
+
+    Decided {
+        path: repository.clone(),
+        decisions: decisions
+            .into_iter()
+            .map(|decision| decision.expect("every tag is decided"))
+            .collect(),
+        age_source: AgeSource::of(tags),
+        undated_build_stamps: tags
+            .iter()
+            .filter(|tag| tag.age() == Age::BuildStamp)
+            .count(),
+        refs_warning,
+    }
+}
+
+/// Who claims a tag in step 4.
+enum Claim {
+    /// The rule at this index of the applicable rules.
+    Rule(usize),
+    /// The rule at this index would decide by the tag's ref, which the
+    /// refs cannot tell: kept.
+    RefsUnknown(usize),
+    None,
+}
+
+/// Step 4 for one tag: the first applicable rule whose `delete` matches its
+/// name and, when the rule has `when_ref`, whose ref condition holds. A
+/// git-aware rule whose `delete` matches but whose groups capture no ref
+/// (an optional group) passes the tag on; one that captures a ref while the
+/// refs are unknown (`refs_known` false) keeps it.
+fn claiming_rule(rules: &[&Rule], name: &str, refs: Option<&Refs>, refs_known: bool) -> Claim {
+    for (index, rule) in rules.iter().enumerate() {
+        let Some(when) = rule.when_ref else {
+            if rule.delete.is_match(name) {
+                return Claim::Rule(index);
+            }
+            continue;
+        };
+        let Some(key) = RefKey::of(&rule.delete, name) else {
+            continue;
+        };
+        if !refs_known {
+            return Claim::RefsUnknown(index);
+        }
+        if condition_holds(when, Some(&key), refs) {
+            return Claim::Rule(index);
+        }
+    }
+    Claim::None
+}
+
+/// Step 5 for one rule and the tags it claimed (with their indices
+/// in the input, whose fate is recorded in `fates`).
+fn plan_rule(
+    rule: &Rule,
+    claimed: Vec<(usize, &Tag)>,
+    now: DateTime<Utc>,
+    fates: &mut [Fate],
+    decisions: &mut [Option<Decision>],
+) {
+    let name = || rule.name.clone();
+    let deleting: Arc<str> = Arc::from(rule.name.as_str());
+    let (kept_by_pattern, mut candidates): (Vec<_>, Vec<_>) =
+        claimed.into_iter().partition(|(_, tag)| {
+            rule.keep
+                .as_ref()
+                .is_some_and(|keep| keep.is_match(&tag.name))
+        });
+    for (index, _) in kept_by_pattern {
+        fates[index] = Fate::Alive;
+        decisions[index] = Some(Decision::Keep(KeepReason::KeepPattern { rule: name() }));
+    }
+
+    candidates.sort_by(|(_, a), (_, b)| newest_first(a, b));
+    // `None` when `now - older_than` is before the earliest representable
+    // time: then no tag is old enough.
+    let cutoff = rule
+        .older_than
+        .as_ref()
+        .map(|older_than| now.checked_sub_signed(older_than.to_timedelta()));
+    // `keep_n` counts over the whole rule, or per distinct ref (`per_ref`;
+    // tags whose name captures no ref count together). The group sizes are
+    // counted first, for the rank the report gives ("newest 2 of 7").
+    let groups: Vec<Option<RefKey>> = candidates
+        .iter()
+        .map(|(_, tag)| {
+            rule.per_ref
+                .then(|| RefKey::of(&rule.delete, &tag.name))
+                .flatten()
+        })
+        .collect();
+    // FxHash: one lookup per candidate, keys from the listing (no
+    // adversary to resist, as SipHash would).
+    let mut sizes: FxHashMap<&Option<RefKey>, usize> = FxHashMap::default();
+    if rule.keep_n > 0 {
+        for group in &groups {
+            *sizes.entry(group).or_default() += 1;
+        }
+    }
+    let mut seen: FxHashMap<&Option<RefKey>, usize> = FxHashMap::default();
+    for ((index, tag), group) in candidates.into_iter().zip(&groups) {
+        let position = seen.entry(group).or_default();
+        let newer = *position;
+        *position += 1;
+        let reason = if newer < rule.keep_n {
+            Some(KeepReason::KeepN {
+                rule: name(),
+                rank: newer + 1,
+                candidates: sizes.get(group).copied().unwrap_or(0),
+                keep_n: rule.keep_n,
+            })
+        } else {
+            let age = tag.age();
+            match (cutoff, age.date()) {
+                (None, _) => None,
+                (Some(_), None) => Some(KeepReason::Undated { rule: name() }),
+                (Some(Some(cutoff)), Some(date)) if date < cutoff => None,
+                (Some(_), Some(date)) => Some(KeepReason::TooNew {
+                    rule: name(),
+                    age: now - date,
+                    pushed: matches!(age, crate::domain::model::Age::Pushed(_)),
+                    older_than: rule
+                        .older_than
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                }),
+            }
+        };
+        match reason {
+            Some(reason) => {
+                fates[index] = Fate::Alive;
+                decisions[index] = Some(Decision::Keep(reason));
+            }
+            None => {
+                fates[index] = Fate::Deleted;
+                decisions[index] = Some(Decision::Delete {
+                    rule: Arc::clone(&deleting),
+                    referrer: false,
+                });
+            }
+        }
+    }
+}
+
+/// Step 6: each referrer tag (`referrers`: its index in `tags` and its
+/// subject) follows the tags that point at its subject — by digest, or as an
+/// image index containing it. Every other tag's fate is known in `fates`.
+///
+/// A referrer's own digest may be another referrer's subject (a signature of
+/// an attestation), so the fates are computed to a fixed point: a referrer is
+/// decided once any tag pointing at its subject is alive (kept), or once all
+/// of them are deleted (deleted with its subject). Referrers that still wait
+/// on each other at the fixed point — only possible in a cycle of referrer
+/// tags, which a registry cannot produce but an inventory can — are kept:
+/// keeping them all is consistent (each has a kept tag pointing at its
+/// subject), and never deletes more than the rules asked for.
+fn plan_referrers(
+    orphaned: OrphanedReferrers,
+    tags: &[Tag],
+    referrers: &[(usize, Digest)],
+    fates: &mut [Fate],
+    decisions: &mut [Option<Decision>],
+) {
+    if referrers.is_empty() {
+        return;
+    }
+    // Which tags point at a digest: their own, or a child of their index.
+    let mut pointers: FxHashMap<&Digest, Vec<usize>> = FxHashMap::default();
+    for (index, tag) in tags.iter().enumerate() {
+        let mut pointed: FxHashSet<&Digest> = tag.children.iter().collect();
+        pointed.extend(tag.digest.as_ref());
+        for digest in pointed {
+            pointers.entry(digest).or_default().push(index);
+        }
+    }
+    let holders = |index: usize, subject: &Digest| -> Vec<usize> {
+        pointers
+            .get(subject)
+            .map(|tags| tags.iter().copied().filter(|&t| t != index).collect())
+            .unwrap_or_default()
+    };
+
+    // Deleting a referrer needs proof that no kept tag points at its
+    // subject: every other tag's digest, and whether it is an index (then
+    // its children), must be known. A listing without them proves nothing.
+    // Only "index or not" matters, not the exact type: a tag is known when
+    // its media type is (an index's listing then carries its children), or
+    // when it is known to be an image (`Tag::image`: GitLab read its image
+    // config, which no index has). A date alone proves nothing: `/gitlab/v1`
+    // dates indexes too, and an inventory does not say where its dates
+    // came from.
+    let verifiable = |index: usize| {
+        tags.iter()
+            .enumerate()
+            .all(|(other, tag)| other == index || (tag.digest.is_some() && tag.kind_known()))
+    };
+    let mut decided: Vec<Option<Result<KeepReason, &'static str>>> = vec![None; referrers.len()];
+    loop {
+        let mut changed = false;
+        for (slot, (index, subject)) in referrers.iter().enumerate() {
+            if decided[slot].is_some() {
+                continue;
+            }
+            let holders = holders(*index, subject);
+            let outcome = if holders.iter().any(|&h| fates[h] == Fate::Alive) {
+                Ok(KeepReason::WithSubject)
+            } else if !verifiable(*index) {
+                Ok(KeepReason::SubjectUnverifiable)
+            } else if holders.is_empty() {
+                match orphaned {
+                    OrphanedReferrers::Keep => Ok(KeepReason::OrphanedReferrer),
+                    OrphanedReferrers::Delete => Err(ORPHANED_REFERRER),
+                }
+            } else if holders.iter().any(|&h| fates[h] == Fate::Alive) {
+                Ok(KeepReason::WithSubject)
+            } else if holders.iter().all(|&h| fates[h] == Fate::Deleted) {
+                Err(WITH_SUBJECT)
+            } else {
+                continue;
+            };
+            fates[*index] = if outcome.is_ok() {
+                Fate::Alive
+            } else {
+                Fate::Deleted
+            };
+            decided[slot] = Some(outcome);
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    for ((index, _), outcome) in referrers.iter().zip(decided) {
+        decisions[*index] = Some(match outcome.unwrap_or(Ok(KeepReason::WithSubject)) {
+            Ok(reason) => Decision::Keep(reason),
+            Err(rule) => Decision::Delete {
+                rule: Arc::from(rule),
+                referrer: true,
+            },
+        });
+    }
+}
+
+/// Candidate order of step 5: undated first (they count as newest), then by
+/// age ([`Tag::age`]: push time, else build time) descending, then by name
+/// ascending in byte order. The digest
+/// only breaks ties between identical names, so that even a malformed input
+/// with duplicates plans the same whatever its order.
+pub fn newest_first(a: &Tag, b: &Tag) -> Ordering {
+    let date = match (a.age().date(), b.age().date()) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => b.cmp(&a),
+    };
+    date.then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
+        .then_with(|| a.digest.cmp(&b.digest))
+        .then_with(|| a.protected.cmp(&b.protected))
+}
+
+/// Output order: by name (byte order), then as [`newest_first`].
+fn by_name(a: &Tag, b: &Tag) -> Ordering {
+    a.name
+        .as_bytes()
+        .cmp(b.name.as_bytes())
+        .then_with(|| newest_first(a, b))
+}
+
+#[cfg(test)]
+mod tests;
