@@ -5,6 +5,7 @@
 //! variables. Every error names the variable (or flag) and says what to set.
 //! Nothing here touches the network.
 
+use crate::wire::secret::RestAuth;
 use crate::wire::urls::join_path;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -264,13 +265,6 @@ fn parse_count(name: &str, value: &Option<String>) -> Result<Option<usize>, Conf
             ))
         }),
     }
-}
-
-/// How the REST API is authenticated.
-#[derive(Debug, Clone)]
-pub struct RestAuth {
-    pub header: &'static str,
-    pub token: Secret,
 }
 
 /// Everything needed to talk to GitLab and its registry, validated.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use url::Url;
 
-use crate::config::settings::RestAuth;
+use crate::wire::secret::RestAuth;
 
 use crate::wire::urls::join_path;
 
@@ -17,7 +17,7 @@ use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::model::{Refs, Tag};
 use crate::domain::names::{Digest, RepositoryPath, TagName};
 use crate::domain::refs::ref_slug;
-use crate::registry::client::listed_names;
+use crate::wire::http::listed_names;
 use crate::wire::http::{credential_header, display_url, Http, HttpError, HttpResponse};
 use crate::wire::links::Pager;
 use crate::wire::urls::encode_segment;

@@ -1,6 +1,7 @@
 //! The registry API (OCI distribution, plus GitLab's `/gitlab/v1` listing),
 //! authenticated with registry JWTs from [`RegistryAuth`].
 
+use crate::wire::http::{listed_name, listed_names};
 use crate::wire::urls::encode_segment;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -906,26 +907,6 @@ fn token_may_be_stale(challenge_error: &str, body_code: Option<&str>) -> bool {
         "" => !body_code.is_some_and(|code| RULE_REFUSAL_CODES.contains(&code)),
         _ => false,
     }
-}
-
-/// Tag names as a server listed them: a name no registry accepts on push
-/// fails the whole listing (in a URL, `..` could address something else).
-pub fn listed_names(
-    response: &HttpResponse,
-    names: Vec<String>,
-) -> Result<Vec<TagName>, HttpError> {
-    names
-        .into_iter()
-        .map(|name| listed_name(response, name))
-        .collect()
-}
-
-pub fn listed_name(response: &HttpResponse, name: String) -> Result<TagName, HttpError> {
-    TagName::parse(&name).map_err(|_| {
-        response.invalid(format!(
-            "the server listed the tag {name:?}, which is not a valid tag name; refusing to work from this listing"
-        ))
-    })
 }
 
 /// A digest the registry answered with (`what`: where it came from).

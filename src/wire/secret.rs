@@ -53,3 +53,11 @@ mod tests {
         assert_eq!(secret.expose(), "glpat-very-secret");
     }
 }
+
+/// How the REST API is authenticated: the header (`JOB-TOKEN` or
+/// `PRIVATE-TOKEN`) and the token it carries.
+#[derive(Debug, Clone)]
+pub struct RestAuth {
+    pub header: &'static str,
+    pub token: Secret,
+}
