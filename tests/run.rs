@@ -1014,8 +1014,8 @@ fn gitlab_tag_rules_protect_tags_in_the_plan() {
     );
 }
 
-/// `inventory` records the tags GitLab's tag rules cover as protected, so
-/// an offline `plan` sets them aside too.
+/// `inventory` records which of GitLab's tag rules covers each tag, so an
+/// offline `plan` sets them aside too, with the same reason a run gives.
 #[test]
 fn inventory_marks_rule_covered_tags_protected() {
     let emulator = Emulator::start(Config {
@@ -1037,24 +1037,64 @@ fn inventory_marks_rule_covered_tags_protected() {
     assert_eq!(emulator.writes(), 0);
     assert_eq!(emulator.count("GET", "/jwt/auth"), 1);
     let snapshot = report_json(&inventory);
-    let protected: Vec<(String, bool)> = snapshot["repositories"][0]["tags"]
+    let covered: Vec<(String, Option<String>)> = snapshot["repositories"][0]["tags"]
         .as_array()
         .expect("tags")
         .iter()
         .map(|t| {
             (
                 t["name"].as_str().expect("name").to_string(),
-                t["protected"].as_bool().unwrap_or(false),
+                t["gitlab_tag_rule"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let delete_deny = "protected by a GitLab tag rule (\"^v\") against deletion by this user";
+    let immutable = "immutable (GitLab tag rule \"rel-\")";
+    assert_eq!(
+        covered,
+        [
+            ("mr-1".to_string(), None),
+            ("v1".to_string(), Some(delete_deny.to_string())),
+            ("x-rel-1".to_string(), Some(immutable.to_string())),
+        ]
+    );
+
+    // Offline, everything but the covered tags goes, and they stay for
+    // GitLab's rules, as in a run.
+    let policy = write_file(&dir, "policy.yml", "rules: [{delete: '.*'}]\n");
+    let report = dir.path().join("plan.json");
+    let out = run(
+        &[],
+        &[
+            "plan",
+            "--inventory",
+            inventory.to_str().expect("path"),
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let report = report_json(&report);
+    let kept: Vec<(&str, &str)> = report["repositories"][0]["kept_tags"]
+        .as_array()
+        .expect("kept_tags")
+        .iter()
+        .map(|k| {
+            (
+                k["tag"].as_str().expect("tag"),
+                k["kind"].as_str().expect("kind"),
             )
         })
         .collect();
     assert_eq!(
-        protected,
-        [
-            ("mr-1".to_string(), false),
-            ("v1".to_string(), true),
-            ("x-rel-1".to_string(), true)
-        ]
+        kept,
+        [("v1", "gitlab_tag_rule"), ("x-rel-1", "gitlab_tag_rule")]
+    );
+    assert_eq!(
+        report["repositories"][0]["protected_by_gitlab"][1]["reason"],
+        immutable
     );
 }
 

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::commands::exit::CommandResult;
+use crate::commands::exit::{CommandResult, Failure};
 use crate::config::options::{CountFiles, Outputs};
 use crate::domain::exit::Exit;
 use crate::output::count_files;
@@ -19,10 +19,11 @@ pub static STARTED: OnceLock<Instant> = OnceLock::new();
 /// lines and report entries written as each repository finished) ends: the
 /// totals, the report put in place, then [`conclude`]. `counts`: the count
 /// files to write from the totals.
-pub fn finish_stream(stream: ReportStream, counts: &CountFiles) -> CommandResult {
+pub fn finish_stream(stream: ReportStream, counts: &CountFiles) -> Result<(Exit, Report), Failure> {
     let (totals_only, failures) = stream.finish()?;
     print_elapsed(&mut std::io::stdout().lock())?;
-    conclude(&totals_only, &counts.with_report(None), failures)
+    let exit = conclude(&totals_only, &counts.with_report(None), failures)?;
+    Ok((exit, totals_only))
 }
 
 /// Prints the summary (in collapsible sections inside GitLab CI) and

@@ -48,5 +48,5 @@ pub fn plan(options: PlanOptions) -> CommandResult {
         StreamError::Inventory(err) => Failure::from(err),
         StreamError::Caller(err) => Failure::from(err),
     })?;
-    finish_stream(report, &CountFiles::default())
+    finish_stream(report, &CountFiles::default()).map(|(exit, _)| exit)
 }

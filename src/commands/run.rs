@@ -9,10 +9,10 @@ use crate::config::cli::Engine;
 use crate::config::options::{RunOptions, Scope};
 use crate::domain::exit::Exit;
 use crate::domain::policy::Policy;
-use crate::execute::client_engine::{ClientReport, ClientRun};
+use crate::execute::client_engine::{policy_warnings, ClientRun};
 use crate::execute::scope;
 use crate::execute::server_engine as server;
-use crate::output::report::{Report, ReportedTagRule};
+use crate::output::report::{plural, Report, ReportedTagRule};
 use crate::output::report_stream::ReportStream;
 
 pub async fn run(options: RunOptions) -> CommandResult {
@@ -34,7 +34,7 @@ pub async fn run(options: RunOptions) -> CommandResult {
     } else {
         Vec::new()
     };
-    let warnings = crate::execute::client_engine::policy_warnings(&policy, &repositories);
+    let warnings = policy_warnings(&policy, &repositories);
     if let Some(shard) = options.shard {
         let listed = repositories.len();
         repositories.retain(|info| shard.contains(info.path.as_str()));
@@ -51,17 +51,25 @@ pub async fn run(options: RunOptions) -> CommandResult {
     for rule in &policy.rules {
         tracing::info!("rule {}", rule.summary());
     }
+    // The report's head, complete before the first repository.
+    let now = chrono::Utc::now();
+    let mut head = Report::new(options.engine.name(), options.dry_run);
+    head.planned_with(now, &options.policy);
+    head.shard = options.shard;
+    head.gitlab_tag_rules = tag_rules;
+    head.warnings = warnings;
+    let outputs = options.counts.with_report(options.report.as_ref());
 
     if options.engine == Engine::Server {
         let origin = options.policy.display().to_string();
         let rules = server::rules_by_repository(&policy, &origin, &repositories)?;
         if !options.dry_run {
-            let mut report = server::execute(&gitlab, &policy, &rules, &repositories).await;
-            report.gitlab_tag_rules = tag_rules;
-            report.policy_file = Some(options.policy.display().to_string());
-            report.shard = options.shard;
+            // GitLab runs the bulk calls later: no clock, no plan to warn about.
+            head.now = None;
+            head.warnings.clear();
+            let report = server::execute(head, &gitlab, &policy, &rules, &repositories).await;
             clients.log_stats();
-            return finish(&report, options.counts.with_report(options.report.as_ref()));
+            return finish(&report, outputs);
         }
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
@@ -74,40 +82,36 @@ pub async fn run(options: RunOptions) -> CommandResult {
         policy: &policy,
         dry_run: options.dry_run,
         max_deletions: options.max_deletions,
-        engine: options.engine.name(),
     };
-    // A group streams, so memory does not grow with it; a guard must see
-    // the whole plan before the first delete, so it does not.
-    if options.scope != Scope::Project && options.max_deletions.is_none() {
-        let now = chrono::Utc::now();
-        let mut head = Report::new(client.engine, options.dry_run);
-        head.shard = options.shard;
-        head.planned_with(now, &options.policy);
-        head.warnings = warnings;
-        let mut report = ReportStream::create(head, options.report.as_deref())?;
-        client.stream(repositories, now, &mut report).await?;
+    // A project's report is held whole; a group's or the instance's is
+    // written as each repository finishes, so memory does not grow with it.
+    let report = if options.scope == Scope::Project {
+        let mut report = head;
+        client.drive(repositories, now, &mut report).await?;
         clients.log_stats();
-        return finish_stream(report, &options.counts);
-    }
-    let ClientReport {
-        mut report,
-        refused,
-    } = client.run(repositories).await?;
-    report.gitlab_tag_rules = tag_rules;
-    report.policy_file = Some(options.policy.display().to_string());
-    report.shard = options.shard;
-    report.warnings = warnings;
-    report.refused_over_limit = refused;
-    clients.log_stats();
-    let exit = finish(&report, options.counts.with_report(options.report.as_ref()))?;
-    match refused {
-        Some(limit) => {
+        let exit = finish(&report, outputs)?;
+        report
+            .refused_over_limit
+            .map(|limit| (limit, report.totals.deleted))
+            .ok_or(exit)
+    } else {
+        let mut stream = ReportStream::create(head, options.report.as_deref())?;
+        client.drive(repositories, now, &mut stream).await?;
+        clients.log_stats();
+        let (exit, report) = finish_stream(stream, &options.counts)?;
+        report
+            .refused_over_limit
+            .map(|limit| (limit, report.totals.deleted))
+            .ok_or(exit)
+    };
+    match report {
+        Err(exit) => Ok(exit),
+        Ok((limit, planned)) => {
             eprintln!(
                 "registry-cleanup: refused: the plan deletes {}, more than the limit of {limit} (--max-deletions / CLEANUP_MAX_DELETIONS); nothing was deleted. Check the policy with `registry-cleanup run --dry-run`, then raise the limit if the plan is right",
-                crate::output::report::plural(report.totals.deleted, "tag", "tags")
+                plural(planned, "tag", "tags")
             );
             Ok(Exit::Failed)
         }
-        None => Ok(exit),
     }
 }

@@ -34,6 +34,15 @@ pub struct Tag {
     pub pushed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
+    /// Protected by one of GitLab's tag protection or immutability rules
+    /// (from the registry token, see `tag_rules`): which, as a sentence.
+    /// The inventory records it so that `plan` gives the same reason.
+    #[serde(
+        default,
+        rename = "gitlab_tag_rule",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gitlab_rule: Option<String>,
     /// The manifest's media type, where the listing knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
@@ -76,6 +85,7 @@ impl Tag {
             created_at: None,
             pushed_at: None,
             protected: false,
+            gitlab_rule: None,
             media_type: None,
             children: Vec::new(),
             image: false,

@@ -1,16 +1,22 @@
-//! The client engine: list → plan → guard → execute → report.
+//! The client engine: list → plan → guard → execute → report, a repository
+//! at a time, into a report sink ([`ReportSink`]: held in memory, or
+//! written as it goes).
 //!
-//! Each repository is listed and planned, and its listed tags dropped right
-//! after planning ([`PlanOutline`]), so what a run holds grows with the
-//! tags it deletes, not with the tags it lists. The guard sees every plan
-//! before the first delete; the executor returns one outcome per planned
-//! deletion, and the report is built from plan and outcomes.
-//!
-//! Group and instance runs without a guard stream instead
-//! ([`ClientRun::stream`]): each repository goes list → plan → delete →
-//! report on its own, a window at a time, so what they hold grows with the
-//! largest repository, not with the group. Either way a repository's
-//! removal (`remove_empty_repositories`) follows its deletions.
+//! One driver ([`ClientRun::drive`]) runs the stages for every scope:
+//! - each repository is listed and planned, and its listing dropped right
+//!   after planning (`PlanOutline`), so what a run holds grows with the tags
+//!   it deletes, not with the tags it lists;
+//! - where the whole plan must be seen before the first delete — a project
+//!   run (a configuration problem in any repository stops it before any
+//!   delete, exit 2), or `--max-deletions` — every repository is planned
+//!   first, the guard decides, then each is carried out; otherwise (group and
+//!   instance runs) repositories flow through list → plan → delete → report
+//!   a window at a time, so memory holds the largest repository, not the
+//!   group, and only the first repository is listed alone, to stop on a
+//!   configuration problem before anything is deleted;
+//! - each repository's report entry is built from its plan and the
+//!   executor's outcomes and pushed into the sink in path order; a
+//!   repository's removal (`remove_empty_repositories`) follows its deletions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,25 +26,18 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::domain::config_error::ConfigError;
 use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::lint;
-use crate::domain::model::Outcome;
-use crate::domain::model::Refs;
-use crate::domain::model::RepositoryInfo;
-use crate::domain::model::Tag;
+use crate::domain::model::{Outcome, Refs, RepositoryInfo, Tag};
 use crate::domain::names::{RepositoryPath, TagName};
 use crate::domain::planner::{plan_owned_repository, PlanOutline};
 use crate::domain::policy::Policy;
 use crate::execute::clients::Clients;
 use crate::execute::deleter::{Deleter, Target};
-use crate::execute::listing::{listing_progress, Lister};
+use crate::execute::listing::{listing_progress, ListError, Lister};
 use crate::execute::removal::{self, Removal};
 use crate::gitlab::client::{GitLab, GitLabError};
-use crate::output::report::{
-    ProtectedTag, Report, ReportError, RepositoryRemoval, RepositoryReport,
-};
-use crate::output::report_stream::ReportStream;
+use crate::output::report::{ReportError, ReportSink, RepositoryRemoval, RepositoryReport};
 use crate::registry::auth::MAX_SCOPES_PER_TOKEN;
 use crate::registry::client::Registry;
 use crate::wire::progress::Progress;
@@ -62,33 +61,28 @@ pub struct ClientRun<'a> {
     pub dry_run: bool,
     /// Refuse the whole run when the plan deletes more tags than this.
     pub max_deletions: Option<usize>,
-    /// The engine named in the report (`server --dry-run` shows this plan).
-    pub engine: &'static str,
 }
 
-/// How a client run ended.
-pub struct ClientReport {
-    pub report: Report,
-    /// Set when the guard refused the plan: the limit it exceeded.
-    pub refused: Option<usize>,
-}
-
-/// Why a streamed run ([`ClientRun::stream`]) stopped: a configuration
-/// problem its first repository showed (exit 2, nothing deleted), or the
-/// report could not be written (exit 1).
+/// Why a run stopped before it was done: a configuration problem a listing
+/// showed (exit 2, nothing deleted), or the report could not be written
+/// (exit 1).
 #[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+pub enum DriveError {
+    #[error("listing {path}: {source}")]
+    Configuration {
+        path: RepositoryPath,
+        #[source]
+        source: ListError,
+    },
     #[error(transparent)]
     Report(#[from] ReportError),
 }
 
-impl ExitCode for StreamError {
+impl ExitCode for DriveError {
     fn exit_code(&self) -> Exit {
         match self {
-            StreamError::Config(err) => err.exit_code(),
-            StreamError::Report(err) => err.exit_code(),
+            DriveError::Configuration { source, .. } => source.exit_code(),
+            DriveError::Report(err) => err.exit_code(),
         }
     }
 }
@@ -97,9 +91,26 @@ impl ExitCode for StreamError {
 /// attempted in it.
 struct Planned {
     info: RepositoryInfo,
-    plan: Result<PlanOutline, String>,
-    /// Tags GitLab's tag rules protect, with the reason (step 1).
-    protected_by_gitlab: Vec<ProtectedTag>,
+    plan: Result<PlanOutline, ListError>,
+}
+
+impl Planned {
+    fn deletions(&self) -> usize {
+        self.plan.as_ref().map_or(0, |plan| plan.delete.len())
+    }
+
+    /// The listing failed because of our own configuration (a token service
+    /// on another origin, missing credentials): it fails the same way in
+    /// every repository, so the run stops (exit 2).
+    fn configuration_error(self) -> Result<Planned, DriveError> {
+        match self.plan {
+            Err(source) if source.exit_code() == Exit::Usage => Err(DriveError::Configuration {
+                path: self.info.path,
+                source,
+            }),
+            plan => Ok(Planned { plan, ..self }),
+        }
+    }
 }
 
 /// What the policy gets wrong for these repositories (`lint`: rules that
@@ -117,24 +128,188 @@ pub fn policy_warnings(policy: &Policy, repositories: &[RepositoryInfo]) -> Vec<
     warnings
 }
 
+/// What every repository of a run shares while it is carried out.
+struct Shared<'r> {
+    refs: BTreeMap<Option<u64>, Refs>,
+    now: DateTime<Utc>,
+    listing: Arc<Progress>,
+    deleting: Arc<Progress>,
+    deleter: Deleter,
+    /// Units of deletion in flight across repositories (see [`ClientRun::execute_one`]).
+    room: Semaphore,
+    /// Tag lists are the large part: only this many are held at once.
+    listing_slots: Semaphore,
+    tokens: TokenBatches<'r>,
+}
+
+/// Registry tokens for a batch of repositories at a time: one `/jwt/auth`
+/// call per batch, made when the batch's first repository starts (so each
+/// batch's token is fresh), not one per repository. Only where repositories
+/// stream (group and instance runs); a run that plans everything first asks
+/// per repository, as it always has.
+struct TokenBatches<'r> {
+    registry: &'r Registry,
+    batches: Vec<(Vec<RepositoryPath>, OnceCell<()>)>,
+}
+
+impl TokenBatches<'_> {
+    async fn before(&self, index: usize) {
+        let Some((paths, done)) = self.batches.get(index / MAX_SCOPES_PER_TOKEN) else {
+            return;
+        };
+        done.get_or_init(|| async {
+            let paths: Vec<&RepositoryPath> = paths.iter().collect();
+            if let Err(err) = self.registry.prefetch_tokens(&paths).await {
+                // Each repository then asks for its own token.
+                tracing::debug!(error = %err, "no registry token for the batch");
+            }
+        })
+        .await;
+    }
+}
+
 impl ClientRun<'_> {
-    pub async fn run(
+    /// The one driver: every repository listed, planned, carried out (unless
+    /// a dry run, or refused by the guard) and pushed into `sink`, in path
+    /// order.
+    pub async fn drive(
+        &self,
+        mut repositories: Vec<RepositoryInfo>,
+        now: DateTime<Utc>,
+        sink: &mut dyn ReportSink,
+    ) -> Result<(), DriveError> {
+        repositories.sort_by(|a, b| a.path.cmp(&b.path));
+        let plan_first = self.plan_first();
+        let concurrency = self.clients.concurrency;
+        let shared = Shared {
+            refs: self.refs(&repositories).await,
+            now,
+            listing: listing_progress(&repositories),
+            deleting: Progress::new("deleting tags"),
+            deleter: self.shared_deleter(),
+            room: Semaphore::new(REPOSITORY_CONCURRENCY * concurrency),
+            listing_slots: Semaphore::new(REPOSITORY_CONCURRENCY),
+            tokens: TokenBatches {
+                registry: &self.clients.registry,
+                batches: if plan_first {
+                    Vec::new()
+                } else {
+                    repositories
+                        .chunks(MAX_SCOPES_PER_TOKEN)
+                        .map(|chunk| {
+                            (
+                                chunk.iter().map(|i| i.path.clone()).collect(),
+                                OnceCell::new(),
+                            )
+                        })
+                        .collect()
+                },
+            },
+        };
+        let _tickers = (
+            shared.listing.tick(Duration::from_secs(5)),
+            shared.deleting.tick(Duration::from_secs(5)),
+        );
+        if plan_first {
+            self.plan_then_execute(repositories, &shared, sink).await
+        } else {
+            self.flow(repositories, &shared, sink).await
+        }
+    }
+
+    /// The whole plan is seen before the first delete: a project run, or a
+    /// guard to apply.
+    fn plan_first(&self) -> bool {
+        !(self.per_project || self.registry_only) || self.max_deletions.is_some()
+    }
+
+    /// Every repository planned, the guard applied, then each carried out.
+    async fn plan_then_execute(
         &self,
         repositories: Vec<RepositoryInfo>,
-    ) -> Result<ClientReport, ConfigError> {
-        let refs = self.refs(&repositories).await;
-        let now = Utc::now();
-        let planned = self.list_and_plan(repositories, &refs, now).await?;
-        let refused = self.guard(&planned);
-        let write = !self.dry_run && refused.is_none();
-        let repositories = self.execute(planned, write).await;
-        // The report shows a refused plan as a dry run: nothing was deleted.
-        let mut report = Report::new(self.engine, !write);
-        report.now = Some(now);
-        for repository in repositories {
-            report.push(repository);
+        shared: &Shared<'_>,
+        sink: &mut dyn ReportSink,
+    ) -> Result<(), DriveError> {
+        let listed: Vec<Planned> = stream::iter(repositories)
+            .map(|info| self.list_and_plan_one(info, shared))
+            .buffer_unordered(REPOSITORY_CONCURRENCY)
+            .collect()
+            .await;
+        let mut planned = Vec::with_capacity(listed.len());
+        for repository in listed {
+            planned.push(repository.configuration_error()?);
         }
-        Ok(ClientReport { report, refused })
+        planned.sort_by(|a, b| a.info.path.cmp(&b.info.path));
+        let deletions: usize = planned.iter().map(Planned::deletions).sum();
+        let refused = self
+            .max_deletions
+            .filter(|limit| !self.dry_run && deletions > *limit);
+        if let Some(limit) = refused {
+            sink.refuse(limit);
+        }
+        let write = !self.dry_run && refused.is_none();
+        if write {
+            shared.deleting.add_total(deletions);
+        }
+        let concurrency = self.clients.concurrency;
+        let mut done = stream::iter(planned)
+            .map(|planned| self.execute_one(planned, write, shared))
+            .buffered(REPOSITORY_CONCURRENCY * concurrency);
+        while let Some(repository) = done.next().await {
+            sink.push(repository)?;
+        }
+        Ok(())
+    }
+
+    /// Repositories flow list → plan → delete → report a few at a time, each
+    /// report entry pushed as soon as the repository is done, in path order.
+    /// The first is listed alone: a configuration problem (a token service on
+    /// another origin, refused credentials) fails the same way everywhere, and
+    /// shows there, before anything is deleted (exit 2). Later, such a failure
+    /// is that repository's error (exit 1).
+    async fn flow(
+        &self,
+        repositories: Vec<RepositoryInfo>,
+        shared: &Shared<'_>,
+        sink: &mut dyn ReportSink,
+    ) -> Result<(), DriveError> {
+        let write = !self.dry_run;
+        let mut repositories = repositories.into_iter().enumerate();
+        if let Some((index, first)) = repositories.next() {
+            shared.tokens.before(index).await;
+            let planned = self
+                .list_and_plan_one(first, shared)
+                .await
+                .configuration_error()?;
+            sink.push(self.execute_planned(planned, write, shared).await)?;
+        }
+        let concurrency = self.clients.concurrency;
+        let mut done = stream::iter(repositories)
+            .map(|(index, info)| async move {
+                shared.tokens.before(index).await;
+                let slot = shared.listing_slots.acquire().await.ok();
+                let planned = self.list_and_plan_one(info, shared).await;
+                drop(slot);
+                self.execute_planned(planned, write, shared).await
+            })
+            .buffered(REPOSITORY_CONCURRENCY * concurrency);
+        while let Some(repository) = done.next().await {
+            sink.push(repository)?;
+        }
+        Ok(())
+    }
+
+    /// A streamed repository's deletions join the progress total when known.
+    async fn execute_planned(
+        &self,
+        planned: Planned,
+        write: bool,
+        shared: &Shared<'_>,
+    ) -> RepositoryReport {
+        if write {
+            shared.deleting.add_total(planned.deletions());
+        }
+        self.execute_one(planned, write, shared).await
     }
 
     /// The REST client for a repository: its own project's in group mode.
@@ -178,43 +353,8 @@ impl ClientRun<'_> {
         refs
     }
 
-    /// Lists and plans every repository. A listing that failed because of
-    /// our own configuration (a token service on another origin, missing
-    /// credentials) fails the same way everywhere: a configuration error
-    /// for the whole run, exit 2.
-    async fn list_and_plan(
-        &self,
-        repositories: Vec<RepositoryInfo>,
-        refs: &BTreeMap<Option<u64>, Refs>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Planned>, ConfigError> {
-        let listing = listing_progress(&repositories);
-        let ticker = listing.tick(Duration::from_secs(5));
-        let listed: Vec<(Planned, Option<String>)> = stream::iter(repositories)
-            .map(|info| self.list_and_plan_one(info, refs, now, &listing))
-            .buffer_unordered(REPOSITORY_CONCURRENCY)
-            .collect()
-            .await;
-        drop(ticker);
-        let mut planned = Vec::with_capacity(listed.len());
-        for (repository, config_error) in listed {
-            if let Some(error) = config_error {
-                return Err(ConfigError::new(error));
-            }
-            planned.push(repository);
-        }
-        Ok(planned)
-    }
-
-    /// Lists and plans one repository; the listing's error text when it
-    /// failed because of our own configuration.
-    async fn list_and_plan_one(
-        &self,
-        info: RepositoryInfo,
-        refs: &BTreeMap<Option<u64>, Refs>,
-        now: chrono::DateTime<Utc>,
-        listing: &Progress,
-    ) -> (Planned, Option<String>) {
+    /// Lists and plans one repository.
+    async fn list_and_plan_one(&self, info: RepositoryInfo, shared: &Shared<'_>) -> Planned {
         let gitlab = self.gitlab_for(&info);
         // A dry run asks for `pull,delete` too (nothing is written with
         // it): only that token carries GitLab's tag rules, and the dry run
@@ -225,84 +365,24 @@ impl ClientRun<'_> {
             self.clients.concurrency,
             true,
         );
-        let refs = refs.get(&self.project_key(&info));
+        let refs = shared.refs.get(&self.project_key(&info));
         let need_details = self.policy.needs_dates(&info.path);
-        match lister.list(&info, need_details, listing).await {
+        let plan = match lister.list(&info, need_details, &shared.listing).await {
             Ok((mut tags, source)) => {
                 tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
-                let protected_by_gitlab =
-                    apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
-                let plan = plan_owned_repository(self.policy, &info.path, tags, refs, now);
+                apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
+                let plan = plan_owned_repository(self.policy, &info.path, tags, refs, shared.now);
                 for warning in plan.warnings() {
                     tracing::warn!(repository = %info.path, "{warning}");
                 }
-                let plan = Ok(plan.into_outline());
-                (
-                    Planned {
-                        info,
-                        plan,
-                        protected_by_gitlab,
-                    },
-                    None,
-                )
+                Ok(plan.into_outline())
             }
             Err(err) => {
                 tracing::error!(repository = %info.path, error = %err, "listing failed; nothing will be deleted here");
-                let config_error = (err.exit_code() == Exit::Usage).then(|| err.to_string());
-                let plan = Err(format!("listing failed, nothing deleted: {err}"));
-                let protected_by_gitlab = Vec::new();
-                (
-                    Planned {
-                        info,
-                        plan,
-                        protected_by_gitlab,
-                    },
-                    config_error,
-                )
+                Err(err)
             }
-        }
-    }
-
-    /// The limit a live run's plan exceeds, refusing the whole run.
-    fn guard(&self, planned: &[Planned]) -> Option<usize> {
-        let deletions: usize = planned
-            .iter()
-            .filter_map(|p| p.plan.as_ref().ok())
-            .map(|plan| plan.delete.len())
-            .sum();
-        self.max_deletions
-            .filter(|limit| !self.dry_run && deletions > *limit)
-    }
-
-    /// Carries out the plans (when `write`) and reports each repository.
-    async fn execute(&self, planned: Vec<Planned>, write: bool) -> Vec<RepositoryReport> {
-        let concurrency = self.clients.concurrency;
-        let deleting = Progress::new("deleting tags");
-        deleting.add_total(if write {
-            planned
-                .iter()
-                .filter_map(|p| p.plan.as_ref().ok())
-                .map(|plan| plan.delete.len())
-                .sum()
-        } else {
-            0
-        });
-        let ticker = deleting.tick(Duration::from_secs(5));
-        let deleter = self.shared_deleter();
-        // Repositories are deleted from side by side. Each first takes as many
-        // units of `room` as it has deletions, up to CLEANUP_CONCURRENCY: about
-        // two large repositories at a time (each holds its outcomes until done),
-        // or many small ones, so that slots are not left idle. The throttle in
-        // the HTTP layer keeps the requests in flight within CLEANUP_CONCURRENCY.
-        let room = Semaphore::new(REPOSITORY_CONCURRENCY * concurrency);
-        let mut repositories: Vec<RepositoryReport> = stream::iter(planned)
-            .map(|planned| self.execute_one(planned, write, &deleter, &deleting, &room))
-            .buffer_unordered(REPOSITORY_CONCURRENCY * concurrency)
-            .collect()
-            .await;
-        drop(ticker);
-        repositories.sort_by(|a, b| a.path.cmp(&b.path));
-        repositories
+        };
+        Planned { info, plan }
     }
 
     /// Carries out one repository's plan (when `write`) and reports it.
@@ -310,56 +390,57 @@ impl ClientRun<'_> {
         &self,
         planned: Planned,
         write: bool,
-        shared_deleter: &Deleter,
-        deleting: &Progress,
-        room: &Semaphore,
+        shared: &Shared<'_>,
     ) -> RepositoryReport {
-        let Planned {
-            info,
-            plan,
-            protected_by_gitlab,
-        } = planned;
-        let concurrency = self.clients.concurrency;
-        // `return` leaves this inner block with the repository's report.
-        let mut repository = async {
-            let plan = match plan {
-                Ok(plan) => plan,
-                Err(error) => {
-                    let mut repository = RepositoryReport::new(&info.path);
-                    repository.tags = info.tags_count.unwrap_or(0) as usize;
-                    repository.error = Some(error);
-                    return repository;
-                }
-            };
-            if !write || plan.delete.is_empty() {
-                return RepositoryReport::from_plan(plan, None);
+        let Planned { info, plan } = planned;
+        let mut repository = match plan {
+            Err(error) => {
+                let mut repository = RepositoryReport::new(&info.path);
+                repository.tags = info.tags_count.unwrap_or(0) as usize;
+                repository.error = Some(format!("listing failed, nothing deleted: {error}"));
+                repository
             }
-            let target = Target {
-                path: info.path.clone(),
-                id: Some(info.id),
-            };
-            // Group mode: the repository's own project, for REST fallbacks.
-            let own_deleter = match (self.per_project, info.project_id) {
-                (true, Some(project)) => Some(self.project_deleter(project)),
-                _ => None,
-            };
-            let deleter = own_deleter.as_ref().unwrap_or(shared_deleter);
-            let units = plan.delete.len().min(concurrency);
-            // Never closed: the error case cannot happen.
-            let _room = room.acquire_many(units as u32).await.ok();
-            let tags: Vec<TagName> = plan.delete.iter().map(|d| d.tag.name.clone()).collect();
-            let outcomes: Vec<Outcome> = deleter.delete_tags(&target, &tags, deleting).await;
-            RepositoryReport::from_plan(plan, Some(&outcomes))
-        }
-        .await;
-        name_gitlab_rules(&mut repository, &protected_by_gitlab);
-        repository.protected_by_gitlab = protected_by_gitlab;
+            Ok(plan) if !write || plan.delete.is_empty() => RepositoryReport::from_plan(plan, None),
+            Ok(plan) => {
+                let outcomes = self.delete_planned(&info, &plan, shared).await;
+                RepositoryReport::from_plan(plan, Some(&outcomes))
+            }
+        };
         if self.policy.remove_empty_repositories {
             if let Some(decision) = removal::decide(&info, &repository, Utc::now()) {
                 repository.removal = Some(self.remove_repository(&info, decision, write).await);
             }
         }
         repository
+    }
+
+    /// Deletes a repository's planned tags: one outcome per planned deletion.
+    async fn delete_planned(
+        &self,
+        info: &RepositoryInfo,
+        plan: &PlanOutline,
+        shared: &Shared<'_>,
+    ) -> Vec<Outcome> {
+        let target = Target {
+            path: info.path.clone(),
+            id: Some(info.id),
+        };
+        // Group mode: the repository's own project, for REST fallbacks.
+        let own_deleter = match (self.per_project, info.project_id) {
+            (true, Some(project)) => Some(self.project_deleter(project)),
+            _ => None,
+        };
+        let deleter = own_deleter.as_ref().unwrap_or(&shared.deleter);
+        // Repositories are deleted from side by side. Each first takes as many
+        // units of `room` as it has deletions, up to CLEANUP_CONCURRENCY: about
+        // two large repositories at a time (each holds its outcomes until done),
+        // or many small ones, so that slots are not left idle. The throttle in
+        // the HTTP layer keeps the requests in flight within CLEANUP_CONCURRENCY.
+        let units = plan.delete.len().min(self.clients.concurrency);
+        // Never closed: the error case cannot happen.
+        let _room = shared.room.acquire_many(units as u32).await.ok();
+        let tags: Vec<TagName> = plan.delete.iter().map(|d| d.tag.name.clone()).collect();
+        deleter.delete_tags(&target, &tags, &shared.deleting).await
     }
 
     /// Carries out a `remove_empty_repositories` decision (when `write`).
@@ -403,105 +484,6 @@ impl ClientRun<'_> {
             }
         }
     }
-
-    /// Group mode: repositories flow list → plan → delete → report a few at
-    /// a time, each report entry written (and its summary line printed) as
-    /// soon as the repository is done, in path order. Memory holds the
-    /// repositories in the window, not the group. Without a guard to apply
-    /// (`--max-deletions` must see the whole plan first, so it takes
-    /// [`ClientRun::run`]).
-    ///
-    /// The first repository is listed alone: a configuration problem (a
-    /// token service on another origin, refused credentials) fails the same
-    /// way everywhere, and shows there, before anything is deleted (exit 2).
-    /// Later, such a failure is that repository's error (exit 1).
-    pub async fn stream(
-        &self,
-        mut repositories: Vec<RepositoryInfo>,
-        now: DateTime<Utc>,
-        report: &mut ReportStream,
-    ) -> Result<(), StreamError> {
-        repositories.sort_by(|a, b| a.path.cmp(&b.path));
-        let refs = self.refs(&repositories).await;
-        let write = !self.dry_run;
-        let concurrency = self.clients.concurrency;
-        let listing = listing_progress(&repositories);
-        let deleting = Progress::new("deleting tags");
-        let ticker = (
-            listing.tick(Duration::from_secs(5)),
-            deleting.tick(Duration::from_secs(5)),
-        );
-        let deleter = self.shared_deleter();
-        let room = Semaphore::new(REPOSITORY_CONCURRENCY * concurrency);
-        // Tag lists are the large part: only this many are held at once.
-        let listing_slots = Semaphore::new(REPOSITORY_CONCURRENCY);
-        // Registry tokens: one `/jwt/auth` call per batch of repositories,
-        // made when the batch's first repository starts (so each batch's
-        // token is fresh), not one per repository.
-        let batches: Vec<(Vec<RepositoryPath>, OnceCell<()>)> = repositories
-            .chunks(MAX_SCOPES_PER_TOKEN)
-            .map(|chunk| {
-                (
-                    chunk.iter().map(|info| info.path.clone()).collect(),
-                    OnceCell::new(),
-                )
-            })
-            .collect();
-        let tokens_for = |index: usize| {
-            let batches = &batches;
-            async move {
-                if let Some((paths, done)) = batches.get(index / MAX_SCOPES_PER_TOKEN) {
-                    done.get_or_init(|| async {
-                        let paths: Vec<&RepositoryPath> = paths.iter().collect();
-                        if let Err(err) = self.clients.registry.prefetch_tokens(&paths).await {
-                            // Each repository then asks for its own token.
-                            tracing::debug!(error = %err, "no registry token for the batch");
-                        }
-                    })
-                    .await;
-                }
-            }
-        };
-        let mut repositories = repositories.into_iter().enumerate();
-        if let Some((index, first)) = repositories.next() {
-            tokens_for(index).await;
-            let (planned, config_error) = self.list_and_plan_one(first, &refs, now, &listing).await;
-            if let Some(error) = config_error {
-                return Err(ConfigError::new(error).into());
-            }
-            if write {
-                deleting.add_total(planned.plan.as_ref().map_or(0, |plan| plan.delete.len()));
-            }
-            let repository = self
-                .execute_one(planned, write, &deleter, &deleting, &room)
-                .await;
-            report.push(repository)?;
-        }
-        let mut done = stream::iter(repositories)
-            .map(|(index, info)| {
-                let (refs, listing, deleting) = (&refs, &listing, &deleting);
-                let (deleter, room, listing_slots) = (&deleter, &room, &listing_slots);
-                let tokens_for = &tokens_for;
-                async move {
-                    tokens_for(index).await;
-                    let slot = listing_slots.acquire().await.ok();
-                    let (planned, _) = self.list_and_plan_one(info, refs, now, listing).await;
-                    drop(slot);
-                    if write {
-                        deleting
-                            .add_total(planned.plan.as_ref().map_or(0, |plan| plan.delete.len()));
-                    }
-                    self.execute_one(planned, write, deleter, deleting, room)
-                        .await
-                }
-            })
-            .buffered(REPOSITORY_CONCURRENCY * concurrency);
-        while let Some(repository) = done.next().await {
-            report.push(repository)?;
-        }
-        drop(ticker);
-        Ok(())
-    }
 }
 
 impl ClientRun<'_> {
@@ -528,55 +510,21 @@ impl ClientRun<'_> {
     }
 }
 
-/// Step 1 of the plan, GitLab's part: marks the tags GitLab's tag rules
-/// (from the repository's `pull,delete` registry token, `access[].meta`)
-/// protect or make immutable as protected, and returns them with the reason.
-/// No rules readable (no delete permission): nothing marked, and said; the
-/// registry then refuses those deletes and they are reported as skipped.
-pub async fn apply_tag_rules(
-    registry: &Registry,
-    info: &RepositoryInfo,
-    tags: &mut [Tag],
-) -> Vec<ProtectedTag> {
+/// Step 1 of the plan, GitLab's part: records on each tag which of GitLab's
+/// tag rules (from the repository's `pull,delete` registry token,
+/// `access[].meta`) protect it or make it immutable; the planner keeps those
+/// ([`crate::domain::planner::ProtectReason::GitLabTagRule`]). No rules
+/// readable (no delete permission): nothing marked, and said; the registry
+/// then refuses those deletes and they are reported as skipped.
+pub async fn apply_tag_rules(registry: &Registry, info: &RepositoryInfo, tags: &mut [Tag]) {
     let rules = match registry.tag_rules(&info.path).await {
         Ok(rules) => rules,
         Err(err) => {
             tracing::warn!(repository = %info.path, error = %err, "GitLab's tag rules could not be read (they come with a delete token): tags they protect may be planned for deletion and then refused");
-            return Vec::new();
+            return;
         }
     };
-    let mut protected = Vec::new();
     for tag in tags.iter_mut() {
-        if let Some(reason) = rules.reason(tag.name.as_str()) {
-            tag.protected = true;
-            protected.push(ProtectedTag {
-                tag: tag.name.to_string(),
-                reason,
-            });
-        }
-    }
-    protected.sort_by(|a, b| a.tag.cmp(&b.tag));
-    protected
-}
-
-/// The planner sees a tag GitLab's rules protect only as marked protected;
-/// the report's reason names the rule instead.
-fn name_gitlab_rules(repository: &mut RepositoryReport, protected_by_gitlab: &[ProtectedTag]) {
-    if protected_by_gitlab.is_empty() {
-        return;
-    }
-    for entry in &mut repository.kept_tags {
-        // Both sorted by name; only the tags marked before planning.
-        if entry.kind != "protected" {
-            continue;
-        }
-        if let Ok(found) = protected_by_gitlab.binary_search_by(|p| p.tag.as_str().cmp(&entry.tag))
-        {
-            entry.kind = "gitlab_tag_rule".to_string();
-            entry.reason = format!(
-                "protected by GitLab's tag rules: {}",
-                protected_by_gitlab[found].reason
-            );
-        }
+        tag.gitlab_rule = rules.reason(tag.name.as_str());
     }
 }

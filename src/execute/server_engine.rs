@@ -177,13 +177,15 @@ pub fn bulk_form(policy: &Policy, rule: &Rule) -> Vec<(String, String)> {
 
 /// Sends one bulk call per repository that has a rule; GitLab's "once an
 /// hour" refusal is a warning, not a failure.
+/// One bulk call per repository with an applicable rule, each pushed into
+/// `report` (a live run's head, `engine: server`).
 pub async fn execute(
+    mut report: Report,
     gitlab: &GitLab,
     policy: &Policy,
     rules: &HashMap<u64, &Rule>,
     repositories: &[RepositoryInfo],
 ) -> Report {
-    let mut report = Report::new("server", false);
     if !policy.protect_latest {
         tracing::warn!("protect_latest: false has no effect with --engine server: GitLab never bulk-deletes `latest`");
     }

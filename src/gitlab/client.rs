@@ -622,6 +622,7 @@ impl GitLab {
             // push time is known.
             pushed_at: None,
             protected: false,
+            gitlab_rule: None,
             media_type: None,
             children: Vec::new(),
             image: false,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::model::AgeSource;
 use crate::domain::model::Outcome;
-use crate::domain::planner::{PlanOutline, PlannedDeletion, StayingTag};
+use crate::domain::planner::{PlanOutline, PlannedDeletion, ProtectReason, StayReason, StayingTag};
 
 /// Why the report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +331,31 @@ impl Totals {
     }
 }
 
+/// Where a run's report goes as each repository is finished: a [`Report`]
+/// held in memory, or a `ReportStream` written as it goes. The head (dry
+/// run, clock, policy, shard, warnings…) is complete when the sink is made;
+/// the repositories come one by one; nothing is patched in afterwards.
+pub trait ReportSink {
+    /// The run's guard (`--max-deletions`) refused the plan before anything
+    /// was deleted: the report lists the plan as a dry run and records the
+    /// limit. Called before the first repository, if at all.
+    fn refuse(&mut self, limit: usize);
+
+    fn push(&mut self, repository: RepositoryReport) -> Result<(), ReportError>;
+}
+
+impl ReportSink for Report {
+    fn refuse(&mut self, limit: usize) {
+        self.dry_run = true;
+        self.refused_over_limit = Some(limit);
+    }
+
+    fn push(&mut self, repository: RepositoryReport) -> Result<(), ReportError> {
+        Report::push(self, repository);
+        Ok(())
+    }
+}
+
 impl Report {
     pub fn new(engine: &str, dry_run: bool) -> Self {
         Report {
@@ -350,8 +375,8 @@ impl Report {
 
     /// Adds a repository and keeps the totals in step.
     pub fn push(&mut self, repository: RepositoryReport) {
+        self.totals.count(&repository);
         self.repositories.push(repository);
-        self.recount();
     }
 
     /// Adds many repositories, then counts the totals once.
@@ -527,6 +552,19 @@ impl RepositoryReport {
         report.warnings = plan.warnings;
         report.refs_incomplete = plan.refs_unusable;
         report.kept_tags = plan.staying.iter().map(KeptTagEntry::planned).collect();
+        report.protected_by_gitlab = plan
+            .staying
+            .iter()
+            .filter_map(|staying| match &staying.reason {
+                StayReason::Protected(ProtectReason::GitLabTagRule { rule }) => {
+                    Some(ProtectedTag {
+                        tag: staying.tag.to_string(),
+                        reason: rule.clone(),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
         // The plan is consumed: its names and rules move into the report.
         report.deleted.reserve(plan.delete.len());
         match outcomes {

@@ -129,6 +129,17 @@ impl Formatter for Pretty {
     }
 }
 
+impl crate::output::report::ReportSink for ReportStream {
+    fn refuse(&mut self, limit: usize) {
+        self.report.dry_run = true;
+        self.report.refused_over_limit = Some(limit);
+    }
+
+    fn push(&mut self, repository: RepositoryReport) -> Result<(), ReportError> {
+        ReportStream::push(self, repository)
+    }
+}
+
 pub struct ReportStream {
     /// Everything but the repositories; the totals are counted as they come.
     report: Report,
@@ -161,7 +172,30 @@ struct OpenReport {
     path: PathBuf,
     partial: PathBuf,
     out: BufWriter<File>,
+    /// The head goes out with the first repository (or at the end): until
+    /// then a guard may still turn the run into a refused one.
+    head_written: bool,
     repositories: usize,
+}
+
+impl OpenReport {
+    fn write_error(&self, source: std::io::Error) -> ReportError {
+        ReportError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn write_head(&mut self, head: &Report) -> Result<(), ReportError> {
+        if !self.head_written {
+            let (before, _) = split_head(head)?;
+            self.out
+                .write_all(before.as_bytes())
+                .map_err(|source| self.write_error(source))?;
+            self.head_written = true;
+        }
+        Ok(())
+    }
 }
 
 impl ReportStream {
@@ -181,16 +215,17 @@ impl ReportStream {
                     source,
                 };
                 // A report runs to tens of megabytes: larger writes, fewer calls.
-                let mut out = BufWriter::with_capacity(
+                let out = BufWriter::with_capacity(
                     WRITE_BUFFER,
                     File::create(&partial).map_err(write_error)?,
                 );
-                let (before, _) = split_head(&head)?;
-                out.write_all(before.as_bytes()).map_err(write_error)?;
+                // The head must serialise: found out now, not after deleting.
+                split_head(&head)?;
                 Some(OpenReport {
                     path: path.to_path_buf(),
                     partial,
                     out,
+                    head_written: false,
                     repositories: 0,
                 })
             }
@@ -226,6 +261,7 @@ impl ReportStream {
             writeln!(self.stdout.lock(), "{line}")
         };
         if let Some(file) = &mut self.file {
+            file.write_head(&self.report)?;
             let separator: &[u8] = if file.repositories == 0 {
                 b"[\n    "
             } else {
@@ -256,6 +292,7 @@ impl ReportStream {
     /// and whether any repository had failures.
     pub fn finish(mut self) -> Result<(Report, bool), ReportError> {
         if let Some(mut file) = self.file.take() {
+            file.write_head(&self.report)?;
             let (_, after) = split_head(&self.report)?;
             let close = if file.repositories == 0 {
                 "[]"

@@ -693,6 +693,7 @@ impl Registry {
                     // created_at`, which `published_at` already is.
                     pushed_at: tag.published_at.or(tag.updated_at).or(tag.created_at),
                     protected: false,
+                    gitlab_rule: None,
                     media_type: tag.media_type.filter(|m| !m.is_empty()),
                     // Filled by the listing, which fetches each index once.
                     children: Vec::new(),

@@ -179,6 +179,7 @@ impl From<Listed> for Tag {
             created_at: listed.created_at,
             pushed_at: None,
             protected: false,
+            gitlab_rule: None,
             media_type: None,
             children: Vec::new(),
             image: false,

@@ -80,8 +80,10 @@ pub struct ProtectedTag {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtectReason {
-    /// Marked `protected` before planning: in the inventory, or by one of
-    /// GitLab's tag protection or immutability rules (the report names it).
+    /// One of GitLab's tag protection or immutability rules covers it
+    /// ([`Tag::gitlab_rule`]: which, as a sentence).
+    GitLabTagRule { rule: String },
+    /// Marked `protected` in the inventory.
     Marked,
     /// `latest`, with `protect_latest: true` (the default).
     Latest,
@@ -92,9 +94,10 @@ pub enum ProtectReason {
 impl std::fmt::Display for ProtectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ProtectReason::Marked => {
-                f.write_str("protected: marked so in the inventory or by a GitLab tag rule")
+            ProtectReason::GitLabTagRule { rule } => {
+                write!(f, "protected by GitLab's tag rules: {rule}")
             }
+            ProtectReason::Marked => f.write_str("protected: marked so in the inventory"),
             ProtectReason::Latest => f.write_str("protected: latest (protect_latest)"),
             ProtectReason::Pattern { pattern } => {
                 write!(f, "protected: matches the protect pattern {pattern:?}")
@@ -105,6 +108,9 @@ impl std::fmt::Display for ProtectReason {
 
 /// Step 1 for one tag: why it is protected, if it is.
 pub fn protect_reason(policy: &Policy, tag: &Tag) -> Option<ProtectReason> {
+    if let Some(rule) = &tag.gitlab_rule {
+        return Some(ProtectReason::GitLabTagRule { rule: rule.clone() });
+    }
     if tag.protected {
         return Some(ProtectReason::Marked);
     }
@@ -131,6 +137,7 @@ impl StayReason {
     /// A stable code for filtering reports (`jq 'select(.kind == "keep_n")'`).
     pub fn kind(&self) -> &'static str {
         match self {
+            StayReason::Protected(ProtectReason::GitLabTagRule { .. }) => "gitlab_tag_rule",
             StayReason::Protected(ProtectReason::Marked) => "protected",
             StayReason::Protected(ProtectReason::Latest) => "protected_latest",
             StayReason::Protected(ProtectReason::Pattern { .. }) => "protect_pattern",

@@ -119,6 +119,7 @@ fn tag(spec: &str) -> Tag {
         created_at,
         pushed_at,
         protected,
+        gitlab_rule: None,
         media_type: Some(if children.is_empty() {
             "application/vnd.oci.image.manifest.v1+json".to_string()
         } else {
@@ -1417,6 +1418,7 @@ fn any_tags() -> impl Strategy<Value = Vec<Tag>> {
                 }),
                 pushed_at: pushed.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
                 protected,
+                gitlab_rule: None,
                 media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                 children: Vec::new(),
                 image: false,
@@ -1531,6 +1533,7 @@ fn any_tags_with_referrers() -> impl Strategy<Value = Vec<Tag>> {
                     created_at: day.map(|day| now() - chrono::TimeDelta::hours(day * 12)),
                     pushed_at: None,
                     protected,
+                    gitlab_rule: None,
                     media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                     children: Vec::new(),
                     image: false,
@@ -1582,6 +1585,10 @@ rules:
     ]
     .iter()
     .map(|spec| tag(spec))
+    .chain([Tag {
+        gitlab_rule: Some("immutable (GitLab tag rule ^rel-)".into()),
+        ..tag("rel-1")
+    }])
     .collect();
     let plan = plan_repository(&policy, &repo("g/p"), &tags, None, now());
     assert_eq!(
@@ -1612,7 +1619,7 @@ rules:
         (
             "locked",
             "protected",
-            "protected: marked so in the inventory or by a GitLab tag rule",
+            "protected: marked so in the inventory",
         ),
         ("main", "unclaimed", "no rule deletes it"),
         (
@@ -1629,6 +1636,11 @@ rules:
             "mr-2",
             "younger_than_older_than",
             "younger than older_than 14d of \"review\": pushed 7 days ago",
+        ),
+        (
+            "rel-1",
+            "gitlab_tag_rule",
+            "protected by GitLab's tag rules: immutable (GitLab tag rule ^rel-)",
         ),
         (
             "sha256-{m}.sig",
@@ -1651,7 +1663,7 @@ rules:
         .map(|(tag, kind, reason)| (tag.to_string(), *kind, reason.to_string()))
         .collect();
     assert_eq!(why, expected);
-    assert_eq!((outline.kept, outline.protected), (5, 4));
+    assert_eq!((outline.kept, outline.protected), (5, 5));
 }
 
 /// The outcome of one tag, as a comparable value.
