@@ -10,8 +10,8 @@ use crate::commands::finish::finish;
 use crate::config::options::DeleteOptions;
 use crate::domain::config_error::ConfigError;
 use crate::domain::exit::{Exit, ExitCode};
-use crate::domain::model::Outcome;
 use crate::domain::model::RepositoryInfo;
+use crate::domain::model::{FailureKind, Outcome};
 use crate::domain::names::{Digest, Reference, TagName};
 use crate::execute::clients::Clients;
 use crate::execute::deleter::Target;
@@ -73,8 +73,8 @@ pub async fn delete(options: DeleteOptions) -> CommandResult {
                 Outcome::Deleted if *dry_run => "would delete".to_string(),
                 Outcome::Deleted => "deleted".to_string(),
                 Outcome::AlreadyAbsent => "already absent".to_string(),
-                Outcome::Skipped(reason) => format!("skipped: {reason}"),
-                Outcome::Failed(error) => format!("failed: {error}"),
+                Outcome::Skipped(refusal) => format!("skipped: {}", refusal.reason),
+                Outcome::Failed(failure) => format!("failed: {}", failure.error),
             };
             writeln!(out, "{}{separator}{reference}: {what}", target.path)?;
             repository.record(deleted_entry(reference), Some(outcome));
@@ -191,7 +191,7 @@ async fn execute(
         let outcome = match reference {
             Reference::Tag(_) => tag_outcomes
                 .next()
-                .unwrap_or_else(|| Outcome::Failed("not attempted".into())),
+                .unwrap_or_else(|| Outcome::failed(FailureKind::NotAttempted, "not attempted")),
             Reference::Digest(digest) => {
                 let outcome = deleter.delete_digest(target, digest).await;
                 progress.advance(1);
@@ -231,7 +231,7 @@ async fn preview(clients: &Clients, target: &Target, references: &[Reference]) -
             {
                 Ok(Some(_)) => Outcome::Deleted,
                 Ok(None) => Outcome::AlreadyAbsent,
-                Err(err) => Outcome::Failed(err.to_string()),
+                Err(err) => Outcome::failed(FailureKind::Request, err.to_string()),
             }
         })
         .buffered(clients.concurrency)

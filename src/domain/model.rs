@@ -242,7 +242,67 @@ pub struct RepositoryInfo {
 pub enum Outcome {
     Deleted,
     AlreadyAbsent,
-    /// Deliberately not deleted (protected tag), with the reason.
-    Skipped(String),
-    Failed(String),
+    /// Deliberately not deleted: GitLab's protection said no.
+    Skipped(Refusal),
+    /// Not deleted, and it should have been (or could not be proven safe).
+    Failed(DeleteFailure),
+}
+
+/// A delete GitLab refused on purpose, and the sentence the report gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// A protected tag: the registry's 403 or GitLab's REST 403.
+    Protected,
+    /// One of GitLab's tag rules: 401 `PROTECTED_TAG` or `IMMUTABLE_TAG`.
+    TagRule,
+}
+
+/// Why a delete did not happen, and the sentence the report gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteFailure {
+    pub kind: FailureKind,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The request failed: no answer, a server error after the retries, an
+    /// answer that could not be read.
+    Request,
+    /// The credentials may not delete there.
+    Permission,
+    /// The registry refused the delete, and not as GitLab's protection does.
+    Refused,
+    /// 409 `MANIFEST_REFERENCED`: an image index still lists the manifest.
+    StillInAnIndex,
+    /// GitLab's registry refuses every delete by digest in a repository with
+    /// tag rules (`PROTECTED_MANIFEST`), and this registry cannot delete by tag.
+    DigestPathClosed,
+    /// Something kept needs the manifest and the tag cannot be moved off it;
+    /// or that nothing needs it could not be proven. Refused by this tool.
+    ManifestNeeded,
+    /// Never attempted (a fallback did not answer for it).
+    NotAttempted,
+}
+
+impl Outcome {
+    pub fn skipped(kind: RefusalKind, reason: impl Into<String>) -> Outcome {
+        Outcome::Skipped(Refusal {
+            kind,
+            reason: reason.into(),
+        })
+    }
+
+    pub fn failed(kind: FailureKind, error: impl Into<String>) -> Outcome {
+        Outcome::Failed(DeleteFailure {
+            kind,
+            error: error.into(),
+        })
+    }
 }

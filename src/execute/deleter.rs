@@ -20,7 +20,7 @@
 //! This is the executor: it takes planned deletions and returns one
 //! [`Outcome`] per deletion, aligned with its input.
 
-use crate::domain::model::Outcome;
+use crate::domain::model::{FailureKind, Outcome, RefusalKind};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -94,7 +94,7 @@ impl Deleter {
         if self.registry.may_delete_by_tag() {
             if let Some(message) = self.missing_delete_permission(target).await {
                 for index in pending.by_ref() {
-                    let outcome = Outcome::Failed(message.clone());
+                    let outcome = Outcome::failed(FailureKind::Permission, message.clone());
                     self.settle(target, &tags[index], &outcome, progress);
                     outcomes[index] = Some(outcome);
                 }
@@ -149,7 +149,8 @@ impl Deleter {
             .map(|outcome| {
                 // Not reachable: each fallback answers for every tag it is
                 // handed. Should that break, fail safe: report, never guess.
-                outcome.unwrap_or_else(|| Outcome::Failed("not attempted".into()))
+                outcome
+                    .unwrap_or_else(|| Outcome::failed(FailureKind::NotAttempted, "not attempted"))
             })
             .collect()
     }
@@ -166,22 +167,14 @@ impl Deleter {
             return None;
         }
         let reference = Reference::Tag(tag.clone());
-        let outcome = match self
+        let answer = self
             .registry
             .delete_manifest(&target.path, &reference)
-            .await
-        {
-            Ok(RegistryDelete::Deleted) => Outcome::Deleted,
-            Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
-            Ok(RegistryDelete::Denied(message)) => Outcome::Skipped(format!(
-                "the registry refused to delete it (403 {message}): a protected tag"
-            )),
-            Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
-            Ok(RegistryDelete::RuleProtected { code, message }) => rule_protected(&code, &message),
-            Ok(RegistryDelete::ProtectedManifest(message)) => digest_path_closed(&message),
-            Ok(RegistryDelete::Unsupported(_)) => return None,
-            Err(err) => Outcome::Failed(chain(&err)),
-        };
+            .await;
+        if matches!(answer, Ok(RegistryDelete::Unsupported(_))) {
+            return None;
+        }
+        let outcome = outcome_of(answer, &Deleting::Tag);
         self.settle(target, tag, &outcome, progress);
         Some(outcome)
     }
@@ -243,7 +236,7 @@ impl Deleter {
             Ok(id) => id,
             Err(err) => {
                 let message = format!("cannot delete through GitLab's API: {err}");
-                return vec![Outcome::Failed(message); tags.len()];
+                return vec![Outcome::failed(FailureKind::Request, message); tags.len()];
             }
         };
         stream::iter(tags)
@@ -263,7 +256,7 @@ impl Deleter {
                         )
                         .await
                     }
-                    Err(err) => Outcome::Failed(chain(&err)),
+                    Err(err) => Outcome::failed(FailureKind::Request, chain(&err)),
                 }
             })
             .buffered(1)
@@ -283,9 +276,10 @@ impl Deleter {
     ) -> Outcome {
         let lower = message.to_ascii_lowercase();
         if lower.contains("protected") || lower.contains("immutable") {
-            return Outcome::Skipped(format!(
-                "GitLab refused to delete it ({message}): a protected tag"
-            ));
+            return Outcome::skipped(
+                RefusalKind::Protected,
+                format!("GitLab refused to delete it ({message}): a protected tag"),
+            );
         }
         let reference = Reference::Tag(tag.clone());
         match self
@@ -295,11 +289,17 @@ impl Deleter {
         {
             Ok(None) if earlier_attempt_may_have_applied => Outcome::Deleted,
             Ok(None) => Outcome::AlreadyAbsent,
-            Ok(Some(_)) => Outcome::Skipped(format!("GitLab refused to delete it (403 {message})")),
-            Err(err) => Outcome::Failed(format!(
-                "GitLab refused to delete it (403 {message}); {}",
-                chain(&err)
-            )),
+            Ok(Some(_)) => Outcome::skipped(
+                RefusalKind::Protected,
+                format!("GitLab refused to delete it (403 {message})"),
+            ),
+            Err(err) => Outcome::failed(
+                FailureKind::Request,
+                format!(
+                    "GitLab refused to delete it (403 {message}); {}",
+                    chain(&err)
+                ),
+            ),
         }
     }
 
@@ -356,7 +356,7 @@ impl Deleter {
                     "not deleted: could not list the repository's tags to prove no other tag needs the manifest: {}",
                     chain(&err)
                 );
-                return vec![Outcome::Failed(message); tags.len()];
+                return vec![Outcome::failed(FailureKind::ManifestNeeded, message); tags.len()];
             }
         };
         let wanted: BTreeSet<&TagName> = tags.iter().collect();
@@ -421,7 +421,10 @@ impl Deleter {
         }
         outcomes
             .into_iter()
-            .map(|outcome| outcome.unwrap_or_else(|| Outcome::Failed("not attempted".into())))
+            .map(|outcome| {
+                outcome
+                    .unwrap_or_else(|| Outcome::failed(FailureKind::NotAttempted, "not attempted"))
+            })
             .collect()
     }
 
@@ -435,23 +438,8 @@ impl Deleter {
         stream::iter(groups)
             .map(|(digest, group)| async move {
                 let reference = Reference::Digest(digest.clone());
-                let outcome = match self.registry.delete_manifest(path, &reference).await {
-                    Ok(RegistryDelete::Deleted) => Outcome::Deleted,
-                    Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
-                    Ok(RegistryDelete::Denied(message)) => Outcome::Skipped(format!(
-                        "the registry refused to delete its manifest {digest} (403 {message})"
-                    )),
-                    Ok(RegistryDelete::Unsupported(code)) => Outcome::Failed(format!(
-                        "the registry refused to delete manifest {digest} ({code}): deletes may be disabled"
-                    )),
-                    Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
-                    Ok(RegistryDelete::RuleProtected { code, message }) => {
-                        rule_protected(&code, &message)
-                    }
-                    Ok(RegistryDelete::ProtectedManifest(message)) => digest_path_closed(&message),
-                    Err(err) => Outcome::Failed(chain(&err)),
-                };
-                (group, outcome)
+                let answer = self.registry.delete_manifest(path, &reference).await;
+                (group, outcome_of(answer, &Deleting::TagsManifest(digest)))
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -479,35 +467,24 @@ impl Deleter {
             return shared
                 .iter()
                 .map(|(_, needed)| {
-                    Outcome::Failed(format!(
-                        "refused: this registry cannot delete by tag, and its manifest must stay: {needed}; {why}. Set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag, or grant push"
-                    ))
+                    Outcome::failed(
+                        FailureKind::ManifestNeeded,
+                        format!("refused: this registry cannot delete by tag, and its manifest must stay: {needed}; {why}. Set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag, or grant push"),
+                    )
                 })
                 .collect();
         }
         stream::iter(shared)
             .map(|(position, _)| async move {
                 let tag = &tags[*position];
-                let outcome: Result<Outcome, RegistryError> = async {
-                    let digest = self.registry.move_to_throwaway_manifest(path, tag).await?;
-                    let reference = Reference::Digest(digest.clone());
-                    Ok(match self.registry.delete_manifest(path, &reference).await? {
-                        RegistryDelete::Deleted | RegistryDelete::NotFound => Outcome::Deleted,
-                        RegistryDelete::Denied(message) => Outcome::Failed(format!(
-                            "moved onto throw-away manifest {digest}, but deleting it was refused (403 {message})"
-                        )),
-                        RegistryDelete::Unsupported(code) => Outcome::Failed(format!(
-                            "moved onto throw-away manifest {digest}, but deleting it was refused ({code})"
-                        )),
-                        RegistryDelete::Referenced(message) => still_in_an_index(&message),
-                        RegistryDelete::RuleProtected { code, message } => {
-                            rule_protected(&code, &message)
-                        }
-                        RegistryDelete::ProtectedManifest(message) => digest_path_closed(&message),
-                    })
+                match self.registry.move_to_throwaway_manifest(path, tag).await {
+                    Ok(digest) => {
+                        let reference = Reference::Digest(digest.clone());
+                        let answer = self.registry.delete_manifest(path, &reference).await;
+                        outcome_of(answer, &Deleting::Throwaway(&digest))
+                    }
+                    Err(err) => Outcome::failed(FailureKind::Request, chain(&err)),
                 }
-                .await;
-                outcome.unwrap_or_else(|err| Outcome::Failed(chain(&err)))
             })
             .buffered(self.concurrency)
             .collect()
@@ -518,26 +495,11 @@ impl Deleter {
     /// the user asked by naming the digest.
     pub async fn delete_digest(&self, target: &Target, digest: &Digest) -> Outcome {
         let reference = Reference::Digest(digest.clone());
-        let outcome = match self
+        let answer = self
             .registry
             .delete_manifest(&target.path, &reference)
-            .await
-        {
-            Ok(RegistryDelete::Deleted) => Outcome::Deleted,
-            Ok(RegistryDelete::NotFound) => Outcome::AlreadyAbsent,
-            Ok(RegistryDelete::Denied(message)) => {
-                Outcome::Skipped(format!("the registry refused (403 {message})"))
-            }
-            Ok(RegistryDelete::Unsupported(code)) => Outcome::Failed(format!(
-                "the registry refused to delete the manifest ({code})"
-            )),
-            Ok(RegistryDelete::Referenced(message)) => still_in_an_index(&message),
-            Ok(RegistryDelete::RuleProtected { code, message }) => rule_protected(&code, &message),
-            Ok(RegistryDelete::ProtectedManifest(message)) => Outcome::Failed(format!(
-                "not deleted: GitLab's registry refuses deletes by digest in a repository with tag protection or immutability rules (401 PROTECTED_MANIFEST: {message}); delete its tags instead"
-            )),
-            Err(err) => Outcome::Failed(chain(&err)),
-        };
+            .await;
+        let outcome = outcome_of(answer, &Deleting::Digest);
         log_outcome(&target.path, digest, &outcome);
         outcome
     }
@@ -594,42 +556,107 @@ fn needed_by_kept_tags(
     needed
 }
 
-/// GitLab's registry refused a tag delete because of a tag rule (401
-/// `PROTECTED_TAG` / `IMMUTABLE_TAG`): deliberately not deleted, not a
-/// failure. The rules changed since the plan read them from the token.
-fn rule_protected(code: &str, message: &str) -> Outcome {
-    let what = if code == "IMMUTABLE_TAG" {
-        "immutable"
-    } else {
-        "protected by a GitLab tag rule"
+/// What a manifest `DELETE` was meant to remove: the wording of its outcome.
+enum Deleting<'a> {
+    /// A tag, by name (`DELETE …/manifests/<tag>`).
+    Tag,
+    /// The manifest the tags being deleted point at, and nothing else needs.
+    TagsManifest(&'a Digest),
+    /// The throw-away manifest a tag was just moved onto.
+    Throwaway(&'a Digest),
+    /// A manifest the user named by digest (every tag on it goes too).
+    Digest,
+}
+
+/// The one mapping from a registry's answer to a manifest `DELETE` to what
+/// happened to the tag(s) it was to remove. `Unsupported` (the registry
+/// cannot delete by tag) is the caller's to fall back from when deleting by
+/// tag; here it is a refusal.
+fn outcome_of(answer: Result<RegistryDelete, RegistryError>, deleting: &Deleting<'_>) -> Outcome {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(err) => return Outcome::failed(FailureKind::Request, chain(&err)),
     };
-    Outcome::Skipped(format!(
-        "{what}: the registry refused to delete it (401 {code}: {message})"
-    ))
+    match (answer, deleting) {
+        // The throw-away manifest exists for this delete alone: gone is done.
+        (RegistryDelete::Deleted | RegistryDelete::NotFound, Deleting::Throwaway(_)) => {
+            Outcome::Deleted
+        }
+        (RegistryDelete::Deleted, _) => Outcome::Deleted,
+        (RegistryDelete::NotFound, _) => Outcome::AlreadyAbsent,
+        (RegistryDelete::Denied(message), Deleting::Tag) => Outcome::skipped(
+            RefusalKind::Protected,
+            format!("the registry refused to delete it (403 {message}): a protected tag"),
+        ),
+        (RegistryDelete::Denied(message), Deleting::TagsManifest(digest)) => Outcome::skipped(
+            RefusalKind::Protected,
+            format!("the registry refused to delete its manifest {digest} (403 {message})"),
+        ),
+        (RegistryDelete::Denied(message), Deleting::Digest) => Outcome::skipped(
+            RefusalKind::Protected,
+            format!("the registry refused (403 {message})"),
+        ),
+        (RegistryDelete::Denied(message), Deleting::Throwaway(digest)) => Outcome::failed(
+            FailureKind::Refused,
+            format!("moved onto throw-away manifest {digest}, but deleting it was refused (403 {message})"),
+        ),
+        (RegistryDelete::Unsupported(code), Deleting::Throwaway(digest)) => Outcome::failed(
+            FailureKind::Refused,
+            format!("moved onto throw-away manifest {digest}, but deleting it was refused ({code})"),
+        ),
+        (RegistryDelete::Unsupported(code), Deleting::TagsManifest(digest)) => Outcome::failed(
+            FailureKind::Refused,
+            format!("the registry refused to delete manifest {digest} ({code}): deletes may be disabled"),
+        ),
+        (RegistryDelete::Unsupported(code), Deleting::Digest | Deleting::Tag) => Outcome::failed(
+            FailureKind::Refused,
+            format!("the registry refused to delete the manifest ({code})"),
+        ),
+        (RegistryDelete::Referenced(message), _) => Outcome::failed(
+            FailureKind::StillInAnIndex,
+            format!("not deleted: still part of an image index (409 MANIFEST_REFERENCED: {message})"),
+        ),
+        // GitLab's registry refused a tag delete because of a tag rule:
+        // deliberately not deleted, not a failure. The rules changed since
+        // the plan read them from the token.
+        (RegistryDelete::RuleProtected { code, message }, _) => {
+            let what = if code == "IMMUTABLE_TAG" {
+                "immutable"
+            } else {
+                "protected by a GitLab tag rule"
+            };
+            Outcome::skipped(
+                RefusalKind::TagRule,
+                format!("{what}: the registry refused to delete it (401 {code}: {message})"),
+            )
+        }
+        (RegistryDelete::ProtectedManifest(message), Deleting::Digest) => Outcome::failed(
+            FailureKind::DigestPathClosed,
+            format!("not deleted: GitLab's registry refuses deletes by digest in a repository with tag protection or immutability rules (401 PROTECTED_MANIFEST: {message}); delete its tags instead"),
+        ),
+        (RegistryDelete::ProtectedManifest(message), _) => digest_path_closed(&message),
+    }
 }
 
 /// The digest path is closed in this repository (401 `PROTECTED_MANIFEST`,
 /// or tag rules known from the token) and the registry cannot delete by tag:
 /// a tag can go only through GitLab's API.
 fn digest_path_closed(why: &str) -> Outcome {
-    Outcome::Failed(format!(
-        "not deleted: this registry cannot delete by tag, and GitLab's registry refuses every delete by digest (and so the throw-away manifest) in a repository with tag protection or immutability rules (PROTECTED_MANIFEST: {why}); set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag"
-    ))
-}
-
-/// GitLab's registry refused a manifest delete (409 `MANIFEST_REFERENCED`):
-/// an image index still lists it. A failure to report, not to retry.
-fn still_in_an_index(message: &str) -> Outcome {
-    Outcome::Failed(format!(
-        "not deleted: still part of an image index (409 MANIFEST_REFERENCED: {message})"
-    ))
+    Outcome::failed(
+        FailureKind::DigestPathClosed,
+        format!("not deleted: this registry cannot delete by tag, and GitLab's registry refuses every delete by digest (and so the throw-away manifest) in a repository with tag protection or immutability rules (PROTECTED_MANIFEST: {why}); set CI_JOB_TOKEN or GITLAB_TOKEN so GitLab's API can delete the tag"),
+    )
 }
 
 fn log_outcome(repository: &str, tag: &str, outcome: &Outcome) {
     match outcome {
         Outcome::Deleted => tracing::debug!(repository, tag, "deleted"),
         Outcome::AlreadyAbsent => tracing::debug!(repository, tag, "already absent"),
-        Outcome::Skipped(reason) => tracing::info!(repository, tag, reason = %reason, "skipped"),
-        Outcome::Failed(error) => tracing::warn!(repository, tag, error = %error, "failed"),
+        Outcome::Skipped(refusal) => {
+            tracing::info!(repository, tag, reason = %refusal.reason, "skipped")
+        }
+        Outcome::Failed(failure) => {
+            tracing::warn!(repository, tag, error = %failure.error, "failed")
+        }
     }
 }

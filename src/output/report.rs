@@ -589,13 +589,13 @@ impl RepositoryReport {
         match outcome {
             None | Some(Outcome::Deleted) => self.deleted.push(entry),
             Some(Outcome::AlreadyAbsent) => self.already_absent.push(AbsentTag { tag: entry.tag }),
-            Some(Outcome::Skipped(reason)) => self.skipped.push(SkippedTag {
+            Some(Outcome::Skipped(refusal)) => self.skipped.push(SkippedTag {
                 tag: entry.tag,
-                reason: reason.clone(),
+                reason: refusal.reason.clone(),
             }),
-            Some(Outcome::Failed(error)) => self.failed.push(FailedTag {
+            Some(Outcome::Failed(failure)) => self.failed.push(FailedTag {
                 tag: entry.tag,
-                error: error.clone(),
+                error: failure.error.clone(),
             }),
         }
     }
@@ -707,6 +707,7 @@ fn append_counts(line: &mut String, already_absent: usize, skipped: usize, faile
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::model::{FailureKind, RefusalKind};
 
     #[test]
     fn totals_follow_the_repositories() {
@@ -766,8 +767,8 @@ mod tests {
         let outcomes = [
             Outcome::Deleted,
             Outcome::AlreadyAbsent,
-            Outcome::Skipped("protected".into()),
-            Outcome::Failed("boom".into()),
+            Outcome::skipped(RefusalKind::Protected, "protected"),
+            Outcome::failed(FailureKind::Request, "boom"),
         ];
         let report = RepositoryReport::from_plan(plan.clone(), Some(&outcomes));
         assert_eq!(report.path, "g/p/api");
