@@ -153,7 +153,7 @@ fn known_targets(
             } else {
                 format!("--repository {input:?}")
             };
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::argument("--repository", format!(
                 "{named}: the project has no container repository {}; {has}. Nothing was deleted; fix the name (relative to the project, `.` for the root image, or a full path)",
                 target.path
             ))

@@ -41,7 +41,7 @@ pub async fn inventory(options: InventoryOptions) -> CommandResult {
     if !wanted.is_empty() {
         for path in &wanted {
             if !repositories.iter().any(|r| &r.path == path) {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::argument("--repository", format!(
                     "--repository {path}: the project has no such container repository (it has: {})",
                     repositories.iter().map(|r| r.path.as_str()).collect::<Vec<_>>().join(", ")
                 ))

@@ -15,7 +15,7 @@ pub async fn import(options: ImportOptions) -> CommandResult {
     let (policy, source) = match &options.from {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|err| {
-                ConfigError::new(format!(
+                ConfigError::file(path.display().to_string(), format!(
                     "--from {}: cannot read it ({err}); give a JSON file of the project (GET /projects/:id) or of its container_expiration_policy",
                     path.display()
                 ))
@@ -47,7 +47,7 @@ async fn live(options: &ImportOptions) -> Result<(ExpirationPolicy, String), Fai
     let clients = Clients::new(&options.connection)?;
     let gitlab = clients.require_gitlab()?;
     if gitlab.credentials() != "PRIVATE-TOKEN" {
-        return Err(ConfigError::new(
+        return Err(ConfigError::credentials(
             "policy import reads GET /projects/:id, which GitLab refuses to the job token: set GITLAB_TOKEN (an access token with read_api), or pass --from FILE with the project's JSON (GitLab UI or `curl $CI_API_V4_URL/projects/<id>`)",
         )
         .into());
@@ -59,7 +59,7 @@ async fn live(options: &ImportOptions) -> Result<(ExpirationPolicy, String), Fai
     let settings = match answer.read {
         ProjectRead::Found(settings) => settings,
         ProjectRead::Refused(status) => {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::credentials(format!(
                 "GitLab answered {status} to GET /projects/{}: GITLAB_TOKEN may not read the project; it needs read_api and at least the Reporter role",
                 gitlab.project()
             ))
@@ -67,7 +67,7 @@ async fn live(options: &ImportOptions) -> Result<(ExpirationPolicy, String), Fai
         }
     };
     let policy = settings.container_expiration_policy.ok_or_else(|| {
-        ConfigError::new(format!(
+        ConfigError::answer(format!(
             "project {} has no container_expiration_policy: GitLab's cleanup policy was never set up, so there is nothing to import",
             gitlab.project()
         ))

@@ -18,7 +18,7 @@ pub fn init() -> Result<(), ConfigError> {
         })
         .unwrap_or(("CLEANUP_LOG", "info".to_string()));
     let filter = EnvFilter::builder().parse(&directives).map_err(|err| {
-        ConfigError::new(format!(
+        ConfigError::setting(variable, format!(
             "{variable}={directives:?} is not a log filter ({err}): use a level such as error, warn, info, debug or trace"
         ))
     })?;
@@ -33,9 +33,10 @@ pub fn init() -> Result<(), ConfigError> {
         "" | "text" => builder.try_init(),
         "json" => builder.json().flatten_event(true).try_init(),
         other => {
-            return Err(ConfigError::new(format!(
-                "CLEANUP_LOG_FORMAT={other:?} is not a log format: use text or json"
-            )))
+            return Err(ConfigError::variable(
+                "CLEANUP_LOG_FORMAT",
+                format!("CLEANUP_LOG_FORMAT={other:?} is not a log format: use text or json"),
+            ))
         }
     };
     // A second init (tests calling the library twice) keeps the first subscriber.

@@ -169,7 +169,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 .inventory
                 .or_else(|| env.path(&env.cleanup_inventory))
                 .ok_or_else(|| {
-                    ConfigError::new(
+                    ConfigError::argument("--inventory", 
                         "plan needs an inventory: pass --inventory FILE (write one with `registry-cleanup inventory --output FILE`, or try examples/inventory.json)",
                     )
                 })?;
@@ -194,14 +194,17 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 .iter()
                 .map(|text| {
                     Reference::parse(text).map_err(|err| {
-                        ConfigError::new(format!("REF {err} (or give a sha256: digest)"))
+                        ConfigError::argument(
+                            "REF",
+                            format!("REF {err} (or give a sha256: digest)"),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let all_repositories = args.all_repositories || env.all_repositories()?;
             let repositories = repositories(args.repositories, env);
             if all_repositories && !repositories.is_empty() {
-                return Err(ConfigError::new(
+                return Err(ConfigError::argument("--all-repositories", 
                     "--all-repositories (CLEANUP_ALL_REPOSITORIES) and --repository (CLEANUP_REPOSITORY) exclude each other: give one of them",
                 ));
             }
@@ -224,7 +227,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             let scope = scope(args.group, args.instance, env)?;
             let shard = shard(args.shard.as_deref(), env, &scope)?;
             if engine == Engine::Server && scope != Scope::Project {
-                return Err(ConfigError::new(
+                return Err(ConfigError::argument("--engine", 
                     "--engine server works on one project: with --group or --instance use the client engine (unset CLEANUP_ENGINE or pass --engine client)",
                 ));
             }
@@ -298,14 +301,17 @@ fn engine(flag: Option<Engine>, env: &CleanupEnv) -> Result<Engine, ConfigError>
     match env.string(&env.cleanup_engine) {
         None => Ok(Engine::Client),
         Some(text) => <Engine as ValueEnum>::from_str(&text, false).map_err(|_| {
-            ConfigError::new(format!(
-                "CLEANUP_ENGINE={text:?} is not an engine: use {}",
-                Engine::value_variants()
-                    .iter()
-                    .map(|engine| engine.name())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))
+            ConfigError::variable(
+                "CLEANUP_ENGINE",
+                format!(
+                    "CLEANUP_ENGINE={text:?} is not an engine: use {}",
+                    Engine::value_variants()
+                        .iter()
+                        .map(|engine| engine.name())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            )
         }),
     }
 }
@@ -333,7 +339,7 @@ fn scope(flag: Option<String>, instance: bool, env: &CleanupEnv) -> Result<Scope
     let instance_variable = env.instance()?;
     if instance || (flag.is_none() && instance_variable) {
         if flag.is_none() && env.string(&env.cleanup_group).is_some() {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::variable("CLEANUP_GROUP", format!(
                 "{} and CLEANUP_GROUP are both set: clean one group or the whole instance, not both",
                 if instance { "--instance" } else { "CLEANUP_INSTANCE" }
             )));
@@ -356,7 +362,7 @@ fn scope(flag: Option<String>, instance: bool, env: &CleanupEnv) -> Result<Scope
                 || segment.contains(char::is_whitespace)
         });
     if !valid {
-        return Err(ConfigError::new(format!(
+        return Err(ConfigError::setting(name, format!(
             "{name} {text:?} is not a group: give its full path (e.g. platform or platform/backend) or its numeric ID"
         )));
     }
@@ -373,7 +379,7 @@ fn shard(
     let parse = |name: &str, text: &str| {
         Shard::parse(text)
             .map(Some)
-            .map_err(|err| ConfigError::new(format!("{name} {err}")))
+            .map_err(|err| ConfigError::setting(name, format!("{name} {err}")))
     };
     if let Some(text) = flag {
         return parse("--shard", text);
@@ -387,11 +393,11 @@ fn shard(
     match (env.string(&env.ci_node_index), env.string(&env.ci_node_total)) {
         (None, None) => Ok(None),
         (Some(index), Some(total)) => Shard::new(&index, &total).map(Some).ok_or_else(|| {
-            ConfigError::new(format!(
+            ConfigError::variable("CI_NODE_INDEX", format!(
                 "CI_NODE_INDEX={index:?} and CI_NODE_TOTAL={total:?} are not a shard: the index must be from 1 to the total (GitLab sets both in a job with parallel:); or pass --shard I/N"
             ))
         }),
-        (index, total) => Err(ConfigError::new(format!(
+        (index, total) => Err(ConfigError::variable("CI_NODE_INDEX", format!(
             "only one of CI_NODE_INDEX ({}) and CI_NODE_TOTAL ({}) is set: set both (GitLab does in a job with parallel:), or pass --shard I/N",
             index.as_deref().unwrap_or("unset"),
             total.as_deref().unwrap_or("unset")
@@ -463,7 +469,7 @@ fn check_writable(path: &Path, name: &str) -> Result<(), ConfigError> {
             .and_then(|_| std::fs::remove_file(path))
     };
     outcome.map_err(|err| {
-        ConfigError::new(format!(
+        ConfigError::setting(name, format!(
             "{name} {}: the file cannot be written there ({err}); nothing was done. Choose a file in an existing, writable directory",
             path.display()
         ))
@@ -474,9 +480,12 @@ fn parse_now(name: &str, text: &str) -> Result<DateTime<Utc>, ConfigError> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|err| {
-            ConfigError::new(format!(
+            ConfigError::setting(
+                name,
+                format!(
                 "{name} {text:?} is not an RFC 3339 time ({err}): use e.g. 2026-11-01T00:00:00Z"
-            ))
+            ),
+            )
         })
 }
 
@@ -662,7 +671,9 @@ mod tests {
         )
         .expect_err("both");
         assert!(
-            err.0.contains("CLEANUP_ALL_REPOSITORIES") && err.0.contains("--repository"),
+            err.to_string().contains("CLEANUP_ALL_REPOSITORIES")
+                && err.to_string().contains("--repository")
+                && err.setting_name() == Some("--all-repositories"),
             "{err}"
         );
     }
@@ -692,11 +703,14 @@ mod tests {
         let err = resolve_with(&["run"], &[("CLEANUP_ENGINE", "cloud")]).expect_err("bad engine");
         assert!(resolve_with(&["run"], &[("CLEANUP_ENGINE", "Client")]).is_err());
         assert!(
-            err.0.contains("CLEANUP_ENGINE=\"cloud\"") && err.0.contains("client or server"),
+            err.to_string().contains("CLEANUP_ENGINE=\"cloud\"")
+                && err.to_string().contains("client or server")
+                && err.setting_name() == Some("CLEANUP_ENGINE"),
             "{err}"
         );
         let err = resolve_with(&["delete", "sha256:ABC"], &[]).expect_err("bad digest");
-        assert!(err.0.starts_with("REF \"sha256:ABC\""), "{err}");
+        assert!(err.to_string().starts_with("REF \"sha256:ABC\""), "{err}");
+        assert_eq!(err.setting_name(), Some("REF"));
         // Without it, clap refuses the command line: `--inventory` is required.
         let err = Cli::try_parse_from(["registry-cleanup", "plan"]).expect_err("required");
         assert!(err.to_string().contains("--inventory"), "{err}");
@@ -784,7 +798,10 @@ mod tests {
         ];
         for (args, vars, expected) in cases {
             let err = run_shard(args, vars).expect_err("refused");
-            assert!(err.0.contains(expected), "{args:?} {vars:?}: {err}");
+            assert!(
+                err.to_string().contains(expected),
+                "{args:?} {vars:?}: {err}"
+            );
         }
     }
 }

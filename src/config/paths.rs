@@ -30,7 +30,7 @@ pub fn normalise_repository(
     // A first segment that looks like a host (has a dot or a port) is another registry.
     let first = path.split('/').next().unwrap_or_default();
     if path.contains('/') && (first.contains(':') || first.contains('.')) && first != "." {
-        return Err(ConfigError::new(format!(
+        return Err(ConfigError::argument("--repository", format!(
             "--repository {input:?} names a repository on another registry ({first}); give a path relative to the project (e.g. api) or the full path {root}/…"
         )));
     }
@@ -40,7 +40,7 @@ pub fn normalise_repository(
 
 fn validate(input: &str, path: String) -> Result<RepositoryPath, ConfigError> {
     RepositoryPath::parse(&path).map_err(|_| {
-        ConfigError::new(format!(
+        ConfigError::argument("--repository", format!(
             "--repository {input:?} is not a valid repository path ({path}): use lower-case letters, digits, '.', '_', '-' in '/'-separated segments that start and end with a letter or digit, e.g. api or tools/builder"
         ))
     })
@@ -96,7 +96,8 @@ mod tests {
             "api-",
         ] {
             let err = normalise_repository(input, ROOT, HOST).expect_err(input);
-            assert!(err.0.contains("--repository"), "{input}: {err}");
+            assert!(err.to_string().contains("--repository"), "{input}: {err}");
+            assert_eq!(err.setting_name(), Some("--repository"), "{input}");
         }
     }
 }

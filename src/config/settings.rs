@@ -116,9 +116,10 @@ fn environment(ours: impl Fn(&str) -> bool) -> Result<Vec<(String, String)>, Con
         match value.into_string() {
             Ok(value) => vars.push((key.to_string(), value)),
             Err(_) if ours(key) => {
-                return Err(ConfigError::new(format!(
-                    "{key} is not valid UTF-8 text: set it to a plain value or unset it"
-                )))
+                return Err(ConfigError::setting(
+                    key,
+                    format!("{key} is not valid UTF-8 text: set it to a plain value or unset it"),
+                ))
             }
             Err(_) => {}
         }
@@ -136,8 +137,9 @@ impl GitLabEnv {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        envy::from_iter(vars)
-            .map_err(|err| ConfigError::new(format!("reading GitLab's CI_* variables: {err}")))
+        envy::from_iter(vars).map_err(|err| {
+            ConfigError::variable("CI_*", format!("reading GitLab's CI_* variables: {err}"))
+        })
     }
 }
 
@@ -151,8 +153,12 @@ impl CleanupEnv {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        envy::from_iter(vars)
-            .map_err(|err| ConfigError::new(format!("reading the CLEANUP_* variables: {err}")))
+        envy::from_iter(vars).map_err(|err| {
+            ConfigError::variable(
+                "CLEANUP_*",
+                format!("reading the CLEANUP_* variables: {err}"),
+            )
+        })
     }
 
     pub fn string(&self, value: &Option<String>) -> Option<String> {
@@ -190,11 +196,11 @@ impl CleanupEnv {
         };
         match value {
             None => Ok(DEFAULT_CONCURRENCY),
-            Some((0, name)) => Err(ConfigError::new(format!(
+            Some((0, name)) => Err(ConfigError::setting(name, format!(
                 "{name} is 0: set it to a number of parallel requests from 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})"
             ))
             ),
-            Some((value, name)) if value > MAX_CONCURRENCY => Err(ConfigError::new(format!(
+            Some((value, name)) if value > MAX_CONCURRENCY => Err(ConfigError::setting(name, format!(
                 "{name} is {value}: set it to a number of parallel requests from 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})"
             ))
             ),
@@ -212,7 +218,7 @@ impl CleanupEnv {
             &self.cleanup_retry_max_attempts,
         )? {
             if !(1..=MAX_RETRY_ATTEMPTS).contains(&attempts) {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::variable("CLEANUP_RETRY_MAX_ATTEMPTS", format!(
                     "CLEANUP_RETRY_MAX_ATTEMPTS is {attempts}: set it to a number of attempts per request from 1 (no retry) to {MAX_RETRY_ATTEMPTS} (default {})",
                     policy.max_attempts
                 ))
@@ -222,7 +228,7 @@ impl CleanupEnv {
         }
         if let Some(base) = parse_count("CLEANUP_RETRY_BASE_MS", &self.cleanup_retry_base_ms)? {
             if !(1..=MAX_RETRY_BASE_MS).contains(&base) {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::variable("CLEANUP_RETRY_BASE_MS", format!(
                     "CLEANUP_RETRY_BASE_MS is {base}: set it to the first backoff step in milliseconds, from 1 to {MAX_RETRY_BASE_MS} (default {})",
                     policy.base_delay.as_millis()
                 ))
@@ -250,9 +256,10 @@ fn parse_bool(name: &str, value: &Option<String>) -> Result<bool, ConfigError> {
         None => Ok(false),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some("0" | "false" | "no" | "off") => Ok(false),
-        Some(other) => Err(ConfigError::new(format!(
-            "{name}={other:?} is not a boolean: set it to true or false"
-        ))),
+        Some(other) => Err(ConfigError::setting(
+            name,
+            format!("{name}={other:?} is not a boolean: set it to true or false"),
+        )),
     }
 }
 
@@ -260,9 +267,10 @@ fn parse_count(name: &str, value: &Option<String>) -> Result<Option<usize>, Conf
     match non_empty(value) {
         None => Ok(None),
         Some(text) => text.parse::<usize>().map(Some).map_err(|_| {
-            ConfigError::new(format!(
-                "{name}={text:?} is not a whole number: set it to e.g. 8, or unset it"
-            ))
+            ConfigError::setting(
+                name,
+                format!("{name}={text:?} is not a whole number: set it to e.g. 8, or unset it"),
+            )
         }),
     }
 }
@@ -300,7 +308,7 @@ impl Settings {
         let server_url = parse_url(
             "CI_SERVER_URL",
             non_empty(&env.ci_server_url).ok_or_else(|| {
-                ConfigError::new(
+                ConfigError::variable("CI_SERVER_URL", 
                     "CI_SERVER_URL is not set: set it to your GitLab's base URL, e.g. https://gitlab.example.com (GitLab sets it in CI jobs)",
                 )
             })?,
@@ -313,7 +321,7 @@ impl Settings {
                 .as_str()
                 .trim_end_matches('/')
                 .trim_end_matches("/api/v4");
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::variable("CI_SERVER_URL", format!(
                 "CI_SERVER_URL={} ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={base}); the REST root is derived from it, or set in CI_API_V4_URL",
                 server_url.as_str()
             )));
@@ -325,7 +333,7 @@ impl Settings {
         };
         check_scheme("CI_API_V4_URL", &api_url, allow_insecure_http)?;
         if api_url.origin() != server_url.origin() {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::variable("CI_API_V4_URL", format!(
                 "CI_API_V4_URL ({api_url}) is not on CI_SERVER_URL's origin ({}): credentials are only sent to CI_SERVER_URL; fix one of them",
                 server_url.origin().ascii_serialization()
             ))
@@ -343,7 +351,7 @@ impl Settings {
         ) {
             (Some(id), _) => {
                 let id: u64 = id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
-                    ConfigError::new(format!(
+                    ConfigError::variable("CI_PROJECT_ID", format!(
                         "CI_PROJECT_ID={id:?} is not a project ID: set it to the numeric ID shown on the project's overview page, or unset it and set CI_PROJECT_PATH"
                     ))
                 })?;
@@ -363,7 +371,7 @@ impl Settings {
             (None, None) => match non_empty(&env.ci_registry_image).and_then(|i| i.split_once('/')) {
                 Some((host, _)) => parse_url("CI_REGISTRY_IMAGE", &format!("https://{host}"))?,
                 None => {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::variable("CI_REGISTRY", 
                         "CI_REGISTRY is not set: set it to the registry's host[:port], e.g. registry.example.com (or CLEANUP_REGISTRY_URL to a full URL)",
                     )
                     )
@@ -402,7 +410,7 @@ impl Settings {
         let registry_credentials = match non_empty_secret(&env.ci_registry_password) {
             Some(password) => {
                 let user = non_empty(&env.ci_registry_user).ok_or_else(|| {
-                    ConfigError::new(
+                    ConfigError::variable("CI_REGISTRY_USER", 
                         "CI_REGISTRY_PASSWORD is set but CI_REGISTRY_USER is not: set it to your GitLab username (gitlab-ci-token in CI)",
                     )
                 })?;
@@ -422,7 +430,7 @@ impl Settings {
         ] {
             if let Some(file) = file.as_ref().filter(|f| !f.as_os_str().is_empty()) {
                 if !file.is_file() {
-                    return Err(ConfigError::new(format!(
+                    return Err(ConfigError::setting(name, format!(
                         "{name}={} does not name a readable file: point it at a PEM CA bundle or unset it",
                         file.display()
                     ))
@@ -463,7 +471,7 @@ impl Settings {
     /// The REST project reference, or an error saying which variable to set.
     pub fn require_project(&self) -> Result<&str, ConfigError> {
         self.project.as_deref().ok_or_else(|| {
-            ConfigError::new(
+            ConfigError::variable("CI_PROJECT_PATH", 
                 "neither CI_PROJECT_ID nor CI_PROJECT_PATH is set: set one of them to the project (e.g. CI_PROJECT_PATH=group/project)",
             )
         })
@@ -471,7 +479,7 @@ impl Settings {
 
     pub fn require_rest_auth(&self) -> Result<&RestAuth, ConfigError> {
         self.rest_auth.as_ref().ok_or_else(|| {
-            ConfigError::new(
+            ConfigError::variable("GITLAB_TOKEN", 
                 "no REST API credentials: set GITLAB_TOKEN to an access token with the api scope (CI jobs have CI_JOB_TOKEN)",
             )
         })
@@ -493,7 +501,7 @@ fn root_repository(
             .filter(|path| !path.is_empty())
             .map(|path| Some(path.trim_end_matches('/').to_string()))
             .ok_or_else(|| {
-                ConfigError::new(format!(
+                ConfigError::variable("CI_REGISTRY_IMAGE", format!(
                     "CI_REGISTRY_IMAGE={image:?} is not CI_REGISTRY followed by the project path: set it to e.g. registry.example.com/group/project"
                 ))
             });
@@ -503,7 +511,7 @@ fn root_repository(
         Some(path) => Ok(Some(path.trim_matches('/').to_ascii_lowercase())),
         // The project's path is read from GitLab when it is needed.
         None if non_empty(&env.ci_project_id).is_some() => Ok(None),
-        None => Err(ConfigError::new(
+        None => Err(ConfigError::variable("CI_REGISTRY_IMAGE", 
             "cannot tell the project's image: set CI_REGISTRY_IMAGE (registry.example.com/group/project) or CI_PROJECT_PATH (group/project)",
         )
         ),
@@ -512,17 +520,23 @@ fn root_repository(
 
 fn parse_url(name: &str, text: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(text).map_err(|err| {
-        ConfigError::new(format!(
-            "{name}={text:?} is not a URL ({err}): set it to e.g. https://gitlab.example.com"
-        ))
+        ConfigError::setting(
+            name,
+            format!(
+                "{name}={text:?} is not a URL ({err}): set it to e.g. https://gitlab.example.com"
+            ),
+        )
     })?;
     if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError::new(format!(
+        return Err(ConfigError::setting(
+            name,
+            format!(
             "{name}={text:?} must be an http(s) URL with a host, e.g. https://gitlab.example.com"
-        )));
+        ),
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::new(format!(
+        return Err(ConfigError::setting(name, format!(
             "{name} must not contain credentials: use CI_REGISTRY_USER/CI_REGISTRY_PASSWORD and GITLAB_TOKEN instead"
         ))
         );
@@ -535,7 +549,7 @@ fn check_scheme(name: &str, url: &Url, allow_insecure_http: bool) -> Result<(), 
     if url.scheme() == "https" || allow_insecure_http || is_loopback(url) {
         return Ok(());
     }
-    Err(ConfigError::new(format!(
+    Err(ConfigError::setting(name, format!(
         "{name} ({url}) uses plain http:// to a host that is not loopback: credentials would travel unencrypted. Use https://, or pass --allow-insecure-http (CLEANUP_ALLOW_INSECURE_HTTP=true) if you really mean it"
     ))
     )

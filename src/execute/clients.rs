@@ -93,8 +93,16 @@ impl Clients {
             Settings::from_env(&GitLabEnv::from_env()?, connection.allow_insecure_http)?;
         let token = match &settings.rest_auth {
             Some(auth) if auth.header == "PRIVATE-TOKEN" => auth.token.clone(),
-            Some(_) => return Err(ConfigError::new(refusal("only CI_JOB_TOKEN is set"))),
-            None => return Err(ConfigError::new(refusal("no GitLab credentials are set"))),
+            Some(_) => {
+                return Err(ConfigError::credentials(refusal(
+                    "only CI_JOB_TOKEN is set",
+                )))
+            }
+            None => {
+                return Err(ConfigError::credentials(refusal(
+                    "no GitLab credentials are set",
+                )))
+            }
         };
         // GitLab accepts an access token with any user name on /jwt/auth.
         settings.registry_credentials = Some(("registry-cleanup".to_string(), token));
@@ -151,7 +159,7 @@ impl Clients {
         self.settings.require_project()?;
         let auth = self.settings.require_rest_auth()?;
         self.gitlab.clone().ok_or_else(|| {
-            ConfigError::new(format!(
+            ConfigError::credentials(format!(
                 "no GitLab client for the {} credentials",
                 auth.header
             ))
@@ -219,7 +227,7 @@ impl Clients {
                 tracing::info!(project = %path, "project path read from its container repositories (CI_PROJECT_ID alone)");
                 Ok(path)
             }
-            None => Err(ConfigError::new(
+            None => Err(ConfigError::variable("CI_PROJECT_PATH", 
                 "cannot tell the project's image path: CI_PROJECT_ID alone names the project, and it has no container repository to read the path from; set CI_PROJECT_PATH (group/project) or CI_REGISTRY_IMAGE",
             )
             .into()),

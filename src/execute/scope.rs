@@ -64,7 +64,7 @@ pub fn clients_for(
             let gitlab = clients
                 .gitlab
                 .clone()
-                .ok_or_else(|| ConfigError::new(GROUP_TOKEN_ADVICE))?;
+                .ok_or_else(|| ConfigError::credentials(GROUP_TOKEN_ADVICE))?;
             Ok((clients, gitlab))
         }
         Scope::Instance => {
@@ -72,7 +72,7 @@ pub fn clients_for(
             let gitlab = clients
                 .gitlab
                 .clone()
-                .ok_or_else(|| ConfigError::new("--instance needs GITLAB_TOKEN"))?;
+                .ok_or_else(|| ConfigError::credentials("--instance needs GITLAB_TOKEN"))?;
             Ok((clients, gitlab))
         }
     }
@@ -112,13 +112,13 @@ async fn instance_repositories(clients: &Clients) -> Result<Vec<RepositoryInfo>,
         .await
         .map_err(ScopeError::Capabilities)?;
     if tag_delete != Some(true) {
-        return Err(ConfigError::new(
+        return Err(ConfigError::answer(
             "--instance deletes through the registry API only (delete by tag), and this registry does not announce tag delete (gitlab-container-registry-features on GET /v2/): nothing was done. Clean groups with --group instead, which can fall back to GitLab's REST API",
         )
         .into());
     }
     if gitlab_v1 != Some(true) {
-        return Err(ConfigError::new(
+        return Err(ConfigError::answer(
             "--instance lists tags through the registry's /gitlab/v1 API (GitLab's container registry with its metadata database), which this registry does not serve: nothing was done. Clean groups with --group instead",
         )
         .into());

@@ -226,7 +226,7 @@ impl GitLab {
             })
             .await?;
         if response.status == StatusCode::UNAUTHORIZED {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::credentials(format!(
                 "GitLab refused the {} credentials ({}): {}",
                 self.auth.header,
                 response.unexpected(),
@@ -347,7 +347,7 @@ impl GitLab {
             "PRIVATE-TOKEN" => "GITLAB_TOKEN",
             _ => "CI_JOB_TOKEN",
         };
-        ConfigError::new(format!(
+        ConfigError::setting(variable, format!(
             "GitLab has no project {variable}={named} that the {header} credentials can see (404 listing its container repositories), or its container registry is disabled: check {variable}, e.g. with `curl --header \"{header}: ${token_variable}\" {url}`, which should answer the project",
             header = self.auth.header,
             url = display_url(&self.url(&format!("projects/{}", self.project))),
@@ -371,7 +371,7 @@ impl GitLab {
         ));
         url.query_pairs_mut().append_pair("per_page", PER_PAGE);
         let refused = |status: &str| {
-            GitLabError::Config(ConfigError::new(format!(
+            GitLabError::Config(ConfigError::credentials(format!(
                 "GitLab refused to list the container repositories of the group {group:?} (GET /groups/:id/registry/repositories answered {status}): {GROUP_TOKEN_ADVICE}"
             )))
         };
@@ -380,7 +380,7 @@ impl GitLab {
             // GitLab's 401, or credentials that could not be sent at all:
             // the cause first, then which token a group run needs.
             Err(GitLabError::Config(err)) => {
-                return Err(GitLabError::Config(ConfigError::new(format!(
+                return Err(GitLabError::Config(ConfigError::credentials(format!(
                     "{err} (listing the container repositories of the group {group:?}); {GROUP_TOKEN_ADVICE}"
                 ))))
             }
@@ -392,7 +392,7 @@ impl GitLab {
             Err(GitLabError::Http(HttpError::Status { status, .. }))
                 if status == StatusCode::NOT_FOUND =>
             {
-                return Err(GitLabError::Config(ConfigError::new(format!(
+                return Err(GitLabError::Config(ConfigError::argument("--group", format!(
                     "--group {group}: GitLab knows no such group, or GITLAB_TOKEN may not see it (404): check the group's full path or ID, and that the token is the group's"
                 ))))
             }

@@ -46,7 +46,7 @@ impl ExpirationPolicy {
     /// object, or the whole project as `GET /projects/:id` answers it.
     pub fn from_json(text: &str, origin: &str) -> Result<ExpirationPolicy, ConfigError> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|err| {
-            ConfigError::new(format!(
+            ConfigError::file_line(origin.to_string(), err.line(), format!(
                 "{origin}:{}:{}: not JSON ({err}); give the project as `GET /projects/:id` answers it, or its container_expiration_policy object",
                 err.line(),
                 err.column()
@@ -54,7 +54,7 @@ impl ExpirationPolicy {
         })?;
         let policy = match value.get("container_expiration_policy") {
             Some(serde_json::Value::Null) => {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::file(origin.to_string(), format!(
                     "{origin}: the project has no container_expiration_policy (null): GitLab's cleanup policy was never set up, so there is nothing to import"
                 )))
             }
@@ -62,14 +62,15 @@ impl ExpirationPolicy {
             None => value,
         };
         if !policy.is_object() {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::file(origin.to_string(), format!(
                 "{origin}: expected a JSON object with the container_expiration_policy fields (cadence, enabled, keep_n, older_than, name_regex, name_regex_keep)"
             )));
         }
         serde_json::from_value(policy).map_err(|err| {
-            ConfigError::new(format!(
-                "{origin}: invalid container_expiration_policy: {err}"
-            ))
+            ConfigError::file(
+                origin.to_string(),
+                format!("{origin}: invalid container_expiration_policy: {err}"),
+            )
         })
     }
 
@@ -98,7 +99,7 @@ pub struct Translated {
 pub fn gitlab_pattern(source: &str, field: &str) -> Result<Translated, ConfigError> {
     // GitLab (RE2) refuses what does not compile once concatenated; so do we.
     regex::Regex::new(&format!(r"\A{source}\z")).map_err(|err| {
-        ConfigError::new(format!(
+        ConfigError::answer(format!(
             "{field} {source:?} is not a valid RE2 pattern once GitLab anchors it ({err}): GitLab's own cleanup fails on it too; fix it in GitLab's settings or write the policy by hand"
         ))
     })?;
@@ -333,7 +334,7 @@ pub fn import(policy: &ExpirationPolicy, source: &str) -> Result<String, ConfigE
     out.push_str(&rule);
 
     Policy::parse(&out, "the imported policy").map_err(|err| {
-        ConfigError::new(format!(
+        ConfigError::answer(format!(
             "GitLab's policy cannot be written as a policy file: {err}"
         ))
     })?;
@@ -490,7 +491,10 @@ mod tests {
     #[test]
     fn an_invalid_gitlab_pattern_is_refused() {
         let err = gitlab_pattern("a(", "name_regex_keep").expect_err("invalid");
-        assert!(err.0.starts_with("name_regex_keep \"a(\""), "{err}");
+        assert!(
+            err.to_string().starts_with("name_regex_keep \"a(\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -503,9 +507,13 @@ mod tests {
         );
         let err = ExpirationPolicy::from_json(r#"{"container_expiration_policy": null}"#, "f.json")
             .expect_err("no policy");
-        assert!(err.0.contains("never set up"), "{err}");
+        assert!(err.to_string().contains("never set up"), "{err}");
         let err = ExpirationPolicy::from_json("{", "f.json").expect_err("not json");
-        assert!(err.0.starts_with("f.json:1:"), "{err}");
+        assert!(err.to_string().starts_with("f.json:1:"), "{err}");
+        assert!(
+            matches!(err, ConfigError::File { line: Some(1), .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -38,10 +38,10 @@ impl Inventory {
     /// Reads an inventory file; every problem names the file, line and column.
     pub fn load(path: &Path) -> Result<Inventory, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| {
-            ConfigError::new(format!(
-                "cannot read inventory file {}: {err}",
-                path.display()
-            ))
+            ConfigError::file(
+                path.display().to_string(),
+                format!("cannot read inventory file {}: {err}", path.display()),
+            )
         })?;
         Self::parse(&text, &path.display().to_string())
     }
@@ -56,7 +56,7 @@ impl Inventory {
     /// A syntax or schema error, with the file, line and column and what
     /// an inventory looks like.
     pub fn syntax_error(origin: &str, err: &serde_json::Error) -> ConfigError {
-        ConfigError::new(format!(
+        ConfigError::file_line(origin.to_string(), err.line(), format!(
             "{origin}:{}:{}: invalid inventory: {err} (expected {{\"repositories\": [{{\"path\": \"group/project\", \"tags\": [{{\"name\": \"v1.0.0\", \"digest\": \"sha256:…\", \"created_at\": \"2024-05-01T10:00:00Z\"}}]}}]}})",
             err.line(),
             err.column()
@@ -74,10 +74,10 @@ impl Inventory {
         let mut seen_paths = std::collections::HashSet::new();
         for repository in &self.repositories {
             if !seen_paths.insert(&repository.path) {
-                return Err(ConfigError::new(format!(
-                    "{origin}: repository {} is listed twice",
-                    repository.path
-                )));
+                return Err(ConfigError::file(
+                    origin.to_string(),
+                    format!("{origin}: repository {} is listed twice", repository.path),
+                ));
             }
             Inventory::check_repository(origin, repository)?;
         }
@@ -89,7 +89,7 @@ impl Inventory {
         for project in refs.keys() {
             let canonical = project.parse::<u64>().ok().map(|id| id.to_string());
             if canonical.as_deref() != Some(project.as_str()) {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::file(origin.to_string(), format!(
                     "{origin}: refs: {project:?} is not a project id; refs are keyed by the \
                      repositories' project_id, e.g. \"refs\": {{\"7\": {{\"complete\": true, \"slugs\": [\"main\"], \"open_mrs\": [12]}}}}"
                 )));
@@ -109,11 +109,14 @@ impl Inventory {
         seen_tags.reserve(repository.tags.len());
         for tag in &repository.tags {
             if !seen_tags.insert(&tag.name) {
-                return Err(ConfigError::new(format!(
-                    "{origin}: repository {} lists tag {:?} twice",
-                    repository.path,
-                    tag.name.as_str()
-                )));
+                return Err(ConfigError::file(
+                    origin.to_string(),
+                    format!(
+                        "{origin}: repository {} lists tag {:?} twice",
+                        repository.path,
+                        tag.name.as_str()
+                    ),
+                ));
             }
         }
         Ok(())

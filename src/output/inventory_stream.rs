@@ -80,7 +80,10 @@ fn run<E: std::error::Error + 'static>(
 ) -> Result<(), StreamError<E>> {
     let origin = path.display().to_string();
     let cannot_read = |err: std::io::Error| {
-        ConfigError::new(format!("cannot read inventory file {origin}: {err}"))
+        ConfigError::file(
+            origin.to_string(),
+            format!("cannot read inventory file {origin}: {err}"),
+        )
     };
     let file = std::fs::File::open(path).map_err(cannot_read)?;
     let size = file.metadata().map_err(cannot_read)?.len();
@@ -252,10 +255,13 @@ impl<'de, E> Visitor<'de> for RepositoriesSeed<'_, '_, '_, E> {
                 return Err(stop());
             }
             if !seen_paths.insert(repository.path.clone()) {
-                state.check_error = Some(ConfigError::new(format!(
-                    "{}: repository {} is listed twice",
-                    state.origin, repository.path
-                )));
+                state.check_error = Some(ConfigError::file(
+                    state.origin.to_string(),
+                    format!(
+                        "{}: repository {} is listed twice",
+                        state.origin, repository.path
+                    ),
+                ));
                 return Err(stop());
             }
             let refs = repository.project_id.and_then(|project| {

@@ -478,7 +478,7 @@ impl RegistryAuth {
                 a.kind == "registry" && a.name == "catalog" && a.actions.iter().any(|x| x == "*")
             });
         if !granted {
-            return Err(ConfigError::new(
+            return Err(ConfigError::credentials(
                 "the registry's token service did not grant registry:catalog:* (the repository catalog): --instance needs an administrator's access token (scopes api, read_registry, write_registry) in GITLAB_TOKEN; for one group use --group",
             )
             .into());
@@ -493,7 +493,7 @@ impl RegistryAuth {
 
     async fn fetch_scopes(&self, scopes: &[String]) -> Result<Secret, AuthError> {
         let (user, password) = self.credentials.as_ref().ok_or_else(|| {
-            ConfigError::new(
+            ConfigError::credentials(
                 "the registry needs a token but no registry credentials are set: set CI_REGISTRY_USER and CI_REGISTRY_PASSWORD (GitLab sets them in CI jobs), or GITLAB_TOKEN",
             )
         })?;
@@ -514,7 +514,7 @@ impl RegistryAuth {
             })
             .await?;
         if response.status.as_u16() == 401 || response.status.as_u16() == 403 {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::credentials(format!(
                 "GitLab refused the registry credentials of user {user:?} at {} ({}): check CI_REGISTRY_USER / CI_REGISTRY_PASSWORD (an access token needs the read_registry and write_registry scopes)",
                 display_url(&self.service.realm),
                 response.status

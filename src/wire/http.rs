@@ -499,16 +499,19 @@ impl Http {
             }));
         for file in &options.extra_ca_files {
             let pem = std::fs::read(file).map_err(|err| {
-                ConfigError::new(format!("cannot read CA bundle {}: {err}", file.display()))
+                ConfigError::file(
+                    file.display().to_string(),
+                    format!("cannot read CA bundle {}: {err}", file.display()),
+                )
             })?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
-                ConfigError::new(format!(
+                ConfigError::file(file.display().to_string(), format!(
                     "{} is not a PEM CA bundle ({err}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at a file of PEM certificates",
                     file.display()
                 ))
             })?;
             if certificates.is_empty() {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::file(file.display().to_string(), format!(
                     "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
                     file.display()
                 )));
@@ -520,7 +523,7 @@ impl Http {
                 probe = probe.add_root_certificate(certificate.clone());
             }
             probe.build().map_err(|err| {
-                ConfigError::new(format!(
+                ConfigError::file(file.display().to_string(), format!(
                     "{} holds a certificate that cannot be used ({}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
                     file.display(),
                     describe_reqwest_error(&err)
@@ -530,9 +533,9 @@ impl Http {
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        let client = builder
-            .build()
-            .map_err(|err| ConfigError::new(format!("setting up the HTTP client: {err}")))?;
+        let client = builder.build().map_err(|err| {
+            ConfigError::environment(format!("setting up the HTTP client: {err}"))
+        })?;
         Ok(Http {
             client,
             retry: options.retry,
@@ -848,7 +851,7 @@ pub fn credential_header(
     secret: &Secret,
 ) -> Result<(HeaderName, HeaderValue), ConfigError> {
     let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
-        ConfigError::new(format!(
+        ConfigError::credentials(format!(
             "the token for the {name} header contains characters that cannot be sent in a header; check the variable's value"
         ))
     })?;
