@@ -26,7 +26,7 @@ pub async fn inventory(options: InventoryOptions) -> CommandResult {
     } else {
         clients.repository_paths(&options.repositories).await?
     };
-    let mut repositories = scope::repositories(&options.scope, &clients, &gitlab).await?;
+    let mut repositories = scope::repositories(&options.scope, &clients, &gitlab, false).await?;
     if let Some(shard) = options.shard {
         repositories.retain(|info| shard.contains(info.path.as_str()));
     }

@@ -18,7 +18,7 @@ use crate::output::report_stream::ReportStream;
 pub async fn run(options: RunOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
     let (clients, gitlab) = scope::clients_for(&options.scope, &options.connection)?;
-    let mut repositories = scope::repositories(&options.scope, &clients, &gitlab).await?;
+    let mut repositories = scope::repositories(&options.scope, &clients, &gitlab, true).await?;
     // For the report only: one request, and no failure when not readable. In
     // a group, each project's rules still protect its tags through its
     // repositories' registry tokens; the report's list is per project and

@@ -72,7 +72,7 @@ pub enum DriveError {
     Configuration {
         path: RepositoryPath,
         #[source]
-        source: ListError,
+        source: Box<ListError>,
     },
     #[error(transparent)]
     Report(#[from] ReportError),
@@ -106,7 +106,7 @@ impl Planned {
         match self.plan {
             Err(source) if source.exit_code() == Exit::Usage => Err(DriveError::Configuration {
                 path: self.info.path,
-                source,
+                source: Box::new(source),
             }),
             plan => Ok(Planned { plan, ..self }),
         }

@@ -21,7 +21,7 @@ pub enum ClientsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("reading the project's path from its container repositories")]
-    ProjectPath(#[source] GitLabError),
+    ProjectPath(#[source] Box<GitLabError>),
     #[error(
         "the registry at {url} (from {from}) cannot be reached; nothing was deleted. \
          Check {from} (and that the registry runs and this machine can reach it)"
@@ -30,7 +30,7 @@ pub enum ClientsError {
         url: String,
         from: &'static str,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
 }
 
@@ -183,7 +183,7 @@ impl Clients {
         ClientsError::Unreachable {
             url: self.settings.registry_url.to_string(),
             from: self.settings.registry_url_from,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -221,7 +221,7 @@ impl Clients {
         let path = gitlab
             .project_path()
             .await
-            .map_err(ClientsError::ProjectPath)?;
+            .map_err(|err| ClientsError::ProjectPath(Box::new(err)))?;
         match path {
             Some(path) => {
                 tracing::info!(project = %path, "project path read from its container repositories (CI_PROJECT_ID alone)");

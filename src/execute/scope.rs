@@ -22,17 +22,17 @@ pub enum ScopeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("listing the project's container repositories")]
-    Project(#[source] GitLabError),
+    Project(#[source] Box<GitLabError>),
     #[error("listing the container repositories of the group {group}")]
     Group {
         group: String,
         #[source]
-        source: GitLabError,
+        source: Box<GitLabError>,
     },
     #[error("asking the registry what it can do (GET /v2/)")]
-    Capabilities(#[source] RegistryError),
+    Capabilities(#[source] Box<RegistryError>),
     #[error("listing the registry's catalog")]
-    Catalog(#[source] RegistryError),
+    Catalog(#[source] Box<RegistryError>),
 }
 
 impl ExitCode for ScopeError {
@@ -80,54 +80,63 @@ pub fn clients_for(
 
 /// The scope's repositories: the project's or the group's (every project's)
 /// through REST, or every repository of the registry from its catalog.
+/// `deletes`: the command will delete (a run, dry or not: a dry run shows
+/// what the run would do), so the instance's registry must delete by tag.
 pub async fn repositories(
     scope: &Scope,
     clients: &Clients,
     gitlab: &GitLab,
+    deletes: bool,
 ) -> Result<Vec<RepositoryInfo>, ScopeError> {
     match scope {
-        Scope::Project => gitlab.repositories().await.map_err(ScopeError::Project),
+        Scope::Project => gitlab
+            .repositories()
+            .await
+            .map_err(|err| ScopeError::Project(Box::new(err))),
         Scope::Group(group) => {
             gitlab
                 .group_repositories(group)
                 .await
                 .map_err(|source| ScopeError::Group {
                     group: group.clone(),
-                    source,
+                    source: Box::new(source),
                 })
         }
-        Scope::Instance => instance_repositories(clients).await,
+        Scope::Instance => instance_repositories(clients, deletes).await,
     }
 }
 
 /// Every repository of the registry, from its catalog. Catalog entries are
 /// paths only: no project, no REST id, so this mode lists through
 /// `/gitlab/v1` and deletes by tag through the registry, and refuses (exit
-/// 2, before the catalog is read) a registry that does not say it can do
-/// both.
-async fn instance_repositories(clients: &Clients) -> Result<Vec<RepositoryInfo>, ScopeError> {
-    let (tag_delete, gitlab_v1) = clients
-        .registry
-        .announced_capabilities()
+/// 2, before the catalog is read) a registry that does not say it can. What
+/// it can do comes with the catalog token (one authorized `GET /v2/`).
+async fn instance_repositories(
+    clients: &Clients,
+    deletes: bool,
+) -> Result<Vec<RepositoryInfo>, ScopeError> {
+    let registry = &clients.registry;
+    let token = registry
+        .catalog_access()
         .await
-        .map_err(ScopeError::Capabilities)?;
-    if tag_delete != Some(true) {
+        .map_err(|err| ScopeError::Capabilities(Box::new(err)))?;
+    let capabilities = &registry.capabilities;
+    if deletes && capabilities.tag_delete.known() != Some(true) {
         return Err(ConfigError::answer(
             "--instance deletes through the registry API only (delete by tag), and this registry does not announce tag delete (gitlab-container-registry-features on GET /v2/): nothing was done. Clean groups with --group instead, which can fall back to GitLab's REST API",
         )
         .into());
     }
-    if gitlab_v1 != Some(true) {
+    if capabilities.gitlab_v1.known() != Some(true) {
         return Err(ConfigError::answer(
-            "--instance lists tags through the registry's /gitlab/v1 API (GitLab's container registry with its metadata database), which this registry does not serve: nothing was done. Clean groups with --group instead",
+            "--instance lists tags through the registry's /gitlab/v1 API (GitLab's container registry with its metadata database), which this registry does not announce (gitlab-container-registry-database-enabled on GET /v2/): nothing was done. Clean groups with --group instead",
         )
         .into());
     }
-    let paths = clients
-        .registry
-        .catalog()
+    let paths = registry
+        .catalog_pages(token)
         .await
-        .map_err(ScopeError::Catalog)?;
+        .map_err(|err| ScopeError::Catalog(Box::new(err)))?;
     Ok(paths
         .into_iter()
         .map(|path| RepositoryInfo {

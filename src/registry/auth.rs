@@ -486,6 +486,12 @@ impl RegistryAuth {
         Ok(token)
     }
 
+    /// A token for no scope at all, as `docker login` asks for: enough for
+    /// the registry's base route (`GET /v2/`), and nothing else.
+    pub async fn scopeless_token(&self) -> Result<Secret, AuthError> {
+        self.fetch_scopes(&[]).await
+    }
+
     async fn fetch(&self, repository: &str, actions: &[&str]) -> Result<Secret, AuthError> {
         self.fetch_scopes(&[format!("repository:{repository}:{}", actions.join(","))])
             .await

@@ -74,6 +74,15 @@ impl ExitCode for RegistryError {
 
 /// What the registry can do. Learned from its answers, once per run, and
 /// kept here only: every listing and delete asks this.
+///
+/// GitLab's registry announces both on `GET /v2/`
+/// (`gitlab-container-registry-features`,
+/// `gitlab-container-registry-database-enabled`) — but only to an
+/// authorized request: the anonymous one meets the 401 challenge before the
+/// handler that sets them. So the first registry token a run obtains asks
+/// `GET /v2/` once more ([`Registry::learn_announced`]). Distribution and
+/// older GitLab registries announce nothing: then the first listing and the
+/// first delete find out.
 #[derive(Debug, Default)]
 pub struct Capabilities {
     /// `DELETE /v2/<path>/manifests/<tag>` removes just that tag (OCI 1.1);
@@ -81,6 +90,18 @@ pub struct Capabilities {
     pub tag_delete: Capability,
     /// GitLab's `/gitlab/v1` tag list answers (the metadata database runs).
     pub gitlab_v1: Capability,
+    /// Whether `GET /v2/` announced them (set once it has been asked with
+    /// the credentials that get the headers): an announcement is not
+    /// overruled by one repository's answer.
+    announced: OnceCell<bool>,
+}
+
+impl Capabilities {
+    /// `Some(true)` once GitLab's registry announced what it can do,
+    /// `Some(false)` once asked and nothing was announced.
+    pub fn announced(&self) -> Option<bool> {
+        self.announced.get().copied()
+    }
 }
 
 /// One yes/no the registry has or has not answered yet, with a turn for
@@ -89,6 +110,8 @@ pub struct Capabilities {
 #[derive(Debug, Default)]
 pub struct Capability {
     state: AtomicU8,
+    /// Learned from GitLab's headers rather than from a probe's answer.
+    announced: std::sync::atomic::AtomicBool,
     discovery: Mutex<()>,
 }
 
@@ -109,6 +132,16 @@ impl Capability {
     fn learn(&self, yes: bool) {
         self.state
             .store(if yes { YES } else { NO }, Ordering::Relaxed);
+    }
+
+    fn announce(&self, yes: bool) {
+        self.announced.store(true, Ordering::Relaxed);
+        self.learn(yes);
+    }
+
+    /// Whether the registry announced it (`GET /v2/`'s headers).
+    pub fn was_announced(&self) -> bool {
+        self.announced.load(Ordering::Relaxed)
     }
 
     /// The turn to find the answer out; check [`Capability::known`] again once held.
@@ -253,18 +286,74 @@ impl Registry {
     /// (`gitlab-container-registry-features`, a comma list, and
     /// `gitlab-container-registry-database-enabled`), so that neither is
     /// probed. Absent headers (Distribution, older GitLab) leave the probes.
-    fn learn_from_headers(&self, response: &HttpResponse) {
-        if let Some(features) = response.header("gitlab-container-registry-features") {
+    /// Whether the answer announced anything.
+    fn learn_from_headers(&self, response: &HttpResponse) -> bool {
+        let features = response.header("gitlab-container-registry-features");
+        if let Some(features) = features {
             let tag_delete = features
                 .split(',')
                 .any(|feature| feature.trim().eq_ignore_ascii_case("tag_delete"));
-            self.capabilities.tag_delete.learn(tag_delete);
+            self.capabilities.tag_delete.announce(tag_delete);
         }
-        if let Some(database) = response.header("gitlab-container-registry-database-enabled") {
+        let database = response.header("gitlab-container-registry-database-enabled");
+        if let Some(database) = database {
             self.capabilities
                 .gitlab_v1
-                .learn(database.trim().eq_ignore_ascii_case("true"));
+                .announce(database.trim().eq_ignore_ascii_case("true"));
         }
+        features.is_some() || database.is_some()
+    }
+
+    /// Asks `GET /v2/` with `token` (any token the realm issues is accepted
+    /// for the base route) what GitLab's registry can do, once per run: the
+    /// callers that come together wait for the one answer. Not asked where
+    /// the anonymous answer already said, or was not a challenge. A failed
+    /// request leaves the capabilities to the probes.
+    async fn learn_announced(&self, token: &Secret) {
+        self.capabilities
+            .announced
+            .get_or_init(|| async {
+                let url = join_path(&self.base, "v2/");
+                match self
+                    .http
+                    .send(Method::GET, &url, |r| r.bearer_auth(token.expose()))
+                    .await
+                {
+                    Ok(response) if response.status.is_success() => {
+                        let announced = self.learn_from_headers(&response);
+                        tracing::debug!(announced, "asked the registry what it can do");
+                        announced
+                    }
+                    Ok(response) => {
+                        tracing::debug!(status = %response.status, "the registry's authorized GET /v2/ failed; its capabilities are probed");
+                        false
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "the registry's authorized GET /v2/ failed; its capabilities are probed");
+                        false
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// What the registry announced, asking for it with a token of no scope
+    /// (as `docker login` does) where no token of the run has yet: for
+    /// `doctor`, which must say what the registry can do even when every
+    /// repository's token was refused.
+    pub async fn announced_capabilities(
+        &self,
+    ) -> Result<(Option<bool>, Option<bool>), RegistryError> {
+        if let Some(auth) = self.auth().await? {
+            if self.capabilities.announced().is_none() {
+                let token = auth.scopeless_token().await?;
+                self.learn_announced(&token).await;
+            }
+        }
+        Ok((
+            self.capabilities.tag_delete.known(),
+            self.capabilities.gitlab_v1.known(),
+        ))
     }
 
     /// Discovers the token service from `GET /v2/`'s challenge, once.
@@ -273,7 +362,15 @@ impl Registry {
             .get_or_try_init(|| async {
                 let url = join_path(&self.base, "v2/");
                 let response = self.http.send(Method::GET, &url, |r| r).await?;
-                self.learn_from_headers(&response);
+                // A registry with no token auth has said all it will; one
+                // that names both anonymously too. GitLab's says it to a
+                // token only: asked again with the run's first token.
+                let announced = self.learn_from_headers(&response);
+                let both = self.capabilities.tag_delete.was_announced()
+                    && self.capabilities.gitlab_v1.was_announced();
+                if both || response.status.is_success() {
+                    let _ = self.capabilities.announced.set(announced);
+                }
                 match response.status.as_u16() {
                     200..=299 => Ok(None),
                     401 => {
@@ -327,15 +424,33 @@ impl Registry {
     /// (administrators only: anyone else is refused, exit 2). A path that
     /// is not a registry path fails the listing.
     pub async fn catalog(&self) -> Result<Vec<RepositoryPath>, RegistryError> {
+        self.catalog_pages(self.catalog_access().await?).await
+    }
+
+    /// The catalog token (none without token auth), which also asks the
+    /// registry what it can do: instance mode checks that before reading
+    /// the catalog, for no request of its own but `GET /v2/`.
+    pub async fn catalog_access(&self) -> Result<Option<Secret>, RegistryError> {
+        match self.auth().await? {
+            Some(auth) => {
+                let token = auth.catalog_token().await?;
+                self.learn_announced(&token).await;
+                Ok(Some(token))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every page of the catalog, with the token [`Registry::catalog_access`] gave.
+    pub async fn catalog_pages(
+        &self,
+        token: Option<Secret>,
+    ) -> Result<Vec<RepositoryPath>, RegistryError> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
             repositories: Vec<String>,
         }
-        let token = match self.auth().await? {
-            Some(auth) => Some(auth.catalog_token().await?),
-            None => None,
-        };
         let mut url = join_path(&self.base, "v2/_catalog");
         url.query_pairs_mut().append_pair("n", "1000");
         let mut pager = Pager::new(&url);
@@ -366,18 +481,6 @@ impl Registry {
         }
     }
 
-    /// Whether the registry said (on `GET /v2/`) that it deletes by tag
-    /// and serves `/gitlab/v1`: `None` while it has not said.
-    pub async fn announced_capabilities(
-        &self,
-    ) -> Result<(Option<bool>, Option<bool>), RegistryError> {
-        self.auth().await?;
-        Ok((
-            self.capabilities.tag_delete.known(),
-            self.capabilities.gitlab_v1.known(),
-        ))
-    }
-
     /// Checks up front that the credentials give `actions` on `repository`.
     pub async fn check_access(
         &self,
@@ -385,7 +488,8 @@ impl Registry {
         actions: &[&str],
     ) -> Result<(), RegistryError> {
         if let Some(auth) = self.auth().await? {
-            auth.token(repository, actions).await?;
+            let token = auth.token(repository, actions).await?;
+            self.learn_announced(&token).await;
         }
         Ok(())
     }
@@ -412,7 +516,11 @@ impl Registry {
         let mut earlier_attempt_may_have_applied = false;
         loop {
             let token = match &auth {
-                Some(auth) => Some(auth.token(repository, actions).await?),
+                Some(auth) => {
+                    let token = auth.token(repository, actions).await?;
+                    self.learn_announced(&token).await;
+                    Some(token)
+                }
                 None => None,
             };
             let mut response = self
@@ -669,6 +777,14 @@ impl Registry {
                     && capability.known() == Some(true) =>
                 {
                     return Ok(Some(tags));
+                }
+                // Announced by the registry: one repository's odd 404 (a
+                // proxy's, a path the database lacks) is that repository's
+                // failure, not a reason to stop using `/gitlab/v1` for the
+                // run — which instance mode, with no REST to fall back to,
+                // could not survive.
+                404 if capability.was_announced() => {
+                    return Err(response.unexpected().into());
                 }
                 404 => {
                     capability.learn(false);

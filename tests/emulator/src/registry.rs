@@ -247,10 +247,12 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
                 );
                 response
             }
-            Err(response) => response,
+            // The challenge, before GitLab's base handler
+            // (`distributionAPIBase`) could name anything.
+            Err(response) => return response,
         };
-        // GitLab's registry names what it can do (on the challenge too:
-        // clients read it from their first, unauthenticated, call).
+        // GitLab's registry names what it can do — to an authorized request
+        // only: its dispatcher answers an anonymous one with the challenge.
         if state.config.capability_headers && state.config.tag_delete {
             set_header(
                 &mut response,

@@ -2461,6 +2461,8 @@ async fn rest_and_bulk_delete_respect_tag_rules() {
     );
 }
 
+/// As GitLab's registry: the capability headers come from the base handler,
+/// which only an authorized `GET /v2/` reaches; the challenge carries none.
 #[tokio::test]
 async fn v2_names_gitlab_capabilities_in_headers() {
     for (config, features, database) in [
@@ -2492,12 +2494,32 @@ async fn v2_names_gitlab_capabilities_in_headers() {
         ),
     ] {
         let emulator = Emulator::start(config);
-        let response = client()
+        let anonymous = client()
             .get(format!("{}/v2/", emulator.registry_url()))
             .send()
             .await
             .expect("answers");
-        assert_eq!(response.status(), 401);
+        assert_eq!(anonymous.status(), 401);
+        for name in [
+            "gitlab-container-registry-features",
+            "gitlab-container-registry-database-enabled",
+        ] {
+            assert_eq!(
+                header(anonymous.headers(), name),
+                None,
+                "{name} on the challenge"
+            );
+        }
+        // Any token the realm issues, of no scope at all (as `docker login`).
+        let job_token = emulator.config().job_token;
+        let token = jwt(&emulator, "gitlab-ci-token", &job_token, &[]).await;
+        let response = client()
+            .get(format!("{}/v2/", emulator.registry_url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
         let headers = response.headers();
         assert_eq!(
             header(headers, "gitlab-container-registry-features").as_deref(),
