@@ -24,7 +24,7 @@ use crate::domain::config_error::ConfigError;
 use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::lint;
 use crate::domain::model::Outcome;
-use crate::domain::model::Refs;
+use crate::domain::project::ProjectFacts;
 use crate::domain::model::RepositoryInfo;
 use crate::domain::model::Tag;
 use crate::domain::names::{RepositoryPath, TagName};
@@ -148,34 +148,57 @@ impl ClientRun<'_> {
         info.project_id.filter(|_| self.per_project)
     }
 
-    /// The git refs of each project, listed once per project, and only for
-    /// projects where some repository's rules look at them (`when_ref`,
-    /// `per_ref`). Never an error: a refused or failed listing gives refs
-    /// with `complete: false` and the reason.
-    async fn refs(&self, repositories: &[RepositoryInfo]) -> BTreeMap<Option<u64>, Refs> {
+    /// What each project's repositories are planned with, listed once per
+    /// project, and only for projects where some repository's policy looks
+    /// at it: the git refs (`when_ref`), the commits in use
+    /// (`protect_in_use`). Never an error: a refused or failed listing
+    /// gives `complete: false` and the reason.
+    async fn refs(&self, repositories: &[RepositoryInfo]) -> BTreeMap<Option<u64>, ProjectFacts> {
         if self.registry_only {
             // No project known: `when_ref` rules claim nothing, and say so.
             return BTreeMap::new();
         }
-        let mut projects: BTreeMap<Option<u64>, &RepositoryInfo> = BTreeMap::new();
+        // Per project: a repository, and whether refs / commits in use are needed.
+        let mut projects: BTreeMap<Option<u64>, (&RepositoryInfo, bool, bool)> = BTreeMap::new();
         for info in repositories {
-            if self.policy.needs_refs(&info.path) {
-                projects.entry(self.project_key(info)).or_insert(info);
+            let refs = self.policy.needs_refs(&info.path);
+            let in_use = self.policy.needs_in_use(&info.path);
+            if refs || in_use {
+                let needs = projects
+                    .entry(self.project_key(info))
+                    .or_insert((info, false, false));
+                needs.1 |= refs;
+                needs.2 |= in_use;
             }
         }
-        let mut refs = BTreeMap::new();
-        for (project, info) in projects {
-            let listed = self.gitlab_for(info).refs().await;
-            tracing::info!(
-                project = ?project,
-                complete = listed.complete,
-                slugs = listed.slugs.len(),
-                open_mrs = listed.open_mrs.len(),
-                "listed the project's git refs"
-            );
-            refs.insert(project, listed);
+        let mut facts = BTreeMap::new();
+        for (project, (info, refs, in_use)) in projects {
+            let gitlab = self.gitlab_for(info);
+            let mut known = ProjectFacts::default();
+            if refs {
+                let listed = gitlab.refs().await;
+                tracing::info!(
+                    project = ?project,
+                    complete = listed.complete,
+                    slugs = listed.slugs.len(),
+                    open_mrs = listed.open_mrs.len(),
+                    "listed the project's git refs"
+                );
+                known.refs = Some(listed);
+            }
+            if let Some(block) = self.policy.protect_in_use.as_ref().filter(|_| in_use) {
+                let listed = gitlab.in_use(&block.ask()).await;
+                tracing::info!(
+                    project = ?project,
+                    complete = listed.complete,
+                    commits = listed.commits.len(),
+                    "listed the project's commits in use"
+                );
+                known.in_use = Some(listed);
+            }
+            facts.insert(project, known);
         }
-        refs
+        facts
     }
 
     /// Lists and plans every repository. A listing that failed because of
@@ -185,7 +208,7 @@ impl ClientRun<'_> {
     async fn list_and_plan(
         &self,
         repositories: Vec<RepositoryInfo>,
-        refs: &BTreeMap<Option<u64>, Refs>,
+        refs: &BTreeMap<Option<u64>, ProjectFacts>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Planned>, ConfigError> {
         let listing = listing_progress(&repositories);
@@ -211,7 +234,7 @@ impl ClientRun<'_> {
     async fn list_and_plan_one(
         &self,
         info: RepositoryInfo,
-        refs: &BTreeMap<Option<u64>, Refs>,
+        refs: &BTreeMap<Option<u64>, ProjectFacts>,
         now: chrono::DateTime<Utc>,
         listing: &Progress,
     ) -> (Planned, Option<String>) {
