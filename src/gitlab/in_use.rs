@@ -414,3 +414,240 @@ impl GitLab {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::domain::in_use::InUseListed;
+    use crate::wire::http::{Http, HttpOptions};
+    use crate::wire::secret::{RestAuth, Secret};
+    use gitlab_emulator::{Config, DeploymentSpec, Emulator, PipelineSpec};
+    use url::Url;
+
+    fn emulated(emulator: &Emulator, job_token: bool) -> GitLab {
+        let config = emulator.config();
+        let auth = if job_token {
+            RestAuth {
+                header: "JOB-TOKEN",
+                token: Secret::new(config.job_token),
+            }
+        } else {
+            RestAuth {
+                header: "PRIVATE-TOKEN",
+                token: Secret::new(config.access_token),
+            }
+        };
+        GitLab::new(
+            Http::new(HttpOptions::default()).expect("client"),
+            Url::parse(&format!("{}/api/v4", emulator.gitlab_url())).expect("url"),
+            config.project_id.to_string(),
+            auth,
+        )
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    fn sha(n: u32) -> String {
+        format!("{n:08x}").repeat(5)
+    }
+
+    fn at(day: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2026-11-{day:02}T10:00:00Z"))
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    /// (environments, deployments, pipelines) requests.
+    fn counts(emulator: &Emulator) -> (usize, usize, usize) {
+        (
+            emulator.count("GET", "/environments"),
+            emulator.count("GET", "/deployments"),
+            emulator.count("GET", "/pipelines"),
+        )
+    }
+
+    fn pattern(source: &str) -> Pattern {
+        Pattern::new(source).expect("pattern")
+    }
+
+    #[test]
+    fn the_last_deployments_of_live_matching_environments_and_running_pipelines() {
+        let emulator = Emulator::start(Config::default());
+        // 150 review apps: two pages of environments.
+        for i in 0..150 {
+            emulator.add_environment(&format!("review/{i:03}"), "available");
+        }
+        emulator.add_environment("staging", "stopping");
+        emulator.add_environment("old", "stopped");
+        let production: Vec<u64> = (1..=5)
+            .map(|day| {
+                emulator.add_deployment(DeploymentSpec::new("production", &sha(day)).finished(at(day)))
+            })
+            .collect();
+        emulator.add_deployment(
+            DeploymentSpec::new("production", &sha(6))
+                .status("failed")
+                .finished(at(6)),
+        );
+        let staging = emulator.add_deployment(
+            DeploymentSpec::new("staging", &sha(7))
+                .git_ref("v1.0.0")
+                .finished(at(7))
+                .via_api(),
+        );
+        emulator.add_deployment(DeploymentSpec::new("old", &sha(8)).finished(at(8)));
+        let pending = emulator.add_pipeline(PipelineSpec::new(&sha(9), "pending").git_ref("feature/x"));
+        emulator.add_pipeline(PipelineSpec::new(&sha(10), "success"));
+        emulator.add_pipeline(PipelineSpec::new(&sha(11), "manual"));
+        let mut running = Vec::new();
+        for n in 0..120 {
+            running.push(emulator.add_pipeline(PipelineSpec::new(&sha(100 + n), "running")));
+        }
+        let waiting = emulator.add_pipeline(PipelineSpec::new(&sha(12), "waiting_for_resource"));
+
+        let environments = pattern("production|staging|old");
+        let ask = InUseAsk {
+            environments: &environments,
+            last_deployments: 3,
+            running_pipelines: true,
+        };
+        let in_use = block_on(emulated(&emulator, true).in_use(&ask));
+        assert!(in_use.complete, "{:?}", in_use.incomplete_because);
+        assert_eq!(in_use.listed, ask.listed());
+        let deployments: Vec<String> = in_use
+            .commits
+            .iter()
+            .filter(|c| matches!(c.source, InUseSource::Deployment { .. }))
+            .map(|c| format!("{} {}", c.source, &c.sha[..8]))
+            .collect();
+        assert_eq!(
+            deployments,
+            [
+                format!("deployed to production (deployment {}, finished 2026-11-05T10:00:00Z) 00000005", production[4]),
+                format!("deployed to production (deployment {}, finished 2026-11-04T10:00:00Z) 00000004", production[3]),
+                format!("deployed to production (deployment {}, finished 2026-11-03T10:00:00Z) 00000003", production[2]),
+                format!("deployed to staging (deployment {staging}, finished 2026-11-07T10:00:00Z) 00000007"),
+            ]
+        );
+        let staging_commit = in_use.commits.iter().find(|c| c.sha == sha(7)).expect("staging");
+        assert_eq!(staging_commit.git_ref.as_deref(), Some("v1.0.0"));
+        let pipelines: Vec<u64> = in_use
+            .commits
+            .iter()
+            .filter_map(|c| match &c.source {
+                InUseSource::Pipeline { pipeline_id, .. } => Some(*pipeline_id),
+                _ => None,
+            })
+            .collect();
+        let mut expected: Vec<u64> = running.clone();
+        expected.push(pending);
+        expected.push(waiting);
+        expected.sort_by(|a, b| b.cmp(a));
+        assert_eq!(pipelines, expected, "newest first, finished and manual ones left out");
+        // Environments: available (2 pages) and stopping (1); deployments:
+        // one page per matching live environment (production, staging);
+        // pipelines: one listing per status, `running` on 2 pages.
+        assert_eq!(counts(&emulator), (3, 2, 9));
+        assert_eq!(emulator.requests().len(), 14, "nothing else");
+        assert!(emulator
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/deployments"))
+            .all(|r| r.query.contains("status=success")
+                && r.query.contains("order_by=id")
+                && r.query.contains("sort=desc")
+                && r.query.contains("per_page=3")));
+    }
+
+    #[test]
+    fn an_older_gitlab_without_the_newer_states_and_statuses_is_listed_in_full() {
+        let emulator = Emulator::start(Config {
+            legacy_statuses: true,
+            ..Config::default()
+        });
+        emulator.add_deployment(DeploymentSpec::new("production", &sha(1)));
+        emulator.add_pipeline(PipelineSpec::new(&sha(2), "running"));
+        let in_use = block_on(emulated(&emulator, true).all_in_use());
+        assert!(in_use.complete, "{:?}", in_use.incomplete_because);
+        assert_eq!(in_use.listed, InUseListed::everything());
+        assert_eq!(in_use.commits.len(), 2);
+        // `stopping`, `waiting_for_callback` and `canceling` answered 400.
+        assert_eq!(counts(&emulator), (2, 1, 8));
+    }
+
+    #[test]
+    fn a_refused_listing_leaves_the_commits_in_use_unknown_with_the_reason() {
+        use gitlab_emulator::InUseListing as Emulated;
+        for (listing, refused, endpoint, requests) in [
+            (Emulated::Environments, 401, "GET /projects/:id/environments", (1, 0, 0)),
+            (Emulated::Deployments, 403, "GET /projects/:id/deployments", (2, 1, 0)),
+            (Emulated::Pipelines, 403, "GET /projects/:id/pipelines", (2, 1, 1)),
+        ] {
+            let emulator = Emulator::start(Config {
+                job_token_refused: vec![(listing, refused)],
+                ..Config::default()
+            });
+            emulator.add_deployment(DeploymentSpec::new("production", &sha(1)));
+            emulator.add_pipeline(PipelineSpec::new(&sha(2), "running"));
+            let in_use = block_on(emulated(&emulator, true).all_in_use());
+            assert!(!in_use.complete);
+            assert!(in_use.commits.is_empty());
+            let reason = in_use.incomplete_because.expect("a reason");
+            for needle in [
+                endpoint,
+                &format!("answered {refused} to the JOB-TOKEN credentials"),
+                "GITLAB_TOKEN",
+                "read_api",
+            ] {
+                assert!(reason.contains(needle), "{needle}: {reason}");
+            }
+            assert!(!reason.contains(&emulator.config().job_token));
+            // The first refusal ends the listing.
+            assert_eq!(counts(&emulator), requests, "{endpoint}");
+            // An access token reads it.
+            let in_use = block_on(emulated(&emulator, false).all_in_use());
+            assert!(in_use.complete, "{:?}", in_use.incomplete_because);
+        }
+    }
+
+    #[test]
+    fn a_failing_or_odd_answer_leaves_the_commits_in_use_unknown() {
+        let emulator = Emulator::start(Config {
+            scripted_faults: vec![gitlab_emulator::ScriptedFault::refused(
+                "GET",
+                "/pipelines",
+                404,
+            )
+            .times(usize::MAX)],
+            ..Config::default()
+        });
+        let in_use = block_on(emulated(&emulator, true).all_in_use());
+        let reason = in_use.incomplete_because.expect("a reason");
+        assert!(
+            reason.starts_with("listing the project's pipelines (GET /projects/:id/pipelines) failed:"),
+            "{reason}"
+        );
+        // A deployments answer GitLab's filter was not applied to.
+        let emulator = Emulator::start(Config {
+            tamper: vec![gitlab_emulator::Tamper::on(Some("GET"), "/deployments").body(
+                gitlab_emulator::TamperBody::Transform(|body| {
+                    String::from_utf8_lossy(body)
+                        .replace("\"status\":\"success\"", "\"status\":\"failed\"")
+                        .into_bytes()
+                }),
+            )],
+            ..Config::default()
+        });
+        emulator.add_deployment(DeploymentSpec::new("production", &sha(1)));
+        let in_use = block_on(emulated(&emulator, true).all_in_use());
+        let reason = in_use.incomplete_because.expect("a reason");
+        assert!(reason.contains("has status \"failed\", not success"), "{reason}");
+    }
+}
