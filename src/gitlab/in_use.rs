@@ -263,7 +263,7 @@ impl GitLab {
 
     /// Why a listing failed, for `incomplete_because`. A refusal (401, 403)
     /// says which token can read it.
-    fn in_use_failure(&self, listing: InUseListing, err: GitLabError) -> String {
+    pub fn in_use_failure(&self, listing: InUseListing, err: GitLabError) -> String {
         let refused = match &err {
             GitLabError::Config(_) => Some(StatusCode::UNAUTHORIZED),
             GitLabError::Http(HttpError::Status { status, .. })
