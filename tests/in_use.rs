@@ -91,7 +91,11 @@ fn project(config: Config) -> Project {
         }
     }
     for (_, status, (commit, _, _)) in &deployments {
-        if *status == "failed" || deployments.iter().any(|(e, _, (c, _, _))| c == commit && *e == "review/old") {
+        if *status == "failed"
+            || deployments
+                .iter()
+                .any(|(e, _, (c, _, _))| c == commit && *e == "review/old")
+        {
             expected.insert(sha(*commit)[..8].to_string(), None);
         }
     }
@@ -107,7 +111,12 @@ fn project(config: Config) -> Project {
         let in_use = matches!(status, "running" | "waiting_for_resource");
         expected.insert(
             name,
-            in_use.then(|| format!("in use: pipeline {id} {status}, commit {} on feature/x", &sha(n)[..8])),
+            in_use.then(|| {
+                format!(
+                    "in use: pipeline {id} {status}, commit {} on feature/x",
+                    &sha(n)[..8]
+                )
+            }),
         );
     }
     expected.insert("branch-main".into(), None);
@@ -161,11 +170,21 @@ fn the_images_deployed_and_running_survive_a_policy_that_deletes_everything_else
     let report = dir.path().join("report.json");
     let out = run(
         &emulator.ci_env(),
-        &["run", "--policy", &policy, "--report", report.to_str().expect("path")],
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("path"),
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     let json = report_json(&report);
-    let survivors: Vec<&String> = expected.iter().filter(|(_, why)| why.is_some()).map(|(t, _)| t).collect();
+    let survivors: Vec<&String> = expected
+        .iter()
+        .filter(|(_, why)| why.is_some())
+        .map(|(t, _)| t)
+        .collect();
     assert_eq!(survivors.len(), 8, "3 + 3 deployments, 2 pipelines");
     for (index, repository) in ["group/project", "group/project/api"].iter().enumerate() {
         let mut left = names(&emulator, repository);
@@ -183,11 +202,22 @@ fn the_images_deployed_and_running_survive_a_policy_that_deletes_everything_else
                     Some(&("in_use".to_string(), why.clone())),
                     "{repository}: {tag}"
                 ),
-                None => assert!(!kept.contains_key(tag), "{repository}: {tag} kept: {kept:?}"),
+                None => assert!(
+                    !kept.contains_key(tag),
+                    "{repository}: {tag} kept: {kept:?}"
+                ),
             }
         }
-        assert_eq!(json["repositories"][index]["deleted"].as_array().map(Vec::len), Some(expected.len() - 8));
-        assert_eq!(json["repositories"][index]["protected"], 9, "8 in use and latest");
+        assert_eq!(
+            json["repositories"][index]["deleted"]
+                .as_array()
+                .map(Vec::len),
+            Some(expected.len() - 8)
+        );
+        assert_eq!(
+            json["repositories"][index]["protected"], 9,
+            "8 in use and latest"
+        );
     }
     // The sources, as data: environment, deployment id and finish time, or
     // the pipeline id and status.
@@ -224,11 +254,29 @@ fn the_images_deployed_and_running_survive_a_policy_that_deletes_everything_else
         "running",
         "canceling",
     ] {
-        assert_eq!(count_query(&emulator, "GET", "/pipelines", &format!("status={status}&")), 1, "{status}");
+        assert_eq!(
+            count_query(&emulator, "GET", "/pipelines", &format!("status={status}&")),
+            1,
+            "{status}"
+        );
     }
-    assert_eq!(count_query(&emulator, "GET", "/deployments", "environment=production&status=success&order_by=id&sort=desc&per_page=3"), 1);
-    assert_eq!(count_query(&emulator, "GET", "/deployments", "environment=staging&"), 1);
-    assert_eq!(count_query(&emulator, "GET", "/deployments", "environment=review"), 0);
+    assert_eq!(
+        count_query(
+            &emulator,
+            "GET",
+            "/deployments",
+            "environment=production&status=success&order_by=id&sort=desc&per_page=3"
+        ),
+        1
+    );
+    assert_eq!(
+        count_query(&emulator, "GET", "/deployments", "environment=staging&"),
+        1
+    );
+    assert_eq!(
+        count_query(&emulator, "GET", "/deployments", "environment=review"),
+        0
+    );
 }
 
 #[test]
@@ -267,7 +315,13 @@ fn a_refused_deployments_listing_deletes_nothing_and_fails() {
     for dry_run in [true, false] {
         emulator.reset_requests();
         let report = dir.path().join(format!("report-{dry_run}.json"));
-        let mut args = vec!["run", "--policy", &policy, "--report", report.to_str().expect("path")];
+        let mut args = vec![
+            "run",
+            "--policy",
+            &policy,
+            "--report",
+            report.to_str().expect("path"),
+        ];
         if dry_run {
             args.push("--dry-run");
         }
@@ -277,7 +331,9 @@ fn a_refused_deployments_listing_deletes_nothing_and_fails() {
         assert_eq!((names(&emulator, ""), names(&emulator, "api")), before);
         let json = report_json(&report);
         for repository in json["repositories"].as_array().expect("repositories") {
-            let why = repository["in_use_incomplete"].as_str().expect("the reason");
+            let why = repository["in_use_incomplete"]
+                .as_str()
+                .expect("the reason");
             for needle in [
                 "GET /projects/:id/deployments answered 403 to the JOB-TOKEN credentials",
                 "GITLAB_TOKEN",
@@ -293,12 +349,19 @@ fn a_refused_deployments_listing_deletes_nothing_and_fails() {
                 .iter()
                 .map(|e| e["kind"].as_str().expect("kind"))
                 .collect();
-            assert!(kinds.iter().all(|k| *k == "in_use_unknown" || *k == "protected_latest"), "{kinds:?}");
+            assert!(
+                kinds
+                    .iter()
+                    .all(|k| *k == "in_use_unknown" || *k == "protected_latest"),
+                "{kinds:?}"
+            );
         }
         // The summary says why, per repository.
         assert!(
             out.stdout.contains("nothing deleted here (protect_in_use)")
-                && out.stdout.contains("GET /projects/:id/deployments answered 403"),
+                && out
+                    .stdout
+                    .contains("GET /projects/:id/deployments answered 403"),
             "{}",
             out.all()
         );
@@ -308,7 +371,10 @@ fn a_refused_deployments_listing_deletes_nothing_and_fails() {
     }
     // With an access token the same run cleans.
     let token = emulator.config().access_token;
-    let out = run(&with(emulator.ci_env(), &[("GITLAB_TOKEN", token.as_str())]), &["run", "--policy", &policy]);
+    let out = run(
+        &with(emulator.ci_env(), &[("GITLAB_TOKEN", token.as_str())]),
+        &["run", "--policy", &policy],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(names(&emulator, "").len(), 9);
 }
@@ -323,12 +389,20 @@ fn a_failing_pipelines_listing_deletes_nothing_either() {
     let policy = policy_file(&dir);
     let env = with(
         emulator.ci_env(),
-        &[("CLEANUP_RETRY_MAX_ATTEMPTS", "2"), ("CLEANUP_RETRY_BASE_MS", "10")],
+        &[
+            ("CLEANUP_RETRY_MAX_ATTEMPTS", "2"),
+            ("CLEANUP_RETRY_BASE_MS", "10"),
+        ],
     );
     let out = run(&env, &["run", "--policy", &policy]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert_eq!(emulator.writes(), 0);
-    assert!(out.stdout.contains("listing the project's pipelines (GET /projects/:id/pipelines) failed"), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("listing the project's pipelines (GET /projects/:id/pipelines) failed"),
+        "{}",
+        out.all()
+    );
 }
 
 /// `inventory` records the commits in use (all of them, with their
@@ -339,7 +413,10 @@ fn plan_from_an_inventory_decides_as_run_dry_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = policy_file(&dir);
     let inventory = dir.path().join("inventory.json");
-    let out = run(&emulator.ci_env(), &["inventory", "--output", inventory.to_str().expect("path")]);
+    let out = run(
+        &emulator.ci_env(),
+        &["inventory", "--output", inventory.to_str().expect("path")],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     let snapshot = report_json(&inventory);
     let in_use = &snapshot["in_use"]["1"];
@@ -348,17 +425,39 @@ fn plan_from_an_inventory_decides_as_run_dry_run() {
     assert_eq!(in_use["listed"]["environments"], ".*");
     // Every successful deployment of the live environments (5 + 4) and the
     // two running pipelines.
-    assert_eq!(in_use["commits"].as_array().map(Vec::len), Some(11), "{in_use}");
+    assert_eq!(
+        in_use["commits"].as_array().map(Vec::len),
+        Some(11),
+        "{in_use}"
+    );
     // The inventory asks each listing once: 2 + 2 + 8.
     assert_eq!(in_use_requests(&emulator), (2, 2, 8));
 
     let dry = dir.path().join("dry.json");
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy, "--dry-run", "--report", dry.to_str().expect("path")]);
+    let out = run(
+        &emulator.ci_env(),
+        &[
+            "run",
+            "--policy",
+            &policy,
+            "--dry-run",
+            "--report",
+            dry.to_str().expect("path"),
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     let planned = dir.path().join("plan.json");
     let out = run(
         &[],
-        &["plan", "--inventory", inventory.to_str().expect("path"), "--policy", &policy, "--report", planned.to_str().expect("path")],
+        &[
+            "plan",
+            "--inventory",
+            inventory.to_str().expect("path"),
+            "--policy",
+            &policy,
+            "--report",
+            planned.to_str().expect("path"),
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     let (dry, planned) = (report_json(&dry), report_json(&planned));
@@ -373,16 +472,40 @@ fn plan_from_an_inventory_decides_as_run_dry_run() {
     let mut less = snapshot.clone();
     less["in_use"]["1"]["listed"]["last_deployments"] = 2.into();
     for (name, inventory, why) in [
-        ("without.json", without, "the project's commits in use are not known"),
-        ("less.json", less, "has 2 deployments per environment, and protect_in_use asks for the last 3"),
+        (
+            "without.json",
+            without,
+            "the project's commits in use are not known",
+        ),
+        (
+            "less.json",
+            less,
+            "has 2 deployments per environment, and protect_in_use asks for the last 3",
+        ),
     ] {
         let path = write_file(&dir, name, &inventory.to_string());
         let report = dir.path().join(format!("{name}.report"));
-        let out = run(&[], &["plan", "--inventory", &path, "--policy", &policy, "--report", report.to_str().expect("path")]);
+        let out = run(
+            &[],
+            &[
+                "plan",
+                "--inventory",
+                &path,
+                "--policy",
+                &policy,
+                "--report",
+                report.to_str().expect("path"),
+            ],
+        );
         assert_eq!(out.code, 1, "{name}: {}", out.all());
         let json = report_json(&report);
         assert_eq!(json["totals"]["deleted"], 0, "{name}");
-        assert!(json["repositories"][0]["in_use_incomplete"].as_str().is_some_and(|w| w.contains(why)), "{name}: {json}");
+        assert!(
+            json["repositories"][0]["in_use_incomplete"]
+                .as_str()
+                .is_some_and(|w| w.contains(why)),
+            "{name}: {json}"
+        );
     }
 }
 
@@ -408,14 +531,29 @@ fn a_group_run_asks_each_project() {
     let env = with(emulator.ci_env(), &[("GITLAB_TOKEN", token.as_str())]);
     let out = run(&env, &["run", "--group", "group", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(names(&emulator, "group/project"), vec![sha(1)[..8].to_string()]);
+    assert_eq!(
+        names(&emulator, "group/project"),
+        vec![sha(1)[..8].to_string()]
+    );
     let mut other = names(&emulator, "group/other");
     other.sort();
-    assert_eq!(other, vec![sha(2)[..8].to_string(), sha(3)[..8].to_string()]);
+    assert_eq!(
+        other,
+        vec![sha(2)[..8].to_string(), sha(3)[..8].to_string()]
+    );
     for project in [1, 2] {
-        assert_eq!(emulator.count("GET", &format!("/projects/{project}/environments")), 2);
-        assert_eq!(emulator.count("GET", &format!("/projects/{project}/deployments")), 1);
-        assert_eq!(emulator.count("GET", &format!("/projects/{project}/pipelines")), 8);
+        assert_eq!(
+            emulator.count("GET", &format!("/projects/{project}/environments")),
+            2
+        );
+        assert_eq!(
+            emulator.count("GET", &format!("/projects/{project}/deployments")),
+            1
+        );
+        assert_eq!(
+            emulator.count("GET", &format!("/projects/{project}/pipelines")),
+            8
+        );
     }
 }
 
@@ -426,19 +564,40 @@ fn the_server_engine_and_instance_mode_refuse_the_block() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = policy_file(&dir);
     for (args, needle) in [
-        (vec!["run", "--engine", "server", "--policy", policy.as_str()], "GitLab's bulk delete cannot honour"),
-        (vec!["check", "--engine", "server", "--policy", policy.as_str()], "GitLab's bulk delete cannot honour"),
-        (vec!["run", "--instance", "--policy", policy.as_str()], "--instance knows repositories by path only"),
+        (
+            vec!["run", "--engine", "server", "--policy", policy.as_str()],
+            "GitLab's bulk delete cannot honour",
+        ),
+        (
+            vec!["check", "--engine", "server", "--policy", policy.as_str()],
+            "GitLab's bulk delete cannot honour",
+        ),
+        (
+            vec!["run", "--instance", "--policy", policy.as_str()],
+            "--instance knows repositories by path only",
+        ),
     ] {
         emulator.reset_requests();
         let out = run(&emulator.laptop_env(), &args);
         assert_eq!(out.code, 2, "{args:?}: {}", out.all());
-        assert!(out.stderr.contains(needle) && out.stderr.contains("protect_in_use"), "{args:?}: {}", out.all());
-        assert!(out.stderr.contains(&policy), "names the file: {}", out.all());
+        assert!(
+            out.stderr.contains(needle) && out.stderr.contains("protect_in_use"),
+            "{args:?}: {}",
+            out.all()
+        );
+        assert!(
+            out.stderr.contains(&policy),
+            "names the file: {}",
+            out.all()
+        );
         assert_eq!(emulator.writes(), 0);
         assert_eq!(in_use_requests(&emulator), (0, 0, 0));
         if args[1] != "--engine" || args[0] == "check" {
-            assert!(emulator.requests().is_empty(), "{args:?}: {:?}", emulator.requests());
+            assert!(
+                emulator.requests().is_empty(),
+                "{args:?}: {:?}",
+                emulator.requests()
+            );
         }
     }
     assert_eq!(names(&emulator, "").len(), 2);
@@ -450,16 +609,28 @@ fn check_explains_the_block_in_one_line() {
     let policy = policy_file(&dir);
     let out = run(&[], &["check", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
-    let lines: Vec<&str> = out.stdout.lines().filter(|l| l.contains("protect_in_use")).collect();
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("protect_in_use"))
+        .collect();
     assert_eq!(
         lines,
-        [r#"  in use (protect_in_use): kept before any rule, tags matching "(?P<sha>[0-9a-f]{7,40})" whose sha group starts the commit's SHA (7+ characters) — commits of the last 3 successful deployments of each available environment matching ".*" and of running pipelines; when GitLab cannot list them, nothing is deleted in the project"#]
+        [
+            r#"  in use (protect_in_use): kept before any rule, tags matching "(?P<sha>[0-9a-f]{7,40})" whose sha group starts the commit's SHA (7+ characters) — commits of the last 3 successful deployments of each available environment matching ".*" and of running pipelines; when GitLab cannot list them, nothing is deleted in the project"#
+        ]
     );
     // A bad block: file, line and column, exit 2.
     let bad = write_file(&dir, "bad.yml", "protect_in_use:\n  last_deployments: 1000\n  commit: '(?P<sha>[0-9a-f]{7,40})'\nrules: [{delete: a}]\n");
     let out = run(&[], &["check", "--policy", &bad]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains(&format!("{bad}:2:21: protect_in_use.last_deployments: 1000 is too large")), "{}", out.all());
+    assert!(
+        out.stderr.contains(&format!(
+            "{bad}:2:21: protect_in_use.last_deployments: 1000 is too large"
+        )),
+        "{}",
+        out.all()
+    );
 }
 
 #[test]
@@ -475,20 +646,32 @@ fn doctor_checks_each_listing_and_names_the_token() {
     let line = |out: &Output, check: &str| -> String {
         out.stdout
             .lines()
-            .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(&format!("{check}:"))))
+            .find(|l| {
+                l.get(6..)
+                    .is_some_and(|rest| rest.starts_with(&format!("{check}:")))
+            })
             .unwrap_or_else(|| panic!("no {check} line: {}", out.all()))
             .to_string()
     };
     assert!(line(&out, "in use: environments").starts_with("ok    in use: environments: the job token lists 1 available environment (1 matching \".*\")"), "{}", out.all());
-    assert!(line(&out, "in use: deployments").starts_with("ok    in use: deployments: the job token reads successful deployments"));
-    assert!(line(&out, "in use: pipelines").starts_with("ok    in use: pipelines: the job token lists pipelines (1 running now)"));
+    assert!(line(&out, "in use: deployments")
+        .starts_with("ok    in use: deployments: the job token reads successful deployments"));
+    assert!(line(&out, "in use: pipelines")
+        .starts_with("ok    in use: pipelines: the job token lists pipelines (1 running now)"));
     assert_eq!(emulator.writes(), 0);
 
     emulator.set_config(|c| c.job_token_refused = vec![(InUseListing::Pipelines, 401)]);
     let out = run(&emulator.ci_env(), &["doctor", "--policy", &policy]);
     assert_eq!(out.code, 1, "{}", out.all());
     let refused = line(&out, "in use: pipelines");
-    for needle in ["fail", "GET /projects/:id/pipelines answered 401", "GITLAB_TOKEN", "read_api", "Pipelines: Read", "deletes nothing"] {
+    for needle in [
+        "fail",
+        "GET /projects/:id/pipelines answered 401",
+        "GITLAB_TOKEN",
+        "read_api",
+        "Pipelines: Read",
+        "deletes nothing",
+    ] {
         assert!(refused.contains(needle), "{needle}: {refused}");
     }
     assert!(line(&out, "in use: deployments").starts_with("ok"));

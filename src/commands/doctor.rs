@@ -83,7 +83,10 @@ pub async fn doctor(options: DoctorOptions) -> CommandResult {
     }
     check_tag_rules(&clients.registry, &gitlab, &granted, &mut findings).await;
     check_project(&gitlab, &mut findings).await;
-    if let Some(block) = policy.as_ref().and_then(|policy| policy.protect_in_use.as_ref()) {
+    if let Some(block) = policy
+        .as_ref()
+        .and_then(|policy| policy.protect_in_use.as_ref())
+    {
         crate::commands::doctor_in_use::check_in_use(&gitlab, block, &mut findings).await;
     }
     clients.log_stats();

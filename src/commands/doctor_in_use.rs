@@ -30,7 +30,11 @@ pub async fn check_in_use(gitlab: &GitLab, block: &ProtectInUse, findings: &mut 
                     check(listing),
                     format!(
                         "{credentials} lists {} ({} matching \"{}\")",
-                        plural(listed.len(), "available environment", "available environments"),
+                        plural(
+                            listed.len(),
+                            "available environment",
+                            "available environments"
+                        ),
                         matching,
                         block.environments
                     ),

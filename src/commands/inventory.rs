@@ -113,7 +113,10 @@ pub async fn inventory(options: InventoryOptions) -> CommandResult {
         inventory.refs.insert(project.to_string(), refs);
         let in_use = gitlab.all_in_use().await;
         if let Some(reason) = &in_use.incomplete_because {
-            tracing::warn!(project, "the inventory's commits in use are incomplete: {reason}");
+            tracing::warn!(
+                project,
+                "the inventory's commits in use are incomplete: {reason}"
+            );
         }
         inventory.in_use.insert(project.to_string(), in_use);
     }

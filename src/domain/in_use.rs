@@ -207,7 +207,8 @@ impl InUse {
 
     /// Puts the commits in the canonical order.
     pub fn sort(&mut self) {
-        self.commits.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        self.commits
+            .sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     }
 }
 
@@ -239,10 +240,9 @@ impl InUseAsk<'_> {
         if !in_use.complete {
             return Some(format!(
                 "the project's commits in use are not known in full ({})",
-                in_use
-                    .incomplete_because
-                    .as_deref()
-                    .unwrap_or("a listing of environments, deployments or pipelines did not finish")
+                in_use.incomplete_because.as_deref().unwrap_or(
+                    "a listing of environments, deployments or pipelines did not finish"
+                )
             ));
         }
         let listed = &in_use.listed;
@@ -299,8 +299,7 @@ impl<'a> InUseIndex<'a> {
                     }
                 }
                 InUseSource::Pipeline { status, .. } => {
-                    if ask.running_pipelines
-                        && RUNNING_PIPELINE_STATUSES.contains(&status.as_str())
+                    if ask.running_pipelines && RUNNING_PIPELINE_STATUSES.contains(&status.as_str())
                     {
                         order.push(commit);
                     }

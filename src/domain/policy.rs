@@ -713,7 +713,9 @@ impl<'de> Deserialize<'de> for CommitPattern {
         impl Visitor<'_> for CommitVisitor {
             type Value = CommitPattern;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a pattern with a named group `sha` (RE2 syntax, matching the whole tag name)")
+                f.write_str(
+                    "a pattern with a named group `sha` (RE2 syntax, matching the whole tag name)",
+                )
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<CommitPattern, E> {
                 let pattern = Pattern::new(value).map_err(|why| {
@@ -763,7 +765,9 @@ impl<'de> Deserialize<'de> for LastDeployments {
                 }
             }
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<LastDeployments, E> {
-                Err(E::custom(format!("{value} is not a whole number; {ALLOWED}")))
+                Err(E::custom(format!(
+                    "{value} is not a whole number; {ALLOWED}"
+                )))
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<LastDeployments, E> {
                 Err(E::custom(format!("{value:?} is not a number; {ALLOWED}")))
@@ -1413,8 +1417,9 @@ rules:
 
     #[test]
     fn protect_in_use_with_its_defaults_and_in_full() {
-        let policy = parse("protect_in_use:\n  commit: '(?P<sha>[0-9a-f]{7,40})'\nrules: [{delete: a}]\n")
-            .expect("parses");
+        let policy =
+            parse("protect_in_use:\n  commit: '(?P<sha>[0-9a-f]{7,40})'\nrules: [{delete: a}]\n")
+                .expect("parses");
         let block = policy.protect_in_use.as_ref().expect("the block");
         assert_eq!(block.environments.source(), ".*");
         assert_eq!(block.last_deployments, DEFAULT_LAST_DEPLOYMENTS);
@@ -1424,7 +1429,10 @@ rules:
             r#"in use (protect_in_use): kept before any rule, tags matching "(?P<sha>[0-9a-f]{7,40})" whose sha group starts the commit's SHA (7+ characters) — commits of the last 3 successful deployments of each available environment matching ".*" and of running pipelines; when GitLab cannot list them, nothing is deleted in the project"#
         );
         let text = "protect_in_use:\n  environments: 'production|staging'\n  last_deployments: 1\n  running_pipelines: false\n  commit: '(?P<ref>[a-z0-9-]+)-(?P<sha>[0-9a-f]{8})'\nrules: [{delete: a}]\n";
-        let block = parse(text).expect("parses").protect_in_use.expect("the block");
+        let block = parse(text)
+            .expect("parses")
+            .protect_in_use
+            .expect("the block");
         assert_eq!(block.last_deployments, 1);
         assert!(!block.running_pipelines);
         assert_eq!(
@@ -1436,8 +1444,15 @@ rules:
             .expect("parses")
             .protect_in_use
             .expect("the block");
-        assert!(block.summary().contains("commits of running pipelines;"), "{}", block.summary());
-        assert!(parse("rules: [{delete: a}]").expect("parses").protect_in_use.is_none());
+        assert!(
+            block.summary().contains("commits of running pipelines;"),
+            "{}",
+            block.summary()
+        );
+        assert!(parse("rules: [{delete: a}]")
+            .expect("parses")
+            .protect_in_use
+            .is_none());
     }
 
     #[test]
@@ -1490,7 +1505,10 @@ rules:
         ];
         for (text, start) in cases {
             let err = parse(text).expect_err(text);
-            assert!(err.starts_with(start), "{text:?}:\n  got  {err}\n  want {start}…");
+            assert!(
+                err.starts_with(start),
+                "{text:?}:\n  got  {err}\n  want {start}…"
+            );
         }
     }
 

@@ -385,7 +385,10 @@ impl GitLab {
 
     /// `GET /projects/:id/pipelines?status=STATUS`, every page. `None`: this
     /// GitLab knows no such status (none can be in it).
-    pub async fn pipelines(&self, status: &str) -> Result<Option<Vec<ListedPipeline>>, GitLabError> {
+    pub async fn pipelines(
+        &self,
+        status: &str,
+    ) -> Result<Option<Vec<ListedPipeline>>, GitLabError> {
         let mut url = self.project_url("pipelines");
         url.query_pairs_mut()
             .append_pair("status", status)
@@ -488,7 +491,8 @@ mod tests {
         emulator.add_environment("old", "stopped");
         let production: Vec<u64> = (1..=5)
             .map(|day| {
-                emulator.add_deployment(DeploymentSpec::new("production", &sha(day)).finished(at(day)))
+                emulator
+                    .add_deployment(DeploymentSpec::new("production", &sha(day)).finished(at(day)))
             })
             .collect();
         emulator.add_deployment(
@@ -503,7 +507,8 @@ mod tests {
                 .via_api(),
         );
         emulator.add_deployment(DeploymentSpec::new("old", &sha(8)).finished(at(8)));
-        let pending = emulator.add_pipeline(PipelineSpec::new(&sha(9), "pending").git_ref("feature/x"));
+        let pending =
+            emulator.add_pipeline(PipelineSpec::new(&sha(9), "pending").git_ref("feature/x"));
         emulator.add_pipeline(PipelineSpec::new(&sha(10), "success"));
         emulator.add_pipeline(PipelineSpec::new(&sha(11), "manual"));
         let mut running = Vec::new();
@@ -536,7 +541,11 @@ mod tests {
                 format!("deployed to staging (deployment {staging}, finished 2026-11-07T10:00:00Z) 00000007"),
             ]
         );
-        let staging_commit = in_use.commits.iter().find(|c| c.sha == sha(7)).expect("staging");
+        let staging_commit = in_use
+            .commits
+            .iter()
+            .find(|c| c.sha == sha(7))
+            .expect("staging");
         assert_eq!(staging_commit.git_ref.as_deref(), Some("v1.0.0"));
         let pipelines: Vec<u64> = in_use
             .commits
@@ -550,7 +559,10 @@ mod tests {
         expected.push(pending);
         expected.push(waiting);
         expected.sort_by(|a, b| b.cmp(a));
-        assert_eq!(pipelines, expected, "newest first, finished and manual ones left out");
+        assert_eq!(
+            pipelines, expected,
+            "newest first, finished and manual ones left out"
+        );
         // Environments: available (2 pages) and stopping (1); deployments:
         // one page per matching live environment (production, staging);
         // pipelines: one listing per status, `running` on 2 pages.
@@ -586,9 +598,24 @@ mod tests {
     fn a_refused_listing_leaves_the_commits_in_use_unknown_with_the_reason() {
         use gitlab_emulator::InUseListing as Emulated;
         for (listing, refused, endpoint, requests) in [
-            (Emulated::Environments, 401, "GET /projects/:id/environments", (1, 0, 0)),
-            (Emulated::Deployments, 403, "GET /projects/:id/deployments", (2, 1, 0)),
-            (Emulated::Pipelines, 403, "GET /projects/:id/pipelines", (2, 1, 1)),
+            (
+                Emulated::Environments,
+                401,
+                "GET /projects/:id/environments",
+                (1, 0, 0),
+            ),
+            (
+                Emulated::Deployments,
+                403,
+                "GET /projects/:id/deployments",
+                (2, 1, 0),
+            ),
+            (
+                Emulated::Pipelines,
+                403,
+                "GET /projects/:id/pipelines",
+                (2, 1, 1),
+            ),
         ] {
             let emulator = Emulator::start(Config {
                 job_token_refused: vec![(listing, refused)],
@@ -631,23 +658,30 @@ mod tests {
         let in_use = block_on(emulated(&emulator, true).all_in_use());
         let reason = in_use.incomplete_because.expect("a reason");
         assert!(
-            reason.starts_with("listing the project's pipelines (GET /projects/:id/pipelines) failed:"),
+            reason.starts_with(
+                "listing the project's pipelines (GET /projects/:id/pipelines) failed:"
+            ),
             "{reason}"
         );
         // A deployments answer GitLab's filter was not applied to.
         let emulator = Emulator::start(Config {
-            tamper: vec![gitlab_emulator::Tamper::on(Some("GET"), "/deployments").body(
-                gitlab_emulator::TamperBody::Transform(|body| {
-                    String::from_utf8_lossy(body)
-                        .replace("\"status\":\"success\"", "\"status\":\"failed\"")
-                        .into_bytes()
-                }),
-            )],
+            tamper: vec![
+                gitlab_emulator::Tamper::on(Some("GET"), "/deployments").body(
+                    gitlab_emulator::TamperBody::Transform(|body| {
+                        String::from_utf8_lossy(body)
+                            .replace("\"status\":\"success\"", "\"status\":\"failed\"")
+                            .into_bytes()
+                    }),
+                ),
+            ],
             ..Config::default()
         });
         emulator.add_deployment(DeploymentSpec::new("production", &sha(1)));
         let in_use = block_on(emulated(&emulator, true).all_in_use());
         let reason = in_use.incomplete_because.expect("a reason");
-        assert!(reason.contains("has status \"failed\", not success"), "{reason}");
+        assert!(
+            reason.contains("has status \"failed\", not success"),
+            "{reason}"
+        );
     }
 }

@@ -511,20 +511,21 @@ fn decide(
 ) -> Decided {
     let refs: Option<&Refs> = project.and_then(|project| project.refs.as_ref());
     // `protect_in_use`: the protected commits, or why they are not known.
-    let in_use: Option<Result<InUseIndex<'_>, String>> = policy
-        .protect_in_use
-        .as_ref()
-        .filter(|_| policy.needs_in_use(repository))
-        .map(|block| {
-            let ask = block.ask();
-            let listed = project.and_then(|project| project.in_use.as_ref());
-            match (ask.unusable(listed), listed) {
-                (None, Some(listed)) => Ok(InUseIndex::new(&ask, listed)),
-                (why, _) => Err(why.unwrap_or_else(|| {
-                    "the project's commits in use are not known".to_string()
-                })),
-            }
-        });
+    let in_use: Option<Result<InUseIndex<'_>, String>> =
+        policy
+            .protect_in_use
+            .as_ref()
+            .filter(|_| policy.needs_in_use(repository))
+            .map(|block| {
+                let ask = block.ask();
+                let listed = project.and_then(|project| project.in_use.as_ref());
+                match (ask.unusable(listed), listed) {
+                    (None, Some(listed)) => Ok(InUseIndex::new(&ask, listed)),
+                    (why, _) => Err(why.unwrap_or_else(|| {
+                        "the project's commits in use are not known".to_string()
+                    })),
+                }
+            });
     // Step 3: the applicable rules, in file order.
     let rules: Vec<&Rule> = policy.applicable_rules(repository).collect();
     // Refs known only in part decide no `when_ref` condition.

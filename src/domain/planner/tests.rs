@@ -2048,7 +2048,10 @@ mod in_use {
         );
         assert_eq!(
             reason(&d4),
-            format!("in use: pipeline 90 running, commit {} on feature/x", &d4[..8])
+            format!(
+                "in use: pipeline 90 running, commit {} on feature/x",
+                &d4[..8]
+            )
         );
         assert_eq!(plan.in_use_warning, None);
         assert!(plan.warnings().is_empty());
@@ -2087,7 +2090,10 @@ mod in_use {
                 .filter(|k| k.reason == KeepReason::InUseUnknown)
                 .count();
             assert_eq!(unknown, 7, "every tag the rule deletes, the signature too");
-            assert!(plan.protected.iter().all(|p| p.reason == ProtectReason::Latest));
+            assert!(plan
+                .protected
+                .iter()
+                .all(|p| p.reason == ProtectReason::Latest));
             let outline = plan.into_outline();
             assert_eq!(outline.in_use_unusable.as_deref(), Some(warning));
         }
@@ -2112,7 +2118,10 @@ mod in_use {
 
     #[test]
     fn in_use_reasons_read_well() {
-        assert_eq!(StayReason::Kept(KeepReason::InUseUnknown).kind(), "in_use_unknown");
+        assert_eq!(
+            StayReason::Kept(KeepReason::InUseUnknown).kind(),
+            "in_use_unknown"
+        );
         assert_eq!(
             KeepReason::InUseUnknown.to_string(),
             "the plan would delete it, but the project's commits in use (protect_in_use) are not known in full: nothing is deleted in the project"

@@ -375,7 +375,10 @@ pub(crate) fn environments(state: &mut State, req: &Req, id: &str) -> Resp {
         };
         let (name, search) = (req.param("name"), req.param("search"));
         if name.is_some() && search.is_some() {
-            return json_response(400, &json!({"error": "name, search cannot be used together"}));
+            return json_response(
+                400,
+                &json!({"error": "name, search cannot be used together"}),
+            );
         }
         if search.as_ref().is_some_and(|s| s.chars().count() < 3) {
             return bad_request("Search query is less than 3 characters");
@@ -397,11 +400,11 @@ pub(crate) fn environments(state: &mut State, req: &Req, id: &str) -> Resp {
 
 fn deployment_json(state: &State, project: u64, deployment: &Deployment) -> Value {
     let spec = &deployment.spec;
-    let environment = state
-        .in_use
-        .projects
-        .get(&project)
-        .and_then(|p| p.environments.iter().find(|e| e.name == deployment.environment));
+    let environment = state.in_use.projects.get(&project).and_then(|p| {
+        p.environments
+            .iter()
+            .find(|e| e.name == deployment.environment)
+    });
     let updated_at = spec.finished_at.unwrap_or(deployment.created_at);
     let user = json!({"id": 1, "username": "root", "name": "Administrator", "state": "active"});
     let deployable = if spec.via_api {
@@ -493,7 +496,9 @@ pub(crate) fn deployments(state: &mut State, req: &Req, id: &str) -> Resp {
         listed.retain(|d| status.as_ref().is_none_or(|s| &d.spec.status == s));
         listed.retain(|d| environment.as_ref().is_none_or(|e| &d.environment == e));
         match order_by.as_str() {
-            "updated_at" => listed.sort_by_key(|d| (d.spec.finished_at.unwrap_or(d.created_at), d.id)),
+            "updated_at" => {
+                listed.sort_by_key(|d| (d.spec.finished_at.unwrap_or(d.created_at), d.id))
+            }
             "finished_at" => listed.sort_by_key(|d| (d.spec.finished_at, d.id)),
             // `iid` and `created_at` order as `id` does (GitLab says so).
             _ => listed.sort_by_key(|d| d.id),
@@ -562,8 +567,12 @@ pub(crate) fn pipelines(state: &mut State, req: &Req, id: &str) -> Resp {
         listed.retain(|p| git_ref.as_ref().is_none_or(|r| &p.spec.git_ref == r));
         listed.retain(|p| sha.as_ref().is_none_or(|s| &p.spec.sha == s));
         match order_by.as_str() {
-            "status" => listed.sort_by(|a, b| a.spec.status.cmp(&b.spec.status).then(a.id.cmp(&b.id))),
-            "ref" => listed.sort_by(|a, b| a.spec.git_ref.cmp(&b.spec.git_ref).then(a.id.cmp(&b.id))),
+            "status" => {
+                listed.sort_by(|a, b| a.spec.status.cmp(&b.spec.status).then(a.id.cmp(&b.id)))
+            }
+            "ref" => {
+                listed.sort_by(|a, b| a.spec.git_ref.cmp(&b.spec.git_ref).then(a.id.cmp(&b.id)))
+            }
             _ => listed.sort_by_key(|p| p.id),
         }
         if sort == "desc" {
