@@ -178,5 +178,15 @@ mod tests {
         let mut unlisted = report(0, 0, 0);
         unlisted.error = Some("listing failed".into());
         assert_eq!(decide(&info(None, Some(48), now), &unlisted, now), None);
+        // An empty repository of a project whose commits in use are unknown:
+        // nothing is deleted in that project, the repository neither.
+        let mut in_use_unknown = report(0, 0, 0);
+        in_use_unknown.in_use_incomplete = Some("GET /projects/:id/pipelines answered 403".into());
+        assert_eq!(
+            decide(&info(None, Some(48), now), &in_use_unknown, now),
+            Some(Removal::Skip(
+                "the project's commits in use (protect_in_use) are not known: nothing is deleted in the project".into()
+            ))
+        );
     }
 }
