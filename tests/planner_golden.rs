@@ -35,7 +35,7 @@ fn examples_report() -> (Policy, Report) {
             &policy,
             &repository.path,
             &repository.tags,
-            inventory.refs_of(repository),
+            inventory.facts_of(repository).as_ref(),
             now,
         );
         report.push(RepositoryReport::from_plan(plan.into_outline(), None));

@@ -100,12 +100,13 @@ fn signatures_follow_their_images_under_keep_n() {
             .collect();
         left.sort();
         assert_eq!(names(&emulator, API), left, "gitlab_v1 {gitlab_v1}");
-        // GET /v2/, one token, the repository list, then: with /gitlab/v1
-        // one listing page; on REST one tag-list page, 10 details calls and
-        // each (undated) signature's manifest. Then the 4 deletes.
+        // GET /v2/ (anonymous, then with the token), one token, the
+        // repository list, then: with /gitlab/v1 one listing page; on REST
+        // one tag-list page, 10 details calls and each (undated) signature's
+        // manifest. Then the 4 deletes.
         let kinds = kinds(&emulator);
         assert_eq!(kinds.get("DELETE manifest by tag"), Some(&4), "{kinds:?}");
-        let expected = if gitlab_v1 { 4 + 4 } else { 4 + 10 + 5 + 4 };
+        let expected = if gitlab_v1 { 5 + 4 } else { 5 + 10 + 5 + 4 };
         assert_eq!(emulator.requests().len(), expected, "{kinds:?}");
     }
 }
@@ -163,12 +164,13 @@ fn a_narrow_rule_deletes_images_with_their_signatures_and_attestations() {
         // The summary counts the referrers apart from the images.
         assert_eq!(report["totals"]["deleted"], 6, "{report}");
         assert_eq!(report["totals"]["referrers_deleted"], 4, "{report}");
-        // 17 tags. GET /v2/, one token, the repository list, then: with
-        // /gitlab/v1 one listing page; on REST one tag-list page, 17 details
-        // calls and the 11 (undated) referrer manifests. Then 6 deletes.
+        // 17 tags. GET /v2/ twice (anonymous, then with the token), one
+        // token, the repository list, then: with /gitlab/v1 one listing
+        // page; on REST one tag-list page, 17 details calls and the 11
+        // (undated) referrer manifests. Then 6 deletes.
         let kinds = kinds(&emulator);
         assert_eq!(kinds.get("DELETE manifest by tag"), Some(&6), "{kinds:?}");
-        let expected = if gitlab_v1 { 4 + 6 } else { 4 + 17 + 11 + 6 };
+        let expected = if gitlab_v1 { 5 + 6 } else { 5 + 17 + 11 + 6 };
         assert_eq!(emulator.requests().len(), expected, "{kinds:?}");
     }
 }
@@ -550,7 +552,8 @@ fn the_cost_of_index_age_fetches_per_deleted_tag() {
         1,
         "one pull,delete token; {with_kinds:?}"
     );
-    assert_eq!(with.requests().len(), 109, "{with_kinds:?}");
+    // With GET /v2/ twice: anonymous, then with the token.
+    assert_eq!(with.requests().len(), 110, "{with_kinds:?}");
 
     // Without: the same repository, a rule that needs no dates.
     let without = seeded(false);
@@ -567,7 +570,7 @@ fn the_cost_of_index_age_fetches_per_deleted_tag() {
     assert_eq!(count(&without_kinds, "GET manifest by digest"), 0);
     assert_eq!(count(&without_kinds, "GET config"), 0);
     assert_eq!(count(&without_kinds, "DELETE manifest by tag"), DELETED);
-    assert_eq!(without.requests().len(), 29, "{without_kinds:?}");
+    assert_eq!(without.requests().len(), 30, "{without_kinds:?}");
 
     // With `/gitlab/v1`: push times, no age fetches; each index's own
     // manifest (its children) is still read.
@@ -582,7 +585,7 @@ fn the_cost_of_index_age_fetches_per_deleted_tag() {
     );
     assert_eq!(count(&v1_kinds, "GET config"), 0, "{v1_kinds:?}");
     assert_eq!(count(&v1_kinds, "DELETE manifest by tag"), DELETED);
-    assert_eq!(gitlab_v1.requests().len(), 39, "{v1_kinds:?}");
+    assert_eq!(gitlab_v1.requests().len(), 40, "{v1_kinds:?}");
 
     for (what, emulator, kinds) in [
         ("REST, keep_n (index-age fetches)", &with, &with_kinds),

@@ -52,6 +52,9 @@ pub fn explanation(policy: &Policy) -> Vec<String> {
         "orphaned referrers (signatures, attestations whose image has no tag): {}",
         policy.orphaned_referrers
     ));
+    if let Some(block) = &policy.protect_in_use {
+        lines.push(block.summary());
+    }
     for rule in &policy.rules {
         lines.push(rule.summary());
     }

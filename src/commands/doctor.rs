@@ -49,7 +49,7 @@ pub async fn doctor(options: DoctorOptions) -> CommandResult {
                 .unwrap_or("read from the repository listing")
         ),
     );
-    check_policy(&options, &mut findings);
+    let policy = check_policy(&options, &mut findings);
     let repositories = check_rest(&gitlab, &mut findings).await;
     if let Some(group) = &options.group {
         check_group(&gitlab, group, &mut findings).await;
@@ -83,6 +83,12 @@ pub async fn doctor(options: DoctorOptions) -> CommandResult {
     }
     check_tag_rules(&clients.registry, &gitlab, &granted, &mut findings).await;
     check_project(&gitlab, &mut findings).await;
+    if let Some(block) = policy
+        .as_ref()
+        .and_then(|policy| policy.protect_in_use.as_ref())
+    {
+        crate::commands::doctor_in_use::check_in_use(&gitlab, block, &mut findings).await;
+    }
     clients.log_stats();
     Ok(findings.exit())
 }
@@ -122,7 +128,8 @@ async fn check_group(gitlab: &GitLab, group: &str, findings: &mut Findings) {
     }
 }
 
-fn check_policy(options: &DoctorOptions, findings: &mut Findings) {
+/// The policy file, when there is a valid one.
+fn check_policy(options: &DoctorOptions, findings: &mut Findings) -> Option<Policy> {
     let path = &options.policy;
     if !options.policy_given && !path.exists() {
         findings.add(
@@ -131,18 +138,21 @@ fn check_policy(options: &DoctorOptions, findings: &mut Findings) {
             format!("no policy file at {}", path.display()),
             "`run` needs one (write it by hand, or `registry-cleanup policy import` GitLab's); `delete` does not",
         );
-        return;
+        return None;
     }
     match Policy::load(path) {
-        Ok(policy) => findings.ok(
-            "policy",
-            format!(
-                "{}: valid, {}; {}",
-                path.display(),
-                plural(policy.rules.len(), "rule", "rules"),
-                super::check::explanation(&policy).join("; ")
-            ),
-        ),
+        Ok(policy) => {
+            findings.ok(
+                "policy",
+                format!(
+                    "{}: valid, {}; {}",
+                    path.display(),
+                    plural(policy.rules.len(), "rule", "rules"),
+                    super::check::explanation(&policy).join("; ")
+                ),
+            );
+            Some(policy)
+        }
         Err(err) => {
             findings.add(
                 Level::Fail,
@@ -151,6 +161,7 @@ fn check_policy(options: &DoctorOptions, findings: &mut Findings) {
                 "fix the file at the line and column named (`registry-cleanup check` says the same)",
             );
             findings.bad_configuration = true;
+            None
         }
     }
 }

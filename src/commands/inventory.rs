@@ -14,6 +14,7 @@ use crate::domain::exit::Exit;
 use crate::execute::client_engine::apply_tag_rules;
 use crate::execute::listing::{listing_progress, Lister};
 use crate::execute::scope;
+use crate::gitlab::client::GitLab;
 use crate::output::inventory::{Inventory, InventoryRepository};
 
 pub async fn inventory(options: InventoryOptions) -> CommandResult {
@@ -85,30 +86,39 @@ pub async fn inventory(options: InventoryOptions) -> CommandResult {
     for repository in listed {
         inventory.repositories.push(repository?);
     }
-    // Always written: complete, or `complete: false` with the reason (a job
-    // token GitLab does not let read refs, a failed listing).
-    if per_project {
-        // Keyed by project id, one listing per project of the group.
-        for project in projects {
-            let refs = gitlab.for_project(project).refs().await;
-            if let Some(reason) = &refs.incomplete_because {
-                tracing::warn!(project, "the inventory's refs are incomplete: {reason}");
-            }
-            inventory.refs.insert(project.to_string(), refs);
-        }
+    // Always written, whatever a policy will ask: complete, or `complete:
+    // false` with the reason (a job token GitLab does not let read them, a
+    // failed listing). Keyed by project id, one listing per project.
+    let listed_projects: Vec<(u64, std::sync::Arc<GitLab>)> = if per_project {
+        projects
+            .into_iter()
+            .map(|project| (project, std::sync::Arc::new(gitlab.for_project(project))))
+            .collect()
     } else {
         match project_id {
-            Some(project_id) => {
-                let refs = gitlab.refs().await;
-                if let Some(reason) = &refs.incomplete_because {
-                    tracing::warn!("the inventory's refs are incomplete: {reason}");
-                }
-                inventory.refs.insert(project_id.to_string(), refs);
+            Some(project_id) => vec![(project_id, gitlab.clone())],
+            None => {
+                tracing::warn!(
+                    "the project id is not known (set CI_PROJECT_ID): the inventory has no refs and no in_use section"
+                );
+                Vec::new()
             }
-            None => tracing::warn!(
-            "the project id is not known (set CI_PROJECT_ID): the inventory has no refs section"
-        ),
         }
+    };
+    for (project, gitlab) in listed_projects {
+        let refs = gitlab.refs().await;
+        if let Some(reason) = &refs.incomplete_because {
+            tracing::warn!(project, "the inventory's refs are incomplete: {reason}");
+        }
+        inventory.refs.insert(project.to_string(), refs);
+        let in_use = gitlab.all_in_use().await;
+        if let Some(reason) = &in_use.incomplete_because {
+            tracing::warn!(
+                project,
+                "the inventory's commits in use are incomplete: {reason}"
+            );
+        }
+        inventory.in_use.insert(project.to_string(), in_use);
     }
     let json = inventory
         .to_json()

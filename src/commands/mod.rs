@@ -7,6 +7,7 @@ pub mod check;
 pub mod delete;
 pub mod doctor;
 pub mod doctor_findings;
+pub mod doctor_in_use;
 pub mod exit;
 pub mod finish;
 pub mod inventory;

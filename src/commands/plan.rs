@@ -9,20 +9,30 @@ use crate::commands::finish::finish_stream;
 use crate::config::options::{CountFiles, PlanOptions};
 use crate::domain::planner::plan_owned_repository;
 use crate::domain::policy::Policy;
-use crate::output::inventory_stream::{for_each_repository, read_refs, StreamError};
+use crate::domain::project::ProjectFacts;
+use crate::output::inventory_stream::{for_each_repository, read_facts, StreamError};
 use crate::output::report::{Report, RepositoryReport};
 use crate::output::report_stream::ReportStream;
 
 pub fn plan(options: PlanOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
-    // Each repository is planned with its project's refs from the
-    // inventory (`refs[project_id]`), if any: else nothing is claimed
-    // through `when_ref`, and the report says so. Only `when_ref` rules
-    // look at refs; for them, the refs are read first (a pass of their own:
-    // `inventory` writes them after the repositories).
+    // Each repository is planned with its project's facts from the
+    // inventory (`refs[project_id]`, `in_use[project_id]`), if any: else
+    // nothing is claimed through `when_ref`, and nothing is deleted under
+    // `protect_in_use`; the report says so. Only `when_ref` rules look at
+    // refs, only `protect_in_use` at the commits in use; for them, the
+    // facts are read first (a pass of their own: `inventory` writes them
+    // after the repositories).
     let uses_refs = policy.rules.iter().any(|rule| rule.when_ref.is_some());
-    let refs = if uses_refs {
-        Some(read_refs(&options.inventory)?)
+    let uses_in_use = policy.protect_in_use.is_some();
+    let facts = if uses_refs || uses_in_use {
+        let mut facts = read_facts(&options.inventory)?;
+        // What the policy does not look at is left out, as `run` leaves it unlisted.
+        for project in facts.values_mut() {
+            project.refs = project.refs.take().filter(|_| uses_refs);
+            project.in_use = project.in_use.take().filter(|_| uses_in_use);
+        }
+        Some(facts)
     } else {
         None
     };
@@ -31,14 +41,14 @@ pub fn plan(options: PlanOptions) -> CommandResult {
     let mut head = Report::new("client", true);
     head.planned_with(options.now, &options.policy);
     let mut report = ReportStream::create(head, options.report.as_deref())?;
-    for_each_repository(&options.inventory, refs.as_ref(), |repository, refs| {
-        let refs = refs.filter(|_| uses_refs);
+    for_each_repository(&options.inventory, facts.as_ref(), |repository, project| {
+        let project: Option<&ProjectFacts> = project.filter(|_| facts.is_some());
         // The listing is not needed after planning: the plan takes its tags.
         let plan = plan_owned_repository(
             &policy,
             &repository.path,
             repository.tags,
-            refs,
+            project,
             options.now,
         );
         report.push(RepositoryReport::from_plan(plan.into_outline(), None))

@@ -17,6 +17,7 @@ use crate::output::report_stream::ReportStream;
 
 pub async fn run(options: RunOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
+    scope::check_policy(&policy, &options.policy, &options.scope)?;
     let (clients, gitlab) = scope::clients_for(&options.scope, &options.connection)?;
     let mut repositories = scope::repositories(&options.scope, &clients, &gitlab, true).await?;
     // For the report only: one request, and no failure when not readable. In

@@ -4,12 +4,14 @@
 
 pub mod config_error;
 pub mod exit;
+pub mod in_use;
 pub mod lint;
 pub mod model;
 pub mod names;
 pub mod pattern;
 pub mod planner;
 pub mod policy;
+pub mod project;
 pub mod referrers;
 pub mod refs;
 pub mod rfc3339;

@@ -20,7 +20,9 @@ use std::path::Path;
 
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
+use crate::domain::in_use::{InUseAsk, MAX_LAST_DEPLOYMENTS, MIN_SHA_PREFIX, SHA_GROUP};
 pub use crate::domain::pattern::Pattern;
+use crate::domain::pattern::PATTERN_HELP;
 pub use crate::domain::refs::WhenRef;
 use crate::domain::refs::{MR_GROUP, REF_GROUP};
 
@@ -387,7 +389,76 @@ pub struct Policy {
     /// Delete a repository the run leaves without tags, or one already
     /// empty and older than a day (client engine; never in a dry run).
     pub remove_empty_repositories: bool,
+    /// Tags naming a commit GitLab has in use are kept before any rule.
+    pub protect_in_use: Option<ProtectInUse>,
     pub rules: Vec<Rule>,
+}
+
+/// `protect_in_use`: which commits GitLab has in use count, and how a tag
+/// names one. A tag whose `sha` capture (7+ hex characters) starts the SHA
+/// of such a commit, or whose `ref` capture has the slug of its ref, is
+/// kept before any rule runs.
+#[derive(Debug, Clone)]
+pub struct ProtectInUse {
+    /// Live environments whose deployments count, by name (default `.*`).
+    pub environments: Pattern,
+    /// Per environment, its newest successful deployments that count (what
+    /// runs now and the rollback targets); 0: no deployment counts.
+    pub last_deployments: usize,
+    /// Whether the commits of running pipelines count.
+    pub running_pipelines: bool,
+    /// How a tag names a commit: named groups `sha` and/or `ref`.
+    pub commit: Pattern,
+}
+
+/// `last_deployments` when not given: what runs now and two rollback targets.
+pub const DEFAULT_LAST_DEPLOYMENTS: usize = 3;
+
+impl ProtectInUse {
+    /// What a listing of the project's commits in use must cover.
+    pub fn ask(&self) -> InUseAsk<'_> {
+        InUseAsk {
+            environments: &self.environments,
+            last_deployments: self.last_deployments,
+            running_pipelines: self.running_pipelines,
+        }
+    }
+
+    /// One line for `check`: what is kept, and what happens when GitLab
+    /// cannot say.
+    pub fn summary(&self) -> String {
+        let mut what = Vec::new();
+        if self.last_deployments > 0 {
+            what.push(match self.last_deployments {
+                1 => format!(
+                    "the last successful deployment of each available environment matching \"{}\"",
+                    self.environments
+                ),
+                n => format!(
+                    "the last {n} successful deployments of each available environment matching \"{}\"",
+                    self.environments
+                ),
+            });
+        }
+        if self.running_pipelines {
+            what.push("running pipelines".to_string());
+        }
+        let mut how = Vec::new();
+        if self.commit.has_group(SHA_GROUP) {
+            how.push(format!(
+                "whose sha group starts the commit's SHA ({MIN_SHA_PREFIX}+ characters)"
+            ));
+        }
+        if self.commit.has_group(REF_GROUP) {
+            how.push("whose ref group names the commit's branch or tag (as a slug)".to_string());
+        }
+        format!(
+            "in use (protect_in_use): kept before any rule, tags matching \"{}\" {} — commits of {}; when GitLab cannot list them, nothing is deleted in the project",
+            self.commit,
+            how.join(" or "),
+            what.join(" and of ")
+        )
+    }
 }
 
 impl Policy {
@@ -430,6 +501,7 @@ impl Policy {
             protect: file.protect.0,
             orphaned_referrers: file.orphaned_referrers,
             remove_empty_repositories: file.remove_empty_repositories,
+            protect_in_use: file.protect_in_use.map(|ProtectInUseFile(block)| block),
             rules: file.rules.0,
         })
     }
@@ -457,6 +529,16 @@ impl Policy {
     pub fn needs_refs(&self, repository: &str) -> bool {
         self.applicable_rules(repository)
             .any(|rule| rule.when_ref.is_some())
+    }
+
+    /// Whether planning this repository looks at its project's commits in
+    /// use (so environments, deployments and pipelines must be listed): the
+    /// policy has `protect_in_use`, and could delete something here (an
+    /// applicable rule, or `orphaned_referrers: delete`).
+    pub fn needs_in_use(&self, repository: &str) -> bool {
+        self.protect_in_use.is_some()
+            && (self.orphaned_referrers == OrphanedReferrers::Delete
+                || self.applicable_rules(repository).next().is_some())
     }
 }
 
@@ -526,7 +608,7 @@ fn default_true() -> bool {
 #[derive(serde::Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a policy: a mapping with the keys version, protect_latest, protect, orphaned_referrers, remove_empty_repositories and rules"
+    expecting = "a policy: a mapping with the keys version, protect_latest, protect, orphaned_referrers, remove_empty_repositories, protect_in_use and rules"
 )]
 struct PolicyFile {
     #[serde(default)]
@@ -540,7 +622,167 @@ struct PolicyFile {
     orphaned_referrers: OrphanedReferrers,
     #[serde(default)]
     remove_empty_repositories: bool,
+    #[serde(default, deserialize_with = "present")]
+    protect_in_use: Option<ProtectInUseFile>,
     rules: Rules,
+}
+
+const PROTECT_IN_USE_KEYS: &str =
+    "a protect_in_use block: a mapping with the keys environments, last_deployments, running_pipelines and commit";
+
+const COMMIT_EXAMPLE: &str = r"commit: '(?P<sha>[0-9a-f]{7,40})'";
+
+#[derive(serde::Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a protect_in_use block: a mapping with the keys environments, last_deployments, running_pipelines and commit"
+)]
+struct ProtectInUseFields {
+    #[serde(default, deserialize_with = "present")]
+    environments: Option<Pattern>,
+    #[serde(default, deserialize_with = "present")]
+    last_deployments: Option<LastDeployments>,
+    #[serde(default = "default_true")]
+    running_pipelines: bool,
+    commit: CommitPattern,
+}
+
+/// The `protect_in_use` block, checked as a whole inside the mapping's
+/// visitor (so the error carries the block's line and column): it must
+/// protect something.
+struct ProtectInUseFile(ProtectInUse);
+
+impl<'de> Deserialize<'de> for ProtectInUseFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BlockVisitor;
+        impl<'de> Visitor<'de> for BlockVisitor {
+            type Value = ProtectInUseFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(PROTECT_IN_USE_KEYS)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ProtectInUseFile, A::Error> {
+                let fields =
+                    ProtectInUseFields::deserialize(de::value::MapAccessDeserializer::new(map))
+                        .map_err(|err| {
+                            let text = err.to_string();
+                            if text.contains("missing field `commit`") {
+                                de::Error::custom(format!(
+                                    "{text}; protect_in_use needs `commit`, a pattern whose named group `sha` is how a tag names its commit, e.g. {COMMIT_EXAMPLE}"
+                                ))
+                            } else {
+                                err
+                            }
+                        })?;
+                let last_deployments = fields
+                    .last_deployments
+                    .map_or(DEFAULT_LAST_DEPLOYMENTS, |LastDeployments(n)| n);
+                if last_deployments == 0 && !fields.running_pipelines {
+                    return Err(de::Error::custom(
+                        "protect_in_use protects nothing with last_deployments: 0 and running_pipelines: false; \
+                         count deployments (last_deployments: 1 or more), running pipelines (running_pipelines: true), or remove the block",
+                    ));
+                }
+                let environments = match fields.environments {
+                    Some(pattern) => pattern,
+                    None => Pattern::new(crate::domain::in_use::EVERY_ENVIRONMENT)
+                        .map_err(de::Error::custom)?,
+                };
+                Ok(ProtectInUseFile(ProtectInUse {
+                    environments,
+                    last_deployments,
+                    running_pipelines: fields.running_pipelines,
+                    commit: fields.commit.0,
+                }))
+            }
+        }
+        deserializer.deserialize_map(BlockVisitor)
+    }
+}
+
+/// `protect_in_use.commit`: a pattern with a named group `sha` or `ref`.
+struct CommitPattern(Pattern);
+
+impl<'de> Deserialize<'de> for CommitPattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Checked inside the visitor, so that the error carries the value's
+        // line and column.
+        struct CommitVisitor;
+        impl Visitor<'_> for CommitVisitor {
+            type Value = CommitPattern;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a pattern with a named group `sha` (RE2 syntax, matching the whole tag name)",
+                )
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<CommitPattern, E> {
+                let pattern = Pattern::new(value).map_err(|why| {
+                    E::custom(format!(
+                        "\"{value}\" is not a valid pattern: {why}; {PATTERN_HELP}"
+                    ))
+                })?;
+                if pattern.has_group(SHA_GROUP) || pattern.has_group(REF_GROUP) {
+                    Ok(CommitPattern(pattern))
+                } else {
+                    Err(E::custom(format!(
+                        "\"{pattern}\" has no named group `sha`: the group is how a tag names its commit \
+                         (its first {MIN_SHA_PREFIX} or more hex characters), e.g. {COMMIT_EXAMPLE}; \
+                         a group `ref` names the deployment's or pipeline's branch or tag instead"
+                    )))
+                }
+            }
+        }
+        deserializer.deserialize_str(CommitVisitor)
+    }
+}
+
+/// `protect_in_use.last_deployments`: 0 to [`MAX_LAST_DEPLOYMENTS`].
+struct LastDeployments(usize);
+
+impl<'de> Deserialize<'de> for LastDeployments {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        const ALLOWED: &str = "last_deployments is how many of each environment's newest successful deployments are kept, 0 to 100 (e.g. last_deployments: 3)";
+        impl Visitor<'_> for CountVisitor {
+            type Value = LastDeployments;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number from 0 to 100")
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<LastDeployments, E> {
+                match usize::try_from(value) {
+                    Ok(n) if n <= MAX_LAST_DEPLOYMENTS => Ok(LastDeployments(n)),
+                    _ => Err(E::custom(format!(
+                        "{value} is too large: GitLab lists at most {MAX_LAST_DEPLOYMENTS} deployments a page; {ALLOWED}"
+                    ))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<LastDeployments, E> {
+                match u64::try_from(value) {
+                    Ok(value) => self.visit_u64(value),
+                    Err(_) => Err(E::custom(format!("{value} is negative; {ALLOWED}"))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<LastDeployments, E> {
+                Err(E::custom(format!(
+                    "{value} is not a whole number; {ALLOWED}"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<LastDeployments, E> {
+                Err(E::custom(format!("{value:?} is not a number; {ALLOWED}")))
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<LastDeployments, E> {
+                Err(E::custom(format!("{value} is not a number; {ALLOWED}")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LastDeployments, E> {
+                Err(E::custom(format!(
+                    "no value given; {ALLOWED}, or leave the key out for {DEFAULT_LAST_DEPLOYMENTS}"
+                )))
+            }
+        }
+        deserializer.deserialize_any(CountVisitor)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -1171,6 +1413,103 @@ rules:
         assert!(err.contains("when_ref and per_ref needs"), "{err}");
         // `per_ref: false` alone asks nothing of the pattern.
         parse("rules:\n  - delete: x\n    per_ref: false\n").expect("parses");
+    }
+
+    #[test]
+    fn protect_in_use_with_its_defaults_and_in_full() {
+        let policy =
+            parse("protect_in_use:\n  commit: '(?P<sha>[0-9a-f]{7,40})'\nrules: [{delete: a}]\n")
+                .expect("parses");
+        let block = policy.protect_in_use.as_ref().expect("the block");
+        assert_eq!(block.environments.source(), ".*");
+        assert_eq!(block.last_deployments, DEFAULT_LAST_DEPLOYMENTS);
+        assert!(block.running_pipelines);
+        assert_eq!(
+            block.summary(),
+            r#"in use (protect_in_use): kept before any rule, tags matching "(?P<sha>[0-9a-f]{7,40})" whose sha group starts the commit's SHA (7+ characters) — commits of the last 3 successful deployments of each available environment matching ".*" and of running pipelines; when GitLab cannot list them, nothing is deleted in the project"#
+        );
+        let text = "protect_in_use:\n  environments: 'production|staging'\n  last_deployments: 1\n  running_pipelines: false\n  commit: '(?P<ref>[a-z0-9-]+)-(?P<sha>[0-9a-f]{8})'\nrules: [{delete: a}]\n";
+        let block = parse(text)
+            .expect("parses")
+            .protect_in_use
+            .expect("the block");
+        assert_eq!(block.last_deployments, 1);
+        assert!(!block.running_pipelines);
+        assert_eq!(
+            block.summary(),
+            r#"in use (protect_in_use): kept before any rule, tags matching "(?P<ref>[a-z0-9-]+)-(?P<sha>[0-9a-f]{8})" whose sha group starts the commit's SHA (7+ characters) or whose ref group names the commit's branch or tag (as a slug) — commits of the last successful deployment of each available environment matching "production|staging"; when GitLab cannot list them, nothing is deleted in the project"#
+        );
+        // Pipelines only.
+        let block = parse("protect_in_use: {last_deployments: 0, commit: '(?P<sha>[0-9a-f]{40})'}\nrules: [{delete: a}]")
+            .expect("parses")
+            .protect_in_use
+            .expect("the block");
+        assert!(
+            block.summary().contains("commits of running pipelines;"),
+            "{}",
+            block.summary()
+        );
+        assert!(parse("rules: [{delete: a}]")
+            .expect("parses")
+            .protect_in_use
+            .is_none());
+    }
+
+    #[test]
+    fn protect_in_use_errors_name_the_line_and_column() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "protect_in_use:\n  environments: '.*'\nrules: [{delete: a}]\n",
+                "policy.yml:2:3: protect_in_use: missing field `commit`; protect_in_use needs `commit`",
+            ),
+            (
+                "protect_in_use:\n  commit: '[0-9a-f]{7,40}'\nrules: [{delete: a}]\n",
+                "policy.yml:2:11: protect_in_use.commit: \"[0-9a-f]{7,40}\" has no named group `sha`",
+            ),
+            (
+                "protect_in_use:\n  commit: '(?P<sha>[0-9a-f]{7,40}'\nrules: [{delete: a}]\n",
+                "policy.yml:2:11: protect_in_use.commit: \"(?P<sha>[0-9a-f]{7,40}\" is not a valid pattern",
+            ),
+            (
+                "protect_in_use:\n  last_deployments: 101\n  commit: '(?P<sha>[0-9a-f]{7})'\nrules: [{delete: a}]\n",
+                "policy.yml:2:21: protect_in_use.last_deployments: 101 is too large: GitLab lists at most 100 deployments a page",
+            ),
+            (
+                "protect_in_use:\n  last_deployments: -1\n  commit: '(?P<sha>[0-9a-f]{7})'\nrules: [{delete: a}]\n",
+                "policy.yml:2:21: protect_in_use.last_deployments: -1 is negative",
+            ),
+            (
+                "protect_in_use:\n  last_deployments: three\n  commit: '(?P<sha>[0-9a-f]{7})'\nrules: [{delete: a}]\n",
+                "policy.yml:2:21: protect_in_use.last_deployments: \"three\" is not a number",
+            ),
+            (
+                "protect_in_use:\n  running_pipelines: sometimes\n  commit: '(?P<sha>[0-9a-f]{7})'\nrules: [{delete: a}]\n",
+                "policy.yml:2:22: protect_in_use.running_pipelines: invalid type: string \"sometimes\", expected true or false",
+            ),
+            (
+                "protect_in_use:\n  last_deployments: 0\n  running_pipelines: false\n  commit: '(?P<sha>[0-9a-f]{7})'\nrules: [{delete: a}]\n",
+                "policy.yml:2:3: protect_in_use: protect_in_use protects nothing with last_deployments: 0 and running_pipelines: false",
+            ),
+            (
+                "protect_in_use:\n  environment: production\n  commit: '(?P<sha>[0-9a-f]{7})'\nrules: [{delete: a}]\n",
+                "policy.yml:2:3: protect_in_use: unknown field `environment`, expected one of `environments`, `last_deployments`, `running_pipelines`, `commit`",
+            ),
+            (
+                "protect_in_use:\nrules: [{delete: a}]\n",
+                "policy.yml:1:16: protect_in_use: missing field `commit`; protect_in_use needs `commit`",
+            ),
+            (
+                "protect_in_use:\n  environments:\n  commit: '(?P<sha>[0-9a-f]{7})'\nrules: [{delete: a}]\n",
+                "policy.yml:2:16: protect_in_use.environments: \"\" is not a valid pattern: an empty pattern",
+            ),
+        ];
+        for (text, start) in cases {
+            let err = parse(text).expect_err(text);
+            assert!(
+                err.starts_with(start),
+                "{text:?}:\n  got  {err}\n  want {start}…"
+            );
+        }
     }
 
     #[test]

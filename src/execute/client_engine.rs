@@ -28,10 +28,11 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::lint;
-use crate::domain::model::{Outcome, Refs, RepositoryInfo, Tag};
+use crate::domain::model::{Outcome, RepositoryInfo, Tag};
 use crate::domain::names::{RepositoryPath, TagName};
 use crate::domain::planner::{plan_owned_repository, PlanOutline};
 use crate::domain::policy::Policy;
+use crate::domain::project::ProjectFacts;
 use crate::execute::clients::Clients;
 use crate::execute::deleter::{Deleter, Target};
 use crate::execute::listing::{listing_progress, ListError, Lister};
@@ -130,7 +131,8 @@ pub fn policy_warnings(policy: &Policy, repositories: &[RepositoryInfo]) -> Vec<
 
 /// What every repository of a run shares while it is carried out.
 struct Shared<'r> {
-    refs: BTreeMap<Option<u64>, Refs>,
+    /// Each project's git refs and commits in use, where the policy asks.
+    facts: BTreeMap<Option<u64>, ProjectFacts>,
     now: DateTime<Utc>,
     listing: Arc<Progress>,
     deleting: Arc<Progress>,
@@ -182,7 +184,7 @@ impl ClientRun<'_> {
         let plan_first = self.plan_first();
         let concurrency = self.clients.concurrency;
         let shared = Shared {
-            refs: self.refs(&repositories).await,
+            facts: self.project_facts(&repositories).await,
             now,
             listing: listing_progress(&repositories),
             deleting: Progress::new("deleting tags"),
@@ -323,34 +325,60 @@ impl ClientRun<'_> {
         info.project_id.filter(|_| self.per_project)
     }
 
-    /// The git refs of each project, listed once per project, and only for
-    /// projects where some repository's rules look at them (`when_ref`,
-    /// `per_ref`). Never an error: a refused or failed listing gives refs
-    /// with `complete: false` and the reason.
-    async fn refs(&self, repositories: &[RepositoryInfo]) -> BTreeMap<Option<u64>, Refs> {
+    /// What each project's repositories are planned with, listed once per
+    /// project, and only for projects where some repository's policy looks
+    /// at it: the git refs (`when_ref`), the commits in use
+    /// (`protect_in_use`). Never an error: a refused or failed listing
+    /// gives `complete: false` and the reason.
+    async fn project_facts(
+        &self,
+        repositories: &[RepositoryInfo],
+    ) -> BTreeMap<Option<u64>, ProjectFacts> {
         if self.registry_only {
             // No project known: `when_ref` rules claim nothing, and say so.
             return BTreeMap::new();
         }
-        let mut projects: BTreeMap<Option<u64>, &RepositoryInfo> = BTreeMap::new();
+        // Per project: a repository, and whether refs / commits in use are needed.
+        let mut projects: BTreeMap<Option<u64>, (&RepositoryInfo, bool, bool)> = BTreeMap::new();
         for info in repositories {
-            if self.policy.needs_refs(&info.path) {
-                projects.entry(self.project_key(info)).or_insert(info);
+            let refs = self.policy.needs_refs(&info.path);
+            let in_use = self.policy.needs_in_use(&info.path);
+            if refs || in_use {
+                let needs = projects
+                    .entry(self.project_key(info))
+                    .or_insert((info, false, false));
+                needs.1 |= refs;
+                needs.2 |= in_use;
             }
         }
-        let mut refs = BTreeMap::new();
-        for (project, info) in projects {
-            let listed = self.gitlab_for(info).refs().await;
-            tracing::info!(
-                project = ?project,
-                complete = listed.complete,
-                slugs = listed.slugs.len(),
-                open_mrs = listed.open_mrs.len(),
-                "listed the project's git refs"
-            );
-            refs.insert(project, listed);
+        let mut facts = BTreeMap::new();
+        for (project, (info, refs, in_use)) in projects {
+            let gitlab = self.gitlab_for(info);
+            let mut known = ProjectFacts::default();
+            if refs {
+                let listed = gitlab.refs().await;
+                tracing::info!(
+                    project = ?project,
+                    complete = listed.complete,
+                    slugs = listed.slugs.len(),
+                    open_mrs = listed.open_mrs.len(),
+                    "listed the project's git refs"
+                );
+                known.refs = Some(listed);
+            }
+            if let Some(block) = self.policy.protect_in_use.as_ref().filter(|_| in_use) {
+                let listed = gitlab.in_use(&block.ask()).await;
+                tracing::info!(
+                    project = ?project,
+                    complete = listed.complete,
+                    commits = listed.commits.len(),
+                    "listed the project's commits in use"
+                );
+                known.in_use = Some(listed);
+            }
+            facts.insert(project, known);
         }
-        refs
+        facts
     }
 
     /// Lists and plans one repository.
@@ -365,13 +393,13 @@ impl ClientRun<'_> {
             self.clients.concurrency,
             true,
         );
-        let refs = shared.refs.get(&self.project_key(&info));
+        let facts = shared.facts.get(&self.project_key(&info));
         let need_details = self.policy.needs_dates(&info.path);
         let plan = match lister.list(&info, need_details, &shared.listing).await {
             Ok((mut tags, source)) => {
                 tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
                 apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
-                let plan = plan_owned_repository(self.policy, &info.path, tags, refs, shared.now);
+                let plan = plan_owned_repository(self.policy, &info.path, tags, facts, shared.now);
                 for warning in plan.warnings() {
                     tracing::warn!(repository = %info.path, "{warning}");
                 }

@@ -6,7 +6,8 @@
 //! already empty and GitLab created it more than a day ago (a push may be
 //! under way into a new one). Never when anything is left in it (a kept,
 //! protected, failed or skipped tag), when its listing failed, when GitLab
-//! is already deleting it, or when its age is unknown.
+//! is already deleting it, when its age is unknown, or when its project's
+//! commits in use are not known (`protect_in_use`).
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -66,6 +67,14 @@ pub fn decide(
             }
             Some(_) => {}
         }
+    }
+    if report.in_use_incomplete.is_some() {
+        // An empty repository holds no image in use, but the promise is
+        // plain: nothing is deleted in a project whose commits in use are
+        // not known.
+        return Some(Removal::Skip(
+            "the project's commits in use (protect_in_use) are not known: nothing is deleted in the project".into(),
+        ));
     }
     Some(Removal::Remove)
 }
@@ -169,5 +178,15 @@ mod tests {
         let mut unlisted = report(0, 0, 0);
         unlisted.error = Some("listing failed".into());
         assert_eq!(decide(&info(None, Some(48), now), &unlisted, now), None);
+        // An empty repository of a project whose commits in use are unknown:
+        // nothing is deleted in that project, the repository neither.
+        let mut in_use_unknown = report(0, 0, 0);
+        in_use_unknown.in_use_incomplete = Some("GET /projects/:id/pipelines answered 403".into());
+        assert_eq!(
+            decide(&info(None, Some(48), now), &in_use_unknown, now),
+            Some(Removal::Skip(
+                "the project's commits in use (protect_in_use) are not known: nothing is deleted in the project".into()
+            ))
+        );
     }
 }

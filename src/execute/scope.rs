@@ -150,3 +150,23 @@ async fn instance_repositories(
         })
         .collect())
 }
+
+/// What a policy needs of a scope that the scope cannot give, refused
+/// before any request (exit 2): `protect_in_use` needs each repository's
+/// project, whose environments, deployments and pipelines it lists, and
+/// `--instance` knows repositories by path only (the registry's catalog).
+pub fn check_policy(
+    policy: &crate::domain::policy::Policy,
+    origin: &std::path::Path,
+    scope: &Scope,
+) -> Result<(), crate::domain::policy::PolicyError> {
+    if *scope == Scope::Instance && policy.protect_in_use.is_some() {
+        return Err(crate::domain::policy::PolicyError {
+            message: format!(
+                "{}: protect_in_use needs each repository's GitLab project (its environments, deployments and pipelines), and --instance knows repositories by path only (the registry's catalog): run with --group for each group, or remove the protect_in_use block",
+                origin.display()
+            ),
+        });
+    }
+    Ok(())
+}

@@ -19,6 +19,7 @@ pub fn rules_by_repository<'a>(
     repositories: &[RepositoryInfo],
 ) -> Result<HashMap<u64, &'a Rule>, PolicyError> {
     refuse_empty_repository_removal(policy, origin)?;
+    refuse_protect_in_use(policy, origin)?;
     let mut rules = HashMap::new();
     for repository in repositories {
         let applicable: Vec<&Rule> = policy
@@ -62,6 +63,7 @@ pub fn rules_by_repository<'a>(
 /// ([`rules_by_repository`]), where the paths are known.
 pub fn check_policy(policy: &Policy, origin: &str) -> Result<(), PolicyError> {
     refuse_empty_repository_removal(policy, origin)?;
+    refuse_protect_in_use(policy, origin)?;
     if let Some(rule) = policy.rules.iter().find(|rule| rule.is_git_aware()) {
         return Err(git_aware_error(origin, rule, ""));
     }
@@ -97,6 +99,21 @@ fn refuse_empty_repository_removal(policy: &Policy, origin: &str) -> Result<(), 
         return Err(PolicyError {
             message: format!(
                 "{origin}: remove_empty_repositories: true needs to know which tags a run leaves, and --engine server hands the deletes to GitLab, which reports nothing back: use --engine client (the default), or set remove_empty_repositories: false"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `protect_in_use` keeps tags by name, commit by commit, and GitLab's
+/// bulk delete takes a name pattern and deletes in the background, while
+/// deployments and pipelines come and go: rather than hand it a pattern
+/// that would delete an image in use, the policy is refused.
+fn refuse_protect_in_use(policy: &Policy, origin: &str) -> Result<(), PolicyError> {
+    if policy.protect_in_use.is_some() {
+        return Err(PolicyError {
+            message: format!(
+                "{origin}: protect_in_use keeps the tags of deployed and running commits, which GitLab's bulk delete cannot honour (it takes name patterns and deletes later, in the background, whatever is deployed then): use --engine client (the default), or remove the protect_in_use block"
             ),
         });
     }

@@ -22,7 +22,7 @@ use crate::wire::http::{credential_header, display_url, Http, HttpError, HttpRes
 use crate::wire::links::Pager;
 use crate::wire::urls::encode_segment;
 
-const PER_PAGE: &str = "100";
+pub(super) const PER_PAGE: &str = "100";
 
 /// Why a REST call failed.
 #[derive(Debug, thiserror::Error)]
@@ -205,11 +205,11 @@ impl GitLab {
         join_path(&self.api, path)
     }
 
-    fn project_url(&self, rest: &str) -> Url {
+    pub(super) fn project_url(&self, rest: &str) -> Url {
         self.url(&format!("projects/{}/{rest}", self.project))
     }
 
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: &Url,
@@ -242,7 +242,7 @@ impl GitLab {
 
     /// Every page of an offset-paginated list: follows `x-next-page` or
     /// `Link rel="next"`, never `x-total` (absent above 10,000 records).
-    async fn all_pages<T: serde::de::DeserializeOwned>(
+    pub(super) async fn all_pages<T: serde::de::DeserializeOwned>(
         &self,
         first: Url,
     ) -> Result<Vec<T>, GitLabError> {

@@ -7,8 +7,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::config_error::ConfigError;
+use crate::domain::in_use::InUse;
 use crate::domain::model::{Refs, Tag};
 use crate::domain::names::RepositoryPath;
+use crate::domain::project::ProjectFacts;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +20,10 @@ pub struct Inventory {
     /// keys are): for rules with `when_ref`. Optional.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub refs: BTreeMap<String, Refs>,
+    /// Each project's commits in use (deployed, running), keyed by project
+    /// id: for `protect_in_use`. Optional.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub in_use: BTreeMap<String, InUse>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,14 +69,20 @@ impl Inventory {
         ))
     }
 
-    /// The refs of `repository`'s project, when the inventory has them
-    /// (its `project_id` and a `refs` entry for it).
-    pub fn refs_of(&self, repository: &InventoryRepository) -> Option<&Refs> {
-        self.refs.get(&repository.project_id?.to_string())
+    /// What the inventory says of `repository`'s project: its `refs` and
+    /// `in_use` entries (a copy; `None` when it has neither).
+    pub fn facts_of(&self, repository: &InventoryRepository) -> Option<ProjectFacts> {
+        let key = repository.project_id?.to_string();
+        let facts = ProjectFacts {
+            refs: self.refs.get(&key).cloned(),
+            in_use: self.in_use.get(&key).cloned(),
+        };
+        (facts.refs.is_some() || facts.in_use.is_some()).then_some(facts)
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         Inventory::check_refs_keys(origin, &self.refs)?;
+        Inventory::check_project_keys(origin, "in_use", &self.in_use)?;
         let mut seen_paths = std::collections::HashSet::new();
         for repository in &self.repositories {
             if !seen_paths.insert(&repository.path) {
@@ -80,6 +92,24 @@ impl Inventory {
                 ));
             }
             Inventory::check_repository(origin, repository)?;
+        }
+        Ok(())
+    }
+
+    /// `in_use` keys are project ids, written canonically.
+    pub fn check_project_keys<T>(
+        origin: &str,
+        section: &str,
+        entries: &BTreeMap<String, T>,
+    ) -> Result<(), ConfigError> {
+        for project in entries.keys() {
+            let canonical = project.parse::<u64>().ok().map(|id| id.to_string());
+            if canonical.as_deref() != Some(project.as_str()) {
+                return Err(ConfigError::file(origin.to_string(), format!(
+                    "{origin}: {section}: {project:?} is not a project id; {section} is keyed by the \
+                     repositories' project_id, as `inventory` writes it"
+                )));
+            }
         }
         Ok(())
     }

@@ -2,13 +2,14 @@
 //! visitor over the `repositories` array hands each repository over as soon
 //! as it is parsed, so memory holds one repository, not the file.
 //!
-//! The `refs` section may come before or after `repositories` (`inventory`
-//! writes it after). A policy with `when_ref` rules needs a repository's
-//! refs when it is planned, so then the file is read twice: once for `refs`
-//! alone (skipping the repositories unparsed), once for the repositories. A
-//! policy without `when_ref` plans the same without refs, so one pass does.
-//! The checks are [`Inventory::parse`]'s, with the same messages: a
-//! repository listed twice, a tag listed twice, a `refs` key that is not a
+//! The `refs` and `in_use` sections may come before or after `repositories`
+//! (`inventory` writes them after). A policy with `when_ref` rules or
+//! `protect_in_use` needs a repository's project facts when it is planned,
+//! so then the file is read twice: once for those sections alone (skipping
+//! the repositories unparsed), once for the repositories. A policy without
+//! either plans the same without them, so one pass does. The checks are
+//! [`Inventory::parse`]'s, with the same messages: a repository listed
+//! twice, a tag listed twice, a `refs` or `in_use` key that is not a
 //! project id, any syntax or schema error with the file, line and column.
 
 use std::collections::{BTreeMap, HashSet};
@@ -20,8 +21,10 @@ use std::path::Path;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::domain::config_error::ConfigError;
+use crate::domain::in_use::InUse;
 use crate::domain::model::Refs;
 use crate::domain::names::RepositoryPath;
+use crate::domain::project::ProjectFacts;
 use crate::output::inventory::{Inventory, InventoryRepository};
 
 /// Files up to this size are read whole and parsed from memory (faster);
@@ -38,44 +41,53 @@ pub enum StreamError<E: std::error::Error + 'static> {
     Caller(E),
 }
 
-/// Reads only the `refs` section (the repositories are skipped unparsed).
-pub fn read_refs(path: &Path) -> Result<BTreeMap<String, Refs>, ConfigError> {
-    let mut refs = None;
-    let mut ignore = |_: InventoryRepository, _: Option<&Refs>| Ok::<(), Infallible>(());
-    run(path, Pass::RefsOnly, None, &mut refs, &mut ignore).map_err(|err| match err {
+/// Reads only the `refs` and `in_use` sections (the repositories are
+/// skipped unparsed): each project's facts, keyed by project id.
+pub fn read_facts(path: &Path) -> Result<BTreeMap<String, ProjectFacts>, ConfigError> {
+    let mut found = Found::default();
+    let mut ignore = |_: InventoryRepository, _: Option<&ProjectFacts>| Ok::<(), Infallible>(());
+    run(path, Pass::FactsOnly, None, &mut found, &mut ignore).map_err(|err| match err {
         StreamError::Inventory(err) => err,
         StreamError::Caller(never) => match never {},
     })?;
-    Ok(refs.unwrap_or_default())
+    Ok(found.facts)
 }
 
 /// Calls `each` with every repository of the inventory, in file order, and
-/// its project's refs: from `refs` when given (read beforehand with
-/// [`read_refs`]), else from a `refs` section found before the repository,
-/// if any.
+/// its project's facts: from `facts` when given (read beforehand with
+/// [`read_facts`]), else from `refs` and `in_use` sections found before the
+/// repository, if any.
 pub fn for_each_repository<E: std::error::Error + 'static>(
     path: &Path,
-    refs: Option<&BTreeMap<String, Refs>>,
-    mut each: impl FnMut(InventoryRepository, Option<&Refs>) -> Result<(), E>,
+    facts: Option<&BTreeMap<String, ProjectFacts>>,
+    mut each: impl FnMut(InventoryRepository, Option<&ProjectFacts>) -> Result<(), E>,
 ) -> Result<(), StreamError<E>> {
-    let mut found = None;
-    run(path, Pass::Repositories, refs, &mut found, &mut each)
+    let mut found = Found::default();
+    run(path, Pass::Repositories, facts, &mut found, &mut each)
 }
 
-/// What the caller does with each repository and its project's refs.
-type Each<'f, E> = dyn FnMut(InventoryRepository, Option<&Refs>) -> Result<(), E> + 'f;
+/// What the caller does with each repository and its project's facts.
+type Each<'f, E> = dyn FnMut(InventoryRepository, Option<&ProjectFacts>) -> Result<(), E> + 'f;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
-    RefsOnly,
+    FactsOnly,
     Repositories,
+}
+
+/// The project sections read so far, merged by project id.
+#[derive(Default)]
+struct Found {
+    facts: BTreeMap<String, ProjectFacts>,
+    refs: bool,
+    in_use: bool,
 }
 
 fn run<E: std::error::Error + 'static>(
     path: &Path,
     pass: Pass,
-    given_refs: Option<&BTreeMap<String, Refs>>,
-    found_refs: &mut Option<BTreeMap<String, Refs>>,
+    given_facts: Option<&BTreeMap<String, ProjectFacts>>,
+    found: &mut Found,
     each: &mut Each<'_, E>,
 ) -> Result<(), StreamError<E>> {
     let origin = path.display().to_string();
@@ -89,8 +101,8 @@ fn run<E: std::error::Error + 'static>(
     let size = file.metadata().map_err(cannot_read)?.len();
     let mut state = State {
         pass,
-        given_refs,
-        found_refs,
+        given_facts,
+        found,
         each,
         caller_error: None,
         check_error: None,
@@ -127,8 +139,8 @@ fn run<E: std::error::Error + 'static>(
 
 struct State<'a, 'f, E> {
     pass: Pass,
-    given_refs: Option<&'a BTreeMap<String, Refs>>,
-    found_refs: &'a mut Option<BTreeMap<String, Refs>>,
+    given_facts: Option<&'a BTreeMap<String, ProjectFacts>>,
+    found: &'a mut Found,
     each: &'f mut Each<'f, E>,
     /// The caller's error that stopped the stream (serde only carries text).
     caller_error: Option<E>,
@@ -149,7 +161,7 @@ impl<'de, E> DeserializeSeed<'de> for InventorySeed<'_, '_, '_, E> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_struct("Inventory", &["repositories", "refs"], self)
+        deserializer.deserialize_struct("Inventory", &["repositories", "refs", "in_use"], self)
     }
 }
 
@@ -176,22 +188,40 @@ impl<'de, E> Visitor<'de> for InventorySeed<'_, '_, '_, E> {
                     }
                     seen_repositories = true;
                     match state.pass {
-                        Pass::RefsOnly => {
+                        Pass::FactsOnly => {
                             map.next_value::<IgnoredAny>()?;
                         }
                         Pass::Repositories => map.next_value_seed(RepositoriesSeed(&mut *state))?,
                     }
                 }
                 FieldName::Refs => {
-                    if state.found_refs.is_some() {
+                    if state.found.refs {
                         return Err(de::Error::duplicate_field("refs"));
                     }
+                    state.found.refs = true;
                     let refs: BTreeMap<String, Refs> = map.next_value()?;
                     if let Err(err) = Inventory::check_refs_keys(state.origin, &refs) {
                         state.check_error = Some(err);
                         return Err(stop());
                     }
-                    *state.found_refs = Some(refs);
+                    for (project, refs) in refs {
+                        state.found.facts.entry(project).or_default().refs = Some(refs);
+                    }
+                }
+                FieldName::InUse => {
+                    if state.found.in_use {
+                        return Err(de::Error::duplicate_field("in_use"));
+                    }
+                    state.found.in_use = true;
+                    let in_use: BTreeMap<String, InUse> = map.next_value()?;
+                    if let Err(err) = Inventory::check_project_keys(state.origin, "in_use", &in_use)
+                    {
+                        state.check_error = Some(err);
+                        return Err(stop());
+                    }
+                    for (project, in_use) in in_use {
+                        state.found.facts.entry(project).or_default().in_use = Some(in_use);
+                    }
                 }
             }
         }
@@ -207,6 +237,7 @@ impl<'de, E> Visitor<'de> for InventorySeed<'_, '_, '_, E> {
 enum FieldName {
     Repositories,
     Refs,
+    InUse,
 }
 
 impl<'de> serde::Deserialize<'de> for FieldName {
@@ -215,13 +246,17 @@ impl<'de> serde::Deserialize<'de> for FieldName {
         impl Visitor<'_> for Names {
             type Value = FieldName;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`repositories` or `refs`")
+                f.write_str("`repositories`, `refs` or `in_use`")
             }
             fn visit_str<X: de::Error>(self, key: &str) -> Result<FieldName, X> {
                 match key {
                     "repositories" => Ok(FieldName::Repositories),
                     "refs" => Ok(FieldName::Refs),
-                    other => Err(de::Error::unknown_field(other, &["repositories", "refs"])),
+                    "in_use" => Ok(FieldName::InUse),
+                    other => Err(de::Error::unknown_field(
+                        other,
+                        &["repositories", "refs", "in_use"],
+                    )),
                 }
             }
         }
@@ -264,14 +299,14 @@ impl<'de, E> Visitor<'de> for RepositoriesSeed<'_, '_, '_, E> {
                 ));
                 return Err(stop());
             }
-            let refs = repository.project_id.and_then(|project| {
+            let facts = repository.project_id.and_then(|project| {
                 let key = project.to_string();
-                match state.given_refs {
-                    Some(refs) => refs.get(&key),
-                    None => state.found_refs.as_ref().and_then(|refs| refs.get(&key)),
+                match state.given_facts {
+                    Some(facts) => facts.get(&key),
+                    None => state.found.facts.get(&key),
                 }
             });
-            if let Err(err) = (state.each)(repository, refs) {
+            if let Err(err) = (state.each)(repository, facts) {
                 state.caller_error = Some(err);
                 return Err(stop());
             }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::exit::{Exit, ExitCode};
+use crate::domain::in_use::CommitInUse;
 use crate::domain::model::AgeSource;
 use crate::domain::model::Outcome;
 use crate::domain::planner::{PlanOutline, PlannedDeletion, ProtectReason, StayReason, StayingTag};
@@ -137,6 +138,10 @@ pub struct RepositoryReport {
     /// them. Part of the policy not carried out: the command exits 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refs_incomplete: Option<String>,
+    /// Why the project's commits in use (`protect_in_use`) could not be
+    /// used: nothing was deleted here, and the command exits 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_use_incomplete: Option<String>,
     /// Why nothing was attempted in this repository (e.g. its listing failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -229,14 +234,23 @@ pub struct KeptTagEntry {
     pub tag: String,
     pub kind: String,
     pub reason: String,
+    /// `kind: in_use`: the commits in use the tag names, each with its
+    /// source (an environment's deployment, or a running pipeline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_use: Vec<CommitInUse>,
 }
 
 impl KeptTagEntry {
     pub fn planned(staying: &StayingTag) -> Self {
+        let in_use = match &staying.reason {
+            StayReason::Protected(ProtectReason::InUse { sources }) => sources.clone(),
+            _ => Vec::new(),
+        };
         KeptTagEntry {
             tag: staying.tag.to_string(),
             kind: staying.reason.kind().to_string(),
             reason: staying.reason.to_string(),
+            in_use,
         }
     }
 }
@@ -551,6 +565,7 @@ impl RepositoryReport {
         report.protected = plan.protected;
         report.warnings = plan.warnings;
         report.refs_incomplete = plan.refs_unusable;
+        report.in_use_incomplete = plan.in_use_unusable;
         report.kept_tags = plan.staying.iter().map(KeptTagEntry::planned).collect();
         report.protected_by_gitlab = plan
             .staying
@@ -606,10 +621,12 @@ impl RepositoryReport {
     }
 
     /// Part of the policy not carried out here, whole: nothing attempted
-    /// (`error`), or `when_ref` rules not applied (`refs_incomplete`).
+    /// (`error`), `when_ref` rules not applied (`refs_incomplete`), or
+    /// nothing deleted for want of the commits in use (`in_use_incomplete`).
     pub fn has_failures(&self) -> bool {
         self.error.is_some()
             || self.refs_incomplete.is_some()
+            || self.in_use_incomplete.is_some()
             || self
                 .removal
                 .as_ref()
@@ -741,6 +758,7 @@ mod tests {
         use crate::domain::names::{RepositoryPath, TagName};
         PlanOutline {
             refs_unusable: None,
+            in_use_unusable: None,
             path: RepositoryPath::parse("g/p/api").expect("path"),
             tags: deletions.len() + 3,
             kept: 2,

@@ -10,6 +10,14 @@
 //! then `keep_n` over the candidates newest first (per ref with `per_ref`),
 //! then `older_than`; last, each referrer tag follows its subject.
 //!
+//! `protect_in_use` comes first of all, with step 1: a tag naming a
+//! commit GitLab has in use (deployed, a rollback target, a running
+//! pipeline's) is protected ([`ProtectReason::InUse`]). When the project's
+//! commits in use are not known in full, nothing is deleted in the
+//! repository: every tag the plan would delete is kept
+//! ([`KeepReason::InUseUnknown`]) and the plan says why
+//! ([`RepositoryPlan::in_use_warning`]).
+//!
 //! Refs that are not known in full (`None`, or not `complete`) decide no
 //! `when_ref` condition, `gone` nor `exists`: a tag that a git-aware rule's
 //! `delete` matches and whose name captures a ref is then kept
@@ -28,9 +36,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::in_use::{CommitInUse, InUseIndex};
 use crate::domain::model::{Age, AgeSource, Refs, Tag};
 use crate::domain::names::{Digest, RepositoryPath, TagName};
 use crate::domain::policy::{OrphanedReferrers, Policy, Rule};
+use crate::domain::project::ProjectFacts;
 use crate::domain::refs::{condition_holds, refs_unusable, RefKey};
 
 /// The `rule` of a referrer deleted because every tag of its subject is.
@@ -52,6 +62,9 @@ pub struct RepositoryPlan {
     /// Why the project's refs could not be used, when an applicable rule
     /// has `when_ref`: then no tag was claimed through `when_ref`.
     pub refs_warning: Option<String>,
+    /// Why the project's commits in use could not be used, when the policy
+    /// has `protect_in_use`: then nothing is deleted here.
+    pub in_use_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +102,10 @@ pub enum ProtectReason {
     Latest,
     /// Matches this `protect` pattern of the policy (the first that does).
     Pattern { pattern: String },
+    /// Names a commit GitLab has in use (`protect_in_use`): these, in the
+    /// canonical order (deployments by environment, newest first; then
+    /// pipelines).
+    InUse { sources: Vec<CommitInUse> },
 }
 
 impl std::fmt::Display for ProtectReason {
@@ -101,6 +118,16 @@ impl std::fmt::Display for ProtectReason {
             ProtectReason::Latest => f.write_str("protected: latest (protect_latest)"),
             ProtectReason::Pattern { pattern } => {
                 write!(f, "protected: matches the protect pattern {pattern:?}")
+            }
+            ProtectReason::InUse { sources } => {
+                f.write_str("in use: ")?;
+                for (index, source) in sources.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str("; ")?;
+                    }
+                    source.fmt(f)?;
+                }
+                Ok(())
             }
         }
     }
@@ -141,6 +168,7 @@ impl StayReason {
             StayReason::Protected(ProtectReason::Marked) => "protected",
             StayReason::Protected(ProtectReason::Latest) => "protected_latest",
             StayReason::Protected(ProtectReason::Pattern { .. }) => "protect_pattern",
+            StayReason::Protected(ProtectReason::InUse { .. }) => "in_use",
             StayReason::Kept(reason) => reason.kind(),
         }
     }
@@ -202,6 +230,9 @@ pub enum KeepReason {
     /// or known to be an image: else it could be an index whose children are
     /// unknown). Kept: when in doubt, don't delete.
     SubjectUnverifiable,
+    /// The plan would delete it, but the project's commits in use are not
+    /// known in full (`protect_in_use`): nothing is deleted in the project.
+    InUseUnknown,
 }
 
 impl std::fmt::Display for KeepReason {
@@ -243,6 +274,9 @@ impl std::fmt::Display for KeepReason {
             KeepReason::OrphanedReferrer => f.write_str(
                 "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)",
             ),
+            KeepReason::InUseUnknown => f.write_str(
+                "the plan would delete it, but the project's commits in use (protect_in_use) are not known in full: nothing is deleted in the project",
+            ),
         }
     }
 }
@@ -260,6 +294,7 @@ impl KeepReason {
             KeepReason::WithSubject => "referrer_of_kept_subject",
             KeepReason::OrphanedReferrer => "orphaned_referrer",
             KeepReason::SubjectUnverifiable => "referrer_unverifiable",
+            KeepReason::InUseUnknown => "in_use_unknown",
         }
     }
 }
@@ -299,6 +334,7 @@ impl RepositoryPlan {
             ));
         }
         warnings.extend(self.refs_warning.clone());
+        warnings.extend(self.in_use_warning.clone());
         warnings
     }
 
@@ -335,6 +371,7 @@ impl RepositoryPlan {
             referrer_deletions,
             warnings,
             refs_unusable: self.refs_warning.clone(),
+            in_use_unusable: self.in_use_warning.clone(),
             age_source: self.age_source,
             undated_build_stamps: self.undated_build_stamps,
             path: self.path,
@@ -349,6 +386,9 @@ pub struct PlanOutline {
     /// Why the `when_ref` rules could not be applied (refs unknown or
     /// incomplete): part of the policy was not carried out.
     pub refs_unusable: Option<String>,
+    /// Why the project's commits in use could not be used
+    /// (`protect_in_use`): nothing is deleted here, and the run fails.
+    pub in_use_unusable: Option<String>,
     pub path: RepositoryPath,
     pub tags: usize,
     pub kept: usize,
@@ -385,18 +425,19 @@ enum Decision {
 }
 
 /// Plans one repository. `repository` is its full path (`group/project/api`),
-/// which the rules' `repositories` patterns are matched against. `refs`: its
-/// project's git refs, for rules with `when_ref`; `None` when not known
-/// (then, like refs that are not `complete`, no tag is claimed through
-/// `when_ref`).
+/// which the rules' `repositories` patterns are matched against. `project`:
+/// what is known of its project — its git refs, for rules with `when_ref`
+/// (not known: like refs that are not `complete`, no tag is claimed through
+/// `when_ref`); its commits in use, for `protect_in_use` (not known:
+/// nothing is deleted).
 pub fn plan_repository(
     policy: &Policy,
     repository: &RepositoryPath,
     tags: &[Tag],
-    refs: Option<&Refs>,
+    project: Option<&ProjectFacts>,
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
-    let decided = decide(policy, repository, tags, refs, now);
+    let decided = decide(policy, repository, tags, project, now);
     decided.into_plan(tags.iter().cloned())
 }
 
@@ -407,10 +448,10 @@ pub fn plan_owned_repository(
     policy: &Policy,
     repository: &RepositoryPath,
     tags: Vec<Tag>,
-    refs: Option<&Refs>,
+    project: Option<&ProjectFacts>,
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
-    let decided = decide(policy, repository, &tags, refs, now);
+    let decided = decide(policy, repository, &tags, project, now);
     decided.into_plan(tags)
 }
 
@@ -422,6 +463,7 @@ struct Decided {
     age_source: AgeSource,
     undated_build_stamps: usize,
     refs_warning: Option<String>,
+    in_use_warning: Option<String>,
 }
 
 impl Decided {
@@ -462,6 +504,7 @@ impl Decided {
             age_source: self.age_source,
             undated_build_stamps: self.undated_build_stamps,
             refs_warning: self.refs_warning,
+            in_use_warning: self.in_use_warning,
         }
     }
 }
@@ -470,9 +513,26 @@ fn decide(
     policy: &Policy,
     repository: &RepositoryPath,
     tags: &[Tag],
-    refs: Option<&Refs>,
+    project: Option<&ProjectFacts>,
     now: DateTime<Utc>,
 ) -> Decided {
+    let refs: Option<&Refs> = project.and_then(|project| project.refs.as_ref());
+    // `protect_in_use`: the protected commits, or why they are not known.
+    let in_use: Option<Result<InUseIndex<'_>, String>> =
+        policy
+            .protect_in_use
+            .as_ref()
+            .filter(|_| policy.needs_in_use(repository))
+            .map(|block| {
+                let ask = block.ask();
+                let listed = project.and_then(|project| project.in_use.as_ref());
+                match (ask.unusable(listed), listed) {
+                    (None, Some(listed)) => Ok(InUseIndex::new(&ask, listed)),
+                    (why, _) => Err(why.unwrap_or_else(|| {
+                        "the project's commits in use are not known".to_string()
+                    })),
+                }
+            });
     // Step 3: the applicable rules, in file order.
     let rules: Vec<&Rule> = policy.applicable_rules(repository).collect();
     // Refs known only in part decide no `when_ref` condition.
@@ -492,6 +552,17 @@ fn decide(
             decisions[index] = Some(Decision::Protected(reason));
             fates[index] = Fate::Alive;
             continue;
+        }
+        // `protect_in_use`: a tag naming a commit in use, with step 1.
+        if let (Some(Ok(index_in_use)), Some(block)) = (&in_use, &policy.protect_in_use) {
+            let sources = index_in_use.sources(&block.commit, &tag.name);
+            if !sources.is_empty() {
+                decisions[index] = Some(Decision::Protected(ProtectReason::InUse {
+                    sources: sources.into_iter().cloned().collect(),
+                }));
+                fates[index] = Fate::Alive;
+                continue;
+            }
         }
         // Step 2: referrer tags are decided in step 6, by their subject.
         if let Some(subject) = referrer_subject(&tag.name) {
@@ -542,18 +613,38 @@ fn decide(
         _ => None,
     };
 
+    let mut decisions: Vec<Decision> = decisions
+        .into_iter()
+        .map(|decision| decision.expect("every tag is decided"))
+        .collect();
+    // Commits in use not known in full: nothing is deleted on a guess.
+    let in_use_warning = match in_use {
+        Some(Err(why)) => {
+            let mut kept = 0usize;
+            for decision in &mut decisions {
+                if matches!(decision, Decision::Delete { .. }) {
+                    *decision = Decision::Keep(KeepReason::InUseUnknown);
+                    kept += 1;
+                }
+            }
+            Some(format!(
+                "{why}: nothing deleted here (protect_in_use); {kept} tag{} the plan would delete kept",
+                if kept == 1 { "" } else { "s" }
+            ))
+        }
+        _ => None,
+    };
+
     Decided {
         path: repository.clone(),
-        decisions: decisions
-            .into_iter()
-            .map(|decision| decision.expect("every tag is decided"))
-            .collect(),
+        decisions,
         age_source: AgeSource::of(tags),
         undated_build_stamps: tags
             .iter()
             .filter(|tag| tag.age() == Age::BuildStamp)
             .count(),
         refs_warning,
+        in_use_warning,
     }
 }
 

@@ -160,6 +160,7 @@ fn reason_code(reason: &KeepReason) -> String {
         KeepReason::WithSubject => "with_subject".into(),
         KeepReason::OrphanedReferrer => "orphan".into(),
         KeepReason::SubjectUnverifiable => "unverifiable".into(),
+        KeepReason::InUseUnknown => "in_use_unknown".into(),
     }
 }
 
@@ -195,7 +196,7 @@ fn refs(spec: &str) -> Refs {
 fn run_with_refs(case: &Case, refs_spec: Option<&str>) {
     let policy = policy(case.policy);
     let tags: Vec<Tag> = case.tags.iter().map(|spec| tag(spec)).collect();
-    let refs = refs_spec.map(refs);
+    let refs = refs_spec.map(refs).map(ProjectFacts::with_refs);
     let plan = plan_repository(&policy, &repo(case.repository), &tags, refs.as_ref(), now());
     let short = |name: &str| abbreviate(name, case.tags);
     // Expected lists are written with aliases, in the order of the
@@ -736,7 +737,7 @@ mod step_4_refs {
             &policy,
             &repo(DEFAULT_REPO),
             &tags,
-            Some(&incomplete),
+            Some(&ProjectFacts::with_refs(incomplete)),
             now(),
         );
         let warning = "refs incomplete (GET /projects/7/repository/branches: 403 Forbidden): \
@@ -754,7 +755,7 @@ mod step_4_refs {
             &policy,
             &repo(DEFAULT_REPO),
             &tags,
-            Some(&refs("main")),
+            Some(&ProjectFacts::with_refs(refs("main"))),
             now(),
         );
         assert_eq!(plan.refs_warning, None);
@@ -1483,6 +1484,7 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                 OrphanedReferrers::Keep
             },
             remove_empty_repositories: false,
+            protect_in_use: None,
             rules,
         })
 }
@@ -1815,7 +1817,7 @@ proptest! {
                 rule.when_ref = Some(crate::domain::refs::WhenRef::Gone);
             }
         }
-        let refs = incomplete.then(|| refs("? cut short | main"));
+        let refs = incomplete.then(|| ProjectFacts::with_refs(refs("? cut short | main")));
         let plain = outcomes(&plan_repository(&policy, &repository, &tags, None, now()));
         let plan = plan_repository(&gone, &repository, &tags, refs.as_ref(), now());
         for deletion in &plan.delete {
@@ -1920,5 +1922,221 @@ fn generated_tag_names_are_unique() {
         let tags = any_tags().new_tree(&mut runner).expect("tree").current();
         let names: BTreeSet<&str> = tags.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names.len(), tags.len());
+    }
+}
+
+/// `protect_in_use`: the facts of a project whose production runs commit
+/// `a1…` (deployment 12) with `b2…` as its rollback target (deployment 11),
+/// staging runs `c3…`, and pipeline 90 is running on `d4…`.
+mod in_use {
+    use super::*;
+    use crate::domain::in_use::{CommitInUse, InUse, InUseListed, InUseSource};
+
+    const IN_USE_POLICY: &str = "protect_in_use:\n  environments: production\n  last_deployments: 2\n  commit: '(?:(?P<ref>[a-z0-9-]+)-)?(?P<sha>[0-9a-f]{7,40})'\nrules: [{name: all, delete: '.*'}]";
+
+    fn sha(letter: char, digit: char) -> String {
+        format!("{letter}{digit}").repeat(20)
+    }
+
+    fn deployment(environment: &str, id: u64, commit: String) -> CommitInUse {
+        CommitInUse {
+            sha: commit,
+            git_ref: Some("main".into()),
+            source: InUseSource::Deployment {
+                environment: environment.into(),
+                deployment_id: id,
+                finished_at: Some(now() - chrono::TimeDelta::days(id as i64 % 5)),
+            },
+        }
+    }
+
+    fn facts() -> ProjectFacts {
+        let mut in_use = InUse {
+            complete: true,
+            listed: InUseListed::everything(),
+            commits: vec![
+                deployment("production", 12, sha('a', '1')),
+                deployment("production", 11, sha('b', '2')),
+                deployment("production", 10, sha('e', '5')),
+                deployment("staging", 13, sha('c', '3')),
+                CommitInUse {
+                    sha: sha('d', '4'),
+                    git_ref: Some("feature/x".into()),
+                    source: InUseSource::Pipeline {
+                        pipeline_id: 90,
+                        status: "running".into(),
+                    },
+                },
+            ],
+            incomplete_because: None,
+        };
+        in_use.sort();
+        ProjectFacts {
+            refs: None,
+            in_use: Some(in_use),
+        }
+    }
+
+    fn tags() -> Vec<Tag> {
+        [
+            format!("{}#a1", &sha('a', '1')[..8]),
+            format!("main-{}#b2", &sha('b', '2')[..7]),
+            "sha256-{a1}.sig".to_string(),
+            sha('d', '4'),
+            format!("{}#e5", &sha('e', '5')[..8]),
+            format!("{}#c3", &sha('c', '3')[..8]),
+            "feature-x-old".to_string(),
+            "latest".to_string(),
+        ]
+        .iter()
+        .map(|spec| tag(spec))
+        .collect()
+    }
+
+    #[test]
+    fn tags_naming_a_commit_in_use_are_kept_before_any_rule() {
+        let policy = policy(IN_USE_POLICY);
+        let facts = facts();
+        let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags(), Some(&facts), now());
+        let protected: Vec<(String, String)> = plan
+            .protected
+            .iter()
+            .map(|p| {
+                (
+                    abbreviate(p.tag.name.as_str(), &["x#a1"]),
+                    StayReason::Protected(p.reason.clone()).kind().to_string(),
+                )
+            })
+            .collect();
+        let a1 = sha('a', '1')[..8].to_string();
+        let b2 = format!("main-{}", &sha('b', '2')[..7]);
+        let d4 = sha('d', '4');
+        let mut expected = vec![
+            (a1.clone(), "in_use".to_string()),
+            (b2.clone(), "in_use".to_string()),
+            (d4.clone(), "in_use".to_string()),
+            ("latest".to_string(), "protected_latest".to_string()),
+        ];
+        expected.sort();
+        assert_eq!(protected, expected);
+        // Deployment 10 is production's third, staging is not asked for:
+        // deleted, as the rule says; so is a ref that only the tag names.
+        let deleted: Vec<&str> = plan.delete.iter().map(|d| d.tag.name.as_str()).collect();
+        let e5 = sha('e', '5')[..8].to_string();
+        let c3 = sha('c', '3')[..8].to_string();
+        let mut want = vec![e5.as_str(), c3.as_str(), "feature-x-old"];
+        want.sort();
+        assert_eq!(deleted, want);
+        // The signature of an in-use image follows it.
+        let sig = expand("sha256-{a1}.sig");
+        assert!(
+            plan.keep
+                .iter()
+                .any(|k| k.tag.name.as_str() == sig && k.reason == KeepReason::WithSubject),
+            "{:?}",
+            plan.keep
+        );
+        // The reason names each source; the `main-` tag names a commit by
+        // its SHA and, through its ref, production's two deployments on main.
+        let reason = |name: &str| {
+            plan.protected
+                .iter()
+                .find(|p| p.tag.name.as_str() == name)
+                .map(|p| p.reason.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            reason(&a1),
+            format!(
+                "in use: deployed to production (deployment 12, finished 2026-10-30T00:00:00Z), commit {a1} on main"
+            )
+        );
+        assert_eq!(
+            reason(&b2),
+            format!(
+                "in use: deployed to production (deployment 12, finished 2026-10-30T00:00:00Z), commit {a1} on main; deployed to production (deployment 11, finished 2026-10-31T00:00:00Z), commit {} on main",
+                &sha('b', '2')[..8]
+            )
+        );
+        assert_eq!(
+            reason(&d4),
+            format!(
+                "in use: pipeline 90 running, commit {} on feature/x",
+                &d4[..8]
+            )
+        );
+        assert_eq!(plan.in_use_warning, None);
+        assert!(plan.warnings().is_empty());
+    }
+
+    #[test]
+    fn unknown_commits_in_use_delete_nothing_and_say_why() {
+        let policy = policy(IN_USE_POLICY);
+        let mut refused = facts();
+        if let Some(in_use) = &mut refused.in_use {
+            *in_use = InUse::failed(
+                InUseListed::everything(),
+                "GitLab refused to list the project's deployments (GET /projects/:id/deployments answered 403 to the JOB-TOKEN credentials)".into(),
+            );
+        }
+        let listed_less = ProjectFacts {
+            refs: None,
+            in_use: facts().in_use.map(|mut in_use| {
+                in_use.listed.last_deployments = 1;
+                in_use
+            }),
+        };
+        let cases: [(Option<&ProjectFacts>, &str); 3] = [
+            (None, "the project's commits in use are not known: nothing deleted here (protect_in_use); 7 tags the plan would delete kept"),
+            (Some(&refused), "the project's commits in use are not known in full (GitLab refused to list the project's deployments (GET /projects/:id/deployments answered 403 to the JOB-TOKEN credentials)): nothing deleted here (protect_in_use); 7 tags the plan would delete kept"),
+            (Some(&listed_less), "the listing of commits in use has 1 deployments per environment, and protect_in_use asks for the last 2: nothing deleted here (protect_in_use); 7 tags the plan would delete kept"),
+        ];
+        for (facts, warning) in cases {
+            let plan = plan_repository(&policy, &repo(DEFAULT_REPO), &tags(), facts, now());
+            assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+            assert_eq!(plan.in_use_warning.as_deref(), Some(warning));
+            assert!(plan.warnings().iter().any(|w| w == warning));
+            let unknown = plan
+                .keep
+                .iter()
+                .filter(|k| k.reason == KeepReason::InUseUnknown)
+                .count();
+            assert_eq!(unknown, 7, "every tag the rule deletes, the signature too");
+            assert!(plan
+                .protected
+                .iter()
+                .all(|p| p.reason == ProtectReason::Latest));
+            let outline = plan.into_outline();
+            assert_eq!(outline.in_use_unusable.as_deref(), Some(warning));
+        }
+    }
+
+    #[test]
+    fn without_a_rule_that_applies_the_commits_in_use_are_not_needed() {
+        let elsewhere = policy(
+            "protect_in_use: {commit: '(?P<sha>[0-9a-f]{7,40})'}\nrules: [{repositories: other/.*, delete: '.*'}]",
+        );
+        assert!(!elsewhere.needs_in_use(DEFAULT_REPO));
+        assert!(elsewhere.needs_in_use("other/x"));
+        let plan = plan_repository(&elsewhere, &repo(DEFAULT_REPO), &tags(), None, now());
+        assert_eq!(plan.in_use_warning, None);
+        assert!(plan.delete.is_empty());
+        // `orphaned_referrers: delete` can delete without a rule.
+        let orphans = policy(
+            "orphaned_referrers: delete\nprotect_in_use: {commit: '(?P<sha>[0-9a-f]{7,40})'}\nrules: [{repositories: other/.*, delete: '.*'}]",
+        );
+        assert!(orphans.needs_in_use(DEFAULT_REPO));
+    }
+
+    #[test]
+    fn in_use_reasons_read_well() {
+        assert_eq!(
+            StayReason::Kept(KeepReason::InUseUnknown).kind(),
+            "in_use_unknown"
+        );
+        assert_eq!(
+            KeepReason::InUseUnknown.to_string(),
+            "the plan would delete it, but the project's commits in use (protect_in_use) are not known in full: nothing is deleted in the project"
+        );
     }
 }

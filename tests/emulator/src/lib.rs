@@ -34,6 +34,7 @@
 #![allow(clippy::result_large_err)]
 
 mod bulk;
+mod in_use;
 mod jwt;
 mod latency;
 mod model;
@@ -52,6 +53,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use bulk::parse_chronic_duration;
+pub use in_use::{DeploymentSpec, InUseListing, PipelineSpec};
 pub use jwt::libtrust_key_id;
 
 /// The PEM of the RSA key the emulator signs JWTs with unless
@@ -153,6 +155,16 @@ pub struct Config {
     /// The access token is an administrator's: `/jwt/auth` grants it
     /// `registry:catalog:*`, which `GET /v2/_catalog` needs.
     pub admin: bool,
+    /// Listings of what a project has in use (environments, deployments,
+    /// pipelines) that a valid `JOB-TOKEN` is refused, and with which
+    /// status: 401 (a GitLab whose route does not take the job token) or
+    /// 403 (fine-grained job token permissions without the grant; GitLab's
+    /// message names it). An access token still reads them.
+    pub job_token_refused: Vec<(InUseListing, u16)>,
+    /// A GitLab before the `stopping` environment state and the
+    /// `waiting_for_callback` and `canceling` pipeline statuses: those
+    /// filter values answer 400 `<param> does not have a valid value`.
+    pub legacy_statuses: bool,
 }
 
 /// GitLab's default cleanup policy of a new project: disabled, daily,
@@ -226,6 +238,8 @@ impl Default for Config {
             access_token_expires_at: None,
             group_projects: Vec::new(),
             admin: false,
+            job_token_refused: Vec::new(),
+            legacy_statuses: false,
         }
     }
 }
@@ -765,6 +779,36 @@ impl Emulator {
                 from_fork,
             },
         );
+    }
+
+    /// Adds an environment of the project (`GET /projects/:id/environments`)
+    /// in `state` (`available`, `stopping`, `stopped`), or sets the state of
+    /// the one of that name; its id.
+    pub fn add_environment(&self, name: &str, state: &str) -> u64 {
+        let mut shared = self.shared.lock();
+        let project = shared.config.project_id;
+        shared.in_use.environment(project, name, state)
+    }
+
+    /// The same in another project of the group (`Config::group_projects`).
+    pub fn add_environment_in(&self, project: u64, name: &str, state: &str) -> u64 {
+        self.shared.lock().in_use.environment(project, name, state)
+    }
+
+    /// Adds a deployment (`GET /projects/:id/deployments`), creating its
+    /// environment (available) if needed; its id. Ids grow in the order of
+    /// the calls, across projects, as GitLab's do.
+    pub fn add_deployment(&self, spec: DeploymentSpec) -> u64 {
+        let mut shared = self.shared.lock();
+        let project = spec.project.unwrap_or(shared.config.project_id);
+        shared.in_use.deployment(project, spec)
+    }
+
+    /// Adds a pipeline (`GET /projects/:id/pipelines`); its id.
+    pub fn add_pipeline(&self, spec: PipelineSpec) -> u64 {
+        let mut shared = self.shared.lock();
+        let project = spec.project.unwrap_or(shared.config.project_id);
+        shared.in_use.pipeline(project, spec)
     }
 
     /// Current tags of a repository: tag → digest (empty when it does not exist).

@@ -134,6 +134,8 @@ pub(crate) struct State {
     pub registry_host: String,
     pub repositories: BTreeMap<u64, Repository>,
     pub git: GitRefs,
+    /// Environments, deployments and pipelines, by project.
+    pub in_use: crate::in_use::InUseState,
     pub uploads: HashMap<String, Upload>,
     pub requests: Vec<RecordedRequest>,
     pub bulk_calls: Vec<BulkCall>,
@@ -170,6 +172,7 @@ impl State {
             registry_host,
             repositories: BTreeMap::new(),
             git: GitRefs::default(),
+            in_use: crate::in_use::InUseState::default(),
             uploads: HashMap::new(),
             requests: Vec::new(),
             bulk_calls: Vec::new(),

@@ -156,6 +156,9 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
                 }
             })
         }
+        ["projects", id, "environments"] if get => crate::in_use::environments(state, req, id),
+        ["projects", id, "deployments"] if get => crate::in_use::deployments(state, req, id),
+        ["projects", id, "pipelines"] if get => crate::in_use::pipelines(state, req, id),
         ["registry", "repositories", rid] if get => {
             if let Err(response) = authenticate(state, req) {
                 return response;
@@ -258,7 +261,7 @@ fn with_project(
 
 /// Like [`with_project`], for the configured project or (with an access
 /// token) one of `Config::group_projects`, whose id it passes on.
-fn with_project_id(
+pub(crate) fn with_project_id(
     state: &mut State,
     req: &Req,
     id: &str,

@@ -2699,3 +2699,354 @@ async fn git_refs_can_refuse_the_job_token() {
         .expect("answer");
     assert_eq!(response.status(), 401);
 }
+
+// ---------------------------------------------------------------- in use
+
+fn commit(n: u8) -> String {
+    format!("{n:02x}").repeat(20)
+}
+
+async fn job_get(emulator: &Emulator, path: &str) -> Response {
+    client()
+        .get(format!("{}/api/v4{path}", emulator.gitlab_url()))
+        .header("JOB-TOKEN", emulator.config().job_token)
+        .send()
+        .await
+        .expect("answer")
+}
+
+#[tokio::test]
+async fn environments_filter_by_state_name_and_search_with_offset_pagination() {
+    use gitlab_emulator::DeploymentSpec;
+    let emulator = Emulator::start(Config::default());
+    let production = emulator.add_environment("production", "available");
+    emulator.add_environment("staging", "stopping");
+    emulator.add_environment("review/old", "stopped");
+    for i in 0..120 {
+        emulator.add_environment(&format!("review/{i:03}"), "available");
+    }
+    // A deployment to a new environment creates it, available.
+    emulator.add_deployment(DeploymentSpec::new("qa", &commit(1)));
+
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/environments?states=available&per_page=100",
+    )
+    .await;
+    let h = response.headers().clone();
+    assert_eq!(header(&h, "x-next-page").as_deref(), Some("2"));
+    assert_eq!(header(&h, "x-total").as_deref(), Some("122"));
+    assert!(header(&h, "link").expect("Link").contains("rel=\"next\""));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body[0]["id"], json!(production));
+    assert_eq!(body[0]["name"], json!("production"));
+    assert_eq!(body[0]["state"], json!("available"));
+    assert!(
+        body[0].get("last_deployment").is_none(),
+        "the list has none"
+    );
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/environments?states=available&per_page=100&page=2",
+    )
+    .await;
+    assert_eq!(
+        header(response.headers(), "x-next-page").as_deref(),
+        Some("")
+    );
+    let second = names(response, "name").await;
+    assert_eq!(second.last(), Some(&json!("qa")));
+
+    for (query, expected) in [
+        ("states=stopping", vec![json!("staging")]),
+        ("states=stopped", vec![json!("review/old")]),
+        ("name=staging", vec![json!("staging")]),
+        ("search=stag", vec![json!("staging")]),
+    ] {
+        let response = rest(
+            &emulator,
+            Method::GET,
+            &format!("/projects/1/environments?{query}"),
+        )
+        .await;
+        assert_eq!(names(response, "name").await, expected, "{query}");
+    }
+    for (query, error) in [
+        ("states=gone", "states does not have a valid value"),
+        ("name=a&search=abc", "name, search cannot be used together"),
+        (
+            "search=ab",
+            "400 Bad request - Search query is less than 3 characters",
+        ),
+    ] {
+        let response = rest(
+            &emulator,
+            Method::GET,
+            &format!("/projects/1/environments?{query}"),
+        )
+        .await;
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().await.expect("json");
+        let text = body["error"]
+            .as_str()
+            .or(body["message"].as_str())
+            .unwrap_or("");
+        assert_eq!(text, error, "{query}");
+    }
+    // Before GitLab knew `stopping`.
+    emulator.set_config(|config| config.legacy_statuses = true);
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/environments?states=stopping",
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn deployments_filter_sort_and_check_as_gitlab_does() {
+    use gitlab_emulator::DeploymentSpec;
+    let emulator = Emulator::start(Config::default());
+    let first =
+        emulator.add_deployment(DeploymentSpec::new("production", &commit(1)).finished(day(1)));
+    let failed = emulator.add_deployment(
+        DeploymentSpec::new("production", &commit(2))
+            .status("failed")
+            .finished(day(2)),
+    );
+    let api = emulator.add_deployment(
+        DeploymentSpec::new("production", &commit(3))
+            .git_ref("v1.0.0")
+            .finished(day(3))
+            .via_api(),
+    );
+    let staging =
+        emulator.add_deployment(DeploymentSpec::new("staging", &commit(4)).finished(day(4)));
+    let running =
+        emulator.add_deployment(DeploymentSpec::new("production", &commit(5)).status("running"));
+
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/deployments?environment=production&status=success&order_by=id&sort=desc&per_page=3",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    let listed = body.as_array().expect("array");
+    assert_eq!(
+        listed.iter().map(|d| d["id"].clone()).collect::<Vec<_>>(),
+        vec![json!(api), json!(first)]
+    );
+    assert_eq!(listed[0]["sha"], json!(commit(3)));
+    assert_eq!(listed[0]["ref"], json!("v1.0.0"));
+    assert_eq!(listed[0]["status"], json!("success"));
+    assert_eq!(listed[0]["environment"]["name"], json!("production"));
+    assert_eq!(listed[0]["deployable"], Value::Null, "made through the API");
+    assert!(
+        listed[0].get("finished_at").is_none(),
+        "a deployment has no finished_at"
+    );
+    assert_eq!(
+        listed[1]["deployable"]["finished_at"],
+        json!("2024-01-01T12:00:00.000+00:00")
+    );
+    assert_eq!(
+        listed[1]["updated_at"],
+        json!("2024-01-01T12:00:00.000+00:00")
+    );
+
+    // Defaults: every status, ascending id.
+    let response = rest(&emulator, Method::GET, "/projects/1/deployments").await;
+    assert_eq!(
+        names(response, "id").await,
+        vec![
+            json!(first),
+            json!(failed),
+            json!(api),
+            json!(staging),
+            json!(running)
+        ]
+    );
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/deployments?status=running",
+    )
+    .await;
+    assert_eq!(names(response, "id").await, vec![json!(running)]);
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/deployments?status=success&order_by=finished_at&sort=desc",
+    )
+    .await;
+    assert_eq!(
+        names(response, "id").await,
+        vec![json!(staging), json!(api), json!(first)]
+    );
+    for (query, status, error) in [
+        ("order_by=ref", 400, "order_by does not have a valid value"),
+        ("sort=newest", 400, "sort does not have a valid value"),
+        ("status=done", 400, "status does not have a valid value"),
+        (
+            "order_by=finished_at",
+            400,
+            "400 Bad request - `finished_at` sort requires `finished_at` filter or a filter with at least one of the finished statuses.",
+        ),
+    ] {
+        let response = rest(&emulator, Method::GET, &format!("/projects/1/deployments?{query}")).await;
+        assert_eq!(response.status(), status, "{query}");
+        let body: Value = response.json().await.expect("json");
+        let text = body["error"].as_str().or(body["message"].as_str()).unwrap_or("");
+        assert_eq!(text, error, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn pipelines_filter_by_gitlabs_statuses() {
+    use gitlab_emulator::PipelineSpec;
+    let emulator = Emulator::start(Config::default());
+    let mut ids = Vec::new();
+    for (n, status) in [
+        "created",
+        "waiting_for_resource",
+        "preparing",
+        "waiting_for_callback",
+        "pending",
+        "running",
+        "canceling",
+        "scheduled",
+        "manual",
+        "success",
+    ]
+    .iter()
+    .enumerate()
+    {
+        ids.push(
+            emulator.add_pipeline(PipelineSpec::new(&commit(n as u8), status).git_ref("feature/x")),
+        );
+    }
+    for _ in 0..150 {
+        emulator.add_pipeline(PipelineSpec::new(&commit(99), "running"));
+    }
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/pipelines?status=waiting_for_resource",
+    )
+    .await;
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body.as_array().map(Vec::len), Some(1));
+    assert_eq!(body[0]["id"], json!(ids[1]));
+    assert_eq!(body[0]["sha"], json!(commit(1)));
+    assert_eq!(body[0]["ref"], json!("feature/x"));
+    assert_eq!(body[0]["status"], json!("waiting_for_resource"));
+    // Newest first by default, paged.
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/pipelines?status=running&per_page=100",
+    )
+    .await;
+    assert_eq!(
+        header(response.headers(), "x-next-page").as_deref(),
+        Some("2")
+    );
+    let first = names(response, "id").await;
+    assert_eq!(first.len(), 100);
+    assert!(first[0].as_u64() > first[1].as_u64());
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/pipelines?scope=pending",
+    )
+    .await;
+    assert_eq!(names(response, "id").await, vec![json!(ids[4])]);
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/pipelines?status=waiting",
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], json!("status does not have a valid value"));
+    // Before GitLab 17.x: no waiting_for_callback, no canceling.
+    emulator.set_config(|config| config.legacy_statuses = true);
+    for status in ["waiting_for_callback", "canceling"] {
+        let response = rest(
+            &emulator,
+            Method::GET,
+            &format!("/projects/1/pipelines?status={status}"),
+        )
+        .await;
+        assert_eq!(response.status(), 400, "{status}");
+    }
+    let response = rest(
+        &emulator,
+        Method::GET,
+        "/projects/1/pipelines?status=preparing",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn each_in_use_listing_can_refuse_the_job_token() {
+    use gitlab_emulator::{DeploymentSpec, InUseListing, PipelineSpec};
+    let emulator = Emulator::start(Config::default());
+    emulator.add_deployment(DeploymentSpec::new("production", &commit(1)));
+    emulator.add_pipeline(PipelineSpec::new(&commit(2), "running"));
+    let paths = [
+        (
+            InUseListing::Environments,
+            "/projects/1/environments?states=available",
+            "read_environments",
+        ),
+        (
+            InUseListing::Deployments,
+            "/projects/1/deployments?status=success",
+            "read_deployments",
+        ),
+        (
+            InUseListing::Pipelines,
+            "/projects/1/pipelines?status=running",
+            "read_pipelines",
+        ),
+    ];
+    for (_, path, _) in paths {
+        assert_eq!(job_get(&emulator, path).await.status(), 200, "{path}");
+    }
+    for (listing, path, permission) in paths {
+        emulator.set_config(|config| config.job_token_refused = vec![(listing, 403)]);
+        let response = job_get(&emulator, path).await;
+        assert_eq!(response.status(), 403, "{path}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(
+            body["message"],
+            json!(format!("403 Forbidden - Insufficient permissions to access this resource in project project. The following token permission is required: {permission}."))
+        );
+        // The others still answer; an access token still reads this one.
+        for (other, other_path, _) in paths {
+            if other != listing {
+                assert_eq!(job_get(&emulator, other_path).await.status(), 200);
+            }
+        }
+        assert_eq!(rest(&emulator, Method::GET, path).await.status(), 200);
+        emulator.set_config(|config| config.job_token_refused = vec![(listing, 401)]);
+        let response = job_get(&emulator, path).await;
+        assert_eq!(response.status(), 401, "{path}");
+    }
+    // Another project's are not the job token's; the access token reads a
+    // group project's.
+    assert_eq!(
+        job_get(&emulator, "/projects/2/environments")
+            .await
+            .status(),
+        404
+    );
+}
