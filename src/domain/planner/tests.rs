@@ -1300,6 +1300,47 @@ fn referrers_are_kept_when_the_listing_cannot_prove_their_subject_gone() {
     }
 }
 
+/// The proof a referrer needs is about the *other* tags: here the signature
+/// itself is fully known, its subject's only tag is deleted, but a kept tag
+/// of unknown kind could be an index listing the subject — so the signature
+/// stays. (A mutation that checked the referrer instead of the others
+/// survived every earlier test.)
+#[test]
+fn an_unknown_kept_tag_keeps_a_fully_known_referrer() {
+    let policy = policy("rules: [{name: apps, delete: 'app-.*'}]");
+    let subject = Digest::of(b"app image");
+    let image = Tag {
+        digest: Some(subject.clone()),
+        created_at: Some(now() - chrono::Duration::days(3)),
+        image: true,
+        ..Tag::named(TagName::parse("app-1").expect("tag"))
+    };
+    let maybe_an_index = Tag {
+        digest: Some(Digest::of(b"v1")),
+        ..Tag::named(TagName::parse("v1").expect("tag"))
+    };
+    let signature = Tag {
+        digest: Some(Digest::of(b"signature")),
+        media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+        ..Tag::named(TagName::parse(&format!("sha256-{}.sig", subject.hex())).expect("referrer"))
+    };
+    let plan = plan_repository(
+        &policy,
+        &repo(DEFAULT_REPO),
+        &[image, maybe_an_index, signature.clone()],
+        None,
+        now(),
+    );
+    let deleted: Vec<&str> = plan.delete.iter().map(|d| d.tag.name.as_str()).collect();
+    assert_eq!(deleted, ["app-1"]);
+    let kept = plan
+        .keep
+        .iter()
+        .find(|k| k.tag.name == signature.name)
+        .expect("the signature stays");
+    assert_eq!(kept.reason, KeepReason::SubjectUnverifiable);
+}
+
 /// A tag known to be an image (GitLab read its config on the REST path)
 /// needs no media type: it is no index, so it has no children.
 #[test]
