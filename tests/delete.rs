@@ -1189,3 +1189,125 @@ fn registry_only_refuses_when_a_kept_siblings_fetch_fails() {
         "the fault was met"
     );
 }
+
+/// Issue 20: a 403 is not GitLab's word for protection. A proxy's plain
+/// HTML 403 on every tag delete is a failure, counted (report, summary,
+/// dotenv) and exit 1 — not "skipped: a protected tag" and exit 0.
+#[test]
+fn a_plain_403_on_delete_is_a_failure_not_a_protected_tag() {
+    let emulator = emulator(Config {
+        tamper: vec![gitlab_emulator::Tamper::on(Some("DELETE"), "/manifests/")
+            .status(403)
+            .header("content-type", "text/html")
+            .body(gitlab_emulator::TamperBody::Replace(
+                b"<html><body><h1>403 Forbidden</h1></body></html>".to_vec(),
+            ))],
+        ..Config::default()
+    });
+    emulator.add_tags(ROOT, (1..=6).map(|i| tag(&format!("mr-{i}"))));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dotenv = dir.path().join("counts.env");
+    let args: Vec<String> = ["delete", "--dotenv", dotenv.to_str().expect("path")]
+        .into_iter()
+        .map(String::from)
+        .chain((1..=6).map(|i| format!("mr-{i}")))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&emulator.ci_env(), &args);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        out.stdout
+            .matches(": failed: the registry refused to delete it (403")
+            .count(),
+        6,
+        "{}",
+        out.all()
+    );
+    assert!(!out.stdout.contains("skipped"), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("total: 1 repository, 6 tags, 0 deleted, 0 kept, 0 protected, 6 failed"),
+        "{}",
+        out.all()
+    );
+    let counts = std::fs::read_to_string(&dotenv).expect("dotenv");
+    assert!(counts.contains("CLEANUP_FAILED=6\n"), "{counts}");
+    assert!(counts.contains("CLEANUP_SKIPPED=0\n"), "{counts}");
+    assert_eq!(emulator.tags(ROOT).len(), 6);
+}
+
+/// Issue 20: `delete --dry-run` of a tag GitLab's tag rules protect says so
+/// (from the `pull,delete` token, as `run` does), where it said "would
+/// delete"; the live delete is then refused as the dry run said.
+#[test]
+fn a_dry_run_names_the_tags_gitlab_rules_protect() {
+    let emulator = emulator(ruled(Config::default()));
+    emulator.add_tags(ROOT, [tag("stable-2026"), tag("rel-1"), tag("mr-1")]);
+    emulator.set_config(|c| c.tag_rules.delete_deny = vec!["^stable-".into()]);
+    let out = run(
+        &emulator.ci_env(),
+        &["delete", "--dry-run", "stable-2026", "rel-1", "mr-1"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("group/project:stable-2026: skipped: protected by GitLab's tag rules: protected by a GitLab tag rule"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout
+            .contains("group/project:rel-1: skipped: protected by GitLab's tag rules: immutable"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains("group/project:mr-1: would delete"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(emulator.writes(), 0);
+
+    let out = run(
+        &emulator.ci_env(),
+        &["delete", "stable-2026", "rel-1", "mr-1"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        out.stdout.matches(": skipped: ").count(),
+        2,
+        "{}",
+        out.all()
+    );
+    assert_eq!(names(&emulator, ROOT), ["rel-1", "stable-2026"]);
+}
+
+/// Issue 20: `CI_PROJECT_PATH` naming one project and `CI_PROJECT_ID`
+/// another is a configuration error naming both, before anything is
+/// deleted — not a quiet clean-up of the id's project.
+#[test]
+fn a_project_path_and_id_that_disagree_are_refused() {
+    let emulator = emulator(Config::default());
+    emulator.add_tags(ROOT, [tag("mr-1")]);
+    let env = with(
+        emulator.ci_env(),
+        &[
+            ("CI_PROJECT_PATH", "acme/billing"),
+            ("CI_REGISTRY_IMAGE", ""),
+        ],
+    );
+    for args in [
+        vec!["delete", "mr-1"],
+        vec!["delete", "--all-repositories", "mr-1"],
+    ] {
+        let out = run(&env, &args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.all());
+        assert!(
+            out.stderr
+                .contains("CI_PROJECT_ID=1 and CI_PROJECT_PATH name different projects")
+                && out.stderr.contains("group/project"),
+            "{args:?}: {}",
+            out.all()
+        );
+        assert_eq!(emulator.writes(), 0, "{args:?}");
+    }
+}

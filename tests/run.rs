@@ -1395,6 +1395,75 @@ fn unlistable_refs_keep_the_git_aware_rules_tags_from_a_later_catch_all() {
     assert_eq!(emulator.count("DELETE", "/manifests/"), 2);
 }
 
+/// Issue 20: a project with a repository always has its default branch. An
+/// empty branch listing — or one without `CI_DEFAULT_BRANCH` — is not "every
+/// branch is gone": the refs are unknown, nothing is claimed through
+/// `when_ref`, and the run says so where its exit code is explained: the
+/// report's totals, the summary's total line, the dotenv counts (exit 1).
+#[test]
+fn an_empty_branch_list_means_the_refs_are_unknown() {
+    for (branches, default_branch) in [(vec![], None), (vec!["feature-x"], Some("main"))] {
+        let emulator = Emulator::start(Config::default());
+        emulator.add_repository("");
+        for branch in &branches {
+            emulator.add_branch(branch);
+        }
+        let tags: Vec<String> = (1..=20).map(|i| format!("main-{i:08x}")).collect();
+        emulator.add_tags(ROOT, tags.iter().map(|name| tag(name)));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = write_file(
+            &dir,
+            "policy.yml",
+            "rules:\n  - name: gone branches\n    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'\n    when_ref: gone\n",
+        );
+        let report = dir.path().join("report.json");
+        let dotenv = dir.path().join("counts.env");
+        let mut env = emulator.ci_env();
+        if let Some(branch) = default_branch {
+            env = with(env, &[("CI_DEFAULT_BRANCH", branch)]);
+        }
+        let out = run(
+            &env,
+            &[
+                "run",
+                "--policy",
+                &policy,
+                "--report",
+                report.to_str().expect("utf-8"),
+                "--dotenv",
+                dotenv.to_str().expect("utf-8"),
+            ],
+        );
+        let case = format!("branches {branches:?}, default {default_branch:?}");
+        assert_eq!(out.code, 1, "{case}: {}", out.all());
+        assert_eq!(names(&emulator, ROOT).len(), 20, "{case}: nothing deleted");
+        assert_eq!(emulator.count("DELETE", "/manifests/"), 0, "{case}");
+        let json = report_json(&report);
+        let why = json["repositories"][0]["refs_incomplete"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{case}: the report says why: {json}"));
+        assert!(
+            why.contains("no branch") || why.contains("default branch \"main\""),
+            "{case}: {why}"
+        );
+        assert_eq!(json["totals"]["incomplete_repositories"], 1, "{case}");
+        let total = out
+            .stdout
+            .lines()
+            .find(|line| line.starts_with("total: "))
+            .unwrap_or_else(|| panic!("{case}: a total line: {}", out.all()));
+        assert!(
+            total.ends_with(", 1 repository not cleaned in full (refs or commits in use unknown)"),
+            "{case}: {total}"
+        );
+        let counts = std::fs::read_to_string(&dotenv).expect("dotenv");
+        assert!(
+            counts.contains("CLEANUP_INCOMPLETE_REPOSITORIES=1\n"),
+            "{case}: {counts}"
+        );
+    }
+}
+
 /// The report says why each tag stays (typed by the planner, a sentence and
 /// a stable `kind` per tag) and what the plan was made from: the clock, the
 /// policy file, the tool version and each repository's age source.

@@ -11,8 +11,9 @@ use crate::config::options::DeleteOptions;
 use crate::domain::config_error::ConfigError;
 use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::model::RepositoryInfo;
-use crate::domain::model::{FailureKind, Outcome};
+use crate::domain::model::{FailureKind, Outcome, RefusalKind};
 use crate::domain::names::{Digest, Reference, TagName};
+use crate::domain::tag_rules::TagRules;
 use crate::execute::clients::Clients;
 use crate::execute::deleter::Target;
 use crate::output::report::{DeletedTag, Report, RepositoryReport};
@@ -96,6 +97,7 @@ async fn targets(clients: &Clients, options: &DeleteOptions) -> Result<Vec<Targe
             .repositories()
             .await
             .context("listing the project's container repositories")?;
+        clients.check_project_agrees(&repositories)?;
         return Ok(repositories
             .into_iter()
             .map(|r| Target {
@@ -118,7 +120,10 @@ async fn targets(clients: &Clients, options: &DeleteOptions) -> Result<Vec<Targe
     }
     if let Some(gitlab) = &clients.gitlab {
         match gitlab.repositories().await {
-            Ok(existing) => return known_targets(named, &existing),
+            Ok(existing) => {
+                clients.check_project_agrees(&existing)?;
+                return known_targets(named, &existing);
+            }
             // The check guards against typos; deleting a tag that is not
             // there harms nothing, so a failed listing does not stop the run.
             Err(err) => tracing::warn!(
@@ -220,8 +225,20 @@ fn deleted_entry(reference: &Reference) -> DeletedTag {
     }
 }
 
-/// A dry run reads: what exists would be deleted, the rest is already absent.
+/// A dry run reads: what exists would be deleted, the rest is already
+/// absent — but a tag GitLab's tag rules protect would be refused, and the
+/// dry run says so. The rules come with a `pull,delete` token, as in `run`
+/// (nothing is written with it); credentials that may not delete cannot
+/// read them, which is said.
 async fn preview(clients: &Clients, target: &Target, references: &[Reference]) -> Vec<Outcome> {
+    let rules = match clients.registry.tag_rules(&target.path).await {
+        Ok(rules) => rules,
+        Err(err) => {
+            tracing::warn!(repository = %target.path, error = %err, "GitLab's tag rules could not be read (they come with a delete token): a tag they protect is shown as would-delete, and the live delete would be refused");
+            TagRules::default()
+        }
+    };
+    let rules = &rules;
     stream::iter(references)
         .map(|reference| async move {
             match clients
@@ -229,7 +246,21 @@ async fn preview(clients: &Clients, target: &Target, references: &[Reference]) -
                 .manifest_digest(&target.path, reference)
                 .await
             {
-                Ok(Some(_)) => Outcome::Deleted,
+                Ok(Some(_)) => match reference {
+                    Reference::Tag(tag) => match rules.reason(tag.as_str()) {
+                        Some(rule) => Outcome::skipped(
+                            RefusalKind::TagRule,
+                            format!("protected by GitLab's tag rules: {rule}"),
+                        ),
+                        None => Outcome::Deleted,
+                    },
+                    // A digest delete is refused wherever a rule exists.
+                    Reference::Digest(_) if !rules.is_empty() => Outcome::failed(
+                        FailureKind::DigestPathClosed,
+                        "would not be deleted: GitLab's registry refuses deletes by digest in a repository with tag protection or immutability rules; delete its tags instead",
+                    ),
+                    Reference::Digest(_) => Outcome::Deleted,
+                },
                 Ok(None) => Outcome::AlreadyAbsent,
                 Err(err) => Outcome::failed(FailureKind::Request, err.to_string()),
             }

@@ -32,6 +32,7 @@ pub struct GitLabEnv {
     pub ci_project_path: Option<String>,
     pub ci_registry: Option<String>,
     pub ci_registry_image: Option<String>,
+    pub ci_default_branch: Option<String>,
     pub ci_registry_user: Option<String>,
     pub ci_registry_password: Option<Secret>,
     pub ci_job_token: Option<Secret>,
@@ -301,145 +302,19 @@ pub struct Settings {
     pub url_variables: Vec<(Url, &'static str)>,
     /// The variable that named the project (`CI_PROJECT_ID` or `CI_PROJECT_PATH`).
     pub project_variable: Option<&'static str>,
+    /// `CI_DEFAULT_BRANCH`: every branch listing of the project must hold it.
+    pub default_branch: Option<String>,
+    /// The variable `root_repository` came from (`CI_REGISTRY_IMAGE` or
+    /// `CI_PROJECT_PATH`).
+    pub root_variable: Option<&'static str>,
 }
 
 impl Settings {
     pub fn from_env(env: &GitLabEnv, allow_insecure_http: bool) -> Result<Settings, ConfigError> {
-        let server_url = parse_url(
-            "CI_SERVER_URL",
-            non_empty(&env.ci_server_url).ok_or_else(|| {
-                ConfigError::variable("CI_SERVER_URL", 
-                    "CI_SERVER_URL is not set: set it to your GitLab's base URL, e.g. https://gitlab.example.com (GitLab sets it in CI jobs)",
-                )
-            })?,
-        )?;
-        check_scheme("CI_SERVER_URL", &server_url, allow_insecure_http)?;
-        // A common slip: the REST root given as the base URL. Every REST
-        // call would then go to …/api/v4/api/v4/… and answer 404.
-        if server_url.path().trim_end_matches('/').ends_with("/api/v4") {
-            let base = server_url
-                .as_str()
-                .trim_end_matches('/')
-                .trim_end_matches("/api/v4");
-            return Err(ConfigError::variable("CI_SERVER_URL", format!(
-                "CI_SERVER_URL={} ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={base}); the REST root is derived from it, or set in CI_API_V4_URL",
-                server_url.as_str()
-            )));
-        }
-
-        let api_url = match non_empty(&env.ci_api_v4_url) {
-            Some(text) => parse_url("CI_API_V4_URL", text)?,
-            None => join_path(&server_url, "api/v4"),
-        };
-        check_scheme("CI_API_V4_URL", &api_url, allow_insecure_http)?;
-        if api_url.origin() != server_url.origin() {
-            return Err(ConfigError::variable("CI_API_V4_URL", format!(
-                "CI_API_V4_URL ({api_url}) is not on CI_SERVER_URL's origin ({}): credentials are only sent to CI_SERVER_URL; fix one of them",
-                server_url.origin().ascii_serialization()
-            ))
-            );
-        }
-
-        let project_variable = if non_empty(&env.ci_project_id).is_some() {
-            Some("CI_PROJECT_ID")
-        } else {
-            non_empty(&env.ci_project_path).map(|_| "CI_PROJECT_PATH")
-        };
-        let project = match (
-            non_empty(&env.ci_project_id),
-            non_empty(&env.ci_project_path),
-        ) {
-            (Some(id), _) => {
-                let id: u64 = id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
-                    ConfigError::variable("CI_PROJECT_ID", format!(
-                        "CI_PROJECT_ID={id:?} is not a project ID: set it to the numeric ID shown on the project's overview page, or unset it and set CI_PROJECT_PATH"
-                    ))
-                })?;
-                Some(id.to_string())
-            }
-            (None, Some(path)) => Some(
-                percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-
-        let registry_host = non_empty(&env.ci_registry).map(str::to_string);
-        let registry_url = match (non_empty(&env.cleanup_registry_url), &registry_host) {
-            (Some(text), _) => parse_url("CLEANUP_REGISTRY_URL", text)?,
-            (None, Some(host)) => parse_url("CI_REGISTRY", &format!("https://{host}"))?,
-            (None, None) => match non_empty(&env.ci_registry_image).and_then(|i| i.split_once('/')) {
-                Some((host, _)) => parse_url("CI_REGISTRY_IMAGE", &format!("https://{host}"))?,
-                None => {
-                    return Err(ConfigError::variable("CI_REGISTRY", 
-                        "CI_REGISTRY is not set: set it to the registry's host[:port], e.g. registry.example.com (or CLEANUP_REGISTRY_URL to a full URL)",
-                    )
-                    )
-                }
-            },
-        };
-        let registry_var = if non_empty(&env.cleanup_registry_url).is_some() {
-            "CLEANUP_REGISTRY_URL"
-        } else {
-            "CI_REGISTRY"
-        };
-        let registry_url_from = if registry_var == "CI_REGISTRY" && registry_host.is_none() {
-            "CI_REGISTRY_IMAGE"
-        } else {
-            registry_var
-        };
-        check_scheme(registry_var, &registry_url, allow_insecure_http)?;
-
-        let root_repository = root_repository(env, registry_host.as_deref())?;
-
-        let rest_auth = match (
-            non_empty_secret(&env.gitlab_token),
-            non_empty_secret(&env.ci_job_token),
-        ) {
-            (Some(token), _) => Some(RestAuth {
-                header: "PRIVATE-TOKEN",
-                token,
-            }),
-            (None, Some(token)) => Some(RestAuth {
-                header: "JOB-TOKEN",
-                token,
-            }),
-            (None, None) => None,
-        };
-
-        let registry_credentials = match non_empty_secret(&env.ci_registry_password) {
-            Some(password) => {
-                let user = non_empty(&env.ci_registry_user).ok_or_else(|| {
-                    ConfigError::variable("CI_REGISTRY_USER", 
-                        "CI_REGISTRY_PASSWORD is set but CI_REGISTRY_USER is not: set it to your GitLab username (gitlab-ci-token in CI)",
-                    )
-                })?;
-                Some((user.to_string(), password))
-            }
-            // Outside CI an access token is also the registry password.
-            None => non_empty_secret(&env.gitlab_token).map(|token| {
-                let user = non_empty(&env.ci_registry_user).unwrap_or("registry-cleanup");
-                (user.to_string(), token)
-            }),
-        };
-
-        let mut extra_ca_files = Vec::new();
-        for (name, file) in [
-            ("CI_SERVER_TLS_CA_FILE", &env.ci_server_tls_ca_file),
-            ("SSL_CERT_FILE", &env.ssl_cert_file),
-        ] {
-            if let Some(file) = file.as_ref().filter(|f| !f.as_os_str().is_empty()) {
-                if !file.is_file() {
-                    return Err(ConfigError::setting(name, format!(
-                        "{name}={} does not name a readable file: point it at a PEM CA bundle or unset it",
-                        file.display()
-                    ))
-                    );
-                }
-                extra_ca_files.push(file.clone());
-            }
-        }
-
+        let (server_url, api_url) = gitlab_urls(env, allow_insecure_http)?;
+        let (project, project_variable) = project(env)?;
+        let registry = registry_url(env, allow_insecure_http)?;
+        let root_repository = root_repository(env, registry.host.as_deref())?;
         let api_variable = if non_empty(&env.ci_api_v4_url).is_some() {
             "CI_API_V4_URL"
         } else {
@@ -450,21 +325,27 @@ impl Settings {
             (api_url.clone(), api_variable),
             // CI_REGISTRY is a host without a scheme: a scheme is set in
             // CLEANUP_REGISTRY_URL.
-            (registry_url.clone(), "CLEANUP_REGISTRY_URL"),
+            (registry.url.clone(), "CLEANUP_REGISTRY_URL"),
         ];
         Ok(Settings {
             server_url,
             api_url,
             project,
-            registry_url,
-            registry_url_from,
-            registry_host,
+            registry_url: registry.url,
+            registry_url_from: registry.from,
+            registry_host: registry.host,
             root_repository,
-            rest_auth,
-            registry_credentials,
-            extra_ca_files,
+            rest_auth: rest_auth(env),
+            registry_credentials: registry_credentials(env)?,
+            extra_ca_files: extra_ca_files(env)?,
             url_variables,
             project_variable,
+            default_branch: non_empty(&env.ci_default_branch).map(str::to_string),
+            root_variable: if non_empty(&env.ci_registry_image).is_some() {
+                Some("CI_REGISTRY_IMAGE")
+            } else {
+                non_empty(&env.ci_project_path).map(|_| "CI_PROJECT_PATH")
+            },
         })
     }
 
@@ -484,6 +365,167 @@ impl Settings {
             )
         })
     }
+}
+
+/// `CI_SERVER_URL` and the REST root (`CI_API_V4_URL`, else derived), on
+/// one origin: the only one that ever receives credentials.
+fn gitlab_urls(env: &GitLabEnv, allow_insecure_http: bool) -> Result<(Url, Url), ConfigError> {
+    let server_url = parse_url(
+        "CI_SERVER_URL",
+        non_empty(&env.ci_server_url).ok_or_else(|| {
+            ConfigError::variable("CI_SERVER_URL",
+                "CI_SERVER_URL is not set: set it to your GitLab's base URL, e.g. https://gitlab.example.com (GitLab sets it in CI jobs)",
+            )
+        })?,
+    )?;
+    check_scheme("CI_SERVER_URL", &server_url, allow_insecure_http)?;
+    // A common slip: the REST root given as the base URL. Every REST
+    // call would then go to …/api/v4/api/v4/… and answer 404.
+    if server_url.path().trim_end_matches('/').ends_with("/api/v4") {
+        let base = server_url
+            .as_str()
+            .trim_end_matches('/')
+            .trim_end_matches("/api/v4");
+        return Err(ConfigError::variable("CI_SERVER_URL", format!(
+            "CI_SERVER_URL={} ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={base}); the REST root is derived from it, or set in CI_API_V4_URL",
+            server_url.as_str()
+        )));
+    }
+    let api_url = match non_empty(&env.ci_api_v4_url) {
+        Some(text) => parse_url("CI_API_V4_URL", text)?,
+        None => join_path(&server_url, "api/v4"),
+    };
+    check_scheme("CI_API_V4_URL", &api_url, allow_insecure_http)?;
+    if api_url.origin() != server_url.origin() {
+        return Err(ConfigError::variable("CI_API_V4_URL", format!(
+            "CI_API_V4_URL ({api_url}) is not on CI_SERVER_URL's origin ({}): credentials are only sent to CI_SERVER_URL; fix one of them",
+            server_url.origin().ascii_serialization()
+        )));
+    }
+    Ok((server_url, api_url))
+}
+
+/// The project as REST paths name it (`CI_PROJECT_ID`, else the URL-encoded
+/// `CI_PROJECT_PATH`), and the variable that named it.
+fn project(env: &GitLabEnv) -> Result<(Option<String>, Option<&'static str>), ConfigError> {
+    match (
+        non_empty(&env.ci_project_id),
+        non_empty(&env.ci_project_path),
+    ) {
+        (Some(id), _) => {
+            let id: u64 = id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ConfigError::variable("CI_PROJECT_ID", format!(
+                    "CI_PROJECT_ID={id:?} is not a project ID: set it to the numeric ID shown on the project's overview page, or unset it and set CI_PROJECT_PATH"
+                ))
+            })?;
+            Ok((Some(id.to_string()), Some("CI_PROJECT_ID")))
+        }
+        (None, Some(path)) => Ok((
+            Some(
+                percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            ),
+            Some("CI_PROJECT_PATH"),
+        )),
+        (None, None) => Ok((None, None)),
+    }
+}
+
+/// Where the registry is, and which variable said so.
+struct RegistryLocation {
+    url: Url,
+    /// `CLEANUP_REGISTRY_URL`, `CI_REGISTRY` or `CI_REGISTRY_IMAGE`.
+    from: &'static str,
+    /// `CI_REGISTRY` (host[:port]).
+    host: Option<String>,
+}
+
+fn registry_url(
+    env: &GitLabEnv,
+    allow_insecure_http: bool,
+) -> Result<RegistryLocation, ConfigError> {
+    let host = non_empty(&env.ci_registry).map(str::to_string);
+    let (url, from) = match (non_empty(&env.cleanup_registry_url), &host) {
+        (Some(text), _) => (parse_url("CLEANUP_REGISTRY_URL", text)?, "CLEANUP_REGISTRY_URL"),
+        (None, Some(host)) => (parse_url("CI_REGISTRY", &format!("https://{host}"))?, "CI_REGISTRY"),
+        (None, None) => match non_empty(&env.ci_registry_image).and_then(|i| i.split_once('/')) {
+            Some((host, _)) => (
+                parse_url("CI_REGISTRY_IMAGE", &format!("https://{host}"))?,
+                "CI_REGISTRY_IMAGE",
+            ),
+            None => {
+                return Err(ConfigError::variable("CI_REGISTRY",
+                    "CI_REGISTRY is not set: set it to the registry's host[:port], e.g. registry.example.com (or CLEANUP_REGISTRY_URL to a full URL)",
+                ))
+            }
+        },
+    };
+    // A scheme is the URL's variable's; CI_REGISTRY_IMAGE's host counts as CI_REGISTRY.
+    let scheme_variable = if from == "CLEANUP_REGISTRY_URL" {
+        "CLEANUP_REGISTRY_URL"
+    } else {
+        "CI_REGISTRY"
+    };
+    check_scheme(scheme_variable, &url, allow_insecure_http)?;
+    Ok(RegistryLocation { url, from, host })
+}
+
+/// The REST credentials: an access token (`GITLAB_TOKEN`) wins over the
+/// job token.
+fn rest_auth(env: &GitLabEnv) -> Option<RestAuth> {
+    match (
+        non_empty_secret(&env.gitlab_token),
+        non_empty_secret(&env.ci_job_token),
+    ) {
+        (Some(token), _) => Some(RestAuth {
+            header: "PRIVATE-TOKEN",
+            token,
+        }),
+        (None, Some(token)) => Some(RestAuth {
+            header: "JOB-TOKEN",
+            token,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// Basic credentials for `/jwt/auth`: the registry's, or outside CI the
+/// access token.
+fn registry_credentials(env: &GitLabEnv) -> Result<Option<(String, Secret)>, ConfigError> {
+    Ok(match non_empty_secret(&env.ci_registry_password) {
+        Some(password) => {
+            let user = non_empty(&env.ci_registry_user).ok_or_else(|| {
+                ConfigError::variable("CI_REGISTRY_USER",
+                    "CI_REGISTRY_PASSWORD is set but CI_REGISTRY_USER is not: set it to your GitLab username (gitlab-ci-token in CI)",
+                )
+            })?;
+            Some((user.to_string(), password))
+        }
+        // Outside CI an access token is also the registry password.
+        None => non_empty_secret(&env.gitlab_token).map(|token| {
+            let user = non_empty(&env.ci_registry_user).unwrap_or("registry-cleanup");
+            (user.to_string(), token)
+        }),
+    })
+}
+
+fn extra_ca_files(env: &GitLabEnv) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = Vec::new();
+    for (name, file) in [
+        ("CI_SERVER_TLS_CA_FILE", &env.ci_server_tls_ca_file),
+        ("SSL_CERT_FILE", &env.ssl_cert_file),
+    ] {
+        if let Some(file) = file.as_ref().filter(|f| !f.as_os_str().is_empty()) {
+            if !file.is_file() {
+                return Err(ConfigError::setting(name, format!(
+                    "{name}={} does not name a readable file: point it at a PEM CA bundle or unset it",
+                    file.display()
+                )));
+            }
+            files.push(file.clone());
+        }
+    }
+    Ok(files)
 }
 
 fn root_repository(

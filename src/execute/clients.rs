@@ -8,6 +8,7 @@ use crate::config::paths::normalise_repository;
 use crate::config::settings::{GitLabEnv, Settings};
 use crate::domain::config_error::ConfigError;
 use crate::domain::exit::{Exit, ExitCode};
+use crate::domain::model::RepositoryInfo;
 use crate::domain::names::RepositoryPath;
 use crate::execute::deleter::Deleter;
 use crate::gitlab::client::GitLab;
@@ -137,12 +138,15 @@ impl Clients {
             settings.registry_credentials.clone(),
         ));
         let gitlab = match (&settings.project, &settings.rest_auth) {
-            (Some(project), Some(auth)) => Some(Arc::new(GitLab::new(
-                http.clone(),
-                settings.api_url.clone(),
-                project.clone(),
-                auth.clone(),
-            ))),
+            (Some(project), Some(auth)) => Some(Arc::new(
+                GitLab::new(
+                    http.clone(),
+                    settings.api_url.clone(),
+                    project.clone(),
+                    auth.clone(),
+                )
+                .with_default_branch(settings.default_branch.clone()),
+            )),
             _ => None,
         };
         Ok(Clients {
@@ -231,6 +235,43 @@ impl Clients {
                 "cannot tell the project's image path: CI_PROJECT_ID alone names the project, and it has no container repository to read the path from; set CI_PROJECT_PATH (group/project) or CI_REGISTRY_IMAGE",
             )
             .into()),
+        }
+    }
+
+    /// The project named twice — by id (`CI_PROJECT_ID`) and by path
+    /// (`CI_PROJECT_PATH`, `CI_REGISTRY_IMAGE`) — must be one project: the
+    /// id's repositories must lie under the path. Otherwise a run would
+    /// clean another project than the one the path names, without a word.
+    pub fn check_project_agrees(&self, repositories: &[RepositoryInfo]) -> Result<(), ConfigError> {
+        let settings = &self.settings;
+        let (Some("CI_PROJECT_ID"), Some(root), Some(project)) = (
+            settings.project_variable,
+            settings.root_repository.as_deref(),
+            settings.project.as_deref(),
+        ) else {
+            return Ok(());
+        };
+        let under_root = |path: &str| {
+            path == root
+                || path
+                    .strip_prefix(root)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        match repositories
+            .iter()
+            .find(|info| !under_root(info.path.as_str()))
+        {
+            None => Ok(()),
+            Some(other) => {
+                let variable = settings.root_variable.unwrap_or("CI_PROJECT_PATH");
+                Err(ConfigError::variable(
+                    "CI_PROJECT_ID",
+                    format!(
+                        "CI_PROJECT_ID={project} and {variable} name different projects: project {project} has the container repository {}, which is not {root} or under it; nothing was done. Fix the one that is wrong (GitLab sets both consistently in CI jobs)",
+                        other.path
+                    ),
+                ))
+            }
         }
     }
 

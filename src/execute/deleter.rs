@@ -289,8 +289,10 @@ impl Deleter {
         {
             Ok(None) if earlier_attempt_may_have_applied => Outcome::Deleted,
             Ok(None) => Outcome::AlreadyAbsent,
-            Ok(Some(_)) => Outcome::skipped(
-                RefusalKind::Protected,
+            // Still there, and the 403 did not say "protected": a refusal
+            // GitLab did not explain as protection is a failure.
+            Ok(Some(_)) => Outcome::failed(
+                FailureKind::Refused,
                 format!("GitLab refused to delete it (403 {message})"),
             ),
             Err(err) => Outcome::failed(
@@ -584,16 +586,20 @@ fn outcome_of(answer: Result<RegistryDelete, RegistryError>, deleting: &Deleting
         }
         (RegistryDelete::Deleted, _) => Outcome::Deleted,
         (RegistryDelete::NotFound, _) => Outcome::AlreadyAbsent,
-        (RegistryDelete::Denied(message), Deleting::Tag) => Outcome::skipped(
-            RefusalKind::Protected,
-            format!("the registry refused to delete it (403 {message}): a protected tag"),
+        // A 403 is not GitLab's word for protection (that is a 401 with
+        // PROTECTED_TAG or IMMUTABLE_TAG, or REST's 403 naming a protected
+        // tag): a proxy, a policy, a misconfigured registry. A failure,
+        // counted, and the run exits 1 — never a quiet "skipped".
+        (RegistryDelete::Denied(message), Deleting::Tag) => Outcome::failed(
+            FailureKind::Refused,
+            format!("the registry refused to delete it (403 {message})"),
         ),
-        (RegistryDelete::Denied(message), Deleting::TagsManifest(digest)) => Outcome::skipped(
-            RefusalKind::Protected,
+        (RegistryDelete::Denied(message), Deleting::TagsManifest(digest)) => Outcome::failed(
+            FailureKind::Refused,
             format!("the registry refused to delete its manifest {digest} (403 {message})"),
         ),
-        (RegistryDelete::Denied(message), Deleting::Digest) => Outcome::skipped(
-            RefusalKind::Protected,
+        (RegistryDelete::Denied(message), Deleting::Digest) => Outcome::failed(
+            FailureKind::Refused,
             format!("the registry refused (403 {message})"),
         ),
         (RegistryDelete::Denied(message), Deleting::Throwaway(digest)) => Outcome::failed(

@@ -89,10 +89,14 @@ pub async fn repositories(
     deletes: bool,
 ) -> Result<Vec<RepositoryInfo>, ScopeError> {
     match scope {
-        Scope::Project => gitlab
-            .repositories()
-            .await
-            .map_err(|err| ScopeError::Project(Box::new(err))),
+        Scope::Project => {
+            let repositories = gitlab
+                .repositories()
+                .await
+                .map_err(|err| ScopeError::Project(Box::new(err)))?;
+            clients.check_project_agrees(&repositories)?;
+            Ok(repositories)
+        }
         Scope::Group(group) => {
             gitlab
                 .group_repositories(group)

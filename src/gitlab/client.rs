@@ -189,6 +189,9 @@ pub struct GitLab {
     api: Url,
     project: String,
     auth: RestAuth,
+    /// The project's default branch where the job says it
+    /// (`CI_DEFAULT_BRANCH`): a branch listing without it is incomplete.
+    default_branch: Option<String>,
 }
 
 impl GitLab {
@@ -198,7 +201,14 @@ impl GitLab {
             api,
             project,
             auth,
+            default_branch: None,
         }
+    }
+
+    /// The project's default branch, which every branch listing of it must hold.
+    pub fn with_default_branch(mut self, branch: Option<String>) -> GitLab {
+        self.default_branch = branch;
+        self
     }
 
     fn url(&self, path: &str) -> Url {
@@ -426,6 +436,8 @@ impl GitLab {
             api: self.api.clone(),
             project: project.to_string(),
             auth: self.auth.clone(),
+            // Another project's default branch is not the job's.
+            default_branch: None,
         }
     }
 
@@ -479,6 +491,11 @@ impl GitLab {
                 .all_pages(url)
                 .await
                 .map_err(|err| self.refs_failure(what, path, err))?;
+            if what == "branches" {
+                self.check_branches_listed(
+                    &listed.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+                )?;
+            }
             refs.slugs
                 .extend(listed.iter().map(|named| ref_slug(&named.name)));
         }
@@ -498,6 +515,22 @@ impl GitLab {
             refs.open_mrs.insert(mr.iid);
         }
         Ok(refs)
+    }
+
+    /// A project with a repository always has its default branch: a branch
+    /// listing that is empty, or lacks the default branch, is not the whole
+    /// truth (whatever GitLab's status said), and deciding that every
+    /// branch is gone on it would delete the images of live branches.
+    fn check_branches_listed(&self, names: &[&str]) -> Result<(), String> {
+        if names.is_empty() {
+            return Err("GitLab listed no branch (GET /projects/:id/repository/branches answered an empty list), yet a project with a repository always has its default branch: the refs are not known".to_string());
+        }
+        match &self.default_branch {
+            Some(default) if !names.contains(&default.as_str()) => Err(format!(
+                "GitLab's branch listing (GET /projects/:id/repository/branches) lacks the default branch {default:?} (CI_DEFAULT_BRANCH): the refs are not known"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Why a ref listing failed, for `incomplete_because`. A refusal (401,

@@ -312,6 +312,15 @@ pub struct Totals {
     /// Repositories `remove_empty_repositories` removed (would remove).
     #[serde(default, skip_serializing_if = "is_zero_count")]
     pub repositories_removed: usize,
+    /// Repositories where part of the policy was not carried out because
+    /// what it depends on was not known: the project's git refs
+    /// (`refs_incomplete`) or its commits in use (`in_use_incomplete`).
+    /// Nothing was deleted through that part; the run failed (exit 1).
+    #[serde(default, skip_serializing_if = "is_zero_count")]
+    pub incomplete_repositories: usize,
+    /// Repositories `remove_empty_repositories` failed to remove.
+    #[serde(default, skip_serializing_if = "is_zero_count")]
+    pub removals_failed: usize,
 }
 
 fn is_zero_count(count: &usize) -> bool {
@@ -342,6 +351,22 @@ impl Totals {
         {
             self.repositories_removed += 1;
         }
+        self.incomplete_repositories += usize::from(repository.incomplete());
+        self.removals_failed += usize::from(
+            repository
+                .removal
+                .as_ref()
+                .is_some_and(|removal| removal.outcome == RepositoryRemoval::FAILED),
+        );
+    }
+
+    /// Whether anything counted here makes the run a failure (exit 1): the
+    /// one place that says so, for whole, streamed and merged reports alike.
+    pub fn failures(&self) -> bool {
+        self.failed > 0
+            || self.failed_repositories > 0
+            || self.incomplete_repositories > 0
+            || self.removals_failed > 0
     }
 }
 
@@ -408,10 +433,7 @@ impl Report {
     }
 
     pub fn has_failures(&self) -> bool {
-        self.totals.failed > 0
-            || self.totals.failed_repositories > 0
-            || self.refused_over_limit.is_some()
-            || self.repositories.iter().any(RepositoryReport::has_failures)
+        self.totals.failures() || self.refused_over_limit.is_some()
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
@@ -469,6 +491,27 @@ impl Report {
             total.push_str(&format!(
                 ", {} failed",
                 plural(totals.failed_repositories, "repository", "repositories")
+            ));
+        }
+        if totals.incomplete_repositories > 0 {
+            total.push_str(&format!(
+                ", {} not cleaned in full (refs or commits in use unknown)",
+                plural(totals.incomplete_repositories, "repository", "repositories")
+            ));
+        }
+        if totals.removals_failed > 0 {
+            total.push_str(&format!(
+                ", {} FAILED",
+                plural(
+                    totals.removals_failed,
+                    "repository removal",
+                    "repository removals"
+                )
+            ));
+        }
+        if let Some(limit) = self.refused_over_limit {
+            total.push_str(&format!(
+                ", REFUSED: more than --max-deletions {limit}, nothing deleted"
             ));
         }
         if totals.repositories_removed > 0 {
@@ -625,12 +668,17 @@ impl RepositoryReport {
     /// nothing deleted for want of the commits in use (`in_use_incomplete`).
     pub fn has_failures(&self) -> bool {
         self.error.is_some()
-            || self.refs_incomplete.is_some()
-            || self.in_use_incomplete.is_some()
+            || self.incomplete()
             || self
                 .removal
                 .as_ref()
                 .is_some_and(|removal| removal.outcome == RepositoryRemoval::FAILED)
+    }
+
+    /// Part of the policy not carried out here for want of what it depends
+    /// on (the git refs, the commits in use).
+    pub fn incomplete(&self) -> bool {
+        self.refs_incomplete.is_some() || self.in_use_incomplete.is_some()
     }
 
     pub fn referrers_deleted(&self) -> usize {

@@ -315,7 +315,7 @@ impl ReportStream {
         for line in self.report.total_lines() {
             let _ = writeln!(self.stdout.lock(), "{line}");
         }
-        let failures = self.failures || self.report.totals.failed > 0;
+        let failures = self.failures || self.report.has_failures();
         Ok((std::mem::take(&mut self.report), failures))
     }
 }

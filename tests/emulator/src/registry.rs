@@ -526,11 +526,14 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
                 }
                 return match repository.tags.get(reference) {
                     None => manifest_unknown(reference),
-                    Some(tag) if tag.protected => error(
-                        403,
-                        "DENIED",
-                        "requested access to the resource is denied",
-                        json!({"tag": reference, "reason": "protected tag"}),
+                    // As GitLab's registry refuses a tag its rules protect
+                    // when the token did not carry the rule (created since).
+                    Some(tag) if tag.protected => rule_refusal(
+                        state,
+                        name,
+                        "PROTECTED_TAG",
+                        "the tag is protected against deletion",
+                        json!({"tag": reference}),
                     ),
                     Some(_) => {
                         repository.tags.remove(reference);
@@ -541,16 +544,19 @@ fn manifests(state: &mut State, req: &Req, name: &str, reference: &str) -> Resp 
             if !repository.manifests.contains_key(reference) {
                 return manifest_unknown(reference);
             }
-            if let Some((protected, _)) = repository
+            if repository
                 .tags
-                .iter()
-                .find(|(_, tag)| tag.digest == reference && tag.protected)
+                .values()
+                .any(|tag| tag.digest == reference && tag.protected)
             {
-                return error(
-                    403,
-                    "DENIED",
-                    "requested access to the resource is denied",
-                    json!({"tag": protected, "reason": "protected tag"}),
+                // GitLab's registry refuses every digest delete where a
+                // tag rule exists.
+                return rule_refusal(
+                    state,
+                    name,
+                    "PROTECTED_MANIFEST",
+                    "manifest delete is not allowed while tag protection or immutability rules exist; delete by tag",
+                    json!({"digest": reference}),
                 );
             }
             // GitLab's metadata database refuses to delete a manifest an index

@@ -1004,10 +1004,11 @@ async fn tag_delete_removes_one_tag_or_is_digest_invalid() {
         "*/*",
     )
     .await;
-    assert_eq!(protected.status(), 403);
+    // As GitLab's registry refuses a tag its rules protect.
+    assert_eq!(protected.status(), 401);
     assert_eq!(
         protected.json::<Value>().await.expect("json")["errors"][0]["code"],
-        "DENIED"
+        "PROTECTED_TAG"
     );
 
     emulator.set_config(|config| config.tag_delete = false);
