@@ -476,3 +476,38 @@ fn a_bad_repository_late_in_the_inventory_leaves_no_report() {
         "only the inventory"
     );
 }
+
+/// Issue 20: the README, the docs and the components name versions that
+/// exist: every pinned `@X.Y.Z` component and `:X.Y.Z` image is the version
+/// this checkout builds (`registry-cleanup --version`), so a copied snippet
+/// never names a release that is not there (a release bumps both).
+#[test]
+fn documented_versions_are_this_version() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for dir in ["docs", "templates"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("read dir") {
+            files.push(entry.expect("entry").path());
+        }
+    }
+    let pinned =
+        regex::Regex::new(r"(?:registry-cleanup/[a-z]+@|registry-cleanup:)(\d+\.\d+\.\d+)")
+            .expect("regex");
+    let mut seen = 0;
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for found in pinned.captures_iter(&text) {
+            seen += 1;
+            assert_eq!(
+                &found[1],
+                env!("CARGO_PKG_VERSION"),
+                "{} pins {} — not the version this checkout builds",
+                file.display(),
+                &found[0]
+            );
+        }
+    }
+    assert!(seen > 0, "the docs show how to pin a version");
+}

@@ -351,3 +351,193 @@ fn group_access_is_checked_for_a_group_run() {
     assert_eq!(emulator.count("GET", "/groups/"), 1);
     assert_eq!(emulator.writes(), 0);
 }
+
+const GIT_AWARE: &str = "rules:\n  - name: branches\n    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'\n    when_ref: gone\n";
+
+/// Issue 20: a policy with git-aware rules needs the project's refs; doctor
+/// lists them with the token the run will use, and fails where `run` would
+/// refuse them (and exit 1 in every repository).
+#[test]
+fn git_aware_rules_make_doctor_check_the_refs() {
+    for (refuse, verdict) in [(false, "ok"), (true, "fail")] {
+        let emulator = seeded(Config {
+            refs_refuse_job_token: refuse,
+            ..Config::default()
+        });
+        emulator.add_branch("main");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = write_file(&dir, "policy.yml", GIT_AWARE);
+        let output = run(&emulator.ci_env(), &["doctor", "--policy", &policy]);
+        assert_every_line_is_a_verdict(&output);
+        let refs = line(&output, "git refs");
+        assert!(refs.starts_with(verdict), "refuse {refuse}: {refs}");
+        if refuse {
+            assert_eq!(output.code, 1, "{}", output.all());
+            assert!(
+                refs.contains("GITLAB_TOKEN") && refs.contains("read_api"),
+                "{refs}"
+            );
+        } else {
+            assert_eq!(output.code, 0, "{}", output.all());
+        }
+        assert_eq!(emulator.count("GET", "/repository/branches"), 1);
+    }
+    // Without git-aware rules, no ref is listed.
+    let emulator = seeded(Config::default());
+    let output = doctor(&emulator.ci_env());
+    assert!(!output.stdout.contains("git refs"), "{}", output.all());
+    assert_eq!(emulator.count("GET", "/repository/branches"), 0);
+}
+
+/// Issue 20: when neither a registry token with delete nor the project's
+/// rules endpoint answers, doctor says the tag rules could not be read —
+/// not "none in effect" while a rule exists.
+#[test]
+fn unread_tag_rules_are_not_reported_as_none() {
+    let emulator = seeded(Config {
+        grant_delete: false,
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: vec![],
+        },
+        tamper: vec![
+            gitlab_emulator::Tamper::on(Some("GET"), "/registry/protection/tag/rules").status(403),
+        ],
+        ..Config::default()
+    });
+    let output = doctor(&emulator.laptop_env());
+    let rules = line(&output, "GitLab tag rules");
+    assert!(
+        rules.starts_with("warn") && rules.contains("not read"),
+        "{rules}"
+    );
+    assert!(
+        !output.stdout.contains("none in effect"),
+        "{}",
+        output.all()
+    );
+}
+
+/// Issue 20: a registry URL that points at GitLab itself (404 on `GET
+/// /v2/`) gets one line naming the variable to fix, not one per
+/// repository; `run` stops on it before any repository, exit 2.
+#[test]
+fn a_registry_url_that_is_no_registry_is_named_once() {
+    let emulator = seeded(Config::default());
+    let env = with(
+        emulator.ci_env(),
+        &[("CLEANUP_REGISTRY_URL", emulator.gitlab_url().as_str())],
+    );
+    let output = doctor(&env);
+    assert_eq!(output.code, 2, "{}", output.all());
+    let registry = line(&output, "registry");
+    assert!(
+        registry.starts_with("fail")
+            && registry.contains("CLEANUP_REGISTRY_URL")
+            && registry.contains("404"),
+        "{registry}"
+    );
+    assert!(
+        !output.stdout.contains("registry access ("),
+        "{}",
+        output.all()
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let out = run(&env, &["run", "--policy", &policy]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(
+        out.stderr.matches("answered 404 to GET /v2/").count(),
+        1,
+        "{}",
+        out.all()
+    );
+    assert!(!out.stdout.contains("group/project"), "{}", out.all());
+    assert_eq!(emulator.writes(), 0);
+}
+
+/// Issue 20: doctor checks for `run`, and `run` without a policy file at the
+/// default path exits 2: doctor fails (exit 1) there.
+#[test]
+fn no_policy_at_the_default_path_fails() {
+    let emulator = seeded(Config::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run_in(dir.path(), &emulator.ci_env(), &["doctor"]);
+    assert_eq!(output.code, 1, "{}", output.all());
+    let policy = line(&output, "policy");
+    assert!(
+        policy.starts_with("fail") && policy.contains(".gitlab/registry-cleanup.yml"),
+        "{policy}"
+    );
+    let run = run_in(dir.path(), &emulator.ci_env(), &["run"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+}
+
+/// Issue 20: GitLab's registry names what it can do only to an authorized
+/// `GET /v2/`; doctor asks it so, for one request more than the challenge.
+#[test]
+fn doctor_reads_the_capabilities_from_the_authorized_base_route() {
+    let emulator = seeded(Config::default());
+    let output = doctor(&emulator.ci_env());
+    assert!(
+        line(&output, "registry: tag delete").contains("supported"),
+        "{}",
+        output.all()
+    );
+    assert!(
+        line(&output, "registry: metadata database").contains("enabled"),
+        "{}",
+        output.all()
+    );
+    let base_route: Vec<String> = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v2/")
+        .map(|r| format!("{:?} {}", r.auth, r.status))
+        .collect();
+    assert_eq!(base_route, ["None 401", "Bearer 200"]);
+}
+
+/// Issue 20: an unreachable GitLab is named by its variable, in doctor and
+/// in a run (not "check CI_PROJECT_ID").
+#[test]
+fn an_unreachable_gitlab_names_ci_server_url() {
+    let emulator = seeded(Config::default());
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}")
+    };
+    let env = with(
+        without(emulator.ci_env(), &["CI_API_V4_URL"]),
+        &[
+            ("CI_SERVER_URL", closed.as_str()),
+            ("CLEANUP_RETRY_MAX_ATTEMPTS", "1"),
+        ],
+    );
+    let output = doctor(&env);
+    assert_eq!(output.code, 1, "{}", output.all());
+    let gitlab = line(&output, "GitLab");
+    assert!(
+        gitlab.starts_with("fail") && gitlab.contains("CI_SERVER_URL"),
+        "{gitlab}"
+    );
+    assert!(
+        !output.stdout.contains("CI_PROJECT_ID / CI_PROJECT_PATH"),
+        "{}",
+        output.all()
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", POLICY);
+    let out = run(&env, &["run", "--policy", &policy]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("GitLab cannot be reached")
+            && out.stderr.contains("Check CI_SERVER_URL"),
+        "{}",
+        out.all()
+    );
+}

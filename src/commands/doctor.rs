@@ -4,6 +4,7 @@
 use crate::commands::doctor_findings::{plural, Findings, Level};
 use crate::commands::exit::CommandResult;
 use crate::config::options::DoctorOptions;
+use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::model::RepositoryInfo;
 use crate::domain::names::RepositoryPath;
 use crate::domain::policy::Policy;
@@ -63,25 +64,41 @@ pub async fn doctor(options: DoctorOptions) -> CommandResult {
         Some(list) if !list.is_empty() => list.iter().map(|r| r.path.clone()).collect(),
         _ => root.into_iter().collect(),
     };
-    let granted = check_registry_access(
-        &clients.registry,
-        &paths,
-        clients.concurrency,
-        &mut findings,
-    )
-    .await;
-    // The capabilities come from `GET /v2/`'s headers: asked here in case
-    // no registry token was (nothing is reported as checked unless it was).
-    match clients.registry.probe().await {
-        Ok(()) => check_capabilities(&clients.registry, &mut findings),
-        Err(err) => findings.add(
-            Level::Fail,
-            "registry",
-            format!("GET /v2/ failed: {err}"),
-            "check CI_REGISTRY / CLEANUP_REGISTRY_URL and that this machine reaches the registry",
-        ),
+    // The registry itself first: a wrong URL fails once here, not once per
+    // repository below.
+    let granted = match clients.probe_registry().await {
+        Ok(()) => {
+            let granted = check_registry_access(
+                &clients.registry,
+                &paths,
+                clients.concurrency,
+                &mut findings,
+            )
+            .await;
+            check_capabilities(&clients.registry, &mut findings).await;
+            Some(granted)
+        }
+        Err(err) => {
+            // A URL that is no registry is configuration: `run` exits 2.
+            findings.bad_configuration |= err.exit_code() == Exit::Usage;
+            findings.add(
+                Level::Fail,
+                "registry",
+                format!("{err:#}", err = anyhow::Error::new(err)),
+                format!(
+                    "check {} and that this machine reaches the registry",
+                    settings.registry_url_from
+                ),
+            );
+            None
+        }
+    };
+    if let Some(granted) = &granted {
+        check_tag_rules(&clients.registry, &gitlab, granted, &mut findings).await;
     }
-    check_tag_rules(&clients.registry, &gitlab, &granted, &mut findings).await;
+    if let Some(policy) = &policy {
+        check_refs(&gitlab, policy, &mut findings).await;
+    }
     check_project(&gitlab, &mut findings).await;
     if let Some(block) = policy
         .as_ref()
@@ -132,11 +149,12 @@ async fn check_group(gitlab: &GitLab, group: &str, findings: &mut Findings) {
 fn check_policy(options: &DoctorOptions, findings: &mut Findings) -> Option<Policy> {
     let path = &options.policy;
     if !options.policy_given && !path.exists() {
+        // `run` would stop here (exit 2): doctor checks for `run`.
         findings.add(
-            Level::Warn,
+            Level::Fail,
             "policy",
-            format!("no policy file at {}", path.display()),
-            "`run` needs one (write it by hand, or `registry-cleanup policy import` GitLab's); `delete` does not",
+            format!("no policy file at {} (the default path): `run` would refuse to start", path.display()),
+            "write one (by hand, or `registry-cleanup policy import` GitLab's) or name it with --policy / CLEANUP_POLICY; `delete` needs none",
         );
         return None;
     }
@@ -204,6 +222,15 @@ async fn check_rest(gitlab: &GitLab, findings: &mut Findings) -> Option<Vec<Repo
                 "REST credentials",
                 format!("{kind}: {err}"),
                 "",
+            );
+            None
+        }
+        Err(err) if err.is_unreachable() => {
+            findings.add(
+                Level::Fail,
+                "GitLab",
+                format!("GitLab cannot be reached: {err}"),
+                "check CI_SERVER_URL (and CI_API_V4_URL if set), and that this machine reaches GitLab",
             );
             None
         }
@@ -356,7 +383,12 @@ async fn check_registry_access(
 }
 
 /// What the registry announced on `GET /v2/` (learnt while getting tokens).
-fn check_capabilities(registry: &Registry, findings: &mut Findings) {
+async fn check_capabilities(registry: &Registry, findings: &mut Findings) {
+    // GitLab's registry names them to an authorized `GET /v2/` only: asked
+    // with a token already held, or one of no scope.
+    if let Err(err) = registry.announced_capabilities().await {
+        tracing::debug!(error = %err, "the registry's capabilities could not be asked for");
+    }
     let capabilities = &registry.capabilities;
     match capabilities.tag_delete.known() {
         Some(true) => findings.ok("registry: tag delete", "supported: each tag is deleted on its own"),
@@ -409,12 +441,19 @@ async fn check_tag_rules(
         );
         return;
     }
+    let mut read_from_tokens = 0;
     for path in granted {
         // The token is cached since the access check: no request.
-        if let Ok(rules) = registry.tag_rules(path).await {
-            let (deny, fixed) = rules.patterns();
-            delete_deny.extend(deny);
-            immutable.extend(fixed);
+        match registry.tag_rules(path).await {
+            Ok(rules) => {
+                read_from_tokens += 1;
+                let (deny, fixed) = rules.patterns();
+                delete_deny.extend(deny);
+                immutable.extend(fixed);
+            }
+            Err(err) => {
+                tracing::debug!(repository = %path, error = %err, "tag rules not readable from the token")
+            }
         }
     }
     let from_api = match gitlab.tag_rules().await {
@@ -425,6 +464,16 @@ async fn check_tag_rules(
             None
         }
     };
+    if read_from_tokens == 0 && from_api.is_none() {
+        // Neither source answered: "none in effect" would be a guess.
+        findings.add(
+            Level::Warn,
+            "GitLab tag rules",
+            "not read: no registry token with delete was granted (it carries the rules that apply to deleting), and the project's rules endpoint did not answer",
+            "fix the registry access above (or give GITLAB_TOKEN read_api and the Maintainer role), then run doctor again",
+        );
+        return;
+    }
     if let Some(rules) = &from_api {
         for rule in rules {
             if rule.is_immutable() {
@@ -476,6 +525,41 @@ async fn check_tag_rules(
             "not readable with the job token (Maintainer only); the registry token's patterns above are what the registry enforces for this user",
             "set GITLAB_TOKEN (read_api, Maintainer) to list every rule",
         );
+    }
+}
+
+/// The project's git refs, where the policy's rules look at them
+/// (`when_ref`, `per_ref`): listed with the token the run uses; a listing
+/// `run` could not use fails here, with the reason and the token to use.
+async fn check_refs(gitlab: &GitLab, policy: &Policy, findings: &mut Findings) {
+    if !policy
+        .rules
+        .iter()
+        .any(|rule| rule.when_ref.is_some() || rule.per_ref)
+    {
+        return;
+    }
+    let refs = gitlab.refs().await;
+    match &refs.incomplete_because {
+        None => findings.ok(
+            "git refs",
+            format!(
+                "{} and {} listed with the {} credentials (for the policy's git-aware rules)",
+                plural(refs.slugs.len(), "branch or tag", "branches and tags"),
+                plural(
+                    refs.open_mrs.len(),
+                    "open merge request",
+                    "open merge requests"
+                ),
+                gitlab.credentials()
+            ),
+        ),
+        Some(reason) => findings.add(
+            Level::Fail,
+            "git refs",
+            reason.clone(),
+            "without them `run` deletes nothing through when_ref rules and exits 1",
+        ),
     }
 }
 

@@ -349,6 +349,15 @@ impl Settings {
         })
     }
 
+    /// The variable the REST root came from: `CI_API_V4_URL`, or
+    /// `CI_SERVER_URL` it was derived from.
+    pub fn api_variable(&self) -> &'static str {
+        self.url_variables
+            .iter()
+            .find(|(url, _)| *url == self.api_url)
+            .map_or("CI_SERVER_URL", |(_, variable)| variable)
+    }
+
     /// The REST project reference, or an error saying which variable to set.
     pub fn require_project(&self) -> Result<&str, ConfigError> {
         self.project.as_deref().ok_or_else(|| {

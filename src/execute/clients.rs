@@ -14,7 +14,7 @@ use crate::execute::deleter::Deleter;
 use crate::gitlab::client::GitLab;
 use crate::gitlab::client::GitLabError;
 use crate::registry::client::{Registry, RegistryError};
-use crate::wire::http::{Http, HttpOptions};
+use crate::wire::http::{Http, HttpError, HttpOptions};
 
 /// Why the clients could not be made ready for a command.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +178,22 @@ impl Clients {
     pub async fn probe_registry(&self) -> Result<(), ClientsError> {
         match self.registry.probe().await {
             Err(err) if err.is_unreachable() => Err(self.unreachable(err)),
+            // No registry answers 404 on its base route: the URL names
+            // something else (often GitLab itself). Said once, before any
+            // repository, instead of once per repository.
+            Err(RegistryError::Http(HttpError::Status { status, .. }))
+                if status == reqwest::StatusCode::NOT_FOUND =>
+            {
+                let from = self.settings.registry_url_from;
+                Err(ConfigError::variable(
+                    from,
+                    format!(
+                        "the registry at {} (from {from}) answered 404 to GET /v2/: that is no container registry (is it GitLab's own URL?); nothing was done. Set {from} to the registry's host (GitLab shows it under Deploy > Container registry), or CLEANUP_REGISTRY_URL to its full URL",
+                        self.settings.registry_url
+                    ),
+                )
+                .into())
+            }
             _ => Ok(()),
         }
     }

@@ -23,6 +23,13 @@ pub enum ScopeError {
     Config(#[from] ConfigError),
     #[error("listing the project's container repositories")]
     Project(#[source] Box<GitLabError>),
+    #[error("GitLab cannot be reached at {api}; nothing was done. Check {variable} (and that this machine can reach GitLab)")]
+    GitLabUnreachable {
+        api: String,
+        variable: &'static str,
+        #[source]
+        source: Box<GitLabError>,
+    },
     #[error("listing the container repositories of the group {group}")]
     Group {
         group: String,
@@ -40,7 +47,9 @@ impl ExitCode for ScopeError {
         match self {
             ScopeError::Clients(err) => err.exit_code(),
             ScopeError::Config(err) => err.exit_code(),
-            ScopeError::Project(err) | ScopeError::Group { source: err, .. } => err.exit_code(),
+            ScopeError::Project(err)
+            | ScopeError::Group { source: err, .. }
+            | ScopeError::GitLabUnreachable { source: err, .. } => err.exit_code(),
             ScopeError::Capabilities(err) | ScopeError::Catalog(err) => err.exit_code(),
         }
     }
@@ -83,6 +92,29 @@ pub fn clients_for(
 /// `deletes`: the command will delete (a run, dry or not: a dry run shows
 /// what the run would do), so the instance's registry must delete by tag.
 pub async fn repositories(
+    scope: &Scope,
+    clients: &Clients,
+    gitlab: &GitLab,
+    deletes: bool,
+) -> Result<Vec<RepositoryInfo>, ScopeError> {
+    listed(scope, clients, gitlab, deletes)
+        .await
+        .map_err(|err| match err {
+            ScopeError::Project(source) | ScopeError::Group { source, .. }
+                if source.is_unreachable() =>
+            {
+                let settings = &clients.settings;
+                ScopeError::GitLabUnreachable {
+                    api: settings.api_url.to_string(),
+                    variable: settings.api_variable(),
+                    source,
+                }
+            }
+            err => err,
+        })
+}
+
+async fn listed(
     scope: &Scope,
     clients: &Clients,
     gitlab: &GitLab,

@@ -37,6 +37,14 @@ pub enum GitLabError {
     ForeignOrigin(String),
 }
 
+impl GitLabError {
+    /// No answer at all after every retry: GitLab is not reachable at the
+    /// configured URL, for every request alike.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, GitLabError::Http(HttpError::Transport { .. }))
+    }
+}
+
 impl ExitCode for GitLabError {
     fn exit_code(&self) -> Exit {
         match self {

@@ -33,6 +33,22 @@ pub fn run(env: &[(String, String)], args: &[&str]) -> Output {
     }
 }
 
+/// Runs `registry-cleanup ARGS` in the directory `dir`, with exactly `env`.
+pub fn run_in(dir: &std::path::Path, env: &[(String, String)], args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_registry-cleanup"))
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 pub fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     for (key, value) in extra {
         env.retain(|(k, _)| k != key);
