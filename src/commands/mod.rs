@@ -10,6 +10,7 @@ pub mod doctor_findings;
 pub mod exit;
 pub mod finish;
 pub mod inventory;
+pub mod ledger;
 pub mod plan;
 pub mod policy;
 pub mod report_merge;
@@ -34,5 +35,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Invocation::Doctor(options) => doctor::doctor(options).await,
         Invocation::PolicyImport(options) => policy::import(options).await,
         Invocation::ReportMerge(options) => report_merge::report_merge(options),
+        Invocation::LedgerServe(options) => ledger::serve(options).await,
     }
 }

@@ -17,6 +17,12 @@ use crate::output::report_stream::ReportStream;
 
 pub async fn run(options: RunOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
+    crate::config::ledger::check_run(
+        &policy,
+        &options.policy.display().to_string(),
+        options.engine,
+        options.connection.ledger.as_ref(),
+    )?;
     let (clients, gitlab) = scope::clients_for(&options.scope, &options.connection)?;
     let mut repositories = scope::repositories(&options.scope, &clients, &gitlab).await?;
     // For the report only: one request, and no failure when not readable. In

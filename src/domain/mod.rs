@@ -10,6 +10,7 @@ pub mod names;
 pub mod pattern;
 pub mod planner;
 pub mod policy;
+pub mod pulls;
 pub mod referrers;
 pub mod refs;
 pub mod rfc3339;

@@ -28,13 +28,14 @@ use crate::domain::model::Refs;
 use crate::domain::model::RepositoryInfo;
 use crate::domain::model::Tag;
 use crate::domain::names::{RepositoryPath, TagName};
-use crate::domain::planner::{plan_owned_repository, PlanOutline};
+use crate::domain::planner::{plan_owned_repository_with_ledger, PlanOutline};
 use crate::domain::policy::Policy;
 use crate::execute::clients::Clients;
 use crate::execute::deleter::{Deleter, Target};
 use crate::execute::listing::{listing_progress, Lister};
 use crate::execute::removal::{self, Removal};
 use crate::gitlab::client::{GitLab, GitLabError};
+use crate::ledger::client::read_pulls;
 use crate::output::report::{
     ProtectedTag, Report, ReportError, RepositoryRemoval, RepositoryReport,
 };
@@ -232,7 +233,20 @@ impl ClientRun<'_> {
                 tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
                 let protected_by_gitlab =
                     apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
-                let plan = plan_owned_repository(self.policy, &info.path, tags, refs, now);
+                let ledger = read_pulls(
+                    (self.clients.ledger.as_deref()).filter(|_| self.policy.needs_pulls(&info.path)),
+                    &info.path,
+                    &mut tags,
+                )
+                .await;
+                let plan = plan_owned_repository_with_ledger(
+                    self.policy,
+                    &info.path,
+                    tags,
+                    refs,
+                    &ledger,
+                    now,
+                );
                 for warning in plan.warnings() {
                     tracing::warn!(repository = %info.path, "{warning}");
                 }

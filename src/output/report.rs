@@ -137,6 +137,11 @@ pub struct RepositoryReport {
     /// them. Part of the policy not carried out: the command exits 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refs_incomplete: Option<String>,
+    /// Why the policy's `unpulled_for` rules could not be applied here (the
+    /// pull ledger not read or unreadable): they deleted nothing. Part of
+    /// the policy not carried out: the command exits 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_unreadable: Option<String>,
     /// Why nothing was attempted in this repository (e.g. its listing failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -526,6 +531,7 @@ impl RepositoryReport {
         report.protected = plan.protected;
         report.warnings = plan.warnings;
         report.refs_incomplete = plan.refs_unusable;
+        report.ledger_unreadable = plan.ledger_unusable;
         report.kept_tags = plan.staying.iter().map(KeptTagEntry::planned).collect();
         // The plan is consumed: its names and rules move into the report.
         report.deleted.reserve(plan.delete.len());
@@ -568,10 +574,12 @@ impl RepositoryReport {
     }
 
     /// Part of the policy not carried out here, whole: nothing attempted
-    /// (`error`), or `when_ref` rules not applied (`refs_incomplete`).
+    /// (`error`), `when_ref` rules not applied (`refs_incomplete`), or
+    /// `unpulled_for` rules not applied (`ledger_unreadable`).
     pub fn has_failures(&self) -> bool {
         self.error.is_some()
             || self.refs_incomplete.is_some()
+            || self.ledger_unreadable.is_some()
             || self
                 .removal
                 .as_ref()
@@ -702,6 +710,7 @@ mod tests {
         use crate::domain::names::{RepositoryPath, TagName};
         PlanOutline {
             refs_unusable: None,
+            ledger_unusable: None,
             path: RepositoryPath::parse("g/p/api").expect("path"),
             tags: deletions.len() + 3,
             kept: 2,

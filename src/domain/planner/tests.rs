@@ -128,6 +128,7 @@ fn tag(spec: &str) -> Tag {
         image: false,
         referrers: 0,
         size_bytes: None,
+        last_pulled_at: None,
     }
 }
 
@@ -159,6 +160,10 @@ fn reason_code(reason: &KeepReason) -> String {
         KeepReason::WithSubject => "with_subject".into(),
         KeepReason::OrphanedReferrer => "orphan".into(),
         KeepReason::SubjectUnverifiable => "unverifiable".into(),
+        KeepReason::LedgerUnreadable { rule } => format!("ledger_unreadable:{rule}"),
+        KeepReason::LedgerTooYoung { rule, .. } => format!("ledger_too_young:{rule}"),
+        KeepReason::PulledRecently { rule, .. } => format!("pulled:{rule}"),
+        KeepReason::PullsUnverifiable { rule } => format!("pulls_unverifiable:{rule}"),
     }
 }
 
@@ -1422,6 +1427,7 @@ fn any_tags() -> impl Strategy<Value = Vec<Tag>> {
                 image: false,
                 referrers: 0,
                 size_bytes: None,
+                last_pulled_at: None,
             };
             by_name.insert(name, tag);
         }
@@ -1450,6 +1456,7 @@ fn any_rule(index: usize) -> impl Strategy<Value = Rule> {
                 }),
                 when_ref: None,
                 per_ref: false,
+                unpulled_for: None,
             },
         )
 }
@@ -1536,6 +1543,7 @@ fn any_tags_with_referrers() -> impl Strategy<Value = Vec<Tag>> {
                     image: false,
                     referrers: 0,
                     size_bytes: None,
+                    last_pulled_at: None,
                 };
                 by_name.insert(name, tag);
             }
