@@ -188,7 +188,7 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                     image: false,
                     referrers: 0,
                     size_bytes: None,
-                last_pulled_at: None,
+                    last_pulled_at: None,
                 }
             }));
             InventoryRepository {

@@ -70,8 +70,7 @@ pub async fn inventory(options: InventoryOptions) -> CommandResult {
                     .await
                     .with_context(|| format!("listing the tags of {}", info.path))?;
                 apply_tag_rules(registry, &info, &mut tags).await;
-                let ledger =
-                    read_pulls(ledger, &info.path, &mut tags).await;
+                let ledger = read_pulls(ledger, &info.path, &mut tags).await;
                 tags.sort_by(|a, b| a.name.cmp(&b.name));
                 let mut repository = InventoryRepository {
                     path: info.path,

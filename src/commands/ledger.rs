@@ -26,7 +26,13 @@ pub async fn serve(options: LedgerServeOptions) -> CommandResult {
         LedgerDb::Sqlite(path) => {
             let store = SqliteStore::open(path)
                 .with_context(|| format!("opening the SQLite ledger {}", path.display()))?;
-            listen(store, &options, service, &format!("SQLite {}", path.display())).await
+            listen(
+                store,
+                &options,
+                service,
+                &format!("SQLite {}", path.display()),
+            )
+            .await
         }
         LedgerDb::Postgres(url) => {
             let store = PostgresStore::connect(url.expose())

@@ -58,9 +58,7 @@ fn token(env: &CleanupEnv, needed_by: &str) -> Result<Secret, ConfigError> {
             "{needed_by} needs CLEANUP_LEDGER_TOKEN: the bearer token the ledger and its readers share (e.g. openssl rand -hex 32)"
         )));
     }
-    if token.len() < MIN_TOKEN_LENGTH
-        || !token.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if token.len() < MIN_TOKEN_LENGTH || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ConfigError::new(format!(
             "CLEANUP_LEDGER_TOKEN must be at least {MIN_TOKEN_LENGTH} printable characters without spaces (e.g. openssl rand -hex 32)"
         )));
@@ -223,16 +221,23 @@ mod tests {
     #[test]
     fn the_ledger_url_needs_its_token_and_https_off_loopback() {
         assert_eq!(target(None, &env(&[TOKEN]), false), Ok(None));
-        let err = target(Some("http://127.0.0.1:8080".into()), &env(&[]), false)
-            .expect_err("no token");
-        assert!(err.0.contains("--ledger needs CLEANUP_LEDGER_TOKEN"), "{err}");
+        let err =
+            target(Some("http://127.0.0.1:8080".into()), &env(&[]), false).expect_err("no token");
+        assert!(
+            err.0.contains("--ledger needs CLEANUP_LEDGER_TOKEN"),
+            "{err}"
+        );
         let err = target(
             None,
             &env(&[("CLEANUP_LEDGER_URL", "http://ledger.internal"), TOKEN]),
             false,
         )
         .expect_err("plain http");
-        assert!(err.0.starts_with("CLEANUP_LEDGER_URL (http://ledger.internal/) uses plain http://"), "{err}");
+        assert!(
+            err.0
+                .starts_with("CLEANUP_LEDGER_URL (http://ledger.internal/) uses plain http://"),
+            "{err}"
+        );
         let ok = target(
             None,
             &env(&[("CLEANUP_LEDGER_URL", "http://ledger.internal"), TOKEN]),
@@ -256,19 +261,34 @@ mod tests {
     fn serve_options_name_their_source() {
         let err = serve_options(None, None, vec![], &env(&[TOKEN])).expect_err("no db");
         assert!(err.0.contains("--db (CLEANUP_LEDGER_DB)"), "{err}");
-        let err = serve_options(Some("localhost:80".into()), Some("x.db".into()), vec![], &env(&[TOKEN]))
-            .expect_err("bad listen");
+        let err = serve_options(
+            Some("localhost:80".into()),
+            Some("x.db".into()),
+            vec![],
+            &env(&[TOKEN]),
+        )
+        .expect_err("bad listen");
         assert!(err.0.starts_with("--listen \"localhost:80\""), "{err}");
-        let err = serve_options(None, Some("x.db".into()), vec![], &env(&[])).expect_err("no token");
-        assert!(err.0.contains("ledger serve needs CLEANUP_LEDGER_TOKEN"), "{err}");
+        let err =
+            serve_options(None, Some("x.db".into()), vec![], &env(&[])).expect_err("no token");
+        assert!(
+            err.0.contains("ledger serve needs CLEANUP_LEDGER_TOKEN"),
+            "{err}"
+        );
         let options = serve_options(
             None,
             None,
             vec![],
             &env(&[
                 TOKEN,
-                ("CLEANUP_LEDGER_DB", "postgres://ledger:hunter2@127.0.0.1/ledger"),
-                ("CLEANUP_LEDGER_IGNORE_USER_AGENT", "trivy/, Go-http-client/"),
+                (
+                    "CLEANUP_LEDGER_DB",
+                    "postgres://ledger:hunter2@127.0.0.1/ledger",
+                ),
+                (
+                    "CLEANUP_LEDGER_IGNORE_USER_AGENT",
+                    "trivy/, Go-http-client/",
+                ),
             ]),
         )
         .expect("valid");

@@ -226,11 +226,8 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             let report = report_path(args.common.report.clone(), env)?;
             let counts = count_files(&args.common.dotenv, &args.common.metrics, env)?;
             let (dry_run, mut connection) = common(&args.common, env, connection)?;
-            connection.ledger = crate::config::ledger::target(
-                args.ledger,
-                env,
-                connection.allow_insecure_http,
-            )?;
+            connection.ledger =
+                crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
             let max_deletions = env.max_deletions(args.max_deletions)?;
             let engine = engine(args.engine, env)?;
             let scope = scope(args.group, args.instance, env)?;
@@ -291,11 +288,8 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             let scope = scope(args.group, args.instance, env)?;
             let shard = shard(args.shard.as_deref(), env, &scope)?;
             let mut connection = connection(&args.network)?;
-            connection.ledger = crate::config::ledger::target(
-                args.ledger,
-                env,
-                connection.allow_insecure_http,
-            )?;
+            connection.ledger =
+                crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
             Invocation::Inventory(InventoryOptions {
                 connection,
                 repositories: repositories(args.repositories, env),

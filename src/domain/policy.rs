@@ -233,7 +233,7 @@ impl PolicyDuration {
         let mut text = words.join(" ");
         let only_days = parts.iter().all(|(_, unit)| *unit == DurationUnit::Day);
         let day = DurationUnit::Day.seconds();
-        if !only_days && self.seconds >= day && self.seconds % day == 0 {
+        if !only_days && self.seconds >= day && self.seconds.is_multiple_of(day) {
             text.push_str(&format!(
                 " ({})",
                 DurationUnit::Day.word(self.seconds / day)
@@ -458,9 +458,8 @@ impl Policy {
     /// `older_than` (dates), or `unpulled_for` (digests, and an index's
     /// children, to look their pulls up).
     pub fn needs_dates(&self, repository: &str) -> bool {
-        self.applicable_rules(repository).any(|rule| {
-            rule.keep_n > 0 || rule.older_than.is_some() || rule.unpulled_for.is_some()
-        })
+        self.applicable_rules(repository)
+            .any(|rule| rule.keep_n > 0 || rule.older_than.is_some() || rule.unpulled_for.is_some())
     }
 
     /// Whether planning this repository asks the pull ledger: some

@@ -42,7 +42,9 @@ impl LedgerView {
             LedgerView::NotRead => Some(
                 "the pull ledger was not read (give --ledger URL to run or inventory)".to_string(),
             ),
-            LedgerView::Unreadable(why) => Some(format!("the pull ledger could not be read: {why}")),
+            LedgerView::Unreadable(why) => {
+                Some(format!("the pull ledger could not be read: {why}"))
+            }
             LedgerView::Read { .. } => None,
         }
     }

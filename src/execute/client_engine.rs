@@ -234,7 +234,8 @@ impl ClientRun<'_> {
                 let protected_by_gitlab =
                     apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
                 let ledger = read_pulls(
-                    (self.clients.ledger.as_deref()).filter(|_| self.policy.needs_pulls(&info.path)),
+                    (self.clients.ledger.as_deref())
+                        .filter(|_| self.policy.needs_pulls(&info.path)),
                     &info.path,
                     &mut tags,
                 )

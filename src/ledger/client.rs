@@ -51,19 +51,15 @@ impl LedgerClient {
 
     /// The ledger's record of `repository`.
     pub async fn pulls(&self, repository: &RepositoryPath) -> Result<RepositoryPulls, LedgerError> {
-        let path: Vec<String> = repository
-            .as_str()
-            .split('/')
-            .map(encode_segment)
-            .collect();
+        let path: Vec<String> = repository.as_str().split('/').map(encode_segment).collect();
         let url = join_path(
             &self.base,
             &format!("v1/repositories/{}/pulls", path.join("/")),
         );
-        let (name, value) = credential_header("authorization", &Secret::new(format!(
-            "Bearer {}",
-            self.token.expose()
-        )))
+        let (name, value) = credential_header(
+            "authorization",
+            &Secret::new(format!("Bearer {}", self.token.expose())),
+        )
         .map_err(|err| {
             LedgerError::Http(HttpError::Transport {
                 method: Method::GET,
@@ -93,8 +89,8 @@ impl LedgerClient {
         }
         let mut last_pulls = HashMap::with_capacity(answer.pulls.len());
         for entry in answer.pulls {
-            let digest =
-                Digest::parse(&entry.digest).map_err(|_| LedgerError::InvalidDigest(entry.digest))?;
+            let digest = Digest::parse(&entry.digest)
+                .map_err(|_| LedgerError::InvalidDigest(entry.digest))?;
             if let Some(at) = entry.last_pulled_at {
                 last_pulls.insert(digest, at);
             }

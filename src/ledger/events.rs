@@ -192,20 +192,21 @@ pub fn parse(body: &[u8], filter: &Filter) -> Result<Vec<Event>, EnvelopeError> 
                 truncate(repository)
             ))
         })?;
-        let pulled = match action {
-            Action::Pull if filter.ignores(&raw.request.useragent) => None,
-            Action::Pull => {
-                let text = raw
-                    .target
-                    .digest
-                    .as_deref()
-                    .ok_or_else(|| fail("a pull without target.digest".to_string()))?;
-                Some(Digest::parse(text).map_err(|err| {
-                    fail(format!("target.digest {:?}: {err}", truncate(text)))
-                })?)
-            }
-            Action::Other => None,
-        };
+        let pulled =
+            match action {
+                Action::Pull if filter.ignores(&raw.request.useragent) => None,
+                Action::Pull => {
+                    let text = raw
+                        .target
+                        .digest
+                        .as_deref()
+                        .ok_or_else(|| fail("a pull without target.digest".to_string()))?;
+                    Some(Digest::parse(text).map_err(|err| {
+                        fail(format!("target.digest {:?}: {err}", truncate(text)))
+                    })?)
+                }
+                Action::Other => None,
+            };
         events.push(Event {
             id: raw.id,
             at,
@@ -292,7 +293,10 @@ mod tests {
     fn one_bad_event_refuses_the_batch() {
         let good = || event("1", "pull", MANIFEST, "docker");
         let cases: Vec<(serde_json::Value, &str)> = vec![
-            (event("2", "fetch", MANIFEST, "docker"), "unknown action \"fetch\""),
+            (
+                event("2", "fetch", MANIFEST, "docker"),
+                "unknown action \"fetch\"",
+            ),
             (event("", "pull", MANIFEST, "docker"), "the id must be"),
             (
                 {

@@ -170,7 +170,10 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn repository(&self, repository: &RepositoryPath) -> Result<RepositoryRecord, StoreError> {
+    async fn repository(
+        &self,
+        repository: &RepositoryPath,
+    ) -> Result<RepositoryRecord, StoreError> {
         let mut slot = self.slot().lock().await;
         let client = self.client(&mut slot).await?;
         let first = client
@@ -228,7 +231,9 @@ mod tests {
         let (admin, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
         tokio::spawn(connection);
         admin
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
             .await
             .expect("schema");
         let separator = if url.contains('?') { '&' } else { '?' };

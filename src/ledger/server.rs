@@ -265,7 +265,11 @@ async fn health<S: Store>(State(service): State<Arc<Service<S>>>) -> Response {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(err) => {
             tracing::error!(error = %err, "health check: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "the store does not answer\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store does not answer\n",
+            )
+                .into_response()
         }
     }
 }

@@ -155,7 +155,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn repository(&self, repository: &RepositoryPath) -> Result<RepositoryRecord, StoreError> {
+    async fn repository(
+        &self,
+        repository: &RepositoryPath,
+    ) -> Result<RepositoryRecord, StoreError> {
         let repository = repository.as_str().to_string();
         self.with(move |connection| read(connection, &repository))
             .await

@@ -154,7 +154,13 @@ pub mod contract {
             pull("5", "2026-12-05T00:00:00Z", "g/p/other", &b),
         ];
         let committed = store.commit(batch.clone(), received).await.expect("commit");
-        assert_eq!(committed, Committed { new: 5, replayed: 1 });
+        assert_eq!(
+            committed,
+            Committed {
+                new: 5,
+                replayed: 1
+            }
+        );
         let expected = RepositoryRecord {
             watched_since: Some(at("2026-11-30T00:00:00.5Z")),
             pulls: vec![DigestPulls {
@@ -166,11 +172,20 @@ pub mod contract {
         assert_eq!(store.repository(&app).await.expect("read"), expected);
         // Replayed: nothing changes.
         let committed = store.commit(batch, received).await.expect("replay");
-        assert_eq!(committed, Committed { new: 0, replayed: 6 });
+        assert_eq!(
+            committed,
+            Committed {
+                new: 0,
+                replayed: 6
+            }
+        );
         assert_eq!(store.repository(&app).await.expect("read"), expected);
         // A new event moves what it should.
         store
-            .commit(vec![pull("6", "2026-11-01T00:00:00Z", "g/p/app", &b)], received)
+            .commit(
+                vec![pull("6", "2026-11-01T00:00:00Z", "g/p/app", &b)],
+                received,
+            )
             .await
             .expect("commit");
         let record = store.repository(&app).await.expect("read");

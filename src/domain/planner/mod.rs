@@ -828,7 +828,12 @@ struct Pulls<'a> {
 /// Why a tag the rule would delete stays because of `unpulled_for`, if it
 /// does: the ledger cannot be used; the tag's pulls cannot be told; it was
 /// pulled within that time; the ledger has watched the repository for less.
-fn unpulled_reason(rule: &Rule, tag: &Tag, now: DateTime<Utc>, pulls: &Pulls<'_>) -> Option<KeepReason> {
+fn unpulled_reason(
+    rule: &Rule,
+    tag: &Tag,
+    now: DateTime<Utc>,
+    pulls: &Pulls<'_>,
+) -> Option<KeepReason> {
     let unpulled_for = rule.unpulled_for.as_ref()?;
     let name = || rule.name.clone();
     let watched_since = match pulls.ledger {

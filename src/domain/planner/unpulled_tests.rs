@@ -160,7 +160,8 @@ fn without_a_readable_ledger_the_rule_deletes_nothing_and_says_why() {
         let warning = plan.ledger_warning.clone().expect("a warning");
         assert!(warning.starts_with(why), "{warning}");
         assert!(
-            warning.ends_with("nothing deleted through unpulled_for (\"stale\"); 2 tags kept for it"),
+            warning
+                .ends_with("nothing deleted through unpulled_for (\"stale\"); 2 tags kept for it"),
             "{warning}"
         );
         let outline = plan.into_outline();
@@ -169,7 +170,8 @@ fn without_a_readable_ledger_the_rule_deletes_nothing_and_says_why() {
     }
     // No applicable rule uses the ledger: nothing to warn about.
     let other = RepositoryPath::parse("g/other").expect("path");
-    let plan = plan_repository_with_ledger(&policy, &other, &tags, None, &LedgerView::NotRead, now());
+    let plan =
+        plan_repository_with_ledger(&policy, &other, &tags, None, &LedgerView::NotRead, now());
     assert_eq!(plan.ledger_warning, None);
     assert_eq!(plan.delete.len(), 1);
 }
