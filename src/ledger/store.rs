@@ -86,6 +86,28 @@ pub trait Store: Send + Sync + 'static {
     fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// A store shared (a benchmark measuring one store over HTTP and alone).
+impl<S: Store> Store for std::sync::Arc<S> {
+    fn commit(
+        &self,
+        events: Vec<Event>,
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send {
+        S::commit(self, events, received_at)
+    }
+
+    fn repository(
+        &self,
+        repository: &RepositoryPath,
+    ) -> impl Future<Output = Result<RepositoryRecord, StoreError>> + Send {
+        S::repository(self, repository)
+    }
+
+    fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::check(self)
+    }
+}
+
 /// A time as stored: microseconds since the Unix epoch.
 pub fn to_micros(time: DateTime<Utc>) -> i64 {
     time.timestamp_micros()
