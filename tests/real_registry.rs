@@ -1195,7 +1195,10 @@ mod ledger {
         async fn pull(&self, path: &str, token: &str, reference: &str) {
             let response = self
                 .http
-                .get(format!("{}/v2/{path}/manifests/{reference}", self.registry_url))
+                .get(format!(
+                    "{}/v2/{path}/manifests/{reference}",
+                    self.registry_url
+                ))
                 .bearer_auth(token)
                 .header("Accept", ALL_MANIFEST_TYPES)
                 .header("User-Agent", DOCKER)
@@ -1265,7 +1268,11 @@ mod ledger {
         let mut stores = vec![dir.path().join("ledger.db").display().to_string()];
         stores.extend(std::env::var("LEDGER_TEST_POSTGRES").ok());
         for db in stores {
-            let store = if db.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
+            let store = if db.starts_with("postgres") {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            };
             println!("=== the ledger on {store}");
             scenario(&real, &ledger, &listen, &db, &token).await;
         }
@@ -1279,8 +1286,15 @@ mod ledger {
         let image = |label: &'static str| {
             let (real, path, push) = (real, path.clone(), push.clone());
             async move {
-                real.push_oci_image(&path, &push, label, ("linux", "amd64"), created, Some(label))
-                    .await
+                real.push_oci_image(
+                    &path,
+                    &push,
+                    label,
+                    ("linux", "amd64"),
+                    created,
+                    Some(label),
+                )
+                .await
             }
         };
         let by_tag = image("by-tag").await;
@@ -1306,7 +1320,9 @@ mod ledger {
                     {"mediaType": OCI_MANIFEST, "size": 1, "digest": arm64, "platform": {"os": "linux", "architecture": "arm64"}},
                 ],
             });
-            let digest = real.put_manifest(&path, &push, name, OCI_INDEX, &index).await;
+            let digest = real
+                .put_manifest(&path, &push, name, OCI_INDEX, &index)
+                .await;
             indexes.insert(name, (digest, amd64, arm64));
         }
         let pull = real.token(&path, "pull").await;
@@ -1336,7 +1352,11 @@ mod ledger {
         .await;
         println!("after the restart: {record}");
         for digest in first {
-            assert_eq!(pulled(&record, digest), Some(1), "{digest} counted once: {record}");
+            assert_eq!(
+                pulled(&record, digest),
+                Some(1),
+                "{digest} counted once: {record}"
+            );
         }
         assert_eq!(pulled(&record, &never), None, "{record}");
 
@@ -1347,7 +1367,10 @@ mod ledger {
             .http
             .post(format!("{ledger}/events"))
             .bearer_auth(token)
-            .header("Content-Type", "application/vnd.docker.distribution.events.v1+json")
+            .header(
+                "Content-Type",
+                "application/vnd.docker.distribution.events.v1+json",
+            )
             .body(
                 json!({"events": [{
                     "id": format!("{path}-first"),
@@ -1371,7 +1394,15 @@ mod ledger {
             .expect("under the project")
             .to_string();
         let output = real.cleanup_with(
-            &["inventory", "--repository", &relative, "--ledger", ledger, "--output", &inventory_path],
+            &[
+                "inventory",
+                "--repository",
+                &relative,
+                "--ledger",
+                ledger,
+                "--output",
+                &inventory_path,
+            ],
             &[
                 ("CI_JOB_TOKEN", &real.job_token),
                 ("CI_API_V4_URL", &format!("{}/api/v4", real.gitlab_url)),
@@ -1407,7 +1438,12 @@ mod ledger {
             .as_array()
             .expect("kept_tags")
             .iter()
-            .map(|k| (k["tag"].as_str().expect("tag"), k["kind"].as_str().expect("kind")))
+            .map(|k| {
+                (
+                    k["tag"].as_str().expect("tag"),
+                    k["kind"].as_str().expect("kind"),
+                )
+            })
             .collect();
         let expected: BTreeMap<&str, &str> = [
             "after-restart",

@@ -11,7 +11,7 @@ use crate::ledger::events::Filter;
 use crate::ledger::postgres::PostgresStore;
 use crate::ledger::server::{self, ServiceOptions};
 use crate::ledger::sqlite::SqliteStore;
-use crate::ledger::store::Store;
+use crate::ledger::store::{Store, EVENT_ID_RETENTION};
 
 pub async fn serve(options: LedgerServeOptions) -> CommandResult {
     let mut filter = Filter::default();
@@ -69,12 +69,33 @@ async fn listen(
     );
     // On stdout, so a script (or a test given port 0) learns the address.
     println!("ledger: listening on http://{address} (store: {store_name})");
+    let store = std::sync::Arc::new(store);
+    let pruning = tokio::spawn(forget_old_event_ids(std::sync::Arc::clone(&store)));
     let router = server::router(store, service);
     server::serve(listener, router, stop_signal())
         .await
         .context("serving the pull ledger")?;
+    pruning.abort();
     tracing::info!("the pull ledger stopped");
     Ok(Exit::Success)
+}
+
+/// Once an hour (and at start), the event ids older than
+/// [`EVENT_ID_RETENTION`] are forgotten: the store then grows with the
+/// images pulled, not with every pull.
+async fn forget_old_event_ids(store: std::sync::Arc<impl Store>) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match store
+            .forget_events_before(chrono::Utc::now() - EVENT_ID_RETENTION)
+            .await
+        {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(forgotten, "forgot old event ids"),
+            Err(err) => tracing::warn!(error = %err, "could not forget old event ids"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM (a container stop) or SIGINT (Ctrl-C).

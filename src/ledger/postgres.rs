@@ -213,6 +213,17 @@ impl Store for PostgresStore {
         client.simple_query("SELECT 1").await?;
         Ok(())
     }
+
+    async fn forget_events_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut slot = self.slot().lock().await;
+        let client = self.client(&mut slot).await?;
+        Ok(client
+            .execute(
+                "DELETE FROM ledger_events WHERE received_at < $1",
+                &[&to_micros(before)],
+            )
+            .await?)
+    }
 }
 
 #[cfg(test)]

@@ -171,6 +171,17 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn forget_events_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.with(move |connection| {
+            let forgotten = connection.execute(
+                "DELETE FROM ledger_events WHERE received_at < ?1",
+                params![to_micros(before)],
+            )?;
+            Ok(forgotten as u64)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

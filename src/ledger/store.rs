@@ -84,7 +84,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers (for `GET /healthz`).
     fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the ids of events received before `before`; returns how
+    /// many. A registry resends a batch for hours at most (while it holds
+    /// it in memory), so ids older than [`EVENT_ID_RETENTION`] only grow
+    /// the store; a batch resent after that would count its pulls twice,
+    /// and change nothing else (last pulls and first events are maxima and
+    /// minima).
+    fn forget_events_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
+
+/// How long event ids are kept for idempotence.
+pub const EVENT_ID_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// A store shared (a benchmark measuring one store over HTTP and alone).
 impl<S: Store> Store for std::sync::Arc<S> {
@@ -105,6 +119,13 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         S::check(self)
+    }
+
+    fn forget_events_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        S::forget_events_before(self, before)
     }
 }
 
@@ -214,5 +235,32 @@ pub mod contract {
         assert_eq!(record.watched_since, Some(at("2026-11-01T00:00:00Z")));
         assert_eq!(record.pulls.len(), 2);
         store.check().await.expect("healthy");
+        // Ids received before the cut are forgotten; those after, kept.
+        let later = at("2026-12-08T12:00:00Z");
+        store
+            .commit(
+                vec![pull("7", "2026-12-08T00:00:00Z", "g/p/app", &b)],
+                later,
+            )
+            .await
+            .expect("commit");
+        assert_eq!(store.forget_events_before(later).await.expect("forget"), 6);
+        let replay = store
+            .commit(
+                vec![
+                    pull("7", "2026-12-08T00:00:00Z", "g/p/app", &b),
+                    pull("1", "2026-12-01T00:00:00Z", "g/p/app", &a),
+                ],
+                later,
+            )
+            .await
+            .expect("commit");
+        assert_eq!(
+            replay,
+            Committed {
+                new: 1,
+                replayed: 1
+            }
+        );
     }
 }

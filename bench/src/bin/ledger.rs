@@ -268,7 +268,9 @@ async fn main() {
             .expect("schema");
         let separator = if url.contains('?') { '&' } else { '?' };
         let scoped = format!("{url}{separator}options=-csearch_path%3D{schema}");
-        let store = PostgresStore::connect(&scoped).await.expect("PostgreSQL store");
+        let store = PostgresStore::connect(&scoped)
+            .await
+            .expect("PostgreSQL store");
         measure("PostgreSQL", std::sync::Arc::new(store), &run, events).await;
         admin
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
