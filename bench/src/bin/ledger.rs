@@ -54,7 +54,7 @@ impl Workload {
 
     /// (id, repository, digest, seconds ago)
     fn event(&mut self, prefix: &str) -> (String, String, String, i64) {
-        let replay = self.next_id > 20 && self.random() % 20 == 0;
+        let replay = self.next_id > 20 && self.random().is_multiple_of(20);
         let id = if replay {
             self.random() % self.next_id
         } else {
