@@ -677,3 +677,43 @@ fn unpulled_for_without_a_ledger_or_on_the_server_engine_is_refused_before_any_r
         out.all()
     );
 }
+
+/// A ledger that does not answer is asked once, not once per repository:
+/// each would wait out the same retries.
+#[test]
+fn a_ledger_that_does_not_answer_is_asked_once() {
+    let scene = scene();
+    for name in ["one", "two", "three"] {
+        scene
+            .emulator
+            .repository(name)
+            .push_image(Some("old"), Some(Utc::now() - Duration::days(300)));
+    }
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("address"))
+    };
+    let env = with(
+        ledger_env(&scene, &closed),
+        &[("CLEANUP_RETRY_MAX_ATTEMPTS", "1")],
+    );
+    let out = run(&env, &["run", "--policy", &scene.policy, "--dry-run"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let asked = out
+        .stderr
+        .matches("the pull ledger could not be read: rules")
+        .count();
+    let not_asked = out
+        .stderr
+        .matches("the pull ledger is not asked again")
+        .count();
+    assert_eq!((asked, not_asked), (1, 3), "{}", out.all());
+    assert_eq!(
+        out.stdout
+            .matches("WARNING: the pull ledger could not be read")
+            .count(),
+        4,
+        "{}",
+        out.all()
+    );
+}

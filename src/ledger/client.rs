@@ -36,17 +36,37 @@ pub enum LedgerError {
     InvalidDigest(String),
 }
 
+impl LedgerError {
+    /// The same for every repository: not answering after the retries, or
+    /// refusing the token. Asking again for each repository of a group
+    /// would only wait out the same retries again.
+    fn for_every_repository(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Unauthorised | LedgerError::Http(HttpError::Transport { .. })
+        )
+    }
+}
+
 /// The ledger at `--ledger URL`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LedgerClient {
     http: Http,
     base: Url,
     token: Secret,
+    /// Why the ledger is not asked any more in this run (see
+    /// [`LedgerError::for_every_repository`]).
+    given_up: std::sync::OnceLock<String>,
 }
 
 impl LedgerClient {
     pub fn new(http: Http, base: Url, token: Secret) -> LedgerClient {
-        LedgerClient { http, base, token }
+        LedgerClient {
+            http,
+            base,
+            token,
+            given_up: std::sync::OnceLock::new(),
+        }
     }
 
     /// The ledger's record of `repository`.
@@ -105,7 +125,9 @@ impl LedgerClient {
 /// After listing a repository: marks each tag's `last_pulled_at` from the
 /// ledger and says what the planner may rely on. No ledger configured:
 /// [`LedgerView::NotRead`]; not answering: [`LedgerView::Unreadable`]
-/// (logged), each tag left without a pull.
+/// (logged), each tag left without a pull. A ledger that did not answer
+/// at all, or refused the token, is not asked again in the run: the later
+/// repositories get the same reason at once.
 pub async fn read_pulls(
     ledger: Option<&LedgerClient>,
     repository: &RepositoryPath,
@@ -114,6 +136,10 @@ pub async fn read_pulls(
     let Some(ledger) = ledger else {
         return LedgerView::NotRead;
     };
+    if let Some(why) = ledger.given_up.get() {
+        tracing::warn!(repository = %repository, "the pull ledger is not asked again ({why}): rules with unpulled_for delete nothing here");
+        return LedgerView::Unreadable(why.clone());
+    }
     match ledger.pulls(repository).await {
         Ok(pulls) => {
             let view = pulls.apply(tags);
@@ -127,7 +153,11 @@ pub async fn read_pulls(
         }
         Err(err) => {
             tracing::error!(repository = %repository, error = %err, "the pull ledger could not be read: rules with unpulled_for delete nothing here");
-            LedgerView::Unreadable(err.to_string())
+            let why = err.to_string();
+            if err.for_every_repository() {
+                let _ = ledger.given_up.set(why.clone());
+            }
+            LedgerView::Unreadable(why)
         }
     }
 }
