@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --quiet --profile bench-tools --locked -p registry-cleanup-bench --bin ledger
+# The same packages as scripts/bench.sh builds, so that the two share one
+# build (the same features for every dependency) and neither repeats it.
+cargo build --quiet --profile bench-tools --locked -p gitlab-emulator -p registry-cleanup-bench
 args=("$@")
 if [ -n "${LEDGER_TEST_POSTGRES:-}" ]; then
     args+=(--postgres "$LEDGER_TEST_POSTGRES")
