@@ -865,6 +865,26 @@ fn name_to_static(name: &'static str) -> &'static str {
     }
 }
 
+/// Tag names as a server listed them: a name no registry accepts on push
+/// fails the whole listing (in a URL, `..` could address something else).
+pub fn listed_names(
+    response: &HttpResponse,
+    names: Vec<String>,
+) -> Result<Vec<TagName>, HttpError> {
+    names
+        .into_iter()
+        .map(|name| listed_name(response, name))
+        .collect()
+}
+
+pub fn listed_name(response: &HttpResponse, name: String) -> Result<TagName, HttpError> {
+    TagName::parse(&name).map_err(|_| {
+        response.invalid(format!(
+            "the server listed the tag {name:?}, which is not a valid tag name; refusing to work from this listing"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -955,24 +975,4 @@ mod tests {
         assert!(value.is_sensitive());
         assert!(credential_header("PRIVATE-TOKEN", &Secret::new("a\nb")).is_err());
     }
-}
-
-/// Tag names as a server listed them: a name no registry accepts on push
-/// fails the whole listing (in a URL, `..` could address something else).
-pub fn listed_names(
-    response: &HttpResponse,
-    names: Vec<String>,
-) -> Result<Vec<TagName>, HttpError> {
-    names
-        .into_iter()
-        .map(|name| listed_name(response, name))
-        .collect()
-}
-
-pub fn listed_name(response: &HttpResponse, name: String) -> Result<TagName, HttpError> {
-    TagName::parse(&name).map_err(|_| {
-        response.invalid(format!(
-            "the server listed the tag {name:?}, which is not a valid tag name; refusing to work from this listing"
-        ))
-    })
 }
