@@ -40,6 +40,7 @@ fi
 if [ "$want" = all ]; then
     need_deb docker-registry docker-registry # a real Distribution registry, for manual/integration tests
     need_deb openssl openssl                 # the TLS test's server, the real registry's token key
+    need_deb /usr/lib/postgresql/15/bin/initdb postgresql # the pull ledger's shared store (scripts/ledger-test.sh)
 fi
 if [ "$want" != image ]; then
     need_deb rsync rsync # gitlab-ci-local copies the repository with it

@@ -10,6 +10,11 @@
 # self-signed certificate (the registry's rootcertbundle), starts both servers on
 # free loopback ports, runs the tests of tests/real_registry.rs (ignored unless
 # asked for) with REAL_REGISTRY_* variables describing them, and stops both on exit.
+#
+# scripts/ledger-test.sh reuses it: with REAL_REGISTRY_NOTIFY_URL and
+# REAL_REGISTRY_NOTIFY_TOKEN set, the registry sends its notifications there
+# (docs/ledger.md); REAL_REGISTRY_TEST names the test target (default
+# real_registry).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -102,6 +107,22 @@ auth:
     issuer: gitlab-issuer
     rootcertbundle: $work/cert.pem
 EOF
+if [ -n "${REAL_REGISTRY_NOTIFY_URL:-}" ]; then
+    # As docs/ledger.md tells a Distribution registry to notify the ledger.
+    cat >>"$work/config.yml" <<EOF
+notifications:
+  endpoints:
+    - name: ledger
+      url: $REAL_REGISTRY_NOTIFY_URL
+      headers:
+        Authorization: [Bearer ${REAL_REGISTRY_NOTIFY_TOKEN:?with REAL_REGISTRY_NOTIFY_URL}]
+      timeout: 2s
+      threshold: 3
+      backoff: 1s
+      ignoredmediatypes:
+        - application/octet-stream
+EOF
+fi
 docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
 registry_pid=$!
 
@@ -134,5 +155,5 @@ done
 if [ $# -eq 0 ]; then
     set -- --include-ignored
 fi
-cargo test --test real_registry ${cargo_args[@]+"${cargo_args[@]}"} -- --nocapture "$@"
+cargo test --test "${REAL_REGISTRY_TEST:-real_registry}" ${cargo_args[@]+"${cargo_args[@]}"} -- --nocapture "$@"
 log "passed"

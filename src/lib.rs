@@ -8,7 +8,8 @@
 //! - `domain`: what a tag, a policy and a plan are; the pure planner. Imports
 //!   nothing else of the crate.
 //! - `wire`: HTTP with retries, rate budget and secrets; pagination; progress.
-//! - `gitlab`, `registry`: the two APIs, each on the wire.
+//! - `gitlab`, `registry`: the two APIs, each on the wire; `ledger`: the
+//!   pull ledger's service and its client.
 //! - `output`: the files and summaries a run leaves (report, counts,
 //!   inventory), from domain types only.
 //! - `config`: the command line, the environment and every command's options.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod execute;
 pub mod gitlab;
+pub mod ledger;
 pub mod output;
 pub mod registry;
 pub mod wire;

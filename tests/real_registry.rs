@@ -1135,3 +1135,327 @@ mod supply_chain {
         }
     }
 }
+
+/// The pull ledger fed by this registry's own notifications
+/// (`scripts/ledger-test.sh` configures them: `REAL_REGISTRY_NOTIFY_URL`,
+/// `REAL_REGISTRY_NOTIFY_TOKEN`). The test runs `ledger serve` on that
+/// address itself, once per store (SQLite; PostgreSQL too with
+/// `LEDGER_TEST_POSTGRES`), so that it can stop and restart it.
+mod ledger {
+    use super::*;
+
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Stdio};
+
+    /// A user agent as Docker's: its pulls count.
+    const DOCKER: &str = "docker/27.3.1 go/go1.22.7 os/linux arch/amd64";
+
+    struct Served {
+        child: Child,
+    }
+
+    impl Served {
+        fn start(listen: &str, db: &str, token: &str) -> Served {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_registry-cleanup"))
+                .env_clear()
+                .env("CLEANUP_LEDGER_TOKEN", token)
+                .args(["ledger", "serve", "--listen", listen, "--db", db])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("ledger serve starts");
+            let mut line = String::new();
+            BufReader::new(child.stdout.as_mut().expect("stdout"))
+                .read_line(&mut line)
+                .expect("the address line");
+            assert!(line.contains(listen), "{line:?}");
+            Served { child }
+        }
+
+        /// SIGTERM: stops accepting, finishes what is in flight, exits 0.
+        fn stop(mut self) {
+            let status = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success());
+            let code = self.child.wait().expect("exits").code();
+            assert_eq!(code, Some(0), "ledger serve after SIGTERM");
+        }
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Real {
+        /// A pull as a client makes it: `GET` the manifest by tag or digest.
+        async fn pull(&self, path: &str, token: &str, reference: &str) {
+            let response = self
+                .http
+                .get(format!(
+                    "{}/v2/{path}/manifests/{reference}",
+                    self.registry_url
+                ))
+                .bearer_auth(token)
+                .header("Accept", ALL_MANIFEST_TYPES)
+                .header("User-Agent", DOCKER)
+                .send()
+                .await
+                .expect("manifest GET answers");
+            assert_eq!(response.status(), 200, "pulling {reference}");
+        }
+    }
+
+    /// The ledger's record of `path` (`GET …/pulls`), once `until` holds,
+    /// polling for up to a minute: the registry delivers asynchronously,
+    /// and after a restart only after its backoff.
+    async fn record_until(
+        http: &Client,
+        ledger: &str,
+        token: &str,
+        path: &str,
+        until: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            if let Ok(response) = http
+                .get(format!("{ledger}/v1/repositories/{path}/pulls"))
+                .bearer_auth(token)
+                .send()
+                .await
+            {
+                if response.status() == 200 {
+                    last = response.json().await.expect("JSON");
+                    if until(&last) {
+                        return last;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the ledger never showed what was expected; last answer: {last}");
+    }
+
+    fn pulled(record: &Value, digest: &str) -> Option<u64> {
+        record["pulls"]
+            .as_array()?
+            .iter()
+            .find(|entry| entry["digest"] == digest)
+            .and_then(|entry| entry["count"].as_u64())
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a real registry notifying the ledger: run scripts/ledger-test.sh"]
+    async fn ledger_keeps_exactly_the_pulled_images() {
+        let Some(real) = real_registry().await else {
+            return;
+        };
+        let (Ok(notify), Ok(token)) = (
+            std::env::var("REAL_REGISTRY_NOTIFY_URL"),
+            std::env::var("REAL_REGISTRY_NOTIFY_TOKEN"),
+        ) else {
+            // scripts/real-registry-test.sh alone: the registry notifies
+            // nobody. scripts/ledger-test.sh runs this test with both set.
+            eprintln!("SKIPPED: the registry has no notification endpoint (scripts/ledger-test.sh sets one)");
+            return;
+        };
+        let ledger = notify.trim_end_matches("/events").to_string();
+        let listen = ledger.trim_start_matches("http://").to_string();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut stores = vec![dir.path().join("ledger.db").display().to_string()];
+        stores.extend(std::env::var("LEDGER_TEST_POSTGRES").ok());
+        for db in stores {
+            let store = if db.starts_with("postgres") {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            };
+            println!("=== the ledger on {store}");
+            scenario(&real, &ledger, &listen, &db, &token).await;
+        }
+    }
+
+    async fn scenario(real: &Real, ledger: &str, listen: &str, db: &str, token: &str) {
+        let served = Served::start(listen, db, token);
+        let path = unique_repository(real, "ledger");
+        let push = real.token(&path, "pull,push").await;
+        let created = "2024-05-01T10:00:00Z";
+        let image = |label: &'static str| {
+            let (real, path, push) = (real, path.clone(), push.clone());
+            async move {
+                real.push_oci_image(
+                    &path,
+                    &push,
+                    label,
+                    ("linux", "amd64"),
+                    created,
+                    Some(label),
+                )
+                .await
+            }
+        };
+        let by_tag = image("by-tag").await;
+        let by_digest = image("by-digest").await;
+        let after_restart = image("after-restart").await;
+        let never = image("never").await;
+        // Two multi-arch images: `multi` pulled as Docker does (the index
+        // by tag, then its amd64 child by digest), `multi-child` only
+        // through its arm64 child, by digest.
+        let mut indexes = BTreeMap::new();
+        for name in ["multi", "multi-child"] {
+            let amd64 = real
+                .push_oci_image(&path, &push, name, ("linux", "amd64"), created, None)
+                .await;
+            let arm64 = real
+                .push_oci_image(&path, &push, name, ("linux", "arm64"), created, None)
+                .await;
+            let index = json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    {"mediaType": OCI_MANIFEST, "size": 1, "digest": amd64, "platform": {"os": "linux", "architecture": "amd64"}},
+                    {"mediaType": OCI_MANIFEST, "size": 1, "digest": arm64, "platform": {"os": "linux", "architecture": "arm64"}},
+                ],
+            });
+            let digest = real
+                .put_manifest(&path, &push, name, OCI_INDEX, &index)
+                .await;
+            indexes.insert(name, (digest, amd64, arm64));
+        }
+        let pull = real.token(&path, "pull").await;
+
+        // First batch of pulls.
+        real.pull(&path, &pull, "by-tag").await;
+        real.pull(&path, &pull, &by_digest).await;
+        let (multi, multi_amd64, _) = &indexes["multi"];
+        real.pull(&path, &pull, "multi").await;
+        real.pull(&path, &pull, multi_amd64).await;
+        let (_, _, child_arm64) = &indexes["multi-child"];
+        real.pull(&path, &pull, child_arm64).await;
+        let first = [&by_tag, &by_digest, multi, multi_amd64, child_arm64];
+        let record = record_until(&real.http, ledger, token, &path, |record| {
+            first.iter().all(|digest| pulled(record, digest).is_some())
+        })
+        .await;
+        println!("after the first batch: {record}");
+
+        // The ledger goes down; a pull happens meanwhile; it comes back.
+        served.stop();
+        real.pull(&path, &pull, "after-restart").await;
+        let served = Served::start(listen, db, token);
+        let record = record_until(&real.http, ledger, token, &path, |record| {
+            pulled(record, &after_restart).is_some()
+        })
+        .await;
+        println!("after the restart: {record}");
+        for digest in first {
+            assert_eq!(
+                pulled(&record, digest),
+                Some(1),
+                "{digest} counted once: {record}"
+            );
+        }
+        assert_eq!(pulled(&record, &never), None, "{record}");
+
+        // Watched for long enough: an event dated 200 days ago, as the
+        // registry would have sent it had the ledger run then.
+        let long_ago = (chrono::Utc::now() - chrono::Duration::days(200)).to_rfc3339();
+        let response = real
+            .http
+            .post(format!("{ledger}/events"))
+            .bearer_auth(token)
+            .header(
+                "Content-Type",
+                "application/vnd.docker.distribution.events.v1+json",
+            )
+            .body(
+                json!({"events": [{
+                    "id": format!("{path}-first"),
+                    "timestamp": long_ago,
+                    "action": "push",
+                    "target": {"mediaType": OCI_MANIFEST, "digest": never, "repository": path},
+                    "request": {"useragent": DOCKER}
+                }]})
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("POST /events");
+        assert_eq!(response.status(), 200);
+
+        // `inventory --ledger`, then `plan`, offline: only `never` goes.
+        let inventory = tempfile::NamedTempFile::new().expect("inventory file");
+        let inventory_path = inventory.path().display().to_string();
+        let relative = path
+            .strip_prefix(&format!("{}/", real.project_path))
+            .expect("under the project")
+            .to_string();
+        let output = real.cleanup_with(
+            &[
+                "inventory",
+                "--repository",
+                &relative,
+                "--ledger",
+                ledger,
+                "--output",
+                &inventory_path,
+            ],
+            &[
+                ("CI_JOB_TOKEN", &real.job_token),
+                ("CI_API_V4_URL", &format!("{}/api/v4", real.gitlab_url)),
+                ("CLEANUP_LEDGER_TOKEN", token),
+            ],
+        );
+        assert!(output.status.success(), "inventory --ledger failed");
+        let policy = policy_file(&path, "delete: '.*'\n    unpulled_for: 90d");
+        let report = tempfile::NamedTempFile::new().expect("report file");
+        let report_path = report.path().display().to_string();
+        let output = real.cleanup(&[
+            "plan",
+            "--inventory",
+            &inventory_path,
+            "--policy",
+            &policy.path().display().to_string(),
+            "--report",
+            &report_path,
+        ]);
+        assert!(output.status.success(), "plan failed");
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(report.path()).expect("report"))
+                .expect("JSON report");
+        let repository = &report["repositories"][0];
+        let deleted: Vec<&str> = repository["deleted"]
+            .as_array()
+            .expect("deleted")
+            .iter()
+            .map(|d| d["tag"].as_str().expect("tag"))
+            .collect();
+        assert_eq!(deleted, ["never"], "{report}");
+        let kept: BTreeMap<&str, &str> = repository["kept_tags"]
+            .as_array()
+            .expect("kept_tags")
+            .iter()
+            .map(|k| {
+                (
+                    k["tag"].as_str().expect("tag"),
+                    k["kind"].as_str().expect("kind"),
+                )
+            })
+            .collect();
+        let expected: BTreeMap<&str, &str> = [
+            "after-restart",
+            "by-digest",
+            "by-tag",
+            "multi",
+            "multi-child",
+        ]
+        .into_iter()
+        .map(|tag| (tag, "pulled_recently"))
+        .collect();
+        assert_eq!(kept, expected, "{report}");
+        served.stop();
+    }
+}

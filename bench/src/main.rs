@@ -155,6 +155,7 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                 image: false,
                 referrers: 0,
                 size_bytes: None,
+                last_pulled_at: None,
             }];
             tags.extend((0..5).map(|i| Tag {
                 name: tag_name(&format!("v1.0.{i}")),
@@ -168,6 +169,7 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                 image: false,
                 referrers: 0,
                 size_bytes: None,
+                last_pulled_at: None,
             }));
             let builds = per_repository.saturating_sub(tags.len());
             let recent = builds / 50;
@@ -189,12 +191,15 @@ fn inventory(total: usize, repositories: usize, digests: bool) -> Inventory {
                     image: false,
                     referrers: 0,
                     size_bytes: None,
+                    last_pulled_at: None,
                 }
             }));
             InventoryRepository {
                 path: RepositoryPath::parse(&path).expect("benchmark repository path"),
                 id: Some(r as u64 + 1),
                 project_id: None,
+                ledger_watched_since: None,
+                ledger_error: None,
                 tags,
             }
         })

@@ -15,6 +15,7 @@ use crate::execute::client_engine::apply_tag_rules;
 use crate::execute::listing::{listing_progress, Lister};
 use crate::execute::scope;
 use crate::gitlab::client::GitLab;
+use crate::ledger::client::read_pulls;
 use crate::output::inventory::{Inventory, InventoryRepository};
 
 pub async fn inventory(options: InventoryOptions) -> CommandResult {
@@ -61,6 +62,7 @@ pub async fn inventory(options: InventoryOptions) -> CommandResult {
     let listed: Vec<Result<InventoryRepository, Failure>> = stream::iter(repositories)
         .map(|info| {
             let (progress, registry) = (&progress, &clients.registry);
+            let ledger = clients.ledger.as_deref();
             let gitlab = gitlab.for_repository(&info, per_project);
             async move {
                 let lister = Lister::new(registry, &gitlab, clients.concurrency, true);
@@ -69,13 +71,18 @@ pub async fn inventory(options: InventoryOptions) -> CommandResult {
                     .await
                     .with_context(|| format!("listing the tags of {}", info.path))?;
                 apply_tag_rules(registry, &info, &mut tags).await;
+                let ledger = read_pulls(ledger, &info.path, &mut tags).await;
                 tags.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(InventoryRepository {
+                let mut repository = InventoryRepository {
                     path: info.path,
                     id: Some(info.id),
                     project_id: info.project_id.or(project_id),
+                    ledger_watched_since: None,
+                    ledger_error: None,
                     tags,
-                })
+                };
+                repository.record_ledger(ledger);
+                Ok(repository)
             }
         })
         .buffered(2)

@@ -11,6 +11,7 @@ pub mod doctor_in_use;
 pub mod exit;
 pub mod finish;
 pub mod inventory;
+pub mod ledger;
 pub mod plan;
 pub mod policy;
 pub mod report_merge;
@@ -35,5 +36,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Invocation::Doctor(options) => doctor::doctor(options).await,
         Invocation::PolicyImport(options) => policy::import(options).await,
         Invocation::ReportMerge(options) => report_merge::report_merge(options),
+        Invocation::LedgerServe(options) => ledger::serve(options).await,
     }
 }

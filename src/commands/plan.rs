@@ -7,7 +7,7 @@
 use crate::commands::exit::{CommandResult, Failure};
 use crate::commands::finish::finish_stream;
 use crate::config::options::{CountFiles, PlanOptions};
-use crate::domain::planner::plan_owned_repository;
+use crate::domain::planner::plan_owned_repository_with_ledger;
 use crate::domain::policy::Policy;
 use crate::domain::project::ProjectFacts;
 use crate::output::inventory_stream::{for_each_repository, read_facts, StreamError};
@@ -43,12 +43,16 @@ pub fn plan(options: PlanOptions) -> CommandResult {
     let mut report = ReportStream::create(head, options.report.as_deref())?;
     for_each_repository(&options.inventory, facts.as_ref(), |repository, project| {
         let project: Option<&ProjectFacts> = project.filter(|_| facts.is_some());
+        // What `inventory --ledger` recorded, for rules with `unpulled_for`:
+        // the plan a run with the same ledger answers would make.
+        let ledger = repository.ledger_view();
         // The listing is not needed after planning: the plan takes its tags.
-        let plan = plan_owned_repository(
+        let plan = plan_owned_repository_with_ledger(
             &policy,
             &repository.path,
             repository.tags,
             project,
+            &ledger,
             options.now,
         );
         report.push(RepositoryReport::from_plan(plan.into_outline(), None))

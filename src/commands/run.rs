@@ -18,6 +18,12 @@ use crate::output::report_stream::ReportStream;
 pub async fn run(options: RunOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
     scope::check_policy(&policy, &options.policy, &options.scope)?;
+    crate::config::ledger::check_run(
+        &policy,
+        &options.policy.display().to_string(),
+        options.engine,
+        options.connection.ledger.as_ref(),
+    )?;
     let (clients, gitlab) = scope::clients_for(&options.scope, &options.connection)?;
     let mut repositories = scope::repositories(&options.scope, &clients, &gitlab, true).await?;
     // For the report only: one request, and no failure when not readable. In

@@ -7,8 +7,16 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// The variable that sets an option: `--max-deletions` → `CLEANUP_MAX_DELETIONS`.
+/// The pull ledger's settings share one prefix, as its URL and token go
+/// together: `--ledger` → `CLEANUP_LEDGER_URL` (beside
+/// `CLEANUP_LEDGER_TOKEN`), `ledger serve --db` → `CLEANUP_LEDGER_DB`.
 pub fn env_name(long: &str) -> String {
-    format!("CLEANUP_{}", long.replace('-', "_").to_ascii_uppercase())
+    let name = match long {
+        "ledger" => "ledger-url".to_string(),
+        "listen" | "db" | "ignore-user-agent" => format!("ledger-{long}"),
+        _ => long.to_string(),
+    };
+    format!("CLEANUP_{}", name.replace('-', "_").to_ascii_uppercase())
 }
 
 /// The command line, with each option's `CLEANUP_*` variable named in its
@@ -98,6 +106,31 @@ pub enum Command {
     /// Work with report files
     #[command(subcommand)]
     Report(ReportCommand),
+    /// The pull ledger: record the registry's pull notifications, for rules with unpulled_for
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Receive the registry's notifications (POST /events) and answer --ledger (GET /v1/repositories/<path>/pulls)
+    #[command(after_help = LEDGER_ENV_HELP)]
+    Serve(LedgerServeArgs),
+}
+
+const LEDGER_ENV_HELP: &str = "The bearer token comes from CLEANUP_LEDGER_TOKEN (required: the registry sends it in its notifications' Authorization header, and run/inventory --ledger with it). Stops gracefully on SIGTERM or SIGINT. Logs: CLEANUP_LOG, CLEANUP_LOG_FORMAT. See docs/ledger.md.";
+
+#[derive(Debug, Args)]
+pub struct LedgerServeArgs {
+    /// The address to listen on, IP:PORT (default 127.0.0.1:8080; 0.0.0.0:8080 in a container)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Where to keep the records: a SQLite file (created if missing) or a postgres://user:password@host/database URL (prefer the variable: a password on the command line is visible to other users)
+    #[arg(long, value_name = "PATH|URL")]
+    pub db: Option<String>,
+    /// Pulls by a user agent starting with PREFIX do not count (a scanner, a mirror); repeatable. registry-cleanup/ and GitLab/ are always ignored
+    #[arg(long = "ignore-user-agent", value_name = "PREFIX")]
+    pub ignore_user_agents: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +257,9 @@ pub struct RunArgs {
     /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group or --instance
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+    /// The pull ledger's URL (`registry-cleanup ledger serve`), for rules with unpulled_for; its token in CLEANUP_LEDGER_TOKEN
+    #[arg(long, value_name = "URL")]
+    pub ledger: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +304,9 @@ pub struct InventoryArgs {
     /// Only the repositories of shard I of N (FNV-1a of the path); default CI_NODE_INDEX/CI_NODE_TOTAL with --group or --instance
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+    /// Also record each tag's last pull and each repository's ledger_watched_since from the pull ledger at URL (token in CLEANUP_LEDGER_TOKEN)
+    #[arg(long, value_name = "URL")]
+    pub ledger: Option<String>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }

@@ -3,6 +3,7 @@
 //! Imports only `wire` (to build the HTTP options) and `domain`.
 
 pub mod cli;
+pub mod ledger;
 pub mod logging;
 pub mod options;
 pub mod paths;

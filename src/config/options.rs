@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 
-use crate::config::cli::{Cli, Command, CommonRunArgs, Engine, NetworkArgs, ReportCommand};
+use crate::config::cli::{
+    Cli, Command, CommonRunArgs, Engine, LedgerCommand, NetworkArgs, ReportCommand,
+};
+use crate::config::ledger::{LedgerServeOptions, LedgerTarget};
 use crate::config::settings::CleanupEnv;
 use crate::domain::config_error::ConfigError;
 use crate::domain::names::Reference;
@@ -27,6 +30,7 @@ pub enum Invocation {
     Doctor(DoctorOptions),
     PolicyImport(ImportOptions),
     ReportMerge(ReportMergeOptions),
+    LedgerServe(LedgerServeOptions),
 }
 
 #[derive(Debug)]
@@ -62,6 +66,8 @@ pub struct Connection {
     /// Requests in flight at once, in total.
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    /// `--ledger` (`run`, `inventory`): where to read pulls from.
+    pub ledger: Option<LedgerTarget>,
 }
 
 #[derive(Debug)]
@@ -156,6 +162,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             allow_insecure_http: network.allow_insecure_http || env.allow_insecure_http()?,
             concurrency: env.concurrency(network.concurrency)?,
             retry: env.retry_policy()?,
+            ledger: None,
         })
     };
     Ok(match cli.command {
@@ -221,7 +228,9 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
         Command::Run(args) => {
             let report = report_path(args.common.report.clone(), env)?;
             let counts = count_files(&args.common.dotenv, &args.common.metrics, env)?;
-            let (dry_run, connection) = common(&args.common, env, connection)?;
+            let (dry_run, mut connection) = common(&args.common, env, connection)?;
+            connection.ledger =
+                crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
             let max_deletions = env.max_deletions(args.max_deletions)?;
             let engine = engine(args.engine, env)?;
             let scope = scope(args.group, args.instance, env)?;
@@ -270,11 +279,22 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 files: args.files,
             })
         }
+        Command::Ledger(LedgerCommand::Serve(args)) => {
+            Invocation::LedgerServe(crate::config::ledger::serve_options(
+                args.listen,
+                args.db,
+                args.ignore_user_agents,
+                env,
+            )?)
+        }
         Command::Inventory(args) => {
             let scope = scope(args.group, args.instance, env)?;
             let shard = shard(args.shard.as_deref(), env, &scope)?;
+            let mut connection = connection(&args.network)?;
+            connection.ledger =
+                crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
             Invocation::Inventory(InventoryOptions {
-                connection: connection(&args.network)?,
+                connection,
                 repositories: repositories(args.repositories, env),
                 output: args.output.or_else(|| env.path(&env.cleanup_output)),
                 scope,
@@ -559,6 +579,10 @@ mod tests {
             "repository" => "api",
             "dotenv" | "metrics" | "from" => "sample-file",
             "group" => "platform",
+            "ledger" => "http://127.0.0.1:9/",
+            "listen" => "127.0.0.1:9999",
+            "db" => "sample.db",
+            "ignore-user-agent" => "trivy/",
             "instance" => "true",
             "shard" => "1/2",
             _ => return None,
@@ -599,6 +623,8 @@ mod tests {
             ("plan", &["--inventory", "i.json"]),
             ("report merge", &["shard-1.json"]),
         ];
+        // The token every ledger option needs (an environment variable only).
+        let token = ("CLEANUP_LEDGER_TOKEN", "0123456789abcdef0123");
         let mut checked = 0;
         for (words, command) in leaf_commands() {
             let name = words.join(" ");
@@ -631,8 +657,14 @@ mod tests {
                 }
                 let value = sample_value(long)
                     .unwrap_or_else(|| panic!("no sample value for {name} --{long}: add one"));
-                let without = format!("{:?}", resolve_with(&base, &[]));
-                let with = format!("{:?}", resolve_with(&base, &[(&variable, value)]));
+                // `ledger serve` needs a store; its own test sets it alone.
+                let mut vars = vec![token];
+                if name == "ledger serve" && long != "db" {
+                    vars.push(("CLEANUP_LEDGER_DB", "base.db"));
+                }
+                let without = format!("{:?}", resolve_with(&base, &vars));
+                vars.push((&variable, value));
+                let with = format!("{:?}", resolve_with(&base, &vars));
                 assert_ne!(
                     without, with,
                     "{name} --{long}: {variable}={value} changes nothing"
@@ -686,7 +718,7 @@ mod tests {
                 .filter_map(|a| a.get_long())
                 .collect();
             let network = ["concurrency", "allow-insecure-http"];
-            let offline = matches!(command.get_name(), "plan" | "check" | "merge");
+            let offline = matches!(command.get_name(), "plan" | "check" | "merge" | "serve");
             for flag in network {
                 assert_eq!(
                     longs.contains(&flag),

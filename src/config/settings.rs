@@ -66,6 +66,13 @@ pub struct CleanupEnv {
     pub cleanup_group: Option<String>,
     pub cleanup_shard: Option<String>,
     pub cleanup_instance: Option<String>,
+    /// The pull ledger (`--ledger`, `ledger serve`; see `config::ledger`).
+    pub cleanup_ledger_url: Option<String>,
+    pub cleanup_ledger_token: Option<Secret>,
+    pub cleanup_ledger_listen: Option<String>,
+    /// A PostgreSQL URL may hold a password.
+    pub cleanup_ledger_db: Option<Secret>,
+    pub cleanup_ledger_ignore_user_agent: Option<String>,
     /// GitLab CI's `parallel:` job index and count: the default shard in
     /// group mode.
     pub ci_node_index: Option<String>,

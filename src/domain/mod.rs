@@ -12,6 +12,7 @@ pub mod pattern;
 pub mod planner;
 pub mod policy;
 pub mod project;
+pub mod pulls;
 pub mod referrers;
 pub mod refs;
 pub mod rfc3339;

@@ -70,6 +70,16 @@ pub struct Tag {
     /// index on REST).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// The last pull the pull ledger saw of this tag's manifest or, for an
+    /// image index, of any manifest it lists (`--ledger`; see
+    /// `domain::pulls`). `None`: no pull seen, or no ledger read — the
+    /// repository's ledger state tells which.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::domain::rfc3339"
+    )]
+    pub last_pulled_at: Option<DateTime<Utc>>,
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -91,6 +101,7 @@ impl Tag {
             image: false,
             referrers: 0,
             size_bytes: None,
+            last_pulled_at: None,
         }
     }
 

@@ -235,7 +235,7 @@ impl PolicyDuration {
         let mut text = words.join(" ");
         let only_days = parts.iter().all(|(_, unit)| *unit == DurationUnit::Day);
         let day = DurationUnit::Day.seconds();
-        if !only_days && self.seconds >= day && self.seconds % day == 0 {
+        if !only_days && self.seconds >= day && self.seconds.is_multiple_of(day) {
             text.push_str(&format!(
                 " ({})",
                 DurationUnit::Day.word(self.seconds / day)
@@ -275,6 +275,10 @@ pub struct Rule {
     /// `keep_n` counts per distinct ref (the `ref`/`mr` capture), not over
     /// the whole rule.
     pub per_ref: bool,
+    /// A tag the rule would delete is deleted only when the pull ledger saw
+    /// no pull of its manifest (or of any manifest its index lists) for
+    /// this long, and has watched the repository at least this long.
+    pub unpulled_for: Option<PolicyDuration>,
 }
 
 impl Rule {
@@ -325,6 +329,12 @@ impl Rule {
                 self.ref_groups()
             )),
             None => {}
+        }
+        if let Some(unpulled_for) = &self.unpulled_for {
+            line.push_str(&format!(
+                ", only when the pull ledger (--ledger) saw no pull of the image for {} and has watched the repository that long (never when the ledger cannot be read)",
+                unpulled_for.in_words()
+            ));
         }
         if self.per_ref {
             line.push_str("; keep_n counts per ref");
@@ -515,11 +525,20 @@ impl Policy {
             .filter(move |rule| rule.repositories.is_match(repository))
     }
 
-    /// Whether planning this repository looks at `created_at` (so the dates must
-    /// be fetched): some applicable rule has `keep_n > 0` or `older_than`.
+    /// Whether planning this repository looks at each tag's details (so
+    /// they must be fetched): some applicable rule has `keep_n > 0` or
+    /// `older_than` (dates), or `unpulled_for` (digests, and an index's
+    /// children, to look their pulls up).
     pub fn needs_dates(&self, repository: &str) -> bool {
         self.applicable_rules(repository)
-            .any(|rule| rule.keep_n > 0 || rule.older_than.is_some())
+            .any(|rule| rule.keep_n > 0 || rule.older_than.is_some() || rule.unpulled_for.is_some())
+    }
+
+    /// Whether planning this repository asks the pull ledger: some
+    /// applicable rule has `unpulled_for`.
+    pub fn needs_pulls(&self, repository: &str) -> bool {
+        self.applicable_rules(repository)
+            .any(|rule| rule.unpulled_for.is_some())
     }
 
     /// Whether planning this repository looks at the project's git refs (so
@@ -788,7 +807,7 @@ impl<'de> Deserialize<'de> for LastDeployments {
 #[derive(serde::Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a rule: a mapping with the keys name, repositories, delete, keep, keep_n, older_than, when_ref and per_ref"
+    expecting = "a rule: a mapping with the keys name, repositories, delete, keep, keep_n, older_than, when_ref, per_ref and unpulled_for"
 )]
 struct RuleFields {
     #[serde(default, deserialize_with = "present")]
@@ -806,6 +825,8 @@ struct RuleFields {
     when_ref: Option<WhenRefValue>,
     #[serde(default)]
     per_ref: bool,
+    #[serde(default, deserialize_with = "present")]
+    unpulled_for: Option<PolicyDuration>,
 }
 
 /// One rule as written, checked as a whole: `when_ref`/`per_ref` need a
@@ -821,7 +842,7 @@ impl<'de> Deserialize<'de> for RuleFile {
             type Value = RuleFile;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 // As `RuleFields`' own `expecting`.
-                f.write_str("a rule: a mapping with the keys name, repositories, delete, keep, keep_n, older_than, when_ref and per_ref")
+                f.write_str("a rule: a mapping with the keys name, repositories, delete, keep, keep_n, older_than, when_ref, per_ref and unpulled_for")
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RuleFile, A::Error> {
                 let rule = RuleFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -980,6 +1001,7 @@ impl<'de> Deserialize<'de> for Rules {
                         older_than: rule.older_than,
                         when_ref: rule.when_ref.map(|WhenRefValue(when)| when),
                         per_ref: rule.per_ref,
+                        unpulled_for: rule.unpulled_for,
                     });
                 }
                 if rules.is_empty() {

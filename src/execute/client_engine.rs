@@ -30,7 +30,7 @@ use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::lint;
 use crate::domain::model::{Outcome, RepositoryInfo, Tag};
 use crate::domain::names::{RepositoryPath, TagName};
-use crate::domain::planner::{plan_owned_repository, PlanOutline};
+use crate::domain::planner::{plan_owned_repository_with_ledger, PlanOutline};
 use crate::domain::policy::Policy;
 use crate::domain::project::ProjectFacts;
 use crate::execute::clients::Clients;
@@ -38,6 +38,7 @@ use crate::execute::deleter::{Deleter, Target};
 use crate::execute::listing::{listing_progress, ListError, Lister};
 use crate::execute::removal::{self, Removal};
 use crate::gitlab::client::{GitLab, GitLabError};
+use crate::ledger::client::read_pulls;
 use crate::output::report::{ReportError, ReportSink, RepositoryRemoval, RepositoryReport};
 use crate::registry::auth::MAX_SCOPES_PER_TOKEN;
 use crate::registry::client::Registry;
@@ -399,7 +400,21 @@ impl ClientRun<'_> {
             Ok((mut tags, source)) => {
                 tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
                 apply_tag_rules(&self.clients.registry, &info, &mut tags).await;
-                let plan = plan_owned_repository(self.policy, &info.path, tags, facts, shared.now);
+                let ledger = read_pulls(
+                    (self.clients.ledger.as_deref())
+                        .filter(|_| self.policy.needs_pulls(&info.path)),
+                    &info.path,
+                    &mut tags,
+                )
+                .await;
+                let plan = plan_owned_repository_with_ledger(
+                    self.policy,
+                    &info.path,
+                    tags,
+                    facts,
+                    &ledger,
+                    shared.now,
+                );
                 for warning in plan.warnings() {
                     tracing::warn!(repository = %info.path, "{warning}");
                 }

@@ -13,6 +13,7 @@ use crate::domain::names::RepositoryPath;
 use crate::execute::deleter::Deleter;
 use crate::gitlab::client::GitLab;
 use crate::gitlab::client::GitLabError;
+use crate::ledger::client::LedgerClient;
 use crate::registry::client::{Registry, RegistryError};
 use crate::wire::http::{Http, HttpError, HttpOptions};
 
@@ -53,6 +54,8 @@ pub struct Clients {
     pub registry: Arc<Registry>,
     /// `None` without REST credentials or a project.
     pub gitlab: Option<Arc<GitLab>>,
+    /// The pull ledger (`--ledger`), on the same pool and request budget.
+    pub ledger: Option<Arc<LedgerClient>>,
     pub concurrency: usize,
 }
 
@@ -128,7 +131,17 @@ impl Clients {
             pool_size: connection.concurrency.max(8),
             max_in_flight: Some(connection.concurrency),
             retry: connection.retry.clone(),
-            url_variables: settings.url_variables.clone(),
+            url_variables: settings
+                .url_variables
+                .iter()
+                .cloned()
+                .chain(
+                    connection
+                        .ledger
+                        .iter()
+                        .map(|ledger| (ledger.url.clone(), "CLEANUP_LEDGER_URL")),
+                )
+                .collect(),
             ..HttpOptions::default()
         })?;
         let registry = Arc::new(Registry::new(
@@ -149,11 +162,19 @@ impl Clients {
             )),
             _ => None,
         };
+        let ledger = connection.ledger.as_ref().map(|ledger| {
+            Arc::new(LedgerClient::new(
+                http.clone(),
+                ledger.url.clone(),
+                ledger.token.clone(),
+            ))
+        });
         Ok(Clients {
             settings,
             http,
             registry,
             gitlab,
+            ledger,
             concurrency: connection.concurrency,
         })
     }

@@ -58,6 +58,8 @@ impl ExitCode for ScopeError {
 /// The clients a scope needs, and the REST client: the project's; for a
 /// group or the instance, an access token's (refused before any request
 /// without one).
+// Called once per command: the error's size (a registry error inside)
+// costs nothing worth boxing it for.
 pub fn clients_for(
     scope: &Scope,
     connection: &Connection,

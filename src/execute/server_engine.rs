@@ -27,7 +27,7 @@ pub fn rules_by_repository<'a>(
             .iter()
             .filter(|rule| rule.repositories.is_match(&repository.path))
             .collect();
-        if let Some(rule) = applicable.iter().find(|rule| rule.is_git_aware()) {
+        if let Some(rule) = applicable.iter().find(|rule| inexpressible(rule)) {
             return Err(git_aware_error(
                 origin,
                 rule,
@@ -64,7 +64,7 @@ pub fn rules_by_repository<'a>(
 pub fn check_policy(policy: &Policy, origin: &str) -> Result<(), PolicyError> {
     refuse_empty_repository_removal(policy, origin)?;
     refuse_protect_in_use(policy, origin)?;
-    if let Some(rule) = policy.rules.iter().find(|rule| rule.is_git_aware()) {
+    if let Some(rule) = policy.rules.iter().find(|rule| inexpressible(rule)) {
         return Err(git_aware_error(origin, rule, ""));
     }
     let everywhere = |rule: &Rule| rule.repositories.source() == ".*";
@@ -120,10 +120,18 @@ fn refuse_protect_in_use(policy: &Policy, origin: &str) -> Result<(), PolicyErro
     Ok(())
 }
 
+/// What GitLab's bulk delete cannot do: git refs (`when_ref`/`per_ref`);
+/// pulls (`unpulled_for`: GitLab keeps no pull times, and the bulk call
+/// takes no list of tags to spare).
+fn inexpressible(rule: &Rule) -> bool {
+    rule.is_git_aware() || rule.unpulled_for.is_some()
+}
+
 fn git_aware_error(origin: &str, rule: &Rule, applicable: &str) -> PolicyError {
     let keys: Vec<&str> = [
         rule.when_ref.is_some().then_some("when_ref"),
         rule.per_ref.then_some("per_ref"),
+        rule.unpulled_for.is_some().then_some("unpulled_for"),
     ]
     .into_iter()
     .flatten()

@@ -669,6 +669,7 @@ impl GitLab {
             image: false,
             referrers: 0,
             size_bytes: details.total_size,
+            last_pulled_at: None,
         }))
     }
 

@@ -11,6 +11,7 @@ use crate::domain::in_use::InUse;
 use crate::domain::model::{Refs, Tag};
 use crate::domain::names::RepositoryPath;
 use crate::domain::project::ProjectFacts;
+use crate::domain::pulls::LedgerView;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,8 +37,65 @@ pub struct InventoryRepository {
     /// `refs[project_id]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<u64>,
+    /// Written by `inventory --ledger`: the first event the pull ledger
+    /// received for the repository, or `null` when it has received none
+    /// yet. Absent: no ledger was read. Each tag's `last_pulled_at` goes
+    /// with it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "watched_since"
+    )]
+    pub ledger_watched_since: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Written by `inventory --ledger` when the ledger could not be read
+    /// for the repository: why. `plan` then deletes nothing through
+    /// `unpulled_for` there, as the run would not have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_error: Option<String>,
     #[serde(default)]
     pub tags: Vec<Tag>,
+}
+
+impl InventoryRepository {
+    /// What the pull ledger said of the repository when it was listed.
+    pub fn ledger_view(&self) -> LedgerView {
+        LedgerView::from_recorded(self.ledger_error.as_deref(), self.ledger_watched_since)
+    }
+
+    /// Records what the pull ledger said (`LedgerView::NotRead` records
+    /// nothing).
+    pub fn record_ledger(&mut self, view: LedgerView) {
+        match view {
+            LedgerView::NotRead => {}
+            LedgerView::Unreadable(why) => self.ledger_error = Some(why),
+            LedgerView::Read { watched_since } => self.ledger_watched_since = Some(watched_since),
+        }
+    }
+}
+
+/// `ledger_watched_since`: absent, `null` (read, no event yet) or a time —
+/// three states, where a plain optional field has two.
+mod watched_since {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Option<DateTime<Utc>>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            // Skipped by `skip_serializing_if`; written as null if not.
+            None => serializer.serialize_none(),
+            Some(time) => crate::domain::rfc3339::serialize(time, serializer),
+        }
+    }
+
+    /// Only called when the key is present: `null` is `Some(None)`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<DateTime<Utc>>>, D::Error> {
+        crate::domain::rfc3339::deserialize(deserializer).map(Some)
+    }
 }
 
 impl Inventory {

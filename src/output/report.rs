@@ -142,6 +142,11 @@ pub struct RepositoryReport {
     /// used: nothing was deleted here, and the command exits 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_use_incomplete: Option<String>,
+    /// Why the policy's `unpulled_for` rules could not be applied here (the
+    /// pull ledger not read or unreadable): they deleted nothing. Part of
+    /// the policy not carried out: the command exits 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_unreadable: Option<String>,
     /// Why nothing was attempted in this repository (e.g. its listing failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -314,7 +319,8 @@ pub struct Totals {
     pub repositories_removed: usize,
     /// Repositories where part of the policy was not carried out because
     /// what it depends on was not known: the project's git refs
-    /// (`refs_incomplete`) or its commits in use (`in_use_incomplete`).
+    /// (`refs_incomplete`), its commits in use (`in_use_incomplete`), the
+    /// pull ledger (`ledger_unreadable`).
     /// Nothing was deleted through that part; the run failed (exit 1).
     #[serde(default, skip_serializing_if = "is_zero_count")]
     pub incomplete_repositories: usize,
@@ -609,6 +615,7 @@ impl RepositoryReport {
         report.warnings = plan.warnings;
         report.refs_incomplete = plan.refs_unusable;
         report.in_use_incomplete = plan.in_use_unusable;
+        report.ledger_unreadable = plan.ledger_unusable;
         report.kept_tags = plan.staying.iter().map(KeptTagEntry::planned).collect();
         report.protected_by_gitlab = plan
             .staying
@@ -665,7 +672,8 @@ impl RepositoryReport {
 
     /// Part of the policy not carried out here, whole: nothing attempted
     /// (`error`), `when_ref` rules not applied (`refs_incomplete`), or
-    /// nothing deleted for want of the commits in use (`in_use_incomplete`).
+    /// nothing deleted for want of the commits in use (`in_use_incomplete`),
+    /// or `unpulled_for` rules not applied (`ledger_unreadable`).
     pub fn has_failures(&self) -> bool {
         self.error.is_some()
             || self.incomplete()
@@ -678,7 +686,9 @@ impl RepositoryReport {
     /// Part of the policy not carried out here for want of what it depends
     /// on (the git refs, the commits in use).
     pub fn incomplete(&self) -> bool {
-        self.refs_incomplete.is_some() || self.in_use_incomplete.is_some()
+        self.refs_incomplete.is_some()
+            || self.in_use_incomplete.is_some()
+            || self.ledger_unreadable.is_some()
     }
 
     pub fn referrers_deleted(&self) -> usize {
@@ -807,6 +817,7 @@ mod tests {
         PlanOutline {
             refs_unusable: None,
             in_use_unusable: None,
+            ledger_unusable: None,
             path: RepositoryPath::parse("g/p/api").expect("path"),
             tags: deletions.len() + 3,
             kept: 2,

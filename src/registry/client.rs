@@ -818,6 +818,8 @@ impl Registry {
                         .referrers
                         .map_or(0, |r| u32::try_from(r.len()).unwrap_or(u32::MAX)),
                     size_bytes: tag.size_bytes,
+                    // From the pull ledger, not the registry (`--ledger`).
+                    last_pulled_at: None,
                 });
             }
             match pager.next_from_link(&response, &url)? {

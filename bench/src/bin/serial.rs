@@ -185,6 +185,7 @@ impl From<Listed> for Tag {
             image: false,
             referrers: 0,
             size_bytes: None,
+            last_pulled_at: None,
         }
     }
 }

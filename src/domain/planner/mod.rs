@@ -25,6 +25,13 @@
 //! which rule would claim it depends on the refs — and the plan says why
 //! ([`RepositoryPlan::refs_warning`]). `per_ref` alone needs no refs.
 //!
+//! A rule with `unpulled_for` deletes a tag it would delete only when the
+//! pull ledger ([`LedgerView`]) saw no pull of it within that time and has
+//! watched the repository that long. A ledger that was not read, or could
+//! not be, decides nothing: such tags are kept
+//! ([`KeepReason::LedgerUnreadable`]) and the plan says why
+//! ([`RepositoryPlan::ledger_warning`]).
+//!
 //! Output order: `protected`, `delete` and `keep` are each sorted by tag name
 //! ascending (byte order), whatever the order of the input, so plans and
 //! reports can be compared and diffed as text.
@@ -41,6 +48,7 @@ use crate::domain::model::{Age, AgeSource, Refs, Tag};
 use crate::domain::names::{Digest, RepositoryPath, TagName};
 use crate::domain::policy::{OrphanedReferrers, Policy, Rule};
 use crate::domain::project::ProjectFacts;
+use crate::domain::pulls::LedgerView;
 use crate::domain::refs::{condition_holds, refs_unusable, RefKey};
 
 /// The `rule` of a referrer deleted because every tag of its subject is.
@@ -65,6 +73,9 @@ pub struct RepositoryPlan {
     /// Why the project's commits in use could not be used, when the policy
     /// has `protect_in_use`: then nothing is deleted here.
     pub in_use_warning: Option<String>,
+    /// Why the pull ledger could not be used, when an applicable rule has
+    /// `unpulled_for`: then that rule deleted nothing.
+    pub ledger_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -216,6 +227,28 @@ pub enum KeepReason {
     /// No known age (no push time, and no build time or a reproducible
     /// builder's stamp), and the rule deletes by age only.
     Undated { rule: String },
+    /// The rule has `unpulled_for` and the pull ledger was not read or
+    /// could not be (the plan's `ledger_warning` says why): kept.
+    LedgerUnreadable { rule: String },
+    /// The rule has `unpulled_for`, and the ledger has watched the
+    /// repository for less than that: `watched_for`, `None` when it has
+    /// seen no event of it yet. A pull before the ledger started would not
+    /// be known, so nothing is deleted on its word yet.
+    LedgerTooYoung {
+        rule: String,
+        watched_for: Option<chrono::TimeDelta>,
+        unpulled_for: String,
+    },
+    /// The rule has `unpulled_for`, and the image was pulled `ago` before
+    /// `now` (its manifest, or one its index lists).
+    PulledRecently {
+        rule: String,
+        ago: chrono::TimeDelta,
+        unpulled_for: String,
+    },
+    /// The rule has `unpulled_for`, and the listing did not give the tag's
+    /// digest or its kind (an index's children): its pulls cannot be told.
+    PullsUnverifiable { rule: String },
     /// A git-aware rule's `delete` matched and the name captures a ref, but
     /// the project's refs are not known in full: no `when_ref` condition is
     /// decided on a guess, and no later rule gets the tag either.
@@ -263,6 +296,40 @@ impl std::fmt::Display for KeepReason {
             KeepReason::Undated { rule } => {
                 write!(f, "no push or build date, and {rule:?} deletes by age only")
             }
+            KeepReason::LedgerUnreadable { rule } => write!(
+                f,
+                "{rule:?} deletes only unpulled images (unpulled_for), and the pull ledger could not be used here"
+            ),
+            KeepReason::LedgerTooYoung {
+                rule,
+                watched_for: Some(watched_for),
+                unpulled_for,
+            } => write!(
+                f,
+                "the pull ledger has watched this repository for {}, less than unpulled_for {unpulled_for} of {rule:?}",
+                span(*watched_for)
+            ),
+            KeepReason::LedgerTooYoung {
+                rule,
+                watched_for: None,
+                unpulled_for,
+            } => write!(
+                f,
+                "the pull ledger has seen no event of this repository yet (unpulled_for {unpulled_for} of {rule:?})"
+            ),
+            KeepReason::PulledRecently {
+                rule,
+                ago: age,
+                unpulled_for,
+            } => write!(
+                f,
+                "pulled {}, within unpulled_for {unpulled_for} of {rule:?}",
+                ago(*age)
+            ),
+            KeepReason::PullsUnverifiable { rule } => write!(
+                f,
+                "{rule:?} deletes only unpulled images (unpulled_for), and the listing does not give this tag's digest and kind, so its pulls cannot be looked up"
+            ),
             KeepReason::RefsUnknown { rule } => write!(
                 f,
                 "{rule:?} deletes by git ref (when_ref), and the project's refs are not known in full"
@@ -290,12 +357,24 @@ impl KeepReason {
             KeepReason::KeepN { .. } => "keep_n",
             KeepReason::TooNew { .. } => "younger_than_older_than",
             KeepReason::Undated { .. } => "undated",
+            KeepReason::LedgerUnreadable { .. } => "ledger_unreadable",
+            KeepReason::LedgerTooYoung { .. } => "ledger_too_young",
+            KeepReason::PulledRecently { .. } => "pulled_recently",
+            KeepReason::PullsUnverifiable { .. } => "pulls_unverifiable",
             KeepReason::RefsUnknown { .. } => "refs_unknown",
             KeepReason::WithSubject => "referrer_of_kept_subject",
             KeepReason::OrphanedReferrer => "orphaned_referrer",
             KeepReason::SubjectUnverifiable => "referrer_unverifiable",
             KeepReason::InUseUnknown => "in_use_unknown",
         }
+    }
+}
+
+/// "3 days", "5 hours", "no time": a span in the largest whole unit.
+fn span(length: chrono::TimeDelta) -> String {
+    match ago(length).strip_suffix(" ago") {
+        Some(span) => span.to_string(),
+        None => "no time".to_string(),
     }
 }
 
@@ -335,6 +414,7 @@ impl RepositoryPlan {
         }
         warnings.extend(self.refs_warning.clone());
         warnings.extend(self.in_use_warning.clone());
+        warnings.extend(self.ledger_warning.clone());
         warnings
     }
 
@@ -372,6 +452,7 @@ impl RepositoryPlan {
             warnings,
             refs_unusable: self.refs_warning.clone(),
             in_use_unusable: self.in_use_warning.clone(),
+            ledger_unusable: self.ledger_warning.clone(),
             age_source: self.age_source,
             undated_build_stamps: self.undated_build_stamps,
             path: self.path,
@@ -389,6 +470,9 @@ pub struct PlanOutline {
     /// Why the project's commits in use could not be used
     /// (`protect_in_use`): nothing is deleted here, and the run fails.
     pub in_use_unusable: Option<String>,
+    /// Why the `unpulled_for` rules could not be applied (the pull ledger
+    /// not read, or unreadable): part of the policy was not carried out.
+    pub ledger_unusable: Option<String>,
     pub path: RepositoryPath,
     pub tags: usize,
     pub kept: usize,
@@ -437,7 +521,20 @@ pub fn plan_repository(
     project: Option<&ProjectFacts>,
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
-    let decided = decide(policy, repository, tags, project, now);
+    plan_repository_with_ledger(policy, repository, tags, project, &LedgerView::NotRead, now)
+}
+
+/// [`plan_repository`] with what the pull ledger says of the repository
+/// (the tags carry their `last_pulled_at`), for rules with `unpulled_for`.
+pub fn plan_repository_with_ledger(
+    policy: &Policy,
+    repository: &RepositoryPath,
+    tags: &[Tag],
+    project: Option<&ProjectFacts>,
+    ledger: &LedgerView,
+    now: DateTime<Utc>,
+) -> RepositoryPlan {
+    let decided = decide(policy, repository, tags, project, ledger, now);
     decided.into_plan(tags.iter().cloned())
 }
 
@@ -451,7 +548,20 @@ pub fn plan_owned_repository(
     project: Option<&ProjectFacts>,
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
-    let decided = decide(policy, repository, &tags, project, now);
+    plan_owned_repository_with_ledger(policy, repository, tags, project, &LedgerView::NotRead, now)
+}
+
+/// [`plan_owned_repository`] with what the pull ledger says of the
+/// repository, for rules with `unpulled_for`.
+pub fn plan_owned_repository_with_ledger(
+    policy: &Policy,
+    repository: &RepositoryPath,
+    tags: Vec<Tag>,
+    project: Option<&ProjectFacts>,
+    ledger: &LedgerView,
+    now: DateTime<Utc>,
+) -> RepositoryPlan {
+    let decided = decide(policy, repository, &tags, project, ledger, now);
     decided.into_plan(tags)
 }
 
@@ -464,6 +574,7 @@ struct Decided {
     undated_build_stamps: usize,
     refs_warning: Option<String>,
     in_use_warning: Option<String>,
+    ledger_warning: Option<String>,
 }
 
 impl Decided {
@@ -505,6 +616,7 @@ impl Decided {
             undated_build_stamps: self.undated_build_stamps,
             refs_warning: self.refs_warning,
             in_use_warning: self.in_use_warning,
+            ledger_warning: self.ledger_warning,
         }
     }
 }
@@ -514,6 +626,7 @@ fn decide(
     repository: &RepositoryPath,
     tags: &[Tag],
     project: Option<&ProjectFacts>,
+    ledger: &LedgerView,
     now: DateTime<Utc>,
 ) -> Decided {
     let refs: Option<&Refs> = project.and_then(|project| project.refs.as_ref());
@@ -587,8 +700,13 @@ fn decide(
         }
     }
 
+    let mut ledger_kept = 0usize;
     for (rule, claimed) in rules.iter().zip(claimed) {
-        plan_rule(rule, claimed, now, &mut fates, &mut decisions);
+        let pulls = Pulls {
+            ledger,
+            kept_unreadable: &mut ledger_kept,
+        };
+        plan_rule(rule, claimed, now, pulls, &mut fates, &mut decisions);
     }
 
     plan_referrers(
@@ -609,6 +727,19 @@ fn decide(
             "{why}: no tag claimed through when_ref ({}); {refs_unknown_kept} tag{} kept for it",
             git_rules.join(", "),
             if refs_unknown_kept == 1 { "" } else { "s" }
+        )),
+        _ => None,
+    };
+    let ledger_rules: Vec<String> = rules
+        .iter()
+        .filter(|rule| rule.unpulled_for.is_some())
+        .map(|rule| format!("{:?}", rule.name))
+        .collect();
+    let ledger_warning = match ledger.unusable() {
+        Some(why) if !ledger_rules.is_empty() => Some(format!(
+            "{why}: nothing deleted through unpulled_for ({}); {ledger_kept} tag{} kept for it",
+            ledger_rules.join(", "),
+            if ledger_kept == 1 { "" } else { "s" }
         )),
         _ => None,
     };
@@ -645,6 +776,7 @@ fn decide(
             .count(),
         refs_warning,
         in_use_warning,
+        ledger_warning,
     }
 }
 
@@ -690,6 +822,7 @@ fn plan_rule(
     rule: &Rule,
     claimed: Vec<(usize, &Tag)>,
     now: DateTime<Utc>,
+    pulls: Pulls<'_>,
     fates: &mut [Fate],
     decisions: &mut [Option<Decision>],
 ) {
@@ -762,6 +895,11 @@ fn plan_rule(
                 }),
             }
         };
+        // Last, what the rule would delete is checked against the pull ledger.
+        let reason = reason.or_else(|| unpulled_reason(rule, tag, now, &pulls));
+        if matches!(reason, Some(KeepReason::LedgerUnreadable { .. })) {
+            *pulls.kept_unreadable += 1;
+        }
         match reason {
             Some(reason) => {
                 fates[index] = Fate::Alive;
@@ -775,6 +913,57 @@ fn plan_rule(
                 });
             }
         }
+    }
+}
+
+/// What step 5 needs of the pull ledger, and where it counts the tags kept
+/// because the ledger could not be used.
+struct Pulls<'a> {
+    ledger: &'a LedgerView,
+    kept_unreadable: &'a mut usize,
+}
+
+/// Why a tag the rule would delete stays because of `unpulled_for`, if it
+/// does: the ledger cannot be used; the tag's pulls cannot be told; it was
+/// pulled within that time; the ledger has watched the repository for less.
+fn unpulled_reason(
+    rule: &Rule,
+    tag: &Tag,
+    now: DateTime<Utc>,
+    pulls: &Pulls<'_>,
+) -> Option<KeepReason> {
+    let unpulled_for = rule.unpulled_for.as_ref()?;
+    let name = || rule.name.clone();
+    let watched_since = match pulls.ledger {
+        LedgerView::NotRead | LedgerView::Unreadable(_) => {
+            return Some(KeepReason::LedgerUnreadable { rule: name() })
+        }
+        LedgerView::Read { watched_since } => *watched_since,
+    };
+    // An index listed without its kind may list children whose pulls are
+    // not looked at: no proof that nobody pulls it.
+    if tag.digest.is_none() || !tag.kind_known() {
+        return Some(KeepReason::PullsUnverifiable { rule: name() });
+    }
+    // `None`: `now - unpulled_for` is before any representable time, so
+    // nothing has been unpulled (nor watched) that long.
+    let cutoff = now.checked_sub_signed(unpulled_for.to_timedelta());
+    if let Some(pulled) = tag.last_pulled_at {
+        if cutoff.is_none_or(|cutoff| pulled >= cutoff) {
+            return Some(KeepReason::PulledRecently {
+                rule: name(),
+                ago: now - pulled,
+                unpulled_for: unpulled_for.to_string(),
+            });
+        }
+    }
+    match (watched_since, cutoff) {
+        (Some(since), Some(cutoff)) if since <= cutoff => None,
+        (since, _) => Some(KeepReason::LedgerTooYoung {
+            rule: name(),
+            watched_for: since.map(|since| now - since),
+            unpulled_for: unpulled_for.to_string(),
+        }),
     }
 }
 
@@ -905,3 +1094,5 @@ fn by_name(a: &Tag, b: &Tag) -> Ordering {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unpulled_tests;

@@ -129,6 +129,7 @@ fn tag(spec: &str) -> Tag {
         image: false,
         referrers: 0,
         size_bytes: None,
+        last_pulled_at: None,
     }
 }
 
@@ -161,6 +162,10 @@ fn reason_code(reason: &KeepReason) -> String {
         KeepReason::OrphanedReferrer => "orphan".into(),
         KeepReason::SubjectUnverifiable => "unverifiable".into(),
         KeepReason::InUseUnknown => "in_use_unknown".into(),
+        KeepReason::LedgerUnreadable { rule } => format!("ledger_unreadable:{rule}"),
+        KeepReason::LedgerTooYoung { rule, .. } => format!("ledger_too_young:{rule}"),
+        KeepReason::PulledRecently { rule, .. } => format!("pulled:{rule}"),
+        KeepReason::PullsUnverifiable { rule } => format!("pulls_unverifiable:{rule}"),
     }
 }
 
@@ -1466,6 +1471,7 @@ fn any_tags() -> impl Strategy<Value = Vec<Tag>> {
                 image: false,
                 referrers: 0,
                 size_bytes: None,
+                last_pulled_at: None,
             };
             by_name.insert(name, tag);
         }
@@ -1494,6 +1500,7 @@ fn any_rule(index: usize) -> impl Strategy<Value = Rule> {
                 }),
                 when_ref: None,
                 per_ref: false,
+                unpulled_for: None,
             },
         )
 }
@@ -1582,6 +1589,7 @@ fn any_tags_with_referrers() -> impl Strategy<Value = Vec<Tag>> {
                     image: false,
                     referrers: 0,
                     size_bytes: None,
+                    last_pulled_at: None,
                 };
                 by_name.insert(name, tag);
             }

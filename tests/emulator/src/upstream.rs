@@ -295,6 +295,9 @@ impl<'a> Upstream<'a> {
         let http = shared.upstream_http.get_or_init(|| {
             reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
+                // As GitLab's own reads of the registry say (a pull ledger
+                // ignores them: they are no user's pull).
+                .user_agent("GitLab/17.6.0-emulator")
                 .build()
                 .unwrap_or_default()
         });
