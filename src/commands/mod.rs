@@ -12,6 +12,7 @@ pub mod finish;
 pub mod inventory;
 pub mod plan;
 pub mod policy;
+pub mod report_html;
 pub mod report_merge;
 pub mod run;
 
@@ -34,5 +35,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Invocation::Doctor(options) => doctor::doctor(options).await,
         Invocation::PolicyImport(options) => policy::import(options).await,
         Invocation::ReportMerge(options) => report_merge::report_merge(options),
+        Invocation::ReportHtml(options) => report_html::report_html(options),
     }
 }

@@ -5,13 +5,12 @@
 //! one repository, however large the inventory.
 
 use crate::commands::exit::{CommandResult, Failure};
-use crate::commands::finish::finish_stream;
+use crate::commands::finish::{finish_stream, start_stream};
 use crate::config::options::{CountFiles, PlanOptions};
 use crate::domain::planner::plan_owned_repository;
 use crate::domain::policy::Policy;
 use crate::output::inventory_stream::{for_each_repository, read_refs, StreamError};
 use crate::output::report::{Report, RepositoryReport};
-use crate::output::report_stream::ReportStream;
 
 pub fn plan(options: PlanOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
@@ -30,7 +29,11 @@ pub fn plan(options: PlanOptions) -> CommandResult {
     // The plan the client engine would carry out; nothing is attempted.
     let mut head = Report::new("client", true);
     head.planned_with(options.now, &options.policy);
-    let mut report = ReportStream::create(head, options.report.as_deref())?;
+    let outputs = CountFiles {
+        html: options.html.clone(),
+        ..CountFiles::default()
+    };
+    let mut report = start_stream(head, options.report.as_deref(), &outputs)?;
     for_each_repository(&options.inventory, refs.as_ref(), |repository, refs| {
         let refs = refs.filter(|_| uses_refs);
         // The listing is not needed after planning: the plan takes its tags.
@@ -48,5 +51,5 @@ pub fn plan(options: PlanOptions) -> CommandResult {
         StreamError::Inventory(err) => Failure::from(err),
         StreamError::Caller(err) => Failure::from(err),
     })?;
-    finish_stream(report, &CountFiles::default())
+    finish_stream(report, &outputs)
 }

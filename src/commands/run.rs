@@ -4,7 +4,7 @@
 
 use crate::commands::exit::CommandResult;
 
-use crate::commands::finish::{finish, finish_stream};
+use crate::commands::finish::{finish, finish_stream, start_stream};
 use crate::config::cli::Engine;
 use crate::config::options::{RunOptions, Scope};
 use crate::domain::exit::Exit;
@@ -13,7 +13,6 @@ use crate::execute::client_engine::{ClientReport, ClientRun};
 use crate::execute::scope;
 use crate::execute::server_engine as server;
 use crate::output::report::{Report, ReportedTagRule};
-use crate::output::report_stream::ReportStream;
 
 pub async fn run(options: RunOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
@@ -84,7 +83,7 @@ pub async fn run(options: RunOptions) -> CommandResult {
         head.shard = options.shard;
         head.planned_with(now, &options.policy);
         head.warnings = warnings;
-        let mut report = ReportStream::create(head, options.report.as_deref())?;
+        let mut report = start_stream(head, options.report.as_deref(), &options.counts)?;
         client.stream(repositories, now, &mut report).await?;
         clients.log_stats();
         return finish_stream(report, &options.counts);

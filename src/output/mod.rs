@@ -2,7 +2,9 @@
 //! streamed), the dotenv and metrics count files, merged shard reports, and
 //! inventory files. Built from domain types only: imports only `domain`.
 
+pub mod breakdown;
 pub mod count_files;
+pub mod html;
 pub mod inventory;
 pub mod inventory_stream;
 pub mod merge;
