@@ -39,7 +39,7 @@ pub const PLAIN_ROWS: usize = 200;
 
 /// Repositories drawn as bars, those holding the most storage; the rest
 /// are summed in one row.
-pub const STORAGE_ROWS: usize = 50;
+pub const STORAGE_ROWS: usize = 25;
 
 const STYLE: &str = include_str!("html/page.css");
 const SCRIPT: &str = include_str!("html/page.js");
@@ -78,8 +78,16 @@ pub struct HtmlReport {
     repositories: Vec<String>,
     labels: Vec<(u8, String)>,
     label_index: HashMap<(u8, String), usize>,
+    /// The reasons and errors, each once: a 100,000-tag plan has a few
+    /// hundred different sentences (3 MB of page written out in full).
+    details: Vec<String>,
+    detail_index: HashMap<String, usize>,
     breakdown: Breakdown,
 }
+
+/// Sentences kept in the page's table of details; beyond that (a report of
+/// mostly distinct errors) they are written out in their rows.
+const MAX_DETAILS: usize = 100_000;
 
 /// One row of the tag table.
 struct Row<'a> {
@@ -112,6 +120,8 @@ impl HtmlReport {
             repositories: Vec::new(),
             labels: Vec::new(),
             label_index: HashMap::new(),
+            details: Vec::new(),
+            detail_index: HashMap::new(),
             breakdown: Breakdown::holding_most(STORAGE_ROWS),
         })
     }
@@ -225,13 +235,28 @@ impl HtmlReport {
         result.map_err(|source| self.write_error(source))
     }
 
+    /// A sentence's place in the details table, if it has one (or gets one).
+    fn detail(&mut self, text: &str) -> Option<usize> {
+        if let Some(&index) = self.detail_index.get(text) {
+            return Some(index);
+        }
+        if self.details.len() >= MAX_DETAILS {
+            return None;
+        }
+        self.details.push(text.to_string());
+        self.detail_index
+            .insert(text.to_string(), self.details.len() - 1);
+        Some(self.details.len() - 1)
+    }
+
     fn age_hours(&self, date: Option<DateTime<Utc>>) -> Option<i64> {
         Some((self.now? - date?).num_hours())
     }
 
     /// `[repository, tag, digest, age hours, size, outcome, label, detail]`,
-    /// `null` where unknown, `detail` left out when there is none.
-    fn push_json_row(&self, out: &mut String, repository: usize, row: &Row) {
+    /// `null` where unknown, `detail` (an index into the details, or the
+    /// sentence itself) left out when there is none.
+    fn push_json_row(&mut self, out: &mut String, repository: usize, row: &Row) {
         let _ = write!(out, "[{repository},");
         push_json_string(out, row.tag);
         out.push(',');
@@ -250,7 +275,12 @@ impl HtmlReport {
         );
         if let Some(detail) = row.detail {
             out.push(',');
-            push_json_string(out, detail);
+            match self.detail(detail) {
+                Some(index) => {
+                    let _ = write!(out, "{index}");
+                }
+                None => push_json_string(out, detail),
+            }
         }
         out.push(']');
     }
@@ -306,9 +336,9 @@ impl HtmlReport {
         self.head(&mut html, report);
         self.facts(&mut html, report);
         totals(&mut html, report);
-        self.storage(&mut html, report);
         self.rules(&mut html, report);
         self.reasons(&mut html, report);
+        self.storage(&mut html, report);
         self.tag_table(&mut html, report);
         out.write_all(html.as_bytes())?;
 
@@ -336,6 +366,9 @@ impl HtmlReport {
             .map(|(kind, _)| kind.to_string())
             .collect();
         out.write_all(kinds.join(",").as_bytes())?;
+        out.write_all(b"],\"details\":[")?;
+        let details: Vec<String> = self.details.iter().map(|d| json_string(d)).collect();
+        out.write_all(details.join(",").as_bytes())?;
         out.write_all(b"],\"rows\":[")?;
         std::io::copy(&mut File::open(&self.rows_path)?, &mut out)?;
         out.write_all(b"]}</script>\n<script>")?;

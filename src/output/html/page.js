@@ -6,7 +6,8 @@
   var source = document.getElementById("tag-data");
   if (!source || !window.JSON) return;
   var data = JSON.parse(source.textContent);
-  var rows = data.rows, repos = data.repos, labels = data.labels, outcomes = data.outcomes;
+  var rows = data.rows, repos = data.repos, labels = data.labels, outcomes = data.outcomes,
+    details = data.details;
   var REPO = 0, TAG = 1, DIGEST = 2, AGE = 3, SIZE = 4, OUTCOME = 5, LABEL = 6, DETAIL = 7;
   var CLASSES = ["o-delete", "o-kept", "o-protected", "o-failed", "o-skipped", "o-absent"];
   var $ = function (id) { return document.getElementById(id); };
@@ -14,6 +15,11 @@
     byText = $("f-text"), pageSize = $("f-size"), status = $("tag-status"), table = $("tag-table"),
     pager = $("tag-pager"), prev = $("tag-prev"), next = $("tag-next"), pageInfo = $("tag-page");
   var nf = new Intl.NumberFormat("en");
+  // A row's sentence: an index into the details, or (rarely) the text.
+  function detail(row) {
+    var d = row[DETAIL];
+    return typeof d === "number" ? details[d] : d || "";
+  }
 
   function option(select, value, text) {
     var o = document.createElement("option");
@@ -52,7 +58,7 @@
     if (h === undefined) {
       var row = rows[i];
       h = haystacks[i] = [repos[row[REPO]], row[TAG], row[DIGEST] || "",
-        row[LABEL] === null ? "" : labels[row[LABEL]], row[DETAIL] || ""].join("\n").toLowerCase();
+        row[LABEL] === null ? "" : labels[row[LABEL]], detail(row)].join("\n").toLowerCase();
     }
     return h;
   }
@@ -117,7 +123,7 @@
       cell(tr, outcomes[row[OUTCOME]], CLASSES[row[OUTCOME]]);
       // The sentence where there is one (why a tag stays, why it failed),
       // else the rule's name.
-      cell(tr, row[DETAIL] || (row[LABEL] === null ? "" : labels[row[LABEL]]));
+      cell(tr, detail(row) || (row[LABEL] === null ? "" : labels[row[LABEL]]));
       body.appendChild(tr);
     }
     table.replaceChild(body, table.tBodies[0]);

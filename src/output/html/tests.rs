@@ -99,16 +99,7 @@ fn every_tag_is_a_row_with_its_outcome_and_why() {
     // Sorted by tag within a repository; digests short; ages in hours.
     assert_eq!(
         rows[0],
-        serde_json::json!([
-            0,
-            "latest",
-            null,
-            12,
-            5 << 20,
-            2,
-            1,
-            "because of protected_latest"
-        ])
+        serde_json::json!([0, "latest", null, 12, 5 << 20, 2, 1, 0])
     );
     assert_eq!(
         rows[1],
@@ -121,7 +112,17 @@ fn every_tag_is_a_row_with_its_outcome_and_why() {
     );
     assert_eq!(
         rows[5],
-        serde_json::json!([1, "old", null, null, null, 3, null, "500 & <oops>"])
+        serde_json::json!([1, "old", null, null, null, 3, null, 2])
+    );
+    // Each sentence once, rows point at it.
+    assert_eq!(
+        data["details"],
+        serde_json::json!([
+            "because of protected_latest",
+            "because of keep_n",
+            "500 & <oops>",
+            "protected by GitLab"
+        ])
     );
     // Every row also as HTML (fewer than PLAIN_ROWS).
     let table = &page[page.find("<table id=\"tag-table\">").expect("table")..];
