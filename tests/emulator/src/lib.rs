@@ -153,6 +153,11 @@ pub struct Config {
     /// The access token is an administrator's: `/jwt/auth` grants it
     /// `registry:catalog:*`, which `GET /v2/_catalog` needs.
     pub admin: bool,
+    /// The instant an inventory's dates are relative to (`--inventory-now`):
+    /// tags seeded from an inventory are served as old at any time as they
+    /// were at that instant (a playground that stays up shows the plan of
+    /// `plan --now` that instant, whenever it is asked).
+    pub inventory_now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// GitLab's default cleanup policy of a new project: disabled, daily,
@@ -226,6 +231,7 @@ impl Default for Config {
             access_token_expires_at: None,
             group_projects: Vec::new(),
             admin: false,
+            inventory_now: None,
         }
     }
 }
