@@ -393,7 +393,7 @@ jobs_of() {
     (cd "$self" && gitlab-ci-local --no-color --home "$work/home" --list "$@" 2>/dev/null) |
         awk 'f { print $1 } /^name / { f = 1 }' | sort | tr '\n' ' '
 }
-lint_test_build=(benchmarks build-image clippy component-test fmt image-smoke inputs-table real-registry test)
+lint_test_build=(benchmarks browser-and-examples build-image clippy component-test fmt image-smoke inputs-table real-registry test)
 same "jobs of a branch pipeline" \
     "$(printf '%s\n' "${lint_test_build[@]}" component-cleanup component-delete component-review component-verify | sort | tr '\n' ' ')" \
     "$(jobs_of)"

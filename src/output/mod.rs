@@ -1,5 +1,6 @@
 //! What a run leaves behind: the report file and its summary (whole or
-//! streamed), the dotenv and metrics count files, merged shard reports, and
+//! streamed, with its breakdown by rule, reason and storage), the report's
+//! HTML page, the dotenv and metrics count files, merged shard reports, and
 //! inventory files. Built from domain types only: imports only `domain`.
 
 pub mod breakdown;
