@@ -132,16 +132,24 @@ impl RepositoryStorage {
 /// `-`, `.`, `_`) with each run of digits as `0`. `mr-12-abc` and `mr-7-x`
 /// are one family (`mr`), `nightly-20261028` and `nightly-20261029`
 /// another (`nightly`), `v1.4.2-rc.1` is `v0`.
+#[cfg(test)]
 fn family(tag: &str) -> String {
     let mut family = String::new();
+    family_into(tag, &mut family);
+    family
+}
+
+/// [`family`] into `out` (cleared first): a run counts a family per tag,
+/// and reuses one buffer for it.
+fn family_into(tag: &str, out: &mut String) {
+    out.clear();
     for c in tag.chars().take_while(|c| !matches!(c, '-' | '.' | '_')) {
         if !c.is_ascii_digit() {
-            family.push(c);
-        } else if !family.ends_with('0') {
-            family.push('0');
+            out.push(c);
+        } else if !out.ends_with('0') {
+            out.push('0');
         }
     }
-    family
 }
 
 /// The tag families a rule deletes most, counted as the tags stream past
@@ -152,6 +160,8 @@ fn family(tag: &str) -> String {
 #[derive(Debug, Clone, Default)]
 struct Families {
     counters: Vec<Family>,
+    /// The family of the tag being offered.
+    scratch: String,
 }
 
 /// Counters kept per rule.
@@ -169,8 +179,9 @@ struct Family {
 
 impl Families {
     fn offer(&mut self, repository: &str, tag: &str, seen: usize) {
-        let name = family(tag);
-        if let Some(counter) = self.counters.iter_mut().find(|c| c.name == name) {
+        family_into(tag, &mut self.scratch);
+        let name = &self.scratch;
+        if let Some(counter) = self.counters.iter_mut().find(|c| c.name == *name) {
             counter.count += 1;
             if counter.samples.len() < SAMPLES {
                 counter.samples.push(format!("{repository}:{tag}"));
@@ -179,7 +190,7 @@ impl Families {
         }
         if self.counters.len() < FAMILIES {
             self.counters.push(Family {
-                name,
+                name: name.clone(),
                 count: 1,
                 samples: vec![format!("{repository}:{tag}")],
                 seen,
@@ -242,16 +253,28 @@ impl Breakdown {
 
     /// Takes in one repository's samples and storage.
     pub fn add(&mut self, repository: &RepositoryReport) {
-        for deleted in &repository.deleted {
-            let Some(rule) = deleted.rule.as_deref() else {
-                continue;
-            };
-            let families = match self.families.get_mut(rule) {
-                Some(families) => families,
-                None => self.families.entry(rule.to_string()).or_default(),
-            };
-            families.offer(&repository.path, &deleted.tag, self.offered);
-            self.offered += 1;
+        // Runs of one rule (or kind) share one lookup: deletions come sorted
+        // by name, and one rule often deletes most of a repository.
+        let deleted = &repository.deleted;
+        let mut start = 0;
+        while start < deleted.len() {
+            let rule = deleted[start].rule.as_deref();
+            let end = start
+                + deleted[start..]
+                    .iter()
+                    .take_while(|d| d.rule.as_deref() == rule)
+                    .count();
+            if let Some(rule) = rule {
+                let families = match self.families.get_mut(rule) {
+                    Some(families) => families,
+                    None => self.families.entry(rule.to_string()).or_default(),
+                };
+                for tag in &deleted[start..end] {
+                    families.offer(&repository.path, &tag.tag, self.offered);
+                    self.offered += 1;
+                }
+            }
+            start = end;
         }
         for kept in &repository.kept_tags {
             let families = match self.kind_families.get_mut(&kept.kind) {
