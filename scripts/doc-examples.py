@@ -172,7 +172,7 @@ def main():
                 if expected is not None and not matches(expected, result.stdout.split("\n")[:-1] if result.stdout.endswith("\n") else result.stdout.split("\n")):
                     failures.append(f"{where}: `{command}` printed\n{result.stdout}\nnot what the docs show:\n" + "\n".join(expected))
                 live = re.search(r"registry-cleanup run --dry-run --policy (examples/\S+\.yml)", command)
-                if live and name.endswith("policy.md"):
+                if live and name.endswith("policy.md") and "|" not in command:
                     report = pathlib.Path(args.checkout) / "example-report.json"
                     again = run(f"{command} --report {report}", args.checkout)
                     if again.returncode != 0:

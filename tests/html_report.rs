@@ -180,6 +180,28 @@ fn plan_writes_the_page_beside_its_report() {
         std::fs::read(&other).expect("page"),
         std::fs::read(&page).expect("page")
     );
+
+    // A report from before the per-rule totals: its page still shows them.
+    let mut old = json.clone();
+    for key in ["deleted_by_rule", "kept_by_kind", "kept_bytes"] {
+        old["totals"].as_object_mut().expect("totals").remove(key);
+    }
+    let old_report = write_file(&dir, "old.json", &old.to_string());
+    let old_page = dir.path().join("old.html");
+    let out = run(
+        &[],
+        &["report", "html", &old_report, "--output", &arg(&old_page)],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let html = std::fs::read_to_string(&old_page).expect("page");
+    assert!(
+        html.contains("<tr data-rule=\"review images\">"),
+        "no rule table"
+    );
+    assert!(
+        html.contains("<tr data-kind=\"keep_n\">"),
+        "no reason table"
+    );
 }
 
 /// A run's page (not streamed), a streamed group run's pages, and the page

@@ -8,7 +8,10 @@ use crate::output::html::HtmlReport;
 use crate::output::merge::read_report;
 
 pub fn report_html(options: ReportHtmlOptions) -> CommandResult {
-    let report = read_report(&options.report)?;
+    let mut report = read_report(&options.report)?;
+    // Counted again from its repositories: a report written before the
+    // per-rule and per-reason totals existed gets them too.
+    report.extend(std::iter::empty());
     HtmlReport::write(&report, &options.output)?;
     println!(
         "{}: {} repositories, {} tags, {} {}",
