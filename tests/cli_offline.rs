@@ -200,7 +200,7 @@ fn signed_example_deletes_signatures_with_their_images_only() {
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
-        out.stdout.contains("acme/shop/app: 19 tags, 3 would delete, plus 3 signatures/attestations with their images, 12 kept, 1 protected"),
+        out.stdout.contains("acme/app: 19 tags, 3 would delete, plus 3 signatures/attestations with their images, 12 kept, 1 protected"),
         "{}",
         out.all()
     );

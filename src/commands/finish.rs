@@ -1,6 +1,8 @@
 //! How every command that plans or deletes ends: the summary (in
-//! collapsible sections inside GitLab CI), the report and the count files.
+//! collapsible sections inside GitLab CI), the report, its HTML page and
+//! the count files.
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -8,12 +10,24 @@ use crate::commands::exit::{CommandResult, Failure};
 use crate::config::options::{CountFiles, Outputs};
 use crate::domain::exit::Exit;
 use crate::output::count_files;
-use crate::output::report::Report;
+use crate::output::html::HtmlReport;
+use crate::output::report::{Report, ReportError};
 use crate::output::report_stream::ReportStream;
 use crate::output::sections;
 
 /// When the command started, for the elapsed time in the summary.
 pub static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Starts a streamed report: the summary and, with `report`, the report
+/// file, and with `counts.html` its HTML page, written as each repository
+/// finishes (see [`ReportStream`]).
+pub fn start_stream(
+    head: Report,
+    report: Option<&Path>,
+    counts: &CountFiles,
+) -> Result<ReportStream, ReportError> {
+    ReportStream::create(head, report)?.with_html(counts.html.as_deref())
+}
 
 /// How a command whose report was streamed ([`ReportStream`]: summary
 /// lines and report entries written as each repository finished) ends: the
@@ -44,6 +58,9 @@ pub fn finish(report: &Report, outputs: impl Into<Outputs>) -> CommandResult {
     if let Some(path) = &outputs.report {
         report.write(path)?;
         tracing::info!(path = %path.display(), "report written");
+    }
+    if let Some(path) = &outputs.html {
+        HtmlReport::write(report, path)?;
     }
     conclude(report, &outputs, report.has_failures())
 }

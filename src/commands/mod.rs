@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod ledger;
 pub mod plan;
 pub mod policy;
+pub mod report_html;
 pub mod report_merge;
 pub mod run;
 
@@ -37,5 +38,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Invocation::PolicyImport(options) => policy::import(options).await,
         Invocation::ReportMerge(options) => report_merge::report_merge(options),
         Invocation::LedgerServe(options) => ledger::serve(options).await,
+        Invocation::ReportHtml(options) => report_html::report_html(options),
     }
 }

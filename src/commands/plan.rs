@@ -5,14 +5,13 @@
 //! one repository, however large the inventory.
 
 use crate::commands::exit::{CommandResult, Failure};
-use crate::commands::finish::finish_stream;
+use crate::commands::finish::{finish_stream, start_stream};
 use crate::config::options::{CountFiles, PlanOptions};
 use crate::domain::planner::plan_owned_repository_with_ledger;
 use crate::domain::policy::Policy;
 use crate::domain::project::ProjectFacts;
 use crate::output::inventory_stream::{for_each_repository, read_facts, StreamError};
 use crate::output::report::{Report, RepositoryReport};
-use crate::output::report_stream::ReportStream;
 
 pub fn plan(options: PlanOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
@@ -40,7 +39,11 @@ pub fn plan(options: PlanOptions) -> CommandResult {
     // The plan the client engine would carry out; nothing is attempted.
     let mut head = Report::new("client", true);
     head.planned_with(options.now, &options.policy);
-    let mut report = ReportStream::create(head, options.report.as_deref())?;
+    let outputs = CountFiles {
+        html: options.html.clone(),
+        ..CountFiles::default()
+    };
+    let mut report = start_stream(head, options.report.as_deref(), &outputs)?;
     for_each_repository(&options.inventory, facts.as_ref(), |repository, project| {
         let project: Option<&ProjectFacts> = project.filter(|_| facts.is_some());
         // What `inventory --ledger` recorded, for rules with `unpulled_for`:
@@ -62,5 +65,5 @@ pub fn plan(options: PlanOptions) -> CommandResult {
         StreamError::Inventory(err) => Failure::from(err),
         StreamError::Caller(err) => Failure::from(err),
     })?;
-    finish_stream(report, &CountFiles::default()).map(|(exit, _)| exit)
+    finish_stream(report, &outputs).map(|(exit, _)| exit)
 }

@@ -4,7 +4,7 @@
 
 use crate::commands::exit::CommandResult;
 
-use crate::commands::finish::{finish, finish_stream};
+use crate::commands::finish::{finish, finish_stream, start_stream};
 use crate::config::cli::Engine;
 use crate::config::options::{RunOptions, Scope};
 use crate::domain::exit::Exit;
@@ -13,7 +13,6 @@ use crate::execute::client_engine::{policy_warnings, ClientRun};
 use crate::execute::scope;
 use crate::execute::server_engine as server;
 use crate::output::report::{plural, Report, ReportedTagRule};
-use crate::output::report_stream::ReportStream;
 
 pub async fn run(options: RunOptions) -> CommandResult {
     let policy = Policy::load(&options.policy)?;
@@ -102,7 +101,7 @@ pub async fn run(options: RunOptions) -> CommandResult {
             .map(|limit| (limit, report.totals.deleted))
             .ok_or(exit)
     } else {
-        let mut stream = ReportStream::create(head, options.report.as_deref())?;
+        let mut stream = start_stream(head, options.report.as_deref(), &options.counts)?;
         client.drive(repositories, now, &mut stream).await?;
         clients.log_stats();
         let (exit, report) = finish_stream(stream, &options.counts)?;

@@ -167,6 +167,18 @@ pub struct DoctorArgs {
 pub enum ReportCommand {
     /// Join the reports of a sharded run (`run --shard I/N`) into one report and summary
     Merge(MergeArgs),
+    /// Turn a JSON report into one self-contained HTML page (totals, storage, rules, reasons, every tag)
+    Html(HtmlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HtmlArgs {
+    /// The JSON report (`--report FILE` of run, plan, delete or report merge)
+    #[arg(value_name = "REPORT")]
+    pub report: PathBuf,
+    /// Write the page to FILE (default: the report's path with .html)
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +195,9 @@ pub struct MergeArgs {
     /// Write the merged counts as OpenMetrics text for artifacts:reports:metrics
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Write the merged report as a self-contained HTML page too
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +231,9 @@ pub struct CommonRunArgs {
     /// Write the counts as OpenMetrics text for artifacts:reports:metrics
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page too (whenever the report is written)
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -285,6 +303,9 @@ pub struct PlanArgs {
     /// Write the JSON report to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the plan as a self-contained HTML page too
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,7 @@ pub enum Invocation {
     PolicyImport(ImportOptions),
     ReportMerge(ReportMergeOptions),
     LedgerServe(LedgerServeOptions),
+    ReportHtml(ReportHtmlOptions),
 }
 
 #[derive(Debug)]
@@ -50,6 +51,14 @@ pub struct ImportOptions {
     /// `None`: read the policy live from `GET /projects/:id`.
     pub from: Option<PathBuf>,
     pub output: Option<PathBuf>,
+}
+
+/// `report html REPORT [--output FILE]`.
+#[derive(Debug)]
+pub struct ReportHtmlOptions {
+    pub report: PathBuf,
+    /// Checked writable; the report's path with `.html` unless given.
+    pub output: PathBuf,
 }
 
 #[derive(Debug)]
@@ -83,6 +92,8 @@ pub struct PlanOptions {
     pub policy: PathBuf,
     pub now: DateTime<Utc>,
     pub report: Option<PathBuf>,
+    /// `--html`/`CLEANUP_HTML`: the plan as an HTML page.
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -100,11 +111,14 @@ pub struct DeleteOptions {
 }
 
 /// Where `--dotenv` and `--metrics` (`CLEANUP_DOTENV`, `CLEANUP_METRICS`)
-/// write the counts; checked writable before anything is done.
+/// write the counts, and `--html` (`CLEANUP_HTML`) the page made from the
+/// report: what is written beside the report; each checked writable before
+/// anything is done.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CountFiles {
     pub dotenv: Option<PathBuf>,
     pub metrics: Option<PathBuf>,
+    pub html: Option<PathBuf>,
 }
 
 impl CountFiles {
@@ -114,6 +128,7 @@ impl CountFiles {
             report: report.cloned(),
             dotenv: self.dotenv.clone(),
             metrics: self.metrics.clone(),
+            html: self.html.clone(),
         }
     }
 }
@@ -185,16 +200,23 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 (None, Some(text)) => parse_now("CLEANUP_NOW", &text)?,
                 (None, None) => Utc::now(),
             };
+            let html = output_file(&args.html, "--html", &env.cleanup_html, "CLEANUP_HTML", env)?;
             Invocation::Plan(PlanOptions {
                 inventory,
                 policy: policy_path(args.policy, env),
                 now,
                 report,
+                html,
             })
         }
         Command::Delete(args) => {
             let report = report_path(args.common.report.clone(), env)?;
-            let counts = count_files(&args.common.dotenv, &args.common.metrics, env)?;
+            let counts = count_files(
+                &args.common.dotenv,
+                &args.common.metrics,
+                &args.common.html,
+                env,
+            )?;
             let (dry_run, connection) = common(&args.common, env, connection)?;
             let references = args
                 .refs
@@ -227,7 +249,12 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
         }
         Command::Run(args) => {
             let report = report_path(args.common.report.clone(), env)?;
-            let counts = count_files(&args.common.dotenv, &args.common.metrics, env)?;
+            let counts = count_files(
+                &args.common.dotenv,
+                &args.common.metrics,
+                &args.common.html,
+                env,
+            )?;
             let (dry_run, mut connection) = common(&args.common, env, connection)?;
             connection.ledger =
                 crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
@@ -275,7 +302,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
         Command::Report(ReportCommand::Merge(args)) => {
             Invocation::ReportMerge(ReportMergeOptions {
                 report: report_path(args.report, env)?,
-                counts: count_files(&args.dotenv, &args.metrics, env)?,
+                counts: count_files(&args.dotenv, &args.metrics, &args.html, env)?,
                 files: args.files,
             })
         }
@@ -286,6 +313,32 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 args.ignore_user_agents,
                 env,
             )?)
+        }
+        Command::Report(ReportCommand::Html(args)) => {
+            let output = match output_file(
+                &args.output,
+                "--output",
+                &env.cleanup_output,
+                "CLEANUP_OUTPUT",
+                env,
+            )? {
+                Some(output) => output,
+                None => {
+                    let output = args.report.with_extension("html");
+                    check_writable(&output, "the page (REPORT with .html)")?;
+                    output
+                }
+            };
+            if output == args.report {
+                return Err(ConfigError::argument("--output", format!(
+                    "report html {}: the page would overwrite the report; give another file with --output FILE",
+                    args.report.display()
+                )));
+            }
+            Invocation::ReportHtml(ReportHtmlOptions {
+                report: args.report,
+                output,
+            })
         }
         Command::Inventory(args) => {
             let scope = scope(args.group, args.instance, env)?;
@@ -444,35 +497,49 @@ fn report_path(flag: Option<PathBuf>, env: &CleanupEnv) -> Result<Option<PathBuf
     Ok(Some(path))
 }
 
-/// `--dotenv`/`--metrics`, else `CLEANUP_DOTENV`/`CLEANUP_METRICS`; each
-/// refused (exit 2) unless it can be written.
+/// `--dotenv`/`--metrics`/`--html`, else `CLEANUP_DOTENV`/`CLEANUP_METRICS`/
+/// `CLEANUP_HTML`; each refused (exit 2) unless it can be written.
 pub fn count_files(
     dotenv: &Option<PathBuf>,
     metrics: &Option<PathBuf>,
+    html: &Option<PathBuf>,
     env: &CleanupEnv,
 ) -> Result<CountFiles, ConfigError> {
-    let file = |flag: &Option<PathBuf>,
-                flag_name: &str,
-                variable: &Option<String>,
-                variable_name: &str|
-     -> Result<Option<PathBuf>, ConfigError> {
-        let (path, name) = match (flag, env.path(variable)) {
-            (Some(path), _) => (path.clone(), flag_name),
-            (None, Some(path)) => (path, variable_name),
-            (None, None) => return Ok(None),
-        };
-        check_writable(&path, name)?;
-        Ok(Some(path))
-    };
     Ok(CountFiles {
-        dotenv: file(dotenv, "--dotenv", &env.cleanup_dotenv, "CLEANUP_DOTENV")?,
-        metrics: file(
+        dotenv: output_file(
+            dotenv,
+            "--dotenv",
+            &env.cleanup_dotenv,
+            "CLEANUP_DOTENV",
+            env,
+        )?,
+        metrics: output_file(
             metrics,
             "--metrics",
             &env.cleanup_metrics,
             "CLEANUP_METRICS",
+            env,
         )?,
+        html: output_file(html, "--html", &env.cleanup_html, "CLEANUP_HTML", env)?,
     })
+}
+
+/// A file to write: the flag, else its variable; refused (exit 2, naming
+/// the one it came from) unless it can be written.
+fn output_file(
+    flag: &Option<PathBuf>,
+    flag_name: &str,
+    variable: &Option<String>,
+    variable_name: &str,
+    env: &CleanupEnv,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let (path, name) = match (flag, env.path(variable)) {
+        (Some(path), _) => (path.clone(), flag_name),
+        (None, Some(path)) => (path, variable_name),
+        (None, None) => return Ok(None),
+    };
+    check_writable(&path, name)?;
+    Ok(Some(path))
 }
 
 /// Fails unless `path` can be written: an existing file opened for
@@ -507,6 +574,26 @@ fn parse_now(name: &str, text: &str) -> Result<DateTime<Utc>, ConfigError> {
             ),
             )
         })
+}
+
+/// Where a command's results go besides stdout: the JSON report, its HTML
+/// page and the count files, each optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outputs {
+    pub report: Option<PathBuf>,
+    pub dotenv: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+}
+
+/// A command with only a report path (`plan`) ends the same way.
+impl From<Option<&PathBuf>> for Outputs {
+    fn from(report: Option<&PathBuf>) -> Self {
+        Outputs {
+            report: report.cloned(),
+            ..Outputs::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -577,7 +664,7 @@ mod tests {
             "engine" => "server",
             "now" => "2026-01-02T03:04:05Z",
             "repository" => "api",
-            "dotenv" | "metrics" | "from" => "sample-file",
+            "dotenv" | "metrics" | "from" | "html" => "sample-file",
             "group" => "platform",
             "ledger" => "http://127.0.0.1:9/",
             "listen" => "127.0.0.1:9999",
@@ -622,6 +709,7 @@ mod tests {
             ("delete", &["v1"]),
             ("plan", &["--inventory", "i.json"]),
             ("report merge", &["shard-1.json"]),
+            ("report html", &["report.json"]),
         ];
         // The token every ledger option needs (an environment variable only).
         let token = ("CLEANUP_LEDGER_TOKEN", "0123456789abcdef0123");
@@ -718,7 +806,10 @@ mod tests {
                 .filter_map(|a| a.get_long())
                 .collect();
             let network = ["concurrency", "allow-insecure-http"];
-            let offline = matches!(command.get_name(), "plan" | "check" | "merge" | "serve");
+            let offline = matches!(
+                command.get_name(),
+                "plan" | "check" | "merge" | "serve" | "html"
+            );
             for flag in network {
                 assert_eq!(
                     longs.contains(&flag),
@@ -834,25 +925,6 @@ mod tests {
                 err.to_string().contains(expected),
                 "{args:?} {vars:?}: {err}"
             );
-        }
-    }
-}
-
-/// Where a command's results go besides stdout: the JSON report and the
-/// count files, each optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outputs {
-    pub report: Option<PathBuf>,
-    pub dotenv: Option<PathBuf>,
-    pub metrics: Option<PathBuf>,
-}
-
-/// A command with only a report path (`plan`) ends the same way.
-impl From<Option<&PathBuf>> for Outputs {
-    fn from(report: Option<&PathBuf>) -> Self {
-        Outputs {
-            report: report.cloned(),
-            ..Outputs::default()
         }
     }
 }

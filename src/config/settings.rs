@@ -62,6 +62,7 @@ pub struct CleanupEnv {
     pub cleanup_all_repositories: Option<String>,
     pub cleanup_dotenv: Option<String>,
     pub cleanup_metrics: Option<String>,
+    pub cleanup_html: Option<String>,
     pub cleanup_from: Option<String>,
     pub cleanup_group: Option<String>,
     pub cleanup_shard: Option<String>,

@@ -4,7 +4,7 @@
 //! planned and what the executor says happened to each planned deletion;
 //! the summary lines are derived from it so the two can never disagree.
 
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -69,6 +69,10 @@ pub struct Report {
     /// the plan), and the run failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_over_limit: Option<usize>,
+    /// The run was stopped by a signal before it had done every
+    /// repository: the report lists what was done up to then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// A GitLab tag rule as the report shows it.
@@ -233,7 +237,9 @@ impl DeletedTag {
     }
 }
 
-/// A tag that stays, and why (see [`crate::domain::planner::StayReason`]).
+/// A tag that stays, and why (see [`crate::domain::planner::StayReason`]),
+/// with what the listing said of it (absent where it said nothing, and in
+/// reports made before these were recorded).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptTagEntry {
     pub tag: String,
@@ -243,21 +249,58 @@ pub struct KeptTagEntry {
     /// source (an environment's deployment, or a running pipeline).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_use: Vec<CommitInUse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::domain::rfc3339"
+    )]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::domain::rfc3339"
+    )]
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// As a deleted tag's `size_bytes`: the storage the tag holds on to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
 }
 
 impl KeptTagEntry {
-    pub fn planned(staying: &StayingTag) -> Self {
+    pub fn planned(staying: StayingTag) -> Self {
         let in_use = match &staying.reason {
             StayReason::Protected(ProtectReason::InUse { sources }) => sources.clone(),
             _ => Vec::new(),
         };
         KeptTagEntry {
-            tag: staying.tag.to_string(),
+            tag: staying.tag.into(),
             kind: staying.reason.kind().to_string(),
             reason: staying.reason.to_string(),
             in_use,
+            digest: staying.digest.map(String::from),
+            created_at: staying.created_at,
+            pushed_at: staying.pushed_at,
+            size_bytes: staying.size_bytes,
         }
     }
+
+    /// Protected (set aside before any rule), as opposed to kept by the
+    /// rules: the kinds [`crate::domain::planner::ProtectReason`] gives,
+    /// and GitLab's tag rules.
+    pub fn is_protected(&self) -> bool {
+        is_protected_kind(&self.kind)
+    }
+}
+
+/// Whether a `kept_tags` kind is a protection (counted in `protected`)
+/// rather than a rule's keeping (counted in `kept`).
+pub fn is_protected_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "protected" | "protected_latest" | "protect_pattern" | "gitlab_tag_rule"
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,6 +370,38 @@ pub struct Totals {
     /// Repositories `remove_empty_repositories` failed to remove.
     #[serde(default, skip_serializing_if = "is_zero_count")]
     pub removals_failed: usize,
+    /// The deleted tags by the rule that deleted them (referrer tags under
+    /// `with its subject` / `orphaned referrer`), with their bytes: what
+    /// each rule does, at a glance. Tags deleted by reference (`delete`)
+    /// name no rule and are not here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deleted_by_rule: BTreeMap<String, TagsAndBytes>,
+    /// The tags that stay (`kept_tags`: kept and protected) by `kind`, with
+    /// the bytes they hold.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kept_by_kind: BTreeMap<String, TagsAndBytes>,
+    /// The `size_bytes` of every tag that stays (`kept_tags`), summed:
+    /// the storage the policy leaves in place, counted as `deleted_bytes` is.
+    #[serde(default, skip_serializing_if = "is_zero_bytes")]
+    pub kept_bytes: u64,
+}
+
+/// A number of tags and the listed bytes of those that had a size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagsAndBytes {
+    pub tags: usize,
+    pub bytes: u64,
+}
+
+impl TagsAndBytes {
+    fn add(&mut self, tags: usize, bytes: u64) {
+        self.tags += tags;
+        self.bytes += bytes;
+    }
+}
+
+fn is_zero_bytes(bytes: &u64) -> bool {
+    *bytes == 0
 }
 
 fn is_zero_count(count: &usize) -> bool {
@@ -364,6 +439,7 @@ impl Totals {
                 .as_ref()
                 .is_some_and(|removal| removal.outcome == RepositoryRemoval::FAILED),
         );
+        self.count_rules_and_kinds(repository);
     }
 
     /// Whether anything counted here makes the run a failure (exit 1): the
@@ -373,6 +449,62 @@ impl Totals {
             || self.failed_repositories > 0
             || self.incomplete_repositories > 0
             || self.removals_failed > 0
+    }
+
+    fn count_rules_and_kinds(&mut self, repository: &RepositoryReport) {
+        // A repository's deletions come sorted by tag name, and one rule
+        // often deletes most of them: count runs of the same rule, one map
+        // lookup a run rather than a tag.
+        let mut run: Option<(&str, TagsAndBytes)> = None;
+        for deleted in &repository.deleted {
+            let Some(rule) = deleted.rule.as_deref() else {
+                continue;
+            };
+            let size = deleted.size_bytes.unwrap_or(0);
+            match &mut run {
+                Some((current, counted)) if *current == rule => counted.add(1, size),
+                _ => {
+                    if let Some((rule, counted)) = run.take() {
+                        self.add_rule(rule, counted);
+                    }
+                    run = Some((
+                        rule,
+                        TagsAndBytes {
+                            tags: 1,
+                            bytes: size,
+                        },
+                    ));
+                }
+            }
+        }
+        if let Some((rule, counted)) = run {
+            self.add_rule(rule, counted);
+        }
+        for kept in &repository.kept_tags {
+            let size = kept.size_bytes.unwrap_or(0);
+            self.kept_bytes += size;
+            match self.kept_by_kind.get_mut(kept.kind.as_str()) {
+                Some(counted) => counted.add(1, size),
+                None => {
+                    self.kept_by_kind.insert(
+                        kept.kind.clone(),
+                        TagsAndBytes {
+                            tags: 1,
+                            bytes: size,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn add_rule(&mut self, rule: &str, counted: TagsAndBytes) {
+        match self.deleted_by_rule.get_mut(rule) {
+            Some(total) => total.add(counted.tags, counted.bytes),
+            None => {
+                self.deleted_by_rule.insert(rule.to_string(), counted);
+            }
+        }
     }
 }
 
@@ -585,13 +717,6 @@ impl Report {
         lines.push(total);
         lines
     }
-
-    pub fn print_summary(&self, out: &mut impl Write) -> std::io::Result<()> {
-        for line in self.summary_lines() {
-            writeln!(out, "{line}")?;
-        }
-        Ok(())
-    }
 }
 
 impl RepositoryReport {
@@ -616,7 +741,6 @@ impl RepositoryReport {
         report.refs_incomplete = plan.refs_unusable;
         report.in_use_incomplete = plan.in_use_unusable;
         report.ledger_unreadable = plan.ledger_unusable;
-        report.kept_tags = plan.staying.iter().map(KeptTagEntry::planned).collect();
         report.protected_by_gitlab = plan
             .staying
             .iter()
@@ -629,6 +753,11 @@ impl RepositoryReport {
                 }
                 _ => None,
             })
+            .collect();
+        report.kept_tags = plan
+            .staying
+            .into_iter()
+            .map(KeptTagEntry::planned)
             .collect();
         // The plan is consumed: its names and rules move into the report.
         report.deleted.reserve(plan.delete.len());

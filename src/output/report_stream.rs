@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize as _;
 use serde_json::ser::Formatter;
 
+use crate::output::breakdown::Breakdown;
+use crate::output::html::HtmlReport;
 use crate::output::report::{Report, ReportError, RepositoryReport};
 
 /// Where the repositories go in the serialised head: pretty-printed, a
@@ -151,6 +153,11 @@ pub struct ReportStream {
     pushed: usize,
     /// Where pushed repositories go to be freed (see [`freeing_thread`]).
     free: Option<std::sync::mpsc::SyncSender<RepositoryReport>>,
+    /// The samples and storage of the summary's breakdown, gathered as
+    /// repositories are pushed.
+    breakdown: Breakdown,
+    /// The report's HTML page, written alongside (`--html`).
+    html: Option<HtmlReport>,
 }
 
 /// A thread that frees the repositories handed to it. A large repository's
@@ -238,12 +245,26 @@ impl ReportStream {
             sections: crate::output::sections::in_gitlab_ci(),
             pushed: 0,
             free: freeing_thread(),
+            breakdown: Breakdown::new(),
+            html: None,
         })
+    }
+
+    /// Also writes the report as an HTML page at `path` (`None`: not).
+    pub fn with_html(mut self, path: Option<&Path>) -> Result<ReportStream, ReportError> {
+        if let Some(path) = path {
+            self.html = Some(HtmlReport::create(path, &self.report)?);
+        }
+        Ok(self)
     }
 
     /// Prints the repository's summary line, writes its entry and counts it.
     pub fn push(&mut self, repository: RepositoryReport) -> Result<(), ReportError> {
         self.report.totals.count(&repository);
+        self.breakdown.add(&repository);
+        if let Some(html) = &mut self.html {
+            html.add(&repository)?;
+        }
         self.failures |= repository.has_failures();
         let line = repository.summary_line(self.report.verb());
         self.pushed += 1;
@@ -312,7 +333,11 @@ impl ReportStream {
             std::fs::rename(&file.partial, &file.path).map_err(write_error)?;
             tracing::info!(path = %file.path.display(), "report written");
         }
-        for line in self.report.total_lines() {
+        if let Some(html) = self.html.take() {
+            html.finish(&self.report)?;
+        }
+        let breakdown = crate::output::sections::breakdown_lines(&self.report, &self.breakdown);
+        for line in breakdown.iter().chain(&self.report.total_lines()) {
             let _ = writeln!(self.stdout.lock(), "{line}");
         }
         let failures = self.failures || self.report.has_failures();

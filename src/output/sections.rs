@@ -10,6 +10,7 @@
 
 use std::io::Write;
 
+use crate::output::breakdown::Breakdown;
 use crate::output::report::{human_bytes, Report, RepositoryReport};
 
 /// Whether stdout goes to a GitLab CI job log (`GITLAB_CI=true`, set by
@@ -20,30 +21,45 @@ pub fn in_gitlab_ci() -> bool {
     std::env::var_os("GITLAB_CI").is_some_and(|value| value == "true")
 }
 
-/// Prints the summary: plain, or with `sections` each repository's details
-/// in a section collapsed unless something failed there (a failure should
-/// not need a click to be seen). `now` is the markers' unix time.
+/// Prints the summary: each repository's line — plain, or with `sections`
+/// its details in a section collapsed unless something failed there (a
+/// failure should not need a click to be seen) — then the breakdown by rule,
+/// reason and storage ([`Breakdown`]), then the totals. `now` is the
+/// markers' unix time.
 pub fn print_summary(
     report: &Report,
     sections: bool,
     now: i64,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    if !sections {
-        return report.print_summary(out);
-    }
     let lines = report.summary_lines();
     // `summary_lines` is one line per repository, in order, then the totals.
     let (repository_lines, total_lines) = lines.split_at(report.repositories.len());
     for (index, (repository, header)) in
         report.repositories.iter().zip(repository_lines).enumerate()
     {
-        print_repository(repository, header, report.dry_run, index + 1, now, out)?;
+        if sections {
+            print_repository(repository, header, report.dry_run, index + 1, now, out)?;
+        } else {
+            writeln!(out, "{header}")?;
+        }
+    }
+    for line in breakdown_lines(report, &Breakdown::of(report)) {
+        writeln!(out, "{line}")?;
     }
     for line in total_lines {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// The breakdown block of `report`'s summary: none for the server engine's
+/// live run, which GitLab reports nothing back from.
+pub fn breakdown_lines(report: &Report, breakdown: &Breakdown) -> Vec<String> {
+    if report.engine == "server" && !report.dry_run {
+        return Vec::new();
+    }
+    breakdown.lines(report)
 }
 
 /// One repository's section: `header` (its summary line) and its detail
@@ -163,7 +179,13 @@ mod tests {
         assert!(lines[3].contains("section_start:1700000000:registry_cleanup_repository_2\r"));
         assert_eq!(lines[4], "  FAILED mr-2: boom");
         assert!(lines[5].starts_with("\x1b[0Ksection_end:1700000000:registry_cleanup_repository_2"));
-        assert!(lines[6].starts_with("total: 2 repositories"), "{text}");
+        assert_eq!(lines[6], "deleted, by rule:");
+        assert!(lines[7].starts_with("  \"review\": 1 tag"), "{text}");
+        let total = lines
+            .iter()
+            .position(|line| line.starts_with("total: 2 repositories"))
+            .expect("total");
+        assert!(total > 7, "{text}");
         assert_eq!(text.matches("section_start").count(), 2);
     }
 
@@ -172,6 +194,21 @@ mod tests {
         let text = printed(false);
         assert!(!text.contains("section_"), "{text}");
         assert!(!text.contains('\x1b'), "{text}");
-        assert_eq!(text, report().summary_lines().join("\n") + "\n");
+        let report = report();
+        let lines = report.summary_lines();
+        let breakdown = Breakdown::of(&report).lines(&report);
+        assert!(!breakdown.is_empty());
+        let expected: Vec<&String> = lines[..2]
+            .iter()
+            .chain(&breakdown)
+            .chain(&lines[2..])
+            .collect();
+        assert_eq!(
+            text,
+            expected
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>()
+        );
     }
 }

@@ -194,12 +194,31 @@ impl std::fmt::Display for StayReason {
     }
 }
 
-/// A tag that stays, by name: what a plan outline keeps of the kept and
-/// protected tags once the listing is dropped.
+/// A tag that stays: what a plan outline keeps of the kept and protected
+/// tags once the listing is dropped — its name, why, and what a reviewer
+/// of the report weighs it by (digest, dates, size; moved, not copied,
+/// from the listing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StayingTag {
     pub tag: TagName,
     pub reason: StayReason,
+    pub digest: Option<Digest>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub pushed_at: Option<DateTime<Utc>>,
+    pub size_bytes: Option<u64>,
+}
+
+impl StayingTag {
+    fn new(tag: Tag, reason: StayReason) -> Self {
+        StayingTag {
+            tag: tag.name,
+            reason,
+            digest: tag.digest,
+            created_at: tag.created_at,
+            pushed_at: tag.pushed_at,
+            size_bytes: tag.size_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,24 +449,23 @@ impl RepositoryPlan {
         let (tags, kept) = (self.total(), self.keep.len());
         let warnings = self.warnings();
         let referrer_deletions = self.referrer_deletions();
+        let protected = self.protected.len();
         let mut staying: Vec<StayingTag> = self
             .protected
-            .iter()
-            .map(|p| StayingTag {
-                tag: p.tag.name.clone(),
-                reason: StayReason::Protected(p.reason.clone()),
-            })
-            .chain(self.keep.into_iter().map(|k| StayingTag {
-                tag: k.tag.name,
-                reason: StayReason::Kept(k.reason),
-            }))
+            .into_iter()
+            .map(|p| StayingTag::new(p.tag, StayReason::Protected(p.reason)))
+            .chain(
+                self.keep
+                    .into_iter()
+                    .map(|k| StayingTag::new(k.tag, StayReason::Kept(k.reason))),
+            )
             .collect();
         staying.sort_by(|a, b| a.tag.as_bytes().cmp(b.tag.as_bytes()));
         PlanOutline {
             staying,
             tags,
             kept,
-            protected: self.protected.len(),
+            protected,
             referrer_deletions,
             warnings,
             refs_unusable: self.refs_warning.clone(),

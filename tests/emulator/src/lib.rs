@@ -165,6 +165,11 @@ pub struct Config {
     /// `waiting_for_callback` and `canceling` pipeline statuses: those
     /// filter values answer 400 `<param> does not have a valid value`.
     pub legacy_statuses: bool,
+    /// The instant an inventory's dates are relative to (`--inventory-now`):
+    /// tags seeded from an inventory are served as old at any time as they
+    /// were at that instant (a playground that stays up shows the plan of
+    /// `plan --now` that instant, whenever it is asked).
+    pub inventory_now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// GitLab's default cleanup policy of a new project: disabled, daily,
@@ -240,6 +245,7 @@ impl Default for Config {
             admin: false,
             job_token_refused: Vec::new(),
             legacy_statuses: false,
+            inventory_now: None,
         }
     }
 }

@@ -23,8 +23,14 @@ usage: gitlab-emulator [options]
                           no keyset pagination; the project's REST repositories (those
                           /jwt/auth issued a push token for), tag list, tag details and
                           single-tag delete (GitLab's dummy-manifest trick) use that registry
-  --inventory FILE        seed repositories and tags (inventory JSON, full paths)
-  --project-path PATH     project path [group/project; with --inventory: the
+  --inventory FILE        seed repositories and tags (inventory JSON, full paths;
+                          repeatable): digests, dates, sizes, media types, an
+                          index's children; repositories of another project_id
+                          make a project of the group; refs make branches and
+                          open merge requests
+  --inventory-now RFC3339 the instant the inventories' dates are relative to: their
+                          tags are served as old, whenever asked, as they were then
+  --project-path PATH     project path [group/project; with --inventory: the first
                           inventory's, the common path of its repositories]
   --project-id N          project id [1]
   --group-project ID:PATH another project of the group (repeatable): listed by
@@ -49,14 +55,14 @@ GET /_emulator/summary (counts), POST /_emulator/reset-requests.";
 struct Options {
     config: Config,
     listen: Listen,
-    /// The file and its text.
-    inventory: Option<(String, String)>,
+    /// The files and their text.
+    inventories: Vec<(String, String)>,
 }
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut config = Config::default();
     let mut listen = Listen::default();
-    let mut inventory = None;
+    let mut inventories = Vec::new();
     let mut project_path = None;
     let mut upstream_host = None;
     let mut args = args.into_iter();
@@ -88,7 +94,15 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
                 config.gitlab_v1 = false;
                 config.tag_delete = false;
             }
-            "--inventory" => inventory = Some(value(&flag)?),
+            "--inventory" => inventories.push(value(&flag)?),
+            "--inventory-now" => {
+                let text = value(&flag)?;
+                config.inventory_now = Some(
+                    chrono::DateTime::parse_from_rfc3339(&text)
+                        .map_err(|err| format!("--inventory-now: {text:?}: {err}"))?
+                        .with_timezone(&chrono::Utc),
+                );
+            }
             "--project-path" => project_path = Some(value(&flag)?),
             "--project-id" => {
                 let text = value(&flag)?;
@@ -151,15 +165,15 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         listen.registry = None;
         listen.registry_host.get_or_insert(host);
     }
-    let inventory = match inventory {
-        Some(file) => {
+    let inventories = inventories
+        .into_iter()
+        .map(|file| {
             let json = std::fs::read_to_string(&file)
                 .map_err(|err| format!("--inventory: cannot read {file}: {err}"))?;
-            Some((file, json))
-        }
-        None => None,
-    };
-    config.project_path = match (project_path, &inventory) {
+            Ok((file, json))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    config.project_path = match (project_path, inventories.first()) {
         (Some(path), _) => path,
         (None, Some((file, json))) => gitlab_emulator::project_path_of_inventory(json)
             .map_err(|err| format!("--inventory {file}: {err}"))?,
@@ -168,14 +182,14 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     Ok(Options {
         config,
         listen,
-        inventory,
+        inventories,
     })
 }
 
 fn run(options: Options) -> Result<(), String> {
     let serves_registry = options.listen.registry.is_some();
     let emulator = Emulator::start_on(options.config, options.listen)?;
-    if let Some((file, json)) = &options.inventory {
+    for (file, json) in &options.inventories {
         emulator
             .try_load_inventory_json(json)
             .map_err(|err| format!("--inventory {file}: {err}"))?;

@@ -69,6 +69,10 @@ pub(crate) struct TagEntry {
     /// (`updated_at` when later than the first push, else `created_at`).
     pub published_at: DateTime<Utc>,
     pub protected: bool,
+    /// Seeded from an inventory with `Config::inventory_now`: its times are
+    /// served moved forward by the time since that instant (see
+    /// [`State::shown_time`]), so its ages stay what the inventory says.
+    pub floating: bool,
 }
 
 pub(crate) struct Repository {
@@ -81,6 +85,34 @@ pub(crate) struct Repository {
     pub tags: BTreeMap<String, TagEntry>,
     pub manifests: HashMap<String, Manifest>,
     pub blobs: HashMap<String, Bytes>,
+}
+
+/// A tag of an inventory file (`registry-cleanup inventory`'s format).
+#[derive(Deserialize)]
+pub(crate) struct InventoryTag {
+    name: String,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pushed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    protected: bool,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    children: Vec<String>,
+    #[serde(default)]
+    size_bytes: Option<u64>,
+}
+
+impl InventoryTag {
+    fn is_index(&self) -> bool {
+        self.media_type
+            .as_deref()
+            .is_some_and(|media_type| media_type == OCI_INDEX || media_type == DOCKER_LIST)
+    }
 }
 
 /// The project's git refs, for the branches, tags and merge requests
@@ -136,6 +168,9 @@ pub(crate) struct State {
     pub git: GitRefs,
     /// Environments, deployments and pipelines, by project.
     pub in_use: crate::in_use::InUseState,
+    /// The git refs of `Config::group_projects` seeded from an inventory's
+    /// `refs`: their branches, tags and merge requests endpoints answer.
+    pub other_git: BTreeMap<u64, GitRefs>,
     pub uploads: HashMap<String, Upload>,
     pub requests: Vec<RecordedRequest>,
     pub bulk_calls: Vec<BulkCall>,
@@ -173,6 +208,7 @@ impl State {
             repositories: BTreeMap::new(),
             git: GitRefs::default(),
             in_use: crate::in_use::InUseState::default(),
+            other_git: BTreeMap::new(),
             uploads: HashMap::new(),
             requests: Vec::new(),
             bulk_calls: Vec::new(),
@@ -476,15 +512,24 @@ impl State {
                     first_pushed_at: published_at,
                     published_at,
                     protected: tag.protected,
+                    floating: false,
                 },
             );
         }
     }
 
+    /// Seeds an inventory file (`registry-cleanup inventory`'s format) as
+    /// the registry would hold it: each tag's digest, dates, size, media
+    /// type and an image index's children (made as images where no tag
+    /// names them); repositories of other projects (`project_id`) become
+    /// projects of the group, each at the common path of its repositories;
+    /// `refs` become the projects' branches and open merge requests.
     pub(crate) fn load_inventory(&mut self, json: &str) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Inventory {
             repositories: Vec<InventoryRepository>,
+            #[serde(default)]
+            refs: BTreeMap<String, InventoryRefs>,
         }
         #[derive(Deserialize)]
         struct InventoryRepository {
@@ -492,22 +537,26 @@ impl State {
             #[serde(default)]
             id: Option<u64>,
             #[serde(default)]
+            project_id: Option<u64>,
+            #[serde(default)]
             tags: Vec<InventoryTag>,
         }
         #[derive(Deserialize)]
-        struct InventoryTag {
-            name: String,
+        struct InventoryRefs {
             #[serde(default)]
-            digest: Option<String>,
+            slugs: Vec<String>,
             #[serde(default)]
-            created_at: Option<DateTime<Utc>>,
-            #[serde(default)]
-            pushed_at: Option<DateTime<Utc>>,
-            #[serde(default)]
-            protected: bool,
+            open_mrs: Vec<u64>,
         }
         let inventory: Inventory =
             serde_json::from_str(json).map_err(|err| format!("inventory is not valid: {err}"))?;
+        self.add_inventory_projects(
+            &inventory
+                .repositories
+                .iter()
+                .map(|r| (r.path.as_str(), r.project_id))
+                .collect::<Vec<_>>(),
+        )?;
         for repository in &inventory.repositories {
             if !self.in_known_project(&repository.path, true) {
                 return Err(format!(
@@ -516,22 +565,247 @@ impl State {
                 ));
             }
         }
-        for repository in inventory.repositories {
-            let id = self.ensure_repository(&repository.path, repository.id);
-            for tag in repository.tags {
-                self.seed_tag(
-                    id,
-                    TagSpec {
-                        name: tag.name,
-                        digest: tag.digest,
-                        created_at: tag.created_at,
-                        pushed_at: tag.pushed_at,
-                        protected: tag.protected,
+        for (project, refs) in inventory.refs {
+            let project: u64 = project
+                .parse()
+                .map_err(|_| format!("refs: {project:?} is not a project id"))?;
+            let git = if project == self.config.project_id {
+                &mut self.git
+            } else {
+                self.other_git.entry(project).or_default()
+            };
+            git.branches.extend(refs.slugs);
+            for iid in refs.open_mrs {
+                git.merge_requests.insert(
+                    iid,
+                    MergeRequest {
+                        source_branch: format!("mr-{iid}-source"),
+                        state: "opened".to_string(),
+                        from_fork: false,
                     },
                 );
             }
         }
+        for repository in inventory.repositories {
+            // GitLab marks no single tag protected: a protected tag is one a
+            // tag rule protects, which registry tokens carry (`meta`), so
+            // the tool plans it protected, as `plan` does from the inventory.
+            // (The emulator's rules hold for every project of the group.)
+            for tag in repository.tags.iter().filter(|tag| tag.protected) {
+                let rule = format!("^{}$", regex::escape(&tag.name));
+                if !self.config.tag_rules.delete_deny.contains(&rule) {
+                    self.config.tag_rules.delete_deny.push(rule);
+                }
+            }
+            let id = self.ensure_repository(&repository.path, repository.id);
+            // Images first: an index lists them, and its children that no
+            // tag names are made then.
+            let (indexes, images): (Vec<InventoryTag>, Vec<InventoryTag>) = repository
+                .tags
+                .into_iter()
+                .partition(InventoryTag::is_index);
+            for tag in images.into_iter().chain(indexes) {
+                self.seed_inventory_tag(id, tag);
+            }
+        }
         Ok(())
+    }
+
+    /// Makes the projects an inventory's repositories name (`project_id`)
+    /// that the emulator does not know: projects of the group at the common
+    /// path of their repositories.
+    fn add_inventory_projects(
+        &mut self,
+        repositories: &[(&str, Option<u64>)],
+    ) -> Result<(), String> {
+        let mut paths: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+        for (path, project) in repositories {
+            if let Some(project) = project {
+                paths.entry(*project).or_default().push(path);
+            }
+        }
+        for (project, paths) in paths {
+            let known = project == self.config.project_id
+                || self
+                    .config
+                    .group_projects
+                    .iter()
+                    .any(|(id, _)| *id == project);
+            if known {
+                continue;
+            }
+            let mut common: Vec<&str> = paths[0].split('/').collect();
+            for path in &paths[1..] {
+                let shared = common
+                    .iter()
+                    .zip(path.split('/'))
+                    .take_while(|(a, b)| *a == b)
+                    .count();
+                common.truncate(shared);
+            }
+            let project_path = common.join("/");
+            let group = self
+                .config
+                .project_path
+                .rsplit_once('/')
+                .map_or("", |(group, _)| group)
+                .to_string();
+            if common.len() < 2 || !project_path.starts_with(&format!("{group}/")) {
+                return Err(format!(
+                    "project {project} ({}) is not a project of the group {group:?}",
+                    paths.join(", ")
+                ));
+            }
+            self.config.group_projects.push((project, project_path));
+        }
+        Ok(())
+    }
+
+    /// One inventory tag, as [`State::seed_tag`] does plus what the
+    /// inventory says of its manifest: an index's children, a media type,
+    /// a size.
+    fn seed_inventory_tag(&mut self, repository_id: u64, tag: InventoryTag) {
+        let path = self
+            .repositories
+            .get(&repository_id)
+            .map(|repository| repository.path.clone())
+            .unwrap_or_default();
+        let label = format!("{path}:{}", tag.name);
+        let existing_shared = tag.digest.as_ref().is_some_and(|digest| {
+            self.repositories
+                .get(&repository_id)
+                .is_some_and(|repository| repository.manifests.contains_key(digest))
+        });
+        let digest = if existing_shared {
+            tag.digest.clone().unwrap_or_default()
+        } else {
+            let mut manifest = if tag.is_index() {
+                self.index_of(repository_id, &label, &tag)
+            } else if let Some(media_type) = tag.media_type.as_deref() {
+                let oci = media_type != DOCKER_MANIFEST;
+                let digest = self.generate_image(repository_id, &label, tag.created_at, oci);
+                self.copy_manifest(repository_id, &digest)
+            } else {
+                self.generate_tag_manifest(repository_id, &label, tag.created_at)
+            };
+            if tag.size_bytes.is_some() {
+                manifest.total_size = tag.size_bytes;
+            }
+            let digest = tag
+                .digest
+                .clone()
+                .unwrap_or_else(|| sha256_digest(&manifest.body));
+            if let Some(repository) = self.repository_mut(repository_id) {
+                repository.manifests.insert(digest.clone(), manifest);
+            }
+            digest
+        };
+        // As seed_tag: pushed when built, or (undated) now — the inventory's
+        // now, when its dates float.
+        let floating = self.config.inventory_now;
+        let published_at = tag
+            .pushed_at
+            .or(tag.created_at)
+            .or(floating)
+            .unwrap_or_else(Utc::now);
+        if let Some(repository) = self.repository_mut(repository_id) {
+            repository.tags.insert(
+                tag.name,
+                TagEntry {
+                    digest,
+                    created_at: tag.created_at,
+                    first_pushed_at: published_at,
+                    published_at,
+                    protected: tag.protected,
+                    floating: floating.is_some(),
+                },
+            );
+        }
+    }
+
+    /// A copy of a stored manifest.
+    fn copy_manifest(&self, repository_id: u64, digest: &str) -> Manifest {
+        let image = self
+            .repositories
+            .get(&repository_id)
+            .and_then(|repository| repository.manifests.get(digest))
+            .expect("just stored");
+        Manifest {
+            media_type: image.media_type.clone(),
+            body: image.body.clone(),
+            config_digest: image.config_digest.clone(),
+            total_size: image.total_size,
+            children: image.children.clone(),
+            created: image.created,
+            subject: None,
+            artifact_type: None,
+        }
+    }
+
+    /// An image index listing the inventory tag's children, each made as an
+    /// image (under that digest) where the repository does not hold it.
+    fn index_of(&mut self, repository_id: u64, label: &str, tag: &InventoryTag) -> Manifest {
+        const ARCHITECTURES: [&str; 4] = ["amd64", "arm64", "s390x", "ppc64le"];
+        let mut children = Vec::new();
+        let mut entries = Vec::new();
+        for (n, child) in tag.children.iter().enumerate() {
+            let architecture = ARCHITECTURES[n % ARCHITECTURES.len()];
+            let held = self
+                .repositories
+                .get(&repository_id)
+                .and_then(|repository| repository.manifests.get(child))
+                .map(|manifest| (manifest.media_type.clone(), manifest.body.len()));
+            let (media_type, size) = match held {
+                Some(held) => held,
+                None => {
+                    let made = self.generate_image(
+                        repository_id,
+                        &format!("{label} ({architecture})"),
+                        tag.created_at,
+                        true,
+                    );
+                    let manifest = self.copy_manifest(repository_id, &made);
+                    let held = (manifest.media_type.clone(), manifest.body.len());
+                    if let Some(repository) = self.repository_mut(repository_id) {
+                        repository.manifests.insert(child.clone(), manifest);
+                    }
+                    held
+                }
+            };
+            entries.push(json!({
+                "mediaType": media_type,
+                "size": size,
+                "digest": child,
+                "platform": {"architecture": architecture, "os": "linux"},
+            }));
+            children.push((child.clone(), "linux".to_string(), architecture.to_string()));
+        }
+        let media_type = tag
+            .media_type
+            .clone()
+            .unwrap_or_else(|| OCI_INDEX.to_string());
+        let body =
+            json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries}).to_string();
+        Manifest {
+            media_type,
+            body: Bytes::from(body.into_bytes()),
+            config_digest: None,
+            total_size: None,
+            children,
+            created: None,
+            subject: None,
+            artifact_type: None,
+        }
+    }
+
+    /// A time as the API shows it: a floating tag's moved forward by the
+    /// time since `Config::inventory_now`, so that it is as old now as the
+    /// inventory says it was then.
+    pub(crate) fn shown_time(&self, tag: &TagEntry, at: &DateTime<Utc>) -> DateTime<Utc> {
+        match self.config.inventory_now {
+            Some(anchor) if tag.floating => *at + (Utc::now() - anchor),
+            _ => *at,
+        }
     }
 
     /// Stores a pushed manifest under a tag or a digest, as the registry's
@@ -687,6 +961,7 @@ impl State {
                     first_pushed_at,
                     published_at: now,
                     protected,
+                    floating: false,
                 },
             );
         }

@@ -912,10 +912,10 @@ fn gitlab_v1_tags(state: &mut State, req: &Req, name: &str) -> Resp {
                 // The database row's times: first push, last re-push
                 // (null if none), and `updated_at || created_at`. The
                 // build time is not listed here.
-                "created_at": gitlab_time(&tag.first_pushed_at),
+                "created_at": gitlab_time(&state.shown_time(tag, &tag.first_pushed_at)),
                 "updated_at": (tag.published_at != tag.first_pushed_at)
-                    .then(|| gitlab_time(&tag.published_at)),
-                "published_at": gitlab_time(&tag.published_at),
+                    .then(|| gitlab_time(&state.shown_time(tag, &tag.published_at))),
+                "published_at": gitlab_time(&state.shown_time(tag, &tag.published_at)),
             });
             if with_referrers {
                 entry["referrers"] = json!(repository.referrers_of(&tag.digest, &referrer_types));

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::bulk;
 use crate::jwt::{Access, Claims};
-use crate::model::{gitlab_time, sha256_digest, Repository, State};
+use crate::model::{gitlab_time, sha256_digest, GitRefs, Repository, State};
 use crate::server::{empty, json_response, response, set_header, Req, Resp};
 use crate::{BulkCall, Shared};
 
@@ -139,19 +139,25 @@ pub(crate) fn handle(state: &mut State, req: &Req) -> Resp {
         }
         ["groups", id, "registry", "repositories"] if get => group_repositories(state, req, id),
         ["projects", id, "repository", "branches"] if get => {
-            with_refs(state, req, id, |state| list_branches(state, req))
+            with_refs(state, req, id, |state, git, _| {
+                list_branches(state, req, git)
+            })
         }
         ["projects", id, "repository", "tags"] if get => {
-            with_refs(state, req, id, |state| list_git_tags(state, req))
+            with_refs(state, req, id, |state, git, _| {
+                list_git_tags(state, req, git)
+            })
         }
         ["projects", id, "merge_requests"] if get => {
-            with_refs(state, req, id, |state| list_merge_requests(state, req))
+            with_refs(state, req, id, |state, git, project| {
+                list_merge_requests(state, req, git, project)
+            })
         }
         ["projects", id, "merge_requests", iid] if get => {
             let iid = iid.parse::<u64>().ok();
-            with_refs(state, req, id, |state| {
-                match iid.and_then(|iid| Some((iid, state.git.merge_requests.get(&iid)?))) {
-                    Some((iid, mr)) => json_response(200, &merge_request_json(state, iid, mr)),
+            with_refs(state, req, id, |_, git, project| {
+                match iid.and_then(|iid| Some((iid, git.merge_requests.get(&iid)?))) {
+                    Some((iid, mr)) => json_response(200, &merge_request_json(project, iid, mr)),
                     None => message(404, "404 Not found"),
                 }
             })
@@ -310,17 +316,34 @@ fn with_repository(
 /// The project's git endpoints (branches, git tags, merge requests): like
 /// [`with_project`], and with [`crate::Config::refs_refuse_job_token`] a
 /// job token is refused with 403, as before GitLab 18.x.
+/// The git refs endpoints of the configured project, or of a group project
+/// an inventory gave refs to (`State::other_git`).
 fn with_refs(
     state: &mut State,
     req: &Req,
     id: &str,
-    then: impl FnOnce(&mut State) -> Resp,
+    then: impl FnOnce(&mut State, &GitRefs, u64) -> Resp,
 ) -> Resp {
-    with_project(state, req, id, |state| {
+    with_project_id(state, req, id, |state, project| {
         if state.config.refs_refuse_job_token && req.headers.contains_key("job-token") {
             return message(403, "403 Forbidden");
         }
-        then(state)
+        // Taken out while `then` reads the state beside it.
+        let git = if project == state.config.project_id {
+            std::mem::take(&mut state.git)
+        } else {
+            match state.other_git.remove(&project) {
+                Some(git) => git,
+                None => return message(404, "404 Project Not Found"),
+            }
+        };
+        let response = then(state, &git, project);
+        if project == state.config.project_id {
+            state.git = git;
+        } else {
+            state.other_git.insert(project, git);
+        }
+        response
     })
 }
 
@@ -333,9 +356,8 @@ fn commit_id(what: &str) -> String {
         .collect()
 }
 
-fn list_branches(state: &mut State, req: &Req) -> Resp {
-    let items: Vec<Value> = state
-        .git
+fn list_branches(state: &mut State, req: &Req, git: &GitRefs) -> Resp {
+    let items: Vec<Value> = git
         .branches
         .iter()
         .map(|name| {
@@ -354,9 +376,8 @@ fn list_branches(state: &mut State, req: &Req) -> Resp {
     offset_page(state, req, items)
 }
 
-fn list_git_tags(state: &mut State, req: &Req) -> Resp {
-    let items: Vec<Value> = state
-        .git
+fn list_git_tags(state: &mut State, req: &Req, git: &GitRefs) -> Resp {
+    let items: Vec<Value> = git
         .tags
         .iter()
         .map(|name| {
@@ -377,8 +398,7 @@ fn list_git_tags(state: &mut State, req: &Req) -> Resp {
 /// The id of the fork merge requests come from.
 const FORK_PROJECT_ID: u64 = 4242;
 
-fn merge_request_json(state: &State, iid: u64, mr: &crate::model::MergeRequest) -> Value {
-    let project_id = state.config.project_id;
+fn merge_request_json(project_id: u64, iid: u64, mr: &crate::model::MergeRequest) -> Value {
     json!({
         "id": 100_000 + iid,
         "iid": iid,
@@ -394,7 +414,7 @@ fn merge_request_json(state: &State, iid: u64, mr: &crate::model::MergeRequest) 
 
 /// `GET /projects/:id/merge_requests`: `state` filters (`opened`, `closed`,
 /// `locked`, `merged`, `all`: the default); newest (highest IID) first.
-fn list_merge_requests(state: &mut State, req: &Req) -> Resp {
+fn list_merge_requests(state: &mut State, req: &Req, git: &GitRefs, project: u64) -> Resp {
     let wanted = match req.param("state").as_deref() {
         None | Some("all") => None,
         Some(s @ ("opened" | "closed" | "locked" | "merged")) => Some(s.to_string()),
@@ -402,13 +422,12 @@ fn list_merge_requests(state: &mut State, req: &Req) -> Resp {
             return json_response(400, &json!({"error": "state does not have a valid value"}))
         }
     };
-    let items: Vec<Value> = state
-        .git
+    let items: Vec<Value> = git
         .merge_requests
         .iter()
         .rev()
         .filter(|(_, mr)| wanted.as_ref().is_none_or(|s| &mr.state == s))
-        .map(|(iid, mr)| merge_request_json(state, *iid, mr))
+        .map(|(iid, mr)| merge_request_json(project, *iid, mr))
         .collect();
     offset_page(state, req, items)
 }
@@ -679,7 +698,10 @@ fn tag_details(state: &State, rid: u64, name: &str) -> Resp {
     // database. (With it, GitLab answers the first push; the emulator keeps
     // the build time on both, which the client reads only without
     // `/gitlab/v1`.)
-    value["created_at"] = json!(tag.created_at.as_ref().map(gitlab_time));
+    value["created_at"] = json!(tag
+        .created_at
+        .as_ref()
+        .map(|at| gitlab_time(&state.shown_time(tag, at))));
     value["total_size"] = json!(manifest.and_then(|manifest| manifest.total_size));
     json_response(200, &value)
 }

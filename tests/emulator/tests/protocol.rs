@@ -3051,3 +3051,141 @@ async fn each_in_use_listing_can_refuse_the_job_token() {
         404
     );
 }
+
+/// What `registry-cleanup inventory` records, seeded as the registry would
+/// hold it (the playground, `scripts/try-live.sh --serve`, runs on it): an
+/// index and its children, media types and sizes; a repository of another
+/// project makes that project part of the group, with its branches and open
+/// merge requests; a protected tag is a tag rule; with `inventory_now` the
+/// dates keep their age.
+#[tokio::test]
+async fn an_inventory_seeds_indexes_sizes_projects_refs_and_floating_dates() {
+    let child = format!("sha256:{}", "c".repeat(64));
+    let anchor: chrono::DateTime<Utc> = "2026-11-01T00:00:00Z".parse().expect("anchor");
+    let emulator = Emulator::start(Config {
+        inventory_now: Some(anchor),
+        ..Config::default()
+    });
+    emulator
+        .try_load_inventory_json(&format!(
+            r#"{{"repositories": [
+                {{"path": "group/project/api", "tags": [
+                    {{"name": "v1", "digest": "sha256:{a}", "media_type": "application/vnd.oci.image.index.v1+json",
+                      "children": ["{child}"], "pushed_at": "2026-10-01T00:00:00Z", "size_bytes": 123456789}},
+                    {{"name": "v1.sig", "digest": "sha256:{b}", "media_type": "application/vnd.oci.image.manifest.v1+json"}},
+                    {{"name": "hold", "created_at": "2026-10-31T00:00:00Z", "protected": true}}]}},
+                {{"path": "group/other/web", "project_id": 5, "tags": [{{"name": "main-1", "created_at": "2026-10-01T00:00:00Z"}}]}}],
+              "refs": {{"5": {{"complete": true, "slugs": ["main"], "open_mrs": [12]}}}}}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64),
+        ))
+        .expect("loaded");
+
+    let token = jwt(
+        &emulator,
+        "user",
+        &emulator.config().access_token,
+        &[
+            "repository:group/project/api:pull",
+            "repository:group/other/web:pull",
+        ],
+    )
+    .await;
+    let list: Value = registry(
+        &emulator,
+        Method::GET,
+        "/gitlab/v1/repositories/group/project/api/tags/list/",
+        &token,
+        "*/*",
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let tag = |name: &str| {
+        list.as_array()
+            .expect("tags")
+            .iter()
+            .find(|t| t["name"] == name)
+            .expect("tag")
+            .clone()
+    };
+    let index = tag("v1");
+    assert_eq!(
+        index["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(index["size_bytes"], 123456789);
+    // Pushed a month before the anchor: a month old now.
+    let published: chrono::DateTime<Utc> = index["published_at"]
+        .as_str()
+        .expect("date")
+        .parse()
+        .expect("date");
+    let age = Utc::now() - published;
+    assert!(
+        (age - chrono::Duration::days(31)).num_seconds().abs() < 60,
+        "{published}"
+    );
+    // An undated signature is an image (not an index), pushed at the anchor.
+    assert_eq!(
+        tag("v1.sig")["media_type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    // The index lists its child, made as an image under that digest.
+    let manifest: Value = registry(
+        &emulator,
+        Method::GET,
+        "/v2/group/project/api/manifests/v1",
+        &token,
+        "application/vnd.oci.image.index.v1+json",
+    )
+    .await
+    .json()
+    .await
+    .expect("index");
+    assert_eq!(manifest["manifests"][0]["digest"], child.as_str());
+    let child_answer = registry(
+        &emulator,
+        Method::HEAD,
+        &format!("/v2/group/project/api/manifests/{child}"),
+        &token,
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    .await;
+    assert_eq!(child_answer.status(), 200);
+    // The protected tag is a tag rule.
+    assert_eq!(
+        emulator.config().tag_rules.delete_deny,
+        vec!["^hold$".to_string()]
+    );
+
+    // The other project: in the group, with its refs.
+    assert!(emulator
+        .config()
+        .group_projects
+        .contains(&(5, "group/other/web".to_string())));
+    let branches: Value = rest(&emulator, Method::GET, "/projects/5/repository/branches")
+        .await
+        .json()
+        .await
+        .expect("branches");
+    assert_eq!(branches[0]["name"], "main");
+    let open: Value = rest(
+        &emulator,
+        Method::GET,
+        "/projects/group%2Fother%2Fweb/merge_requests?state=opened",
+    )
+    .await
+    .json()
+    .await
+    .expect("merge requests");
+    assert_eq!(open[0]["iid"], 12);
+    assert_eq!(open[0]["project_id"], 5);
+    // A project the inventory gave no refs: no git endpoints, as before.
+    let refused = emulator
+        .try_load_inventory_json(r#"{"repositories": [{"path": "elsewhere/x", "project_id": 9}]}"#);
+    assert!(refused
+        .expect_err("not in the group")
+        .contains("elsewhere/x"));
+}
