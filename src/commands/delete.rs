@@ -215,6 +215,7 @@ fn deleted_entry(reference: &Reference) -> DeletedTag {
             Reference::Digest(digest) => Some(Digest::to_string(digest)),
             Reference::Tag(_) => None,
         },
+        media_type: None,
         created_at: None,
         pushed_at: None,
         rule: None,

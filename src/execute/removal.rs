@@ -104,6 +104,7 @@ mod tests {
             .map(|i| DeletedTag {
                 tag: format!("t{i}"),
                 digest: None,
+                media_type: None,
                 created_at: None,
                 pushed_at: None,
                 rule: None,

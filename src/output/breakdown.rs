@@ -423,6 +423,7 @@ mod tests {
         DeletedTag {
             tag: tag.into(),
             digest: None,
+            media_type: None,
             created_at: None,
             pushed_at: None,
             rule: Some(rule.into()),

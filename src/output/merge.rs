@@ -215,6 +215,7 @@ mod tests {
                 .map(|tag| DeletedTag {
                     tag: tag.to_string(),
                     digest: None,
+                    media_type: None,
                     created_at: None,
                     pushed_at: None,
                     rule: Some("r".into()),

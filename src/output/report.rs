@@ -191,6 +191,10 @@ impl RepositoryRemoval {
 pub struct DeletedTag {
     pub tag: String,
     pub digest: Option<String>,
+    /// The manifest's media type where the listing said it: what `restore`
+    /// puts the tag back with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
     /// The image's build time, where known.
     // `default`: as a plain `Option` field, absent reads as `None`.
     #[serde(default, with = "crate::domain::rfc3339")]
@@ -227,6 +231,7 @@ impl DeletedTag {
         DeletedTag {
             tag: deletion.tag.name.into(),
             digest: deletion.tag.digest.map(String::from),
+            media_type: deletion.tag.media_type,
             created_at: deletion.tag.created_at,
             pushed_at: deletion.tag.pushed_at,
             rule: Some(deletion.rule),
@@ -924,6 +929,7 @@ mod tests {
             .map(|i| DeletedTag {
                 tag: format!("mr-{i}"),
                 digest: None,
+                media_type: None,
                 created_at: None,
                 pushed_at: None,
                 rule: Some("review images".into()),
@@ -1020,6 +1026,7 @@ mod tests {
             repository.deleted.push(DeletedTag {
                 tag: tag.into(),
                 digest: None,
+                media_type: None,
                 created_at: None,
                 pushed_at: None,
                 rule: Some(if referrer { "with its subject" } else { "r" }.into()),
@@ -1051,6 +1058,7 @@ mod tests {
             repository.deleted.push(DeletedTag {
                 tag: tag.into(),
                 digest: None,
+                media_type: None,
                 created_at: None,
                 pushed_at: None,
                 rule: None,
@@ -1087,6 +1095,7 @@ mod tests {
         repository.deleted.push(DeletedTag {
             tag: "a".into(),
             digest: None,
+            media_type: None,
             created_at: None,
             pushed_at: None,
             rule: None,

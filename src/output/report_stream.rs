@@ -417,6 +417,7 @@ mod tests {
             .map(|i| DeletedTag {
                 tag: format!("mr-{i}"),
                 digest: None,
+                media_type: None,
                 created_at: None,
                 pushed_at: None,
                 rule: Some("r".into()),

@@ -138,6 +138,7 @@ mod tests {
         api.deleted.push(DeletedTag {
             tag: "mr-1".into(),
             digest: None,
+            media_type: None,
             created_at: None,
             pushed_at: None,
             rule: Some("review".into()),

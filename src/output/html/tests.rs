@@ -5,6 +5,7 @@ fn deleted(tag: &str, rule: &str, size: Option<u64>) -> DeletedTag {
     DeletedTag {
         tag: tag.into(),
         digest: Some(format!("sha256:{:0>64}", tag.len())),
+        media_type: None,
         created_at: Some("2026-10-01T00:00:00Z".parse().expect("date")),
         pushed_at: None,
         rule: Some(rule.into()),
