@@ -35,7 +35,10 @@ fn examples_report() -> (Policy, Report) {
             &policy,
             &repository.path,
             &repository.tags,
-            inventory.refs_of(repository),
+            // The refs of the repository's project, keyed by its id.
+            repository
+                .project_id
+                .and_then(|project| inventory.refs.get(&project.to_string())),
             now,
         );
         report.push(RepositoryReport::from_plan(plan.into_outline(), None));

@@ -63,12 +63,6 @@ impl Inventory {
         ))
     }
 
-    /// The refs of `repository`'s project, when the inventory has them
-    /// (its `project_id` and a `refs` entry for it).
-    pub fn refs_of(&self, repository: &InventoryRepository) -> Option<&Refs> {
-        self.refs.get(&repository.project_id?.to_string())
-    }
-
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         Inventory::check_refs_keys(origin, &self.refs)?;
         let mut seen_paths = std::collections::HashSet::new();

@@ -584,10 +584,6 @@ impl Http {
         self.throttle.as_ref()
     }
 
-    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.client.request(method, url)
-    }
-
     /// Sends the request built by `build` (called again for each attempt)
     /// under the retry policy and reads the whole answer.
     pub async fn send(
