@@ -52,10 +52,6 @@ fn seeded(config: Config) -> Emulator {
     emulator
 }
 
-fn policy_file(dir: &tempfile::TempDir) -> String {
-    write_file(dir, "policy.yml", POLICY)
-}
-
 fn expected_after(repository: &str) -> Vec<&'static str> {
     let mut kept = vec!["cafebabe", "latest", "main", "mr-1-x", "mr-2-x", "v1.2.3"];
     if repository == ROOT {
@@ -86,21 +82,7 @@ fn deleted_names(report: &serde_json::Value) -> Vec<String> {
 #[test]
 fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
-    let dry_report = dir.path().join("dry.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--dry-run",
-            "--report",
-            dry_report.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (out, dry) = run_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
     assert_eq!(emulator.writes(), 0, "a dry run wrote");
     assert!(
         out.stdout
@@ -109,26 +91,13 @@ fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
         out.all()
     );
 
-    let live_report = dir.path().join("live.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            live_report.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (out, live) = run_policy(&emulator.ci_env(), POLICY, &["run"]);
     assert!(
         out.stdout
             .contains("group/project/api: 11 tags, 5 deleted, 4 kept, 2 protected"),
         "{}",
         out.all()
     );
-    let dry = report_json(&dry_report);
-    let live = report_json(&live_report);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(live["dry_run"], false);
     assert_eq!(deleted_names(&dry), deleted_names(&live));
@@ -145,7 +114,7 @@ fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
 
     // Converged: a second run deletes nothing and writes nothing.
     emulator.reset_requests();
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    let out = run_with_policy(&emulator.ci_env(), POLICY, &["run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.writes(), 0);
 }
@@ -157,13 +126,8 @@ fn gitlab_v1_listing_saves_the_per_tag_requests() {
         gitlab_v1: false,
         ..Config::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
     for emulator in [&with_v1, &without_v1] {
-        let out = run(
-            &emulator.ci_env(),
-            &["run", "--policy", &policy, "--dry-run"],
-        );
+        let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
         assert_eq!(out.code, 0, "{}", out.all());
     }
     assert_eq!(with_v1.count("GET", "/gitlab/v1/repositories/"), 2);
@@ -194,9 +158,8 @@ fn no_details_when_no_rule_needs_dates() {
         gitlab_v1: false,
         ..Config::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    let policy = "rules:\n  - delete: \"mr-.*\"\n";
+    let out = run_with_policy(&emulator.ci_env(), policy, &["run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
         emulator.count("GET", "/tags/mr-"),
@@ -215,13 +178,8 @@ fn keyset_405_falls_back_to_offset_pagination() {
     });
     emulator.add_repository("");
     emulator.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "p.yml",
-        "rules:\n  - delete: \"mr-.*\"\n    keep: \"mr-0.*\"\n",
-    );
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    let policy = "rules:\n  - delete: \"mr-.*\"\n    keep: \"mr-0.*\"\n";
+    let out = run_with_policy(&emulator.ci_env(), policy, &["run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.tags(ROOT).len(), 100);
     assert_eq!(
@@ -241,7 +199,7 @@ fn keyset_405_falls_back_to_offset_pagination() {
     });
     keyset.add_repository("");
     keyset.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
-    let out = run(&keyset.ci_env(), &["run", "--policy", &policy, "--dry-run"]);
+    let out = run_with_policy(&keyset.ci_env(), policy, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
         count_query(&keyset, "GET", "/tags", "pagination=keyset"),
@@ -258,16 +216,9 @@ fn keyset_405_falls_back_to_offset_pagination() {
 #[test]
 fn server_engine_sends_one_exact_bulk_call_per_repository() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "server.yml",
-        "protect: [\"v\\\\d+\\\\.\\\\d+\\\\.\\\\d+\", \"stable|lts\"]\nrules:\n  - name: reviews\n    delete: \"mr-\\\\d+-.+|x+\"\n    keep: \"mr-1-.*\"\n    keep_n: 2\n    older_than: 2w\n",
-    );
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--engine", "server", "--policy", &policy],
-    );
+    let policy = "protect: [\"v\\\\d+\\\\.\\\\d+\\\\.\\\\d+\", \"stable|lts\"]\nrules:\n  - name: reviews\n    delete: \"mr-\\\\d+-.+|x+\"\n    keep: \"mr-1-.*\"\n    keep_n: 2\n    older_than: 2w\n";
+    let server = ["run", "--engine", "server"];
+    let out = run_with_policy(&emulator.ci_env(), policy, &server);
     assert_eq!(out.code, 0, "{}", out.all());
     let calls = emulator.bulk_calls();
     assert_eq!(calls.len(), 2, "{}", out.all());
@@ -296,25 +247,16 @@ fn server_engine_sends_one_exact_bulk_call_per_repository() {
     assert!(!call.raw_body.contains('+'), "{}", call.raw_body);
 
     // Within the hour GitLab refuses: a warning per repository, still exit 0.
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--engine", "server", "--policy", &policy],
-    );
+    let out = run_with_policy(&emulator.ci_env(), policy, &server);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("at most once an hour"), "{}", out.all());
 
     // A dry run shows the client plan and sends no bulk call.
     let before = emulator.bulk_calls().len();
-    let out = run(
+    let out = run_with_policy(
         &emulator.ci_env(),
-        &[
-            "run",
-            "--engine",
-            "server",
-            "--policy",
-            &policy,
-            "--dry-run",
-        ],
+        policy,
+        &["run", "--engine", "server", "--dry-run"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("would delete"), "{}", out.all());
@@ -324,12 +266,7 @@ fn server_engine_sends_one_exact_bulk_call_per_repository() {
 #[test]
 fn server_engine_refuses_two_rules_for_one_repository() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--engine", "server", "--policy", &policy],
-    );
+    let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--engine", "server"]);
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(
         out.stderr
@@ -344,22 +281,12 @@ fn server_engine_refuses_two_rules_for_one_repository() {
 #[test]
 fn max_deletions_refuses_the_whole_run() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
-    let report = dir.path().join("r.json");
-    let out = run(
+    let (out, report) = run_policy_exiting(
         &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--max-deletions",
-            "5",
-            "--report",
-            report.to_str().expect("path"),
-        ],
+        POLICY,
+        &["run", "--max-deletions", "5"],
+        1,
     );
-    assert_eq!(out.code, 1, "{}", out.all());
     assert!(
         out.stderr.contains("more than the limit of 5"),
         "{}",
@@ -371,11 +298,12 @@ fn max_deletions_refuses_the_whole_run() {
         out.all()
     );
     assert_eq!(emulator.writes(), 0);
-    assert_eq!(report_json(&report)["totals"]["deleted"], 9);
+    assert_eq!(report["totals"]["deleted"], 9);
 
-    let out = run(
+    let out = run_with_policy(
         &with(emulator.ci_env(), &[("CLEANUP_MAX_DELETIONS", "9")]),
-        &["run", "--policy", &policy],
+        POLICY,
+        &["run"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.count("DELETE", "/manifests/"), 9);
@@ -395,21 +323,8 @@ fn protected_refusals_are_skipped_not_failed() {
             tag("mr-2-b"),
         ],
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
-    let report = dir.path().join("r.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report = report_json(&report);
+    let policy = "rules:\n  - delete: \"mr-.*\"\n";
+    let (_, report) = run_policy(&emulator.ci_env(), policy, &["run"]);
     assert_eq!(report["totals"]["skipped"], 1);
     assert_eq!(report["totals"]["failed"], 0);
     assert_eq!(report["repositories"][0]["skipped"][0]["tag"], "mr-1-a");
@@ -434,37 +349,10 @@ fn inventory_snapshot_plans_like_the_live_run() {
         .expect("digest")
         .starts_with("sha256:"));
 
-    let policy = policy_file(&dir);
-    let planned = dir.path().join("plan.json");
-    let out = run(
-        &[],
-        &[
-            "plan",
-            "--inventory",
-            inventory.to_str().expect("path"),
-            "--policy",
-            &policy,
-            "--report",
-            planned.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let live = dir.path().join("live.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            live.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(
-        deleted_names(&report_json(&planned)),
-        deleted_names(&report_json(&live))
-    );
+    let inventory = inventory.to_str().expect("path");
+    let (_, planned) = run_policy(&[], POLICY, &["plan", "--inventory", inventory]);
+    let (_, live) = run_policy(&emulator.ci_env(), POLICY, &["run"]);
+    assert_eq!(deleted_names(&planned), deleted_names(&live));
 }
 
 /// `inventory` writes the project's refs (listed once), and `plan` decides
@@ -501,27 +389,14 @@ fn inventory_writes_the_projects_refs() {
     // `plan` reads the file back, and a git-aware rule is decided by its
     // refs: `main` is a live branch, `deadbeef` and `cafebabe` no ref at
     // all (`latest` is protected, the other tags do not match).
-    let policy = write_file(
-        &dir,
-        "git.yml",
-        "rules:\n  - name: gone refs\n    delete: '(?P<ref>[a-z]+)'\n    when_ref: gone\n",
-    );
-    let planned = dir.path().join("plan.json");
-    let out = run(
+    let policy = "rules:\n  - name: gone refs\n    delete: '(?P<ref>[a-z]+)'\n    when_ref: gone\n";
+    let (_, planned) = run_policy(
         &[],
-        &[
-            "plan",
-            "--inventory",
-            inventory.to_str().expect("path"),
-            "--policy",
-            &policy,
-            "--report",
-            planned.to_str().expect("path"),
-        ],
+        policy,
+        &["plan", "--inventory", inventory.to_str().expect("path")],
     );
-    assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
-        deleted_names(&report_json(&planned)),
+        deleted_names(&planned),
         [
             "group/project/api:cafebabe",
             "group/project/api:deadbeef",
@@ -579,12 +454,7 @@ fn inventory_with_a_job_token_gitlab_refuses_writes_incomplete_refs() {
 fn run_lists_no_refs_when_no_rule_needs_them() {
     let emulator = seeded(Config::default());
     emulator.add_branch("main");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--policy", &policy, "--dry-run"],
-    );
+    let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.count("GET", "/repository/"), 0);
     assert_eq!(emulator.count("GET", "/merge_requests"), 0);
@@ -600,14 +470,9 @@ fn server_engine_tells_its_own_lost_bulk_call_from_an_earlier_lock() {
         scripted_faults: vec![ScriptedFault::lost_answer("DELETE", bulk, Some(502))],
         ..Config::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "server.yml",
-        "rules:\n  - name: reviews\n    delete: \"mr-.*\"\n    keep_n: 2\n",
-    );
-    let args = ["run", "--engine", "server", "--policy", policy.as_str()];
-    let out = run(&emulator.ci_env(), &args);
+    let policy = "rules:\n  - name: reviews\n    delete: \"mr-.*\"\n    keep_n: 2\n";
+    let args = ["run", "--engine", "server"];
+    let out = run_with_policy(&emulator.ci_env(), policy, &args);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.count("DELETE", bulk), 2, "sent, lost, resent");
     let mut statuses: Vec<(u64, u16)> = emulator
@@ -637,7 +502,7 @@ fn server_engine_tells_its_own_lost_bulk_call_from_an_earlier_lock() {
     emulator.set_config(|config| {
         config.scripted_faults = vec![ScriptedFault::refused("DELETE", bulk, 429)];
     });
-    let out = run(&emulator.ci_env(), &args);
+    let out = run_with_policy(&emulator.ci_env(), policy, &args);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
         out.stdout.matches("did not run the bulk delete").count(),
@@ -664,15 +529,10 @@ fn server_engine_keeps_signature_tags_out_of_the_bulk_delete() {
             .map(|i| tag_at(&format!("build-{i}"), now - Duration::days(40 + i)))
             .chain(signatures.iter().map(|name| tag(name))),
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "server.yml",
-        "rules: [{name: all, delete: '.*', keep_n: 1}]\n",
-    );
-    let out = run(
+    let out = run_with_policy(
         &emulator.ci_env(),
-        &["run", "--engine", "server", "--policy", &policy],
+        "rules: [{name: all, delete: '.*', keep_n: 1}]\n",
+        &["run", "--engine", "server"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
@@ -720,22 +580,8 @@ fn reproducible_builds_are_not_old_on_a_registry_without_gitlab_v1() {
     repository.push_image(Some("old"), Some(now - Duration::days(60)));
     repository.push_image(Some("new"), Some(now - Duration::days(1)));
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", AGES_POLICY);
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (_, report) = run_policy(&emulator.ci_env(), AGES_POLICY, &["run"]);
     assert_eq!(names(&emulator, API), ["ko", "multi", "new", "pack"]);
-    let report = report_json(&report);
     let entry = &report["repositories"][0];
     assert_eq!(entry["age_source"], "built", "{report:#}");
     assert_eq!(entry["undated_build_stamps"], 3, "{report:#}");
@@ -763,22 +609,8 @@ fn the_push_time_decides_on_a_registry_with_gitlab_v1() {
     repository.set_pushed_at("moved", now - Duration::days(200));
     repository.set_repushed_at("moved", now - Duration::days(7));
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", AGES_POLICY);
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (_, report) = run_policy(&emulator.ci_env(), AGES_POLICY, &["run"]);
     assert_eq!(names(&emulator, API), ["ko-new", "moved", "rebuilt"]);
-    let report = report_json(&report);
     let entry = &report["repositories"][0];
     assert_eq!(entry["age_source"], "pushed", "{report:#}");
     assert_eq!(entry["undated_build_stamps"], 0);
@@ -847,42 +679,19 @@ fn inventory_records_push_and_build_times_and_plans_by_them() {
             assert_eq!(field("stale", "pushed_at"), None, "REST knows no push time");
         }
 
-        let policy = write_file(&dir, "policy.yml", AGES_POLICY);
-        let planned = dir.path().join("plan.json");
-        let out = run(
+        let (_, planned) = run_policy(
             &[],
-            &[
-                "plan",
-                "--inventory",
-                inventory.to_str().expect("path"),
-                "--policy",
-                &policy,
-                "--report",
-                planned.to_str().expect("path"),
-            ],
+            AGES_POLICY,
+            &["plan", "--inventory", inventory.to_str().expect("path")],
         );
-        assert_eq!(out.code, 0, "{}", out.all());
-        let planned = report_json(&planned);
         let expected = if gitlab_v1 { "stale" } else { "rebuilt" };
         assert_eq!(deleted_names(&planned), [format!("{API}:{expected}")]);
         assert_eq!(
             planned["repositories"][0]["age_source"],
             if gitlab_v1 { "pushed" } else { "built" }
         );
-        let live = dir.path().join("live.json");
-        let out = run(
-            &emulator.ci_env(),
-            &[
-                "run",
-                "--dry-run",
-                "--policy",
-                &policy,
-                "--report",
-                live.to_str().expect("path"),
-            ],
-        );
-        assert_eq!(out.code, 0, "{}", out.all());
-        assert_eq!(deleted_names(&report_json(&live)), deleted_names(&planned));
+        let (_, live) = run_policy(&emulator.ci_env(), AGES_POLICY, &["run", "--dry-run"]);
+        assert_eq!(deleted_names(&live), deleted_names(&planned));
     }
 }
 
@@ -1061,22 +870,11 @@ fn inventory_marks_rule_covered_tags_protected() {
 
     // Offline, everything but the covered tags goes, and they stay for
     // GitLab's rules, as in a run.
-    let policy = write_file(&dir, "policy.yml", "rules: [{delete: '.*'}]\n");
-    let report = dir.path().join("plan.json");
-    let out = run(
+    let (_, report) = run_policy(
         &[],
-        &[
-            "plan",
-            "--inventory",
-            inventory.to_str().expect("path"),
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("path"),
-        ],
+        "rules: [{delete: '.*'}]\n",
+        &["plan", "--inventory", inventory.to_str().expect("path")],
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report = report_json(&report);
     let kept: Vec<(&str, &str)> = report["repositories"][0]["kept_tags"]
         .as_array()
         .expect("kept_tags")
@@ -1113,11 +911,10 @@ fn a_dry_run_without_delete_permission_says_the_rules_are_unknown() {
     });
     emulator.add_repository("");
     emulator.add_tags(ROOT, [tag("v1"), tag("mr-1")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
-    let out = run(
+    let out = run_with_policy(
         &emulator.ci_env(),
-        &["run", "--policy", &policy, "--dry-run"],
+        "rules:\n  - delete: \"mr-.*\"\n",
+        &["run", "--dry-run"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
@@ -1147,20 +944,8 @@ fn the_report_lists_gitlab_tag_rules_where_the_token_may_read_them() {
     });
     emulator.add_repository("");
     emulator.add_tags(ROOT, [tag("v1"), tag("rel-1"), tag("mr-1")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", "rules: [{delete: 'mr-.*'}]\n");
-    let report = dir.path().join("report.json");
-    let args = [
-        "run",
-        "--dry-run",
-        "--policy",
-        policy.as_str(),
-        "--report",
-        report.to_str().expect("utf-8"),
-    ];
-    let out = run(&emulator.laptop_env(), &args);
-    assert_eq!(out.code, 0, "{}", out.all());
-    let json = report_json(&report);
+    let policy = "rules: [{delete: 'mr-.*'}]\n";
+    let (_, json) = run_policy(&emulator.laptop_env(), policy, &["run", "--dry-run"]);
     assert_eq!(
         json["gitlab_tag_rules"],
         serde_json::json!([
@@ -1171,9 +956,8 @@ fn the_report_lists_gitlab_tag_rules_where_the_token_may_read_them() {
     assert_eq!(emulator.count("GET", "/registry/protection/tag/rules"), 1);
 
     emulator.reset_requests();
-    let out = run(&emulator.ci_env(), &args);
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert!(report_json(&report).get("gitlab_tag_rules").is_none());
+    let (_, json) = run_policy(&emulator.ci_env(), policy, &["run", "--dry-run"]);
+    assert!(json.get("gitlab_tag_rules").is_none());
     assert_eq!(emulator.count("GET", "/registry/protection/tag/rules"), 0);
 }
 
@@ -1239,20 +1023,7 @@ fn git_aware_rules_delete_the_images_of_gone_refs() {
     for repository in [ROOT, API] {
         emulator.add_tags(repository, tags.iter().map(|(name, at)| tag_at(name, *at)));
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "git.yml", GIT_POLICY);
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (out, _) = run_policy(&emulator.ci_env(), GIT_POLICY, &["run"]);
     let gone = [
         "main-00000001",
         "mr-13-0a1b2c3d",
@@ -1285,19 +1056,8 @@ fn git_aware_rules_delete_the_images_of_gone_refs() {
     });
     refused.add_repository("");
     refused.add_tags(ROOT, tags.iter().map(|(name, at)| tag_at(name, *at)));
-    let out = run(
-        &refused.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 1, "{}", out.all());
+    let (out, json) = run_policy_exiting(&refused.ci_env(), GIT_POLICY, &["run"], 1);
     assert_eq!(refused.tags(ROOT).len(), tags.len(), "nothing deleted");
-    let json = report_json(&report);
     let why = json["repositories"][0]["refs_incomplete"]
         .as_str()
         .expect("the report says why");
@@ -1336,26 +1096,10 @@ fn unlistable_refs_keep_the_git_aware_rules_tags_from_a_later_catch_all() {
         ROOT,
         ref_tags.iter().chain(&other_tags).map(|name| tag(name)),
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        "rules:\n  - name: gone branches\n    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'\n    when_ref: gone\n  - name: everything else\n    delete: '.*'\n",
-    );
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 1, "refs incomplete: {}", out.all());
+    let policy = "rules:\n  - name: gone branches\n    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'\n    when_ref: gone\n  - name: everything else\n    delete: '.*'\n";
+    // Exit 1: the refs are incomplete.
+    let (out, json) = run_policy_exiting(&emulator.ci_env(), policy, &["run"], 1);
     assert_eq!(names(&emulator, ROOT), ref_tags, "{}", out.all());
-    let json = report_json(&report);
     let repository = &json["repositories"][0];
     let deleted: Vec<(&str, &str)> = repository["deleted"]
         .as_array()
@@ -1401,7 +1145,7 @@ fn unlistable_refs_keep_the_git_aware_rules_tags_from_a_later_catch_all() {
 fn the_report_says_why_each_tag_stays() {
     let emulator = seeded(Config::default());
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
+    let policy = write_file(&dir, "policy.yml", POLICY);
     let report_path = dir.path().join("report.json");
     let out = run(
         &emulator.ci_env(),
@@ -1489,10 +1233,8 @@ fn the_report_says_why_each_tag_stays() {
 #[test]
 fn a_dry_run_in_ci_lists_what_would_be_deleted() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
     let env = with(emulator.ci_env(), &[("GITLAB_CI", "true")]);
-    let out = run(&env, &["run", "--policy", &policy, "--dry-run"]);
+    let out = run_with_policy(&env, POLICY, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     // Each repository's section starts with its summary line, after the
     // section marker, and lists what would be deleted.
@@ -1522,10 +1264,7 @@ fn a_dry_run_in_ci_lists_what_would_be_deleted() {
     assert_eq!(emulator.writes(), 0);
 
     // Outside CI, no list.
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--policy", &policy, "--dry-run"],
-    );
+    let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
     assert!(!out.stdout.contains("  would delete "), "{}", out.all());
 }
 

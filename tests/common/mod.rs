@@ -104,6 +104,52 @@ pub fn count_query(emulator: &Emulator, method: &str, path: &str, query: &str) -
         .count()
 }
 
+/// Writes `policy` to `policy.yml` in a directory of its own and runs
+/// `registry-cleanup ARGS --policy FILE` with exactly `env`. The caller
+/// asserts the exit code.
+pub fn run_with_policy(env: &[(String, String)], policy: &str, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", policy);
+    let mut args = args.to_vec();
+    args.extend(["--policy", &policy]);
+    run(env, &args)
+}
+
+/// Writes `policy` to `policy.yml` in a directory of its own, runs
+/// `registry-cleanup ARGS --policy FILE --report FILE` with exactly `env`,
+/// asserts that it exits 0, and returns its output and the report it wrote.
+pub fn run_policy(
+    env: &[(String, String)],
+    policy: &str,
+    args: &[&str],
+) -> (Output, serde_json::Value) {
+    run_policy_exiting(env, policy, args, 0)
+}
+
+/// [`run_policy`] for a run that must exit `code` and still write its
+/// report (1: something failed or the run was refused after planning).
+pub fn run_policy_exiting(
+    env: &[(String, String)],
+    policy: &str,
+    args: &[&str],
+    code: i32,
+) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", policy);
+    let report = dir.path().join("report.json");
+    let mut args = args.to_vec();
+    args.extend([
+        "--policy",
+        &policy,
+        "--report",
+        report.to_str().expect("path"),
+    ]);
+    let out = run(env, &args);
+    assert_eq!(out.code, code, "{}", out.all());
+    let report = report_json(&report);
+    (out, report)
+}
+
 /// A JSON report the binary wrote.
 pub fn report_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("json")
