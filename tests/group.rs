@@ -46,23 +46,11 @@ fn group_job_env(emulator: &Emulator) -> Vec<(String, String)> {
 #[test]
 fn a_group_run_cleans_every_project_of_the_group_and_its_subgroups() {
     let emulator = group_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let report = dir.path().join("report.json");
-    let report_arg = report.display().to_string();
-    let output = run(
+    let (output, report) = run_policy(
         &group_job_env(&emulator),
-        &[
-            "run",
-            "--group",
-            "group",
-            "--policy",
-            &policy,
-            "--report",
-            &report_arg,
-        ],
+        POLICY,
+        &["run", "--group", "group"],
     );
-    assert_eq!(output.code, 0, "{}", output.all());
     for repository in REPOSITORIES {
         assert_eq!(
             names(&emulator, repository),
@@ -85,7 +73,6 @@ fn a_group_run_cleans_every_project_of_the_group_and_its_subgroups() {
         emulator.count("DELETE", "/manifests/"),
         2 * REPOSITORIES.len()
     );
-    let report = report_json(&report);
     let paths: Vec<&str> = report["repositories"]
         .as_array()
         .expect("repositories")
@@ -108,13 +95,8 @@ fn the_group_id_works_as_well_as_its_path_and_rest_calls_go_to_each_project() {
         c.gitlab_v1 = false;
         c.capability_headers = false;
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
     let id = gitlab_emulator::GROUP_ID.to_string();
-    let output = run(
-        &group_job_env(&emulator),
-        &["run", "--group", &id, "--policy", &policy],
-    );
+    let output = run_with_policy(&group_job_env(&emulator), POLICY, &["run", "--group", &id]);
     assert_eq!(output.code, 0, "{}", output.all());
     for repository in REPOSITORIES {
         assert_eq!(names(&emulator, repository), vec!["main"], "{repository}");
@@ -163,13 +145,11 @@ fn the_job_token_alone_is_refused_before_any_request_with_what_to_create() {
 #[test]
 fn a_token_gitlab_refuses_on_the_group_costs_one_request_and_exits_2() {
     let emulator = group_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
     let env = with(
         emulator.ci_env(),
         &[("GITLAB_TOKEN", "glpat-not-the-groups-0000")],
     );
-    let output = run(&env, &["run", "--group", "group", "--policy", &policy]);
+    let output = run_with_policy(&env, POLICY, &["run", "--group", "group"]);
     assert_eq!(output.code, 2, "{}", output.all());
     assert!(
         output.stderr.contains("answered 401") && output.stderr.contains("group access token"),
@@ -183,12 +163,8 @@ fn a_token_gitlab_refuses_on_the_group_costs_one_request_and_exits_2() {
 #[test]
 fn shards_cover_every_repository_exactly_once_and_reports_record_the_shard() {
     let emulator = group_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
     let mut seen = BTreeSet::new();
     for index in 1..=3u32 {
-        let report = dir.path().join(format!("report-{index}.json"));
-        let report_arg = report.display().to_string();
         // In a `parallel:` job GitLab sets CI_NODE_INDEX/CI_NODE_TOTAL.
         let env = with(
             group_job_env(&emulator),
@@ -197,21 +173,7 @@ fn shards_cover_every_repository_exactly_once_and_reports_record_the_shard() {
                 ("CI_NODE_TOTAL", "3"),
             ],
         );
-        let output = run(
-            &env,
-            &[
-                "run",
-                "--dry-run",
-                "--group",
-                "group",
-                "--policy",
-                &policy,
-                "--report",
-                &report_arg,
-            ],
-        );
-        assert_eq!(output.code, 0, "{}", output.all());
-        let report = report_json(&report);
+        let (_, report) = run_policy(&env, POLICY, &["run", "--dry-run", "--group", "group"]);
         assert_eq!(
             report["shard"],
             serde_json::json!({"index": index, "total": 3})
@@ -436,19 +398,10 @@ fn a_configuration_problem_stops_a_streamed_group_run_before_any_delete() {
 #[test]
 fn max_deletions_guards_the_whole_group() {
     let emulator = group_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let output = run(
+    let output = run_with_policy(
         &group_job_env(&emulator),
-        &[
-            "run",
-            "--group",
-            "group",
-            "--policy",
-            &policy,
-            "--max-deletions",
-            "9",
-        ],
+        POLICY,
+        &["run", "--group", "group", "--max-deletions", "9"],
     );
     assert_eq!(output.code, 1, "{}", output.all());
     assert!(
@@ -457,17 +410,10 @@ fn max_deletions_guards_the_whole_group() {
         output.all()
     );
     assert_eq!(emulator.writes(), 0);
-    let output = run(
+    let output = run_with_policy(
         &group_job_env(&emulator),
-        &[
-            "run",
-            "--group",
-            "group",
-            "--policy",
-            &policy,
-            "--max-deletions",
-            "10",
-        ],
+        POLICY,
+        &["run", "--group", "group", "--max-deletions", "10"],
     );
     assert_eq!(output.code, 0, "{}", output.all());
     assert_eq!(emulator.count("DELETE", "/manifests/"), 10);
@@ -495,11 +441,10 @@ fn registry_tokens_are_asked_for_sixteen_repositories_at_a_time() {
         emulator.add_tags(&path, [tag("mr-1"), tag("main")]);
         paths.push(path);
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let output = run(
+    let output = run_with_policy(
         &group_job_env(&emulator),
-        &["run", "--group", "group", "--policy", &policy],
+        POLICY,
+        &["run", "--group", "group"],
     );
     assert_eq!(output.code, 0, "{}", output.all());
     assert_eq!(emulator.count("GET", "/jwt/auth"), 8, "{}", output.all());
