@@ -4,6 +4,25 @@ mod common;
 
 use common::*;
 
+/// `plan --inventory INVENTORY --policy POLICY` at 2026-11-01, which must
+/// exit `code`: its output and report.
+fn plan_on_the_first_of_november(
+    inventory: &str,
+    policy: &str,
+    code: i32,
+) -> (Output, serde_json::Value) {
+    let args = [
+        "plan",
+        "--inventory",
+        inventory,
+        "--policy",
+        policy,
+        "--now",
+        "2026-11-01T00:00:00Z",
+    ];
+    run_writing_json(&[], &args, "--report", code)
+}
+
 /// The README's first command: the examples planned at a fixed time equal the golden report.
 #[test]
 fn plan_of_the_examples_matches_the_golden_report() {
@@ -181,31 +200,17 @@ fn check_summarises_each_rule() {
 /// images, keep_n counts images, a kept index keeps its child's signature.
 #[test]
 fn signed_example_deletes_signatures_with_their_images_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("plan.json");
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = run(
-        &[],
-        &[
-            "plan",
-            "--inventory",
-            &format!("{root}/examples/signed-inventory.json"),
-            "--policy",
-            &format!("{root}/examples/signed-policy.yml"),
-            "--now",
-            "2026-11-01T00:00:00Z",
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
+    let (out, report) = plan_on_the_first_of_november(
+        &format!("{root}/examples/signed-inventory.json"),
+        &format!("{root}/examples/signed-policy.yml"),
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
     assert!(
         out.stdout.contains("acme/shop/app: 19 tags, 3 would delete, plus 3 signatures/attestations with their images, 12 kept, 1 protected"),
         "{}",
         out.all()
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     let inventory: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/examples/signed-inventory.json"))
             .expect("inventory"),
@@ -260,28 +265,14 @@ fn signed_example_deletes_signatures_with_their_images_only() {
 /// `when_ref`, and the report says why.
 #[test]
 fn plan_uses_the_inventorys_refs() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("plan.json");
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = run(
-        &[],
-        &[
-            "plan",
-            "--inventory",
-            &format!("{root}/tests/refs/inventory.json"),
-            "--policy",
-            &format!("{root}/tests/refs/policy.yml"),
-            "--now",
-            "2026-11-01T00:00:00Z",
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
     // Two projects' refs are unknown or incomplete: part of the policy could
     // not be applied there, like a failed listing: exit 1.
-    assert_eq!(out.code, 1, "{}", out.all());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let (out, report) = plan_on_the_first_of_november(
+        &format!("{root}/tests/refs/inventory.json"),
+        &format!("{root}/tests/refs/policy.yml"),
+        1,
+    );
     assert!(report["repositories"][0].get("refs_incomplete").is_none());
     assert!(report["repositories"][1]["refs_incomplete"]
         .as_str()

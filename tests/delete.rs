@@ -318,21 +318,12 @@ fn report_lists_every_outcome() {
             },
         ],
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report_path = dir.path().join("report.json");
-    let out = run(
+    let (_, report) = run_writing_json(
         &emulator.ci_env(),
-        &[
-            "delete",
-            "--report",
-            report_path.to_str().expect("utf-8"),
-            "mr-1",
-            "v2",
-            "gone",
-        ],
+        &["delete", "mr-1", "v2", "gone"],
+        "--report",
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report = report_json(&report_path);
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["totals"]["deleted"], 1);
     assert_eq!(report["totals"]["skipped"], 1);
@@ -407,20 +398,12 @@ fn a_lost_answer_is_reported_as_deleted_and_a_refusal_is_not() {
         ..Config::default()
     });
     emulator.add_tags(ROOT, [tag("mr-502"), tag("mr-drop"), tag("main")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report_path = dir.path().join("report.json");
-    let out = run(
+    let (out, report) = run_writing_json(
         &emulator.ci_env(),
-        &[
-            "delete",
-            "--report",
-            report_path.to_str().expect("utf-8"),
-            "mr-502",
-            "mr-drop",
-            "gone",
-        ],
+        &["delete", "mr-502", "mr-drop", "gone"],
+        "--report",
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
     for line in [
         "group/project:mr-502: deleted",
         "group/project:mr-drop: deleted",
@@ -432,7 +415,6 @@ fn a_lost_answer_is_reported_as_deleted_and_a_refusal_is_not() {
     assert_eq!(emulator.count("DELETE", &format!("{manifests}mr-502")), 2);
     assert_eq!(emulator.count("DELETE", &format!("{manifests}mr-drop")), 2);
     assert_eq!(emulator.count("DELETE", &format!("{manifests}gone")), 2);
-    let report = report_json(&report_path);
     assert_eq!(report["totals"]["deleted"], 2, "{report}");
     assert_eq!(report["totals"]["already_absent"], 1, "{report}");
     assert_eq!(names(&emulator, ROOT), vec!["main"]);
@@ -531,21 +513,12 @@ fn every_bad_name_exits_2_before_the_first_request() {
 fn delete_summary_comes_from_its_report() {
     let emulator = emulator(Config::default());
     emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("report.json");
-    let out = run(
+    let (out, json) = run_writing_json(
         &emulator.ci_env(),
-        &[
-            "delete",
-            "--report",
-            report.to_str().expect("utf-8"),
-            "mr-1",
-            "gone",
-        ],
+        &["delete", "mr-1", "gone"],
+        "--report",
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     assert_eq!(json["totals"]["deleted"], 1);
     assert_eq!(json["totals"]["already_absent"], 1);
     assert!(
@@ -892,21 +865,12 @@ fn rule_refusals_are_skipped_without_a_token_refresh() {
         ..Config::default()
     }));
     emulator.add_tags(ROOT, [tag("rel-1"), tag("v2"), tag("mr-1")]);
-    let report = tempfile::tempdir().expect("tempdir");
-    let report = report.path().join("r.json");
-    let out = run(
+    let (_, report) = run_writing_json(
         &emulator.ci_env(),
-        &[
-            "delete",
-            "rel-1",
-            "v2",
-            "mr-1",
-            "--report",
-            report.to_str().expect("path"),
-        ],
+        &["delete", "rel-1", "v2", "mr-1"],
+        "--report",
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report = report_json(&report);
     assert_eq!(report["totals"]["skipped"], 2, "{report}");
     assert_eq!(report["totals"]["failed"], 0, "{report}");
     let reasons: Vec<String> = report["repositories"][0]["skipped"]

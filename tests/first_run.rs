@@ -282,28 +282,13 @@ fn ci_project_id_alone_without_any_repository_says_what_to_set() {
 fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
     let emulator = seeded();
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        "rules:\n  - name: api reviews\n    repositories: api\n    delete: 'mr-.*'\n  - name: everything\n    delete: '.*'\n    older_than: 30d\n  - name: too late\n    delete: 'mr-.*'\n",
-    );
+    let policy_text = "rules:\n  - name: api reviews\n    repositories: api\n    delete: 'mr-.*'\n  - name: everything\n    delete: '.*'\n    older_than: 30d\n  - name: too late\n    delete: 'mr-.*'\n";
+    let policy = write_file(&dir, "policy.yml", policy_text);
     let relative = "rule \"api reviews\" applies to no repository of the project: its `repositories` pattern \"api\" matches none of group/project, group/project/api";
     let suggestion = "repositories: '.*/api'";
     let shadowed = "rule \"too late\" can never claim a tag: the earlier rule \"everything\" claims every tag in every repository";
 
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--dry-run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (out, report) = run_policy(&emulator.ci_env(), policy_text, &["run", "--dry-run"]);
     for needle in [relative, suggestion, shadowed] {
         assert!(
             out.stderr.contains(needle),
@@ -316,7 +301,7 @@ fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
             out.all()
         );
     }
-    let warnings = report_json(&report)["warnings"].clone();
+    let warnings = report["warnings"].clone();
     let warnings: Vec<String> = serde_json::from_value(warnings).expect("warnings");
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
@@ -340,21 +325,10 @@ fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
     );
 
     // A policy without such mistakes: no warning anywhere.
-    let fine = write_file(&dir, "fine.yml", "rules:\n  - repositories: '.*/api'\n    delete: 'mr-.*'\n  - delete: '.*'\n    older_than: 30d\n");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--dry-run",
-            "--policy",
-            &fine,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let fine = "rules:\n  - repositories: '.*/api'\n    delete: 'mr-.*'\n  - delete: '.*'\n    older_than: 30d\n";
+    let (out, report) = run_policy(&emulator.ci_env(), fine, &["run", "--dry-run"]);
     assert!(!out.all().contains("warning:"), "{}", out.all());
-    assert!(report_json(&report).get("warnings").is_none());
+    assert!(report.get("warnings").is_none());
     let out = run(&[], &["check", "--policy", &fine]);
     assert!(!out.all().contains("warning"), "{}", out.all());
 }

@@ -136,18 +136,30 @@ pub fn run_policy_exiting(
 ) -> (Output, serde_json::Value) {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_file(&dir, "policy.yml", policy);
-    let report = dir.path().join("report.json");
     let mut args = args.to_vec();
-    args.extend([
-        "--policy",
-        &policy,
-        "--report",
-        report.to_str().expect("path"),
-    ]);
+    args.extend(["--policy", &policy]);
+    run_writing_json(env, &args, "--report", code)
+}
+
+/// Runs `registry-cleanup ARGS FLAG FILE` with exactly `env`, where FLAG
+/// names the JSON file the command writes (`--report`, `--output`),
+/// asserts that it exits `code`, and returns its output and that file.
+pub fn run_writing_json(
+    env: &[(String, String)],
+    args: &[&str],
+    flag: &str,
+    code: i32,
+) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir
+        .path()
+        .join(format!("{}.json", flag.trim_start_matches('-')));
+    let mut args = args.to_vec();
+    args.extend([flag, file.to_str().expect("path")]);
     let out = run(env, &args);
     assert_eq!(out.code, code, "{}", out.all());
-    let report = report_json(&report);
-    (out, report)
+    let json = report_json(&file);
+    (out, json)
 }
 
 /// A JSON report the binary wrote.
