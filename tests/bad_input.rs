@@ -1277,7 +1277,7 @@ fn invalid_tag_names_from_the_server_stop_the_repository() {
         );
         let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
         assert_eq!(out.code, 1, "{name:?}: {}", out.all());
-        assert!(!out.stderr.contains("panicked"), "{}", out.all());
+        out.assert_stderr_lacks("panicked");
         assert!(
             out.stdout.contains(&format!("{name:?}"))
                 && out.stdout.contains("not a valid tag name"),

@@ -44,11 +44,8 @@ fn plan_of_the_examples_matches_the_golden_report() {
         ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("total: 4 repositories, 191 tags, 91 would delete, 73 kept, 27 protected"),
-        "{}",
-        out.all()
+    out.assert_stdout_has(
+        "total: 4 repositories, 191 tags, 91 would delete, 73 kept, 27 protected",
     );
     let golden =
         std::fs::read_to_string(format!("{root}/tests/golden/examples-plan.json")).expect("golden");
@@ -83,11 +80,11 @@ fn plan_reads_its_options_from_the_environment() {
     ];
     let out = run(&env, &["plan"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("91 would delete"), "{}", out.all());
+    out.assert_stdout_has("91 would delete");
     // The flag wins over the variable.
     let out = run(&env, &["plan", "--now", "2020-01-01T00:00:00Z"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(!out.stdout.contains("91 would delete"), "{}", out.all());
+    out.assert_stdout_lacks("91 would delete");
 }
 
 #[test]
@@ -108,12 +105,7 @@ fn plan_says_loudly_when_a_repository_would_be_emptied() {
         &["plan", "--inventory", &inventory, "--policy", &policy],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("WARNING: the plan deletes every tag of g/p"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("WARNING: the plan deletes every tag of g/p");
 }
 
 #[test]
@@ -177,13 +169,8 @@ fn check_summarises_each_rule() {
         &["check", "--policy", &format!("{root}/examples/policy.yml")],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("valid, 5 rules"), "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("review images: in repositories matching"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("valid, 5 rules");
+    out.assert_stdout_has("review images: in repositories matching");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = write_file(
@@ -193,7 +180,7 @@ fn check_summarises_each_rule() {
     );
     let out = run(&[], &["check", "--policy", &bad]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("bad.yml:3:"), "{}", out.all());
+    out.assert_stderr_has("bad.yml:3:");
 }
 
 /// The README's signed example: signatures and attestations follow their
@@ -206,11 +193,7 @@ fn signed_example_deletes_signatures_with_their_images_only() {
         &format!("{root}/examples/signed-policy.yml"),
         0,
     );
-    assert!(
-        out.stdout.contains("acme/shop/app: 19 tags, 3 would delete, plus 3 signatures/attestations with their images, 12 kept, 1 protected"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("acme/shop/app: 19 tags, 3 would delete, plus 3 signatures/attestations with their images, 12 kept, 1 protected");
     let inventory: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/examples/signed-inventory.json"))
             .expect("inventory"),
@@ -332,12 +315,7 @@ fn plan_uses_the_inventorys_refs() {
         "{}",
         warnings("acme/legacy")
     );
-    assert!(
-        out.stdout
-            .contains("refs incomplete (GET /projects/8/merge_requests: 403 Forbidden)"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("refs incomplete (GET /projects/8/merge_requests: 403 Forbidden)");
 }
 
 #[test]
@@ -455,11 +433,7 @@ fn a_bad_repository_late_in_the_inventory_leaves_no_report() {
         ],
     );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr.contains("repository g/a is listed twice"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("repository g/a is listed twice");
     assert!(!report.exists());
     assert_eq!(
         std::fs::read_dir(dir.path()).expect("dir").count(),

@@ -120,13 +120,7 @@ fn assert_bytes_are_the_listed_sizes(config: Config) {
         metrics.contains(&format!("\ncleanup_deleted_bytes {sum}\n")),
         "{metrics}"
     );
-    assert!(
-        output
-            .stdout
-            .contains("in deleted images (shared layers counted once per image)"),
-        "{}",
-        output.all()
-    );
+    output.assert_stdout_has("in deleted images (shared layers counted once per image)");
 }
 
 #[test]
@@ -231,13 +225,7 @@ fn an_unwritable_dotenv_is_refused_before_any_request() {
         &["delete", "--dotenv", "/nonexistent/dir/cleanup.env", "mr-1"],
     );
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output
-            .stderr
-            .contains("--dotenv /nonexistent/dir/cleanup.env"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("--dotenv /nonexistent/dir/cleanup.env");
     assert!(emulator.requests().is_empty());
 }
 

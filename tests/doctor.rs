@@ -240,11 +240,7 @@ fn an_access_token_s_scopes_are_checked() {
     );
     // The job token has no scopes to show.
     let output = doctor(&emulator.ci_env());
-    assert!(
-        !output.stdout.contains("access token scopes"),
-        "{}",
-        output.all()
-    );
+    output.assert_stdout_lacks("access token scopes");
 
     emulator.set_config(|c| {
         c.access_token_scopes = vec!["read_api".into(), "read_registry".into()];

@@ -284,7 +284,7 @@ fn converges_under_faults(config: Config, label: &str, expect_refresh: bool) {
     let figures = Figures::collect(&emulator, wall, jwts_before, &out.stderr);
     figures.print(label);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(!out.stderr.contains("panicked"), "{}", out.all());
+    out.assert_stderr_lacks("panicked");
 
     // Exactly the plan: every planned tag gone, every other tag still there
     // with the digest it had.
@@ -633,11 +633,7 @@ fn an_invalid_token_is_replaced_a_bounded_number_of_times() {
     let emulator = refusing("invalid_token");
     let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:mr-1: failed"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:mr-1: failed");
     // The first attempt and three with a fresh token each.
     assert_eq!(
         emulator.count("DELETE", "/manifests/mr-1"),

@@ -26,12 +26,8 @@ fn check_with_the_server_engine_refuses_what_run_refuses() {
     ] {
         let out = run(&env, &args);
         assert_eq!(out.code, 2, "{}", out.all());
-        assert!(
-            out.stderr.contains(
-                "rule \"branch images\" uses when_ref, which GitLab's bulk delete cannot express"
-            ),
-            "{}",
-            out.all()
+        out.assert_stderr_has(
+            "rule \"branch images\" uses when_ref, which GitLab's bulk delete cannot express",
         );
     }
     // And `run --engine server` refuses the same policy.
@@ -43,7 +39,7 @@ fn check_with_the_server_engine_refuses_what_run_refuses() {
         &["run", "--engine", "server", "--policy", &policy],
     );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("uses when_ref"), "{}", out.all());
+    out.assert_stderr_has("uses when_ref");
     assert_eq!(emulator.count("DELETE", "/"), 0, "no bulk call, no delete");
     assert_eq!(emulator.tags("group/project").len(), 1);
 
@@ -58,11 +54,7 @@ fn check_with_the_server_engine_refuses_what_run_refuses() {
         &["check", "--policy", &overlapping, "--engine", "server"],
     );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr.contains("one rule per repository"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("one rule per repository");
     let out = run(
         &emulator.ci_env(),
         &["run", "--engine", "server", "--policy", &overlapping],
@@ -83,15 +75,15 @@ fn the_server_engine_summary_shows_no_counts_it_never_had() {
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.bulk_calls().len(), 1);
-    assert!(!out.stdout.contains("kept"), "{}", out.all());
-    assert!(!out.stdout.contains("protected"), "{}", out.all());
+    out.assert_stdout_lacks("kept");
+    out.assert_stdout_lacks("protected");
     assert!(
         out.stdout
             .contains("group/project: 2 tags (bulk delete for rule \"rule 1\" accepted"),
         "{}",
         out.all()
     );
-    assert!(out.stdout.contains("reports no counts"), "{}", out.all());
+    out.assert_stdout_has("reports no counts");
 }
 
 fn seeded() -> Emulator {
@@ -166,14 +158,10 @@ fn a_server_url_with_the_api_suffix_is_a_configuration_error() {
         );
         let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
         assert_eq!(out.code, 2, "{}", out.all());
-        assert!(
-            out.stderr.contains(&format!(
-                "ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={})",
-                emulator.gitlab_url()
-            )),
-            "{}",
-            out.all()
-        );
+        out.assert_stderr_has(&format!(
+            "ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={})",
+            emulator.gitlab_url()
+        ));
     }
     assert!(emulator.requests().is_empty());
 }
@@ -191,12 +179,7 @@ fn https_to_a_plain_http_server_says_so() {
     // Our configuration, not the server: exit 2 (nothing was deleted).
     let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("the server speaks plain HTTP, not HTTPS: use http:// in CI_SERVER_URL"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("the server speaks plain HTTP, not HTTPS: use http:// in CI_SERVER_URL");
     // The registry: its URL comes from CLEANUP_REGISTRY_URL.
     let registry = emulator.registry_url().replacen("http://", "https://", 1);
     let env = with(emulator.ci_env(), &[("CLEANUP_REGISTRY_URL", &registry)]);
@@ -222,17 +205,8 @@ fn ci_project_id_alone_is_enough() {
 
     let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project: 2 tags, 1 would delete"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout
-            .contains("group/project/api: 1 tag, 1 would delete"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project: 2 tags, 1 would delete");
+    out.assert_stdout_has("group/project/api: 1 tag, 1 would delete");
 
     // The root image (the default) and a relative path need the project's
     // path: read from a one-entry page of the repository listing; the full
@@ -240,19 +214,11 @@ fn ci_project_id_alone_is_enough() {
     emulator.reset_requests();
     let out = run(&env, &["delete", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:mr-1: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:mr-1: deleted");
     assert_eq!(emulator.count("GET", "/registry/repositories"), 2);
     let out = run(&env, &["delete", "--repository", "api", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project/api:mr-1: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project/api:mr-1: deleted");
     assert_eq!(names(&emulator, "group/project"), ["main"]);
     assert!(names(&emulator, "group/project/api").is_empty());
 
@@ -269,12 +235,7 @@ fn ci_project_id_alone_without_any_repository_says_what_to_set() {
     let env = without(emulator.ci_env(), &["CI_PROJECT_PATH", "CI_REGISTRY_IMAGE"]);
     let out = run(&env, &["delete", "mr-1"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("set CI_PROJECT_PATH (group/project) or CI_REGISTRY_IMAGE"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("set CI_PROJECT_PATH (group/project) or CI_REGISTRY_IMAGE");
     assert_eq!(emulator.writes(), 0);
 }
 
@@ -313,16 +274,8 @@ fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
     // `check` does not know the repositories: the shadowed rule only.
     let out = run(&[], &["check", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains(&format!("warning: {shadowed}")),
-        "{}",
-        out.all()
-    );
-    assert!(
-        !out.stdout.contains("applies to no repository"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has(&format!("warning: {shadowed}"));
+    out.assert_stdout_lacks("applies to no repository");
 
     // A policy without such mistakes: no warning anywhere.
     let fine = "rules:\n  - repositories: '.*/api'\n    delete: 'mr-.*'\n  - delete: '.*'\n    older_than: 30d\n";
@@ -344,31 +297,15 @@ fn durations_are_spelled_out_in_check_and_run() {
     );
     let out = run(&[], &["check", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("only older than 6 months (180 days)"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("only older than 90 minutes"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("only older than 6 months (180 days)");
+    out.assert_stdout_has("only older than 90 minutes");
     let out = run(
         &emulator.ci_env(),
         &["run", "--dry-run", "--policy", &policy],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stderr.contains("rule old reviews: in repositories matching \".*\", delete tags matching \"mr-.*\", only older than 6 months (180 days)"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stderr.contains("only older than 90 minutes"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("rule old reviews: in repositories matching \".*\", delete tags matching \"mr-.*\", only older than 6 months (180 days)");
+    out.assert_stderr_has("only older than 90 minutes");
     // And `6m` is refused, naming both readings.
     let ambiguous = write_file(
         &dir,
@@ -381,12 +318,7 @@ fn durations_are_spelled_out_in_check_and_run() {
         &["run", "--dry-run", "--policy", &ambiguous],
     );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("m.yml:3:17: rules[0].older_than: \"6m\" is ambiguous"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("m.yml:3:17: rules[0].older_than: \"6m\" is ambiguous");
     assert!(
         out.stderr.contains("6min") && out.stderr.contains("6month"),
         "{}",

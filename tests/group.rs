@@ -290,13 +290,7 @@ fn merged_shard_reports_equal_the_single_process_plan() {
     merged["now"].take();
     single["now"].take();
     assert_eq!(merged, single);
-    assert!(
-        output
-            .stdout
-            .contains("total: 5 repositories, 15 tags, 10 would delete"),
-        "{}",
-        output.all()
-    );
+    output.assert_stdout_has("total: 5 repositories, 15 tags, 10 would delete");
 }
 
 #[test]
@@ -313,20 +307,12 @@ fn report_merge_refuses_a_missing_shard_and_fails_with_a_failed_shard() {
         &["report", "merge", &one, &three, "--report", &merged_arg],
     );
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("shard 2/3 missing"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("shard 2/3 missing");
     assert!(!merged.exists(), "nothing written on a refused merge");
 
     let output = run(&[], &["report", "merge", &one, &one]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("shard 1/3 is given twice"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("shard 1/3 is given twice");
 
     // A shard whose run failed somewhere makes the merge exit 1.
     let two = dry_run_report(&emulator, &dir, &policy, Some("2/3"));
@@ -350,7 +336,7 @@ fn report_merge_refuses_a_missing_shard_and_fails_with_a_failed_shard() {
 
     let output = run(&[], &["report", "merge", "nope.json"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(output.stderr.contains("nope.json"), "{}", output.all());
+    output.assert_stderr_has("nope.json");
 }
 
 /// A group run streams its repositories; a configuration problem (here a
@@ -378,11 +364,7 @@ fn a_configuration_problem_stops_a_streamed_group_run_before_any_delete() {
         ],
     );
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("not on CI_SERVER_URL's origin"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("not on CI_SERVER_URL's origin");
     assert_eq!(emulator.writes(), 0);
     assert!(foreign.requests().is_empty());
     assert!(!report.exists());
@@ -404,11 +386,7 @@ fn max_deletions_guards_the_whole_group() {
         &["run", "--group", "group", "--max-deletions", "9"],
     );
     assert_eq!(output.code, 1, "{}", output.all());
-    assert!(
-        output.stderr.contains("more than the limit of 9"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("more than the limit of 9");
     assert_eq!(emulator.writes(), 0);
     let output = run_with_policy(
         &group_job_env(&emulator),

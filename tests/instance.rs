@@ -66,7 +66,7 @@ fn without_the_catalog_scope_an_instance_run_stops_with_exit_2() {
     let emulator = instance_emulator(false);
     let output = run_with_policy(&admin_env(&emulator), POLICY, &["run", "--instance"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(output.stderr.contains("administrator"), "{}", output.all());
+    output.assert_stderr_has("administrator");
     assert_eq!(emulator.count("GET", "/v2/_catalog"), 0);
     assert_eq!(emulator.writes(), 0);
 }
@@ -77,7 +77,7 @@ fn a_registry_without_tag_delete_is_refused_before_the_catalog() {
     emulator.set_config(|c| c.tag_delete = false);
     let output = run_with_policy(&admin_env(&emulator), POLICY, &["run", "--instance"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(output.stderr.contains("tag delete"), "{}", output.all());
+    output.assert_stderr_has("tag delete");
     // One GET /v2/ to learn it; no token, no catalog, no write.
     assert_eq!(emulator.requests().len(), 1, "{:?}", emulator.requests());
     assert_eq!(emulator.writes(), 0);
@@ -89,11 +89,7 @@ fn the_job_token_alone_is_refused_before_any_request() {
     let env = with(emulator.ci_env(), &[("CLEANUP_INSTANCE", "true")]);
     let output = run_with_policy(&env, POLICY, &["run"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("administrator's access token"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("administrator's access token");
     assert!(emulator.requests().is_empty());
 }
 

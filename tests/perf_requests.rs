@@ -343,11 +343,7 @@ fn unannounced_429s_halve_the_requests_in_flight() {
         .filter(|r| r.status == 429)
         .count();
     assert!(too_many > 0, "the seeded faults should include 429s");
-    assert!(
-        out.stderr.contains("fewer requests at once"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("fewer requests at once");
     let lowest = http_stat(&out.stderr, "fewest_requests_at_once");
     assert!(lowest <= 8, "one 429 at least halves 16: {lowest}");
 }

@@ -84,20 +84,10 @@ fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
     let emulator = seeded(Config::default());
     let (out, dry) = run_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
     assert_eq!(emulator.writes(), 0, "a dry run wrote");
-    assert!(
-        out.stdout
-            .contains("group/project/api: 11 tags, 5 would delete, 4 kept, 2 protected"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project/api: 11 tags, 5 would delete, 4 kept, 2 protected");
 
     let (out, live) = run_policy(&emulator.ci_env(), POLICY, &["run"]);
-    assert!(
-        out.stdout
-            .contains("group/project/api: 11 tags, 5 deleted, 4 kept, 2 protected"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project/api: 11 tags, 5 deleted, 4 kept, 2 protected");
     assert_eq!(dry["dry_run"], true);
     assert_eq!(live["dry_run"], false);
     assert_eq!(deleted_names(&dry), deleted_names(&live));
@@ -249,7 +239,7 @@ fn server_engine_sends_one_exact_bulk_call_per_repository() {
     // Within the hour GitLab refuses: a warning per repository, still exit 0.
     let out = run_with_policy(&emulator.ci_env(), policy, &server);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("at most once an hour"), "{}", out.all());
+    out.assert_stdout_has("at most once an hour");
 
     // A dry run shows the client plan and sends no bulk call.
     let before = emulator.bulk_calls().len();
@@ -259,7 +249,7 @@ fn server_engine_sends_one_exact_bulk_call_per_repository() {
         &["run", "--engine", "server", "--dry-run"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("would delete"), "{}", out.all());
+    out.assert_stdout_has("would delete");
     assert_eq!(emulator.bulk_calls().len(), before);
 }
 
@@ -268,13 +258,8 @@ fn server_engine_refuses_two_rules_for_one_repository() {
     let emulator = seeded(Config::default());
     let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--engine", "server"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("group/project/api has 2 applicable rules"),
-        "{}",
-        out.all()
-    );
-    assert!(out.stderr.contains("policy.yml"), "{}", out.all());
+    out.assert_stderr_has("group/project/api has 2 applicable rules");
+    out.assert_stderr_has("policy.yml");
     assert!(emulator.bulk_calls().is_empty());
 }
 
@@ -287,11 +272,7 @@ fn max_deletions_refuses_the_whole_run() {
         &["run", "--max-deletions", "5"],
         1,
     );
-    assert!(
-        out.stderr.contains("more than the limit of 5"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("more than the limit of 5");
     assert!(
         out.stdout.contains("would delete"),
         "the plan is still printed: {}",
@@ -425,7 +406,7 @@ fn inventory_with_a_job_token_gitlab_refuses_writes_incomplete_refs() {
         "a refusal does not stop the inventory: {}",
         out.all()
     );
-    assert!(out.stderr.contains("GITLAB_TOKEN"), "{}", out.all());
+    out.assert_stderr_has("GITLAB_TOKEN");
     let snapshot = report_json(&inventory);
     let refs = &snapshot["refs"]["1"];
     assert_eq!(refs["complete"], false, "{snapshot}");
@@ -535,11 +516,7 @@ fn server_engine_keeps_signature_tags_out_of_the_bulk_delete() {
         &["run", "--engine", "server"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("signature/attestation tags (sha256-…)"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("signature/attestation tags (sha256-…)");
     let left: Vec<String> = emulator.tags(ROOT).into_keys().collect();
     let mut expected: Vec<String> = signatures.clone();
     expected.push("build-1".into());
@@ -785,12 +762,7 @@ fn gitlab_tag_rules_protect_tags_in_the_plan() {
     assert_eq!(emulator.count("GET", "/jwt/auth"), 1);
     // The same 4 requests as the dry run, and one delete per mr- tag.
     assert_eq!(emulator.requests().len(), 8, "{:?}", emulator.requests());
-    assert!(
-        out.stdout
-            .contains("group/project: 12 tags, 4 deleted, 0 kept, 8 protected"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project: 12 tags, 4 deleted, 0 kept, 8 protected");
     let dry = report_json(&dry_report);
     let live = report_json(&live_report);
     assert_eq!(deleted_names(&dry), deleted_names(&live));
@@ -1265,7 +1237,7 @@ fn a_dry_run_in_ci_lists_what_would_be_deleted() {
 
     // Outside CI, no list.
     let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
-    assert!(!out.stdout.contains("  would delete "), "{}", out.all());
+    out.assert_stdout_lacks("  would delete ");
 }
 
 /// Issue 11's reproduction measured with any build of the tool (the "before"

@@ -464,7 +464,7 @@ fn a_cross_origin_redirect_from_the_rest_api_carries_no_token() {
         });
         let out = run(&(credentials.env)(&distribution), &["delete", "mr-1-a"]);
         assert_eq!(out.code, 1, "{}: {}", credentials.name, out.all());
-        assert!(out.stdout.contains("307"), "{}", out.all());
+        out.assert_stdout_has("307");
         assert_eq!(distribution.tags(ROOT).len(), 6);
         let carried: Vec<_> = elsewhere
             .requests()
@@ -731,7 +731,7 @@ fn tls_certificates_are_verified_and_the_ca_bundle_is_honoured() {
     // An unknown issuer: refused at once, not retried, no credentials sent.
     let out = run(&server.env(), &["inventory"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.stderr.contains("certificate"), "{}", out.all());
+    out.assert_stderr_has("certificate");
     assert!(
         !out.stderr.contains("gave up after"),
         "a certificate error was retried: {}",

@@ -16,6 +16,30 @@ impl Output {
     pub fn all(&self) -> String {
         format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
     }
+
+    /// Panics, showing both streams, unless stdout holds `needle`.
+    #[track_caller]
+    pub fn assert_stdout_has(&self, needle: &str) {
+        assert!(self.stdout.contains(needle), "{}", self.all());
+    }
+
+    /// Panics, showing both streams, if stdout holds `needle`.
+    #[track_caller]
+    pub fn assert_stdout_lacks(&self, needle: &str) {
+        assert!(!self.stdout.contains(needle), "{}", self.all());
+    }
+
+    /// Panics, showing both streams, unless stderr holds `needle`.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needle: &str) {
+        assert!(self.stderr.contains(needle), "{}", self.all());
+    }
+
+    /// Panics, showing both streams, if stderr holds `needle`.
+    #[track_caller]
+    pub fn assert_stderr_lacks(&self, needle: &str) {
+        assert!(!self.stderr.contains(needle), "{}", self.all());
+    }
 }
 
 /// Runs `registry-cleanup ARGS` with exactly `env` (nothing inherited).
