@@ -899,15 +899,6 @@ fn v1_list() -> Tamper {
     Tamper::on(Some("GET"), V1_LISTS)
 }
 
-fn append_access_token_number(body: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(body);
-    format!(
-        "{},\"access_token\":5}}",
-        text.trim_end().trim_end_matches('}')
-    )
-    .into_bytes()
-}
-
 /// An unsigned JWT granting everything, with `exp`/`iat` at the ends of i64.
 fn overflowing_jwt() -> Vec<u8> {
     use base64::Engine as _;

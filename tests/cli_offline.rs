@@ -210,17 +210,11 @@ fn signed_example_deletes_signatures_with_their_images_only() {
             .trim_start_matches("sha256:")
             .to_string()
     };
-    let mut deleted: Vec<(String, String)> = report["repositories"][0]["deleted"]
-        .as_array()
-        .expect("deleted")
-        .iter()
-        .map(|d| {
-            (
-                d["tag"].as_str().expect("tag").to_string(),
-                d["rule"].as_str().expect("rule").to_string(),
-            )
-        })
-        .collect();
+    let mut deleted: Vec<(String, String)> =
+        field_pairs(&report["repositories"][0]["deleted"], "tag", "rule")
+            .into_iter()
+            .map(|(tag, rule)| (tag.to_string(), rule.to_string()))
+            .collect();
     deleted.sort();
     let mut expected = vec![
         ("2.0.0-amd64".to_string(), "per-arch tags".to_string()),
@@ -260,46 +254,23 @@ fn plan_uses_the_inventorys_refs() {
     assert!(report["repositories"][1]["refs_incomplete"]
         .as_str()
         .is_some_and(|why| why.contains("403")));
-    let repository = |path: &str| {
-        report["repositories"]
-            .as_array()
-            .expect("repositories")
-            .iter()
-            .find(|r| r["path"] == path)
-            .unwrap_or_else(|| panic!("{path} in the report"))
-            .clone()
-    };
-    let deleted = |path: &str| -> Vec<(String, String)> {
-        let mut deleted: Vec<(String, String)> = repository(path)["deleted"]
-            .as_array()
-            .expect("deleted")
-            .iter()
-            .map(|d| {
-                (
-                    d["tag"].as_str().expect("tag").to_string(),
-                    d["rule"].as_str().expect("rule").to_string(),
-                )
-            })
-            .collect();
+    let repository = |path: &str| repository_entry(&report, path);
+    let deleted = |path: &str| {
+        let mut deleted = field_pairs(&repository(path)["deleted"], "tag", "rule");
         deleted.sort();
         deleted
     };
-    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
-        list.iter()
-            .map(|(tag, rule)| (tag.to_string(), rule.to_string()))
-            .collect()
-    };
     assert_eq!(
         deleted("acme/shop"),
-        pairs(&[
+        [
             ("main-00000001", "live branches"),
             ("mr-13-0a1b2c3d", "merge request images"),
             ("old-branch-0000000b", "gone branches"),
-        ])
+        ]
     );
     assert!(repository("acme/shop").get("warnings").is_none());
     for path in ["acme/tools", "acme/legacy"] {
-        assert_eq!(deleted(path), Vec::<(String, String)>::new(), "{path}");
+        assert_eq!(deleted(path), [], "{path}");
     }
     let warnings = |path: &str| repository(path)["warnings"].to_string();
     assert!(

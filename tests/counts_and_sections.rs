@@ -9,12 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, Utc};
 use common::*;
 
-const POLICY: &str = r#"
-rules:
-  - name: review images
-    delete: "mr-\\d+"
-    keep_n: 1
-"#;
+const POLICY: &str = KEEP_THE_NEWEST_REVIEW_TAG;
 
 fn seeded(config: Config) -> Emulator {
     let emulator = Emulator::start(config);

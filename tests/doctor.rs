@@ -5,12 +5,7 @@ mod common;
 
 use common::*;
 
-const POLICY: &str = r#"
-rules:
-  - name: review images
-    delete: "mr-\\d+"
-    keep_n: 1
-"#;
+const POLICY: &str = KEEP_THE_NEWEST_REVIEW_TAG;
 
 fn seeded(config: Config) -> Emulator {
     let emulator = Emulator::start(config);
@@ -299,14 +294,7 @@ fn no_secret_in_the_output() {
         ..Config::default()
     });
     for env in [emulator.ci_env(), emulator.laptop_env()] {
-        let output = doctor(&env);
-        for secret in emulator.secrets() {
-            assert!(
-                !output.all().contains(&secret),
-                "a secret leaked:\n{}",
-                output.all()
-            );
-        }
+        assert_no_secret(&emulator, &doctor(&env));
     }
 }
 

@@ -136,13 +136,7 @@ fn a_wrong_project_names_its_variable_and_how_to_check_it() {
             out.all()
         );
     }
-    for secret in emulator.secrets() {
-        assert!(
-            !out.all().contains(&secret),
-            "a secret in the output: {}",
-            out.all()
-        );
-    }
+    assert_no_secret(&emulator, &out);
 }
 
 #[test]
@@ -289,24 +283,17 @@ fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
 #[test]
 fn durations_are_spelled_out_in_check_and_run() {
     let emulator = seeded();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        "rules:\n  - name: old reviews\n    delete: 'mr-.*'\n    older_than: 6months\n  - name: scratch\n    delete: 'tmp-.*'\n    older_than: 90min\n",
-    );
-    let out = run(&[], &["check", "--policy", &policy]);
+    let policy = "rules:\n  - name: old reviews\n    delete: 'mr-.*'\n    older_than: 6months\n  - name: scratch\n    delete: 'tmp-.*'\n    older_than: 90min\n";
+    let out = run_with_policy(&[], policy, &["check"]);
     assert_eq!(out.code, 0, "{}", out.all());
     out.assert_stdout_has("only older than 6 months (180 days)");
     out.assert_stdout_has("only older than 90 minutes");
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--dry-run", "--policy", &policy],
-    );
+    let out = run_with_policy(&emulator.ci_env(), policy, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     out.assert_stderr_has("rule old reviews: in repositories matching \".*\", delete tags matching \"mr-.*\", only older than 6 months (180 days)");
     out.assert_stderr_has("only older than 90 minutes");
     // And `6m` is refused, naming both readings.
+    let dir = tempfile::tempdir().expect("tempdir");
     let ambiguous = write_file(
         &dir,
         "m.yml",

@@ -9,11 +9,7 @@ use std::collections::BTreeSet;
 use common::*;
 use registry_cleanup::domain::shard::shard_of;
 
-const POLICY: &str = r#"
-rules:
-  - name: review images
-    delete: "mr-.*"
-"#;
+const POLICY: &str = DELETE_REVIEW_TAGS;
 
 /// The group's repositories: two in the CI job's own project, one in a
 /// sibling project's root image, one in a sibling project, one in a
@@ -198,14 +194,7 @@ fn shards_cover_every_repository_exactly_once_and_reports_record_the_shard() {
 fn a_group_inventory_ties_each_repository_to_its_project() {
     let emulator = group_emulator();
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let inventory_arg = inventory.display().to_string();
-    let output = run(
-        &group_job_env(&emulator),
-        &["inventory", "--group", "group", "--output", &inventory_arg],
-    );
-    assert_eq!(output.code, 0, "{}", output.all());
-    let inventory = report_json(&inventory);
+    let (_, _, inventory) = write_inventory(&group_job_env(&emulator), &dir, &["--group", "group"]);
     let mut projects: Vec<(String, u64)> = inventory["repositories"]
         .as_array()
         .expect("repositories")

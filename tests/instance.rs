@@ -6,11 +6,7 @@ mod common;
 
 use common::*;
 
-const POLICY: &str = r#"
-rules:
-  - name: review images
-    delete: "mr-.*"
-"#;
+const POLICY: &str = DELETE_REVIEW_TAGS;
 
 const REPOSITORIES: &[&str] = &[
     "group/project",

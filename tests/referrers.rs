@@ -281,13 +281,7 @@ fn inventory_records_kinds_and_children_and_plans_like_the_live_run() {
             ..Config::default()
         });
         let dir = tempfile::tempdir().expect("tempdir");
-        let inventory = dir.path().join("inventory.json");
-        let out = run(
-            &emulator.ci_env(),
-            &["inventory", "--output", inventory.to_str().expect("path")],
-        );
-        assert_eq!(out.code, 0, "{}", out.all());
-        let snapshot = report_json(&inventory);
+        let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
         let tags = snapshot["repositories"][0]["tags"]
             .as_array()
             .expect("tags");
@@ -320,11 +314,7 @@ fn inventory_records_kinds_and_children_and_plans_like_the_live_run() {
             assert!(image.get("media_type").is_none(), "{image}");
         }
 
-        let (_, planned) = run_policy(
-            &[],
-            KEEP_1,
-            &["plan", "--inventory", inventory.to_str().expect("path")],
-        );
+        let (_, planned) = run_policy(&[], KEEP_1, &["plan", "--inventory", &inventory]);
         let live = run_report(&emulator, KEEP_1, &[]);
         assert_eq!(deleted(&planned), deleted(&live));
         assert!(

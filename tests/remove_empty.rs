@@ -49,12 +49,7 @@ fn repository_deletes(emulator: &Emulator) -> usize {
 }
 
 fn removal(report: &serde_json::Value, path: &str) -> serde_json::Value {
-    report["repositories"]
-        .as_array()
-        .expect("repositories")
-        .iter()
-        .find(|r| r["path"] == path)
-        .unwrap_or_else(|| panic!("{path} in {report}"))
+    repository_entry(report, path)
         .get("removal")
         .cloned()
         .unwrap_or(serde_json::Value::Null)
@@ -70,14 +65,9 @@ fn removes_what_the_run_emptied_and_old_empty_repositories_only() {
     assert!(emulator.has_repository("new-empty"));
     assert!(emulator.has_repository("scheduled"));
     assert_eq!(repository_deletes(&emulator), 2);
-    assert_eq!(
-        removal(&report, "group/project/review")["outcome"],
-        "removed"
-    );
-    assert_eq!(
-        removal(&report, "group/project/old-empty")["outcome"],
-        "removed"
-    );
+    for emptied in ["group/project/review", "group/project/old-empty"] {
+        assert_eq!(removal(&report, emptied)["outcome"], "removed", "{emptied}");
+    }
     assert_eq!(
         removal(&report, "group/project/api"),
         serde_json::Value::Null
@@ -111,14 +101,13 @@ fn a_dry_run_removes_nothing_and_says_what_it_would_remove() {
     let emulator = seeded();
     let (output, report) = run_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
     assert_eq!(emulator.writes(), 0);
-    assert_eq!(
-        removal(&report, "group/project/review")["outcome"],
-        "would remove"
-    );
-    assert_eq!(
-        removal(&report, "group/project/old-empty")["outcome"],
-        "would remove"
-    );
+    for emptied in ["group/project/review", "group/project/old-empty"] {
+        assert_eq!(
+            removal(&report, emptied)["outcome"],
+            "would remove",
+            "{emptied}"
+        );
+    }
     assert!(
         output
             .stdout
@@ -131,13 +120,8 @@ fn a_dry_run_removes_nothing_and_says_what_it_would_remove() {
 #[test]
 fn without_the_key_no_repository_is_removed() {
     let emulator = seeded();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        &POLICY.replace("remove_empty_repositories: true\n", ""),
-    );
-    let output = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    let policy = POLICY.replace("remove_empty_repositories: true\n", "");
+    let output = run_with_policy(&emulator.ci_env(), &policy, &["run"]);
     assert_eq!(output.code, 0, "{}", output.all());
     assert_eq!(repository_deletes(&emulator), 0);
     assert!(emulator.has_repository("review"));

@@ -316,22 +316,15 @@ fn protected_refusals_are_skipped_not_failed() {
 fn inventory_snapshot_plans_like_the_live_run() {
     let emulator = seeded(Config::default());
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let out = run(
-        &emulator.ci_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
     assert_eq!(emulator.writes(), 0);
-    let snapshot: serde_json::Value = report_json(&inventory);
     assert_eq!(snapshot["repositories"].as_array().expect("repos").len(), 2);
     assert!(snapshot["repositories"][0]["tags"][0]["digest"]
         .as_str()
         .expect("digest")
         .starts_with("sha256:"));
 
-    let inventory = inventory.to_str().expect("path");
-    let (_, planned) = run_policy(&[], POLICY, &["plan", "--inventory", inventory]);
+    let (_, planned) = run_policy(&[], POLICY, &["plan", "--inventory", &inventory]);
     let (_, live) = run_policy(&emulator.ci_env(), POLICY, &["run"]);
     assert_eq!(deleted_names(&planned), deleted_names(&live));
 }
@@ -348,13 +341,7 @@ fn inventory_writes_the_projects_refs() {
     emulator.add_merge_request(40, "Fork/Fix", "opened", true);
     emulator.add_merge_request(41, "merged-branch", "merged", false);
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let out = run(
-        &emulator.ci_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let snapshot = report_json(&inventory);
+    let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
     assert_eq!(
         snapshot["refs"],
         serde_json::json!({"1": {
@@ -371,11 +358,7 @@ fn inventory_writes_the_projects_refs() {
     // refs: `main` is a live branch, `deadbeef` and `cafebabe` no ref at
     // all (`latest` is protected, the other tags do not match).
     let policy = "rules:\n  - name: gone refs\n    delete: '(?P<ref>[a-z]+)'\n    when_ref: gone\n";
-    let (_, planned) = run_policy(
-        &[],
-        policy,
-        &["plan", "--inventory", inventory.to_str().expect("path")],
-    );
+    let (_, planned) = run_policy(&[], policy, &["plan", "--inventory", &inventory]);
     assert_eq!(
         deleted_names(&planned),
         [
@@ -395,19 +378,9 @@ fn inventory_with_a_job_token_gitlab_refuses_writes_incomplete_refs() {
     });
     emulator.add_branch("main");
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let out = run(
-        &emulator.ci_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(
-        out.code,
-        0,
-        "a refusal does not stop the inventory: {}",
-        out.all()
-    );
+    // A refusal does not stop the inventory (exit 0).
+    let (out, _, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
     out.assert_stderr_has("GITLAB_TOKEN");
-    let snapshot = report_json(&inventory);
     let refs = &snapshot["refs"]["1"];
     assert_eq!(refs["complete"], false, "{snapshot}");
     assert_eq!(refs["slugs"], serde_json::json!([]));
@@ -423,12 +396,8 @@ fn inventory_with_a_job_token_gitlab_refuses_writes_incomplete_refs() {
     assert_eq!(snapshot["repositories"].as_array().expect("repos").len(), 2);
 
     // With an access token the same GitLab lists them.
-    let out = run(
-        &emulator.laptop_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(report_json(&inventory)["refs"]["1"]["complete"], true);
+    let (_, _, snapshot) = write_inventory(&emulator.laptop_env(), &dir, &[]);
+    assert_eq!(snapshot["refs"]["1"]["complete"], true);
 }
 
 #[test]
@@ -626,13 +595,7 @@ fn inventory_records_push_and_build_times_and_plans_by_them() {
         repository.set_pushed_at("stale", now - Duration::days(60));
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let inventory = dir.path().join("inventory.json");
-        let out = run(
-            &emulator.ci_env(),
-            &["inventory", "--output", inventory.to_str().expect("path")],
-        );
-        assert_eq!(out.code, 0, "{}", out.all());
-        let snapshot = report_json(&inventory);
+        let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
         let tags = snapshot["repositories"][0]["tags"]
             .as_array()
             .expect("tags")
@@ -656,11 +619,7 @@ fn inventory_records_push_and_build_times_and_plans_by_them() {
             assert_eq!(field("stale", "pushed_at"), None, "REST knows no push time");
         }
 
-        let (_, planned) = run_policy(
-            &[],
-            AGES_POLICY,
-            &["plan", "--inventory", inventory.to_str().expect("path")],
-        );
+        let (_, planned) = run_policy(&[], AGES_POLICY, &["plan", "--inventory", &inventory]);
         let expected = if gitlab_v1 { "stale" } else { "rebuilt" };
         assert_eq!(deleted_names(&planned), [format!("{API}:{expected}")]);
         assert_eq!(
@@ -809,15 +768,9 @@ fn inventory_marks_rule_covered_tags_protected() {
     emulator.add_repository("");
     emulator.add_tags(ROOT, [tag("v1"), tag("x-rel-1"), tag("mr-1")]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let out = run(
-        &emulator.ci_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
     assert_eq!(emulator.writes(), 0);
     assert_eq!(emulator.count("GET", "/jwt/auth"), 1);
-    let snapshot = report_json(&inventory);
     let covered: Vec<(String, Option<String>)> = snapshot["repositories"][0]["tags"]
         .as_array()
         .expect("tags")
@@ -845,21 +798,10 @@ fn inventory_marks_rule_covered_tags_protected() {
     let (_, report) = run_policy(
         &[],
         "rules: [{delete: '.*'}]\n",
-        &["plan", "--inventory", inventory.to_str().expect("path")],
+        &["plan", "--inventory", &inventory],
     );
-    let kept: Vec<(&str, &str)> = report["repositories"][0]["kept_tags"]
-        .as_array()
-        .expect("kept_tags")
-        .iter()
-        .map(|k| {
-            (
-                k["tag"].as_str().expect("tag"),
-                k["kind"].as_str().expect("kind"),
-            )
-        })
-        .collect();
     assert_eq!(
-        kept,
+        field_pairs(&report["repositories"][0]["kept_tags"], "tag", "kind"),
         [("v1", "gitlab_tag_rule"), ("x-rel-1", "gitlab_tag_rule")]
     );
     assert_eq!(
@@ -1073,37 +1015,15 @@ fn unlistable_refs_keep_the_git_aware_rules_tags_from_a_later_catch_all() {
     let (out, json) = run_policy_exiting(&emulator.ci_env(), policy, &["run"], 1);
     assert_eq!(names(&emulator, ROOT), ref_tags, "{}", out.all());
     let repository = &json["repositories"][0];
-    let deleted: Vec<(&str, &str)> = repository["deleted"]
-        .as_array()
-        .expect("deleted")
-        .iter()
-        .map(|d| {
-            (
-                d["tag"].as_str().expect("tag"),
-                d["rule"].as_str().expect("rule"),
-            )
-        })
-        .collect();
     assert_eq!(
-        deleted,
+        field_pairs(&repository["deleted"], "tag", "rule"),
         [
             ("nightly", "everything else"),
             ("scratch", "everything else")
         ]
     );
-    let kept: Vec<(&str, &str)> = repository["kept_tags"]
-        .as_array()
-        .expect("kept_tags")
-        .iter()
-        .map(|k| {
-            (
-                k["tag"].as_str().expect("tag"),
-                k["kind"].as_str().expect("kind"),
-            )
-        })
-        .collect();
     assert_eq!(
-        kept,
+        field_pairs(&repository["kept_tags"], "tag", "kind"),
         ref_tags.map(|tag| (tag, "refs_unknown")),
         "each kept for want of refs"
     );
@@ -1140,37 +1060,20 @@ fn the_report_says_why_each_tag_stays() {
         .parse()
         .expect("an RFC 3339 time");
     assert!((Utc::now() - now).num_minutes() < 10, "{now}");
-    let api = report["repositories"]
-        .as_array()
-        .expect("repositories")
-        .iter()
-        .find(|r| r["path"] == API)
-        .expect("api");
+    let api = repository_entry(&report, API);
     assert_eq!(api["age_source"], "pushed");
-    let kept_tags: Vec<(String, String)> = api["kept_tags"]
-        .as_array()
-        .expect("kept_tags")
-        .iter()
-        .map(|k| {
-            (
-                k["tag"].as_str().expect("tag").to_string(),
-                k["kind"].as_str().expect("kind").to_string(),
-            )
-        })
-        .collect();
-    let expected = [
-        ("cafebabe", "younger_than_older_than"),
-        ("latest", "protected_latest"),
-        ("main", "unclaimed"),
-        ("mr-1-x", "keep_n"),
-        ("mr-2-x", "keep_n"),
-        ("v1.2.3", "protect_pattern"),
-    ];
-    let expected: Vec<(String, String)> = expected
-        .iter()
-        .map(|(t, k)| (t.to_string(), k.to_string()))
-        .collect();
-    assert_eq!(kept_tags, expected);
+    let kept_tags = field_pairs(&api["kept_tags"], "tag", "kind");
+    assert_eq!(
+        kept_tags,
+        [
+            ("cafebabe", "younger_than_older_than"),
+            ("latest", "protected_latest"),
+            ("main", "unclaimed"),
+            ("mr-1-x", "keep_n"),
+            ("mr-2-x", "keep_n"),
+            ("v1.2.3", "protect_pattern"),
+        ]
+    );
     // kept + protected, each listed once.
     assert_eq!(
         api["kept"].as_u64().expect("kept") + api["protected"].as_u64().expect("protected"),

@@ -330,19 +330,10 @@ fn no_command_prints_a_secret_at_trace_level() {
 fn a_token_service_answer_that_does_not_parse_is_not_quoted() {
     // A token answer with an extra field of the wrong type: serde's error
     // would quote the body, token included.
-    fn add_bad_field(body: &[u8]) -> Vec<u8> {
-        let text = String::from_utf8_lossy(body);
-        format!(
-            "{},\"access_token\":5}}",
-            text.trim_end().trim_end_matches('}')
-        )
-        .into_bytes()
-    }
     for credentials in credential_sets() {
         let emulator = seeded(Config {
-            tamper: vec![
-                Tamper::on(Some("GET"), "/jwt/auth").body(TamperBody::Transform(add_bad_field))
-            ],
+            tamper: vec![Tamper::on(Some("GET"), "/jwt/auth")
+                .body(TamperBody::Transform(append_access_token_number))],
             ..Config::default()
         });
         let env = with((credentials.env)(&emulator), &[("CLEANUP_LOG", "trace")]);

@@ -20,25 +20,53 @@ impl Output {
     /// Panics, showing both streams, unless stdout holds `needle`.
     #[track_caller]
     pub fn assert_stdout_has(&self, needle: &str) {
-        assert!(self.stdout.contains(needle), "{}", self.all());
+        assert!(
+            self.stdout.contains(needle),
+            "no {needle:?} in stdout:\n{}",
+            self.all()
+        );
     }
 
     /// Panics, showing both streams, if stdout holds `needle`.
     #[track_caller]
     pub fn assert_stdout_lacks(&self, needle: &str) {
-        assert!(!self.stdout.contains(needle), "{}", self.all());
+        assert_eq!(
+            self.stdout.find(needle),
+            None,
+            "{needle:?} in stdout:\n{}",
+            self.all()
+        );
     }
 
     /// Panics, showing both streams, unless stderr holds `needle`.
     #[track_caller]
     pub fn assert_stderr_has(&self, needle: &str) {
-        assert!(self.stderr.contains(needle), "{}", self.all());
+        assert!(
+            self.stderr.contains(needle),
+            "no {needle:?} in stderr:\n{}",
+            self.all()
+        );
     }
 
     /// Panics, showing both streams, if stderr holds `needle`.
     #[track_caller]
     pub fn assert_stderr_lacks(&self, needle: &str) {
-        assert!(!self.stderr.contains(needle), "{}", self.all());
+        assert_eq!(
+            self.stderr.find(needle),
+            None,
+            "{needle:?} in stderr:\n{}",
+            self.all()
+        );
+    }
+}
+
+/// Panics, showing the output, if it holds any of the emulator's secrets
+/// (tokens, passwords, the JWTs it issued).
+#[track_caller]
+pub fn assert_no_secret(emulator: &Emulator, out: &Output) {
+    let all = out.all();
+    for secret in emulator.secrets() {
+        assert!(!all.contains(&secret), "a secret in the output:\n{all}");
     }
 }
 
@@ -99,6 +127,32 @@ pub fn undated(name: &str) -> TagSpec {
         created_at: None,
         ..tag(name)
     }
+}
+
+/// A policy of one rule that deletes every `mr-*` tag.
+pub const DELETE_REVIEW_TAGS: &str = r#"
+rules:
+  - name: review images
+    delete: "mr-.*"
+"#;
+
+/// A policy of one rule that deletes the `mr-N` tags but the newest.
+pub const KEEP_THE_NEWEST_REVIEW_TAG: &str = r#"
+rules:
+  - name: review images
+    delete: "mr-\\d+"
+    keep_n: 1
+"#;
+
+/// A token service's JSON answer (`body`) with an `access_token` of the
+/// wrong type appended: serde's error on it would quote the whole body.
+pub fn append_access_token_number(body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    format!(
+        "{},\"access_token\":5}}",
+        text.trim_end().trim_end_matches('}')
+    )
+    .into_bytes()
 }
 
 pub fn digest(n: u8) -> String {
@@ -184,6 +238,55 @@ pub fn run_writing_json(
     assert_eq!(out.code, code, "{}", out.all());
     let json = report_json(&file);
     (out, json)
+}
+
+/// Runs `registry-cleanup inventory ARGS --output DIR/inventory.json` with
+/// exactly `env` and asserts that it exits 0: its output, the file (for a
+/// later `plan --inventory`) and what the file holds.
+pub fn write_inventory(
+    env: &[(String, String)],
+    dir: &tempfile::TempDir,
+    args: &[&str],
+) -> (Output, String, serde_json::Value) {
+    let file = dir.path().join("inventory.json").display().to_string();
+    let mut args = [&["inventory"][..], args].concat();
+    args.extend(["--output", &file]);
+    let out = run(env, &args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let json = report_json(std::path::Path::new(&file));
+    (out, file, json)
+}
+
+/// The `(a, b)` string fields of each entry of a report's array, in order:
+/// `field_pairs(&repository["kept_tags"], "tag", "kind")`.
+pub fn field_pairs<'a>(
+    entries: &'a serde_json::Value,
+    a: &str,
+    b: &str,
+) -> Vec<(&'a str, &'a str)> {
+    entries
+        .as_array()
+        .unwrap_or_else(|| panic!("an array: {entries}"))
+        .iter()
+        .map(|entry| {
+            let field = |name: &str| {
+                entry[name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} in {entry}"))
+            };
+            (field(a), field(b))
+        })
+        .collect()
+}
+
+/// A report's entry for the repository `path`.
+pub fn repository_entry<'a>(report: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    report["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .find(|r| r["path"] == path)
+        .unwrap_or_else(|| panic!("{path} in {report}"))
 }
 
 /// A JSON report the binary wrote.
