@@ -113,11 +113,7 @@ fn a_wrong_project_names_its_variable_and_how_to_check_it() {
         "check CI_PROJECT_ID",
         &format!("curl --header \"JOB-TOKEN: $CI_JOB_TOKEN\" {api}/projects/4242"),
     ] {
-        assert!(
-            out.stderr.contains(needle),
-            "lacks {needle:?}: {}",
-            out.all()
-        );
+        out.assert_stderr_has(needle);
     }
     // Named by CI_PROJECT_PATH (no id), with an access token.
     let env = with(
@@ -130,11 +126,7 @@ fn a_wrong_project_names_its_variable_and_how_to_check_it() {
         "GitLab has no project CI_PROJECT_PATH=group/other",
         &format!("curl --header \"PRIVATE-TOKEN: $GITLAB_TOKEN\" {api}/projects/group%2Fother"),
     ] {
-        assert!(
-            out.stderr.contains(needle),
-            "lacks {needle:?}: {}",
-            out.all()
-        );
+        out.assert_stderr_has(needle);
     }
     assert_no_secret(&emulator, &out);
 }

@@ -124,7 +124,7 @@ fn the_job_token_alone_is_refused_before_any_request_with_what_to_create() {
             "GITLAB_TOKEN",
             "read_registry",
         ] {
-            assert!(output.stderr.contains(needle), "{needle}: {}", output.all());
+            output.assert_stderr_has(needle);
         }
     }
     // CLEANUP_GROUP does the same as --group.

@@ -631,18 +631,29 @@ fn inventory_records_push_and_build_times_and_plans_by_them() {
     }
 }
 
+/// A root repository holding `tags`, in a project whose GitLab tag rules
+/// protect `v*` tags against deletion and make those matching `immutable`
+/// immutable.
+fn with_tag_rules(config: Config, immutable: &[&str], tags: Vec<TagSpec>) -> Emulator {
+    let emulator = Emulator::start(Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: immutable
+                .iter()
+                .map(|pattern| pattern.to_string())
+                .collect(),
+        },
+        ..config
+    });
+    emulator.add_repository("");
+    emulator.add_tags(ROOT, tags);
+    emulator
+}
+
 /// Issue 11's reproduction: `v*` tags protected against deletion by a GitLab
 /// tag rule, `rel-*` immutable, `mr-*` unprotected, and a policy that
 /// deletes everything. Returns the emulator, the policy's directory and path.
 fn tag_rule_reproduction() -> (Emulator, tempfile::TempDir, String) {
-    let emulator = Emulator::start(Config {
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec!["^rel-".into()],
-        },
-        ..Config::default()
-    });
-    emulator.add_repository("");
     let now = Utc::now();
     let mut tags = Vec::new();
     for i in 1..=4 {
@@ -650,7 +661,7 @@ fn tag_rule_reproduction() -> (Emulator, tempfile::TempDir, String) {
         tags.push(tag_at(&format!("rel-{i}"), now - Duration::days(i)));
         tags.push(tag_at(&format!("mr-{i}"), now - Duration::days(i)));
     }
-    emulator.add_tags(ROOT, tags);
+    let emulator = with_tag_rules(Config::default(), &["^rel-"], tags);
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_file(
         &dir,
@@ -758,15 +769,11 @@ fn gitlab_tag_rules_protect_tags_in_the_plan() {
 /// offline `plan` sets them aside too, with the same reason a run gives.
 #[test]
 fn inventory_marks_rule_covered_tags_protected() {
-    let emulator = Emulator::start(Config {
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec!["rel-".into()],
-        },
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    emulator.add_tags(ROOT, [tag("v1"), tag("x-rel-1"), tag("mr-1")]);
+    let emulator = with_tag_rules(
+        Config::default(),
+        &["rel-"],
+        vec![tag("v1"), tag("x-rel-1"), tag("mr-1")],
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
     assert_eq!(emulator.writes(), 0);
@@ -815,16 +822,14 @@ fn inventory_marks_rule_covered_tags_protected() {
 /// `pull,delete` token is asked for once, not again for the rules.
 #[test]
 fn a_dry_run_without_delete_permission_says_the_rules_are_unknown() {
-    let emulator = Emulator::start(Config {
-        grant_delete: false,
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec![],
+    let emulator = with_tag_rules(
+        Config {
+            grant_delete: false,
+            ..Config::default()
         },
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    emulator.add_tags(ROOT, [tag("v1"), tag("mr-1")]);
+        &[],
+        vec![tag("v1"), tag("mr-1")],
+    );
     let out = run_with_policy(
         &emulator.ci_env(),
         "rules:\n  - delete: \"mr-.*\"\n",
@@ -849,15 +854,11 @@ fn a_dry_run_without_delete_permission_says_the_rules_are_unknown() {
 /// not, and no request is spent on it.
 #[test]
 fn the_report_lists_gitlab_tag_rules_where_the_token_may_read_them() {
-    let emulator = Emulator::start(Config {
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec!["^rel-".into()],
-        },
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    emulator.add_tags(ROOT, [tag("v1"), tag("rel-1"), tag("mr-1")]);
+    let emulator = with_tag_rules(
+        Config::default(),
+        &["^rel-"],
+        vec![tag("v1"), tag("rel-1"), tag("mr-1")],
+    );
     let policy = "rules: [{delete: 'mr-.*'}]\n";
     let (_, json) = run_policy(&emulator.laptop_env(), policy, &["run", "--dry-run"]);
     assert_eq!(

@@ -27,17 +27,6 @@ impl Output {
         );
     }
 
-    /// Panics, showing both streams, if stdout holds `needle`.
-    #[track_caller]
-    pub fn assert_stdout_lacks(&self, needle: &str) {
-        assert_eq!(
-            self.stdout.find(needle),
-            None,
-            "{needle:?} in stdout:\n{}",
-            self.all()
-        );
-    }
-
     /// Panics, showing both streams, unless stderr holds `needle`.
     #[track_caller]
     pub fn assert_stderr_has(&self, needle: &str) {
@@ -48,7 +37,18 @@ impl Output {
         );
     }
 
-    /// Panics, showing both streams, if stderr holds `needle`.
+    /// Panics, showing both streams and where, if stdout holds `needle`.
+    #[track_caller]
+    pub fn assert_stdout_lacks(&self, needle: &str) {
+        assert_eq!(
+            self.stdout.find(needle),
+            None,
+            "{needle:?} in stdout:\n{}",
+            self.all()
+        );
+    }
+
+    /// Panics, showing both streams and where, if stderr holds `needle`.
     #[track_caller]
     pub fn assert_stderr_lacks(&self, needle: &str) {
         assert_eq!(
