@@ -161,13 +161,18 @@ fn no_details_when_no_rule_needs_dates() {
 
 #[test]
 fn keyset_405_falls_back_to_offset_pagination() {
-    let emulator = Emulator::start(Config {
-        keyset: false,
-        gitlab_v1: false,
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    emulator.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
+    // 250 tags listed through REST: three pages of 100.
+    let with_250_tags = |keyset: bool| {
+        let emulator = Emulator::start(Config {
+            keyset,
+            gitlab_v1: false,
+            ..Config::default()
+        });
+        emulator.add_repository("");
+        emulator.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
+        emulator
+    };
+    let emulator = with_250_tags(false);
     let policy = "rules:\n  - delete: \"mr-.*\"\n    keep: \"mr-0.*\"\n";
     let out = run_with_policy(&emulator.ci_env(), policy, &["run"]);
     assert_eq!(out.code, 0, "{}", out.all());
@@ -183,12 +188,7 @@ fn keyset_405_falls_back_to_offset_pagination() {
         "three offset pages of 100"
     );
 
-    let keyset = Emulator::start(Config {
-        gitlab_v1: false,
-        ..Config::default()
-    });
-    keyset.add_repository("");
-    keyset.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
+    let keyset = with_250_tags(true);
     let out = run_with_policy(&keyset.ci_env(), policy, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
