@@ -899,15 +899,6 @@ fn v1_list() -> Tamper {
     Tamper::on(Some("GET"), V1_LISTS)
 }
 
-fn append_access_token_number(body: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(body);
-    format!(
-        "{},\"access_token\":5}}",
-        text.trim_end().trim_end_matches('}')
-    )
-    .into_bytes()
-}
-
 /// An unsigned JWT granting everything, with `exp`/`iat` at the ends of i64.
 fn overflowing_jwt() -> Vec<u8> {
     use base64::Engine as _;
@@ -1277,7 +1268,7 @@ fn invalid_tag_names_from_the_server_stop_the_repository() {
         );
         let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
         assert_eq!(out.code, 1, "{name:?}: {}", out.all());
-        assert!(!out.stderr.contains("panicked"), "{}", out.all());
+        out.assert_stderr_lacks("panicked");
         assert!(
             out.stdout.contains(&format!("{name:?}"))
                 && out.stdout.contains("not a valid tag name"),

@@ -4,6 +4,25 @@ mod common;
 
 use common::*;
 
+/// `plan --inventory INVENTORY --policy POLICY` at 2026-11-01, which must
+/// exit `code`: its output and report.
+fn plan_on_the_first_of_november(
+    inventory: &str,
+    policy: &str,
+    code: i32,
+) -> (Output, serde_json::Value) {
+    let args = [
+        "plan",
+        "--inventory",
+        inventory,
+        "--policy",
+        policy,
+        "--now",
+        "2026-11-01T00:00:00Z",
+    ];
+    run_writing_json(&[], &args, "--report", code)
+}
+
 /// The README's first command: the examples planned at a fixed time equal the golden report.
 #[test]
 fn plan_of_the_examples_matches_the_golden_report() {
@@ -25,11 +44,8 @@ fn plan_of_the_examples_matches_the_golden_report() {
         ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("total: 4 repositories, 191 tags, 91 would delete, 73 kept, 27 protected"),
-        "{}",
-        out.all()
+    out.assert_stdout_has(
+        "total: 4 repositories, 191 tags, 91 would delete, 73 kept, 27 protected",
     );
     let golden =
         std::fs::read_to_string(format!("{root}/tests/golden/examples-plan.json")).expect("golden");
@@ -64,11 +80,11 @@ fn plan_reads_its_options_from_the_environment() {
     ];
     let out = run(&env, &["plan"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("91 would delete"), "{}", out.all());
+    out.assert_stdout_has("91 would delete");
     // The flag wins over the variable.
     let out = run(&env, &["plan", "--now", "2020-01-01T00:00:00Z"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(!out.stdout.contains("91 would delete"), "{}", out.all());
+    out.assert_stdout_lacks("91 would delete");
 }
 
 #[test]
@@ -89,12 +105,7 @@ fn plan_says_loudly_when_a_repository_would_be_emptied() {
         &["plan", "--inventory", &inventory, "--policy", &policy],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("WARNING: the plan deletes every tag of g/p"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("WARNING: the plan deletes every tag of g/p");
 }
 
 #[test]
@@ -158,13 +169,8 @@ fn check_summarises_each_rule() {
         &["check", "--policy", &format!("{root}/examples/policy.yml")],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("valid, 5 rules"), "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("review images: in repositories matching"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("valid, 5 rules");
+    out.assert_stdout_has("review images: in repositories matching");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = write_file(
@@ -174,38 +180,21 @@ fn check_summarises_each_rule() {
     );
     let out = run(&[], &["check", "--policy", &bad]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("bad.yml:3:"), "{}", out.all());
+    out.assert_stderr_has("bad.yml:3:");
 }
 
 /// The README's signed example: signatures and attestations follow their
 /// images, keep_n counts images, a kept index keeps its child's signature.
 #[test]
 fn signed_example_deletes_signatures_with_their_images_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("plan.json");
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = run(
-        &[],
-        &[
-            "plan",
-            "--inventory",
-            &format!("{root}/examples/signed-inventory.json"),
-            "--policy",
-            &format!("{root}/examples/signed-policy.yml"),
-            "--now",
-            "2026-11-01T00:00:00Z",
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
+    let (out, report) = plan_on_the_first_of_november(
+        &format!("{root}/examples/signed-inventory.json"),
+        &format!("{root}/examples/signed-policy.yml"),
+        0,
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("acme/app: 19 tags, 3 would delete, plus 3 signatures/attestations with their images, 12 kept, 1 protected"),
-        "{}",
-        out.all()
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    out.assert_stdout_has("acme/app: 19 tags, 3 would delete, plus 3 signatures/attestations with their images, 12 kept, 1 protected");
     let inventory: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/examples/signed-inventory.json"))
             .expect("inventory"),
@@ -222,17 +211,11 @@ fn signed_example_deletes_signatures_with_their_images_only() {
             .trim_start_matches("sha256:")
             .to_string()
     };
-    let mut deleted: Vec<(String, String)> = report["repositories"][0]["deleted"]
-        .as_array()
-        .expect("deleted")
-        .iter()
-        .map(|d| {
-            (
-                d["tag"].as_str().expect("tag").to_string(),
-                d["rule"].as_str().expect("rule").to_string(),
-            )
-        })
-        .collect();
+    let mut deleted: Vec<(String, String)> =
+        field_pairs(&report["repositories"][0]["deleted"], "tag", "rule")
+            .into_iter()
+            .map(|(tag, rule)| (tag.to_string(), rule.to_string()))
+            .collect();
     deleted.sort();
     let mut expected = vec![
         ("2.0.0-amd64".to_string(), "per-arch tags".to_string()),
@@ -260,72 +243,35 @@ fn signed_example_deletes_signatures_with_their_images_only() {
 /// `when_ref`, and the report says why.
 #[test]
 fn plan_uses_the_inventorys_refs() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("plan.json");
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = run(
-        &[],
-        &[
-            "plan",
-            "--inventory",
-            &format!("{root}/tests/refs/inventory.json"),
-            "--policy",
-            &format!("{root}/tests/refs/policy.yml"),
-            "--now",
-            "2026-11-01T00:00:00Z",
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
     // Two projects' refs are unknown or incomplete: part of the policy could
     // not be applied there, like a failed listing: exit 1.
-    assert_eq!(out.code, 1, "{}", out.all());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let (out, report) = plan_on_the_first_of_november(
+        &format!("{root}/tests/refs/inventory.json"),
+        &format!("{root}/tests/refs/policy.yml"),
+        1,
+    );
     assert!(report["repositories"][0].get("refs_incomplete").is_none());
     assert!(report["repositories"][1]["refs_incomplete"]
         .as_str()
         .is_some_and(|why| why.contains("403")));
-    let repository = |path: &str| {
-        report["repositories"]
-            .as_array()
-            .expect("repositories")
-            .iter()
-            .find(|r| r["path"] == path)
-            .unwrap_or_else(|| panic!("{path} in the report"))
-            .clone()
-    };
-    let deleted = |path: &str| -> Vec<(String, String)> {
-        let mut deleted: Vec<(String, String)> = repository(path)["deleted"]
-            .as_array()
-            .expect("deleted")
-            .iter()
-            .map(|d| {
-                (
-                    d["tag"].as_str().expect("tag").to_string(),
-                    d["rule"].as_str().expect("rule").to_string(),
-                )
-            })
-            .collect();
+    let repository = |path: &str| repository_entry(&report, path);
+    let deleted = |path: &str| {
+        let mut deleted = field_pairs(&repository(path)["deleted"], "tag", "rule");
         deleted.sort();
         deleted
     };
-    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
-        list.iter()
-            .map(|(tag, rule)| (tag.to_string(), rule.to_string()))
-            .collect()
-    };
     assert_eq!(
         deleted("acme/shop"),
-        pairs(&[
+        [
             ("main-00000001", "live branches"),
             ("mr-13-0a1b2c3d", "merge request images"),
             ("old-branch-0000000b", "gone branches"),
-        ])
+        ]
     );
     assert!(repository("acme/shop").get("warnings").is_none());
     for path in ["acme/tools", "acme/legacy"] {
-        assert_eq!(deleted(path), Vec::<(String, String)>::new(), "{path}");
+        assert_eq!(deleted(path), [], "{path}");
     }
     let warnings = |path: &str| repository(path)["warnings"].to_string();
     assert!(
@@ -341,12 +287,7 @@ fn plan_uses_the_inventorys_refs() {
         "{}",
         warnings("acme/legacy")
     );
-    assert!(
-        out.stdout
-            .contains("refs incomplete (GET /projects/8/merge_requests: 403 Forbidden)"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("refs incomplete (GET /projects/8/merge_requests: 403 Forbidden)");
 }
 
 #[test]
@@ -464,11 +405,7 @@ fn a_bad_repository_late_in_the_inventory_leaves_no_report() {
         ],
     );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr.contains("repository g/a is listed twice"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("repository g/a is listed twice");
     assert!(!report.exists());
     assert_eq!(
         std::fs::read_dir(dir.path()).expect("dir").count(),

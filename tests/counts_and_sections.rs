@@ -9,12 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, Utc};
 use common::*;
 
-const POLICY: &str = r#"
-rules:
-  - name: review images
-    delete: "mr-\\d+"
-    keep_n: 1
-"#;
+const POLICY: &str = KEEP_THE_NEWEST_REVIEW_TAG;
 
 fn seeded(config: Config) -> Emulator {
     let emulator = Emulator::start(config);
@@ -120,13 +115,7 @@ fn assert_bytes_are_the_listed_sizes(config: Config) {
         metrics.contains(&format!("\ncleanup_deleted_bytes {sum}\n")),
         "{metrics}"
     );
-    assert!(
-        output
-            .stdout
-            .contains("in deleted images (shared layers counted once per image)"),
-        "{}",
-        output.all()
-    );
+    output.assert_stdout_has("in deleted images (shared layers counted once per image)");
 }
 
 #[test]
@@ -231,13 +220,7 @@ fn an_unwritable_dotenv_is_refused_before_any_request() {
         &["delete", "--dotenv", "/nonexistent/dir/cleanup.env", "mr-1"],
     );
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output
-            .stderr
-            .contains("--dotenv /nonexistent/dir/cleanup.env"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("--dotenv /nonexistent/dir/cleanup.env");
     assert!(emulator.requests().is_empty());
 }
 

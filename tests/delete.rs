@@ -19,16 +19,8 @@ fn deletes_named_tags_and_nothing_else() {
     emulator.add_tags(ROOT, [tag("mr-1"), tag("mr-2"), tag("main"), tag("latest")]);
     let out = run(&emulator.ci_env(), &["delete", "mr-1", "mr-2"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:mr-1: deleted"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("group/project:mr-2: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:mr-1: deleted");
+    out.assert_stdout_has("group/project:mr-2: deleted");
     assert_eq!(names(&emulator, ROOT), vec!["latest", "main"]);
     assert_eq!(emulator.count("DELETE", "/v2/group/project/manifests/"), 2);
     assert_eq!(emulator.writes(), 2);
@@ -40,12 +32,8 @@ fn missing_tag_is_already_absent_not_an_error() {
     emulator.add_tags(ROOT, [tag("main")]);
     let out = run(&emulator.ci_env(), &["delete", "gone"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:gone: already absent"),
-        "{}",
-        out.all()
-    );
-    assert!(out.stdout.contains("1 already absent"), "{}", out.all());
+    out.assert_stdout_has("group/project:gone: already absent");
+    out.assert_stdout_has("1 already absent");
 }
 
 #[test]
@@ -54,16 +42,8 @@ fn dry_run_sends_no_write() {
     emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
     let out = run(&emulator.ci_env(), &["delete", "--dry-run", "mr-1", "nope"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:mr-1: would delete"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("group/project:nope: already absent"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:mr-1: would delete");
+    out.assert_stdout_has("group/project:nope: already absent");
     assert_eq!(emulator.writes(), 0);
     assert_eq!(names(&emulator, ROOT), vec!["main", "mr-1"]);
 
@@ -72,7 +52,7 @@ fn dry_run_sends_no_write() {
         &["delete", "mr-1"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("would delete"), "{}", out.all());
+    out.assert_stdout_has("would delete");
     assert_eq!(emulator.writes(), 0);
 }
 
@@ -100,11 +80,7 @@ fn repositories_relative_full_and_all() {
         ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project/api:x: already absent"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project/api:x: already absent");
     assert_eq!(names(&emulator, ROOT), vec!["keep"]);
     assert_eq!(names(&emulator, "group/project/api"), vec!["keep"]);
 
@@ -131,12 +107,8 @@ fn protected_tag_is_skipped_with_reason() {
     );
     let out = run(&emulator.ci_env(), &["delete", "v1.0.0", "mr-3"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:v1.0.0: skipped: "),
-        "{}",
-        out.all()
-    );
-    assert!(out.stdout.contains("protected"), "{}", out.all());
+    out.assert_stdout_has("group/project:v1.0.0: skipped: ");
+    out.assert_stdout_has("protected");
     assert_eq!(names(&emulator, ROOT), vec!["v1.0.0"]);
 }
 
@@ -157,11 +129,7 @@ fn distribution_registry_falls_back_to_rest_and_keeps_shared_digest_siblings() {
     );
     let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:mr-1: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:mr-1: deleted");
     let tags = emulator.tags(ROOT);
     assert_eq!(tags.get("v1.0.0"), Some(&shared), "sibling kept its digest");
     assert!(!tags.contains_key("mr-1"));
@@ -190,21 +158,9 @@ fn registry_only_deletes_unique_digests_and_moves_shared_tags_off() {
     let env = without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"]);
     let out = run(&env, &["delete", "a", "unique", "missing"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:a: deleted"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("group/project:unique: deleted"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("group/project:missing: already absent"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:a: deleted");
+    out.assert_stdout_has("group/project:unique: deleted");
+    out.assert_stdout_has("group/project:missing: already absent");
     let tags = emulator.tags(ROOT);
     assert_eq!(tags.keys().collect::<Vec<_>>(), vec!["b", "main"]);
     assert_eq!(tags.get("b"), Some(&shared));
@@ -230,16 +186,8 @@ fn registry_only_without_push_refuses_a_shared_tag() {
     let env = without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"]);
     let out = run(&env, &["delete", "a"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:a: failed: refused"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("b share(s) its manifest"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:a: failed: refused");
+    out.assert_stdout_has("b share(s) its manifest");
     assert_eq!(emulator.tags(ROOT).len(), 2, "nothing deleted");
     assert_eq!(emulator.count("DELETE", &format!("/manifests/{shared}")), 0);
 }
@@ -293,11 +241,7 @@ fn foreign_realm_gets_no_credentials() {
     emulator.add_tags(ROOT, [tag("mr-1")]);
     let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr.contains("not on CI_SERVER_URL's origin"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("not on CI_SERVER_URL's origin");
     assert!(
         foreign.requests().is_empty(),
         "the foreign realm was contacted"
@@ -318,21 +262,12 @@ fn report_lists_every_outcome() {
             },
         ],
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report_path = dir.path().join("report.json");
-    let out = run(
+    let (_, report) = run_writing_json(
         &emulator.ci_env(),
-        &[
-            "delete",
-            "--report",
-            report_path.to_str().expect("utf-8"),
-            "mr-1",
-            "v2",
-            "gone",
-        ],
+        &["delete", "mr-1", "v2", "gone"],
+        "--report",
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report = report_json(&report_path);
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["totals"]["deleted"], 1);
     assert_eq!(report["totals"]["skipped"], 1);
@@ -407,20 +342,12 @@ fn a_lost_answer_is_reported_as_deleted_and_a_refusal_is_not() {
         ..Config::default()
     });
     emulator.add_tags(ROOT, [tag("mr-502"), tag("mr-drop"), tag("main")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report_path = dir.path().join("report.json");
-    let out = run(
+    let (out, report) = run_writing_json(
         &emulator.ci_env(),
-        &[
-            "delete",
-            "--report",
-            report_path.to_str().expect("utf-8"),
-            "mr-502",
-            "mr-drop",
-            "gone",
-        ],
+        &["delete", "mr-502", "mr-drop", "gone"],
+        "--report",
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
     for line in [
         "group/project:mr-502: deleted",
         "group/project:mr-drop: deleted",
@@ -432,7 +359,6 @@ fn a_lost_answer_is_reported_as_deleted_and_a_refusal_is_not() {
     assert_eq!(emulator.count("DELETE", &format!("{manifests}mr-502")), 2);
     assert_eq!(emulator.count("DELETE", &format!("{manifests}mr-drop")), 2);
     assert_eq!(emulator.count("DELETE", &format!("{manifests}gone")), 2);
-    let report = report_json(&report_path);
     assert_eq!(report["totals"]["deleted"], 2, "{report}");
     assert_eq!(report["totals"]["already_absent"], 1, "{report}");
     assert_eq!(names(&emulator, ROOT), vec!["main"]);
@@ -455,16 +381,8 @@ fn a_lost_rest_answer_followed_by_403_is_reported_as_deleted() {
     emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
     let out = run(&emulator.ci_env(), &["delete", "mr-1", "gone"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:mr-1: deleted"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("group/project:gone: already absent"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:mr-1: deleted");
+    out.assert_stdout_has("group/project:gone: already absent");
     assert_eq!(
         emulator.count("DELETE", "/registry/repositories/1/tags/mr-1"),
         2
@@ -531,28 +449,16 @@ fn every_bad_name_exits_2_before_the_first_request() {
 fn delete_summary_comes_from_its_report() {
     let emulator = emulator(Config::default());
     emulator.add_tags(ROOT, [tag("mr-1"), tag("main")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("report.json");
-    let out = run(
+    let (out, json) = run_writing_json(
         &emulator.ci_env(),
-        &[
-            "delete",
-            "--report",
-            report.to_str().expect("utf-8"),
-            "mr-1",
-            "gone",
-        ],
+        &["delete", "mr-1", "gone"],
+        "--report",
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     assert_eq!(json["totals"]["deleted"], 1);
     assert_eq!(json["totals"]["already_absent"], 1);
-    assert!(
-        out.stdout
-            .contains("group/project: 2 tags, 1 deleted, 0 kept, 0 protected, 1 already absent"),
-        "{}",
-        out.all()
+    out.assert_stdout_has(
+        "group/project: 2 tags, 1 deleted, 0 kept, 0 protected, 1 already absent",
     );
     let mut last = out.stdout.lines().rev();
     assert!(
@@ -602,11 +508,7 @@ fn registry_only_keeps_the_child_of_a_kept_index() {
     let (index, amd64, arm64) = multi_arch(&emulator);
     let out = run(&registry_only(&emulator), &["delete", "2.0.0-amd64"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:2.0.0-amd64: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:2.0.0-amd64: deleted");
     let repo = emulator.repository("");
     assert_eq!(
         repo.tags().into_iter().collect::<Vec<_>>(),
@@ -658,19 +560,9 @@ fn registry_only_without_push_refuses_the_child_of_a_kept_index() {
     let before = emulator.tags(ROOT);
     let out = run(&registry_only(&emulator), &["delete", "2.0.0-amd64"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("group/project:2.0.0-amd64: failed: refused"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout
-            .contains("still part of the kept image index 2.0.0"),
-        "{}",
-        out.all()
-    );
-    assert!(out.stdout.contains("lack push permission"), "{}", out.all());
+    out.assert_stdout_has("group/project:2.0.0-amd64: failed: refused");
+    out.assert_stdout_has("still part of the kept image index 2.0.0");
+    out.assert_stdout_has("lack push permission");
     assert_eq!(emulator.tags(ROOT), before, "nothing changed");
     let repo = emulator.repository("");
     for digest in [&index, &amd64, &arm64] {
@@ -697,11 +589,7 @@ fn registry_only_keeps_the_subject_of_a_kept_signature() {
     let signature_tag = gitlab_emulator::referrer_tag(&image, Some("sig"));
     let out = run(&registry_only(&emulator), &["delete", "1.0.0"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:1.0.0: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:1.0.0: deleted");
     assert_eq!(
         repo.tags().into_iter().collect::<Vec<_>>(),
         vec![(signature_tag, signature)]
@@ -725,14 +613,10 @@ fn registry_only_keeps_the_subject_of_a_kept_signature() {
     repo.push_signature(&image, "sig");
     let out = run(&registry_only(&emulator), &["delete", "1.0.0"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stdout.contains(&format!(
-            "the kept referrer {} names it as subject",
-            gitlab_emulator::referrer_tag(&image, Some("sig"))
-        )),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has(&format!(
+        "the kept referrer {} names it as subject",
+        gitlab_emulator::referrer_tag(&image, Some("sig"))
+    ));
     assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
     assert_eq!(repo.tags().len(), 2);
 }
@@ -768,13 +652,9 @@ fn a_manifest_referenced_answer_is_a_failure_not_retried() {
     let (index, amd64, _) = multi_arch(&emulator);
     let out = run(&emulator.ci_env(), &["delete", &amd64]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stdout.contains(&format!(
-            "group/project@{amd64}: failed: not deleted: still part of an image index"
-        )),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has(&format!(
+        "group/project@{amd64}: failed: not deleted: still part of an image index"
+    ));
     assert_eq!(emulator.count("DELETE", "/manifests/"), 1);
     let repo = emulator.repository("");
     assert!(repo.manifest(&amd64).is_some());
@@ -791,12 +671,7 @@ fn a_manifest_referenced_answer_is_a_failure_not_retried() {
     repo.push_index_of(None, gitlab_emulator::OCI_INDEX, &[&image]);
     let out = run(&registry_only(&emulator), &["delete", "solo"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("group/project:solo: failed: not deleted: still part of an image index"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:solo: failed: not deleted: still part of an image index");
     assert_eq!(emulator.count("DELETE", &format!("/manifests/{image}")), 1);
     assert_eq!(repo.tags().get("solo"), Some(&image));
 }
@@ -892,21 +767,12 @@ fn rule_refusals_are_skipped_without_a_token_refresh() {
         ..Config::default()
     }));
     emulator.add_tags(ROOT, [tag("rel-1"), tag("v2"), tag("mr-1")]);
-    let report = tempfile::tempdir().expect("tempdir");
-    let report = report.path().join("r.json");
-    let out = run(
+    let (_, report) = run_writing_json(
         &emulator.ci_env(),
-        &[
-            "delete",
-            "rel-1",
-            "v2",
-            "mr-1",
-            "--report",
-            report.to_str().expect("path"),
-        ],
+        &["delete", "rel-1", "v2", "mr-1"],
+        "--report",
+        0,
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report = report_json(&report);
     assert_eq!(report["totals"]["skipped"], 2, "{report}");
     assert_eq!(report["totals"]["failed"], 0, "{report}");
     let reasons: Vec<String> = report["repositories"][0]["skipped"]
@@ -938,16 +804,8 @@ fn rest_refusal_of_a_rule_protected_tag_is_skipped() {
     emulator.add_tags(ROOT, [tag("rel-1"), tag("v2"), tag("mr-1")]);
     let out = run(&emulator.ci_env(), &["delete", "rel-1", "v2", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:rel-1: skipped"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("group/project:v2: skipped"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:rel-1: skipped");
+    out.assert_stdout_has("group/project:v2: skipped");
     assert_eq!(names(&emulator, ROOT), ["rel-1", "v2"]);
     assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
 }
@@ -1071,12 +929,7 @@ fn without_rest_credentials_the_repository_name_is_not_checked() {
     let env = without(emulator.ci_env(), &["CI_JOB_TOKEN", "GITLAB_TOKEN"]);
     let out = run(&env, &["delete", "--repository", "apii", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("group/project/apii:mr-1: already absent"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project/apii:mr-1: already absent");
     assert_eq!(emulator.count("GET", "/registry/repositories"), 0);
 }
 
@@ -1116,20 +969,11 @@ fn registry_only_keeps_the_subject_a_tagged_artifact_names_in_its_manifest() {
         );
         if grant_push {
             assert_eq!(out.code, 0, "{}", out.all());
-            assert!(
-                out.stdout.contains("group/project:1.0.0: deleted"),
-                "{}",
-                out.all()
-            );
+            out.assert_stdout_has("group/project:1.0.0: deleted");
             assert_eq!(repo.tags().len(), 1, "{:?}", repo.tags());
         } else {
             assert_eq!(out.code, 1, "{}", out.all());
-            assert!(
-                out.stdout
-                    .contains("the kept referrer sbom-1.0.0 names it as subject"),
-                "{}",
-                out.all()
-            );
+            out.assert_stdout_has("the kept referrer sbom-1.0.0 names it as subject");
             assert_eq!(repo.tags().len(), 2, "{:?}", repo.tags());
             assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
         }
@@ -1171,12 +1015,7 @@ fn registry_only_refuses_when_a_kept_siblings_fetch_fails() {
     );
     let out = run(&env, &["delete", "drop-me"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("group/project:drop-me: failed: not deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:drop-me: failed: not deleted");
     assert_eq!(emulator.tags(ROOT), before, "nothing may change");
     assert_eq!(emulator.count("DELETE", "/manifests/sha256:"), 0);
     assert_eq!(

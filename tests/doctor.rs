@@ -5,12 +5,7 @@ mod common;
 
 use common::*;
 
-const POLICY: &str = r#"
-rules:
-  - name: review images
-    delete: "mr-\\d+"
-    keep_n: 1
-"#;
+const POLICY: &str = KEEP_THE_NEWEST_REVIEW_TAG;
 
 fn seeded(config: Config) -> Emulator {
     let emulator = Emulator::start(config);
@@ -240,11 +235,7 @@ fn an_access_token_s_scopes_are_checked() {
     );
     // The job token has no scopes to show.
     let output = doctor(&emulator.ci_env());
-    assert!(
-        !output.stdout.contains("access token scopes"),
-        "{}",
-        output.all()
-    );
+    output.assert_stdout_lacks("access token scopes");
 
     emulator.set_config(|c| {
         c.access_token_scopes = vec!["read_api".into(), "read_registry".into()];
@@ -303,14 +294,7 @@ fn no_secret_in_the_output() {
         ..Config::default()
     });
     for env in [emulator.ci_env(), emulator.laptop_env()] {
-        let output = doctor(&env);
-        for secret in emulator.secrets() {
-            assert!(
-                !output.all().contains(&secret),
-                "a secret leaked:\n{}",
-                output.all()
-            );
-        }
+        assert_no_secret(&emulator, &doctor(&env));
     }
 }
 

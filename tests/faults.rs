@@ -284,7 +284,7 @@ fn converges_under_faults(config: Config, label: &str, expect_refresh: bool) {
     let figures = Figures::collect(&emulator, wall, jwts_before, &out.stderr);
     figures.print(label);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(!out.stderr.contains("panicked"), "{}", out.all());
+    out.assert_stderr_lacks("panicked");
 
     // Exactly the plan: every planned tag gone, every other tag still there
     // with the digest it had.
@@ -428,8 +428,6 @@ fn a_repository_whose_listing_fails_is_untouched_and_the_others_are_processed() 
         emulator.add_repository(repository);
     }
     seed(&emulator);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy_path = write_file(&dir, "policy.yml", POLICY);
     let before: BTreeMap<String, BTreeMap<String, String>> = REPOSITORIES
         .iter()
         .map(|r| (r.to_string(), emulator.tags(r)))
@@ -441,18 +439,7 @@ fn a_repository_whose_listing_fails_is_untouched_and_the_others_are_processed() 
             ("CLEANUP_RETRY_BASE_MS", "10"),
         ],
     );
-    let report_path = dir.path().join("report.json");
-    let out = run(
-        &env,
-        &[
-            "run",
-            "--policy",
-            &policy_path,
-            "--report",
-            report_path.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 1, "{}", out.all());
+    let (out, report) = run_policy_exiting(&env, POLICY, &["run"], 1);
     assert_eq!(
         emulator.tags("group/project/api"),
         before["group/project/api"],
@@ -483,7 +470,7 @@ fn a_repository_whose_listing_fails_is_untouched_and_the_others_are_processed() 
         "the summary says why: {}",
         out.all()
     );
-    let report = report_of(&report_path);
+    let report: Report = serde_json::from_value(report).expect("report parses");
     let api = report
         .repositories
         .iter()
@@ -646,11 +633,7 @@ fn an_invalid_token_is_replaced_a_bounded_number_of_times() {
     let emulator = refusing("invalid_token");
     let out = run(&emulator.ci_env(), &["delete", "mr-1"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:mr-1: failed"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:mr-1: failed");
     // The first attempt and three with a fresh token each.
     assert_eq!(
         emulator.count("DELETE", "/manifests/mr-1"),
@@ -779,13 +762,6 @@ fn a_failed_index_fetch_while_listing_deletes_nothing() {
                     .times(usize::MAX),
             ];
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        "rules: [{name: builds, delete: \"build-.*\"}]\n",
-    );
-    let report = dir.path().join("report.json");
     let env = with(
         emulator.ci_env(),
         &[
@@ -793,24 +769,18 @@ fn a_failed_index_fetch_while_listing_deletes_nothing() {
             ("CLEANUP_RETRY_BASE_MS", "1"),
         ],
     );
-    let out = run(
+    let (_, report) = run_policy_exiting(
         &env,
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("path"),
-        ],
+        "rules: [{name: builds, delete: \"build-.*\"}]\n",
+        &["run"],
+        1,
     );
-    assert_eq!(out.code, 1, "{}", out.all());
     assert_eq!(emulator.tags("group/project"), before, "nothing may change");
     assert_eq!(emulator.writes(), 0, "{:?}", emulator.requests());
     assert!(
         emulator.count("GET", &format!("/manifests/{index}")) >= 2,
         "the fault was met (and retried)"
     );
-    let report = report_json(&report);
     let repository = &report["repositories"][0];
     assert!(
         repository["error"]

@@ -26,12 +26,8 @@ fn check_with_the_server_engine_refuses_what_run_refuses() {
     ] {
         let out = run(&env, &args);
         assert_eq!(out.code, 2, "{}", out.all());
-        assert!(
-            out.stderr.contains(
-                "rule \"branch images\" uses when_ref, which GitLab's bulk delete cannot express"
-            ),
-            "{}",
-            out.all()
+        out.assert_stderr_has(
+            "rule \"branch images\" uses when_ref, which GitLab's bulk delete cannot express",
         );
     }
     // And `run --engine server` refuses the same policy.
@@ -43,7 +39,7 @@ fn check_with_the_server_engine_refuses_what_run_refuses() {
         &["run", "--engine", "server", "--policy", &policy],
     );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("uses when_ref"), "{}", out.all());
+    out.assert_stderr_has("uses when_ref");
     assert_eq!(emulator.count("DELETE", "/"), 0, "no bulk call, no delete");
     assert_eq!(emulator.tags("group/project").len(), 1);
 
@@ -58,11 +54,7 @@ fn check_with_the_server_engine_refuses_what_run_refuses() {
         &["check", "--policy", &overlapping, "--engine", "server"],
     );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr.contains("one rule per repository"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("one rule per repository");
     let out = run(
         &emulator.ci_env(),
         &["run", "--engine", "server", "--policy", &overlapping],
@@ -83,15 +75,15 @@ fn the_server_engine_summary_shows_no_counts_it_never_had() {
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.bulk_calls().len(), 1);
-    assert!(!out.stdout.contains("kept"), "{}", out.all());
-    assert!(!out.stdout.contains("protected"), "{}", out.all());
+    out.assert_stdout_lacks("kept");
+    out.assert_stdout_lacks("protected");
     assert!(
         out.stdout
             .contains("group/project: 2 tags (bulk delete for rule \"rule 1\" accepted"),
         "{}",
         out.all()
     );
-    assert!(out.stdout.contains("reports no counts"), "{}", out.all());
+    out.assert_stdout_has("reports no counts");
 }
 
 fn seeded() -> Emulator {
@@ -121,11 +113,7 @@ fn a_wrong_project_names_its_variable_and_how_to_check_it() {
         "check CI_PROJECT_ID",
         &format!("curl --header \"JOB-TOKEN: $CI_JOB_TOKEN\" {api}/projects/4242"),
     ] {
-        assert!(
-            out.stderr.contains(needle),
-            "lacks {needle:?}: {}",
-            out.all()
-        );
+        out.assert_stderr_has(needle);
     }
     // Named by CI_PROJECT_PATH (no id), with an access token.
     let env = with(
@@ -138,19 +126,9 @@ fn a_wrong_project_names_its_variable_and_how_to_check_it() {
         "GitLab has no project CI_PROJECT_PATH=group/other",
         &format!("curl --header \"PRIVATE-TOKEN: $GITLAB_TOKEN\" {api}/projects/group%2Fother"),
     ] {
-        assert!(
-            out.stderr.contains(needle),
-            "lacks {needle:?}: {}",
-            out.all()
-        );
+        out.assert_stderr_has(needle);
     }
-    for secret in emulator.secrets() {
-        assert!(
-            !out.all().contains(&secret),
-            "a secret in the output: {}",
-            out.all()
-        );
-    }
+    assert_no_secret(&emulator, &out);
 }
 
 #[test]
@@ -166,14 +144,10 @@ fn a_server_url_with_the_api_suffix_is_a_configuration_error() {
         );
         let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
         assert_eq!(out.code, 2, "{}", out.all());
-        assert!(
-            out.stderr.contains(&format!(
-                "ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={})",
-                emulator.gitlab_url()
-            )),
-            "{}",
-            out.all()
-        );
+        out.assert_stderr_has(&format!(
+            "ends in /api/v4, but it is GitLab's base URL: drop the suffix (CI_SERVER_URL={})",
+            emulator.gitlab_url()
+        ));
     }
     assert!(emulator.requests().is_empty());
 }
@@ -191,12 +165,7 @@ fn https_to_a_plain_http_server_says_so() {
     // Our configuration, not the server: exit 2 (nothing was deleted).
     let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("the server speaks plain HTTP, not HTTPS: use http:// in CI_SERVER_URL"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("the server speaks plain HTTP, not HTTPS: use http:// in CI_SERVER_URL");
     // The registry: its URL comes from CLEANUP_REGISTRY_URL.
     let registry = emulator.registry_url().replacen("http://", "https://", 1);
     let env = with(emulator.ci_env(), &[("CLEANUP_REGISTRY_URL", &registry)]);
@@ -222,17 +191,8 @@ fn ci_project_id_alone_is_enough() {
 
     let out = run(&env, &["run", "--dry-run", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project: 2 tags, 1 would delete"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout
-            .contains("group/project/api: 1 tag, 1 would delete"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project: 2 tags, 1 would delete");
+    out.assert_stdout_has("group/project/api: 1 tag, 1 would delete");
 
     // The root image (the default) and a relative path need the project's
     // path: read from a one-entry page of the repository listing; the full
@@ -240,19 +200,11 @@ fn ci_project_id_alone_is_enough() {
     emulator.reset_requests();
     let out = run(&env, &["delete", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project:mr-1: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project:mr-1: deleted");
     assert_eq!(emulator.count("GET", "/registry/repositories"), 2);
     let out = run(&env, &["delete", "--repository", "api", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project/api:mr-1: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project/api:mr-1: deleted");
     assert_eq!(names(&emulator, "group/project"), ["main"]);
     assert!(names(&emulator, "group/project/api").is_empty());
 
@@ -269,12 +221,7 @@ fn ci_project_id_alone_without_any_repository_says_what_to_set() {
     let env = without(emulator.ci_env(), &["CI_PROJECT_PATH", "CI_REGISTRY_IMAGE"]);
     let out = run(&env, &["delete", "mr-1"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("set CI_PROJECT_PATH (group/project) or CI_REGISTRY_IMAGE"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("set CI_PROJECT_PATH (group/project) or CI_REGISTRY_IMAGE");
     assert_eq!(emulator.writes(), 0);
 }
 
@@ -282,28 +229,13 @@ fn ci_project_id_alone_without_any_repository_says_what_to_set() {
 fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
     let emulator = seeded();
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        "rules:\n  - name: api reviews\n    repositories: api\n    delete: 'mr-.*'\n  - name: everything\n    delete: '.*'\n    older_than: 30d\n  - name: too late\n    delete: 'mr-.*'\n",
-    );
+    let policy_text = "rules:\n  - name: api reviews\n    repositories: api\n    delete: 'mr-.*'\n  - name: everything\n    delete: '.*'\n    older_than: 30d\n  - name: too late\n    delete: 'mr-.*'\n";
+    let policy = write_file(&dir, "policy.yml", policy_text);
     let relative = "rule \"api reviews\" applies to no repository of the project: its `repositories` pattern \"api\" matches none of group/project, group/project/api";
     let suggestion = "repositories: '.*/api'";
     let shadowed = "rule \"too late\" can never claim a tag: the earlier rule \"everything\" claims every tag in every repository";
 
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--dry-run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (out, report) = run_policy(&emulator.ci_env(), policy_text, &["run", "--dry-run"]);
     for needle in [relative, suggestion, shadowed] {
         assert!(
             out.stderr.contains(needle),
@@ -316,7 +248,7 @@ fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
             out.all()
         );
     }
-    let warnings = report_json(&report)["warnings"].clone();
+    let warnings = report["warnings"].clone();
     let warnings: Vec<String> = serde_json::from_value(warnings).expect("warnings");
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
@@ -328,74 +260,33 @@ fn rules_that_do_nothing_are_warned_about_in_run_and_check() {
     // `check` does not know the repositories: the shadowed rule only.
     let out = run(&[], &["check", "--policy", &policy]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains(&format!("warning: {shadowed}")),
-        "{}",
-        out.all()
-    );
-    assert!(
-        !out.stdout.contains("applies to no repository"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has(&format!("warning: {shadowed}"));
+    out.assert_stdout_lacks("applies to no repository");
 
     // A policy without such mistakes: no warning anywhere.
-    let fine = write_file(&dir, "fine.yml", "rules:\n  - repositories: '.*/api'\n    delete: 'mr-.*'\n  - delete: '.*'\n    older_than: 30d\n");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--dry-run",
-            "--policy",
-            &fine,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let fine = "rules:\n  - repositories: '.*/api'\n    delete: 'mr-.*'\n  - delete: '.*'\n    older_than: 30d\n";
+    let (out, report) = run_policy(&emulator.ci_env(), fine, &["run", "--dry-run"]);
     assert!(!out.all().contains("warning:"), "{}", out.all());
-    assert!(report_json(&report).get("warnings").is_none());
-    let out = run(&[], &["check", "--policy", &fine]);
+    assert!(report.get("warnings").is_none());
+    let out = run_with_policy(&[], fine, &["check"]);
+    assert_eq!(out.code, 0, "{}", out.all());
     assert!(!out.all().contains("warning"), "{}", out.all());
 }
 
 #[test]
 fn durations_are_spelled_out_in_check_and_run() {
     let emulator = seeded();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        "rules:\n  - name: old reviews\n    delete: 'mr-.*'\n    older_than: 6months\n  - name: scratch\n    delete: 'tmp-.*'\n    older_than: 90min\n",
-    );
-    let out = run(&[], &["check", "--policy", &policy]);
+    let policy = "rules:\n  - name: old reviews\n    delete: 'mr-.*'\n    older_than: 6months\n  - name: scratch\n    delete: 'tmp-.*'\n    older_than: 90min\n";
+    let out = run_with_policy(&[], policy, &["check"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("only older than 6 months (180 days)"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("only older than 90 minutes"),
-        "{}",
-        out.all()
-    );
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--dry-run", "--policy", &policy],
-    );
+    out.assert_stdout_has("only older than 6 months (180 days)");
+    out.assert_stdout_has("only older than 90 minutes");
+    let out = run_with_policy(&emulator.ci_env(), policy, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stderr.contains("rule old reviews: in repositories matching \".*\", delete tags matching \"mr-.*\", only older than 6 months (180 days)"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stderr.contains("only older than 90 minutes"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("rule old reviews: in repositories matching \".*\", delete tags matching \"mr-.*\", only older than 6 months (180 days)");
+    out.assert_stderr_has("only older than 90 minutes");
     // And `6m` is refused, naming both readings.
+    let dir = tempfile::tempdir().expect("tempdir");
     let ambiguous = write_file(
         &dir,
         "m.yml",
@@ -407,12 +298,7 @@ fn durations_are_spelled_out_in_check_and_run() {
         &["run", "--dry-run", "--policy", &ambiguous],
     );
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("m.yml:3:17: rules[0].older_than: \"6m\" is ambiguous"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("m.yml:3:17: rules[0].older_than: \"6m\" is ambiguous");
     assert!(
         out.stderr.contains("6min") && out.stderr.contains("6month"),
         "{}",

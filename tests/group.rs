@@ -9,11 +9,7 @@ use std::collections::BTreeSet;
 use common::*;
 use registry_cleanup::domain::shard::shard_of;
 
-const POLICY: &str = r#"
-rules:
-  - name: review images
-    delete: "mr-.*"
-"#;
+const POLICY: &str = DELETE_REVIEW_TAGS;
 
 /// The group's repositories: two in the CI job's own project, one in a
 /// sibling project's root image, one in a sibling project, one in a
@@ -46,23 +42,11 @@ fn group_job_env(emulator: &Emulator) -> Vec<(String, String)> {
 #[test]
 fn a_group_run_cleans_every_project_of_the_group_and_its_subgroups() {
     let emulator = group_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let report = dir.path().join("report.json");
-    let report_arg = report.display().to_string();
-    let output = run(
+    let (output, report) = run_policy(
         &group_job_env(&emulator),
-        &[
-            "run",
-            "--group",
-            "group",
-            "--policy",
-            &policy,
-            "--report",
-            &report_arg,
-        ],
+        POLICY,
+        &["run", "--group", "group"],
     );
-    assert_eq!(output.code, 0, "{}", output.all());
     for repository in REPOSITORIES {
         assert_eq!(
             names(&emulator, repository),
@@ -85,7 +69,6 @@ fn a_group_run_cleans_every_project_of_the_group_and_its_subgroups() {
         emulator.count("DELETE", "/manifests/"),
         2 * REPOSITORIES.len()
     );
-    let report = report_json(&report);
     let paths: Vec<&str> = report["repositories"]
         .as_array()
         .expect("repositories")
@@ -108,13 +91,8 @@ fn the_group_id_works_as_well_as_its_path_and_rest_calls_go_to_each_project() {
         c.gitlab_v1 = false;
         c.capability_headers = false;
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
     let id = gitlab_emulator::GROUP_ID.to_string();
-    let output = run(
-        &group_job_env(&emulator),
-        &["run", "--group", &id, "--policy", &policy],
-    );
+    let output = run_with_policy(&group_job_env(&emulator), POLICY, &["run", "--group", &id]);
     assert_eq!(output.code, 0, "{}", output.all());
     for repository in REPOSITORIES {
         assert_eq!(names(&emulator, repository), vec!["main"], "{repository}");
@@ -146,7 +124,7 @@ fn the_job_token_alone_is_refused_before_any_request_with_what_to_create() {
             "GITLAB_TOKEN",
             "read_registry",
         ] {
-            assert!(output.stderr.contains(needle), "{needle}: {}", output.all());
+            output.assert_stderr_has(needle);
         }
     }
     // CLEANUP_GROUP does the same as --group.
@@ -163,13 +141,11 @@ fn the_job_token_alone_is_refused_before_any_request_with_what_to_create() {
 #[test]
 fn a_token_gitlab_refuses_on_the_group_costs_one_request_and_exits_2() {
     let emulator = group_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
     let env = with(
         emulator.ci_env(),
         &[("GITLAB_TOKEN", "glpat-not-the-groups-0000")],
     );
-    let output = run(&env, &["run", "--group", "group", "--policy", &policy]);
+    let output = run_with_policy(&env, POLICY, &["run", "--group", "group"]);
     assert_eq!(output.code, 2, "{}", output.all());
     assert!(
         output.stderr.contains("answered 401") && output.stderr.contains("group access token"),
@@ -183,12 +159,8 @@ fn a_token_gitlab_refuses_on_the_group_costs_one_request_and_exits_2() {
 #[test]
 fn shards_cover_every_repository_exactly_once_and_reports_record_the_shard() {
     let emulator = group_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
     let mut seen = BTreeSet::new();
     for index in 1..=3u32 {
-        let report = dir.path().join(format!("report-{index}.json"));
-        let report_arg = report.display().to_string();
         // In a `parallel:` job GitLab sets CI_NODE_INDEX/CI_NODE_TOTAL.
         let env = with(
             group_job_env(&emulator),
@@ -197,21 +169,7 @@ fn shards_cover_every_repository_exactly_once_and_reports_record_the_shard() {
                 ("CI_NODE_TOTAL", "3"),
             ],
         );
-        let output = run(
-            &env,
-            &[
-                "run",
-                "--dry-run",
-                "--group",
-                "group",
-                "--policy",
-                &policy,
-                "--report",
-                &report_arg,
-            ],
-        );
-        assert_eq!(output.code, 0, "{}", output.all());
-        let report = report_json(&report);
+        let (_, report) = run_policy(&env, POLICY, &["run", "--dry-run", "--group", "group"]);
         assert_eq!(
             report["shard"],
             serde_json::json!({"index": index, "total": 3})
@@ -236,14 +194,7 @@ fn shards_cover_every_repository_exactly_once_and_reports_record_the_shard() {
 fn a_group_inventory_ties_each_repository_to_its_project() {
     let emulator = group_emulator();
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let inventory_arg = inventory.display().to_string();
-    let output = run(
-        &group_job_env(&emulator),
-        &["inventory", "--group", "group", "--output", &inventory_arg],
-    );
-    assert_eq!(output.code, 0, "{}", output.all());
-    let inventory = report_json(&inventory);
+    let (_, _, inventory) = write_inventory(&group_job_env(&emulator), &dir, &["--group", "group"]);
     let mut projects: Vec<(String, u64)> = inventory["repositories"]
         .as_array()
         .expect("repositories")
@@ -328,13 +279,7 @@ fn merged_shard_reports_equal_the_single_process_plan() {
     merged["now"].take();
     single["now"].take();
     assert_eq!(merged, single);
-    assert!(
-        output
-            .stdout
-            .contains("total: 5 repositories, 15 tags, 10 would delete"),
-        "{}",
-        output.all()
-    );
+    output.assert_stdout_has("total: 5 repositories, 15 tags, 10 would delete");
 }
 
 #[test]
@@ -351,20 +296,12 @@ fn report_merge_refuses_a_missing_shard_and_fails_with_a_failed_shard() {
         &["report", "merge", &one, &three, "--report", &merged_arg],
     );
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("shard 2/3 missing"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("shard 2/3 missing");
     assert!(!merged.exists(), "nothing written on a refused merge");
 
     let output = run(&[], &["report", "merge", &one, &one]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("shard 1/3 is given twice"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("shard 1/3 is given twice");
 
     // A shard whose run failed somewhere makes the merge exit 1.
     let two = dry_run_report(&emulator, &dir, &policy, Some("2/3"));
@@ -388,7 +325,7 @@ fn report_merge_refuses_a_missing_shard_and_fails_with_a_failed_shard() {
 
     let output = run(&[], &["report", "merge", "nope.json"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(output.stderr.contains("nope.json"), "{}", output.all());
+    output.assert_stderr_has("nope.json");
 }
 
 /// A group run streams its repositories; a configuration problem (here a
@@ -416,11 +353,7 @@ fn a_configuration_problem_stops_a_streamed_group_run_before_any_delete() {
         ],
     );
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("not on CI_SERVER_URL's origin"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("not on CI_SERVER_URL's origin");
     assert_eq!(emulator.writes(), 0);
     assert!(foreign.requests().is_empty());
     assert!(!report.exists());
@@ -436,38 +369,18 @@ fn a_configuration_problem_stops_a_streamed_group_run_before_any_delete() {
 #[test]
 fn max_deletions_guards_the_whole_group() {
     let emulator = group_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let output = run(
+    let output = run_with_policy(
         &group_job_env(&emulator),
-        &[
-            "run",
-            "--group",
-            "group",
-            "--policy",
-            &policy,
-            "--max-deletions",
-            "9",
-        ],
+        POLICY,
+        &["run", "--group", "group", "--max-deletions", "9"],
     );
     assert_eq!(output.code, 1, "{}", output.all());
-    assert!(
-        output.stderr.contains("more than the limit of 9"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("more than the limit of 9");
     assert_eq!(emulator.writes(), 0);
-    let output = run(
+    let output = run_with_policy(
         &group_job_env(&emulator),
-        &[
-            "run",
-            "--group",
-            "group",
-            "--policy",
-            &policy,
-            "--max-deletions",
-            "10",
-        ],
+        POLICY,
+        &["run", "--group", "group", "--max-deletions", "10"],
     );
     assert_eq!(output.code, 0, "{}", output.all());
     assert_eq!(emulator.count("DELETE", "/manifests/"), 10);
@@ -495,11 +408,10 @@ fn registry_tokens_are_asked_for_sixteen_repositories_at_a_time() {
         emulator.add_tags(&path, [tag("mr-1"), tag("main")]);
         paths.push(path);
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let output = run(
+    let output = run_with_policy(
         &group_job_env(&emulator),
-        &["run", "--group", "group", "--policy", &policy],
+        POLICY,
+        &["run", "--group", "group"],
     );
     assert_eq!(output.code, 0, "{}", output.all());
     assert_eq!(emulator.count("GET", "/jwt/auth"), 8, "{}", output.all());

@@ -6,11 +6,7 @@ mod common;
 
 use common::*;
 
-const POLICY: &str = r#"
-rules:
-  - name: review images
-    delete: "mr-.*"
-"#;
+const POLICY: &str = DELETE_REVIEW_TAGS;
 
 const REPOSITORIES: &[&str] = &[
     "group/project",
@@ -40,22 +36,7 @@ fn admin_env(emulator: &Emulator) -> Vec<(String, String)> {
 #[test]
 fn an_administrator_cleans_every_repository_through_the_registry_only() {
     let emulator = instance_emulator(true);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let report = dir.path().join("report.json");
-    let report_arg = report.display().to_string();
-    let output = run(
-        &admin_env(&emulator),
-        &[
-            "run",
-            "--instance",
-            "--policy",
-            &policy,
-            "--report",
-            &report_arg,
-        ],
-    );
-    assert_eq!(output.code, 0, "{}", output.all());
+    let (_, report) = run_policy(&admin_env(&emulator), POLICY, &["run", "--instance"]);
     for repository in REPOSITORIES {
         assert_eq!(names(&emulator, repository), vec!["main"], "{repository}");
     }
@@ -73,20 +54,15 @@ fn an_administrator_cleans_every_repository_through_the_registry_only() {
             .count(),
         0
     );
-    assert_eq!(report_json(&report)["totals"]["deleted"], 4);
+    assert_eq!(report["totals"]["deleted"], 4);
 }
 
 #[test]
 fn without_the_catalog_scope_an_instance_run_stops_with_exit_2() {
     let emulator = instance_emulator(false);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let output = run(
-        &admin_env(&emulator),
-        &["run", "--instance", "--policy", &policy],
-    );
+    let output = run_with_policy(&admin_env(&emulator), POLICY, &["run", "--instance"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(output.stderr.contains("administrator"), "{}", output.all());
+    output.assert_stderr_has("administrator");
     assert_eq!(emulator.count("GET", "/v2/_catalog"), 0);
     assert_eq!(emulator.writes(), 0);
 }
@@ -95,12 +71,7 @@ fn without_the_catalog_scope_an_instance_run_stops_with_exit_2() {
 fn a_registry_without_tag_delete_is_refused_before_the_catalog() {
     let emulator = instance_emulator(true);
     emulator.set_config(|c| c.tag_delete = false);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let output = run(
-        &admin_env(&emulator),
-        &["run", "--instance", "--policy", &policy],
-    );
+    let output = run_with_policy(&admin_env(&emulator), POLICY, &["run", "--instance"]);
     assert_eq!(output.code, 2, "{}", output.all());
     assert!(output.stderr.contains("tag delete"), "{}", output.all());
     // The challenge, the catalog token, and GET /v2/ with it to learn what
@@ -236,16 +207,10 @@ fn an_instance_inventory_needs_no_tag_delete() {
 #[test]
 fn the_job_token_alone_is_refused_before_any_request() {
     let emulator = instance_emulator(true);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
     let env = with(emulator.ci_env(), &[("CLEANUP_INSTANCE", "true")]);
-    let output = run(&env, &["run", "--policy", &policy]);
+    let output = run_with_policy(&env, POLICY, &["run"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("administrator's access token"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("administrator's access token");
     assert!(emulator.requests().is_empty());
 }
 
@@ -257,25 +222,12 @@ fn the_catalog_is_followed_page_by_page() {
     for i in 0..1000 {
         emulator.add_repository(&format!("group/project/many/r{i:04}"));
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let report = dir.path().join("report.json");
-    let report_arg = report.display().to_string();
-    let output = run(
+    let (_, report) = run_policy(
         &admin_env(&emulator),
-        &[
-            "run",
-            "--instance",
-            "--dry-run",
-            "--policy",
-            &policy,
-            "--report",
-            &report_arg,
-        ],
+        POLICY,
+        &["run", "--instance", "--dry-run"],
     );
-    assert_eq!(output.code, 0, "{}", output.all());
     assert_eq!(emulator.count("GET", "/v2/_catalog"), 2);
-    let report = report_json(&report);
     assert_eq!(report["totals"]["repositories"], 1004);
     assert_eq!(report["totals"]["deleted"], 4);
 }

@@ -15,11 +15,7 @@ fn cleanup_repository_picks_the_repository_like_the_flag() {
     let env = with(emulator.ci_env(), &[("CLEANUP_REPOSITORY", "api")]);
     let out = run(&env, &["delete", "mr-1"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("group/project/api:mr-1: deleted"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project/api:mr-1: deleted");
     assert_eq!(names(&emulator, "group/project/api"), ["main"]);
     // The root image, the default without the variable, is untouched.
     assert_eq!(names(&emulator, "group/project"), ["mr-1"]);
@@ -105,8 +101,8 @@ fn cleanup_inventory_satisfies_the_required_flag() {
     ];
     let out = run(&env, &["plan", "--now", "2026-11-01T00:00:00Z"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("total:"), "{}", out.all());
+    out.assert_stdout_has("total:");
     let out = run(&[], &["plan"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(out.stderr.contains("--inventory"), "{}", out.all());
+    out.assert_stderr_has("--inventory");
 }

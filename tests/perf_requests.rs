@@ -97,22 +97,7 @@ impl Run {
 }
 
 fn cleanup(emulator: &Emulator, policy: &str, extra_env: &[(&str, &str)]) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", policy);
-    let report = dir.path().join("report.json");
-    let out = run(
-        &with(emulator.ci_env(), extra_env),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let (out, report) = run_policy(&with(emulator.ci_env(), extra_env), policy, &["run"]);
     let deleted = report["totals"]["deleted"].as_u64().expect("deleted") as usize;
     Run {
         deleted,
@@ -362,11 +347,7 @@ fn unannounced_429s_halve_the_requests_in_flight() {
         .filter(|r| r.status == 429)
         .count();
     assert!(too_many > 0, "the seeded faults should include 429s");
-    assert!(
-        out.stderr.contains("fewer requests at once"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("fewer requests at once");
     let lowest = http_stat(&out.stderr, "fewest_requests_at_once");
     assert!(lowest <= 8, "one 429 at least halves 16: {lowest}");
 }

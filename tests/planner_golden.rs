@@ -14,13 +14,23 @@ use registry_cleanup::domain::model::Tag;
 use registry_cleanup::domain::names::TagName;
 use registry_cleanup::domain::planner::{plan_repository, protect_reason};
 use registry_cleanup::domain::policy::Policy;
-use registry_cleanup::output::inventory::Inventory;
+use registry_cleanup::domain::project::ProjectFacts;
+use registry_cleanup::output::inventory::{Inventory, InventoryRepository};
 use registry_cleanup::output::report::{Report, RepositoryReport};
 
 const NOW: &str = "2026-11-01T00:00:00Z";
 
 fn path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn facts(inventory: &Inventory, repository: &InventoryRepository) -> Option<ProjectFacts> {
+    let key = repository.project_id?.to_string();
+    let facts = ProjectFacts {
+        refs: inventory.refs.get(&key).cloned(),
+        in_use: inventory.in_use.get(&key).cloned(),
+    };
+    (facts.refs.is_some() || facts.in_use.is_some()).then_some(facts)
 }
 
 fn examples_report() -> (Policy, Report) {
@@ -35,7 +45,8 @@ fn examples_report() -> (Policy, Report) {
             &policy,
             &repository.path,
             &repository.tags,
-            inventory.facts_of(repository).as_ref(),
+            // The refs and commits in use of the repository's project, keyed by its id.
+            facts(&inventory, repository).as_ref(),
             now,
         );
         report.push(RepositoryReport::from_plan(plan.into_outline(), None));

@@ -349,17 +349,9 @@ fn live_import_reads_the_project_with_an_access_token() {
     });
     let output = run(&emulator.laptop_env(), &["policy", "import"]);
     assert_eq!(output.code, 0, "{}", output.all());
-    assert!(
-        output.stdout.contains("delete: \"mr-.*\""),
-        "{}",
-        output.all()
-    );
-    assert!(output.stdout.contains("keep_n: 5"), "{}", output.all());
-    assert!(
-        output.stdout.contains("older_than: \"14d\""),
-        "{}",
-        output.all()
-    );
+    output.assert_stdout_has("delete: \"mr-.*\"");
+    output.assert_stdout_has("keep_n: 5");
+    output.assert_stdout_has("older_than: \"14d\"");
     assert_eq!(emulator.count("GET", "/api/v4/projects/1"), 1);
     assert_eq!(emulator.writes(), 0);
 }
@@ -385,7 +377,7 @@ fn live_import_with_the_job_token_says_what_to_set() {
     });
     let output = run(&emulator.laptop_env(), &["policy", "import"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(output.stderr.contains("never set up"), "{}", output.all());
+    output.assert_stderr_has("never set up");
 }
 
 #[test]
@@ -405,9 +397,5 @@ fn a_bad_file_is_a_clear_error() {
     );
     let output = run(&[], &["policy", "import", "--from", "/nonexistent.json"]);
     assert_eq!(output.code, 2, "{}", output.all());
-    assert!(
-        output.stderr.contains("--from /nonexistent.json"),
-        "{}",
-        output.all()
-    );
+    output.assert_stderr_has("--from /nonexistent.json");
 }

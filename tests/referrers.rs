@@ -47,21 +47,11 @@ fn days_ago(days: i64) -> DateTime<Utc> {
     *START.get_or_init(|| Utc::now().trunc_subsecs(0)) - Duration::days(days)
 }
 
-fn run_policy(emulator: &Emulator, policy: &str, extra: &[&str]) -> serde_json::Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", policy);
-    let report = dir.path().join("report.json");
-    let mut args = vec![
-        "run",
-        "--policy",
-        &policy,
-        "--report",
-        report.to_str().expect("path"),
-    ];
+/// The report of `run EXTRA` with `policy` as a CI job (exit 0).
+fn run_report(emulator: &Emulator, policy: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["run"];
     args.extend_from_slice(extra);
-    let out = run(&emulator.ci_env(), &args);
-    assert_eq!(out.code, 0, "{}", out.all());
-    report_json(&report)
+    run_policy(&emulator.ci_env(), policy, &args).1
 }
 
 /// (a) Five signed images under `keep_n: 3`: the three newest and their
@@ -84,7 +74,7 @@ fn signatures_follow_their_images_under_keep_n() {
             repository.push_signature(&image, "sig");
             signatures.push(referrer_tag(&image, Some("sig")));
         }
-        let report = run_policy(&emulator, KEEP_3, &[]);
+        let report = run_report(&emulator, KEEP_3, &[]);
         let expected: BTreeMap<String, String> = [
             ("img-4".to_string(), "all".to_string()),
             ("img-5".to_string(), "all".to_string()),
@@ -140,7 +130,7 @@ fn a_narrow_rule_deletes_images_with_their_signatures_and_attestations() {
         repository.set_pushed_at("main", days_ago(20));
         repository.push_signature(&main, "sig");
         let policy = "rules: [{name: releases, delete: '1\\.0\\.\\d+', keep_n: 3}]\n";
-        let report = run_policy(&emulator, policy, &[]);
+        let report = run_report(&emulator, policy, &[]);
 
         let mut expected = BTreeMap::new();
         for tag in ["1.0.0", "1.0.1"] {
@@ -198,7 +188,7 @@ fn an_index_is_dated_by_its_newest_child_on_rest() {
     let (emulator, index, _) = index_and_image(rest_only());
     // A second tag on the same index: still one fetch per digest.
     emulator.repository("api").tag("2.0", &index);
-    let report = run_policy(&emulator, KEEP_1, &["--dry-run"]);
+    let report = run_report(&emulator, KEEP_1, &["--dry-run"]);
     let signature = referrer_tag(&index, Some("sig"));
     let expected: BTreeMap<String, String> = [
         ("2.0".to_string(), "all".to_string()),
@@ -227,7 +217,7 @@ fn an_index_is_dated_by_its_newest_child_on_rest() {
 fn gitlab_v1_fetches_only_the_index_manifest() {
     let (emulator, index, _) = index_and_image(Config::default());
     emulator.repository("api").tag("2.0", &index);
-    run_policy(&emulator, KEEP_1, &["--dry-run"]);
+    run_report(&emulator, KEEP_1, &["--dry-run"]);
     assert_eq!(emulator.count("GET", "/manifests/"), 1, "the index, once");
     assert_eq!(emulator.count("GET", "/blobs/"), 0);
     assert_eq!(
@@ -252,13 +242,13 @@ fn repositories_without_referrers_cost_the_same() {
     let id = repository.id();
     let details = format!("/registry/repositories/{id}/tags/");
 
-    run_policy(&emulator, NAMES_ONLY, &["--dry-run"]);
+    run_report(&emulator, NAMES_ONLY, &["--dry-run"]);
     assert_eq!(emulator.count("GET", &details), 0, "names only");
     assert_eq!(emulator.count("GET", "/manifests/"), 0);
     assert_eq!(emulator.count("GET", "/blobs/"), 0);
 
     emulator.reset_requests();
-    run_policy(&emulator, KEEP_3, &["--dry-run"]);
+    run_report(&emulator, KEEP_3, &["--dry-run"]);
     assert_eq!(
         emulator.count("GET", &details),
         4,
@@ -271,7 +261,7 @@ fn repositories_without_referrers_cost_the_same() {
     // signature's own manifest (undated: its config has no `created`).
     repository.push_signature(&images[0], "sig");
     emulator.reset_requests();
-    let report = run_policy(&emulator, NAMES_ONLY, &["--dry-run"]);
+    let report = run_report(&emulator, NAMES_ONLY, &["--dry-run"]);
     assert_eq!(emulator.count("GET", &details), 5);
     assert_eq!(emulator.count("GET", "/manifests/sha256:"), 1);
     assert_eq!(emulator.count("GET", "/blobs/"), 0);
@@ -293,13 +283,7 @@ fn inventory_records_kinds_and_children_and_plans_like_the_live_run() {
             ..Config::default()
         });
         let dir = tempfile::tempdir().expect("tempdir");
-        let inventory = dir.path().join("inventory.json");
-        let out = run(
-            &emulator.ci_env(),
-            &["inventory", "--output", inventory.to_str().expect("path")],
-        );
-        assert_eq!(out.code, 0, "{}", out.all());
-        let snapshot = report_json(&inventory);
+        let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
         let tags = snapshot["repositories"][0]["tags"]
             .as_array()
             .expect("tags");
@@ -332,23 +316,9 @@ fn inventory_records_kinds_and_children_and_plans_like_the_live_run() {
             assert!(image.get("media_type").is_none(), "{image}");
         }
 
-        let policy = write_file(&dir, "policy.yml", KEEP_1);
-        let planned = dir.path().join("plan.json");
-        let out = run(
-            &[],
-            &[
-                "plan",
-                "--inventory",
-                inventory.to_str().expect("path"),
-                "--policy",
-                &policy,
-                "--report",
-                planned.to_str().expect("path"),
-            ],
-        );
-        assert_eq!(out.code, 0, "{}", out.all());
-        let live = run_policy(&emulator, KEEP_1, &[]);
-        assert_eq!(deleted(&report_json(&planned)), deleted(&live));
+        let (_, planned) = run_policy(&[], KEEP_1, &["plan", "--inventory", &inventory]);
+        let live = run_report(&emulator, KEEP_1, &[]);
+        assert_eq!(deleted(&planned), deleted(&live));
         assert!(
             deleted(&live).contains_key(&referrer_tag(&index, Some("sig")))
                 || deleted(&live).contains_key("1.0.0"),
@@ -389,7 +359,7 @@ fn requests_per_deleted_tag_with_indexes_and_signatures() {
             let index = repository.push_index(&format!("idx-{i:02}"), &[&amd64, &arm64]);
             repository.push_signature(&index, "sig");
         }
-        let report = run_policy(
+        let report = run_report(
             &emulator,
             "rules: [{name: all, delete: \".*\", keep_n: 5}]\n",
             &[],
@@ -432,7 +402,7 @@ fn the_report_counts_the_untagged_referrers_of_deleted_images() {
     let old = repository.push_image(Some("old"), Some(days_ago(9)));
     repository.push_artifact(&old, "application/vnd.dev.sigstore.bundle.v0.3+json");
     repository.push_image(Some("new"), Some(days_ago(1)));
-    let report = run_policy(&emulator, KEEP_1, &["--dry-run"]);
+    let report = run_report(&emulator, KEEP_1, &["--dry-run"]);
     let entries = report["repositories"][0]["deleted"]
         .as_array()
         .expect("deleted")
@@ -533,7 +503,7 @@ fn the_cost_of_index_age_fetches_per_deleted_tag() {
 
     // With the index-age fetches: REST only.
     let with = seeded(false);
-    let report = run_policy(&with, keep_5, &[]);
+    let report = run_report(&with, keep_5, &[]);
     assert_eq!(deleted(&report), expected_deleted, "{report}");
     let with_kinds = kinds(&with);
     let manifests = count(&with_kinds, "GET manifest by digest");
@@ -559,7 +529,7 @@ fn the_cost_of_index_age_fetches_per_deleted_tag() {
     let without = seeded(false);
     let names: Vec<&str> = expected_deleted.keys().map(String::as_str).collect();
     let by_name = format!("rules: [{{name: all, delete: \"{}\"}}]\n", names.join("|"));
-    let report = run_policy(&without, &by_name, &[]);
+    let report = run_report(&without, &by_name, &[]);
     assert_eq!(deleted(&report), expected_deleted, "{report}");
     let without_kinds = kinds(&without);
     assert_eq!(
@@ -575,7 +545,7 @@ fn the_cost_of_index_age_fetches_per_deleted_tag() {
     // With `/gitlab/v1`: push times, no age fetches; each index's own
     // manifest (its children) is still read.
     let gitlab_v1 = seeded(true);
-    let report = run_policy(&gitlab_v1, keep_5, &[]);
+    let report = run_report(&gitlab_v1, keep_5, &[]);
     assert_eq!(deleted(&report), expected_deleted, "{report}");
     let v1_kinds = kinds(&gitlab_v1);
     assert_eq!(

@@ -49,12 +49,7 @@ fn repository_deletes(emulator: &Emulator) -> usize {
 }
 
 fn removal(report: &serde_json::Value, path: &str) -> serde_json::Value {
-    report["repositories"]
-        .as_array()
-        .expect("repositories")
-        .iter()
-        .find(|r| r["path"] == path)
-        .unwrap_or_else(|| panic!("{path} in {report}"))
+    repository_entry(report, path)
         .get("removal")
         .cloned()
         .unwrap_or(serde_json::Value::Null)
@@ -63,30 +58,16 @@ fn removal(report: &serde_json::Value, path: &str) -> serde_json::Value {
 #[test]
 fn removes_what_the_run_emptied_and_old_empty_repositories_only() {
     let emulator = seeded();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let report_path = dir.path().join("report.json");
-    let report_arg = report_path.display().to_string();
-    let output = run(
-        &emulator.ci_env(),
-        &["run", "--policy", &policy, "--report", &report_arg],
-    );
-    assert_eq!(output.code, 0, "{}", output.all());
+    let (output, report) = run_policy(&emulator.ci_env(), POLICY, &["run"]);
     assert!(!emulator.has_repository("review"), "{}", output.all());
     assert!(!emulator.has_repository("old-empty"));
     assert!(emulator.has_repository("api"));
     assert!(emulator.has_repository("new-empty"));
     assert!(emulator.has_repository("scheduled"));
     assert_eq!(repository_deletes(&emulator), 2);
-    let report = report_json(&report_path);
-    assert_eq!(
-        removal(&report, "group/project/review")["outcome"],
-        "removed"
-    );
-    assert_eq!(
-        removal(&report, "group/project/old-empty")["outcome"],
-        "removed"
-    );
+    for emptied in ["group/project/review", "group/project/old-empty"] {
+        assert_eq!(removal(&report, emptied)["outcome"], "removed", "{emptied}");
+    }
     assert_eq!(
         removal(&report, "group/project/api"),
         serde_json::Value::Null
@@ -118,32 +99,15 @@ fn removes_what_the_run_emptied_and_old_empty_repositories_only() {
 #[test]
 fn a_dry_run_removes_nothing_and_says_what_it_would_remove() {
     let emulator = seeded();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let report_path = dir.path().join("report.json");
-    let report_arg = report_path.display().to_string();
-    let output = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--dry-run",
-            "--policy",
-            &policy,
-            "--report",
-            &report_arg,
-        ],
-    );
-    assert_eq!(output.code, 0, "{}", output.all());
+    let (output, report) = run_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
     assert_eq!(emulator.writes(), 0);
-    let report = report_json(&report_path);
-    assert_eq!(
-        removal(&report, "group/project/review")["outcome"],
-        "would remove"
-    );
-    assert_eq!(
-        removal(&report, "group/project/old-empty")["outcome"],
-        "would remove"
-    );
+    for emptied in ["group/project/review", "group/project/old-empty"] {
+        assert_eq!(
+            removal(&report, emptied)["outcome"],
+            "would remove",
+            "{emptied}"
+        );
+    }
     assert!(
         output
             .stdout
@@ -156,13 +120,8 @@ fn a_dry_run_removes_nothing_and_says_what_it_would_remove() {
 #[test]
 fn without_the_key_no_repository_is_removed() {
     let emulator = seeded();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        &POLICY.replace("remove_empty_repositories: true\n", ""),
-    );
-    let output = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    let policy = POLICY.replace("remove_empty_repositories: true\n", "");
+    let output = run_with_policy(&emulator.ci_env(), &policy, &["run"]);
     assert_eq!(output.code, 0, "{}", output.all());
     assert_eq!(repository_deletes(&emulator), 0);
     assert!(emulator.has_repository("review"));
@@ -187,19 +146,10 @@ fn a_repository_pushed_to_since_its_listing_is_not_removed() {
     let now = Utc::now();
     emulator.add_tags("review", [tag("mr-1"), tag("mr-2")]);
     emulator.set_repository_state("old-empty", None, now - Duration::hours(48));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", POLICY);
-    let report_path = dir.path().join("report.json");
-    let report_arg = report_path.display().to_string();
-    let output = run(
-        &emulator.ci_env(),
-        &["run", "--policy", &policy, "--report", &report_arg],
-    );
-    assert_eq!(output.code, 0, "{}", output.all());
+    let (output, report) = run_policy(&emulator.ci_env(), POLICY, &["run"]);
     assert_eq!(repository_deletes(&emulator), 0, "{}", output.all());
     assert!(emulator.has_repository("review"));
     assert!(emulator.has_repository("old-empty"));
-    let report = report_json(&report_path);
     for path in ["group/project/review", "group/project/old-empty"] {
         let removal = removal(&report, path);
         assert_eq!(removal["outcome"], "skipped", "{path}: {report}");

@@ -52,10 +52,6 @@ fn seeded(config: Config) -> Emulator {
     emulator
 }
 
-fn policy_file(dir: &tempfile::TempDir) -> String {
-    write_file(dir, "policy.yml", POLICY)
-}
-
 fn expected_after(repository: &str) -> Vec<&'static str> {
     let mut kept = vec!["cafebabe", "latest", "main", "mr-1-x", "mr-2-x", "v1.2.3"];
     if repository == ROOT {
@@ -86,49 +82,12 @@ fn deleted_names(report: &serde_json::Value) -> Vec<String> {
 #[test]
 fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
-    let dry_report = dir.path().join("dry.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--dry-run",
-            "--report",
-            dry_report.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (out, dry) = run_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
     assert_eq!(emulator.writes(), 0, "a dry run wrote");
-    assert!(
-        out.stdout
-            .contains("group/project/api: 11 tags, 5 would delete, 4 kept, 2 protected"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("group/project/api: 11 tags, 5 would delete, 4 kept, 2 protected");
 
-    let live_report = dir.path().join("live.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            live_report.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout
-            .contains("group/project/api: 11 tags, 5 deleted, 4 kept, 2 protected"),
-        "{}",
-        out.all()
-    );
-    let dry = report_json(&dry_report);
-    let live = report_json(&live_report);
+    let (out, live) = run_policy(&emulator.ci_env(), POLICY, &["run"]);
+    out.assert_stdout_has("group/project/api: 11 tags, 5 deleted, 4 kept, 2 protected");
     assert_eq!(dry["dry_run"], true);
     assert_eq!(live["dry_run"], false);
     assert_eq!(deleted_names(&dry), deleted_names(&live));
@@ -145,7 +104,7 @@ fn dry_run_writes_nothing_and_predicts_the_live_run_exactly() {
 
     // Converged: a second run deletes nothing and writes nothing.
     emulator.reset_requests();
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    let out = run_with_policy(&emulator.ci_env(), POLICY, &["run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.writes(), 0);
 }
@@ -157,13 +116,8 @@ fn gitlab_v1_listing_saves_the_per_tag_requests() {
         gitlab_v1: false,
         ..Config::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
     for emulator in [&with_v1, &without_v1] {
-        let out = run(
-            &emulator.ci_env(),
-            &["run", "--policy", &policy, "--dry-run"],
-        );
+        let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
         assert_eq!(out.code, 0, "{}", out.all());
     }
     assert_eq!(with_v1.count("GET", "/gitlab/v1/repositories/"), 2);
@@ -194,9 +148,8 @@ fn no_details_when_no_rule_needs_dates() {
         gitlab_v1: false,
         ..Config::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    let policy = "rules:\n  - delete: \"mr-.*\"\n";
+    let out = run_with_policy(&emulator.ci_env(), policy, &["run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
         emulator.count("GET", "/tags/mr-"),
@@ -208,20 +161,20 @@ fn no_details_when_no_rule_needs_dates() {
 
 #[test]
 fn keyset_405_falls_back_to_offset_pagination() {
-    let emulator = Emulator::start(Config {
-        keyset: false,
-        gitlab_v1: false,
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    emulator.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "p.yml",
-        "rules:\n  - delete: \"mr-.*\"\n    keep: \"mr-0.*\"\n",
-    );
-    let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    // 250 tags listed through REST: three pages of 100.
+    let with_250_tags = |keyset: bool| {
+        let emulator = Emulator::start(Config {
+            keyset,
+            gitlab_v1: false,
+            ..Config::default()
+        });
+        emulator.add_repository("");
+        emulator.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
+        emulator
+    };
+    let emulator = with_250_tags(false);
+    let policy = "rules:\n  - delete: \"mr-.*\"\n    keep: \"mr-0.*\"\n";
+    let out = run_with_policy(&emulator.ci_env(), policy, &["run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.tags(ROOT).len(), 100);
     assert_eq!(
@@ -235,13 +188,8 @@ fn keyset_405_falls_back_to_offset_pagination() {
         "three offset pages of 100"
     );
 
-    let keyset = Emulator::start(Config {
-        gitlab_v1: false,
-        ..Config::default()
-    });
-    keyset.add_repository("");
-    keyset.add_tags(ROOT, (0..250).map(|i| tag(&format!("mr-{i:03}-x"))));
-    let out = run(&keyset.ci_env(), &["run", "--policy", &policy, "--dry-run"]);
+    let keyset = with_250_tags(true);
+    let out = run_with_policy(&keyset.ci_env(), policy, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
         count_query(&keyset, "GET", "/tags", "pagination=keyset"),
@@ -258,16 +206,9 @@ fn keyset_405_falls_back_to_offset_pagination() {
 #[test]
 fn server_engine_sends_one_exact_bulk_call_per_repository() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "server.yml",
-        "protect: [\"v\\\\d+\\\\.\\\\d+\\\\.\\\\d+\", \"stable|lts\"]\nrules:\n  - name: reviews\n    delete: \"mr-\\\\d+-.+|x+\"\n    keep: \"mr-1-.*\"\n    keep_n: 2\n    older_than: 2w\n",
-    );
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--engine", "server", "--policy", &policy],
-    );
+    let policy = "protect: [\"v\\\\d+\\\\.\\\\d+\\\\.\\\\d+\", \"stable|lts\"]\nrules:\n  - name: reviews\n    delete: \"mr-\\\\d+-.+|x+\"\n    keep: \"mr-1-.*\"\n    keep_n: 2\n    older_than: 2w\n";
+    let server = ["run", "--engine", "server"];
+    let out = run_with_policy(&emulator.ci_env(), policy, &server);
     assert_eq!(out.code, 0, "{}", out.all());
     let calls = emulator.bulk_calls();
     assert_eq!(calls.len(), 2, "{}", out.all());
@@ -296,86 +237,54 @@ fn server_engine_sends_one_exact_bulk_call_per_repository() {
     assert!(!call.raw_body.contains('+'), "{}", call.raw_body);
 
     // Within the hour GitLab refuses: a warning per repository, still exit 0.
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--engine", "server", "--policy", &policy],
-    );
+    let out = run_with_policy(&emulator.ci_env(), policy, &server);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("at most once an hour"), "{}", out.all());
+    out.assert_stdout_has("at most once an hour");
 
     // A dry run shows the client plan and sends no bulk call.
     let before = emulator.bulk_calls().len();
-    let out = run(
+    let out = run_with_policy(
         &emulator.ci_env(),
-        &[
-            "run",
-            "--engine",
-            "server",
-            "--policy",
-            &policy,
-            "--dry-run",
-        ],
+        policy,
+        &["run", "--engine", "server", "--dry-run"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("would delete"), "{}", out.all());
+    out.assert_stdout_has("would delete");
     assert_eq!(emulator.bulk_calls().len(), before);
 }
 
 #[test]
 fn server_engine_refuses_two_rules_for_one_repository() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--engine", "server", "--policy", &policy],
-    );
+    let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--engine", "server"]);
     assert_eq!(out.code, 2, "{}", out.all());
-    assert!(
-        out.stderr
-            .contains("group/project/api has 2 applicable rules"),
-        "{}",
-        out.all()
-    );
-    assert!(out.stderr.contains("policy.yml"), "{}", out.all());
+    out.assert_stderr_has("group/project/api has 2 applicable rules");
+    out.assert_stderr_has("policy.yml");
     assert!(emulator.bulk_calls().is_empty());
 }
 
 #[test]
 fn max_deletions_refuses_the_whole_run() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
-    let report = dir.path().join("r.json");
-    let out = run(
+    let (out, report) = run_policy_exiting(
         &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--max-deletions",
-            "5",
-            "--report",
-            report.to_str().expect("path"),
-        ],
+        POLICY,
+        &["run", "--max-deletions", "5"],
+        1,
     );
-    assert_eq!(out.code, 1, "{}", out.all());
-    assert!(
-        out.stderr.contains("more than the limit of 5"),
-        "{}",
-        out.all()
-    );
+    out.assert_stderr_has("more than the limit of 5");
     assert!(
         out.stdout.contains("would delete"),
         "the plan is still printed: {}",
         out.all()
     );
     assert_eq!(emulator.writes(), 0);
-    assert_eq!(report_json(&report)["totals"]["deleted"], 9);
+    assert_eq!(report["totals"]["deleted"], 9);
 
-    let out = run(
+    let out = run_with_policy(
         &with(emulator.ci_env(), &[("CLEANUP_MAX_DELETIONS", "9")]),
-        &["run", "--policy", &policy],
+        POLICY,
+        &["run"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.count("DELETE", "/manifests/"), 9);
@@ -395,21 +304,8 @@ fn protected_refusals_are_skipped_not_failed() {
             tag("mr-2-b"),
         ],
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
-    let report = dir.path().join("r.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report = report_json(&report);
+    let policy = "rules:\n  - delete: \"mr-.*\"\n";
+    let (_, report) = run_policy(&emulator.ci_env(), policy, &["run"]);
     assert_eq!(report["totals"]["skipped"], 1);
     assert_eq!(report["totals"]["failed"], 0);
     assert_eq!(report["repositories"][0]["skipped"][0]["tag"], "mr-1-a");
@@ -420,51 +316,17 @@ fn protected_refusals_are_skipped_not_failed() {
 fn inventory_snapshot_plans_like_the_live_run() {
     let emulator = seeded(Config::default());
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let out = run(
-        &emulator.ci_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
     assert_eq!(emulator.writes(), 0);
-    let snapshot: serde_json::Value = report_json(&inventory);
     assert_eq!(snapshot["repositories"].as_array().expect("repos").len(), 2);
     assert!(snapshot["repositories"][0]["tags"][0]["digest"]
         .as_str()
         .expect("digest")
         .starts_with("sha256:"));
 
-    let policy = policy_file(&dir);
-    let planned = dir.path().join("plan.json");
-    let out = run(
-        &[],
-        &[
-            "plan",
-            "--inventory",
-            inventory.to_str().expect("path"),
-            "--policy",
-            &policy,
-            "--report",
-            planned.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let live = dir.path().join("live.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            live.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(
-        deleted_names(&report_json(&planned)),
-        deleted_names(&report_json(&live))
-    );
+    let (_, planned) = run_policy(&[], POLICY, &["plan", "--inventory", &inventory]);
+    let (_, live) = run_policy(&emulator.ci_env(), POLICY, &["run"]);
+    assert_eq!(deleted_names(&planned), deleted_names(&live));
 }
 
 /// `inventory` writes the project's refs (listed once), and `plan` decides
@@ -479,13 +341,7 @@ fn inventory_writes_the_projects_refs() {
     emulator.add_merge_request(40, "Fork/Fix", "opened", true);
     emulator.add_merge_request(41, "merged-branch", "merged", false);
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let out = run(
-        &emulator.ci_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let snapshot = report_json(&inventory);
+    let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
     assert_eq!(
         snapshot["refs"],
         serde_json::json!({"1": {
@@ -501,27 +357,10 @@ fn inventory_writes_the_projects_refs() {
     // `plan` reads the file back, and a git-aware rule is decided by its
     // refs: `main` is a live branch, `deadbeef` and `cafebabe` no ref at
     // all (`latest` is protected, the other tags do not match).
-    let policy = write_file(
-        &dir,
-        "git.yml",
-        "rules:\n  - name: gone refs\n    delete: '(?P<ref>[a-z]+)'\n    when_ref: gone\n",
-    );
-    let planned = dir.path().join("plan.json");
-    let out = run(
-        &[],
-        &[
-            "plan",
-            "--inventory",
-            inventory.to_str().expect("path"),
-            "--policy",
-            &policy,
-            "--report",
-            planned.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let policy = "rules:\n  - name: gone refs\n    delete: '(?P<ref>[a-z]+)'\n    when_ref: gone\n";
+    let (_, planned) = run_policy(&[], policy, &["plan", "--inventory", &inventory]);
     assert_eq!(
-        deleted_names(&report_json(&planned)),
+        deleted_names(&planned),
         [
             "group/project/api:cafebabe",
             "group/project/api:deadbeef",
@@ -539,19 +378,9 @@ fn inventory_with_a_job_token_gitlab_refuses_writes_incomplete_refs() {
     });
     emulator.add_branch("main");
     let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let out = run(
-        &emulator.ci_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(
-        out.code,
-        0,
-        "a refusal does not stop the inventory: {}",
-        out.all()
-    );
-    assert!(out.stderr.contains("GITLAB_TOKEN"), "{}", out.all());
-    let snapshot = report_json(&inventory);
+    // A refusal does not stop the inventory (exit 0).
+    let (out, _, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
+    out.assert_stderr_has("GITLAB_TOKEN");
     let refs = &snapshot["refs"]["1"];
     assert_eq!(refs["complete"], false, "{snapshot}");
     assert_eq!(refs["slugs"], serde_json::json!([]));
@@ -567,24 +396,15 @@ fn inventory_with_a_job_token_gitlab_refuses_writes_incomplete_refs() {
     assert_eq!(snapshot["repositories"].as_array().expect("repos").len(), 2);
 
     // With an access token the same GitLab lists them.
-    let out = run(
-        &emulator.laptop_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(report_json(&inventory)["refs"]["1"]["complete"], true);
+    let (_, _, snapshot) = write_inventory(&emulator.laptop_env(), &dir, &[]);
+    assert_eq!(snapshot["refs"]["1"]["complete"], true);
 }
 
 #[test]
 fn run_lists_no_refs_when_no_rule_needs_them() {
     let emulator = seeded(Config::default());
     emulator.add_branch("main");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--policy", &policy, "--dry-run"],
-    );
+    let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.count("GET", "/repository/"), 0);
     assert_eq!(emulator.count("GET", "/merge_requests"), 0);
@@ -600,14 +420,9 @@ fn server_engine_tells_its_own_lost_bulk_call_from_an_earlier_lock() {
         scripted_faults: vec![ScriptedFault::lost_answer("DELETE", bulk, Some(502))],
         ..Config::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "server.yml",
-        "rules:\n  - name: reviews\n    delete: \"mr-.*\"\n    keep_n: 2\n",
-    );
-    let args = ["run", "--engine", "server", "--policy", policy.as_str()];
-    let out = run(&emulator.ci_env(), &args);
+    let policy = "rules:\n  - name: reviews\n    delete: \"mr-.*\"\n    keep_n: 2\n";
+    let args = ["run", "--engine", "server"];
+    let out = run_with_policy(&emulator.ci_env(), policy, &args);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(emulator.count("DELETE", bulk), 2, "sent, lost, resent");
     let mut statuses: Vec<(u64, u16)> = emulator
@@ -637,7 +452,7 @@ fn server_engine_tells_its_own_lost_bulk_call_from_an_earlier_lock() {
     emulator.set_config(|config| {
         config.scripted_faults = vec![ScriptedFault::refused("DELETE", bulk, 429)];
     });
-    let out = run(&emulator.ci_env(), &args);
+    let out = run_with_policy(&emulator.ci_env(), policy, &args);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
         out.stdout.matches("did not run the bulk delete").count(),
@@ -664,22 +479,13 @@ fn server_engine_keeps_signature_tags_out_of_the_bulk_delete() {
             .map(|i| tag_at(&format!("build-{i}"), now - Duration::days(40 + i)))
             .chain(signatures.iter().map(|name| tag(name))),
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "server.yml",
-        "rules: [{name: all, delete: '.*', keep_n: 1}]\n",
-    );
-    let out = run(
+    let out = run_with_policy(
         &emulator.ci_env(),
-        &["run", "--engine", "server", "--policy", &policy],
+        "rules: [{name: all, delete: '.*', keep_n: 1}]\n",
+        &["run", "--engine", "server"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(
-        out.stdout.contains("signature/attestation tags (sha256-…)"),
-        "{}",
-        out.all()
-    );
+    out.assert_stdout_has("signature/attestation tags (sha256-…)");
     let left: Vec<String> = emulator.tags(ROOT).into_keys().collect();
     let mut expected: Vec<String> = signatures.clone();
     expected.push("build-1".into());
@@ -720,22 +526,8 @@ fn reproducible_builds_are_not_old_on_a_registry_without_gitlab_v1() {
     repository.push_image(Some("old"), Some(now - Duration::days(60)));
     repository.push_image(Some("new"), Some(now - Duration::days(1)));
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", AGES_POLICY);
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (_, report) = run_policy(&emulator.ci_env(), AGES_POLICY, &["run"]);
     assert_eq!(names(&emulator, API), ["ko", "multi", "new", "pack"]);
-    let report = report_json(&report);
     let entry = &report["repositories"][0];
     assert_eq!(entry["age_source"], "built", "{report:#}");
     assert_eq!(entry["undated_build_stamps"], 3, "{report:#}");
@@ -763,22 +555,8 @@ fn the_push_time_decides_on_a_registry_with_gitlab_v1() {
     repository.set_pushed_at("moved", now - Duration::days(200));
     repository.set_repushed_at("moved", now - Duration::days(7));
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", AGES_POLICY);
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (_, report) = run_policy(&emulator.ci_env(), AGES_POLICY, &["run"]);
     assert_eq!(names(&emulator, API), ["ko-new", "moved", "rebuilt"]);
-    let report = report_json(&report);
     let entry = &report["repositories"][0];
     assert_eq!(entry["age_source"], "pushed", "{report:#}");
     assert_eq!(entry["undated_build_stamps"], 0);
@@ -817,13 +595,7 @@ fn inventory_records_push_and_build_times_and_plans_by_them() {
         repository.set_pushed_at("stale", now - Duration::days(60));
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let inventory = dir.path().join("inventory.json");
-        let out = run(
-            &emulator.ci_env(),
-            &["inventory", "--output", inventory.to_str().expect("path")],
-        );
-        assert_eq!(out.code, 0, "{}", out.all());
-        let snapshot = report_json(&inventory);
+        let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
         let tags = snapshot["repositories"][0]["tags"]
             .as_array()
             .expect("tags")
@@ -847,57 +619,41 @@ fn inventory_records_push_and_build_times_and_plans_by_them() {
             assert_eq!(field("stale", "pushed_at"), None, "REST knows no push time");
         }
 
-        let policy = write_file(&dir, "policy.yml", AGES_POLICY);
-        let planned = dir.path().join("plan.json");
-        let out = run(
-            &[],
-            &[
-                "plan",
-                "--inventory",
-                inventory.to_str().expect("path"),
-                "--policy",
-                &policy,
-                "--report",
-                planned.to_str().expect("path"),
-            ],
-        );
-        assert_eq!(out.code, 0, "{}", out.all());
-        let planned = report_json(&planned);
+        let (_, planned) = run_policy(&[], AGES_POLICY, &["plan", "--inventory", &inventory]);
         let expected = if gitlab_v1 { "stale" } else { "rebuilt" };
         assert_eq!(deleted_names(&planned), [format!("{API}:{expected}")]);
         assert_eq!(
             planned["repositories"][0]["age_source"],
             if gitlab_v1 { "pushed" } else { "built" }
         );
-        let live = dir.path().join("live.json");
-        let out = run(
-            &emulator.ci_env(),
-            &[
-                "run",
-                "--dry-run",
-                "--policy",
-                &policy,
-                "--report",
-                live.to_str().expect("path"),
-            ],
-        );
-        assert_eq!(out.code, 0, "{}", out.all());
-        assert_eq!(deleted_names(&report_json(&live)), deleted_names(&planned));
+        let (_, live) = run_policy(&emulator.ci_env(), AGES_POLICY, &["run", "--dry-run"]);
+        assert_eq!(deleted_names(&live), deleted_names(&planned));
     }
+}
+
+/// A root repository holding `tags`, in a project whose GitLab tag rules
+/// protect `v*` tags against deletion and make those matching `immutable`
+/// immutable.
+fn with_tag_rules(config: Config, immutable: &[&str], tags: Vec<TagSpec>) -> Emulator {
+    let emulator = Emulator::start(Config {
+        tag_rules: gitlab_emulator::TagRules {
+            delete_deny: vec!["^v".into()],
+            immutable: immutable
+                .iter()
+                .map(|pattern| pattern.to_string())
+                .collect(),
+        },
+        ..config
+    });
+    emulator.add_repository("");
+    emulator.add_tags(ROOT, tags);
+    emulator
 }
 
 /// Issue 11's reproduction: `v*` tags protected against deletion by a GitLab
 /// tag rule, `rel-*` immutable, `mr-*` unprotected, and a policy that
 /// deletes everything. Returns the emulator, the policy's directory and path.
 fn tag_rule_reproduction() -> (Emulator, tempfile::TempDir, String) {
-    let emulator = Emulator::start(Config {
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec!["^rel-".into()],
-        },
-        ..Config::default()
-    });
-    emulator.add_repository("");
     let now = Utc::now();
     let mut tags = Vec::new();
     for i in 1..=4 {
@@ -905,7 +661,7 @@ fn tag_rule_reproduction() -> (Emulator, tempfile::TempDir, String) {
         tags.push(tag_at(&format!("rel-{i}"), now - Duration::days(i)));
         tags.push(tag_at(&format!("mr-{i}"), now - Duration::days(i)));
     }
-    emulator.add_tags(ROOT, tags);
+    let emulator = with_tag_rules(Config::default(), &["^rel-"], tags);
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_file(
         &dir,
@@ -1019,25 +775,15 @@ fn gitlab_tag_rules_protect_tags_in_the_plan() {
 /// offline `plan` sets them aside too, with the same reason a run gives.
 #[test]
 fn inventory_marks_rule_covered_tags_protected() {
-    let emulator = Emulator::start(Config {
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec!["rel-".into()],
-        },
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    emulator.add_tags(ROOT, [tag("v1"), tag("x-rel-1"), tag("mr-1")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.json");
-    let out = run(
-        &emulator.ci_env(),
-        &["inventory", "--output", inventory.to_str().expect("path")],
+    let emulator = with_tag_rules(
+        Config::default(),
+        &["rel-"],
+        vec![tag("v1"), tag("x-rel-1"), tag("mr-1")],
     );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, inventory, snapshot) = write_inventory(&emulator.ci_env(), &dir, &[]);
     assert_eq!(emulator.writes(), 0);
     assert_eq!(emulator.count("GET", "/jwt/auth"), 1);
-    let snapshot = report_json(&inventory);
     let covered: Vec<(String, Option<String>)> = snapshot["repositories"][0]["tags"]
         .as_array()
         .expect("tags")
@@ -1062,35 +808,13 @@ fn inventory_marks_rule_covered_tags_protected() {
 
     // Offline, everything but the covered tags goes, and they stay for
     // GitLab's rules, as in a run.
-    let policy = write_file(&dir, "policy.yml", "rules: [{delete: '.*'}]\n");
-    let report = dir.path().join("plan.json");
-    let out = run(
+    let (_, report) = run_policy(
         &[],
-        &[
-            "plan",
-            "--inventory",
-            inventory.to_str().expect("path"),
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("path"),
-        ],
+        "rules: [{delete: '.*'}]\n",
+        &["plan", "--inventory", &inventory],
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    let report = report_json(&report);
-    let kept: Vec<(&str, &str)> = report["repositories"][0]["kept_tags"]
-        .as_array()
-        .expect("kept_tags")
-        .iter()
-        .map(|k| {
-            (
-                k["tag"].as_str().expect("tag"),
-                k["kind"].as_str().expect("kind"),
-            )
-        })
-        .collect();
     assert_eq!(
-        kept,
+        field_pairs(&report["repositories"][0]["kept_tags"], "tag", "kind"),
         [("v1", "gitlab_tag_rule"), ("x-rel-1", "gitlab_tag_rule")]
     );
     assert_eq!(
@@ -1104,21 +828,18 @@ fn inventory_marks_rule_covered_tags_protected() {
 /// `pull,delete` token is asked for once, not again for the rules.
 #[test]
 fn a_dry_run_without_delete_permission_says_the_rules_are_unknown() {
-    let emulator = Emulator::start(Config {
-        grant_delete: false,
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec![],
+    let emulator = with_tag_rules(
+        Config {
+            grant_delete: false,
+            ..Config::default()
         },
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    emulator.add_tags(ROOT, [tag("v1"), tag("mr-1")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "p.yml", "rules:\n  - delete: \"mr-.*\"\n");
-    let out = run(
+        &[],
+        vec![tag("v1"), tag("mr-1")],
+    );
+    let out = run_with_policy(
         &emulator.ci_env(),
-        &["run", "--policy", &policy, "--dry-run"],
+        "rules:\n  - delete: \"mr-.*\"\n",
+        &["run", "--dry-run"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
@@ -1139,29 +860,13 @@ fn a_dry_run_without_delete_permission_says_the_rules_are_unknown() {
 /// not, and no request is spent on it.
 #[test]
 fn the_report_lists_gitlab_tag_rules_where_the_token_may_read_them() {
-    let emulator = Emulator::start(Config {
-        tag_rules: gitlab_emulator::TagRules {
-            delete_deny: vec!["^v".into()],
-            immutable: vec!["^rel-".into()],
-        },
-        ..Config::default()
-    });
-    emulator.add_repository("");
-    emulator.add_tags(ROOT, [tag("v1"), tag("rel-1"), tag("mr-1")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "policy.yml", "rules: [{delete: 'mr-.*'}]\n");
-    let report = dir.path().join("report.json");
-    let args = [
-        "run",
-        "--dry-run",
-        "--policy",
-        policy.as_str(),
-        "--report",
-        report.to_str().expect("utf-8"),
-    ];
-    let out = run(&emulator.laptop_env(), &args);
-    assert_eq!(out.code, 0, "{}", out.all());
-    let json = report_json(&report);
+    let emulator = with_tag_rules(
+        Config::default(),
+        &["^rel-"],
+        vec![tag("v1"), tag("rel-1"), tag("mr-1")],
+    );
+    let policy = "rules: [{delete: 'mr-.*'}]\n";
+    let (_, json) = run_policy(&emulator.laptop_env(), policy, &["run", "--dry-run"]);
     assert_eq!(
         json["gitlab_tag_rules"],
         serde_json::json!([
@@ -1172,9 +877,8 @@ fn the_report_lists_gitlab_tag_rules_where_the_token_may_read_them() {
     assert_eq!(emulator.count("GET", "/registry/protection/tag/rules"), 1);
 
     emulator.reset_requests();
-    let out = run(&emulator.ci_env(), &args);
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert!(report_json(&report).get("gitlab_tag_rules").is_none());
+    let (_, json) = run_policy(&emulator.ci_env(), policy, &["run", "--dry-run"]);
+    assert!(json.get("gitlab_tag_rules").is_none());
     assert_eq!(emulator.count("GET", "/registry/protection/tag/rules"), 0);
 }
 
@@ -1240,20 +944,7 @@ fn git_aware_rules_delete_the_images_of_gone_refs() {
     for repository in [ROOT, API] {
         emulator.add_tags(repository, tags.iter().map(|(name, at)| tag_at(name, *at)));
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(&dir, "git.yml", GIT_POLICY);
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
+    let (out, _) = run_policy(&emulator.ci_env(), GIT_POLICY, &["run"]);
     let gone = [
         "main-00000001",
         "mr-13-0a1b2c3d",
@@ -1286,19 +977,8 @@ fn git_aware_rules_delete_the_images_of_gone_refs() {
     });
     refused.add_repository("");
     refused.add_tags(ROOT, tags.iter().map(|(name, at)| tag_at(name, *at)));
-    let out = run(
-        &refused.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 1, "{}", out.all());
+    let (out, json) = run_policy_exiting(&refused.ci_env(), GIT_POLICY, &["run"], 1);
     assert_eq!(refused.tags(ROOT).len(), tags.len(), "nothing deleted");
-    let json = report_json(&report);
     let why = json["repositories"][0]["refs_incomplete"]
         .as_str()
         .expect("the report says why");
@@ -1337,58 +1017,20 @@ fn unlistable_refs_keep_the_git_aware_rules_tags_from_a_later_catch_all() {
         ROOT,
         ref_tags.iter().chain(&other_tags).map(|name| tag(name)),
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_file(
-        &dir,
-        "policy.yml",
-        "rules:\n  - name: gone branches\n    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'\n    when_ref: gone\n  - name: everything else\n    delete: '.*'\n",
-    );
-    let report = dir.path().join("report.json");
-    let out = run(
-        &emulator.ci_env(),
-        &[
-            "run",
-            "--policy",
-            &policy,
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(out.code, 1, "refs incomplete: {}", out.all());
+    let policy = "rules:\n  - name: gone branches\n    delete: '(?P<ref>[a-z0-9-]+)-[0-9a-f]{8}'\n    when_ref: gone\n  - name: everything else\n    delete: '.*'\n";
+    // Exit 1: the refs are incomplete.
+    let (out, json) = run_policy_exiting(&emulator.ci_env(), policy, &["run"], 1);
     assert_eq!(names(&emulator, ROOT), ref_tags, "{}", out.all());
-    let json = report_json(&report);
     let repository = &json["repositories"][0];
-    let deleted: Vec<(&str, &str)> = repository["deleted"]
-        .as_array()
-        .expect("deleted")
-        .iter()
-        .map(|d| {
-            (
-                d["tag"].as_str().expect("tag"),
-                d["rule"].as_str().expect("rule"),
-            )
-        })
-        .collect();
     assert_eq!(
-        deleted,
+        field_pairs(&repository["deleted"], "tag", "rule"),
         [
             ("nightly", "everything else"),
             ("scratch", "everything else")
         ]
     );
-    let kept: Vec<(&str, &str)> = repository["kept_tags"]
-        .as_array()
-        .expect("kept_tags")
-        .iter()
-        .map(|k| {
-            (
-                k["tag"].as_str().expect("tag"),
-                k["kind"].as_str().expect("kind"),
-            )
-        })
-        .collect();
     assert_eq!(
-        kept,
+        field_pairs(&repository["kept_tags"], "tag", "kind"),
         ref_tags.map(|tag| (tag, "refs_unknown")),
         "each kept for want of refs"
     );
@@ -1471,7 +1113,7 @@ fn an_empty_branch_list_means_the_refs_are_unknown() {
 fn the_report_says_why_each_tag_stays() {
     let emulator = seeded(Config::default());
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
+    let policy = write_file(&dir, "policy.yml", POLICY);
     let report_path = dir.path().join("report.json");
     let out = run(
         &emulator.ci_env(),
@@ -1494,37 +1136,20 @@ fn the_report_says_why_each_tag_stays() {
         .parse()
         .expect("an RFC 3339 time");
     assert!((Utc::now() - now).num_minutes() < 10, "{now}");
-    let api = report["repositories"]
-        .as_array()
-        .expect("repositories")
-        .iter()
-        .find(|r| r["path"] == API)
-        .expect("api");
+    let api = repository_entry(&report, API);
     assert_eq!(api["age_source"], "pushed");
-    let kept_tags: Vec<(String, String)> = api["kept_tags"]
-        .as_array()
-        .expect("kept_tags")
-        .iter()
-        .map(|k| {
-            (
-                k["tag"].as_str().expect("tag").to_string(),
-                k["kind"].as_str().expect("kind").to_string(),
-            )
-        })
-        .collect();
-    let expected = [
-        ("cafebabe", "younger_than_older_than"),
-        ("latest", "protected_latest"),
-        ("main", "unclaimed"),
-        ("mr-1-x", "keep_n"),
-        ("mr-2-x", "keep_n"),
-        ("v1.2.3", "protect_pattern"),
-    ];
-    let expected: Vec<(String, String)> = expected
-        .iter()
-        .map(|(t, k)| (t.to_string(), k.to_string()))
-        .collect();
-    assert_eq!(kept_tags, expected);
+    let kept_tags = field_pairs(&api["kept_tags"], "tag", "kind");
+    assert_eq!(
+        kept_tags,
+        [
+            ("cafebabe", "younger_than_older_than"),
+            ("latest", "protected_latest"),
+            ("main", "unclaimed"),
+            ("mr-1-x", "keep_n"),
+            ("mr-2-x", "keep_n"),
+            ("v1.2.3", "protect_pattern"),
+        ]
+    );
     // kept + protected, each listed once.
     assert_eq!(
         api["kept"].as_u64().expect("kept") + api["protected"].as_u64().expect("protected"),
@@ -1559,10 +1184,8 @@ fn the_report_says_why_each_tag_stays() {
 #[test]
 fn a_dry_run_in_ci_lists_what_would_be_deleted() {
     let emulator = seeded(Config::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = policy_file(&dir);
     let env = with(emulator.ci_env(), &[("GITLAB_CI", "true")]);
-    let out = run(&env, &["run", "--policy", &policy, "--dry-run"]);
+    let out = run_with_policy(&env, POLICY, &["run", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.all());
     // Each repository's section starts with its summary line, after the
     // section marker, and lists what would be deleted.
@@ -1592,11 +1215,8 @@ fn a_dry_run_in_ci_lists_what_would_be_deleted() {
     assert_eq!(emulator.writes(), 0);
 
     // Outside CI, no list.
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--policy", &policy, "--dry-run"],
-    );
-    assert!(!out.stdout.contains("  would delete "), "{}", out.all());
+    let out = run_with_policy(&emulator.ci_env(), POLICY, &["run", "--dry-run"]);
+    out.assert_stdout_lacks("  would delete ");
 }
 
 /// Issue 11's reproduction measured with any build of the tool (the "before"

@@ -330,19 +330,10 @@ fn no_command_prints_a_secret_at_trace_level() {
 fn a_token_service_answer_that_does_not_parse_is_not_quoted() {
     // A token answer with an extra field of the wrong type: serde's error
     // would quote the body, token included.
-    fn add_bad_field(body: &[u8]) -> Vec<u8> {
-        let text = String::from_utf8_lossy(body);
-        format!(
-            "{},\"access_token\":5}}",
-            text.trim_end().trim_end_matches('}')
-        )
-        .into_bytes()
-    }
     for credentials in credential_sets() {
         let emulator = seeded(Config {
-            tamper: vec![
-                Tamper::on(Some("GET"), "/jwt/auth").body(TamperBody::Transform(add_bad_field))
-            ],
+            tamper: vec![Tamper::on(Some("GET"), "/jwt/auth")
+                .body(TamperBody::Transform(append_access_token_number))],
             ..Config::default()
         });
         let env = with((credentials.env)(&emulator), &[("CLEANUP_LOG", "trace")]);
@@ -464,7 +455,7 @@ fn a_cross_origin_redirect_from_the_rest_api_carries_no_token() {
         });
         let out = run(&(credentials.env)(&distribution), &["delete", "mr-1-a"]);
         assert_eq!(out.code, 1, "{}: {}", credentials.name, out.all());
-        assert!(out.stdout.contains("307"), "{}", out.all());
+        out.assert_stdout_has("307");
         assert_eq!(distribution.tags(ROOT).len(), 6);
         let carried: Vec<_> = elsewhere
             .requests()
@@ -731,7 +722,7 @@ fn tls_certificates_are_verified_and_the_ca_bundle_is_honoured() {
     // An unknown issuer: refused at once, not retried, no credentials sent.
     let out = run(&server.env(), &["inventory"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.stderr.contains("certificate"), "{}", out.all());
+    out.assert_stderr_has("certificate");
     assert!(
         !out.stderr.contains("gave up after"),
         "a certificate error was retried: {}",

@@ -32,11 +32,6 @@ impl Failure {
         self.exit
     }
 
-    /// The error itself, as anyhow holds it (its typed cause downcasts).
-    pub fn error(&self) -> &anyhow::Error {
-        &self.error
-    }
-
     fn context<C>(self, context: C) -> Failure
     where
         C: fmt::Display + Send + Sync + 'static,
@@ -129,6 +124,6 @@ mod tests {
         let failure = failed.context("reading the policy").expect_err("an error");
         assert_eq!(failure.exit_code(), Exit::Usage);
         assert_eq!(format!("{failure:#}"), "reading the policy: bad flag");
-        assert!(failure.error().chain().any(|cause| cause.is::<Bad>()));
+        assert!(failure.error.chain().any(|cause| cause.is::<Bad>()));
     }
 }

@@ -90,6 +90,22 @@ impl Deleter {
         // Every slot is filled below: by tag delete, or by a fallback that
         // answers for each tag it was handed.
         let mut outcomes: Vec<Option<Outcome>> = vec![None; tags.len()];
+        self.delete_each_by_tag(target, tags, &mut outcomes, progress)
+            .await;
+        self.delete_the_rest(target, tags, &mut outcomes, progress)
+            .await;
+        all_answered(outcomes)
+    }
+
+    /// Step 1, tag delete, for every tag: fills the slot of each tag it
+    /// answers for and leaves the others empty for a fallback.
+    async fn delete_each_by_tag(
+        &self,
+        target: &Target,
+        tags: &[TagName],
+        outcomes: &mut [Option<Outcome>],
+        progress: &Progress,
+    ) {
         let mut pending = 0..tags.len();
         if self.registry.may_delete_by_tag() {
             if let Some(message) = self.missing_delete_permission(target).await {
@@ -124,35 +140,38 @@ impl Deleter {
         for (index, outcome) in direct {
             outcomes[index] = outcome;
         }
+    }
 
+    /// Steps 2 and 3 for the tags tag delete left (the empty slots): through
+    /// GitLab's REST API where there are REST credentials, else with the
+    /// registry alone.
+    async fn delete_the_rest(
+        &self,
+        target: &Target,
+        tags: &[TagName],
+        outcomes: &mut [Option<Outcome>],
+        progress: &Progress,
+    ) {
         let fallback: Vec<usize> = (0..tags.len())
             .filter(|index| outcomes[*index].is_none())
             .collect();
-        if !fallback.is_empty() {
-            tracing::debug!(repository = %target.path, tags = fallback.len(), "registry cannot delete by tag; using a safe fallback");
-            let fallback_tags: Vec<TagName> =
-                fallback.iter().map(|index| tags[*index].clone()).collect();
-            let results = match &self.gitlab {
-                Some(gitlab) => {
-                    self.delete_through_rest(gitlab, target, &fallback_tags)
-                        .await
-                }
-                None => self.delete_with_registry_only(target, &fallback_tags).await,
-            };
-            for ((index, tag), outcome) in fallback.iter().zip(&fallback_tags).zip(results) {
-                self.settle(target, tag, &outcome, progress);
-                outcomes[*index] = Some(outcome);
-            }
+        if fallback.is_empty() {
+            return;
         }
-        outcomes
-            .into_iter()
-            .map(|outcome| {
-                // Not reachable: each fallback answers for every tag it is
-                // handed. Should that break, fail safe: report, never guess.
-                outcome
-                    .unwrap_or_else(|| Outcome::failed(FailureKind::NotAttempted, "not attempted"))
-            })
-            .collect()
+        tracing::debug!(repository = %target.path, tags = fallback.len(), "registry cannot delete by tag; using a safe fallback");
+        let fallback_tags: Vec<TagName> =
+            fallback.iter().map(|index| tags[*index].clone()).collect();
+        let results = match &self.gitlab {
+            Some(gitlab) => {
+                self.delete_through_rest(gitlab, target, &fallback_tags)
+                    .await
+            }
+            None => self.delete_with_registry_only(target, &fallback_tags).await,
+        };
+        for ((index, tag), outcome) in fallback.iter().zip(&fallback_tags).zip(results) {
+            self.settle(target, tag, &outcome, progress);
+            outcomes[*index] = Some(outcome);
+        }
     }
 
     /// `DELETE /v2/<path>/manifests/<tag>`; `None` when the registry cannot
@@ -361,44 +380,13 @@ impl Deleter {
                 return vec![Outcome::failed(FailureKind::ManifestNeeded, message); tags.len()];
             }
         };
-        let wanted: BTreeSet<&TagName> = tags.iter().collect();
-        let needed = needed_by_kept_tags(&index, &wanted);
         let mut outcomes: Vec<Option<Outcome>> = vec![None; tags.len()];
-        let mut by_digest: BTreeMap<&Digest, Vec<usize>> = BTreeMap::new();
-        for (position, tag) in tags.iter().enumerate() {
-            match index.get(tag) {
-                None => outcomes[position] = Some(Outcome::AlreadyAbsent),
-                Some(manifest) => by_digest
-                    .entry(&manifest.digest)
-                    .or_default()
-                    .push(position),
-            }
-        }
-        let mut shared: Vec<(usize, String)> = Vec::new();
-        // Indexes first: GitLab's registry refuses (409) to delete a manifest
-        // an index still lists, even one this call deletes next.
-        let mut whole_indexes: Vec<(&Digest, Vec<usize>)> = Vec::new();
-        let mut whole_digests: Vec<(&Digest, Vec<usize>)> = Vec::new();
-        for (digest, group) in by_digest {
-            match needed.get(digest) {
-                None => {
-                    let lists_others = group
-                        .first()
-                        .and_then(|position| index.get(&tags[*position]))
-                        .is_some_and(|manifest| !manifest.children.is_empty());
-                    if lists_others {
-                        whole_indexes.push((digest, group));
-                    } else {
-                        whole_digests.push((digest, group));
-                    }
-                }
-                Some(reasons) => {
-                    let why = reasons.join("; ");
-                    shared.extend(group.into_iter().map(|position| (position, why.clone())));
-                }
-            }
-        }
-
+        let DigestDeletes {
+            whole_indexes,
+            whole_digests,
+            mut shared,
+        } = digest_deletes(tags, &index, &mut outcomes);
+        // Indexes first: a manifest an index still lists cannot go before it.
         for phase in [whole_indexes, whole_digests] {
             for (group, outcome) in self.delete_digests(path, phase).await {
                 for position in group {
@@ -421,13 +409,7 @@ impl Deleter {
                 outcomes[*position] = Some(outcome);
             }
         }
-        outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome
-                    .unwrap_or_else(|| Outcome::failed(FailureKind::NotAttempted, "not attempted"))
-            })
-            .collect()
+        all_answered(outcomes)
     }
 
     /// Deletes each digest, which every tag of its group (positions) points
@@ -505,6 +487,81 @@ impl Deleter {
         log_outcome(&target.path, digest, &outcome);
         outcome
     }
+}
+
+/// Each slot's outcome. An empty slot is not reachable: each fallback
+/// answers for every tag it is handed. Should that break, fail safe:
+/// report, never guess.
+fn all_answered(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| Outcome::failed(FailureKind::NotAttempted, "not attempted"))
+        })
+        .collect()
+}
+
+/// The deletes by digest that remove the given tags (by position) and
+/// nothing else.
+struct DigestDeletes<'a> {
+    /// Indexes that every tag on them is to lose and nothing kept needs.
+    whole_indexes: Vec<(&'a Digest, Vec<usize>)>,
+    /// The same for every other manifest.
+    whole_digests: Vec<(&'a Digest, Vec<usize>)>,
+    /// Tags on a manifest something kept needs (and why): each is moved
+    /// onto a throw-away manifest first.
+    shared: Vec<(usize, String)>,
+}
+
+/// Groups the tags by the manifest they point at in `index` (a fresh
+/// listing of every tag of the repository); a tag it no longer lists is
+/// marked already absent in `outcomes`. Indexes are set apart because
+/// GitLab's registry refuses (409) to delete a manifest an index still
+/// lists, even one this call deletes next: indexes go first.
+fn digest_deletes<'a>(
+    tags: &[TagName],
+    index: &'a BTreeMap<TagName, Manifest>,
+    outcomes: &mut [Option<Outcome>],
+) -> DigestDeletes<'a> {
+    let wanted: BTreeSet<&TagName> = tags.iter().collect();
+    let needed = needed_by_kept_tags(index, &wanted);
+    let mut by_digest: BTreeMap<&Digest, Vec<usize>> = BTreeMap::new();
+    for (position, tag) in tags.iter().enumerate() {
+        match index.get(tag) {
+            None => outcomes[position] = Some(Outcome::AlreadyAbsent),
+            Some(manifest) => by_digest
+                .entry(&manifest.digest)
+                .or_default()
+                .push(position),
+        }
+    }
+    let mut deletes = DigestDeletes {
+        whole_indexes: Vec::new(),
+        whole_digests: Vec::new(),
+        shared: Vec::new(),
+    };
+    for (digest, group) in by_digest {
+        match needed.get(digest) {
+            None => {
+                let lists_others = group
+                    .first()
+                    .and_then(|position| index.get(&tags[*position]))
+                    .is_some_and(|manifest| !manifest.children.is_empty());
+                if lists_others {
+                    deletes.whole_indexes.push((digest, group));
+                } else {
+                    deletes.whole_digests.push((digest, group));
+                }
+            }
+            Some(reasons) => {
+                let why = reasons.join("; ");
+                deletes
+                    .shared
+                    .extend(group.into_iter().map(|position| (position, why.clone())));
+            }
+        }
+    }
+    deletes
 }
 
 /// The manifests that tags not being deleted still need, each with why: the

@@ -172,22 +172,31 @@ impl<'a> Lister<'a> {
         tags: &mut [Tag],
         index_ages: bool,
     ) -> Result<(), RegistryError> {
-        let wanted: BTreeSet<Digest> = tags
-            .iter()
-            .filter(|tag| match &tag.media_type {
-                Some(media_type) => INDEX_MEDIA_TYPES.contains(&media_type.as_str()),
-                None => !tag.image,
-            })
-            .filter_map(|tag| tag.digest.clone())
-            .collect();
+        let wanted = undescribed_digests(tags);
         if wanted.is_empty() {
             return Ok(());
         }
         // The `pull,delete` token the tag rules (and any delete) need serves
         // these fetches too: one token request, not a `pull` one first.
         self.warm_token(path).await;
+        let manifests = self.manifests(path, wanted).await?;
+        let built = if index_ages {
+            self.index_build_times(path, tags, &manifests).await?
+        } else {
+            HashMap::new()
+        };
+        describe(tags, &manifests, &built, index_ages);
+        Ok(())
+    }
+
+    /// The manifest of each digest, once each (absent ones left out).
+    async fn manifests(
+        &self,
+        path: &RepositoryPath,
+        digests: BTreeSet<Digest>,
+    ) -> Result<HashMap<Digest, Manifest>, RegistryError> {
         let registry = self.registry;
-        let manifests: HashMap<Digest, Manifest> = stream::iter(wanted)
+        stream::iter(digests)
             .map(|digest| async move {
                 registry
                     .manifest(path, &Reference::Digest(digest.clone()))
@@ -197,55 +206,42 @@ impl<'a> Lister<'a> {
             .buffer_unordered(self.concurrency)
             .try_filter_map(|found| async move { Ok(found) })
             .try_collect()
-            .await?;
+            .await
+    }
 
-        let mut built: HashMap<Digest, Option<DateTime<Utc>>> = HashMap::new();
-        if index_ages {
-            let children: BTreeSet<Digest> = tags
-                .iter()
-                .filter(|tag| tag.created_at.is_none())
-                .filter_map(|tag| manifests.get(tag.digest.as_ref()?))
-                .filter(|manifest| manifest.is_index())
-                .flat_map(|manifest| manifest.children.iter().cloned())
-                .collect();
-            built = stream::iter(children)
-                .map(|child| async move {
-                    let created = match registry
-                        .manifest(path, &Reference::Digest(child.clone()))
-                        .await?
-                        .and_then(|manifest| manifest.config)
-                    {
-                        Some(config) => registry.config_created(path, &config).await?,
-                        None => None,
-                    };
-                    // A reproducible stamp (before 2000) is kept as it is:
-                    // `Tag::age` counts it as unknown, and the report counts it.
-                    Ok::<_, RegistryError>((child, created))
-                })
-                .buffer_unordered(self.concurrency)
-                .try_collect()
-                .await?;
-        }
-
-        for tag in tags.iter_mut() {
-            let Some(manifest) = tag.digest.as_ref().and_then(|d| manifests.get(d)) else {
-                continue;
-            };
-            if !manifest.media_type.is_empty() {
-                tag.media_type = Some(manifest.media_type.clone());
-            }
-            if manifest.is_index() {
-                tag.children = manifest.children.clone();
-                if index_ages && tag.created_at.is_none() {
-                    tag.created_at = manifest
-                        .children
-                        .iter()
-                        .filter_map(|child| built.get(child).copied().flatten())
-                        .max();
-                }
-            }
-        }
-        Ok(())
+    /// The build time of each child of the undated indexes among `tags`:
+    /// its config's `created` (one child manifest and one config each).
+    async fn index_build_times(
+        &self,
+        path: &RepositoryPath,
+        tags: &[Tag],
+        manifests: &HashMap<Digest, Manifest>,
+    ) -> Result<HashMap<Digest, Option<DateTime<Utc>>>, RegistryError> {
+        let registry = self.registry;
+        let children: BTreeSet<Digest> = tags
+            .iter()
+            .filter(|tag| tag.created_at.is_none())
+            .filter_map(|tag| manifests.get(tag.digest.as_ref()?))
+            .filter(|manifest| manifest.is_index())
+            .flat_map(|manifest| manifest.children.iter().cloned())
+            .collect();
+        stream::iter(children)
+            .map(|child| async move {
+                let created = match registry
+                    .manifest(path, &Reference::Digest(child.clone()))
+                    .await?
+                    .and_then(|manifest| manifest.config)
+                {
+                    Some(config) => registry.config_created(path, &config).await?,
+                    None => None,
+                };
+                // A reproducible stamp (before 2000) is kept as it is:
+                // `Tag::age` counts it as unknown, and the report counts it.
+                Ok::<_, RegistryError>((child, created))
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await
     }
 
     /// The `/gitlab/v1` listing, or `None` where the registry has none.
@@ -276,6 +272,47 @@ impl<'a> Lister<'a> {
             // Listing needs only pull; the deleter reports a missing delete
             // permission for each tag it cannot delete.
             tracing::debug!(repository = %path, error = %err, "no delete token before listing");
+        }
+    }
+}
+
+/// The digests whose manifest says what the listing did not: those of
+/// tags listed as an index, and of undated tags of unknown kind.
+fn undescribed_digests(tags: &[Tag]) -> BTreeSet<Digest> {
+    tags.iter()
+        .filter(|tag| match &tag.media_type {
+            Some(media_type) => INDEX_MEDIA_TYPES.contains(&media_type.as_str()),
+            None => !tag.image,
+        })
+        .filter_map(|tag| tag.digest.clone())
+        .collect()
+}
+
+/// Writes into each tag what its manifest says: its media type and, for an
+/// index, its children and (with `index_ages`, when undated) the build
+/// time of its newest child.
+fn describe(
+    tags: &mut [Tag],
+    manifests: &HashMap<Digest, Manifest>,
+    built: &HashMap<Digest, Option<DateTime<Utc>>>,
+    index_ages: bool,
+) {
+    for tag in tags.iter_mut() {
+        let Some(manifest) = tag.digest.as_ref().and_then(|d| manifests.get(d)) else {
+            continue;
+        };
+        if !manifest.media_type.is_empty() {
+            tag.media_type = Some(manifest.media_type.clone());
+        }
+        if manifest.is_index() {
+            tag.children = manifest.children.clone();
+            if index_ages && tag.created_at.is_none() {
+                tag.created_at = manifest
+                    .children
+                    .iter()
+                    .filter_map(|child| built.get(child).copied().flatten())
+                    .max();
+            }
         }
     }
 }

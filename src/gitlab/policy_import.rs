@@ -153,66 +153,21 @@ fn scan_top_level(source: &str) -> Scan {
     let mut alternatives = Vec::new();
     let mut current = String::new();
     let mut depth = 0usize;
-    let mut class_depth = 0usize;
     let mut inline_flags = false;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        if c == '\\' {
-            current.push(c);
-            if let Some(&next) = chars.get(i + 1) {
-                current.push(next);
-            }
-            i += 2;
-            continue;
-        }
-        if class_depth > 0 {
-            match c {
-                '[' if chars.get(i + 1) == Some(&':') => {
-                    // `[:alpha:]` inside a class: copy to its closing `:]`.
-                    let mut j = i + 2;
-                    while j + 1 < chars.len() && !(chars[j] == ':' && chars[j + 1] == ']') {
-                        j += 1;
-                    }
-                    let end = (j + 2).min(chars.len());
-                    current.extend(&chars[i..end]);
-                    i = end;
-                    continue;
-                }
-                '[' => class_depth += 1,
-                ']' => class_depth -= 1,
-                _ => {}
-            }
-            current.push(c);
-            i += 1;
-            continue;
-        }
         match c {
+            '\\' => {
+                i = copy_escape(&chars, i, &mut current);
+                continue;
+            }
             '[' => {
-                class_depth = 1;
-                current.push(c);
-                i += 1;
-                // A `]` right after `[` or `[^` is a literal.
-                if chars.get(i) == Some(&'^') {
-                    current.push('^');
-                    i += 1;
-                }
-                if chars.get(i) == Some(&']') {
-                    current.push(']');
-                    i += 1;
-                }
+                i = copy_class(&chars, i, &mut current);
                 continue;
             }
             '(' => {
-                if depth == 0 && chars.get(i + 1) == Some(&'?') {
-                    let flags: String = chars[i + 2..]
-                        .iter()
-                        .take_while(|c| c.is_ascii_alphabetic() || **c == '-')
-                        .collect();
-                    if chars.get(i + 2 + flags.chars().count()) == Some(&')') {
-                        inline_flags = true;
-                    }
-                }
+                inline_flags |= depth == 0 && is_flag_group(&chars, i);
                 depth += 1;
             }
             ')' => depth = depth.saturating_sub(1),
@@ -231,6 +186,72 @@ fn scan_top_level(source: &str) -> Scan {
         alternatives,
         inline_flags,
     }
+}
+
+/// Copies the escape at `start` (`\` and the character it escapes) to
+/// `out`; returns where the pattern goes on.
+fn copy_escape(chars: &[char], start: usize, out: &mut String) -> usize {
+    out.push(chars[start]);
+    if let Some(&next) = chars.get(start + 1) {
+        out.push(next);
+    }
+    start + 2
+}
+
+/// Copies the bracket class opening at `start` through its closing `]`
+/// (classes nest, `[:alpha:]` included) to `out`: a `|` inside is a
+/// literal. Returns where the pattern goes on.
+fn copy_class(chars: &[char], start: usize, out: &mut String) -> usize {
+    out.push('[');
+    let mut i = start + 1;
+    // A `]` right after `[` or `[^` is a literal.
+    if chars.get(i) == Some(&'^') {
+        out.push('^');
+        i += 1;
+    }
+    if chars.get(i) == Some(&']') {
+        out.push(']');
+        i += 1;
+    }
+    let mut depth = 1usize;
+    while i < chars.len() && depth > 0 {
+        let c = chars[i];
+        match c {
+            '\\' => {
+                i = copy_escape(chars, i, out);
+                continue;
+            }
+            '[' if chars.get(i + 1) == Some(&':') => {
+                // `[:alpha:]` inside a class: copy to its closing `:]`.
+                let mut j = i + 2;
+                while j + 1 < chars.len() && !(chars[j] == ':' && chars[j + 1] == ']') {
+                    j += 1;
+                }
+                let end = (j + 2).min(chars.len());
+                out.extend(&chars[i..end]);
+                i = end;
+                continue;
+            }
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ => {}
+        }
+        out.push(c);
+        i += 1;
+    }
+    i
+}
+
+/// Whether the `(` at `start` opens a flag group such as `(?i)` or `(?-s)`.
+fn is_flag_group(chars: &[char], start: usize) -> bool {
+    if chars.get(start + 1) != Some(&'?') {
+        return false;
+    }
+    let flags = chars[start + 2..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphabetic() || **c == '-')
+        .count();
+    chars.get(start + 2 + flags) == Some(&')')
 }
 
 /// The schedule matching GitLab's `cadence`, as a pipeline schedule's cron.
@@ -257,6 +278,20 @@ fn quoted(text: &str) -> String {
 /// header comment). The text is parsed back as a policy before it is
 /// returned, so what is written is always a valid policy.
 pub fn import(policy: &ExpirationPolicy, source: &str) -> Result<String, ConfigError> {
+    let mut out = header(policy, source);
+    out.push_str("\nprotect_latest: true\nrules:\n");
+    out.push_str(&rule(policy)?);
+    Policy::parse(&out, "the imported policy").map_err(|err| {
+        ConfigError::answer(format!(
+            "GitLab's policy cannot be written as a policy file: {err}"
+        ))
+    })?;
+    Ok(out)
+}
+
+/// The comment the policy file opens with: where it came from, what it
+/// deletes, and what GitLab's policy said about when it runs.
+fn header(policy: &ExpirationPolicy, source: &str) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "# Imported from GitLab's cleanup policy ({source}) by `registry-cleanup policy import`.\n\
@@ -286,7 +321,12 @@ pub fn import(policy: &ExpirationPolicy, source: &str) -> Result<String, ConfigE
     if let Some(next) = &policy.next_run_at {
         out.push_str(&format!("# GitLab's next run was due at {next}.\n"));
     }
+    out
+}
 
+/// The one rule that deletes what GitLab's policy deletes, with what its
+/// patterns mean as comments.
+fn rule(policy: &ExpirationPolicy) -> Result<String, ConfigError> {
     let delete = gitlab_pattern(policy.delete_source().unwrap_or(""), "name_regex")?;
     let keep = gitlab_pattern(
         policy.name_regex_keep.as_deref().unwrap_or(""),
@@ -330,15 +370,7 @@ pub fn import(policy: &ExpirationPolicy, source: &str) -> Result<String, ConfigE
     if let Some(older_than) = &policy.older_than {
         rule.push_str(&format!("    older_than: {}\n", quoted(older_than)));
     }
-    out.push_str("\nprotect_latest: true\nrules:\n");
-    out.push_str(&rule);
-
-    Policy::parse(&out, "the imported policy").map_err(|err| {
-        ConfigError::answer(format!(
-            "GitLab's policy cannot be written as a policy file: {err}"
-        ))
-    })?;
-    Ok(out)
+    Ok(rule)
 }
 
 fn alternatives_comment(field: &str, original: &str, alternatives: Option<&[String]>) -> String {

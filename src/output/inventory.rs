@@ -10,7 +10,6 @@ use crate::domain::config_error::ConfigError;
 use crate::domain::in_use::InUse;
 use crate::domain::model::{Refs, Tag};
 use crate::domain::names::RepositoryPath;
-use crate::domain::project::ProjectFacts;
 use crate::domain::pulls::LedgerView;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -125,17 +124,6 @@ impl Inventory {
             err.line(),
             err.column()
         ))
-    }
-
-    /// What the inventory says of `repository`'s project: its `refs` and
-    /// `in_use` entries (a copy; `None` when it has neither).
-    pub fn facts_of(&self, repository: &InventoryRepository) -> Option<ProjectFacts> {
-        let key = repository.project_id?.to_string();
-        let facts = ProjectFacts {
-            refs: self.refs.get(&key).cloned(),
-            in_use: self.in_use.get(&key).cloned(),
-        };
-        (facts.refs.is_some() || facts.in_use.is_some()).then_some(facts)
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {

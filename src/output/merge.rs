@@ -93,72 +93,116 @@ pub fn merge(reports: Vec<(PathBuf, Report)>) -> Result<Report, MergeError> {
         // clap requires at least one file; an empty merge is an empty report.
         return Ok(Report::default());
     };
-    // A shard refused by --max-deletions reports its plan as a dry run, but
-    // it belongs to a live run: merged with its live siblings, it makes the
-    // merge fail (has_failures) rather than look like a mix of runs.
-    let meant_dry = |report: &Report| report.dry_run && report.refused_over_limit.is_none();
-    let (first_file, dry_run, engine) =
-        (first_file.clone(), meant_dry(first), first.engine.clone());
-    let mut shards: BTreeMap<u32, PathBuf> = BTreeMap::new();
-    let mut total: Option<(u32, PathBuf, Shard)> = None;
-    let mut unsharded: Option<PathBuf> = None;
+    let run = OneRun {
+        first_file: first_file.clone(),
+        dry_run: meant_dry(first),
+        engine: first.engine.clone(),
+    };
+    let mut shards = ShardSet::default();
     for (file, report) in &reports {
-        if meant_dry(report) != dry_run {
+        run.check(file, report)?;
+        shards.add(file, report.shard)?;
+    }
+    shards.check_complete()?;
+    combine(&run.engine, reports)
+}
+
+/// A shard refused by --max-deletions reports its plan as a dry run, but
+/// it belongs to a live run: merged with its live siblings, it makes the
+/// merge fail (has_failures) rather than look like a mix of runs.
+fn meant_dry(report: &Report) -> bool {
+    report.dry_run && report.refused_over_limit.is_none()
+}
+
+/// What every report of one run shares with the first.
+struct OneRun {
+    first_file: PathBuf,
+    dry_run: bool,
+    engine: String,
+}
+
+impl OneRun {
+    fn check(&self, file: &Path, report: &Report) -> Result<(), MergeError> {
+        if meant_dry(report) != self.dry_run {
             let (dry, live) = if meant_dry(report) {
-                (file.clone(), first_file.clone())
+                (file.to_path_buf(), self.first_file.clone())
             } else {
-                (first_file.clone(), file.clone())
+                (self.first_file.clone(), file.to_path_buf())
             };
             return Err(MergeError::MixedDryRun { dry, live });
         }
-        if report.engine != engine {
+        if report.engine != self.engine {
             return Err(MergeError::MixedEngines {
-                first: first_file.clone(),
-                first_engine: engine.clone(),
-                second: file.clone(),
+                first: self.first_file.clone(),
+                first_engine: self.engine.clone(),
+                second: file.to_path_buf(),
                 second_engine: report.engine.clone(),
             });
         }
-        match report.shard {
-            None => unsharded = unsharded.or_else(|| Some(file.clone())),
-            Some(shard) => {
-                match &total {
-                    None => total = Some((shard.total, file.clone(), shard)),
-                    Some((n, first, first_shard)) if *n != shard.total => {
-                        return Err(MergeError::MixedTotals {
-                            first: first.clone(),
-                            first_shard: *first_shard,
-                            second: file.clone(),
-                            second_shard: shard,
-                        })
-                    }
-                    Some(_) => {}
-                }
-                if let Some(earlier) = shards.insert(shard.index, file.clone()) {
-                    return Err(MergeError::DuplicateShard {
-                        shard,
-                        first: earlier,
-                        second: file.clone(),
-                    });
-                }
+        Ok(())
+    }
+}
+
+/// The shards seen so far: each index with its file, the total N with the
+/// first file that gave it, and the first report without a shard.
+#[derive(Default)]
+struct ShardSet {
+    shards: BTreeMap<u32, PathBuf>,
+    total: Option<(u32, PathBuf, Shard)>,
+    unsharded: Option<PathBuf>,
+}
+
+impl ShardSet {
+    fn add(&mut self, file: &Path, shard: Option<Shard>) -> Result<(), MergeError> {
+        let Some(shard) = shard else {
+            self.unsharded = self.unsharded.take().or_else(|| Some(file.to_path_buf()));
+            return Ok(());
+        };
+        match &self.total {
+            None => self.total = Some((shard.total, file.to_path_buf(), shard)),
+            Some((n, first, first_shard)) if *n != shard.total => {
+                return Err(MergeError::MixedTotals {
+                    first: first.clone(),
+                    first_shard: *first_shard,
+                    second: file.to_path_buf(),
+                    second_shard: shard,
+                })
             }
+            Some(_) => {}
         }
-    }
-    if let (Some(unsharded), Some((_, sharded, _))) = (&unsharded, &total) {
-        return Err(MergeError::MixedSharding {
-            unsharded: unsharded.clone(),
-            sharded: sharded.clone(),
-        });
-    }
-    if let Some((n, _, _)) = total {
-        if let Some(index) = (1..=n).find(|index| !shards.contains_key(index)) {
-            return Err(MergeError::MissingShard(Shard { index, total: n }));
+        if let Some(earlier) = self.shards.insert(shard.index, file.to_path_buf()) {
+            return Err(MergeError::DuplicateShard {
+                shard,
+                first: earlier,
+                second: file.to_path_buf(),
+            });
         }
+        Ok(())
     }
 
+    /// All sharded or none, and every shard from 1 to N there.
+    fn check_complete(&self) -> Result<(), MergeError> {
+        if let (Some(unsharded), Some((_, sharded, _))) = (&self.unsharded, &self.total) {
+            return Err(MergeError::MixedSharding {
+                unsharded: unsharded.clone(),
+                sharded: sharded.clone(),
+            });
+        }
+        if let Some((n, _, _)) = self.total {
+            if let Some(index) = (1..=n).find(|index| !self.shards.contains_key(index)) {
+                return Err(MergeError::MissingShard(Shard { index, total: n }));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One report from reports of one run: their repositories (none in two
+/// reports), sorted by path and recounted, and the shards' own records.
+fn combine(engine: &str, reports: Vec<(PathBuf, Report)>) -> Result<Report, MergeError> {
     // Dry when nothing was deleted anywhere (a dry run, or every shard refused).
     let nothing_deleted = reports.iter().all(|(_, report)| report.dry_run);
-    let mut merged = Report::new(&engine, nothing_deleted);
+    let mut merged = Report::new(engine, nothing_deleted);
     let mut owners: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut repositories = Vec::new();
     for (file, report) in reports {

@@ -101,61 +101,55 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
     let mut params = Vec::new();
     let mut chars = rest.chars().peekable();
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            chars.next();
-        }
+        skip_while(&mut chars, |c| c.is_whitespace() || c == ',');
         if chars.peek().is_none() {
             break;
         }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ',' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
+        let key = take_while(&mut chars, |c| c != '=' && c != ',' && !c.is_whitespace());
+        skip_while(&mut chars, char::is_whitespace);
         if chars.next_if_eq(&'=').is_none() || key.is_empty() {
             return None;
         }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.next_if_eq(&'"').is_some() {
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => {
-                        closed = true;
-                        break;
-                    }
-                    other => value.push(other),
-                }
-            }
-            if !closed {
-                return None;
-            }
+        skip_while(&mut chars, char::is_whitespace);
+        let value = if chars.next_if_eq(&'"').is_some() {
+            quoted_value(&mut chars)?
         } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-            value = value.trim_end().to_string();
-        }
+            take_while(&mut chars, |c| c != ',').trim_end().to_string()
+        };
         params.push((key.to_ascii_lowercase(), value));
     }
     Some(Challenge {
         scheme: scheme.to_string(),
         params,
     })
+}
+
+type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
+
+fn skip_while(chars: &mut Chars<'_>, skip: impl Fn(char) -> bool) {
+    while chars.next_if(|c| skip(*c)).is_some() {}
+}
+
+fn take_while(chars: &mut Chars<'_>, take: impl Fn(char) -> bool) -> String {
+    let mut taken = String::new();
+    while let Some(c) = chars.next_if(|c| take(*c)) {
+        taken.push(c);
+    }
+    taken
+}
+
+/// The rest of a quoted value whose opening `"` was read, unescaped;
+/// `None` when it never closes.
+fn quoted_value(chars: &mut Chars<'_>) -> Option<String> {
+    let mut value = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => value.extend(chars.next()),
+            '"' => return Some(value),
+            other => value.push(other),
+        }
+    }
+    None
 }
 
 /// The claims of a registry JWT that we read (without verifying: the

@@ -729,32 +729,6 @@ impl Registry {
         if capability.known() == Some(false) {
             return Ok(None);
         }
-        #[derive(Deserialize)]
-        struct V1Tag {
-            name: String,
-            #[serde(default)]
-            digest: Option<String>,
-            /// When the tag was first pushed (the database row's creation),
-            /// not the image's build time.
-            #[serde(default)]
-            created_at: Option<DateTime<Utc>>,
-            /// When the tag was last re-pointed; `null` if never.
-            #[serde(default)]
-            updated_at: Option<DateTime<Utc>>,
-            /// `updated_at` or else `created_at`: the push time.
-            #[serde(default)]
-            published_at: Option<DateTime<Utc>>,
-            #[serde(default)]
-            media_type: Option<String>,
-            /// The image's bytes, as the registry's database has them.
-            #[serde(default)]
-            size_bytes: Option<u64>,
-            /// With `referrers=true`: the OCI 1.1 artifacts naming this
-            /// tag's manifest as subject. Only counted: their digests cost
-            /// nothing to keep but serve nothing yet.
-            #[serde(default)]
-            referrers: Option<Vec<serde::de::IgnoredAny>>,
-        }
         let mut url = join_path(
             &self.base,
             &format!(
@@ -794,33 +768,7 @@ impl Registry {
             }
             let page: Vec<V1Tag> = response.json()?;
             for tag in page {
-                let name = listed_name(&response, tag.name)?;
-                let digest = match tag.digest {
-                    Some(digest) => Some(validate_digest(&response, "digest", &digest)?),
-                    None => None,
-                };
-                tags.push(Tag {
-                    name,
-                    digest,
-                    // `/gitlab/v1` lists no build time: its `created_at` is
-                    // the tag's first push (gitlab-protocol.md §7 "Ages").
-                    created_at: None,
-                    // What GitLab's own cleanup ages by: `updated_at ||
-                    // created_at`, which `published_at` already is.
-                    pushed_at: tag.published_at.or(tag.updated_at).or(tag.created_at),
-                    protected: false,
-                    gitlab_rule: None,
-                    media_type: tag.media_type.filter(|m| !m.is_empty()),
-                    // Filled by the listing, which fetches each index once.
-                    children: Vec::new(),
-                    image: false,
-                    referrers: tag
-                        .referrers
-                        .map_or(0, |r| u32::try_from(r.len()).unwrap_or(u32::MAX)),
-                    size_bytes: tag.size_bytes,
-                    // From the pull ledger, not the registry (`--ledger`).
-                    last_pulled_at: None,
-                });
+                tags.push(tag.into_tag(&response)?);
             }
             match pager.next_from_link(&response, &url)? {
                 Some(next) => url = next,
@@ -1025,6 +973,68 @@ fn token_may_be_stale(challenge_error: &str, body_code: Option<&str>) -> bool {
         "invalid_token" => true,
         "" => !body_code.is_some_and(|code| RULE_REFUSAL_CODES.contains(&code)),
         _ => false,
+    }
+}
+
+/// A tag in GitLab's `/gitlab/v1` tag list.
+#[derive(Deserialize)]
+struct V1Tag {
+    name: String,
+    #[serde(default)]
+    digest: Option<String>,
+    /// When the tag was first pushed (the database row's creation),
+    /// not the image's build time.
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
+    /// When the tag was last re-pointed; `null` if never.
+    #[serde(default)]
+    updated_at: Option<DateTime<Utc>>,
+    /// `updated_at` or else `created_at`: the push time.
+    #[serde(default)]
+    published_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    media_type: Option<String>,
+    /// The image's bytes, as the registry's database has them.
+    #[serde(default)]
+    size_bytes: Option<u64>,
+    /// With `referrers=true`: the OCI 1.1 artifacts naming this
+    /// tag's manifest as subject. Only counted: their digests cost
+    /// nothing to keep but serve nothing yet.
+    #[serde(default)]
+    referrers: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+impl V1Tag {
+    /// The tag as the planner sees it; a name or digest the registry should
+    /// never list fails the listing.
+    fn into_tag(self, response: &HttpResponse) -> Result<Tag, HttpError> {
+        let name = listed_name(response, self.name)?;
+        let digest = match self.digest {
+            Some(digest) => Some(validate_digest(response, "digest", &digest)?),
+            None => None,
+        };
+        Ok(Tag {
+            name,
+            digest,
+            // `/gitlab/v1` lists no build time: its `created_at` is
+            // the tag's first push (gitlab-protocol.md §7 "Ages").
+            created_at: None,
+            // What GitLab's own cleanup ages by: `updated_at ||
+            // created_at`, which `published_at` already is.
+            pushed_at: self.published_at.or(self.updated_at).or(self.created_at),
+            protected: false,
+            gitlab_rule: None,
+            media_type: self.media_type.filter(|m| !m.is_empty()),
+            // Filled by the listing, which fetches each index once.
+            children: Vec::new(),
+            image: false,
+            referrers: self
+                .referrers
+                .map_or(0, |r| u32::try_from(r.len()).unwrap_or(u32::MAX)),
+            size_bytes: self.size_bytes,
+            // From the pull ledger, not the registry (`--ledger`).
+            last_pulled_at: None,
+        })
     }
 }
 

@@ -482,54 +482,9 @@ impl Http {
             .timeout(options.timeout)
             .pool_max_idle_per_host(options.pool_size)
             .tcp_keepalive(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let same_origin = attempt
-                    .previous()
-                    .first()
-                    .is_some_and(|first| first.origin() == attempt.url().origin());
-                if attempt.previous().len() >= 5 {
-                    attempt.error("too many redirects")
-                } else if same_origin {
-                    attempt.follow()
-                } else {
-                    // Our credential headers are not standard ones, so reqwest
-                    // would carry them along: stop and let the caller fail.
-                    attempt.stop()
-                }
-            }));
+            .redirect(same_origin_redirects());
         for file in &options.extra_ca_files {
-            let pem = std::fs::read(file).map_err(|err| {
-                ConfigError::file(
-                    file.display().to_string(),
-                    format!("cannot read CA bundle {}: {err}", file.display()),
-                )
-            })?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
-                ConfigError::file(file.display().to_string(), format!(
-                    "{} is not a PEM CA bundle ({err}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at a file of PEM certificates",
-                    file.display()
-                ))
-            })?;
-            if certificates.is_empty() {
-                return Err(ConfigError::file(file.display().to_string(), format!(
-                    "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
-                    file.display()
-                )));
-            }
-            // A certificate that does not parse only shows when a client is
-            // built: try this file alone, so the error can name it.
-            let mut probe = reqwest::Client::builder().tls_built_in_root_certs(false);
-            for certificate in &certificates {
-                probe = probe.add_root_certificate(certificate.clone());
-            }
-            probe.build().map_err(|err| {
-                ConfigError::file(file.display().to_string(), format!(
-                    "{} holds a certificate that cannot be used ({}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
-                    file.display(),
-                    describe_reqwest_error(&err)
-                ))
-            })?;
-            for certificate in certificates {
+            for certificate in read_ca_bundle(file)? {
                 builder = builder.add_root_certificate(certificate);
             }
         }
@@ -584,10 +539,6 @@ impl Http {
         self.throttle.as_ref()
     }
 
-    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.client.request(method, url)
-    }
-
     /// Sends the request built by `build` (called again for each attempt)
     /// under the retry policy and reads the whole answer.
     pub async fn send(
@@ -596,84 +547,24 @@ impl Http {
         url: &Url,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<HttpResponse, HttpError> {
-        use std::sync::atomic::Ordering::Relaxed;
         let mut started = Instant::now();
         let mut attempt: u32 = 0;
         let mut earlier_attempt_may_have_applied = false;
         loop {
-            if self.budget.before_request(url).await {
-                self.stats.rate_limit_waits.fetch_add(1, Relaxed);
-            }
-            // Waiting for our own throttle is not the server's time.
-            let queued = Instant::now();
-            let permit = match &self.throttle {
-                Some(throttle) => Some(throttle.acquire().await),
-                None => None,
-            };
-            started += queued.elapsed();
-            self.stats.requests.fetch_add(1, Relaxed);
-            // No attempt may outlive the call's budget: a server that accepts
-            // the connection and never answers must not hang the job.
-            let remaining = self.retry.budget.saturating_sub(started.elapsed());
-            let timeout = self.timeout.min(remaining).max(Duration::from_millis(100));
-            let outcome = self.attempt(method.clone(), url, &build, timeout).await;
-            if let Some(permit) = permit {
-                permit.finish(match &outcome {
-                    Ok(response) if response.status == StatusCode::TOO_MANY_REQUESTS => {
-                        Signal::Throttled
-                    }
-                    Ok(response) if !response.status.is_server_error() => Signal::Success,
-                    _ => Signal::Neutral,
-                });
-            }
+            let outcome = self.paced_attempt(&method, url, &build, &mut started).await;
             attempt += 1;
-            let (delay, failure) = match outcome {
-                Ok(mut response) => {
-                    response.attempts = attempt;
-                    response.earlier_attempt_may_have_applied = earlier_attempt_may_have_applied;
-                    self.budget.observe(url, &response.headers).await;
-                    if !is_retryable(response.status) {
-                        if earlier_attempt_may_have_applied {
-                            tracing::debug!(
-                                method = %method, url = %display_url(url),
-                                status = response.status.as_u16(), attempt,
-                                "answered after an attempt whose answer was lost; it may have taken effect"
-                            );
-                        }
-                        return Ok(response);
-                    }
-                    let delay = match server_delay(&response.headers, SystemTime::now()) {
-                        Some(wait) if wait > MAX_SERVER_WAIT => {
-                            tracing::warn!(
-                                method = %method, url = %display_url(url),
-                                status = response.status.as_u16(), wait_s = wait.as_secs(),
-                                "the server asks to wait longer than {} s; giving up on this request",
-                                MAX_SERVER_WAIT.as_secs()
-                            );
-                            return Ok(response);
-                        }
-                        Some(wait) => wait,
-                        None => self.retry.backoff(attempt - 1),
-                    };
-                    let failure = Failure::Status(Box::new(response));
-                    (delay, failure)
-                }
-                Err(AttemptError {
-                    message,
-                    transient: false,
-                    ..
-                }) => return Err(self.transport_error(method, url, message)),
-                Err(AttemptError {
-                    message,
-                    may_have_reached_server,
-                    ..
-                }) => (
-                    self.retry.backoff(attempt - 1),
-                    Failure::Transport {
-                        message,
-                        may_have_reached_server,
-                    },
-                ),
+            let next = self
+                .next_step(
+                    &method,
+                    url,
+                    outcome,
+                    attempt,
+                    earlier_attempt_may_have_applied,
+                )
+                .await;
+            let (delay, failure) = match next {
+                Next::Done(result) => return result,
+                Next::Retry { delay, failure } => (delay, failure),
             };
             let out_of_time = started.elapsed() + delay > self.retry.budget;
             if attempt >= self.retry.max_attempts || out_of_time {
@@ -687,45 +578,161 @@ impl Http {
                     )),
                 };
             }
-            self.stats.retries.fetch_add(1, Relaxed);
-            let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-            self.stats.retry_wait_ms.fetch_add(delay_ms, Relaxed);
-            self.stats
-                .longest_retry_wait_ms
-                .fetch_max(delay_ms, Relaxed);
             earlier_attempt_may_have_applied |= failure.may_have_applied();
-            // Visible by default: a run waiting on retries must say what it
-            // waits for and for how long at most, not sit silent.
-            let max_attempts = self.retry.max_attempts;
-            let next_in = if delay < Duration::from_secs(1) {
-                format!("{} ms", delay.as_millis())
-            } else {
-                format!("{:.1} s", delay.as_secs_f64())
-            };
-            let gives_up_in = format!(
-                "{:.0} s",
-                self.retry
-                    .budget
-                    .saturating_sub(started.elapsed())
-                    .as_secs_f64()
-            );
-            match &failure {
-                Failure::Status(response) if response.status == StatusCode::TOO_MANY_REQUESTS => {
-                    tracing::info!(
-                        method = %method, url = %display_url(url), status = response.status.as_u16(),
-                        attempt, max_attempts, next_in, gives_up_in, "retrying: too many requests"
-                    )
-                }
-                Failure::Status(response) => tracing::warn!(
-                    method = %method, url = %display_url(url), status = response.status.as_u16(),
-                    attempt, max_attempts, next_in, gives_up_in, "retrying after a server error"
-                ),
-                Failure::Transport { message, .. } => tracing::warn!(
-                    method = %method, url = %display_url(url), error = %message,
-                    attempt, max_attempts, next_in, gives_up_in, "retrying after no answer"
-                ),
-            }
+            self.announce_retry(&method, url, &failure, delay, attempt, started);
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One attempt, once the rate budget and our throttle let it go, with
+    /// what it taught the throttle. Waiting for our own throttle is not the
+    /// server's time: `started` moves on by that wait.
+    async fn paced_attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        build: &impl Fn(RequestBuilder) -> RequestBuilder,
+        started: &mut Instant,
+    ) -> Result<HttpResponse, AttemptError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.budget.before_request(url).await {
+            self.stats.rate_limit_waits.fetch_add(1, Relaxed);
+        }
+        let queued = Instant::now();
+        let permit = match &self.throttle {
+            Some(throttle) => Some(throttle.acquire().await),
+            None => None,
+        };
+        *started += queued.elapsed();
+        self.stats.requests.fetch_add(1, Relaxed);
+        // No attempt may outlive the call's budget: a server that accepts
+        // the connection and never answers must not hang the job.
+        let remaining = self.retry.budget.saturating_sub(started.elapsed());
+        let timeout = self.timeout.min(remaining).max(Duration::from_millis(100));
+        let outcome = self.attempt(method.clone(), url, build, timeout).await;
+        if let Some(permit) = permit {
+            permit.finish(match &outcome {
+                Ok(response) if response.status == StatusCode::TOO_MANY_REQUESTS => {
+                    Signal::Throttled
+                }
+                Ok(response) if !response.status.is_server_error() => Signal::Success,
+                _ => Signal::Neutral,
+            });
+        }
+        outcome
+    }
+
+    /// What the `attempt`-th attempt's outcome calls for: the answer (any
+    /// status that is not worth retrying, or one whose server asks for a
+    /// longer wait than we give), an error that another try cannot mend,
+    /// or a retry after a delay (the server's, else our backoff).
+    async fn next_step(
+        &self,
+        method: &Method,
+        url: &Url,
+        outcome: Result<HttpResponse, AttemptError>,
+        attempt: u32,
+        earlier_attempt_may_have_applied: bool,
+    ) -> Next {
+        match outcome {
+            Ok(mut response) => {
+                response.attempts = attempt;
+                response.earlier_attempt_may_have_applied = earlier_attempt_may_have_applied;
+                self.budget.observe(url, &response.headers).await;
+                if !is_retryable(response.status) {
+                    if earlier_attempt_may_have_applied {
+                        tracing::debug!(
+                            method = %method, url = %display_url(url),
+                            status = response.status.as_u16(), attempt,
+                            "answered after an attempt whose answer was lost; it may have taken effect"
+                        );
+                    }
+                    return Next::Done(Ok(response));
+                }
+                let delay = match server_delay(&response.headers, SystemTime::now()) {
+                    Some(wait) if wait > MAX_SERVER_WAIT => {
+                        tracing::warn!(
+                            method = %method, url = %display_url(url),
+                            status = response.status.as_u16(), wait_s = wait.as_secs(),
+                            "the server asks to wait longer than {} s; giving up on this request",
+                            MAX_SERVER_WAIT.as_secs()
+                        );
+                        return Next::Done(Ok(response));
+                    }
+                    Some(wait) => wait,
+                    None => self.retry.backoff(attempt - 1),
+                };
+                Next::Retry {
+                    delay,
+                    failure: Failure::Status(Box::new(response)),
+                }
+            }
+            Err(AttemptError {
+                message,
+                transient: false,
+                ..
+            }) => Next::Done(Err(self.transport_error(method.clone(), url, message))),
+            Err(AttemptError {
+                message,
+                may_have_reached_server,
+                ..
+            }) => Next::Retry {
+                delay: self.retry.backoff(attempt - 1),
+                failure: Failure::Transport {
+                    message,
+                    may_have_reached_server,
+                },
+            },
+        }
+    }
+
+    /// Counts the coming wait and says it. Visible by default: a run waiting
+    /// on retries must say what it waits for and for how long at most, not
+    /// sit silent.
+    fn announce_retry(
+        &self,
+        method: &Method,
+        url: &Url,
+        failure: &Failure,
+        delay: Duration,
+        attempt: u32,
+        started: Instant,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.retries.fetch_add(1, Relaxed);
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.stats.retry_wait_ms.fetch_add(delay_ms, Relaxed);
+        self.stats
+            .longest_retry_wait_ms
+            .fetch_max(delay_ms, Relaxed);
+        let max_attempts = self.retry.max_attempts;
+        let next_in = if delay < Duration::from_secs(1) {
+            format!("{} ms", delay.as_millis())
+        } else {
+            format!("{:.1} s", delay.as_secs_f64())
+        };
+        let gives_up_in = format!(
+            "{:.0} s",
+            self.retry
+                .budget
+                .saturating_sub(started.elapsed())
+                .as_secs_f64()
+        );
+        match failure {
+            Failure::Status(response) if response.status == StatusCode::TOO_MANY_REQUESTS => {
+                tracing::info!(
+                    method = %method, url = %display_url(url), status = response.status.as_u16(),
+                    attempt, max_attempts, next_in, gives_up_in, "retrying: too many requests"
+                )
+            }
+            Failure::Status(response) => tracing::warn!(
+                method = %method, url = %display_url(url), status = response.status.as_u16(),
+                attempt, max_attempts, next_in, gives_up_in, "retrying after a server error"
+            ),
+            Failure::Transport { message, .. } => tracing::warn!(
+                method = %method, url = %display_url(url), error = %message,
+                attempt, max_attempts, next_in, gives_up_in, "retrying after no answer"
+            ),
         }
     }
 
@@ -763,6 +770,68 @@ impl Http {
             earlier_attempt_may_have_applied: false,
         })
     }
+}
+
+/// Follows a redirect only within the origin it started from: our
+/// credential headers are not standard ones, so reqwest would carry them
+/// along to another origin. Elsewhere it stops and the caller fails.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else if same_origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// The certificates of an extra CA bundle, each problem naming the file.
+fn read_ca_bundle(file: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let pem = std::fs::read(file).map_err(|err| {
+        ConfigError::file(
+            file.display().to_string(),
+            format!("cannot read CA bundle {}: {err}", file.display()),
+        )
+    })?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
+        ConfigError::file(file.display().to_string(), format!(
+            "{} is not a PEM CA bundle ({err}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at a file of PEM certificates",
+            file.display()
+        ))
+    })?;
+    if certificates.is_empty() {
+        return Err(ConfigError::file(file.display().to_string(), format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
+            file.display()
+        )));
+    }
+    // A certificate that does not parse only shows when a client is
+    // built: try this file alone, so the error can name it.
+    let mut probe = reqwest::Client::builder().tls_built_in_root_certs(false);
+    for certificate in &certificates {
+        probe = probe.add_root_certificate(certificate.clone());
+    }
+    probe.build().map_err(|err| {
+        ConfigError::file(file.display().to_string(), format!(
+            "{} holds a certificate that cannot be used ({}): point CI_SERVER_TLS_CA_FILE / SSL_CERT_FILE at your CA's certificates in PEM form",
+            file.display(),
+            describe_reqwest_error(&err)
+        ))
+    })?;
+    Ok(certificates)
+}
+
+/// What to do after an attempt: hand back its result, or wait `delay` and
+/// try again.
+enum Next {
+    Done(Result<HttpResponse, HttpError>),
+    Retry { delay: Duration, failure: Failure },
 }
 
 enum Failure {

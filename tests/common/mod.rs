@@ -16,6 +16,58 @@ impl Output {
     pub fn all(&self) -> String {
         format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
     }
+
+    /// Panics, showing both streams, unless stdout holds `needle`.
+    #[track_caller]
+    pub fn assert_stdout_has(&self, needle: &str) {
+        assert!(
+            self.stdout.contains(needle),
+            "no {needle:?} in stdout:\n{}",
+            self.all()
+        );
+    }
+
+    /// Panics, showing both streams, unless stderr holds `needle`.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needle: &str) {
+        assert!(
+            self.stderr.contains(needle),
+            "no {needle:?} in stderr:\n{}",
+            self.all()
+        );
+    }
+
+    /// Panics, showing both streams and where, if stdout holds `needle`.
+    #[track_caller]
+    pub fn assert_stdout_lacks(&self, needle: &str) {
+        assert_eq!(
+            self.stdout.find(needle),
+            None,
+            "{needle:?} in stdout:\n{}",
+            self.all()
+        );
+    }
+
+    /// Panics, showing both streams and where, if stderr holds `needle`.
+    #[track_caller]
+    pub fn assert_stderr_lacks(&self, needle: &str) {
+        assert_eq!(
+            self.stderr.find(needle),
+            None,
+            "{needle:?} in stderr:\n{}",
+            self.all()
+        );
+    }
+}
+
+/// Panics, showing the output, if it holds any of the emulator's secrets
+/// (tokens, passwords, the JWTs it issued).
+#[track_caller]
+pub fn assert_no_secret(emulator: &Emulator, out: &Output) {
+    let all = out.all();
+    for secret in emulator.secrets() {
+        assert!(!all.contains(&secret), "a secret in the output:\n{all}");
+    }
 }
 
 /// Runs `registry-cleanup ARGS` with exactly `env` (nothing inherited).
@@ -93,6 +145,32 @@ pub fn undated(name: &str) -> TagSpec {
     }
 }
 
+/// A policy of one rule that deletes every `mr-*` tag.
+pub const DELETE_REVIEW_TAGS: &str = r#"
+rules:
+  - name: review images
+    delete: "mr-.*"
+"#;
+
+/// A policy of one rule that deletes the `mr-N` tags but the newest.
+pub const KEEP_THE_NEWEST_REVIEW_TAG: &str = r#"
+rules:
+  - name: review images
+    delete: "mr-\\d+"
+    keep_n: 1
+"#;
+
+/// A token service's JSON answer (`body`) with an `access_token` of the
+/// wrong type appended: serde's error on it would quote the whole body.
+pub fn append_access_token_number(body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    format!(
+        "{},\"access_token\":5}}",
+        text.trim_end().trim_end_matches('}')
+    )
+    .into_bytes()
+}
+
 pub fn digest(n: u8) -> String {
     format!("sha256:{}", format!("{n:02x}").repeat(32))
 }
@@ -118,6 +196,113 @@ pub fn count_query(emulator: &Emulator, method: &str, path: &str, query: &str) -
                 && r.query.contains(query)
         })
         .count()
+}
+
+/// Writes `policy` to `policy.yml` in a directory of its own and runs
+/// `registry-cleanup ARGS --policy FILE` with exactly `env`. The caller
+/// asserts the exit code.
+pub fn run_with_policy(env: &[(String, String)], policy: &str, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", policy);
+    let mut args = args.to_vec();
+    args.extend(["--policy", &policy]);
+    run(env, &args)
+}
+
+/// Writes `policy` to `policy.yml` in a directory of its own, runs
+/// `registry-cleanup ARGS --policy FILE --report FILE` with exactly `env`,
+/// asserts that it exits 0, and returns its output and the report it wrote.
+pub fn run_policy(
+    env: &[(String, String)],
+    policy: &str,
+    args: &[&str],
+) -> (Output, serde_json::Value) {
+    run_policy_exiting(env, policy, args, 0)
+}
+
+/// [`run_policy`] for a run that must exit `code` and still write its
+/// report (1: something failed or the run was refused after planning).
+pub fn run_policy_exiting(
+    env: &[(String, String)],
+    policy: &str,
+    args: &[&str],
+    code: i32,
+) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", policy);
+    let mut args = args.to_vec();
+    args.extend(["--policy", &policy]);
+    run_writing_json(env, &args, "--report", code)
+}
+
+/// Runs `registry-cleanup ARGS FLAG FILE` with exactly `env`, where FLAG
+/// names the JSON file the command writes (`--report`, `--output`),
+/// asserts that it exits `code`, and returns its output and that file.
+pub fn run_writing_json(
+    env: &[(String, String)],
+    args: &[&str],
+    flag: &str,
+    code: i32,
+) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir
+        .path()
+        .join(format!("{}.json", flag.trim_start_matches('-')));
+    let mut args = args.to_vec();
+    args.extend([flag, file.to_str().expect("path")]);
+    let out = run(env, &args);
+    assert_eq!(out.code, code, "{}", out.all());
+    let json = report_json(&file);
+    (out, json)
+}
+
+/// Runs `registry-cleanup inventory ARGS --output DIR/inventory.json` with
+/// exactly `env` and asserts that it exits 0: its output, the file (for a
+/// later `plan --inventory`) and what the file holds.
+pub fn write_inventory(
+    env: &[(String, String)],
+    dir: &tempfile::TempDir,
+    args: &[&str],
+) -> (Output, String, serde_json::Value) {
+    let file = dir.path().join("inventory.json").display().to_string();
+    let mut args = [&["inventory"][..], args].concat();
+    args.extend(["--output", &file]);
+    let out = run(env, &args);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let json = report_json(std::path::Path::new(&file));
+    (out, file, json)
+}
+
+/// The `(a, b)` string fields of each entry of a report's array, in order:
+/// `field_pairs(&repository["kept_tags"], "tag", "kind")`.
+pub fn field_pairs<'a>(
+    entries: &'a serde_json::Value,
+    a: &str,
+    b: &str,
+) -> Vec<(&'a str, &'a str)> {
+    entries
+        .as_array()
+        .unwrap_or_else(|| panic!("an array: {entries}"))
+        .iter()
+        .map(|entry| {
+            let field = |name: &str| {
+                entry[name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} in {entry}"))
+            };
+            (field(a), field(b))
+        })
+        .collect()
+}
+
+/// A report's entry for the repository `path`.
+pub fn repository_entry<'a>(report: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    report["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .find(|r| r["path"] == path)
+        .unwrap_or_else(|| panic!("{path} in {report}"))
 }
 
 /// A JSON report the binary wrote.
