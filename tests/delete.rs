@@ -781,12 +781,18 @@ fn rule_refusals_are_skipped_without_a_token_refresh() {
         .iter()
         .map(|s| s["reason"].as_str().expect("reason").to_string())
         .collect();
+    // Each named for what it is: immutable binds everyone, a protection
+    // rule this user.
+    let mut reasons = reasons;
+    reasons.sort();
     assert!(
-        reasons.iter().any(|r| r.contains("IMMUTABLE_TAG")),
+        reasons[0].starts_with("immutable: the registry refused to delete it (401 IMMUTABLE_TAG"),
         "{reasons:?}"
     );
     assert!(
-        reasons.iter().any(|r| r.contains("PROTECTED_TAG")),
+        reasons[1].starts_with(
+            "protected by a GitLab tag rule: the registry refused to delete it (401 PROTECTED_TAG"
+        ),
         "{reasons:?}"
     );
     assert_eq!(emulator.count("GET", "/jwt/auth"), 1, "no refresh loop");
