@@ -49,6 +49,23 @@ pub struct Deleter {
     gitlab: Option<Arc<GitLab>>,
     concurrency: usize,
     repository_ids: OnceCell<HashMap<RepositoryPath, u64>>,
+    witness: Option<Arc<dyn DeletionWitness>>,
+    /// The manifests a digest delete removed, by repository and tag, until
+    /// the tag's outcome is settled and handed to the witness with them.
+    removed_manifests: std::sync::Mutex<HashMap<(RepositoryPath, TagName), bytes::Bytes>>,
+}
+
+/// Told of each tag's final outcome as soon as it is known — the journal
+/// of a live run — with the manifest's bytes where the deletion removed the
+/// manifest itself (a digest delete), so it can be put back.
+pub trait DeletionWitness: Send + Sync {
+    fn settled(
+        &self,
+        repository: &RepositoryPath,
+        tag: &TagName,
+        outcome: &Outcome,
+        removed_manifest: Option<&[u8]>,
+    );
 }
 
 /// An error as one line, its causes included.
@@ -77,7 +94,15 @@ impl Deleter {
             gitlab,
             concurrency: concurrency.max(1),
             repository_ids: OnceCell::new(),
+            witness: None,
+            removed_manifests: Default::default(),
         }
+    }
+
+    /// The deleter, telling `witness` of each outcome as it settles.
+    pub fn with_witness(mut self, witness: Option<Arc<dyn DeletionWitness>>) -> Deleter {
+        self.witness = witness;
+        self
     }
 
     /// Deletes `tags` from `target`: one outcome per tag, in the order given.
@@ -203,6 +228,36 @@ impl Deleter {
     fn settle(&self, target: &Target, tag: &TagName, outcome: &Outcome, progress: &Progress) {
         progress.advance(1);
         log_outcome(&target.path, tag, outcome);
+        let removed = self
+            .removed_manifests
+            .lock()
+            .ok()
+            .and_then(|mut removed| removed.remove(&(target.path.clone(), tag.clone())));
+        if let Some(witness) = &self.witness {
+            witness.settled(&target.path, tag, outcome, removed.as_deref());
+        }
+    }
+
+    /// Keeps the bytes of the manifest a digest delete removed for each of
+    /// `positions`' tags, for the witness.
+    fn keep_removed(
+        &self,
+        path: &RepositoryPath,
+        tags: &[TagName],
+        positions: &[usize],
+        index: &BTreeMap<TagName, Manifest>,
+    ) {
+        let Ok(mut removed) = self.removed_manifests.lock() else {
+            return;
+        };
+        for &position in positions {
+            if let Some(manifest) = index.get(&tags[position]) {
+                removed.insert(
+                    (path.clone(), tags[position].clone()),
+                    manifest.body.clone(),
+                );
+            }
+        }
     }
 
     /// Fetches the delete token before the deletes fan out. A token without
@@ -389,6 +444,9 @@ impl Deleter {
         // Indexes first: a manifest an index still lists cannot go before it.
         for phase in [whole_indexes, whole_digests] {
             for (group, outcome) in self.delete_digests(path, phase).await {
+                if outcome == Outcome::Deleted {
+                    self.keep_removed(path, tags, &group, &index);
+                }
                 for position in group {
                     outcomes[position] = Some(outcome.clone());
                 }

@@ -8,6 +8,7 @@ pub mod count_files;
 pub mod html;
 pub mod inventory;
 pub mod inventory_stream;
+pub mod journal;
 pub mod merge;
 pub mod report;
 pub mod report_stream;

@@ -197,6 +197,9 @@ pub struct Manifest {
     pub config: Option<Digest>,
     /// An OCI 1.1 artifact's subject.
     pub subject: Option<Digest>,
+    /// The manifest exactly as the registry served it: what puts it back
+    /// where a deletion removed it (`restore`).
+    pub body: bytes::Bytes,
 }
 
 impl Manifest {
@@ -832,6 +835,7 @@ impl Registry {
                 .collect::<Result<_, _>>()?,
             config: body.config.map(digest).transpose()?,
             subject: body.subject.map(digest).transpose()?,
+            body: response.body.clone(),
         }))
     }
 
