@@ -17,6 +17,7 @@ pub mod policy;
 pub mod report_html;
 pub mod report_merge;
 pub mod run;
+pub mod signals;
 
 use crate::commands::exit::CommandResult;
 use crate::commands::finish::STARTED;

@@ -2,7 +2,13 @@
 //! project, by the tool itself (client engine) or by GitLab's bulk-delete
 //! API (server engine).
 
+use std::sync::Arc;
+
 use crate::commands::exit::CommandResult;
+use crate::commands::signals;
+use crate::execute::record::JournalWitness;
+use crate::execute::stop::Stop;
+use crate::output::journal::{journal_path, Journal};
 
 use crate::commands::finish::{finish, finish_stream, start_stream};
 use crate::config::cli::Engine;
@@ -80,6 +86,15 @@ pub async fn run(options: RunOptions) -> CommandResult {
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
     clients.probe_registry().await?;
+    // A live run records each deletion as it happens, next to its report.
+    let journal = match (&options.report, options.dry_run) {
+        (Some(report), false) => Some(Arc::new(JournalWitness::new(Journal::create(
+            &journal_path(report),
+        )?))),
+        _ => None,
+    };
+    let stop = Arc::new(Stop::default());
+    signals::watch(stop.clone());
     let client = ClientRun {
         clients: &clients,
         gitlab: &gitlab,
@@ -88,6 +103,8 @@ pub async fn run(options: RunOptions) -> CommandResult {
         policy: &policy,
         dry_run: options.dry_run,
         max_deletions: options.max_deletions,
+        journal,
+        stop: Some(stop.clone()),
     };
     // A project's report is held whole; a group's or the instance's is
     // written as each repository finishes, so memory does not grow with it.
@@ -110,6 +127,9 @@ pub async fn run(options: RunOptions) -> CommandResult {
             .map(|limit| (limit, report.totals.deleted))
             .ok_or(exit)
     };
+    if let Some(signal) = stop.signal() {
+        return Ok(signal.exit());
+    }
     match report {
         Err(exit) => Ok(exit),
         Ok((limit, planned)) => {

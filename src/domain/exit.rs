@@ -15,6 +15,11 @@ pub enum Exit {
     Failed = 1,
     /// Usage, configuration or policy error: nothing was deleted.
     Usage = 2,
+    /// Stopped by SIGINT (128 + 2): the report says what was done.
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15), as GitLab stops a cancelled or timed-out
+    /// job: the report says what was done.
+    Terminated = 143,
 }
 
 impl From<Exit> for std::process::ExitCode {

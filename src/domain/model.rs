@@ -272,6 +272,8 @@ pub enum RefusalKind {
     Protected,
     /// One of GitLab's tag rules: 401 `PROTECTED_TAG` or `IMMUTABLE_TAG`.
     TagRule,
+    /// Not attempted: the run was stopped (a signal) before it got there.
+    Stopped,
 }
 
 /// Why a delete did not happen, and the sentence the report gives.

@@ -28,15 +28,17 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::lint;
-use crate::domain::model::{Outcome, RepositoryInfo, Tag};
+use crate::domain::model::{Outcome, RefusalKind, RepositoryInfo, Tag};
 use crate::domain::names::{RepositoryPath, TagName};
 use crate::domain::planner::{plan_owned_repository_with_ledger, PlanOutline};
 use crate::domain::policy::Policy;
 use crate::domain::project::ProjectFacts;
 use crate::execute::clients::Clients;
-use crate::execute::deleter::{Deleter, Target};
+use crate::execute::deleter::{Deleter, DeletionWitness, Target};
 use crate::execute::listing::{listing_progress, ListError, Lister};
+use crate::execute::record::JournalWitness;
 use crate::execute::removal::{self, Removal};
+use crate::execute::stop::Stop;
 use crate::gitlab::client::{GitLab, GitLabError};
 use crate::ledger::client::read_pulls;
 use crate::output::report::{ReportError, ReportSink, RepositoryRemoval, RepositoryReport};
@@ -63,6 +65,10 @@ pub struct ClientRun<'a> {
     pub dry_run: bool,
     /// Refuse the whole run when the plan deletes more tags than this.
     pub max_deletions: Option<usize>,
+    /// A live run's journal: each deletion appended as it settles.
+    pub journal: Option<Arc<JournalWitness>>,
+    /// Asked on SIGTERM/SIGINT: no new write, a grace for those on the wire.
+    pub stop: Option<Arc<Stop>>,
 }
 
 /// Why a run stopped before it was done: a configuration problem a listing
@@ -214,9 +220,20 @@ impl ClientRun<'_> {
             shared.deleting.tick(Duration::from_secs(5)),
         );
         if plan_first {
-            self.plan_then_execute(repositories, &shared, sink).await
+            self.plan_then_execute(repositories, &shared, sink).await?;
         } else {
-            self.flow(repositories, &shared, sink).await
+            self.flow(repositories, &shared, sink).await?;
+        }
+        if self.stopped() {
+            sink.interrupted();
+        }
+        match self
+            .journal
+            .as_ref()
+            .and_then(|journal| journal.take_error())
+        {
+            Some(err) => Err(err.into()),
+            None => Ok(()),
         }
     }
 
@@ -233,7 +250,10 @@ impl ClientRun<'_> {
         shared: &Shared<'_>,
         sink: &mut dyn ReportSink,
     ) -> Result<(), DriveError> {
+        // Stopped: no repository is listed any more (the ones listed are
+        // reported, their deletions not attempted).
         let listed: Vec<Planned> = stream::iter(repositories)
+            .take_while(|_| std::future::ready(!self.stopped()))
             .map(|info| self.list_and_plan_one(info, shared))
             .buffer_unordered(REPOSITORY_CONCURRENCY)
             .collect()
@@ -288,6 +308,7 @@ impl ClientRun<'_> {
         }
         let concurrency = self.clients.concurrency;
         let mut done = stream::iter(repositories)
+            .take_while(|_| std::future::ready(!self.stopped()))
             .map(|(index, info)| async move {
                 shared.tokens.before(index).await;
                 let slot = shared.listing_slots.acquire().await.ok();
@@ -482,6 +503,17 @@ impl ClientRun<'_> {
         let units = plan.delete.len().min(self.clients.concurrency);
         // Never closed: the error case cannot happen.
         let _room = shared.room.acquire_many(units as u32).await.ok();
+        if let Some(journal) = &self.journal {
+            if journal.is_broken() {
+                // No deletion without its record.
+                let outcome = Outcome::skipped(
+                    RefusalKind::Stopped,
+                    "not attempted: the journal could not be written, so the run stopped deleting",
+                );
+                return vec![outcome; plan.delete.len()];
+            }
+            journal.expect(&info.path, &plan.delete);
+        }
         let tags: Vec<TagName> = plan.delete.iter().map(|d| d.tag.name.clone()).collect();
         deleter.delete_tags(&target, &tags, &shared.deleting).await
     }
@@ -533,7 +565,7 @@ impl ClientRun<'_> {
     /// The deleter for repositories without one of their own: in instance
     /// mode one that cannot fall back to REST.
     fn shared_deleter(&self) -> Deleter {
-        if self.registry_only {
+        let deleter = if self.registry_only {
             Deleter::new(
                 self.clients.registry.clone(),
                 None,
@@ -541,15 +573,29 @@ impl ClientRun<'_> {
             )
         } else {
             self.clients.deleter()
-        }
+        };
+        self.recorded(deleter)
     }
 
     fn project_deleter(&self, project: u64) -> Deleter {
-        Deleter::new(
+        self.recorded(Deleter::new(
             self.clients.registry.clone(),
             Some(Arc::new(self.gitlab.for_project(project))),
             self.clients.concurrency,
-        )
+        ))
+    }
+
+    /// A deleter that journals each outcome and stops when the run stops.
+    fn recorded(&self, deleter: Deleter) -> Deleter {
+        let witness = self
+            .journal
+            .clone()
+            .map(|journal| journal as Arc<dyn DeletionWitness>);
+        deleter.with_witness(witness).with_stop(self.stop.clone())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| stop.requested())
     }
 }
 

@@ -21,6 +21,7 @@
 //! [`Outcome`] per deletion, aligned with its input.
 
 use crate::domain::model::{FailureKind, Outcome, RefusalKind};
+use crate::execute::stop::Stop;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -50,6 +51,8 @@ pub struct Deleter {
     concurrency: usize,
     repository_ids: OnceCell<HashMap<RepositoryPath, u64>>,
     witness: Option<Arc<dyn DeletionWitness>>,
+    /// Asked on a signal: no new delete is sent, those on the wire get a grace.
+    stop: Option<Arc<Stop>>,
     /// The manifests a digest delete removed, by repository and tag, until
     /// the tag's outcome is settled and handed to the witness with them.
     removed_manifests: std::sync::Mutex<HashMap<(RepositoryPath, TagName), bytes::Bytes>>,
@@ -59,6 +62,10 @@ pub struct Deleter {
 /// of a live run — with the manifest's bytes where the deletion removed the
 /// manifest itself (a digest delete), so it can be put back.
 pub trait DeletionWitness: Send + Sync {
+    /// A delete of `tag` is about to be sent: after a SIGKILL, a tag this
+    /// was said of and no outcome may be gone.
+    fn attempting(&self, repository: &RepositoryPath, tag: &TagName);
+
     fn settled(
         &self,
         repository: &RepositoryPath,
@@ -95,7 +102,40 @@ impl Deleter {
             concurrency: concurrency.max(1),
             repository_ids: OnceCell::new(),
             witness: None,
+            stop: None,
             removed_manifests: Default::default(),
+        }
+    }
+
+    /// The deleter, stopping when `stop` is asked.
+    pub fn with_stop(mut self, stop: Option<Arc<Stop>>) -> Deleter {
+        self.stop = stop;
+        self
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| stop.requested())
+    }
+
+    /// The outcome of a tag the run was stopped before.
+    fn not_attempted(&self) -> Outcome {
+        let signal = self
+            .stop
+            .as_ref()
+            .and_then(|stop| stop.signal())
+            .map_or("a signal", |signal| signal.name());
+        Outcome::skipped(
+            RefusalKind::Stopped,
+            format!("not attempted: the run was stopped ({signal}) before this tag; run again to finish"),
+        )
+    }
+
+    /// Runs a write already decided on to its end — unless a stop is asked
+    /// and its grace runs out first: `None`.
+    async fn in_grace<T>(&self, write: impl std::future::Future<Output = T>) -> Option<T> {
+        match &self.stop {
+            Some(stop) => stop.within_grace(write).await,
+            None => Some(write.await),
         }
     }
 
@@ -186,12 +226,24 @@ impl Deleter {
         tracing::debug!(repository = %target.path, tags = fallback.len(), "registry cannot delete by tag; using a safe fallback");
         let fallback_tags: Vec<TagName> =
             fallback.iter().map(|index| tags[*index].clone()).collect();
-        let results = match &self.gitlab {
-            Some(gitlab) => {
-                self.delete_through_rest(gitlab, target, &fallback_tags)
-                    .await
+        let results = if self.stopped() {
+            vec![self.not_attempted(); fallback_tags.len()]
+        } else {
+            for tag in &fallback_tags {
+                self.attempting(target, tag);
             }
-            None => self.delete_with_registry_only(target, &fallback_tags).await,
+            let fallback = async {
+                match &self.gitlab {
+                    Some(gitlab) => {
+                        self.delete_through_rest(gitlab, target, &fallback_tags)
+                            .await
+                    }
+                    None => self.delete_with_registry_only(target, &fallback_tags).await,
+                }
+            };
+            self.in_grace(fallback)
+                .await
+                .unwrap_or_else(|| vec![stopped_in_flight(); fallback_tags.len()])
         };
         for ((index, tag), outcome) in fallback.iter().zip(&fallback_tags).zip(results) {
             self.settle(target, tag, &outcome, progress);
@@ -210,11 +262,21 @@ impl Deleter {
         if !self.registry.may_delete_by_tag() {
             return None;
         }
+        if self.stopped() {
+            let outcome = self.not_attempted();
+            self.settle(target, tag, &outcome, progress);
+            return Some(outcome);
+        }
         let reference = Reference::Tag(tag.clone());
-        let answer = self
-            .registry
-            .delete_manifest(&target.path, &reference)
-            .await;
+        self.attempting(target, tag);
+        let Some(answer) = self
+            .in_grace(self.registry.delete_manifest(&target.path, &reference))
+            .await
+        else {
+            let outcome = stopped_in_flight();
+            self.settle(target, tag, &outcome, progress);
+            return Some(outcome);
+        };
         if matches!(answer, Ok(RegistryDelete::Unsupported(_))) {
             return None;
         }
@@ -235,6 +297,12 @@ impl Deleter {
             .and_then(|mut removed| removed.remove(&(target.path.clone(), tag.clone())));
         if let Some(witness) = &self.witness {
             witness.settled(&target.path, tag, outcome, removed.as_deref());
+        }
+    }
+
+    fn attempting(&self, target: &Target, tag: &TagName) {
+        if let Some(witness) = &self.witness {
+            witness.attempting(&target.path, tag);
         }
     }
 
@@ -757,6 +825,15 @@ fn outcome_of(answer: Result<RegistryDelete, RegistryError>, deleting: &Deleting
         ),
         (RegistryDelete::ProtectedManifest(message), _) => digest_path_closed(&message),
     }
+}
+
+/// A delete the run was stopped during, and whose answer did not come within
+/// the grace: it may or may not have happened.
+fn stopped_in_flight() -> Outcome {
+    Outcome::failed(
+        FailureKind::Request,
+        "stopped while the delete was on the wire, before it was answered: the tag may or may not be gone; run again to finish",
+    )
 }
 
 /// The digest path is closed in this repository (401 `PROTECTED_MANIFEST`,

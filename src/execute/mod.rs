@@ -7,6 +7,8 @@ pub mod client_engine;
 pub mod clients;
 pub mod deleter;
 pub mod listing;
+pub mod record;
 pub mod removal;
 pub mod scope;
 pub mod server_engine;
+pub mod stop;

@@ -12,8 +12,11 @@
 //! {"repository":"group/project/api","tag":"mr-12","digest":"sha256:…","media_type":"application/vnd.oci.image.manifest.v1+json","outcome":"deleted","time":"2026-12-07T10:00:00Z","rule":"review images"}
 //! ```
 //!
-//! `manifest` (base64) is there only where the deletion removed the manifest
-//! itself. Lines are written whole (one `write` each) and flushed, so a
+//! Before a delete is sent, a line with `"outcome":"attempting"` is written;
+//! the line with its outcome follows when the answer comes. After a SIGKILL a
+//! tag with an `attempting` line and no outcome may or may not be gone: the
+//! registry says which. `manifest` (base64) is there only where the deletion
+//! removed the manifest itself. Lines are written whole (one `write` each) and flushed, so a
 //! killed run leaves at most one partial last line, which the reader skips.
 
 use std::fs::{File, OpenOptions};
@@ -36,7 +39,8 @@ pub struct JournalEntry {
     pub digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    /// `deleted`, `already_absent`, `skipped` or `failed`.
+    /// `attempting` (written before the delete is sent), then `deleted`,
+    /// `already_absent`, `skipped` or `failed`.
     pub outcome: String,
     pub time: DateTime<Utc>,
     /// The rule that deleted it, or `with its subject` / `orphaned
@@ -55,6 +59,9 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
+    /// The outcome of a line written before the delete was sent.
+    pub const ATTEMPTING: &'static str = "attempting";
+
     /// The stable word for an outcome, as the journal writes it.
     pub fn outcome_word(outcome: &Outcome) -> &'static str {
         match outcome {
@@ -77,27 +84,19 @@ pub fn journal_path(report: &Path) -> PathBuf {
     PathBuf::from(path)
 }
 
-/// An open journal; appends are serialised, each flushed before it returns.
+/// A journal; appends are serialised, each flushed before it returns. The
+/// file is made with the first entry (a new run's journal is its own: an
+/// older one there is replaced), so a run that deletes nothing leaves none.
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<Option<File>>,
 }
 
 impl Journal {
-    /// Creates (or truncates: a new run's journal is its own) the file.
     pub fn create(path: &Path) -> Result<Journal, ReportError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|source| ReportError::Write {
-                path: path.to_path_buf(),
-                source,
-            })?;
         Ok(Journal {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            file: Mutex::new(None),
         })
     }
 
@@ -116,12 +115,24 @@ impl Journal {
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let write_error = |source| ReportError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let file = match &mut *file {
+            Some(file) => file,
+            slot @ None => slot.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .open(&self.path)
+                    .map_err(write_error)?,
+            ),
+        };
         file.write_all(&line)
             .and_then(|()| file.flush())
-            .map_err(|source| ReportError::Write {
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(write_error)
     }
 }
 

@@ -523,6 +523,13 @@ pub trait ReportSink {
     /// limit. Called before the first repository, if at all.
     fn refuse(&mut self, limit: usize);
 
+    /// The run was stopped by a signal: the report lists what was done up
+    /// to then.
+    fn interrupted(&mut self);
+
+    /// A note about the whole run, for the summary's end and `warnings`.
+    fn warn(&mut self, warning: String);
+
     fn push(&mut self, repository: RepositoryReport) -> Result<(), ReportError>;
 }
 
@@ -530,6 +537,14 @@ impl ReportSink for Report {
     fn refuse(&mut self, limit: usize) {
         self.dry_run = true;
         self.refused_over_limit = Some(limit);
+    }
+
+    fn interrupted(&mut self) {
+        self.interrupted = true;
+    }
+
+    fn warn(&mut self, warning: String) {
+        self.warnings.push(warning);
     }
 
     fn push(&mut self, repository: RepositoryReport) -> Result<(), ReportError> {
@@ -656,6 +671,10 @@ impl Report {
             total.push_str(&format!(
                 ", REFUSED: more than --max-deletions {limit}, nothing deleted"
             ));
+        }
+        if self.interrupted {
+            total
+                .push_str(", INTERRUPTED: stopped by a signal before the end; run again to finish");
         }
         if totals.repositories_removed > 0 {
             total.push_str(&format!(

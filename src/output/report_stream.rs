@@ -137,6 +137,14 @@ impl crate::output::report::ReportSink for ReportStream {
         self.report.refused_over_limit = Some(limit);
     }
 
+    fn interrupted(&mut self) {
+        self.report.interrupted = true;
+    }
+
+    fn warn(&mut self, warning: String) {
+        self.report.warnings.push(warning);
+    }
+
     fn push(&mut self, repository: RepositoryReport) -> Result<(), ReportError> {
         ReportStream::push(self, repository)
     }
