@@ -8,5 +8,6 @@ pub mod clients;
 pub mod deleter;
 pub mod listing;
 pub mod removal;
+pub mod restore;
 pub mod scope;
 pub mod server_engine;
