@@ -16,6 +16,7 @@ pub mod plan;
 pub mod policy;
 pub mod report_html;
 pub mod report_merge;
+pub mod restore;
 pub mod run;
 pub mod signals;
 
@@ -40,5 +41,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Invocation::ReportMerge(options) => report_merge::report_merge(options),
         Invocation::LedgerServe(options) => ledger::serve(options).await,
         Invocation::ReportHtml(options) => report_html::report_html(options),
+        Invocation::Restore(options) => restore::restore(options).await,
     }
 }

@@ -109,6 +109,46 @@ pub enum Command {
     /// The pull ledger: record the registry's pull notifications, for rules with unpulled_for
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Put the tags a run deleted back at their recorded digests, from its report or journal
+    #[command(after_help = restore_help())]
+    Restore(RestoreArgs),
+}
+
+/// `restore --help`'s notes: the window, the permission, the exit codes,
+/// then the environment every network command reads.
+fn restore_help() -> String {
+    format!(
+        "A deleted tag can be put back while the registry still has its manifest: GitLab's registry keeps an untagged manifest until online garbage collection reviews it (24 hours after untagging by default), a Distribution registry until its garbage collector runs; where the deletion removed the manifest itself, from the copy in the journal while the registry still has its blobs. A tag pushed again since is left as it is and reported. Needs push permission on the repositories. Exit codes: 0 every tag back (or left alone), 1 some tag could not be put back (\"gone: garbage-collected\"), 2 bad input (nothing done). See docs/undo.md.\n\n{NETWORK_ENV_HELP}"
+    )
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The run's report (`run --report FILE`) or its journal (FILE.journal); with a report, FILE.journal is read too when it exists
+    // Required, so `--help` says so; clap takes it from CLEANUP_REPORT
+    // then (the variable the run wrote the report to).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CLEANUP_REPORT",
+        hide_env_values = true,
+        required = true
+    )]
+    pub report: Option<PathBuf>,
+    /// Only the tags of this repository (relative to the project, `.` for the root image, or a full path); repeatable
+    #[arg(long = "repository", value_name = "PATH")]
+    pub repositories: Vec<String>,
+    /// Only this tag; repeatable
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Say what would be put back (and what could not be); write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write what restore did with each tag as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Subcommand)]

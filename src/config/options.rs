@@ -14,7 +14,7 @@ use crate::config::cli::{
 use crate::config::ledger::{LedgerServeOptions, LedgerTarget};
 use crate::config::settings::CleanupEnv;
 use crate::domain::config_error::ConfigError;
-use crate::domain::names::Reference;
+use crate::domain::names::{Reference, TagName};
 use crate::domain::policy::DEFAULT_POLICY_PATH;
 use crate::domain::shard::Shard;
 use crate::wire::http::RetryPolicy;
@@ -32,6 +32,23 @@ pub enum Invocation {
     ReportMerge(ReportMergeOptions),
     LedgerServe(LedgerServeOptions),
     ReportHtml(ReportHtmlOptions),
+    Restore(RestoreOptions),
+}
+
+/// `restore --report FILE [--repository PATH]... [--tag TAG]... [--dry-run] [--output FILE]`.
+#[derive(Debug)]
+pub struct RestoreOptions {
+    pub connection: Connection,
+    /// The run's report or journal (read, never written).
+    pub record: PathBuf,
+    /// As given (resolved against the project's root image later, before
+    /// any request); empty: every repository of the record.
+    pub repositories: Vec<String>,
+    /// Empty: every tag of the record.
+    pub tags: Vec<TagName>,
+    pub dry_run: bool,
+    /// `--output`/`CLEANUP_OUTPUT`: what restore did, as JSON.
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -340,6 +357,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 output,
             })
         }
+        Command::Restore(args) => restore(args, env, connection)?,
         Command::Inventory(args) => {
             let scope = scope(args.group, args.instance, env)?;
             let shard = shard(args.shard.as_deref(), env, &scope)?;
@@ -355,6 +373,72 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             })
         }
     })
+}
+
+/// `restore`: the record to read (clap took it from `--report` or
+/// `CLEANUP_REPORT`), the tags to pick, where to write what was done.
+fn restore(
+    args: crate::config::cli::RestoreArgs,
+    env: &CleanupEnv,
+    connection: impl Fn(&NetworkArgs) -> Result<Connection, ConfigError>,
+) -> Result<Invocation, ConfigError> {
+    let record = args
+        .report
+        .or_else(|| env.path(&env.cleanup_report))
+        .ok_or_else(|| {
+            ConfigError::argument(
+                "--report",
+                "restore needs the run's report: pass --report FILE (the file `run --report` wrote, or its FILE.journal)",
+            )
+        })?;
+    let output = output_file(
+        &args.output,
+        "--output",
+        &env.cleanup_output,
+        "CLEANUP_OUTPUT",
+        env,
+    )?;
+    if output.as_ref() == Some(&record) {
+        return Err(ConfigError::argument(
+            "--output",
+            format!(
+                "restore --output {}: that is the report to restore from; give another file",
+                record.display()
+            ),
+        ));
+    }
+    let (tags, tags_from) = if args.tags.is_empty() {
+        (names_list(&env.cleanup_tag, env), "CLEANUP_TAG")
+    } else {
+        (args.tags, "--tag")
+    };
+    let tags = tags
+        .iter()
+        .map(|text| {
+            TagName::parse(text)
+                .map_err(|err| ConfigError::setting(tags_from, format!("{tags_from} {err}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Invocation::Restore(RestoreOptions {
+        connection: connection(&args.network)?,
+        record,
+        repositories: repositories(args.repositories, env),
+        tags,
+        dry_run: args.dry_run || env.dry_run()?,
+        output,
+    }))
+}
+
+/// A variable holding several names, separated by commas or white space.
+fn names_list(variable: &Option<String>, env: &CleanupEnv) -> Vec<String> {
+    env.string(variable)
+        .map(|text| {
+            text.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|name| !name.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn common(
@@ -396,14 +480,7 @@ fn repositories(flags: Vec<String>, env: &CleanupEnv) -> Vec<String> {
     if !flags.is_empty() {
         return flags;
     }
-    env.string(&env.cleanup_repository)
-        .map(|text| {
-            text.split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|path| !path.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    names_list(&env.cleanup_repository, env)
 }
 
 /// `--group` or `--instance`, else `CLEANUP_GROUP` or `CLEANUP_INSTANCE`,
@@ -672,6 +749,7 @@ mod tests {
             "ignore-user-agent" => "trivy/",
             "instance" => "true",
             "shard" => "1/2",
+            "tag" => "v1",
             _ => return None,
         })
     }
@@ -710,6 +788,7 @@ mod tests {
             ("plan", &["--inventory", "i.json"]),
             ("report merge", &["shard-1.json"]),
             ("report html", &["report.json"]),
+            ("restore", &["--report", "report.json"]),
         ];
         // The token every ledger option needs (an environment variable only).
         let token = ("CLEANUP_LEDGER_TOKEN", "0123456789abcdef0123");

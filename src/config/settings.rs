@@ -67,6 +67,8 @@ pub struct CleanupEnv {
     pub cleanup_group: Option<String>,
     pub cleanup_shard: Option<String>,
     pub cleanup_instance: Option<String>,
+    /// `restore --tag`: tag names separated by commas or white space.
+    pub cleanup_tag: Option<String>,
     /// The pull ledger (`--ledger`, `ledger serve`; see `config::ledger`).
     pub cleanup_ledger_url: Option<String>,
     pub cleanup_ledger_token: Option<Secret>,

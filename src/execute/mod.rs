@@ -9,6 +9,7 @@ pub mod deleter;
 pub mod listing;
 pub mod record;
 pub mod removal;
+pub mod restore;
 pub mod scope;
 pub mod server_engine;
 pub mod stop;

@@ -12,4 +12,5 @@ pub mod journal;
 pub mod merge;
 pub mod report;
 pub mod report_stream;
+pub mod restore;
 pub mod sections;

@@ -618,7 +618,7 @@ fn permission_message(repository: &str, missing: &[String], granted: &[String]) 
     let hint = if missing.iter().any(|m| m == "delete") {
         "deleting needs the Developer role (or higher) on the project for the token's user; deploy tokens can never delete"
     } else if missing.iter().any(|m| m == "push") {
-        "moving a tag off a shared manifest needs push (write_registry) permission"
+        "putting a tag back (restore) or moving it off a shared manifest needs push (write_registry) permission: the Developer role or higher"
     } else {
         "check that the repository belongs to the project and the credentials can read its registry"
     };

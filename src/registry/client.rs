@@ -29,6 +29,8 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, appl
 
 pub const PULL: &[&str] = &["pull"];
 pub const PULL_DELETE: &[&str] = &["pull", "delete"];
+/// What `restore` needs: read manifests, put them back under their tags.
+pub const PULL_PUSH: &[&str] = &["pull", "push"];
 pub const PULL_PUSH_DELETE: &[&str] = &["pull", "push", "delete"];
 
 /// Fresh tokens fetched for one call after `invalid_token` refusals.
@@ -171,6 +173,25 @@ pub enum RegistryDelete {
     /// 401 `PROTECTED_MANIFEST`: GitLab's registry refuses every delete by
     /// digest in a repository with tag rules. Only tag delete (or REST) works.
     ProtectedManifest(String),
+}
+
+/// What a `PUT /v2/<path>/manifests/<reference>` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestPut {
+    /// Stored (201), under the digest the registry names.
+    Stored(Digest),
+    /// A blob or a manifest it lists is missing: 400
+    /// `MANIFEST_BLOB_UNKNOWN` / `BLOB_UNKNOWN` / `MANIFEST_UNKNOWN`, or
+    /// (Distribution, for an index) 400 `MANIFEST_INVALID` naming an
+    /// unknown manifest. What the registry's garbage collector leaves.
+    Missing { code: String, message: String },
+    /// Any other refusal (immutable tag, protected tag, denied, invalid),
+    /// with the registry's code and message.
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 /// GitLab's registry error codes for deletes its tag rules refuse (401, but
@@ -624,6 +645,69 @@ impl Registry {
         }
     }
 
+    /// `PUT /v2/<path>/manifests/<reference>` of `body` exactly, as
+    /// `media_type`: how `restore` puts a manifest back under a tag (or by
+    /// digest, for a child an index needs). A refusal is an answer, not an
+    /// error: the caller says what it means for that tag.
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryPath,
+        reference: &Reference,
+        media_type: &str,
+        body: &bytes::Bytes,
+    ) -> Result<ManifestPut, RegistryError> {
+        let url = self.manifest_url(repository, reference.as_str());
+        let response = self
+            .call(Method::PUT, &url, repository, PULL_PUSH, |r| {
+                r.header(CONTENT_TYPE, media_type).body(body.clone())
+            })
+            .await?;
+        let status = response.status.as_u16();
+        if response.status.is_success() {
+            let digest = match response.header("docker-content-digest") {
+                Some(header) => validate_digest(&response, "Docker-Content-Digest", header)?,
+                None => Digest::of(body),
+            };
+            return Ok(ManifestPut::Stored(digest));
+        }
+        let code = response.registry_error_code().unwrap_or_default();
+        let message = crate::wire::http::error_message(&response.body);
+        let missing = status == 400
+            && (matches!(
+                code.as_str(),
+                "MANIFEST_BLOB_UNKNOWN" | "BLOB_UNKNOWN" | "MANIFEST_UNKNOWN"
+            ) || (code == "MANIFEST_INVALID" && mentions_unknown(&response.body)));
+        Ok(match status {
+            _ if missing => ManifestPut::Missing { code, message },
+            400 | 401 | 403 | 404 | 405 | 409 | 412 | 415 | 422 => ManifestPut::Refused {
+                status,
+                code,
+                message,
+            },
+            _ => return Err(response.unexpected().into()),
+        })
+    }
+
+    /// Whether the repository has the blob (`HEAD /v2/<path>/blobs/<digest>`).
+    pub async fn blob_exists(
+        &self,
+        repository: &RepositoryPath,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let url = join_path(
+            &self.base,
+            &format!("v2/{}/blobs/{}", encode_path(repository), digest),
+        );
+        let response = self
+            .call(Method::HEAD, &url, repository, PULL, |r| r)
+            .await?;
+        match response.status.as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(response.unexpected().into()),
+        }
+    }
+
     /// `DELETE /v2/<path>/manifests/<reference>`: a tag (OCI 1.1 tag delete)
     /// or a digest (removes every tag pointing at it).
     pub async fn delete_manifest(
@@ -978,6 +1062,15 @@ fn token_may_be_stale(challenge_error: &str, body_code: Option<&str>) -> bool {
         "" => !body_code.is_some_and(|code| RULE_REFUSAL_CODES.contains(&code)),
         _ => false,
     }
+}
+
+/// Whether a registry error body says something it needs is unknown
+/// (Distribution answers an index whose child is gone with
+/// `MANIFEST_INVALID` and a detail naming the unknown manifest).
+fn mentions_unknown(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body)
+        .to_ascii_lowercase()
+        .contains("unknown")
 }
 
 /// A tag in GitLab's `/gitlab/v1` tag list.

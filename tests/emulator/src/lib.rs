@@ -468,6 +468,27 @@ pub struct BulkCall {
     pub status: u16,
 }
 
+/// What a garbage collector run removes ([`Emulator::garbage_collect`],
+/// `POST /_emulator/garbage-collect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collect {
+    /// Blobs no manifest names (Distribution's `garbage-collect`): what a
+    /// delete by digest leaves behind. Untagged manifests stay.
+    Blobs,
+    /// First every manifest no tag reaches — not tagged, not listed by an
+    /// index that is, not the referrer of a manifest that stays — then the
+    /// blobs: GitLab's online garbage collection once its review delay is
+    /// over, Distribution's `garbage-collect --delete-untagged`.
+    UntaggedManifests,
+}
+
+/// What a garbage collector run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Collected {
+    pub manifests: usize,
+    pub blobs: usize,
+}
+
 /// Where the binary (or a test) wants the emulator to listen.
 #[derive(Debug, Clone)]
 pub struct Listen {
@@ -518,6 +539,18 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn garbage_collect(&self, collect: Collect) -> Collected {
+        let mut state = self.lock();
+        let untagged = collect == Collect::UntaggedManifests;
+        let mut collected = Collected::default();
+        for repository in state.repositories.values_mut() {
+            let (manifests, blobs) = repository.garbage_collect(untagged);
+            collected.manifests += manifests;
+            collected.blobs += blobs;
+        }
+        collected
     }
 
     /// Forgets the requests recorded so far, and the peak of requests in
@@ -915,6 +948,12 @@ impl Emulator {
     /// flight (not the hourly bulk-delete lock).
     pub fn reset_requests(&self) {
         self.shared.reset_requests();
+    }
+
+    /// Runs the registry's garbage collector over every repository (see
+    /// [`Collect`]): what makes a deleted tag impossible to put back.
+    pub fn garbage_collect(&self, collect: Collect) -> Collected {
+        self.shared.garbage_collect(collect)
     }
 
     /// Lifts GitLab's once-an-hour bulk-delete lock on every repository.

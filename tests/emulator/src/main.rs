@@ -50,7 +50,8 @@ usage: gitlab-emulator [options]
                           in RateLimit-* headers, answer 429 beyond it
 
 Control endpoints on the GitLab origin: GET /_emulator/state, GET /_emulator/requests,
-GET /_emulator/summary (counts), POST /_emulator/reset-requests.";
+GET /_emulator/summary (counts), POST /_emulator/reset-requests,
+POST /_emulator/garbage-collect[?untagged=true] (the registry's garbage collector).";
 
 struct Options {
     config: Config,

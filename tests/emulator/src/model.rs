@@ -1283,6 +1283,60 @@ impl Repository {
         }
     }
 
+    /// A garbage collector's run over this repository: with
+    /// `untagged_manifests`, first every manifest no tag reaches (through
+    /// index children, and through `subject` for referrers of what stays);
+    /// then every blob no remaining manifest names as config or layer.
+    /// Returns (manifests, blobs) removed.
+    pub(crate) fn garbage_collect(&mut self, untagged_manifests: bool) -> (usize, usize) {
+        let mut manifests_removed = 0;
+        if untagged_manifests {
+            let mut live: std::collections::HashSet<String> =
+                self.tags.values().map(|tag| tag.digest.clone()).collect();
+            loop {
+                let before = live.len();
+                for (digest, manifest) in &self.manifests {
+                    let reached = live.contains(digest)
+                        || manifest
+                            .subject
+                            .as_ref()
+                            .is_some_and(|subject| live.contains(subject));
+                    if reached {
+                        live.insert(digest.clone());
+                        live.extend(manifest.children.iter().map(|(child, _, _)| child.clone()));
+                    }
+                }
+                if live.len() == before {
+                    break;
+                }
+            }
+            let count = self.manifests.len();
+            self.manifests.retain(|digest, _| live.contains(digest));
+            manifests_removed = count - self.manifests.len();
+        }
+        let mut referenced = std::collections::HashSet::new();
+        for manifest in self.manifests.values() {
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(&manifest.body) else {
+                continue;
+            };
+            let config = body.get("config").and_then(|config| config.get("digest"));
+            let layers = body
+                .get("layers")
+                .and_then(|layers| layers.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|layer| layer.get("digest"));
+            for digest in config.into_iter().chain(layers) {
+                if let Some(digest) = digest.as_str() {
+                    referenced.insert(digest.to_string());
+                }
+            }
+        }
+        let count = self.blobs.len();
+        self.blobs.retain(|digest, _| referenced.contains(digest));
+        (manifests_removed, count - self.blobs.len())
+    }
+
     /// `[{artifactType, digest}]` of the manifests whose subject is `digest`,
     /// by digest; `types` (when not empty) keeps those exact artifact types.
     pub(crate) fn referrers_of(&self, digest: &str, types: &[String]) -> Vec<serde_json::Value> {

@@ -1013,6 +1013,15 @@ pub(crate) fn control(shared: &Shared, req: &Req) -> Resp {
                 }),
             )
         }
+        ("POST", "/_emulator/garbage-collect") => {
+            drop(state);
+            let collect = if req.param("untagged").as_deref() == Some("true") {
+                crate::Collect::UntaggedManifests
+            } else {
+                crate::Collect::Blobs
+            };
+            json_response(200, &json!(shared.garbage_collect(collect)))
+        }
         ("POST", "/_emulator/reset-requests") => {
             drop(state);
             shared.reset_requests();
