@@ -118,7 +118,10 @@ async fn choose(
         if !deleted.iter().any(|record| record.repository == *path) {
             let has = record_has(
                 "tag",
-                deleted.iter().map(|record| record.repository.as_str()).collect(),
+                deleted
+                    .iter()
+                    .map(|record| record.repository.as_str())
+                    .collect(),
             );
             return Err(ConfigError::argument(
                 "--repository",
@@ -164,7 +167,8 @@ async fn choose(
     Ok(deleted
         .into_iter()
         .filter(|record| {
-            in_repositories(record) && (options.tags.is_empty() || options.tags.contains(&record.tag))
+            in_repositories(record)
+                && (options.tags.is_empty() || options.tags.contains(&record.tag))
         })
         .collect())
 }
@@ -200,7 +204,11 @@ fn total_line(totals: &RestoreTotals, dry_run: bool) -> String {
     let mut parts = vec![format!(
         "{} {}",
         totals.restored,
-        if dry_run { "would be restored" } else { "restored" }
+        if dry_run {
+            "would be restored"
+        } else {
+            "restored"
+        }
     )];
     for (count, what) in [
         (totals.already_present, "already back"),

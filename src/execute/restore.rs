@@ -59,7 +59,9 @@ pub enum RestoreOutcome {
     /// The tag names the recorded digest already.
     AlreadyPresent,
     /// The tag was pushed again since, at another digest: left as it is.
-    LeftAlone { now: Digest },
+    LeftAlone {
+        now: Digest,
+    },
     Failed(String),
     /// Not attempted, and why (a signature whose subject failed).
     Skipped(String),
@@ -253,7 +255,11 @@ impl Restorer {
             ));
         };
         let tag = Reference::Tag(record.tag.clone());
-        match self.registry.manifest_digest(&record.repository, &tag).await {
+        match self
+            .registry
+            .manifest_digest(&record.repository, &tag)
+            .await
+        {
             Ok(Some(now)) if now == *digest => {
                 return Found::Settled(RestoreOutcome::AlreadyPresent)
             }
@@ -627,7 +633,10 @@ mod tests {
         let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"digest": config}]});
         let found = References::of(index.to_string().as_bytes());
         assert_eq!(found.children, [config]);
-        assert_eq!(media_type(&found, Some("recorded"), Some("served")), "recorded");
+        assert_eq!(
+            media_type(&found, Some("recorded"), Some("served")),
+            "recorded"
+        );
         assert_eq!(media_type(&found, None, Some("served")), "served");
         assert_eq!(
             media_type(&found, None, Some("")),
@@ -651,7 +660,10 @@ mod tests {
         let back = Some(RestoreOutcome::Restored(Source::Registry));
         let outcomes = [failed(), failed(), back.clone(), None];
         let not_back = subjects_not_back(&records, &outcomes);
-        assert_eq!(not_back.get(&image).map(String::as_str), Some("1.0.0, 1.0.0-copy"));
+        assert_eq!(
+            not_back.get(&image).map(String::as_str),
+            Some("1.0.0, 1.0.0-copy")
+        );
         assert!(!not_back.contains_key(&other));
         // Another tag of the same image came back: the subject is there.
         let outcomes = [failed(), back.clone(), back, None];

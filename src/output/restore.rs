@@ -188,7 +188,7 @@ fn add_journal(
         .enumerate()
         .map(|(index, deleted)| ((deleted.repository.clone(), deleted.tag.clone()), index))
         .collect();
-    for entry in entries.into_iter().filter(JournalEntry::deleted) {
+    for entry in possibly_deleted(entries) {
         let mut parsed = parse_entry(
             path,
             &entry.repository,
@@ -232,6 +232,26 @@ fn add_journal(
         }
     }
     Ok(())
+}
+
+/// The journal's entries of tags that are, or may be, gone: each tag's last
+/// line is `deleted`, or `attempting` with no outcome after it (the run was
+/// killed while the delete was in flight: the registry may have done it). A
+/// tag the delete never reached is still there, and restore finds it so.
+fn possibly_deleted(entries: Vec<JournalEntry>) -> Vec<JournalEntry> {
+    let mut last: HashMap<(String, String), usize> = HashMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        last.insert((entry.repository.clone(), entry.tag.clone()), index);
+    }
+    entries
+        .into_iter()
+        .enumerate()
+        .filter(|(index, entry)| {
+            last.get(&(entry.repository.clone(), entry.tag.clone())) == Some(index)
+                && (entry.deleted() || entry.outcome == JournalEntry::ATTEMPTING)
+        })
+        .map(|(_, entry)| entry)
+        .collect()
 }
 
 /// The journal's base64 (standard alphabet; URL-safe accepted too).
@@ -407,12 +427,24 @@ mod tests {
         let journal = Journal::create(&journal_path(&path)).expect("journal");
         // The same deletion with the bytes it removed; a copy that is not
         // the manifest; a deletion the report does not list; a failure.
-        journal.append(&entry("mr-1", &one, Some(b"one"))).expect("append");
-        journal.append(&entry("mr-2", &two, Some(b"not two"))).expect("append");
-        journal.append(&entry("mr-3", &three, None)).expect("append");
+        journal
+            .append(&entry("mr-1", &one, Some(b"one")))
+            .expect("append");
+        journal
+            .append(&entry("mr-2", &two, Some(b"not two")))
+            .expect("append");
+        journal
+            .append(&entry("mr-3", &three, None))
+            .expect("append");
         let mut failed = entry("mr-4", &three, None);
+        failed.outcome = "attempting".into();
+        journal.append(&failed).expect("append");
         failed.outcome = "failed".into();
         journal.append(&failed).expect("append");
+        // Killed while this delete was in flight: it may be gone.
+        let mut in_flight = entry("mr-5", &three, None);
+        in_flight.outcome = "attempting".into();
+        journal.append(&in_flight).expect("append");
 
         let record = read_record(&path).expect("read");
         let tags: Vec<(&str, Option<&[u8]>)> = record
@@ -425,21 +457,22 @@ mod tests {
             [
                 ("mr-1", Some(&b"one"[..])),
                 ("mr-2", None),
-                ("mr-3", None)
+                ("mr-3", None),
+                ("mr-5", None)
             ]
         );
-        assert_eq!((record.only_in_journal, record.bad_copies), (1, 1));
+        assert_eq!((record.only_in_journal, record.bad_copies), (2, 1));
         assert!(!record.dry_run);
 
         // The journal named alone: its own deletions.
         let record = read_record(&journal_path(&path)).expect("read journal");
-        assert_eq!(record.deleted.len(), 3);
+        assert_eq!(record.deleted.len(), 4);
         assert_eq!(record.report, None);
 
         // A report that was never written: its journal is read.
         std::fs::remove_file(&path).expect("remove");
         let record = read_record(&path).expect("read the journal beside");
-        assert_eq!(record.deleted.len(), 3);
+        assert_eq!(record.deleted.len(), 4);
         assert_eq!(record.journal, Some(journal_path(&path)));
     }
 
@@ -461,10 +494,7 @@ mod tests {
         let path = dir.path().join("policy.yml");
         std::fs::write(&path, "rules: []\n").expect("write");
         let err = read_record(&path).expect_err("neither");
-        assert!(
-            err.to_string().contains("policy.yml is neither"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("policy.yml is neither"), "{err}");
         assert_eq!(err.exit_code(), Exit::Usage);
 
         let path = dir.path().join("bad.json");
