@@ -36,27 +36,15 @@ pub async fn doctor(options: DoctorOptions) -> CommandResult {
         }
     };
     let (clients, gitlab) = clients;
-    let settings = &clients.settings;
-    findings.ok(
-        "configuration",
-        format!(
-            "GitLab {}, project {}, registry {} (root image {})",
-            settings.server_url.origin().ascii_serialization(),
-            gitlab.project(),
-            settings.registry_url.origin().ascii_serialization(),
-            settings
-                .root_repository
-                .as_deref()
-                .unwrap_or("read from the repository listing")
-        ),
-    );
+    check_configuration(&clients, &gitlab, &mut findings);
     let policy = check_policy(&options, &mut findings);
     let repositories = check_rest(&gitlab, &mut findings).await;
     if let Some(group) = &options.group {
         check_group(&gitlab, group, &mut findings).await;
     }
     check_token_scopes(&gitlab, &mut findings).await;
-    let root = settings
+    let root = clients
+        .settings
         .root_repository
         .as_deref()
         .and_then(|root| RepositoryPath::parse(root).ok());
@@ -64,35 +52,7 @@ pub async fn doctor(options: DoctorOptions) -> CommandResult {
         Some(list) if !list.is_empty() => list.iter().map(|r| r.path.clone()).collect(),
         _ => root.into_iter().collect(),
     };
-    // The registry itself first: a wrong URL fails once here, not once per
-    // repository below.
-    let granted = match clients.probe_registry().await {
-        Ok(()) => {
-            let granted = check_registry_access(
-                &clients.registry,
-                &paths,
-                clients.concurrency,
-                &mut findings,
-            )
-            .await;
-            check_capabilities(&clients.registry, &mut findings).await;
-            Some(granted)
-        }
-        Err(err) => {
-            // A URL that is no registry is configuration: `run` exits 2.
-            findings.bad_configuration |= err.exit_code() == Exit::Usage;
-            findings.add(
-                Level::Fail,
-                "registry",
-                format!("{err:#}", err = anyhow::Error::new(err)),
-                format!(
-                    "check {} and that this machine reaches the registry",
-                    settings.registry_url_from
-                ),
-            );
-            None
-        }
-    };
+    let granted = check_registry(&clients, &paths, &mut findings).await;
     if let Some(granted) = &granted {
         check_tag_rules(&clients.registry, &gitlab, granted, &mut findings).await;
     }
@@ -108,6 +68,57 @@ pub async fn doctor(options: DoctorOptions) -> CommandResult {
     }
     clients.log_stats();
     Ok(findings.exit())
+}
+
+/// The settings doctor will use, in one line.
+fn check_configuration(clients: &Clients, gitlab: &GitLab, findings: &mut Findings) {
+    let settings = &clients.settings;
+    findings.ok(
+        "configuration",
+        format!(
+            "GitLab {}, project {}, registry {} (root image {})",
+            settings.server_url.origin().ascii_serialization(),
+            gitlab.project(),
+            settings.registry_url.origin().ascii_serialization(),
+            settings
+                .root_repository
+                .as_deref()
+                .unwrap_or("read from the repository listing")
+        ),
+    );
+}
+
+/// The registry itself first: a wrong URL fails once here, not once per
+/// repository. Then what the token grants on each repository and what
+/// the registry announces; `None` when the registry was not reached.
+async fn check_registry(
+    clients: &Clients,
+    paths: &[RepositoryPath],
+    findings: &mut Findings,
+) -> Option<Vec<RepositoryPath>> {
+    match clients.probe_registry().await {
+        Ok(()) => {
+            let granted =
+                check_registry_access(&clients.registry, paths, clients.concurrency, findings)
+                    .await;
+            check_capabilities(&clients.registry, findings).await;
+            Some(granted)
+        }
+        Err(err) => {
+            // A URL that is no registry is configuration: `run` exits 2.
+            findings.bad_configuration |= err.exit_code() == Exit::Usage;
+            findings.add(
+                Level::Fail,
+                "registry",
+                format!("{err:#}", err = anyhow::Error::new(err)),
+                format!(
+                    "check {} and that this machine reaches the registry",
+                    clients.settings.registry_url_from
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `--group`: whether the credentials may list the group's repositories,
@@ -430,8 +441,6 @@ async fn check_tag_rules(
     granted: &[RepositoryPath],
     findings: &mut Findings,
 ) {
-    let mut delete_deny = std::collections::BTreeSet::new();
-    let mut immutable = std::collections::BTreeSet::new();
     if granted.is_empty() && gitlab.credentials() != "PRIVATE-TOKEN" {
         findings.add(
             Level::Warn,
@@ -441,30 +450,7 @@ async fn check_tag_rules(
         );
         return;
     }
-    let mut read_from_tokens = 0;
-    for path in granted {
-        // The token is cached since the access check: no request.
-        match registry.tag_rules(path).await {
-            Ok(rules) => {
-                read_from_tokens += 1;
-                let (deny, fixed) = rules.patterns();
-                delete_deny.extend(deny);
-                immutable.extend(fixed);
-            }
-            Err(err) => {
-                tracing::debug!(repository = %path, error = %err, "tag rules not readable from the token")
-            }
-        }
-    }
-    let from_api = match gitlab.tag_rules().await {
-        Ok(Some(rules)) => Some(rules),
-        Ok(None) => None,
-        Err(err) => {
-            tracing::debug!(error = %err, "tag rules not readable");
-            None
-        }
-    };
-    if read_from_tokens == 0 && from_api.is_none() {
+    let Some(seen) = read_tag_rules(registry, gitlab, granted).await else {
         // Neither source answered: "none in effect" would be a guess.
         findings.add(
             Level::Warn,
@@ -473,23 +459,19 @@ async fn check_tag_rules(
             "fix the registry access above (or give GITLAB_TOKEN read_api and the Maintainer role), then run doctor again",
         );
         return;
-    }
-    if let Some(rules) = &from_api {
-        for rule in rules {
-            if rule.is_immutable() {
-                immutable.insert(rule.tag_name_pattern.clone());
-            } else {
-                delete_deny.insert(rule.tag_name_pattern.clone());
-            }
-        }
-    }
+    };
+    let SeenTagRules {
+        delete_deny,
+        immutable,
+        from_api,
+    } = seen;
     let list = |set: &std::collections::BTreeSet<String>| {
         set.iter()
             .map(|p| format!("{p:?}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let source = if from_api.is_some() {
+    let source = if from_api {
         "the registry token and the project's rules"
     } else {
         "the registry token"
@@ -518,7 +500,7 @@ async fn check_tag_rules(
             ),
         );
     }
-    if from_api.is_none() && gitlab.credentials() != "PRIVATE-TOKEN" {
+    if !from_api && gitlab.credentials() != "PRIVATE-TOKEN" {
         findings.add(
             Level::Warn,
             "GitLab tag rules (project settings)",
@@ -526,6 +508,63 @@ async fn check_tag_rules(
             "set GITLAB_TOKEN (read_api, Maintainer) to list every rule",
         );
     }
+}
+
+/// GitLab's tag rules as the registry tokens carry them and, where the
+/// credentials may read them, as the project's settings list them.
+struct SeenTagRules {
+    delete_deny: std::collections::BTreeSet<String>,
+    immutable: std::collections::BTreeSet<String>,
+    /// The project's rules endpoint answered.
+    from_api: bool,
+}
+
+/// `None` when neither a token nor the rules endpoint answered.
+async fn read_tag_rules(
+    registry: &Registry,
+    gitlab: &GitLab,
+    granted: &[RepositoryPath],
+) -> Option<SeenTagRules> {
+    let mut delete_deny = std::collections::BTreeSet::new();
+    let mut immutable = std::collections::BTreeSet::new();
+    let mut read_from_tokens = 0;
+    for path in granted {
+        // The token is cached since the access check: no request.
+        match registry.tag_rules(path).await {
+            Ok(rules) => {
+                read_from_tokens += 1;
+                let (deny, fixed) = rules.patterns();
+                delete_deny.extend(deny);
+                immutable.extend(fixed);
+            }
+            Err(err) => {
+                tracing::debug!(repository = %path, error = %err, "tag rules not readable from the token")
+            }
+        }
+    }
+    let from_api = match gitlab.tag_rules().await {
+        Ok(Some(rules)) => Some(rules),
+        Ok(None) => None,
+        Err(err) => {
+            tracing::debug!(error = %err, "tag rules not readable");
+            None
+        }
+    };
+    if read_from_tokens == 0 && from_api.is_none() {
+        return None;
+    }
+    for rule in from_api.iter().flatten() {
+        if rule.is_immutable() {
+            immutable.insert(rule.tag_name_pattern.clone());
+        } else {
+            delete_deny.insert(rule.tag_name_pattern.clone());
+        }
+    }
+    Some(SeenTagRules {
+        delete_deny,
+        immutable,
+        from_api: from_api.is_some(),
+    })
 }
 
 /// The project's git refs, where the policy's rules look at them
@@ -597,36 +636,52 @@ async fn check_project(gitlab: &GitLab, findings: &mut Findings) {
         }
         ProjectRead::Found(settings) => {
             check_gitlab_policy(settings.container_expiration_policy.as_ref(), findings);
-            match settings.container_registry_access_level.as_deref() {
-                Some("disabled") => findings.add(
-                    Level::Fail,
-                    "registry visibility",
-                    "container_registry_access_level: disabled — the project's container registry is turned off",
-                    "enable it in Settings > General > Visibility, or there is nothing to clean",
-                ),
-                Some(level @ ("enabled" | "private")) => findings.ok(
-                    "registry visibility",
-                    format!(
-                        "container_registry_access_level: {level} ({})",
-                        if level == "private" {
-                            "project members only"
-                        } else {
-                            "everyone with access to the project"
-                        }
-                    ),
-                ),
-                Some(other) => findings.ok(
-                    "registry visibility",
-                    format!("container_registry_access_level: {other}"),
-                ),
-                None => findings.ok(
-                    "registry visibility",
-                    "GitLab did not say (container_registry_access_level absent)",
-                ),
-            }
+            check_visibility(
+                settings.container_registry_access_level.as_deref(),
+                findings,
+            );
         }
     }
-    match &answer.rate_limit {
+    check_rate_limit(answer.rate_limit.as_ref(), findings);
+}
+
+/// Whether the project's container registry is on, and for whom.
+fn check_visibility(level: Option<&str>, findings: &mut Findings) {
+    match level {
+        Some("disabled") => findings.add(
+            Level::Fail,
+            "registry visibility",
+            "container_registry_access_level: disabled — the project's container registry is turned off",
+            "enable it in Settings > General > Visibility, or there is nothing to clean",
+        ),
+        Some(level @ ("enabled" | "private")) => findings.ok(
+            "registry visibility",
+            format!(
+                "container_registry_access_level: {level} ({})",
+                if level == "private" {
+                    "project members only"
+                } else {
+                    "everyone with access to the project"
+                }
+            ),
+        ),
+        Some(other) => findings.ok(
+            "registry visibility",
+            format!("container_registry_access_level: {other}"),
+        ),
+        None => findings.ok(
+            "registry visibility",
+            "GitLab did not say (container_registry_access_level absent)",
+        ),
+    }
+}
+
+/// The REST budget GitLab announced, and whether a run has headroom.
+fn check_rate_limit(
+    rate_limit: Option<&crate::gitlab::client::RateLimitHeaders>,
+    findings: &mut Findings,
+) {
+    match rate_limit {
         None => findings.ok(
             "rate limit",
             "GitLab announced no RateLimit-* headers on the answer",
