@@ -157,6 +157,30 @@ impl HtmlReport {
         self.breakdown.add(repository);
         let repository_index = self.repositories.len();
         self.repositories.push(repository.path.clone());
+        let mut rows = self.rows_of(repository);
+        rows.sort_by(|a, b| a.tag.as_bytes().cmp(b.tag.as_bytes()));
+
+        let mut json = String::with_capacity(64 * rows.len());
+        for row in &rows {
+            if self.row_count > 0 || !json.is_empty() {
+                json.push(',');
+            }
+            self.push_json_row(&mut json, repository_index, row);
+            if self.row_count < PLAIN_ROWS {
+                self.push_html_row(&repository.path, row);
+            }
+            self.row_count += 1;
+        }
+        let result = match self.rows.as_mut() {
+            Some(out) => out.write_all(json.as_bytes()),
+            None => Ok(()),
+        };
+        result.map_err(|source| self.write_error(source))
+    }
+
+    /// One row per tag of `repository`, in the report's order: deleted,
+    /// kept, failed, skipped, already absent.
+    fn rows_of<'a>(&mut self, repository: &'a RepositoryReport) -> Vec<Row<'a>> {
         let mut rows: Vec<Row> = Vec::with_capacity(
             repository.deleted.len()
                 + repository.kept_tags.len()
@@ -215,24 +239,7 @@ impl HtmlReport {
         for absent in &repository.already_absent {
             rows.push(plain(&absent.tag, ABSENT, None));
         }
-        rows.sort_by(|a, b| a.tag.as_bytes().cmp(b.tag.as_bytes()));
-
-        let mut json = String::with_capacity(64 * rows.len());
-        for row in &rows {
-            if self.row_count > 0 || !json.is_empty() {
-                json.push(',');
-            }
-            self.push_json_row(&mut json, repository_index, row);
-            if self.row_count < PLAIN_ROWS {
-                self.push_html_row(&repository.path, row);
-            }
-            self.row_count += 1;
-        }
-        let result = match self.rows.as_mut() {
-            Some(out) => out.write_all(json.as_bytes()),
-            None => Ok(()),
-        };
-        result.map_err(|source| self.write_error(source))
+        rows
     }
 
     /// A sentence's place in the details table, if it has one (or gets one).
@@ -418,25 +425,40 @@ impl HtmlReport {
             plural(report.totals.tags, "tag", "tags"),
             plural(report.totals.repositories, "repository", "repositories"),
         );
-        let mut fact = |name: &str, id: &str, value: String| {
+        for (name, id, value) in Self::fact_list(report) {
             let _ = writeln!(html, "<dt>{name}</dt><dd id=\"fact-{id}\">{value}</dd>");
-        };
-        fact(
+        }
+        html.push_str("</dl>\n");
+        if !report.warnings.is_empty() {
+            html.push_str("<ul class=\"warnings\" aria-label=\"warnings\">\n");
+            for warning in &report.warnings {
+                let _ = writeln!(html, "<li>warning: {}</li>", escape(warning));
+            }
+            html.push_str("</ul>\n");
+        }
+        html.push_str("</header>\n<main>\n");
+    }
+
+    /// The run's facts, as (name, element id, HTML value).
+    fn fact_list(report: &Report) -> Vec<(&'static str, &'static str, String)> {
+        let fact = |name, id, value: String| (name, id, value);
+        let mut facts = Vec::new();
+        facts.push(fact(
             "Dry run",
             "dry-run",
             if report.dry_run { "yes" } else { "no" }.into(),
-        );
+        ));
         if let Some(limit) = report.refused_over_limit {
-            fact(
+            facts.push(fact(
                 "Refused",
                 "refused",
                 format!(
                     "the plan deletes more than --max-deletions {}: nothing was deleted",
                     number(limit)
                 ),
-            );
+            ));
         }
-        fact(
+        facts.push(fact(
             "Planned at (now)",
             "now",
             report
@@ -448,8 +470,8 @@ impl HtmlReport {
                     )
                 })
                 .unwrap_or_else(|| "not recorded".into()),
-        );
-        fact(
+        ));
+        facts.push(fact(
             "Policy file",
             "policy",
             report
@@ -457,22 +479,22 @@ impl HtmlReport {
                 .as_deref()
                 .map(|file| format!("<code>{}</code>", escape(file)))
                 .unwrap_or_else(|| "none".into()),
-        );
-        fact("Engine", "engine", escape(&report.engine));
-        fact(
+        ));
+        facts.push(fact("Engine", "engine", escape(&report.engine)));
+        facts.push(fact(
             "Tool version",
             "version",
             format!("registry-cleanup {}", escape(&report.tool_version)),
-        );
-        fact(
+        ));
+        facts.push(fact(
             "Shard",
             "shard",
             report
                 .shard
                 .map(|shard| format!("{} of {}", shard.index, shard.total))
                 .unwrap_or_else(|| "none (every repository)".into()),
-        );
-        fact(
+        ));
+        facts.push(fact(
             "Interrupted",
             "interrupted",
             if report.interrupted {
@@ -480,7 +502,7 @@ impl HtmlReport {
             } else {
                 "no".into()
             },
-        );
+        ));
         if !report.gitlab_tag_rules.is_empty() {
             let rules: Vec<String> = report
                 .gitlab_tag_rules
@@ -493,17 +515,9 @@ impl HtmlReport {
                     )
                 })
                 .collect();
-            fact("GitLab tag rules", "tag-rules", rules.join(", "));
+            facts.push(fact("GitLab tag rules", "tag-rules", rules.join(", ")));
         }
-        html.push_str("</dl>\n");
-        if !report.warnings.is_empty() {
-            html.push_str("<ul class=\"warnings\" aria-label=\"warnings\">\n");
-            for warning in &report.warnings {
-                let _ = writeln!(html, "<li>warning: {}</li>", escape(warning));
-            }
-            html.push_str("</ul>\n");
-        }
-        html.push_str("</header>\n<main>\n");
+        facts
     }
 
     fn storage(&self, html: &mut String, report: &Report) {
