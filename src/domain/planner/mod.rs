@@ -648,29 +648,127 @@ fn decide(
     now: DateTime<Utc>,
 ) -> Decided {
     let refs: Option<&Refs> = project.and_then(|project| project.refs.as_ref());
-    // `protect_in_use`: the protected commits, or why they are not known.
-    let in_use: Option<Result<InUseIndex<'_>, String>> =
-        policy
-            .protect_in_use
-            .as_ref()
-            .filter(|_| policy.needs_in_use(repository))
-            .map(|block| {
-                let ask = block.ask();
-                let listed = project.and_then(|project| project.in_use.as_ref());
-                match (ask.unusable(listed), listed) {
-                    (None, Some(listed)) => Ok(InUseIndex::new(&ask, listed)),
-                    (why, _) => Err(why.unwrap_or_else(|| {
-                        "the project's commits in use are not known".to_string()
-                    })),
-                }
-            });
+    let in_use = in_use_index(policy, repository, project);
     // Step 3: the applicable rules, in file order.
     let rules: Vec<&Rule> = policy.applicable_rules(repository).collect();
     // Refs known only in part decide no `when_ref` condition.
     let unusable = refs_unusable(refs);
     let refs_known = unusable.is_none();
-    let mut refs_unknown_kept = 0usize;
 
+    let Sorted {
+        mut decisions,
+        mut fates,
+        referrers,
+        claimed,
+        refs_unknown_kept,
+    } = sort_tags(policy, tags, &in_use, &rules, refs, refs_known);
+
+    let mut ledger_kept = 0usize;
+    for (rule, claimed) in rules.iter().zip(claimed) {
+        let pulls = Pulls {
+            ledger,
+            kept_unreadable: &mut ledger_kept,
+        };
+        plan_rule(rule, claimed, now, pulls, &mut fates, &mut decisions);
+    }
+
+    plan_referrers(
+        policy.orphaned_referrers,
+        tags,
+        &referrers,
+        &mut fates,
+        &mut decisions,
+    );
+
+    let refs_warning = unusable.and_then(|why| {
+        rules_warning(
+            &rules,
+            |rule| rule.when_ref.is_some(),
+            &why,
+            "no tag claimed through when_ref",
+            refs_unknown_kept,
+        )
+    });
+    let ledger_warning = ledger.unusable().and_then(|why| {
+        rules_warning(
+            &rules,
+            |rule| rule.unpulled_for.is_some(),
+            &why,
+            "nothing deleted through unpulled_for",
+            ledger_kept,
+        )
+    });
+
+    let mut decisions: Vec<Decision> = decisions
+        .into_iter()
+        .map(|decision| decision.expect("every tag is decided"))
+        .collect();
+    // Commits in use not known in full: nothing is deleted on a guess.
+    let in_use_warning = match in_use {
+        Some(Err(why)) => Some(keep_every_deletion(&mut decisions, &why)),
+        _ => None,
+    };
+
+    Decided {
+        path: repository.clone(),
+        decisions,
+        age_source: AgeSource::of(tags),
+        undated_build_stamps: tags
+            .iter()
+            .filter(|tag| tag.age() == Age::BuildStamp)
+            .count(),
+        refs_warning,
+        in_use_warning,
+        ledger_warning,
+    }
+}
+
+/// `protect_in_use`: the protected commits, or why they are not known;
+/// `None` when the policy asks nothing of them here.
+fn in_use_index<'a>(
+    policy: &'a Policy,
+    repository: &RepositoryPath,
+    project: Option<&'a ProjectFacts>,
+) -> Option<Result<InUseIndex<'a>, String>> {
+    policy
+        .protect_in_use
+        .as_ref()
+        .filter(|_| policy.needs_in_use(repository))
+        .map(|block| {
+            let ask = block.ask();
+            let listed = project.and_then(|project| project.in_use.as_ref());
+            match (ask.unusable(listed), listed) {
+                (None, Some(listed)) => Ok(InUseIndex::new(&ask, listed)),
+                (why, _) => {
+                    Err(why.unwrap_or_else(|| {
+                        "the project's commits in use are not known".to_string()
+                    }))
+                }
+            }
+        })
+}
+
+/// Steps 1, 2 and 4, tag by tag: what is decided before the rules count.
+struct Sorted<'t> {
+    /// Every tag gets exactly one decision; `None` until then.
+    decisions: Vec<Option<Decision>>,
+    fates: Vec<Fate>,
+    /// Referrer tags and their subjects, for step 6.
+    referrers: Vec<(usize, Digest)>,
+    /// Per applicable rule, the tags it claimed.
+    claimed: Vec<Vec<(usize, &'t Tag)>>,
+    refs_unknown_kept: usize,
+}
+
+fn sort_tags<'t>(
+    policy: &Policy,
+    tags: &'t [Tag],
+    in_use: &Option<Result<InUseIndex<'_>, String>>,
+    rules: &[&Rule],
+    refs: Option<&Refs>,
+    refs_known: bool,
+) -> Sorted<'t> {
+    let mut refs_unknown_kept = 0usize;
     // Every tag gets exactly one decision; `None` until then.
     let mut decisions: Vec<Option<Decision>> = Vec::new();
     decisions.resize_with(tags.len(), || None);
@@ -702,7 +800,7 @@ fn decide(
         }
         // Step 4: the first applicable rule whose `delete` matches (and whose
         // `when_ref` condition holds) claims it.
-        match claiming_rule(&rules, &tag.name, refs, refs_known) {
+        match claiming_rule(rules, &tag.name, refs, refs_known) {
             Claim::Rule(rule) => claimed[rule].push((index, tag)),
             Claim::RefsUnknown(rule) => {
                 fates[index] = Fate::Alive;
@@ -718,84 +816,52 @@ fn decide(
         }
     }
 
-    let mut ledger_kept = 0usize;
-    for (rule, claimed) in rules.iter().zip(claimed) {
-        let pulls = Pulls {
-            ledger,
-            kept_unreadable: &mut ledger_kept,
-        };
-        plan_rule(rule, claimed, now, pulls, &mut fates, &mut decisions);
-    }
-
-    plan_referrers(
-        policy.orphaned_referrers,
-        tags,
-        &referrers,
-        &mut fates,
-        &mut decisions,
-    );
-
-    let git_rules: Vec<String> = rules
-        .iter()
-        .filter(|rule| rule.when_ref.is_some())
-        .map(|rule| format!("{:?}", rule.name))
-        .collect();
-    let refs_warning = match unusable {
-        Some(why) if !git_rules.is_empty() => Some(format!(
-            "{why}: no tag claimed through when_ref ({}); {refs_unknown_kept} tag{} kept for it",
-            git_rules.join(", "),
-            if refs_unknown_kept == 1 { "" } else { "s" }
-        )),
-        _ => None,
-    };
-    let ledger_rules: Vec<String> = rules
-        .iter()
-        .filter(|rule| rule.unpulled_for.is_some())
-        .map(|rule| format!("{:?}", rule.name))
-        .collect();
-    let ledger_warning = match ledger.unusable() {
-        Some(why) if !ledger_rules.is_empty() => Some(format!(
-            "{why}: nothing deleted through unpulled_for ({}); {ledger_kept} tag{} kept for it",
-            ledger_rules.join(", "),
-            if ledger_kept == 1 { "" } else { "s" }
-        )),
-        _ => None,
-    };
-
-    let mut decisions: Vec<Decision> = decisions
-        .into_iter()
-        .map(|decision| decision.expect("every tag is decided"))
-        .collect();
-    // Commits in use not known in full: nothing is deleted on a guess.
-    let in_use_warning = match in_use {
-        Some(Err(why)) => {
-            let mut kept = 0usize;
-            for decision in &mut decisions {
-                if matches!(decision, Decision::Delete { .. }) {
-                    *decision = Decision::Keep(KeepReason::InUseUnknown);
-                    kept += 1;
-                }
-            }
-            Some(format!(
-                "{why}: nothing deleted here (protect_in_use); {kept} tag{} the plan would delete kept",
-                if kept == 1 { "" } else { "s" }
-            ))
-        }
-        _ => None,
-    };
-
-    Decided {
-        path: repository.clone(),
+    Sorted {
         decisions,
-        age_source: AgeSource::of(tags),
-        undated_build_stamps: tags
-            .iter()
-            .filter(|tag| tag.age() == Age::BuildStamp)
-            .count(),
-        refs_warning,
-        in_use_warning,
-        ledger_warning,
+        fates,
+        referrers,
+        claimed,
+        refs_unknown_kept,
     }
+}
+
+/// Why rules of a kind decided nothing here, naming them, or `None` when
+/// the policy has no such rule for this repository.
+fn rules_warning(
+    rules: &[&Rule],
+    of_kind: impl Fn(&Rule) -> bool,
+    why: &dyn std::fmt::Display,
+    consequence: &str,
+    kept: usize,
+) -> Option<String> {
+    let named: Vec<String> = rules
+        .iter()
+        .filter(|rule| of_kind(rule))
+        .map(|rule| format!("{:?}", rule.name))
+        .collect();
+    (!named.is_empty()).then(|| {
+        format!(
+            "{why}: {consequence} ({}); {kept} tag{} kept for it",
+            named.join(", "),
+            if kept == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// Commits in use not known in full: every deletion becomes a keep, and
+/// the warning says how many.
+fn keep_every_deletion(decisions: &mut [Decision], why: &str) -> String {
+    let mut kept = 0usize;
+    for decision in decisions.iter_mut() {
+        if matches!(decision, Decision::Delete { .. }) {
+            *decision = Decision::Keep(KeepReason::InUseUnknown);
+            kept += 1;
+        }
+    }
+    format!(
+        "{why}: nothing deleted here (protect_in_use); {kept} tag{} the plan would delete kept",
+        if kept == 1 { "" } else { "s" }
+    )
 }
 
 /// Who claims a tag in step 4.
