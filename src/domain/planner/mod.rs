@@ -930,17 +930,7 @@ fn plan_rule(
         .older_than
         .as_ref()
         .map(|older_than| now.checked_sub_signed(older_than.to_timedelta()));
-    // `keep_n` counts over the whole rule, or per distinct ref (`per_ref`;
-    // tags whose name captures no ref count together). The group sizes are
-    // counted first, for the rank the report gives ("newest 2 of 7").
-    let groups: Vec<Option<RefKey>> = candidates
-        .iter()
-        .map(|(_, tag)| {
-            rule.per_ref
-                .then(|| RefKey::of(&rule.delete, &tag.name))
-                .flatten()
-        })
-        .collect();
+    let groups = keep_n_groups(rule, &candidates);
     // FxHash: one lookup per candidate, keys from the listing (no
     // adversary to resist, as SipHash would).
     let mut sizes: FxHashMap<&Option<RefKey>, usize> = FxHashMap::default();
@@ -962,22 +952,7 @@ fn plan_rule(
                 keep_n: rule.keep_n,
             })
         } else {
-            let age = tag.age();
-            match (cutoff, age.date()) {
-                (None, _) => None,
-                (Some(_), None) => Some(KeepReason::Undated { rule: name() }),
-                (Some(Some(cutoff)), Some(date)) if date < cutoff => None,
-                (Some(_), Some(date)) => Some(KeepReason::TooNew {
-                    rule: name(),
-                    age: now - date,
-                    pushed: matches!(age, crate::domain::model::Age::Pushed(_)),
-                    older_than: rule
-                        .older_than
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                }),
-            }
+            age_reason(rule, tag, cutoff, now)
         };
         // Last, what the rule would delete is checked against the pull ledger.
         let reason = reason.or_else(|| unpulled_reason(rule, tag, now, &pulls));
@@ -997,6 +972,50 @@ fn plan_rule(
                 });
             }
         }
+    }
+}
+
+/// `keep_n` counts over the whole rule, or per distinct ref (`per_ref`;
+/// tags whose name captures no ref count together): each candidate's group.
+/// The group sizes are counted from these first, for the rank the report
+/// gives ("newest 2 of 7").
+fn keep_n_groups(rule: &Rule, candidates: &[(usize, &Tag)]) -> Vec<Option<RefKey>> {
+    candidates
+        .iter()
+        .map(|(_, tag)| {
+            rule.per_ref
+                .then(|| RefKey::of(&rule.delete, &tag.name))
+                .flatten()
+        })
+        .collect()
+}
+
+/// Step 5's age condition for a tag past `keep_n`: kept when the rule has
+/// `older_than` and the tag is undated or not old enough. `cutoff` is
+/// `None` without `older_than`, `Some(None)` when no tag can be old enough.
+fn age_reason(
+    rule: &Rule,
+    tag: &Tag,
+    cutoff: Option<Option<DateTime<Utc>>>,
+    now: DateTime<Utc>,
+) -> Option<KeepReason> {
+    let age = tag.age();
+    match (cutoff, age.date()) {
+        (None, _) => None,
+        (Some(_), None) => Some(KeepReason::Undated {
+            rule: rule.name.clone(),
+        }),
+        (Some(Some(cutoff)), Some(date)) if date < cutoff => None,
+        (Some(_), Some(date)) => Some(KeepReason::TooNew {
+            rule: rule.name.clone(),
+            age: now - date,
+            pushed: matches!(age, crate::domain::model::Age::Pushed(_)),
+            older_than: rule
+                .older_than
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        }),
     }
 }
 
@@ -1073,15 +1092,7 @@ fn plan_referrers(
     if referrers.is_empty() {
         return;
     }
-    // Which tags point at a digest: their own, or a child of their index.
-    let mut pointers: FxHashMap<&Digest, Vec<usize>> = FxHashMap::default();
-    for (index, tag) in tags.iter().enumerate() {
-        let mut pointed: FxHashSet<&Digest> = tag.children.iter().collect();
-        pointed.extend(tag.digest.as_ref());
-        for digest in pointed {
-            pointers.entry(digest).or_default().push(index);
-        }
-    }
+    let pointers = digest_pointers(tags);
     let holders = |index: usize, subject: &Digest| -> Vec<usize> {
         pointers
             .get(subject)
@@ -1111,20 +1122,7 @@ fn plan_referrers(
                 continue;
             }
             let holders = holders(*index, subject);
-            let outcome = if holders.iter().any(|&h| fates[h] == Fate::Alive) {
-                Ok(KeepReason::WithSubject)
-            } else if !verifiable(*index) {
-                Ok(KeepReason::SubjectUnverifiable)
-            } else if holders.is_empty() {
-                match orphaned {
-                    OrphanedReferrers::Keep => Ok(KeepReason::OrphanedReferrer),
-                    OrphanedReferrers::Delete => Err(ORPHANED_REFERRER),
-                }
-            } else if holders.iter().any(|&h| fates[h] == Fate::Alive) {
-                Ok(KeepReason::WithSubject)
-            } else if holders.iter().all(|&h| fates[h] == Fate::Deleted) {
-                Err(WITH_SUBJECT)
-            } else {
+            let Some(outcome) = referrer_fate(&holders, fates, verifiable(*index), orphaned) else {
                 continue;
             };
             fates[*index] = if outcome.is_ok() {
@@ -1148,6 +1146,45 @@ fn plan_referrers(
                 referrer: true,
             },
         });
+    }
+}
+
+/// Which tags point at a digest: their own, or a child of their index.
+fn digest_pointers(tags: &[Tag]) -> FxHashMap<&Digest, Vec<usize>> {
+    let mut pointers: FxHashMap<&Digest, Vec<usize>> = FxHashMap::default();
+    for (index, tag) in tags.iter().enumerate() {
+        let mut pointed: FxHashSet<&Digest> = tag.children.iter().collect();
+        pointed.extend(tag.digest.as_ref());
+        for digest in pointed {
+            pointers.entry(digest).or_default().push(index);
+        }
+    }
+    pointers
+}
+
+/// A referrer's fate from its subject's holders (the other tags pointing
+/// at the subject): kept with a living holder, or when the listing cannot
+/// prove none is kept; an orphan as the policy says; deleted when every
+/// holder is; `None` while some holder's fate is still pending.
+fn referrer_fate(
+    holders: &[usize],
+    fates: &[Fate],
+    verifiable: bool,
+    orphaned: OrphanedReferrers,
+) -> Option<Result<KeepReason, &'static str>> {
+    if holders.iter().any(|&h| fates[h] == Fate::Alive) {
+        Some(Ok(KeepReason::WithSubject))
+    } else if !verifiable {
+        Some(Ok(KeepReason::SubjectUnverifiable))
+    } else if holders.is_empty() {
+        Some(match orphaned {
+            OrphanedReferrers::Keep => Ok(KeepReason::OrphanedReferrer),
+            OrphanedReferrers::Delete => Err(ORPHANED_REFERRER),
+        })
+    } else if holders.iter().all(|&h| fates[h] == Fate::Deleted) {
+        Some(Err(WITH_SUBJECT))
+    } else {
+        None
     }
 }
 
