@@ -663,12 +663,10 @@ fn decide(
         refs_unknown_kept,
     } = sort_tags(policy, tags, &in_use, &rules, refs, refs_known);
 
+    // Step 5, rule by rule.
     let mut ledger_kept = 0usize;
     for (rule, claimed) in rules.iter().zip(claimed) {
-        let pulls = Pulls {
-            ledger,
-            kept_unreadable: &mut ledger_kept,
-        };
+        let pulls = Pulls::new(ledger, &mut ledger_kept);
         plan_rule(rule, claimed, now, pulls, &mut fates, &mut decisions);
     }
 
@@ -713,10 +711,7 @@ fn decide(
         path: repository.clone(),
         decisions,
         age_source: AgeSource::of(tags),
-        undated_build_stamps: tags
-            .iter()
-            .filter(|tag| tag.age() == Age::BuildStamp)
-            .count(),
+        undated_build_stamps: undated_build_stamps(tags),
         refs_warning,
         in_use_warning,
         ledger_warning,
@@ -862,6 +857,13 @@ fn keep_every_deletion(decisions: &mut [Decision], why: &str) -> String {
         "{why}: nothing deleted here (protect_in_use); {kept} tag{} the plan would delete kept",
         if kept == 1 { "" } else { "s" }
     )
+}
+
+/// Tags dated by their build time alone (no push time known).
+fn undated_build_stamps(tags: &[Tag]) -> usize {
+    tags.iter()
+        .filter(|tag| tag.age() == Age::BuildStamp)
+        .count()
 }
 
 /// Who claims a tag in step 4.
@@ -1024,6 +1026,15 @@ fn age_reason(
 struct Pulls<'a> {
     ledger: &'a LedgerView,
     kept_unreadable: &'a mut usize,
+}
+
+impl<'a> Pulls<'a> {
+    fn new(ledger: &'a LedgerView, kept_unreadable: &'a mut usize) -> Pulls<'a> {
+        Pulls {
+            ledger,
+            kept_unreadable,
+        }
+    }
 }
 
 /// Why a tag the rule would delete stays because of `unpulled_for`, if it
