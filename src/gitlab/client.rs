@@ -890,7 +890,7 @@ pub fn form_encode(form: &[(String, String)]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use crate::wire::secret::Secret;
@@ -898,7 +898,7 @@ mod tests {
 
     /// A REST client for the emulator, with its job token or (laptop) its
     /// access token.
-    fn emulated(emulator: &Emulator, job_token: bool) -> GitLab {
+    pub(crate) fn emulated(emulator: &Emulator, job_token: bool) -> GitLab {
         let config = emulator.config();
         let auth = if job_token {
             RestAuth {
@@ -919,7 +919,7 @@ mod tests {
         )
     }
 
-    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -423,39 +423,9 @@ mod tests {
     use super::*;
 
     use crate::domain::in_use::InUseListed;
-    use crate::wire::http::{Http, HttpOptions};
-    use crate::wire::secret::{RestAuth, Secret};
     use gitlab_emulator::{Config, DeploymentSpec, Emulator, PipelineSpec};
-    use url::Url;
 
-    fn emulated(emulator: &Emulator, job_token: bool) -> GitLab {
-        let config = emulator.config();
-        let auth = if job_token {
-            RestAuth {
-                header: "JOB-TOKEN",
-                token: Secret::new(config.job_token),
-            }
-        } else {
-            RestAuth {
-                header: "PRIVATE-TOKEN",
-                token: Secret::new(config.access_token),
-            }
-        };
-        GitLab::new(
-            Http::new(HttpOptions::default()).expect("client"),
-            Url::parse(&format!("{}/api/v4", emulator.gitlab_url())).expect("url"),
-            config.project_id.to_string(),
-            auth,
-        )
-    }
-
-    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(future)
-    }
+    use crate::gitlab::client::tests::{block_on, emulated};
 
     fn sha(n: u32) -> String {
         format!("{n:08x}").repeat(5)
