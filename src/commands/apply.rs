@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::options::RunOptions;
+use crate::config::options::{RunOptions, Scope};
+use crate::config::settings::GitLabEnv;
 use crate::domain::applied_plan::{ApplyAgainst, PlanGate, RunScope};
 use crate::domain::config_error::ConfigError;
 use crate::domain::model::RepositoryInfo;
@@ -33,7 +34,42 @@ pub fn provenance(options: &RunOptions) -> Result<Provenance, ConfigError> {
         .map_err(|err| ConfigError::file(&policy, format!("reading the policy {policy}: {err}")))?;
     Ok(Provenance {
         policy_digest: Digest::of(&bytes).hex().to_string(),
-        scope: crate::config::plan::run_scope(&options.scope)?,
+        scope: run_scope(&options.scope)?,
+    })
+}
+
+/// What the run's report records of its scope: the project
+/// (`CI_PROJECT_ID`, `CI_PROJECT_PATH`), the group as given, or the
+/// instance, and the GitLab (`CI_SERVER_URL`).
+pub fn run_scope(scope: &Scope) -> Result<RunScope, ConfigError> {
+    let env = GitLabEnv::from_env()?;
+    let text = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let server = text(&env.ci_server_url).map(|url| url.trim_end_matches('/').to_string());
+    Ok(match scope {
+        Scope::Project => RunScope {
+            kind: RunScope::PROJECT.to_string(),
+            project_id: text(&env.ci_project_id).and_then(|id| id.parse().ok()),
+            project_path: text(&env.ci_project_path),
+            group: None,
+            server,
+        },
+        Scope::Group(group) => RunScope {
+            kind: RunScope::GROUP.to_string(),
+            group: Some(group.clone()),
+            server,
+            ..RunScope::default()
+        },
+        Scope::Instance => RunScope {
+            kind: RunScope::INSTANCE.to_string(),
+            server,
+            ..RunScope::default()
+        },
     })
 }
 
@@ -53,12 +89,13 @@ pub fn load(
     provenance: &Provenance,
     now: DateTime<Utc>,
 ) -> Result<Option<Applying>, ConfigError> {
-    let Some(plan_options) = &options.plan else {
+    let plan_options = &options.plan;
+    let Some(path) = &plan_options.file else {
         return Ok(None);
     };
     let flag = plan_options.given_as;
-    let shown = plan_options.file.display().to_string();
-    let file = read_plan(&plan_options.file, flag)?;
+    let shown = path.display().to_string();
+    let file = read_plan(path, flag)?;
     let policy_file = options.policy.display().to_string();
     let max_age_text = plan_options.max_age.to_string();
     let against = ApplyAgainst {

@@ -174,8 +174,8 @@ pub struct RunOptions {
     pub scope: Scope,
     /// Only the repositories of this shard (`None`: all of them).
     pub shard: Option<Shard>,
-    /// `--plan`: the reviewed plan to apply, and how old it may be.
-    pub plan: Option<crate::config::plan::PlanOptions>,
+    /// `--plan`: the reviewed plan to apply, if any, and how old it may be.
+    pub plan: crate::config::plan::PlanOptions,
 }
 
 #[derive(Debug)]
@@ -754,6 +754,8 @@ mod tests {
             "instance" => "true",
             "shard" => "1/2",
             "tag" => "v1",
+            "plan" => "plan-sample.json",
+            "plan-max-age" => "3d",
             _ => return None,
         })
     }
