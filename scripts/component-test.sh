@@ -68,11 +68,15 @@ for template in templates/*.yml; do
 done
 for template in templates/*.yml; do
     # The job scripts as the runner gets them (default inputs), for the image's sh.
+    # Each job in a subshell of its own: one job's `exit` leaves the next reachable,
+    # and the jobs' environments are separate (SC2030/SC2031 are about that).
     python3 -c 'import json, sys
+print("#!/bin/sh"); print("# shellcheck disable=SC2030,SC2031")
 for name, job in json.load(open(sys.argv[1])).items():
-    print("#!/bin/sh"); print("# job", name)
+    print("# job", name); print("(")
     for key in ("before_script", "script", "after_script"):
-        print("\n".join(job.get(key) or []))' "$work/$(basename "$template" .yml).json" >"$work/$(basename "$template" .yml).sh"
+        print("\n".join(job.get(key) or []))
+    print(")")' "$work/$(basename "$template" .yml).json" >"$work/$(basename "$template" .yml).sh"
     shellcheck --shell=sh "$work/$(basename "$template" .yml).sh" || fail "$template: shellcheck finds problems in the job script"
 done
 # The page of the report is a link on the merge request and the pipeline: the
@@ -207,6 +211,7 @@ repo=$work/project
 mkdir -p "$repo/.gitlab"
 cp -r templates "$repo/templates"
 cp "$fixtures/policy.yml" "$repo/.gitlab/registry-cleanup.yml" # the `policy` input's default path
+cp "$fixtures/review-policy.yml" "$repo/.gitlab/review-policy.yml"
 cp "$fixtures/pipeline.yml" "$repo/.gitlab-ci.yml"
 git -C "$repo" init --quiet --initial-branch=review-feature
 git -C "$repo" -c user.name=test -c user.email=test@example.com add -A
@@ -251,7 +256,7 @@ glci --list || {
     cat "$work/glci.log" >&2
     fail "gitlab-ci-local rejects tests/components/pipeline.yml"
 }
-for job in registry-cleanup cleanup-dry-run cleanup-capped stop-review stop-review-dry-run stop-review-hostile stop-review-automatic stop-review-allowed review cleanup-summary \
+for job in registry-cleanup cleanup-dry-run cleanup-capped cleanup-review cleanup-review-apply cleanup-review-restore registry-cleanup-restore stop-review stop-review-dry-run stop-review-hostile stop-review-automatic stop-review-allowed review cleanup-summary \
     "group-dry-run: \[1/3\]" "group-dry-run: \[3/3\]" group-dry-run-merge; do
     grep -q "^$job " "$work/glci.log" || fail "job $job missing from gitlab-ci-local --list: $(cat "$work/glci.log")"
 done
@@ -366,6 +371,33 @@ log "rules without when: manual and allow_automatic: true: runs the delete"
 run_job stop-review-allowed
 grep -q 'group/project/api:review-feature: already absent' "$work/glci.log" ||
     fail "stop-review-allowed did not run the delete: $(cat "$work/glci.log")"
+
+log "review, then apply: the plan job deletes nothing; the manual apply job deletes exactly its plan"
+same "when of cleanup-review-apply" manual "$(when_of cleanup-review-apply)"
+same "when of cleanup-review-restore" manual "$(when_of cleanup-review-restore)"
+same "when of registry-cleanup-restore" manual "$(when_of registry-cleanup-restore)"
+case "$(when_of registry-cleanup-apply)" in
+    "" | never) ;;
+    *) fail "registry-cleanup-apply is offered without review: true" ;;
+esac
+before_review=$(state)
+deletes_before=$(deletes)
+run_job cleanup-review
+same "emulator after the plan job" "$before_review" "$(state)"
+same "DELETE requests of the plan job" "$deletes_before" "$(deletes)"
+review_plan=$(artifact cleanup-review review-plan.json)
+review_expected='[["group/project", "mr-1-aaa"], ["group/project", "mr-4-ddd"]]'
+same "the review's plan" "$review_expected" "$(report_deleted "$review_plan")"
+run_job cleanup-review-apply
+grep -q 'registry-cleanup run' "$work/glci.log" || fail "cleanup-review-apply ran no run: $(cat "$work/glci.log")"
+same "emulator after the apply job" "$(minus "$before_review" "$review_expected")" "$(state)"
+applied=$(artifact cleanup-review-apply review-applied.json)
+same "the apply job: deleted" "$review_expected" "$(report_deleted "$applied")"
+python3 - "$applied" <<'EOF2' || fail "the apply job's report does not name the plan it applied: $(cat "$applied")"
+import json, sys
+plan = json.load(open(sys.argv[1]))["applied_plan"]
+assert plan["file"] == "review-plan.json" and plan["deletions"] == 2, plan
+EOF2
 
 # --- 5. this project's own .gitlab-ci.yml -------------------------------------------
 # gitlab-ci-local cannot fetch `include: component:`, so the copy includes the same

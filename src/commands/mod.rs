@@ -3,6 +3,7 @@
 //! one resolves the options and hands them to the command. The top layer:
 //! it may import every other.
 
+pub mod apply;
 pub mod check;
 pub mod delete;
 pub mod doctor;

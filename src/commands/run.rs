@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::commands::apply;
 use crate::commands::exit::CommandResult;
 use crate::commands::signals;
 use crate::execute::record::JournalWitness;
@@ -29,6 +30,9 @@ pub async fn run(options: RunOptions) -> CommandResult {
         options.engine,
         options.connection.ledger.as_ref(),
     )?;
+    // `--plan` is read and checked before any request (refused: exit 2).
+    let provenance = apply::provenance(&options)?;
+    let applying = apply::load(&options, &provenance, chrono::Utc::now())?;
     let (clients, gitlab) = scope::clients_for(&options.scope, &options.connection)?;
     let mut repositories = scope::repositories(&options.scope, &clients, &gitlab, true).await?;
     // For the report only: one request, and no failure when not readable. In
@@ -70,6 +74,7 @@ pub async fn run(options: RunOptions) -> CommandResult {
     head.shard = options.shard;
     head.gitlab_tag_rules = tag_rules;
     head.warnings = warnings;
+    apply::describe(&mut head, provenance, applying.as_ref(), &repositories);
     let outputs = options.counts.with_report(options.report.as_ref());
 
     if options.engine == Engine::Server {
@@ -105,6 +110,7 @@ pub async fn run(options: RunOptions) -> CommandResult {
         max_deletions: options.max_deletions,
         journal,
         stop: Some(stop.clone()),
+        plan: applying.map(|applying| applying.gate),
     };
     // A project's report is held whole; a group's or the instance's is
     // written as each repository finishes, so memory does not grow with it.

@@ -318,6 +318,12 @@ pub struct RunArgs {
     /// The pull ledger's URL (`registry-cleanup ledger serve`), for rules with unpulled_for; its token in CLEANUP_LEDGER_TOKEN
     #[arg(long, value_name = "URL")]
     pub ledger: Option<String>,
+    /// Apply a reviewed plan: delete only the deletions a dry run's report (--dry-run --report FILE) lists, each only if its tag still names the recorded digest and the policy still deletes it
+    #[arg(long, value_name = "REPORT.json")]
+    pub plan: Option<PathBuf>,
+    /// Refuse a --plan made longer ago than this (e.g. 7d, 12h; default 7d)
+    #[arg(long, value_name = "DURATION")]
+    pub plan_max_age: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,4 +7,5 @@ pub mod ledger;
 pub mod logging;
 pub mod options;
 pub mod paths;
+pub mod plan;
 pub mod settings;

@@ -174,6 +174,8 @@ pub struct RunOptions {
     pub scope: Scope,
     /// Only the repositories of this shard (`None`: all of them).
     pub shard: Option<Shard>,
+    /// `--plan`: the reviewed plan to apply, if any, and how old it may be.
+    pub plan: crate::config::plan::PlanOptions,
 }
 
 #[derive(Debug)]
@@ -284,6 +286,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                     "--engine server works on one project: with --group or --instance use the client engine (unset CLEANUP_ENGINE or pass --engine client)",
                 ));
             }
+            let plan = crate::config::plan::resolve(args.plan, args.plan_max_age, env, engine)?;
             Invocation::Run(RunOptions {
                 connection,
                 policy: policy_path(args.policy, env),
@@ -294,6 +297,7 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 counts,
                 scope,
                 shard,
+                plan,
             })
         }
         Command::Doctor(args) => {
@@ -750,6 +754,8 @@ mod tests {
             "instance" => "true",
             "shard" => "1/2",
             "tag" => "v1",
+            "plan" => "plan-sample.json",
+            "plan-max-age" => "3d",
             _ => return None,
         })
     }

@@ -67,6 +67,9 @@ pub struct CleanupEnv {
     pub cleanup_group: Option<String>,
     pub cleanup_shard: Option<String>,
     pub cleanup_instance: Option<String>,
+    /// `run --plan` and `--plan-max-age`.
+    pub cleanup_plan: Option<String>,
+    pub cleanup_plan_max_age: Option<String>,
     /// `restore --tag`: tag names separated by commas or white space.
     pub cleanup_tag: Option<String>,
     /// The pull ledger (`--ledger`, `ledger serve`; see `config::ledger`).

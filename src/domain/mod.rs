@@ -2,6 +2,7 @@
 //! planner is a pure function of them (no I/O, no clock). This layer imports
 //! nothing else of the crate; every other layer builds on it.
 
+pub mod applied_plan;
 pub mod config_error;
 pub mod exit;
 pub mod in_use;

@@ -26,11 +26,12 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::domain::applied_plan::PlanGate;
 use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::lint;
 use crate::domain::model::{Outcome, RefusalKind, RepositoryInfo, Tag};
 use crate::domain::names::{RepositoryPath, TagName};
-use crate::domain::planner::{plan_owned_repository_with_ledger, PlanOutline};
+use crate::domain::planner::{plan_owned_repository_gated, DeletionGate, PlanOutline};
 use crate::domain::policy::Policy;
 use crate::domain::project::ProjectFacts;
 use crate::execute::clients::Clients;
@@ -41,7 +42,9 @@ use crate::execute::removal::{self, Removal};
 use crate::execute::stop::Stop;
 use crate::gitlab::client::{GitLab, GitLabError};
 use crate::ledger::client::read_pulls;
-use crate::output::report::{ReportError, ReportSink, RepositoryRemoval, RepositoryReport};
+use crate::output::report::{
+    PlanSkippedTag, ReportError, ReportSink, RepositoryRemoval, RepositoryReport,
+};
 use crate::registry::auth::MAX_SCOPES_PER_TOKEN;
 use crate::registry::client::Registry;
 use crate::wire::progress::Progress;
@@ -69,6 +72,9 @@ pub struct ClientRun<'a> {
     pub journal: Option<Arc<JournalWitness>>,
     /// Asked on SIGTERM/SIGINT: no new write, a grace for those on the wire.
     pub stop: Option<Arc<Stop>>,
+    /// `run --plan`: only the reviewed plan's deletions, each re-checked
+    /// (see `domain::applied_plan`).
+    pub plan: Option<Arc<PlanGate>>,
 }
 
 /// Why a run stopped before it was done: a configuration problem a listing
@@ -270,6 +276,18 @@ impl ClientRun<'_> {
         if let Some(limit) = refused {
             sink.refuse(limit);
         }
+        // A dry run says what the live run's guard would do, before anyone
+        // relies on the live run.
+        if let Some(limit) = self
+            .max_deletions
+            .filter(|limit| self.dry_run && deletions > *limit)
+        {
+            let warning = format!(
+                "the live run would be refused: the plan deletes {deletions} tags, more than --max-deletions {limit} (CLEANUP_MAX_DELETIONS); nothing would be deleted"
+            );
+            tracing::warn!("{warning}");
+            sink.warn(warning);
+        }
         let write = !self.dry_run && refused.is_none();
         if write {
             shared.deleting.add_total(deletions);
@@ -416,7 +434,12 @@ impl ClientRun<'_> {
             true,
         );
         let facts = shared.facts.get(&self.project_key(&info));
-        let need_details = self.policy.needs_dates(&info.path);
+        // Applying a plan checks each tag's digest: the listing must give it.
+        let need_details = self.policy.needs_dates(&info.path) || self.plan.is_some();
+        let gate = self
+            .plan
+            .as_ref()
+            .map(|plan| plan.repository(info.path.as_str()));
         let plan = match lister.list(&info, need_details, &shared.listing).await {
             Ok((mut tags, source)) => {
                 tracing::info!(repository = %info.path, tags = tags.len(), source = ?source, "listed");
@@ -428,13 +451,14 @@ impl ClientRun<'_> {
                     &mut tags,
                 )
                 .await;
-                let plan = plan_owned_repository_with_ledger(
+                let plan = plan_owned_repository_gated(
                     self.policy,
                     &info.path,
                     tags,
                     facts,
                     &ledger,
                     shared.now,
+                    gate.as_ref().map(|gate| gate as &dyn DeletionGate),
                 );
                 for warning in plan.warnings() {
                     tracing::warn!(repository = %info.path, "{warning}");
@@ -457,6 +481,7 @@ impl ClientRun<'_> {
         shared: &Shared<'_>,
     ) -> RepositoryReport {
         let Planned { info, plan } = planned;
+        let plan_skipped = self.plan_skipped(&info, &plan);
         let mut repository = match plan {
             Err(error) => {
                 let mut repository = RepositoryReport::new(&info.path);
@@ -470,6 +495,7 @@ impl ClientRun<'_> {
                 RepositoryReport::from_plan(plan, Some(&outcomes))
             }
         };
+        repository.plan_skipped = plan_skipped;
         if self.policy.remove_empty_repositories {
             if let Some(decision) = removal::decide(&info, &repository, Utc::now()) {
                 repository.removal = Some(self.remove_repository(&info, decision, write).await);
@@ -592,6 +618,23 @@ impl ClientRun<'_> {
             .clone()
             .map(|journal| journal as Arc<dyn DeletionWitness>);
         deleter.with_witness(witness).with_stop(self.stop.clone())
+    }
+
+    /// `run --plan`: the reviewed deletions of a repository its live plan
+    /// does not make, logged, for its report entry.
+    fn plan_skipped(
+        &self,
+        info: &RepositoryInfo,
+        plan: &Result<PlanOutline, ListError>,
+    ) -> Vec<PlanSkippedTag> {
+        let (Some(gate), Ok(outline)) = (&self.plan, plan) else {
+            return Vec::new();
+        };
+        let skipped = gate.repository(info.path.as_str()).skipped(outline);
+        for tag in &skipped {
+            tracing::warn!(repository = %info.path, tag = %tag.tag, "not deleted although the plan lists it: {}", tag.reason);
+        }
+        skipped.into_iter().map(PlanSkippedTag::from).collect()
     }
 
     fn stopped(&self) -> bool {

@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod inventory_stream;
 pub mod journal;
 pub mod merge;
+pub mod plan;
 pub mod report;
 pub mod report_stream;
 pub mod restore;

@@ -49,6 +49,18 @@ pub struct Report {
     /// The policy file the plan came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_file: Option<String>,
+    /// The sha256 of the policy file's bytes (`run`): `run --plan` applies
+    /// a dry run's report only with the same policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    /// Which project, group or registry the run covered (`run`): `run
+    /// --plan` applies a dry run's report only there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::domain::applied_plan::RunScope>,
+    /// `run --plan`: the reviewed plan this run applied. Each repository's
+    /// `plan_skipped` lists the plan's deletions not carried out, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_plan: Option<AppliedPlan>,
     /// The project's GitLab tag protection and immutability rules, where
     /// the credentials may read them (the plan takes them from the registry
     /// token either way).
@@ -73,6 +85,45 @@ pub struct Report {
     /// repository: the report lists what was done up to then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+}
+
+/// The reviewed plan a run applied (`run --plan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedPlan {
+    /// The plan file, as given.
+    pub file: String,
+    /// The sha256 of the plan file's bytes: which review this was.
+    pub sha256: String,
+    /// When the dry run that made it planned (its `now`).
+    #[serde(default, with = "crate::domain::rfc3339")]
+    pub made_at: Option<DateTime<Utc>>,
+    /// How many deletions it lists.
+    pub deletions: usize,
+}
+
+/// A deletion of the applied plan that was not carried out, and why:
+/// `kind` `changed_since_plan` (the tag names another digest now, or is
+/// gone), or the kind of the reason the live plan keeps it for
+/// (`protect_pattern`, `in_use`, `keep_n`…).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSkippedTag {
+    pub tag: String,
+    /// The digest the plan recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub kind: String,
+    pub reason: String,
+}
+
+impl From<crate::domain::applied_plan::SkippedFromPlan> for PlanSkippedTag {
+    fn from(skipped: crate::domain::applied_plan::SkippedFromPlan) -> Self {
+        PlanSkippedTag {
+            tag: skipped.tag,
+            digest: skipped.planned.map(String::from),
+            kind: skipped.kind,
+            reason: skipped.reason,
+        }
+    }
 }
 
 /// A GitLab tag rule as the report shows it.
@@ -124,6 +175,10 @@ pub struct RepositoryReport {
     pub already_absent: Vec<AbsentTag>,
     pub failed: Vec<FailedTag>,
     pub skipped: Vec<SkippedTag>,
+    /// `run --plan`: the plan's deletions here that were not carried out,
+    /// and why (they stay, and are in `kept_tags` too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan_skipped: Vec<PlanSkippedTag>,
     /// Of `protected`, the tags GitLab's tag rules protect or make
     /// immutable, with the reason (absent when none: older reports read on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -348,6 +403,9 @@ pub struct Totals {
     pub already_absent: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// `run --plan`: the plan's deletions not carried out (`plan_skipped`).
+    #[serde(default, skip_serializing_if = "is_zero_count")]
+    pub plan_skipped: usize,
     /// Repositories where nothing was attempted because their listing or
     /// registry token failed (`error` set): not in `failed`, which counts
     /// tags, and no less a failure.
@@ -427,6 +485,7 @@ impl Totals {
         self.already_absent += repository.already_absent.len();
         self.failed += repository.failed.len();
         self.skipped += repository.skipped.len();
+        self.plan_skipped += repository.plan_skipped.len();
         self.undated_build_stamps += repository.undated_build_stamps;
         self.failed_repositories += usize::from(repository.error.is_some());
         self.deleted_bytes += repository.deleted_bytes();
@@ -692,6 +751,15 @@ impl Report {
             ));
         }
         let mut lines = vec![total];
+        if let Some(plan) = &self.applied_plan {
+            lines.push(format!(
+                "applied the plan {} (sha256 {}): {} listed, {} not deleted (changed since the plan, or kept now: see plan_skipped in the report)",
+                plan.file,
+                plan.sha256,
+                plural(plan.deletions, "deletion", "deletions"),
+                totals.plan_skipped
+            ));
+        }
         if totals.deleted_bytes > 0 {
             let what = if self.dry_run {
                 "in images that would be deleted"
@@ -863,6 +931,12 @@ impl RepositoryReport {
             self.skipped.len(),
             self.failed.len(),
         );
+        if !self.plan_skipped.is_empty() {
+            line.push_str(&format!(
+                ", {} of the plan not deleted",
+                self.plan_skipped.len()
+            ));
+        }
         if let Some(error) = &self.error {
             line.push_str(&format!(" (FAILED: {error})"));
         }

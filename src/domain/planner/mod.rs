@@ -285,6 +285,16 @@ pub enum KeepReason {
     /// The plan would delete it, but the project's commits in use are not
     /// known in full (`protect_in_use`): nothing is deleted in the project.
     InUseUnknown,
+    /// `run --plan`: the plan would delete it now, but the reviewed plan
+    /// does not list it — only the reviewed deletions are carried out.
+    NotInPlan,
+    /// `run --plan`: the reviewed plan lists it at `planned`, and it names
+    /// `now` (`None`: the listing or the plan gave no digest, so that it is
+    /// the same image cannot be checked).
+    ChangedSincePlan {
+        planned: Option<Digest>,
+        now: Option<Digest>,
+    },
 }
 
 impl std::fmt::Display for KeepReason {
@@ -363,6 +373,24 @@ impl std::fmt::Display for KeepReason {
             KeepReason::InUseUnknown => f.write_str(
                 "the plan would delete it, but the project's commits in use (protect_in_use) are not known in full: nothing is deleted in the project",
             ),
+            KeepReason::NotInPlan => f.write_str(
+                "not in the plan: the policy would delete it now, but the reviewed plan (--plan) does not list it",
+            ),
+            KeepReason::ChangedSincePlan { planned, now } => {
+                f.write_str("changed since the plan: ")?;
+                match (planned, now) {
+                    (Some(planned), Some(now)) => {
+                        write!(f, "the plan deletes it at {planned}, it now names {now}")
+                    }
+                    (None, _) => f.write_str(
+                        "the plan recorded no digest for it, so that it still names the same image cannot be checked",
+                    ),
+                    (Some(planned), None) => write!(
+                        f,
+                        "the plan deletes it at {planned}, and the listing gives no digest to check it against"
+                    ),
+                }
+            }
         }
     }
 }
@@ -385,6 +413,8 @@ impl KeepReason {
             KeepReason::OrphanedReferrer => "orphaned_referrer",
             KeepReason::SubjectUnverifiable => "referrer_unverifiable",
             KeepReason::InUseUnknown => "in_use_unknown",
+            KeepReason::NotInPlan => "not_in_plan",
+            KeepReason::ChangedSincePlan { .. } => "changed_since_plan",
         }
     }
 }
@@ -552,7 +582,7 @@ pub fn plan_repository_with_ledger(
     ledger: &LedgerView,
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
-    let decided = decide(policy, repository, tags, project, ledger, now);
+    let decided = decide(policy, repository, tags, project, ledger, now, None);
     decided.into_plan(tags.iter().cloned())
 }
 
@@ -579,7 +609,31 @@ pub fn plan_owned_repository_with_ledger(
     ledger: &LedgerView,
     now: DateTime<Utc>,
 ) -> RepositoryPlan {
-    let decided = decide(policy, repository, &tags, project, ledger, now);
+    plan_owned_repository_gated(policy, repository, tags, project, ledger, now, None)
+}
+
+/// Holds back deletions the plan would make (`run --plan`: those a
+/// reviewed plan does not list as they are now; see
+/// `domain::applied_plan`). A held-back tag stays, with the reason, and
+/// counts as kept for what follows: a referrer tag of its image stays with
+/// it.
+pub trait DeletionGate {
+    /// Why `tag`, which the plan would delete, stays instead (`None`: it goes).
+    fn holds_back(&self, tag: &Tag) -> Option<KeepReason>;
+}
+
+/// [`plan_owned_repository_with_ledger`] through a [`DeletionGate`]: every
+/// deletion, a rule's or a referrer's, passes the gate or stays.
+pub fn plan_owned_repository_gated(
+    policy: &Policy,
+    repository: &RepositoryPath,
+    tags: Vec<Tag>,
+    project: Option<&ProjectFacts>,
+    ledger: &LedgerView,
+    now: DateTime<Utc>,
+    gate: Option<&dyn DeletionGate>,
+) -> RepositoryPlan {
+    let decided = decide(policy, repository, &tags, project, ledger, now, gate);
     decided.into_plan(tags)
 }
 
@@ -646,6 +700,7 @@ fn decide(
     project: Option<&ProjectFacts>,
     ledger: &LedgerView,
     now: DateTime<Utc>,
+    gate: Option<&dyn DeletionGate>,
 ) -> Decided {
     let refs: Option<&Refs> = project.and_then(|project| project.refs.as_ref());
     let in_use = in_use_index(policy, repository, project);
@@ -669,11 +724,16 @@ fn decide(
         let pulls = Pulls::new(ledger, &mut ledger_kept);
         plan_rule(rule, claimed, now, pulls, &mut fates, &mut decisions);
     }
-
+    // The gate sees the rules' deletions before step 6: a tag it holds back
+    // keeps its referrers.
+    if let Some(gate) = gate {
+        hold_back(gate, tags, &mut fates, &mut decisions);
+    }
     plan_referrers(
         policy.orphaned_referrers,
         tags,
         &referrers,
+        gate,
         &mut fates,
         &mut decisions,
     );
@@ -857,6 +917,24 @@ fn keep_every_deletion(decisions: &mut [Decision], why: &str) -> String {
         "{why}: nothing deleted here (protect_in_use); {kept} tag{} the plan would delete kept",
         if kept == 1 { "" } else { "s" }
     )
+}
+
+/// `run --plan`: the rules' deletions the gate holds back stay, alive.
+fn hold_back(
+    gate: &dyn DeletionGate,
+    tags: &[Tag],
+    fates: &mut [Fate],
+    decisions: &mut [Option<Decision>],
+) {
+    for (index, tag) in tags.iter().enumerate() {
+        if !matches!(decisions[index], Some(Decision::Delete { .. })) {
+            continue;
+        }
+        if let Some(reason) = gate.holds_back(tag) {
+            fates[index] = Fate::Alive;
+            decisions[index] = Some(Decision::Keep(reason));
+        }
+    }
 }
 
 /// Tags dated by their build time alone (no push time known).
@@ -1097,6 +1175,7 @@ fn plan_referrers(
     orphaned: OrphanedReferrers,
     tags: &[Tag],
     referrers: &[(usize, Digest)],
+    gate: Option<&dyn DeletionGate>,
     fates: &mut [Fate],
     decisions: &mut [Option<Decision>],
 ) {
@@ -1135,6 +1214,12 @@ fn plan_referrers(
             let holders = holders(*index, subject);
             let Some(outcome) = referrer_fate(&holders, fates, verifiable(*index), orphaned) else {
                 continue;
+            };
+            // A referrer the gate holds back stays, and so does whatever
+            // refers to it in turn (the next rounds see it alive).
+            let outcome = match (outcome, gate) {
+                (Err(rule), Some(gate)) => gate.holds_back(&tags[*index]).ok_or(rule),
+                (outcome, _) => outcome,
             };
             fates[*index] = if outcome.is_ok() {
                 Fate::Alive

@@ -166,6 +166,8 @@ fn reason_code(reason: &KeepReason) -> String {
         KeepReason::LedgerTooYoung { rule, .. } => format!("ledger_too_young:{rule}"),
         KeepReason::PulledRecently { rule, .. } => format!("pulled:{rule}"),
         KeepReason::PullsUnverifiable { rule } => format!("pulls_unverifiable:{rule}"),
+        KeepReason::NotInPlan => "not_in_plan".into(),
+        KeepReason::ChangedSincePlan { .. } => "changed_since_plan".into(),
     }
 }
 
