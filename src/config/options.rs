@@ -204,102 +204,9 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
             policy: policy_path(args.policy, env),
             engine: engine(args.engine, env)?,
         }),
-        Command::Plan(args) => {
-            let report = report_path(args.report, env)?;
-            let inventory = args
-                .inventory
-                .or_else(|| env.path(&env.cleanup_inventory))
-                .ok_or_else(|| {
-                    ConfigError::argument("--inventory", 
-                        "plan needs an inventory: pass --inventory FILE (write one with `registry-cleanup inventory --output FILE`, or try examples/inventory.json)",
-                    )
-                })?;
-            let now = match (&args.now, env.string(&env.cleanup_now)) {
-                (Some(text), _) => parse_now("--now", text)?,
-                (None, Some(text)) => parse_now("CLEANUP_NOW", &text)?,
-                (None, None) => Utc::now(),
-            };
-            let html = output_file(&args.html, "--html", &env.cleanup_html, "CLEANUP_HTML", env)?;
-            Invocation::Plan(PlanOptions {
-                inventory,
-                policy: policy_path(args.policy, env),
-                now,
-                report,
-                html,
-            })
-        }
-        Command::Delete(args) => {
-            let report = report_path(args.common.report.clone(), env)?;
-            let counts = count_files(
-                &args.common.dotenv,
-                &args.common.metrics,
-                &args.common.html,
-                env,
-            )?;
-            let (dry_run, connection) = common(&args.common, env, connection)?;
-            let references = args
-                .refs
-                .iter()
-                .map(|text| {
-                    Reference::parse(text).map_err(|err| {
-                        ConfigError::argument(
-                            "REF",
-                            format!("REF {err} (or give a sha256: digest)"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let all_repositories = args.all_repositories || env.all_repositories()?;
-            let repositories = repositories(args.repositories, env);
-            if all_repositories && !repositories.is_empty() {
-                return Err(ConfigError::argument("--all-repositories", 
-                    "--all-repositories (CLEANUP_ALL_REPOSITORIES) and --repository (CLEANUP_REPOSITORY) exclude each other: give one of them",
-                ));
-            }
-            Invocation::Delete(DeleteOptions {
-                connection,
-                dry_run,
-                report,
-                repositories,
-                all_repositories,
-                references,
-                counts,
-            })
-        }
-        Command::Run(args) => {
-            let report = report_path(args.common.report.clone(), env)?;
-            let counts = count_files(
-                &args.common.dotenv,
-                &args.common.metrics,
-                &args.common.html,
-                env,
-            )?;
-            let (dry_run, mut connection) = common(&args.common, env, connection)?;
-            connection.ledger =
-                crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
-            let max_deletions = env.max_deletions(args.max_deletions)?;
-            let engine = engine(args.engine, env)?;
-            let scope = scope(args.group, args.instance, env)?;
-            let shard = shard(args.shard.as_deref(), env, &scope)?;
-            if engine == Engine::Server && scope != Scope::Project {
-                return Err(ConfigError::argument("--engine", 
-                    "--engine server works on one project: with --group or --instance use the client engine (unset CLEANUP_ENGINE or pass --engine client)",
-                ));
-            }
-            let plan = crate::config::plan::resolve(args.plan, args.plan_max_age, env, engine)?;
-            Invocation::Run(RunOptions {
-                connection,
-                policy: policy_path(args.policy, env),
-                engine,
-                dry_run,
-                report,
-                max_deletions,
-                counts,
-                scope,
-                shard,
-                plan,
-            })
-        }
+        Command::Plan(args) => plan_options(args, env)?,
+        Command::Delete(args) => delete_options(args, env, connection)?,
+        Command::Run(args) => run_options(args, env, connection)?,
         Command::Doctor(args) => {
             let policy_given = args.policy.is_some() || env.path(&env.cleanup_policy).is_some();
             let group = match scope(args.group, false, env)? {
@@ -335,48 +242,166 @@ pub fn resolve(cli: Cli, env: &CleanupEnv) -> Result<Invocation, ConfigError> {
                 env,
             )?)
         }
-        Command::Report(ReportCommand::Html(args)) => {
-            let output = match output_file(
-                &args.output,
-                "--output",
-                &env.cleanup_output,
-                "CLEANUP_OUTPUT",
-                env,
-            )? {
-                Some(output) => output,
-                None => {
-                    let output = args.report.with_extension("html");
-                    check_writable(&output, "the page (REPORT with .html)")?;
-                    output
-                }
-            };
-            if output == args.report {
-                return Err(ConfigError::argument("--output", format!(
-                    "report html {}: the page would overwrite the report; give another file with --output FILE",
-                    args.report.display()
-                )));
-            }
-            Invocation::ReportHtml(ReportHtmlOptions {
-                report: args.report,
-                output,
-            })
-        }
+        Command::Report(ReportCommand::Html(args)) => report_html_options(args, env)?,
         Command::Restore(args) => restore(args, env, connection)?,
-        Command::Inventory(args) => {
-            let scope = scope(args.group, args.instance, env)?;
-            let shard = shard(args.shard.as_deref(), env, &scope)?;
-            let mut connection = connection(&args.network)?;
-            connection.ledger =
-                crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
-            Invocation::Inventory(InventoryOptions {
-                connection,
-                repositories: repositories(args.repositories, env),
-                output: args.output.or_else(|| env.path(&env.cleanup_output)),
-                scope,
-                shard,
-            })
-        }
+        Command::Inventory(args) => inventory_options(args, env, connection)?,
     })
+}
+
+fn plan_options(
+    args: crate::config::cli::PlanArgs,
+    env: &CleanupEnv,
+) -> Result<Invocation, ConfigError> {
+    let report = report_path(args.report, env)?;
+    let inventory = args
+        .inventory
+        .or_else(|| env.path(&env.cleanup_inventory))
+        .ok_or_else(|| {
+            ConfigError::argument("--inventory", 
+                "plan needs an inventory: pass --inventory FILE (write one with `registry-cleanup inventory --output FILE`, or try examples/inventory.json)",
+            )
+        })?;
+    let now = match (&args.now, env.string(&env.cleanup_now)) {
+        (Some(text), _) => parse_now("--now", text)?,
+        (None, Some(text)) => parse_now("CLEANUP_NOW", &text)?,
+        (None, None) => Utc::now(),
+    };
+    let html = output_file(&args.html, "--html", &env.cleanup_html, "CLEANUP_HTML", env)?;
+    Ok(Invocation::Plan(PlanOptions {
+        inventory,
+        policy: policy_path(args.policy, env),
+        now,
+        report,
+        html,
+    }))
+}
+
+fn delete_options(
+    args: crate::config::cli::DeleteArgs,
+    env: &CleanupEnv,
+    connection: impl Fn(&NetworkArgs) -> Result<Connection, ConfigError>,
+) -> Result<Invocation, ConfigError> {
+    let report = report_path(args.common.report.clone(), env)?;
+    let counts = count_files(
+        &args.common.dotenv,
+        &args.common.metrics,
+        &args.common.html,
+        env,
+    )?;
+    let (dry_run, connection) = common(&args.common, env, connection)?;
+    let references = args
+        .refs
+        .iter()
+        .map(|text| {
+            Reference::parse(text).map_err(|err| {
+                ConfigError::argument("REF", format!("REF {err} (or give a sha256: digest)"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let all_repositories = args.all_repositories || env.all_repositories()?;
+    let repositories = repositories(args.repositories, env);
+    if all_repositories && !repositories.is_empty() {
+        return Err(ConfigError::argument("--all-repositories", 
+            "--all-repositories (CLEANUP_ALL_REPOSITORIES) and --repository (CLEANUP_REPOSITORY) exclude each other: give one of them",
+        ));
+    }
+    Ok(Invocation::Delete(DeleteOptions {
+        connection,
+        dry_run,
+        report,
+        repositories,
+        all_repositories,
+        references,
+        counts,
+    }))
+}
+
+fn run_options(
+    args: crate::config::cli::RunArgs,
+    env: &CleanupEnv,
+    connection: impl Fn(&NetworkArgs) -> Result<Connection, ConfigError>,
+) -> Result<Invocation, ConfigError> {
+    let report = report_path(args.common.report.clone(), env)?;
+    let counts = count_files(
+        &args.common.dotenv,
+        &args.common.metrics,
+        &args.common.html,
+        env,
+    )?;
+    let (dry_run, mut connection) = common(&args.common, env, connection)?;
+    connection.ledger =
+        crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
+    let max_deletions = env.max_deletions(args.max_deletions)?;
+    let engine = engine(args.engine, env)?;
+    let scope = scope(args.group, args.instance, env)?;
+    let shard = shard(args.shard.as_deref(), env, &scope)?;
+    if engine == Engine::Server && scope != Scope::Project {
+        return Err(ConfigError::argument("--engine", 
+            "--engine server works on one project: with --group or --instance use the client engine (unset CLEANUP_ENGINE or pass --engine client)",
+        ));
+    }
+    let plan = crate::config::plan::resolve(args.plan, args.plan_max_age, env, engine)?;
+    Ok(Invocation::Run(RunOptions {
+        connection,
+        policy: policy_path(args.policy, env),
+        engine,
+        dry_run,
+        report,
+        max_deletions,
+        counts,
+        scope,
+        shard,
+        plan,
+    }))
+}
+
+fn report_html_options(
+    args: crate::config::cli::HtmlArgs,
+    env: &CleanupEnv,
+) -> Result<Invocation, ConfigError> {
+    let output = match output_file(
+        &args.output,
+        "--output",
+        &env.cleanup_output,
+        "CLEANUP_OUTPUT",
+        env,
+    )? {
+        Some(output) => output,
+        None => {
+            let output = args.report.with_extension("html");
+            check_writable(&output, "the page (REPORT with .html)")?;
+            output
+        }
+    };
+    if output == args.report {
+        return Err(ConfigError::argument("--output", format!(
+            "report html {}: the page would overwrite the report; give another file with --output FILE",
+            args.report.display()
+        )));
+    }
+    Ok(Invocation::ReportHtml(ReportHtmlOptions {
+        report: args.report,
+        output,
+    }))
+}
+
+fn inventory_options(
+    args: crate::config::cli::InventoryArgs,
+    env: &CleanupEnv,
+    connection: impl Fn(&NetworkArgs) -> Result<Connection, ConfigError>,
+) -> Result<Invocation, ConfigError> {
+    let scope = scope(args.group, args.instance, env)?;
+    let shard = shard(args.shard.as_deref(), env, &scope)?;
+    let mut connection = connection(&args.network)?;
+    connection.ledger =
+        crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
+    Ok(Invocation::Inventory(InventoryOptions {
+        connection,
+        repositories: repositories(args.repositories, env),
+        output: args.output.or_else(|| env.path(&env.cleanup_output)),
+        scope,
+        shard,
+    }))
 }
 
 /// `restore`: the record to read (clap took it from `--report` or
