@@ -439,7 +439,15 @@ impl ClientRun<'_> {
                 for warning in plan.warnings() {
                     tracing::warn!(repository = %info.path, "{warning}");
                 }
-                Ok(plan.into_outline())
+                let mut outline = plan.into_outline();
+                // The record names each deleted tag's digest (issue 21: restore).
+                match lister.add_digests(&info, &mut outline.delete).await {
+                    Ok(()) => Ok(outline),
+                    Err(err) => {
+                        tracing::error!(repository = %info.path, error = %err, "reading the digests of the tags to delete failed; nothing will be deleted here");
+                        Err(err)
+                    }
+                }
             }
             Err(err) => {
                 tracing::error!(repository = %info.path, error = %err, "listing failed; nothing will be deleted here");
