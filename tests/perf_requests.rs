@@ -195,7 +195,10 @@ fn details_calls_only_for_the_digests_a_report_records() {
     );
     assert_eq!(kind(&kinds, "registry DELETE manifest"), TAGS, "{kinds:?}");
     let requests = emulator.requests().len() as f64 / TAGS as f64;
-    assert!(requests <= 1.05, "{requests:.3} requests per deleted tag; {kinds:?}");
+    assert!(
+        requests <= 1.05,
+        "{requests:.3} requests per deleted tag; {kinds:?}"
+    );
 
     let emulator = start(config(), &[(ROOT, TAGS)]);
     let digests = emulator.tags(ROOT);
@@ -208,9 +211,16 @@ fn details_calls_only_for_the_digests_a_report_records() {
     };
     let kinds = &run.kinds;
     assert_eq!(run.deleted, TAGS, "{kinds:?}");
-    for deleted in report["repositories"][0]["deleted"].as_array().expect("deleted") {
+    for deleted in report["repositories"][0]["deleted"]
+        .as_array()
+        .expect("deleted")
+    {
         let tag = deleted["tag"].as_str().expect("tag");
-        assert_eq!(deleted["digest"].as_str(), Some(digests[tag].as_str()), "{deleted}");
+        assert_eq!(
+            deleted["digest"].as_str(),
+            Some(digests[tag].as_str()),
+            "{deleted}"
+        );
     }
     assert_eq!(
         kind(kinds, "REST tag GET"),

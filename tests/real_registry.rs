@@ -1521,7 +1521,10 @@ mod undo {
             args.join(" "),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(output.status.success(), "the garbage collection hook failed");
+        assert!(
+            output.status.success(),
+            "the garbage collection hook failed"
+        );
         let count = |what: &str| -> usize {
             stdout
                 .lines()
@@ -1600,8 +1603,16 @@ mod undo {
         assert_eq!(exit_code(&output), Some(0), "{}", stdout(&output));
         let written = read_json(&report);
         assert_eq!(written["totals"]["deleted"], 21, "{}", written["totals"]);
-        assert_eq!(written["totals"]["referrers_deleted"], 5, "{}", written["totals"]);
-        assert_eq!(real.snapshot(&path).await, kept, "the run deleted exactly those 21");
+        assert_eq!(
+            written["totals"]["referrers_deleted"], 5,
+            "{}",
+            written["totals"]
+        );
+        assert_eq!(
+            real.snapshot(&path).await,
+            kept,
+            "the run deleted exactly those 21"
+        );
         // The journal beside the report: each deletion announced (once per
         // way tried: the first tag also by tag delete, which 2.8 refuses),
         // then its outcome: each tag's last line says `deleted`.
@@ -1613,7 +1624,10 @@ mod undo {
             last.insert(entry["tag"].as_str().expect("tag").to_string(), outcome);
         }
         assert_eq!(names(&last), deleted, "the journal's tags");
-        assert!(last.values().all(|outcome| outcome == "deleted"), "{last:?}");
+        assert!(
+            last.values().all(|outcome| outcome == "deleted"),
+            "{last:?}"
+        );
 
         // Pushed again, as another image, before the restore.
         let again = real
@@ -1644,7 +1658,11 @@ mod undo {
         );
         let totals = &read_json(&restored_json)["totals"];
         assert_eq!(
-            (&totals["restored"], &totals["left_alone"], &totals["failed"]),
+            (
+                &totals["restored"],
+                &totals["left_alone"],
+                &totals["failed"]
+            ),
             (&json!(20), &json!(1), &json!(0)),
             "{totals}"
         );
@@ -1665,7 +1683,9 @@ mod undo {
         let shared = real
             .push_image(&gc_path, &gc_token, "stable", &["stable", "rc-1"])
             .await;
-        let own = real.push_image(&gc_path, &gc_token, "rc-2", &["rc-2"]).await;
+        let own = real
+            .push_image(&gc_path, &gc_token, "rc-2", &["rc-2"])
+            .await;
         let nightly = real
             .push_image(&gc_path, &gc_token, "nightly", &["nightly", "rc-3"])
             .await;
@@ -1683,18 +1703,30 @@ mod undo {
         assert_eq!(names(&real.snapshot(&gc_path).await), ["nightly", "stable"]);
 
         let (manifests, blobs) = collect_garbage(&hook, &["--delete-untagged"]);
-        assert!(manifests >= 1 && blobs >= 2, "rc-2's manifest, config and layer at least");
+        assert!(
+            manifests >= 1 && blobs >= 2,
+            "rc-2's manifest, config and layer at least"
+        );
         let pull = real.token(&gc_path, "pull").await;
-        assert_eq!(real.head_digest(&gc_path, &pull, &own).await, None, "collected");
+        assert_eq!(
+            real.head_digest(&gc_path, &pull, &own).await,
+            None,
+            "collected"
+        );
 
         let output = real.cleanup_with_api(&["restore", "--report", gc_report_arg]);
         let out = stdout(&output);
         assert_eq!(exit_code(&output), Some(1), "{out}");
         assert!(
-            out.contains(&format!("{gc_path}:rc-2@{own}: FAILED: gone: garbage-collected")),
+            out.contains(&format!(
+                "{gc_path}:rc-2@{own}: FAILED: gone: garbage-collected"
+            )),
             "{out}"
         );
-        assert!(out.contains("restore: 3 tags, 2 restored, 1 failed\n"), "{out}");
+        assert!(
+            out.contains("restore: 3 tags, 2 restored, 1 failed\n"),
+            "{out}"
+        );
         let after = real.snapshot(&gc_path).await;
         let expected: BTreeMap<String, String> = [
             ("nightly", &nightly),
