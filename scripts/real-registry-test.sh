@@ -10,6 +10,9 @@
 # self-signed certificate (the registry's rootcertbundle), starts both servers on
 # free loopback ports, runs the tests of tests/real_registry.rs (ignored unless
 # asked for) with REAL_REGISTRY_* variables describing them, and stops both on exit.
+# The undo test (`undo::`) runs last and alone: it stops the registry, runs
+# its garbage collector and starts it again, through the hook this script
+# writes (REAL_REGISTRY_COLLECT_GARBAGE).
 #
 # scripts/ledger-test.sh reuses it: with REAL_REGISTRY_NOTIFY_URL and
 # REAL_REGISTRY_NOTIFY_TOKEN set, the registry sends its notifications there
@@ -36,8 +39,15 @@ registry_pid=""
 cleanup() {
     local rc=$?
     set +e
+    # The garbage collection hook restarts the registry: its pid is the file's.
+    [ -s "$work/registry.pid" ] && registry_pid=$(cat "$work/registry.pid")
     for pid in "$registry_pid" "$emulator_pid"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    # A registry the hook started is not this shell's child: wait it out.
+    for _ in $(seq 50); do
+        [ -n "$registry_pid" ] && kill -0 "$registry_pid" 2>/dev/null || break
+        sleep 0.1
     done
     if [ "$rc" != 0 ]; then
         for file in emulator.err registry.log; do
@@ -123,17 +133,38 @@ notifications:
         - application/octet-stream
 EOF
 fi
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-
-status=""
-for _ in $(seq 100); do
-    status=$(curl -s -o /dev/null -w '%{http_code}' "http://$registry_host/v2/" || true)
-    [ "$status" = 401 ] && break
-    kill -0 "$registry_pid" 2>/dev/null || fail "docker-registry exited"
-    sleep 0.1
-done
-[ "$status" = 401 ] || fail "docker-registry does not answer on $registry_host (last status: ${status:-none})"
+# Started again by the garbage collection hook (below), hence functions.
+start_registry() {
+    docker-registry serve "$work/config.yml" </dev/null >>"$work/registry.log" 2>&1 &
+    registry_pid=$!
+    echo "$registry_pid" >"$work/registry.pid"
+    local status=""
+    for _ in $(seq 100); do
+        status=$(curl -s -o /dev/null -w '%{http_code}' "http://$registry_host/v2/" || true)
+        [ "$status" = 401 ] && return 0
+        kill -0 "$registry_pid" 2>/dev/null || fail "docker-registry exited"
+        sleep 0.1
+    done
+    fail "docker-registry does not answer on $registry_host (last status: ${status:-none})"
+}
+# Alive and not a zombie (the first registry is this shell's child, and the
+# hook that stops it is not its parent: it stays a zombie until cleanup).
+running() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ $state != Z* ]]
+}
+stop_registry() {
+    local pid
+    pid=$(cat "$work/registry.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+        running "$pid" || return 0
+        sleep 0.1
+    done
+    fail "docker-registry (pid $pid) did not stop"
+}
+start_registry
 curl -sf -o /dev/null -u "gitlab-ci-token:$job_token" \
     "$gitlab_url/jwt/auth?service=container_registry&scope=repository:$project_path:pull" ||
     fail "the emulator's /jwt/auth does not answer"
@@ -145,15 +176,51 @@ export REAL_REGISTRY_GITLAB_URL=$gitlab_url
 export REAL_REGISTRY_JOB_TOKEN=$job_token
 export REAL_REGISTRY_PROJECT_PATH=$project_path
 export REAL_REGISTRY_PROJECT_ID=$project_id
+
+# The garbage collection hook the undo test calls (REAL_REGISTRY_COLLECT_GARBAGE
+# [--delete-untagged]): as Distribution requires, the registry is stopped while
+# its garbage collector runs, then started again on the same port and data.
+{
+    echo '#!/usr/bin/env bash'
+    echo 'set -euo pipefail'
+    declare -p work registry_host
+    declare -f log fail running start_registry stop_registry
+    cat <<'HOOK'
+stop_registry
+if ! docker-registry garbage-collect "$@" "$work/config.yml" >"$work/gc.log" 2>&1; then
+    tail -n 20 "$work/gc.log" >&2
+    start_registry
+    fail "docker-registry garbage-collect $* failed"
+fi
+start_registry
+grep 'manifest eligible for deletion' "$work/gc.log" >&2 || true
+# What it removed, counted: the test asserts on it.
+printf 'manifests deleted: %s\nblobs deleted: %s\n' \
+    "$(grep -c 'manifest eligible for deletion' "$work/gc.log" || true)" \
+    "$(grep -c 'blob eligible for deletion' "$work/gc.log" || true)"
+HOOK
+} >"$work/collect-garbage.sh"
+chmod +x "$work/collect-garbage.sh"
+
 cargo_args=()
 while [ $# -gt 0 ] && [ "$1" != -- ]; do
     cargo_args+=("$1")
     shift
 done
 [ $# -gt 0 ] && shift
-# The tests are #[ignore]d unless asked for, as here.
-if [ $# -eq 0 ]; then
-    set -- --include-ignored
+real_tests() {
+    cargo test --test "${REAL_REGISTRY_TEST:-real_registry}" ${cargo_args[@]+"${cargo_args[@]}"} -- --nocapture "$@"
+}
+if [ $# -gt 0 ]; then
+    # As asked. The undo test stops the registry to collect its garbage: run
+    # it alone (`-- --ignored undo::`), not beside other tests.
+    REAL_REGISTRY_COLLECT_GARBAGE=$work/collect-garbage.sh real_tests "$@"
+else
+    # The tests are #[ignore]d unless asked for, as here: every one side by
+    # side but the undo test, which then runs alone (its garbage collection
+    # stops the registry and sweeps every repository).
+    real_tests --include-ignored --skip undo::
+    log "the undo test, alone (it stops the registry to collect garbage)"
+    REAL_REGISTRY_COLLECT_GARBAGE=$work/collect-garbage.sh real_tests --ignored undo::
 fi
-cargo test --test "${REAL_REGISTRY_TEST:-real_registry}" ${cargo_args[@]+"${cargo_args[@]}"} -- --nocapture "$@"
 log "passed"

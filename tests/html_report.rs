@@ -307,6 +307,75 @@ fn runs_streamed_runs_and_merges_write_their_pages() {
             .contains("partial")));
 }
 
+/// A run killed before it wrote its report (SIGKILL after a cancelled
+/// job's grace period) leaves its journal: `report html REPORT` reads it
+/// there, as the run's report, interrupted — the deleted tags, and the
+/// delete in flight when it was killed shown as "may be gone".
+#[test]
+fn report_html_reads_the_journal_of_a_killed_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let line = |tag: &str, outcome: &str| {
+        format!(
+            "{{\"repository\":\"group/project\",\"tag\":\"{tag}\",\"digest\":\"{digest}\",\"outcome\":\"{outcome}\",\"time\":\"2026-12-07T10:00:00Z\",\"rule\":\"reviews\"}}\n"
+        )
+    };
+    let journal: String = [
+        line("mr-1", "attempting"),
+        line("mr-1", "deleted"),
+        line("mr-2", "attempting"),
+        line("mr-2", "deleted"),
+        line("mr-3", "attempting"),
+    ]
+    .concat();
+    write_file(&dir, "r.json.journal", &journal);
+    let report = dir.path().join("r.json");
+    let out = run(&[], &["report", "html", &arg(&report)]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let page = dir.path().join("r.html");
+    assert!(
+        out.stdout.contains(&format!(
+            "{}: 1 repositories, 3 tags, 2 deleted",
+            page.display()
+        )),
+        "{}",
+        out.all()
+    );
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("yes: the run stopped"), "interrupted");
+    assert!(
+        html.contains("r.json.journal alone"),
+        "says where it came from"
+    );
+    // Rows are `[repository, tag, digest, age, size, outcome, …]`.
+    let mut tags: Vec<String> = page_rows(&page)
+        .iter()
+        .map(|row| row[1].as_str().expect("tag").to_string())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["mr-1", "mr-2", "mr-3"]);
+    assert!(
+        html.contains("may be gone: the run was killed while this delete was in flight"),
+        "mr-3's sentence"
+    );
+
+    // Named itself, the journal makes the page beside it.
+    let out = run(
+        &[],
+        &["report", "html", &arg(&dir.path().join("r.json.journal"))],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(dir.path().join("r.json.html").exists(), "{}", out.all());
+
+    // `report merge` refuses it by name: a journal does not say its shard.
+    let out = run(
+        &[],
+        &["report", "merge", &arg(&dir.path().join("r.json.journal"))],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    out.assert_stderr_has("r.json.journal is a run's journal, not its report");
+}
+
 /// Bad input to `report html`: exit 2, naming what is wrong, no page.
 #[test]
 fn report_html_refuses_bad_input() {
@@ -321,7 +390,7 @@ fn report_html_refuses_bad_input() {
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(
         out.stderr
-            .contains("not-a-report.json is not a registry-cleanup report"),
+            .contains("not-a-report.json is neither a registry-cleanup report nor its journal"),
         "{}",
         out.all()
     );

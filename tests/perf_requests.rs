@@ -171,26 +171,65 @@ fn rest_details_cost_two_requests_per_deleted_tag() {
     );
 }
 
+/// No rule needs dates, and the listing names tags only: a run without a
+/// report makes no details call; a run with one (its record, which
+/// `restore` reads) makes one per deleted tag, for its digest, and none
+/// for the tag it keeps.
 #[test]
-fn no_details_calls_when_no_rule_needs_dates() {
-    let emulator = start(
-        Config {
-            gitlab_v1: false,
-            ..Config::default()
-        },
-        &[(ROOT, TAGS)],
+fn details_calls_only_for_the_digests_a_report_records() {
+    let config = || Config {
+        gitlab_v1: false,
+        ..Config::default()
+    };
+    let emulator = start(config(), &[(ROOT, TAGS)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_file(&dir, "policy.yml", NAME_POLICY);
+    let out = run(&emulator.ci_env(), &["run", "--policy", &policy]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let kinds = breakdown(&emulator);
+    assert_eq!(emulator.tags(ROOT).len(), 1, "only latest is left");
+    assert_eq!(
+        kind(&kinds, "REST tag GET"),
+        0,
+        "details fetched although no rule needs dates and no report records digests; {kinds:?}"
     );
-    let run = cleanup(&emulator, NAME_POLICY, &[]);
+    assert_eq!(kind(&kinds, "registry DELETE manifest"), TAGS, "{kinds:?}");
+    let requests = emulator.requests().len() as f64 / TAGS as f64;
+    assert!(
+        requests <= 1.05,
+        "{requests:.3} requests per deleted tag; {kinds:?}"
+    );
+
+    let emulator = start(config(), &[(ROOT, TAGS)]);
+    let digests = emulator.tags(ROOT);
+    let (_, report) = run_policy(&emulator.ci_env(), NAME_POLICY, &["run"]);
+    let run = Run {
+        deleted: report["totals"]["deleted"].as_u64().expect("deleted") as usize,
+        requests: emulator.requests().len(),
+        kinds: breakdown(&emulator),
+        rate_limit_waits: 0,
+    };
     let kinds = &run.kinds;
     assert_eq!(run.deleted, TAGS, "{kinds:?}");
+    for deleted in report["repositories"][0]["deleted"]
+        .as_array()
+        .expect("deleted")
+    {
+        let tag = deleted["tag"].as_str().expect("tag");
+        assert_eq!(
+            deleted["digest"].as_str(),
+            Some(digests[tag].as_str()),
+            "{deleted}"
+        );
+    }
     assert_eq!(
         kind(kinds, "REST tag GET"),
-        0,
-        "details fetched although no rule needs dates; {kinds:?}"
+        TAGS,
+        "one details call per deleted tag, for the digest its report records; {kinds:?}"
     );
     assert_eq!(kind(kinds, "registry DELETE manifest"), TAGS, "{kinds:?}");
     assert!(
-        run.per_deleted() <= 1.05,
+        run.per_deleted() <= 2.1,
         "{:.3} requests per deleted tag; {kinds:?}",
         run.per_deleted()
     );

@@ -491,3 +491,34 @@ fn an_index_comes_back_with_the_child_it_lost() {
     assert_eq!(tags["3.0.0-amd64"], amd64);
     assert!(repository.manifest(&arm64).is_some());
 }
+
+/// A registry that answers a digest with other bytes (here the emulator's
+/// seeded tags: a declared digest over bytes made up for it) gets nothing
+/// put back: under the tag, those bytes would name another manifest.
+#[test]
+fn a_manifest_that_is_not_the_recorded_one_is_not_put_back() {
+    let emulator = Emulator::start(gitlab_like());
+    let declared = format!("sha256:{}", "ab".repeat(32));
+    emulator.add_tags(
+        "api",
+        [
+            TagSpec {
+                digest: Some(declared.clone()),
+                ..tag("mr-1")
+            },
+            tag("main"),
+        ],
+    );
+    let (_, report) = run_policy(&emulator.ci_env(), DELETE_REVIEW_TAGS, &["run"]);
+    assert_eq!(names(&emulator, API), ["main"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(&dir, "r.json", &report.to_string());
+    emulator.reset_requests();
+    let out = restore(&emulator, &["--report", &path], 1);
+    out.assert_stdout_has(&format!(
+        "{API}:mr-1@{declared}: FAILED: not put back: the registry answered for {declared} with other bytes"
+    ));
+    out.assert_stdout_has("restore: 1 tag, 0 restored, 1 failed\n");
+    assert_eq!(puts(&emulator), Vec::<String>::new());
+    assert_eq!(names(&emulator, API), ["main"]);
+}

@@ -213,7 +213,7 @@ pub enum ReportCommand {
 
 #[derive(Debug, Args)]
 pub struct HtmlArgs {
-    /// The JSON report (`--report FILE` of run, plan, delete or report merge)
+    /// The JSON report (`--report FILE` of run, plan, delete or report merge), or a run's journal (REPORT.journal, also read when REPORT was never written): the run as far as it got, interrupted
     #[arg(value_name = "REPORT")]
     pub report: PathBuf,
     /// Write the page to FILE (default: the report's path with .html)

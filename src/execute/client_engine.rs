@@ -463,7 +463,22 @@ impl ClientRun<'_> {
                 for warning in plan.warnings() {
                     tracing::warn!(repository = %info.path, "{warning}");
                 }
-                Ok(plan.into_outline())
+                let mut outline = plan.into_outline();
+                // A live run's record (report and journal) names each
+                // deleted tag's digest, which `restore` needs; without a
+                // report nothing can be restored, and nothing is paid.
+                let recorded = self.journal.is_some();
+                let digests = match recorded {
+                    true => lister.add_digests(&info, &mut outline.delete).await,
+                    false => Ok(()),
+                };
+                match digests {
+                    Ok(()) => Ok(outline),
+                    Err(err) => {
+                        tracing::error!(repository = %info.path, error = %err, "reading the digests of the tags to delete failed; nothing will be deleted here");
+                        Err(err)
+                    }
+                }
             }
             Err(err) => {
                 tracing::error!(repository = %info.path, error = %err, "listing failed; nothing will be deleted here");

@@ -26,6 +26,7 @@ use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::model::RepositoryInfo;
 use crate::domain::model::Tag;
 use crate::domain::names::{Digest, Reference, RepositoryPath, TagName};
+use crate::domain::planner::PlannedDeletion;
 use crate::domain::referrers::referrer_subject;
 use crate::gitlab::client::{GitLab, GitLabError};
 use crate::registry::client::{Manifest, Registry, RegistryError, INDEX_MEDIA_TYPES, PULL_DELETE};
@@ -151,6 +152,39 @@ impl<'a> Lister<'a> {
         self.complete(&repository.path, &mut tags, need_details)
             .await?;
         Ok((tags, Source::RestDetails))
+    }
+
+    /// The digests of the tags a plan deletes where the listing named tags
+    /// only (REST names: a policy of name rules, without `/gitlab/v1`), one
+    /// details call per such tag: the report and the journal then record
+    /// what each deletion removed, which `restore` puts back. A tag gone
+    /// since it was listed keeps no digest (its delete finds it absent).
+    pub async fn add_digests(
+        &self,
+        repository: &RepositoryInfo,
+        deletions: &mut [PlannedDeletion],
+    ) -> Result<(), ListError> {
+        let gitlab = self.gitlab;
+        let found: Vec<(usize, Option<Tag>)> = stream::iter(
+            deletions
+                .iter()
+                .enumerate()
+                .filter(|(_, deletion)| deletion.tag.digest.is_none())
+                .map(|(index, deletion)| (index, deletion.tag.name.clone())),
+        )
+        .map(|(index, name)| async move {
+            let details = gitlab.tag_details(repository.id, &name).await;
+            details
+                .map(|tag| (index, tag))
+                .map_err(|source| ListError::Details { tag: name, source })
+        })
+        .buffer_unordered(self.concurrency)
+        .try_collect()
+        .await?;
+        for (index, details) in found {
+            deletions[index].tag.digest = details.and_then(|tag| tag.digest);
+        }
+        Ok(())
     }
 
     /// Fills in what the listing did not say: each tag's kind, an index's

@@ -280,6 +280,15 @@ impl Restorer {
         }
         let by_digest = Reference::Digest(digest.clone());
         match self.registry.manifest(&record.repository, &by_digest).await {
+            // Put back only the manifest recorded: a registry (or a proxy)
+            // that answers a digest with other bytes — converted to another
+            // schema, say — would have the tag name something else.
+            Ok(Some(manifest)) if Digest::of(&manifest.body) != *digest => {
+                Found::Settled(RestoreOutcome::Failed(format!(
+                    "not put back: the registry answered for {digest} with other bytes (they hash to {}), so the tag would name another manifest",
+                    Digest::of(&manifest.body)
+                )))
+            }
             Ok(Some(manifest)) => {
                 let references = References::of(&manifest.body);
                 let media_type = media_type(

@@ -23,6 +23,8 @@ pub enum MergeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{} is a run's journal, not its report: `report merge` joins the reports of a sharded run's shards, and a journal does not say which shard it was; see it with `report html {}`, put its deletions back with `restore --report {}`", .file.display(), .file.display(), .file.display())]
+    Journal { file: PathBuf },
     #[error("{} is not a registry-cleanup report", .file.display())]
     Parse {
         file: PathBuf,
@@ -79,9 +81,17 @@ pub fn read_report(file: &Path) -> Result<Report, MergeError> {
         file: file.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| MergeError::Parse {
-        file: file.to_path_buf(),
-        source,
+    serde_json::from_str(&text).map_err(|source| {
+        if crate::output::restore::looks_like_journal(&text) {
+            MergeError::Journal {
+                file: file.to_path_buf(),
+            }
+        } else {
+            MergeError::Parse {
+                file: file.to_path_buf(),
+                source,
+            }
+        }
     })
 }
 
@@ -279,6 +289,32 @@ mod tests {
             .enumerate()
             .map(|(i, report)| (PathBuf::from(format!("shard-{}.json", i + 1)), report))
             .collect()
+    }
+
+    /// A shard's journal is refused by name (it does not say which shard
+    /// it was), with where it can be read instead; other JSON is no report.
+    #[test]
+    fn a_journal_is_refused_saying_what_reads_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("shard-2.json.journal");
+        std::fs::write(
+            &journal,
+            "{\"repository\":\"g/a\",\"tag\":\"mr-1\",\"outcome\":\"deleted\",\"time\":\"2026-12-07T10:00:00Z\"}\n",
+        )
+        .expect("write");
+        let err = read_report(&journal).expect_err("a journal");
+        assert!(matches!(err, MergeError::Journal { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("shard-2.json.journal is a run's journal, not its report"),
+            "{text}"
+        );
+        assert!(text.contains("report html"), "{text}");
+        assert_eq!(err.exit_code(), Exit::Usage);
+
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, "{\"hello\": 1}").expect("write");
+        assert!(matches!(read_report(&other), Err(MergeError::Parse { .. })));
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! be named: which one it is, is told by its content.
 //!
 //! It writes (`--output FILE`) what it did with each tag, as JSON.
+//!
+//! `report html` reads the same files ([`read_report_or_journal`]): a
+//! journal alone — its run killed before it wrote the report — is read as
+//! that run's report, interrupted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,9 @@ use serde::Serialize;
 use crate::domain::exit::{Exit, ExitCode};
 use crate::domain::names::{Digest, RepositoryPath, TagName};
 use crate::output::journal::{journal_path, read_journal, JournalEntry, JournalError};
-use crate::output::report::{Report, ReportError};
+use crate::output::report::{
+    AbsentTag, DeletedTag, FailedTag, Report, ReportError, RepositoryReport, SkippedTag,
+};
 
 /// One deleted tag, as the record has it: what `restore` puts back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +100,31 @@ impl ExitCode for RecordError {
 /// exist while its journal does is the record of a run killed before it
 /// wrote the report: the journal is read.
 pub fn read_record(path: &Path) -> Result<DeletionRecord, RecordError> {
+    match open_record(path)? {
+        RecordFile::Report(report) => {
+            let journal_beside = journal_path(path);
+            let journal = journal_beside.is_file().then_some(journal_beside);
+            from_report(path, &report, journal.as_deref())
+        }
+        RecordFile::Journal(journal) => from_journal(&journal),
+    }
+}
+
+/// What a record file turned out to be.
+enum RecordFile {
+    Report(Box<Report>),
+    /// The journal to read: the file named, or the one beside a report
+    /// that was never written.
+    Journal(PathBuf),
+}
+
+/// Tells a report from a journal by content (a `.journal` name aside), and
+/// finds the journal of a report that was never written.
+fn open_record(path: &Path) -> Result<RecordFile, RecordError> {
     let journal_beside = journal_path(path);
     if !path.exists() && journal_beside.is_file() {
-        tracing::warn!(report = %path.display(), journal = %journal_beside.display(), "the report does not exist, its journal does (the run was stopped before it wrote the report): restoring what the journal lists");
-        return from_journal(&journal_beside);
+        tracing::warn!(report = %path.display(), journal = %journal_beside.display(), "the report does not exist, its journal does (the run was stopped before it wrote the report): reading the journal");
+        return Ok(RecordFile::Journal(journal_beside));
     }
     let text = std::fs::read_to_string(path).map_err(|source| RecordError::Read {
         path: path.to_path_buf(),
@@ -107,25 +134,23 @@ pub fn read_record(path: &Path) -> Result<DeletionRecord, RecordError> {
         .extension()
         .is_some_and(|extension| extension == "journal");
     if named_journal {
-        return from_journal(path);
+        return Ok(RecordFile::Journal(path.to_path_buf()));
     }
     match serde_json::from_str::<Report>(&text) {
-        Ok(report) => {
-            let journal = journal_beside.is_file().then_some(journal_beside);
-            from_report(path, &report, journal.as_deref())
-        }
-        Err(report_error) => {
-            let first_line = text.lines().find(|line| !line.trim().is_empty());
-            if first_line.is_some_and(|line| serde_json::from_str::<JournalEntry>(line).is_ok()) {
-                from_journal(path)
-            } else {
-                Err(RecordError::Neither {
-                    path: path.to_path_buf(),
-                    report_error,
-                })
-            }
-        }
+        Ok(report) => Ok(RecordFile::Report(Box::new(report))),
+        Err(_) if looks_like_journal(&text) => Ok(RecordFile::Journal(path.to_path_buf())),
+        Err(report_error) => Err(RecordError::Neither {
+            path: path.to_path_buf(),
+            report_error,
+        }),
     }
+}
+
+/// Whether `text` is a journal: its first line is a journal entry.
+pub fn looks_like_journal(text: &str) -> bool {
+    text.lines()
+        .find(|line| !line.trim().is_empty())
+        .is_some_and(|line| serde_json::from_str::<JournalEntry>(line).is_ok())
 }
 
 fn from_report(
@@ -239,6 +264,15 @@ fn add_journal(
 /// killed while the delete was in flight: the registry may have done it). A
 /// tag the delete never reached is still there, and restore finds it so.
 fn possibly_deleted(entries: Vec<JournalEntry>) -> Vec<JournalEntry> {
+    last_lines(entries)
+        .into_iter()
+        .filter(|entry| entry.deleted() || in_flight(entry))
+        .collect()
+}
+
+/// Each tag's last line, in the journal's order: what became of the tag
+/// as far as the run got to write it down.
+fn last_lines(entries: Vec<JournalEntry>) -> Vec<JournalEntry> {
     let mut last: HashMap<(String, String), usize> = HashMap::new();
     for (index, entry) in entries.iter().enumerate() {
         last.insert((entry.repository.clone(), entry.tag.clone()), index);
@@ -248,11 +282,102 @@ fn possibly_deleted(entries: Vec<JournalEntry>) -> Vec<JournalEntry> {
         .enumerate()
         .filter(|(index, entry)| {
             last.get(&(entry.repository.clone(), entry.tag.clone())) == Some(index)
-                && (entry.deleted() || entry.outcome == JournalEntry::ATTEMPTING)
         })
         .map(|(_, entry)| entry)
         .collect()
 }
+
+/// A tag whose delete was sent and never answered, as far as the journal
+/// knows: the run was killed meanwhile.
+fn in_flight(entry: &JournalEntry) -> bool {
+    entry.outcome == JournalEntry::ATTEMPTING
+}
+
+/// What `report html` reads: a report, or a journal (named, or beside a
+/// report that was never written) read as its run's report.
+pub fn read_report_or_journal(path: &Path) -> Result<Report, RecordError> {
+    match open_record(path)? {
+        RecordFile::Report(report) => Ok(*report),
+        RecordFile::Journal(journal) => Ok(report_from_journal(&journal, read_journal(&journal)?)),
+    }
+}
+
+/// A journal as the report its run did not live to write: live and
+/// interrupted, each tag as its last line leaves it — `deleted`, already
+/// absent, skipped, failed, and a delete in flight when the run was killed
+/// as failed with "may be gone" (the registry says which: `restore` puts it
+/// back if it is gone, a new run finishes it if not). The journal knows
+/// only the tags the run tried to delete: none kept, and a repository's
+/// `tags` counts those alone. Repositories in the journal's order, each
+/// one's tags by name, as a report lists them.
+pub fn report_from_journal(path: &Path, entries: Vec<JournalEntry>) -> Report {
+    let mut repositories: Vec<RepositoryReport> = Vec::new();
+    for entry in last_lines(entries) {
+        let position = match repositories
+            .iter()
+            .position(|repository| repository.path == entry.repository)
+        {
+            Some(position) => position,
+            None => {
+                repositories.push(RepositoryReport::new(&entry.repository));
+                repositories.len() - 1
+            }
+        };
+        let repository = &mut repositories[position];
+        repository.tags += 1;
+        let unrecorded =
+            |what: &str| format!("{what}: the journal does not record why (the run's log does)");
+        match entry.outcome.as_str() {
+            "deleted" => repository.deleted.push(DeletedTag {
+                tag: entry.tag,
+                digest: entry.digest,
+                media_type: entry.media_type,
+                created_at: None,
+                pushed_at: None,
+                rule: entry.rule.map(std::sync::Arc::from),
+                referrer: entry.referrer,
+                untagged_referrers: 0,
+                size_bytes: None,
+            }),
+            "already_absent" => repository.already_absent.push(AbsentTag { tag: entry.tag }),
+            "skipped" => repository.skipped.push(SkippedTag {
+                tag: entry.tag,
+                reason: unrecorded("skipped"),
+            }),
+            JournalEntry::ATTEMPTING => repository.failed.push(FailedTag {
+                tag: entry.tag,
+                error: MAY_BE_GONE.to_string(),
+            }),
+            _ => repository.failed.push(FailedTag {
+                tag: entry.tag,
+                error: unrecorded("failed"),
+            }),
+        }
+    }
+    for repository in &mut repositories {
+        repository.deleted.sort_by(|a, b| a.tag.cmp(&b.tag));
+        repository.already_absent.sort_by(|a, b| a.tag.cmp(&b.tag));
+        repository.skipped.sort_by(|a, b| a.tag.cmp(&b.tag));
+        repository.failed.sort_by(|a, b| a.tag.cmp(&b.tag));
+    }
+    let mut report = Report {
+        dry_run: false,
+        // Only the client engine journals its deletions.
+        engine: "client".to_string(),
+        interrupted: true,
+        warnings: vec![format!(
+            "read from the journal {} alone: the run ended before it wrote its report (killed, e.g. by SIGKILL after a cancelled job's grace period). It lists the tags the run tried to delete and what became of each; the tags it kept are not known, and each repository's tag count counts only the tags the journal names",
+            path.display()
+        )],
+        ..Report::default()
+    };
+    report.extend(repositories);
+    report
+}
+
+/// A delete in flight when the run was killed, as a journal read as a
+/// report shows it.
+pub const MAY_BE_GONE: &str = "may be gone: the run was killed while this delete was in flight, before its answer was written down; `registry-cleanup restore` puts it back if it is gone, a new run finishes it if it is not";
 
 /// The journal's base64 (standard alphabet; URL-safe accepted too).
 fn decode_copy(encoded: &str) -> Option<bytes::Bytes> {
@@ -474,6 +599,110 @@ mod tests {
         let record = read_record(&path).expect("read the journal beside");
         assert_eq!(record.deleted.len(), 4);
         assert_eq!(record.journal, Some(journal_path(&path)));
+    }
+
+    /// A journal alone reads as its run's report, live and interrupted:
+    /// each tag as its last line leaves it, a delete in flight "may be
+    /// gone", repositories in the journal's order and tags by name.
+    #[test]
+    fn a_journal_reads_as_an_interrupted_report() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report_path = dir.path().join("r.json");
+        let path = journal_path(&report_path);
+        let journal = Journal::create(&path).expect("journal");
+        let one = Digest::of(b"one");
+        let append = |repository: &str, tag: &str, outcomes: &[&str]| {
+            for outcome in outcomes {
+                let mut line = entry(tag, &one, None);
+                line.repository = repository.into();
+                line.outcome = (*outcome).into();
+                journal.append(&line).expect("append");
+            }
+        };
+        append("group/project/web", "mr-9", &["attempting", "deleted"]);
+        append("group/project", "mr-2", &["attempting", "deleted"]);
+        append("group/project", "mr-1", &["attempting", "deleted"]);
+        append("group/project", "mr-3", &["attempting", "failed"]);
+        append("group/project", "mr-4", &["attempting", "already_absent"]);
+        append("group/project", "mr-5", &["skipped"]);
+        // Killed while these were on the wire.
+        append("group/project", "mr-7", &["attempting"]);
+        append("group/project", "mr-6", &["attempting"]);
+
+        for named in [&path, &report_path] {
+            let report = read_report_or_journal(named).expect("read");
+            assert!(report.interrupted && !report.dry_run);
+            assert!(
+                report.warnings[0].contains("r.json.journal alone"),
+                "{:?}",
+                report.warnings
+            );
+            let paths: Vec<&str> = report
+                .repositories
+                .iter()
+                .map(|r| r.path.as_str())
+                .collect();
+            assert_eq!(paths, ["group/project/web", "group/project"]);
+            let project = &report.repositories[1];
+            let deleted: Vec<(&str, Option<&str>)> = project
+                .deleted
+                .iter()
+                .map(|d| (d.tag.as_str(), d.digest.as_deref()))
+                .collect();
+            let digest = one.to_string();
+            assert_eq!(
+                deleted,
+                [("mr-1", Some(&digest[..])), ("mr-2", Some(&digest[..]))]
+            );
+            assert_eq!(project.deleted[0].rule.as_deref(), Some("review images"));
+            let failed: Vec<(&str, bool)> = project
+                .failed
+                .iter()
+                .map(|f| (f.tag.as_str(), f.error == MAY_BE_GONE))
+                .collect();
+            assert_eq!(failed, [("mr-3", false), ("mr-6", true), ("mr-7", true)]);
+            assert_eq!(project.already_absent[0].tag, "mr-4");
+            assert_eq!(project.skipped[0].tag, "mr-5");
+            assert_eq!(project.tags, 7);
+            let totals = &report.totals;
+            assert_eq!(
+                (
+                    totals.repositories,
+                    totals.tags,
+                    totals.deleted,
+                    totals.failed
+                ),
+                (2, 8, 3, 3)
+            );
+            assert_eq!(
+                (totals.already_absent, totals.skipped, totals.kept),
+                (1, 1, 0)
+            );
+        }
+
+        // A report that exists is read as it is, its journal aside.
+        report(false, vec![deleted("mr-1", &one)])
+            .write(&report_path)
+            .expect("report");
+        let read = read_report_or_journal(&report_path).expect("read");
+        assert!(!read.interrupted);
+        assert_eq!(read.repositories[0].deleted.len(), 1);
+
+        // The journal's content tells it, whatever its name.
+        let renamed = dir.path().join("copy.txt");
+        std::fs::copy(&path, &renamed).expect("copy");
+        assert_eq!(
+            read_report_or_journal(&renamed)
+                .expect("read")
+                .totals
+                .deleted,
+            3
+        );
+        let neither = dir.path().join("neither.json");
+        std::fs::write(&neither, "{\"hello\": 1}").expect("write");
+        let err = read_report_or_journal(&neither).expect_err("neither");
+        assert!(err.to_string().contains("neither.json is neither"), "{err}");
+        assert_eq!(err.exit_code(), Exit::Usage);
     }
 
     #[test]
