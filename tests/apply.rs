@@ -158,6 +158,32 @@ fn a_plan_deletes_exactly_its_deletions_rechecked() {
     out.assert_stderr_has("changed since the plan");
 }
 
+/// Without `/gitlab/v1` and with a policy of names only, the listing gives
+/// no digest: the dry run that writes a report reads each planned
+/// deletion's digest all the same, so that its plan can be applied.
+#[test]
+fn a_dry_run_without_gitlab_v1_records_digests_its_plan_can_be_applied() {
+    let emulator = Emulator::start(Config {
+        gitlab_v1: false,
+        ..Config::default()
+    });
+    // No signature: nothing else makes the listing read digests.
+    let repository = emulator.repository("api");
+    for tag in ["main", "mr-1", "mr-2"] {
+        repository.push_image(Some(tag), Some(Utc::now() - Duration::days(3)));
+    }
+    let work = Workspace::new(POLICY);
+    let plan = work.plan(&emulator);
+    let reviewed = report_json(Path::new(&plan));
+    let entry = repository_entry(&reviewed, API);
+    for deletion in entry["deleted"].as_array().expect("deleted") {
+        assert!(deletion["digest"].is_string(), "{deletion}");
+    }
+    emulator.reset_requests();
+    work.run(&emulator.ci_env(), &["--plan", &plan], "applied.json", 0);
+    assert_eq!(names(&emulator, API), ["main"]);
+}
+
 /// A reviewed deletion whose tag a protect pattern covers by the time of
 /// the apply stays: the live plan keeps it. (A changed policy file refuses
 /// the plan, so the protection comes from GitLab's tag rules here.)

@@ -109,6 +109,7 @@ pub async fn run(options: RunOptions) -> CommandResult {
         dry_run: options.dry_run,
         max_deletions: options.max_deletions,
         journal,
+        record_digests: options.report.is_some(),
         stop: Some(stop.clone()),
         plan: applying.map(|applying| applying.gate),
     };

@@ -70,6 +70,11 @@ pub struct ClientRun<'a> {
     pub max_deletions: Option<usize>,
     /// A live run's journal: each deletion appended as it settles.
     pub journal: Option<Arc<JournalWitness>>,
+    /// The run writes a report: each planned deletion's digest is read
+    /// where the listing did not give it — `restore` puts a tag back at it,
+    /// and `run --plan` applies a dry run's deletion only while the tag
+    /// still names it.
+    pub record_digests: bool,
     /// Asked on SIGTERM/SIGINT: no new write, a grace for those on the wire.
     pub stop: Option<Arc<Stop>>,
     /// `run --plan`: only the reviewed plan's deletions, each re-checked
@@ -464,11 +469,9 @@ impl ClientRun<'_> {
                     tracing::warn!(repository = %info.path, "{warning}");
                 }
                 let mut outline = plan.into_outline();
-                // A live run's record (report and journal) names each
-                // deleted tag's digest, which `restore` needs; without a
-                // report nothing can be restored, and nothing is paid.
-                let recorded = self.journal.is_some();
-                let digests = match recorded {
+                // A run's record names each deleted (or, in a dry run,
+                // planned) tag's digest; without a report nothing is paid.
+                let digests = match self.record_digests {
                     true => lister.add_digests(&info, &mut outline.delete).await,
                     false => Ok(()),
                 };

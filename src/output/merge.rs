@@ -31,6 +31,12 @@ pub enum MergeError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{} and {} were made with another {what}: merge the shard reports of one run", .first.display(), .second.display())]
+    MixedRuns {
+        first: PathBuf,
+        second: PathBuf,
+        what: &'static str,
+    },
     #[error("{} records no shard while {} does: merge the reports of one `run --shard I/N` set", .unsharded.display(), .sharded.display())]
     MixedSharding {
         unsharded: PathBuf,
@@ -107,6 +113,8 @@ pub fn merge(reports: Vec<(PathBuf, Report)>) -> Result<Report, MergeError> {
         first_file: first_file.clone(),
         dry_run: meant_dry(first),
         engine: first.engine.clone(),
+        policy_digest: first.policy_digest.clone(),
+        scope: first.scope.clone(),
     };
     let mut shards = ShardSet::default();
     for (file, report) in &reports {
@@ -129,6 +137,9 @@ struct OneRun {
     first_file: PathBuf,
     dry_run: bool,
     engine: String,
+    /// What `run --plan` checks a plan against: the same in every shard.
+    policy_digest: Option<String>,
+    scope: Option<crate::domain::applied_plan::RunScope>,
 }
 
 impl OneRun {
@@ -148,6 +159,17 @@ impl OneRun {
                 second: file.to_path_buf(),
                 second_engine: report.engine.clone(),
             });
+        }
+        let mixed = |what| MergeError::MixedRuns {
+            first: self.first_file.clone(),
+            second: file.to_path_buf(),
+            what,
+        };
+        if report.policy_digest != self.policy_digest {
+            return Err(mixed("policy"));
+        }
+        if report.scope != self.scope {
+            return Err(mixed("scope (project, group or instance)"));
         }
         Ok(())
     }
@@ -225,6 +247,9 @@ fn combine(engine: &str, reports: Vec<(PathBuf, Report)>) -> Result<Report, Merg
         if merged.policy_file.is_none() {
             merged.policy_file = report.policy_file;
         }
+        // Checked equal in every shard: the merged plan can be applied.
+        merged.policy_digest = merged.policy_digest.or(report.policy_digest);
+        merged.scope = merged.scope.or(report.scope);
         merged.refused_over_limit = merged.refused_over_limit.or(report.refused_over_limit);
         for warning in report.warnings {
             if !merged.warnings.contains(&warning) {
@@ -315,6 +340,42 @@ mod tests {
         let other = dir.path().join("other.json");
         std::fs::write(&other, "{\"hello\": 1}").expect("write");
         assert!(matches!(read_report(&other), Err(MergeError::Parse { .. })));
+    }
+
+    /// The policy and scope `run --plan` checks travel into the merged
+    /// plan, and shards that disagree on them are not one run.
+    #[test]
+    fn shards_of_one_policy_and_scope_merge_into_a_plan_others_are_refused() {
+        let with = |shard, paths: &[&str], policy: &str| {
+            let mut report = shard_report(Some(shard), paths);
+            report.policy_digest = Some(policy.to_string());
+            report.scope = Some(crate::domain::applied_plan::RunScope {
+                kind: "group".into(),
+                group: Some("g".into()),
+                ..Default::default()
+            });
+            report
+        };
+        let merged = merge(files(vec![
+            with((1, 2), &["g/b"], "p1"),
+            with((2, 2), &["g/a"], "p1"),
+        ]))
+        .expect("merged");
+        assert_eq!(merged.policy_digest.as_deref(), Some("p1"));
+        assert_eq!(
+            merged.scope.and_then(|scope| scope.group).as_deref(),
+            Some("g")
+        );
+
+        let err = merge(files(vec![
+            with((1, 2), &["g/b"], "p1"),
+            with((2, 2), &["g/a"], "p2"),
+        ]))
+        .expect_err("two policies");
+        assert!(
+            err.to_string().contains("made with another policy"),
+            "{err}"
+        );
     }
 
     #[test]
