@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use crate::commands::apply;
-use crate::commands::exit::CommandResult;
+use crate::commands::exit::{CommandResult, Failure};
 use crate::commands::signals;
 use crate::execute::record::JournalWitness;
 use crate::execute::stop::Stop;
+use crate::gitlab::client::GitLab;
 use crate::output::journal::{journal_path, Journal};
 
 use crate::commands::finish::{finish, finish_stream, start_stream};
@@ -35,38 +36,14 @@ pub async fn run(options: RunOptions) -> CommandResult {
     let applying = apply::load(&options, &provenance, chrono::Utc::now())?;
     let (clients, gitlab) = scope::clients_for(&options.scope, &options.connection)?;
     let mut repositories = scope::repositories(&options.scope, &clients, &gitlab, true).await?;
-    // For the report only: one request, and no failure when not readable. In
-    // a group, each project's rules still protect its tags through its
-    // repositories' registry tokens; the report's list is per project and
-    // left out.
-    let tag_rules: Vec<ReportedTagRule> = if options.scope == Scope::Project {
-        match gitlab.tag_rules().await {
-            Ok(rules) => rules.iter().flatten().map(ReportedTagRule::from).collect(),
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read the project's tag protection rules");
-                Vec::new()
-            }
-        }
-    } else {
-        Vec::new()
-    };
+    let tag_rules = reported_tag_rules(&options, &gitlab).await;
     let warnings = policy_warnings(&policy, &repositories);
     if let Some(shard) = options.shard {
         let listed = repositories.len();
         repositories.retain(|info| shard.contains(info.path.as_str()));
         tracing::info!(shard = %shard, listed, kept = repositories.len(), "this shard's repositories");
     }
-    tracing::info!(
-        repositories = repositories.len(),
-        engine = options.engine.name(),
-        dry_run = options.dry_run,
-        "starting"
-    );
-    // What each rule does, durations in words, so that a run's log can be
-    // read against its summary without opening the policy file.
-    for rule in &policy.rules {
-        tracing::info!("rule {}", rule.summary());
-    }
+    log_start(&options, &policy, repositories.len());
     // The report's head, complete before the first repository.
     let now = chrono::Utc::now();
     let mut head = Report::new(options.engine.name(), options.dry_run);
@@ -91,13 +68,7 @@ pub async fn run(options: RunOptions) -> CommandResult {
         println!("dry run: the server engine sends no bulk call; this is the plan the client engine computes");
     }
     clients.probe_registry().await?;
-    // A live run records each deletion as it happens, next to its report.
-    let journal = match (&options.report, options.dry_run) {
-        (Some(report), false) => Some(Arc::new(JournalWitness::new(Journal::create(
-            &journal_path(report),
-        )?))),
-        _ => None,
-    };
+    let journal = journal(&options)?;
     let stop = Arc::new(Stop::default());
     signals::watch(stop.clone());
     let client = ClientRun {
@@ -147,4 +118,45 @@ pub async fn run(options: RunOptions) -> CommandResult {
             Ok(Exit::Failed)
         }
     }
+}
+
+/// The project's tag rules, for the report only: one request, and no
+/// failure when not readable. In a group, each project's rules still
+/// protect its tags through its repositories' registry tokens; the
+/// report's list is per project and left out.
+async fn reported_tag_rules(options: &RunOptions, gitlab: &GitLab) -> Vec<ReportedTagRule> {
+    if options.scope != Scope::Project {
+        return Vec::new();
+    }
+    match gitlab.tag_rules().await {
+        Ok(rules) => rules.iter().flatten().map(ReportedTagRule::from).collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the project's tag protection rules");
+            Vec::new()
+        }
+    }
+}
+
+fn log_start(options: &RunOptions, policy: &Policy, repositories: usize) {
+    tracing::info!(
+        repositories,
+        engine = options.engine.name(),
+        dry_run = options.dry_run,
+        "starting"
+    );
+    // What each rule does, durations in words, so that a run's log can be
+    // read against its summary without opening the policy file.
+    for rule in &policy.rules {
+        tracing::info!("rule {}", rule.summary());
+    }
+}
+
+/// A live run records each deletion as it happens, next to its report.
+fn journal(options: &RunOptions) -> Result<Option<Arc<JournalWitness>>, Failure> {
+    Ok(match (&options.report, options.dry_run) {
+        (Some(report), false) => Some(Arc::new(JournalWitness::new(Journal::create(
+            &journal_path(report),
+        )?))),
+        _ => None,
+    })
 }
