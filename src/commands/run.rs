@@ -108,16 +108,17 @@ pub async fn run(options: RunOptions) -> CommandResult {
     if let Some(signal) = stop.signal() {
         return Ok(signal.exit());
     }
-    match report {
-        Err(exit) => Ok(exit),
-        Ok((limit, planned)) => {
-            eprintln!(
-                "registry-cleanup: refused: the plan deletes {}, more than the limit of {limit} (--max-deletions / CLEANUP_MAX_DELETIONS); nothing was deleted. Check the policy with `registry-cleanup run --dry-run`, then raise the limit if the plan is right",
-                plural(planned, "tag", "tags")
-            );
-            Ok(Exit::Failed)
-        }
-    }
+    // `Ok` is the refusal (limit, planned); `Err` the exit of a run that went on.
+    Ok(report.map_or_else(|exit| exit, |(limit, planned)| refused(limit, planned)))
+}
+
+/// `--max-deletions` refused the plan: said on stderr, exit 1.
+fn refused(limit: usize, planned: usize) -> Exit {
+    eprintln!(
+        "registry-cleanup: refused: the plan deletes {}, more than the limit of {limit} (--max-deletions / CLEANUP_MAX_DELETIONS); nothing was deleted. Check the policy with `registry-cleanup run --dry-run`, then raise the limit if the plan is right",
+        plural(planned, "tag", "tags")
+    );
+    Exit::Failed
 }
 
 /// The project's tag rules, for the report only: one request, and no

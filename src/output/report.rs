@@ -704,6 +704,36 @@ impl Report {
             totals.skipped,
             totals.failed,
         );
+        self.append_run_state(&mut total);
+        let mut lines = vec![total];
+        if let Some(plan) = &self.applied_plan {
+            lines.push(format!(
+                "applied the plan {} (sha256 {}): {} listed, {} not deleted (changed since the plan, or kept now: see plan_skipped in the report)",
+                plan.file,
+                plan.sha256,
+                plural(plan.deletions, "deletion", "deletions"),
+                totals.plan_skipped
+            ));
+        }
+        if totals.deleted_bytes > 0 {
+            let what = if self.dry_run {
+                "in images that would be deleted"
+            } else {
+                "in deleted images"
+            };
+            lines.push(format!(
+                "≈ {} {what} (shared layers counted once per image)",
+                human_bytes(totals.deleted_bytes)
+            ));
+        }
+        lines.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
+        lines
+    }
+
+    /// The total line's tail: what failed, stopped or was refused, and the
+    /// empty repositories removed.
+    fn append_run_state(&self, total: &mut String) {
+        let totals = &self.totals;
         if totals.failed_repositories > 0 {
             total.push_str(&format!(
                 ", {} failed",
@@ -750,29 +780,6 @@ impl Report {
                 }
             ));
         }
-        let mut lines = vec![total];
-        if let Some(plan) = &self.applied_plan {
-            lines.push(format!(
-                "applied the plan {} (sha256 {}): {} listed, {} not deleted (changed since the plan, or kept now: see plan_skipped in the report)",
-                plan.file,
-                plan.sha256,
-                plural(plan.deletions, "deletion", "deletions"),
-                totals.plan_skipped
-            ));
-        }
-        if totals.deleted_bytes > 0 {
-            let what = if self.dry_run {
-                "in images that would be deleted"
-            } else {
-                "in deleted images"
-            };
-            lines.push(format!(
-                "≈ {} {what} (shared layers counted once per image)",
-                human_bytes(totals.deleted_bytes)
-            ));
-        }
-        lines.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
-        lines
     }
 
     /// The server engine's lines: GitLab deletes in the background and

@@ -325,6 +325,50 @@ impl std::fmt::Display for KeepReason {
             KeepReason::Undated { rule } => {
                 write!(f, "no push or build date, and {rule:?} deletes by age only")
             }
+            KeepReason::LedgerUnreadable { .. }
+            | KeepReason::LedgerTooYoung { .. }
+            | KeepReason::PulledRecently { .. }
+            | KeepReason::PullsUnverifiable { .. } => self.fmt_pulls(f),
+            KeepReason::RefsUnknown { rule } => write!(
+                f,
+                "{rule:?} deletes by git ref (when_ref), and the project's refs are not known in full"
+            ),
+            KeepReason::WithSubject => f.write_str("its subject is kept"),
+            KeepReason::SubjectUnverifiable => f.write_str(
+                "a signature or attestation kept because the listing does not show which images point at its subject (digests or media types missing)",
+            ),
+            KeepReason::OrphanedReferrer => f.write_str(
+                "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)",
+            ),
+            KeepReason::InUseUnknown => f.write_str(
+                "the plan would delete it, but the project's commits in use (protect_in_use) are not known in full: nothing is deleted in the project",
+            ),
+            KeepReason::NotInPlan => f.write_str(
+                "not in the plan: the policy would delete it now, but the reviewed plan (--plan) does not list it",
+            ),
+            KeepReason::ChangedSincePlan { planned, now } => {
+                f.write_str("changed since the plan: ")?;
+                match (planned, now) {
+                    (Some(planned), Some(now)) => {
+                        write!(f, "the plan deletes it at {planned}, it now names {now}")
+                    }
+                    (None, _) => f.write_str(
+                        "the plan recorded no digest for it, so that it still names the same image cannot be checked",
+                    ),
+                    (Some(planned), None) => write!(
+                        f,
+                        "the plan deletes it at {planned}, and the listing gives no digest to check it against"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl KeepReason {
+    /// The sentences of the reasons `unpulled_for` gives (the pull ledger's).
+    fn fmt_pulls(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
             KeepReason::LedgerUnreadable { rule } => write!(
                 f,
                 "{rule:?} deletes only unpulled images (unpulled_for), and the pull ledger could not be used here"
@@ -359,38 +403,8 @@ impl std::fmt::Display for KeepReason {
                 f,
                 "{rule:?} deletes only unpulled images (unpulled_for), and the listing does not give this tag's digest and kind, so its pulls cannot be looked up"
             ),
-            KeepReason::RefsUnknown { rule } => write!(
-                f,
-                "{rule:?} deletes by git ref (when_ref), and the project's refs are not known in full"
-            ),
-            KeepReason::WithSubject => f.write_str("its subject is kept"),
-            KeepReason::SubjectUnverifiable => f.write_str(
-                "a signature or attestation kept because the listing does not show which images point at its subject (digests or media types missing)",
-            ),
-            KeepReason::OrphanedReferrer => f.write_str(
-                "orphaned referrer: its subject has no tag; kept (orphaned_referrers: keep)",
-            ),
-            KeepReason::InUseUnknown => f.write_str(
-                "the plan would delete it, but the project's commits in use (protect_in_use) are not known in full: nothing is deleted in the project",
-            ),
-            KeepReason::NotInPlan => f.write_str(
-                "not in the plan: the policy would delete it now, but the reviewed plan (--plan) does not list it",
-            ),
-            KeepReason::ChangedSincePlan { planned, now } => {
-                f.write_str("changed since the plan: ")?;
-                match (planned, now) {
-                    (Some(planned), Some(now)) => {
-                        write!(f, "the plan deletes it at {planned}, it now names {now}")
-                    }
-                    (None, _) => f.write_str(
-                        "the plan recorded no digest for it, so that it still names the same image cannot be checked",
-                    ),
-                    (Some(planned), None) => write!(
-                        f,
-                        "the plan deletes it at {planned}, and the listing gives no digest to check it against"
-                    ),
-                }
-            }
+            // Only the pull reasons are sent here (see `fmt`).
+            _ => Ok(()),
         }
     }
 }
@@ -718,12 +732,7 @@ fn decide(
         refs_unknown_kept,
     } = sort_tags(policy, tags, &in_use, &rules, refs, refs_known);
 
-    // Step 5, rule by rule.
-    let mut ledger_kept = 0usize;
-    for (rule, claimed) in rules.iter().zip(claimed) {
-        let pulls = Pulls::new(ledger, &mut ledger_kept);
-        plan_rule(rule, claimed, now, pulls, &mut fates, &mut decisions);
-    }
+    let ledger_kept = plan_rules(&rules, claimed, ledger, now, &mut fates, &mut decisions);
     // The gate sees the rules' deletions before step 6: a tag it holds back
     // keeps its referrers.
     if let Some(gate) = gate {
@@ -917,6 +926,24 @@ fn keep_every_deletion(decisions: &mut [Decision], why: &str) -> String {
         "{why}: nothing deleted here (protect_in_use); {kept} tag{} the plan would delete kept",
         if kept == 1 { "" } else { "s" }
     )
+}
+
+/// Step 5, rule by rule; how many tags stayed because the pull ledger
+/// could not be used.
+fn plan_rules(
+    rules: &[&Rule],
+    claimed: Vec<Vec<(usize, &Tag)>>,
+    ledger: &LedgerView,
+    now: DateTime<Utc>,
+    fates: &mut [Fate],
+    decisions: &mut [Option<Decision>],
+) -> usize {
+    let mut ledger_kept = 0usize;
+    for (rule, claimed) in rules.iter().zip(claimed) {
+        let pulls = Pulls::new(ledger, &mut ledger_kept);
+        plan_rule(rule, claimed, now, pulls, fates, decisions);
+    }
+    ledger_kept
 }
 
 /// `run --plan`: the rules' deletions the gate holds back stay, alive.
