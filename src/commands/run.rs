@@ -23,14 +23,7 @@ use crate::execute::server_engine as server;
 use crate::output::report::{plural, Report, ReportedTagRule};
 
 pub async fn run(options: RunOptions) -> CommandResult {
-    let policy = Policy::load(&options.policy)?;
-    scope::check_policy(&policy, &options.policy, &options.scope)?;
-    crate::config::ledger::check_run(
-        &policy,
-        &options.policy.display().to_string(),
-        options.engine,
-        options.connection.ledger.as_ref(),
-    )?;
+    let policy = load_policy(&options)?;
     // `--plan` is read and checked before any request (refused: exit 2).
     let provenance = apply::provenance(&options)?;
     let applying = apply::load(&options, &provenance, chrono::Utc::now())?;
@@ -48,9 +41,7 @@ pub async fn run(options: RunOptions) -> CommandResult {
     let now = chrono::Utc::now();
     let mut head = Report::new(options.engine.name(), options.dry_run);
     head.planned_with(now, &options.policy);
-    head.shard = options.shard;
-    head.gitlab_tag_rules = tag_rules;
-    head.warnings = warnings;
+    (head.shard, head.gitlab_tag_rules, head.warnings) = (options.shard, tag_rules, warnings);
     apply::describe(&mut head, provenance, applying.as_ref(), &repositories);
     let outputs = options.counts.with_report(options.report.as_ref());
 
@@ -119,6 +110,20 @@ fn refused(limit: usize, planned: usize) -> Exit {
         plural(planned, "tag", "tags")
     );
     Exit::Failed
+}
+
+/// The policy file, checked for this scope and engine (exit 2 before any
+/// request).
+fn load_policy(options: &RunOptions) -> Result<Policy, Failure> {
+    let policy = Policy::load(&options.policy)?;
+    scope::check_policy(&policy, &options.policy, &options.scope)?;
+    crate::config::ledger::check_run(
+        &policy,
+        &options.policy.display().to_string(),
+        options.engine,
+        options.connection.ledger.as_ref(),
+    )?;
+    Ok(policy)
 }
 
 /// The project's tag rules, for the report only: one request, and no
