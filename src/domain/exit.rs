@@ -32,3 +32,20 @@ impl From<Exit> for std::process::ExitCode {
 pub trait ExitCode {
     fn exit_code(&self) -> Exit;
 }
+
+/// An error as one line, its causes included (each cause once: a message
+/// that already says its cause is not repeated). What a report records as
+/// a failed deletion's or restore's error.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -20,6 +20,7 @@
 //! This is the executor: it takes planned deletions and returns one
 //! [`Outcome`] per deletion, aligned with its input.
 
+use crate::domain::exit::one_line as chain;
 use crate::domain::model::{FailureKind, Outcome, RefusalKind};
 use crate::execute::stop::Stop;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -73,21 +74,6 @@ pub trait DeletionWitness: Send + Sync {
         outcome: &Outcome,
         removed_manifest: Option<&[u8]>,
     );
-}
-
-/// An error as one line, its causes included.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 impl Deleter {

@@ -101,17 +101,7 @@ mod tests {
         report.tags = tags;
         report.kept = kept;
         report.deleted = (0..deleted)
-            .map(|i| DeletedTag {
-                tag: format!("t{i}"),
-                digest: None,
-                media_type: None,
-                created_at: None,
-                pushed_at: None,
-                rule: None,
-                referrer: false,
-                untagged_referrers: 0,
-                size_bytes: None,
-            })
+            .map(|i| DeletedTag::named(format!("t{i}")))
             .collect();
         report
     }

@@ -20,6 +20,7 @@
 //!
 //! A tag that fails touches nothing else: every other tag goes on.
 
+use crate::domain::exit::one_line as chain;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -587,21 +588,6 @@ fn media_type(references: &References, recorded: Option<&str>, served: Option<&s
                 "application/vnd.oci.image.index.v1+json".to_string()
             }
         })
-}
-
-/// An error as one line, its causes included.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -292,15 +292,8 @@ mod tests {
             repository.deleted = ["a", "b"]
                 .iter()
                 .map(|tag| DeletedTag {
-                    tag: tag.to_string(),
-                    digest: None,
-                    media_type: None,
-                    created_at: None,
-                    pushed_at: None,
                     rule: Some("r".into()),
-                    referrer: false,
-                    untagged_referrers: 0,
-                    size_bytes: None,
+                    ..DeletedTag::named(tag.to_string())
                 })
                 .collect();
             report.push(repository);

@@ -282,6 +282,21 @@ fn is_zero(count: &u32) -> bool {
 }
 
 impl DeletedTag {
+    /// A tag deleted by name, nothing else known of it.
+    pub fn named(tag: impl Into<String>) -> Self {
+        DeletedTag {
+            tag: tag.into(),
+            digest: None,
+            media_type: None,
+            created_at: None,
+            pushed_at: None,
+            rule: None,
+            referrer: false,
+            untagged_referrers: 0,
+            size_bytes: None,
+        }
+    }
+
     pub fn planned(deletion: PlannedDeletion) -> Self {
         DeletedTag {
             tag: deletion.tag.name.into(),
@@ -1027,15 +1042,8 @@ mod tests {
         api.protected = 2;
         api.deleted = (0..20)
             .map(|i| DeletedTag {
-                tag: format!("mr-{i}"),
-                digest: None,
-                media_type: None,
-                created_at: None,
-                pushed_at: None,
                 rule: Some("review images".into()),
-                referrer: false,
-                untagged_referrers: 0,
-                size_bytes: None,
+                ..DeletedTag::named(format!("mr-{i}"))
             })
             .collect();
         report.push(api);
@@ -1156,15 +1164,8 @@ mod tests {
         repository.tags = 3;
         for (tag, size) in [("a", Some(3 << 30)), ("b", Some(1 << 29)), ("c", None)] {
             repository.deleted.push(DeletedTag {
-                tag: tag.into(),
-                digest: None,
-                media_type: None,
-                created_at: None,
-                pushed_at: None,
-                rule: None,
-                referrer: false,
-                untagged_referrers: 0,
                 size_bytes: size,
+                ..DeletedTag::named(tag)
             });
         }
         report.push(repository);
@@ -1192,17 +1193,7 @@ mod tests {
         let mut report = Report::new("client", true);
         let mut repository = RepositoryReport::new("g/p");
         repository.tags = 1;
-        repository.deleted.push(DeletedTag {
-            tag: "a".into(),
-            digest: None,
-            media_type: None,
-            created_at: None,
-            pushed_at: None,
-            rule: None,
-            referrer: false,
-            untagged_referrers: 0,
-            size_bytes: None,
-        });
+        repository.deleted.push(DeletedTag::named("a"));
         report.push(repository);
         assert_eq!(
             report.summary_lines()[0],

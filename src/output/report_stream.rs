@@ -423,15 +423,8 @@ mod tests {
         repository.kept = 1;
         repository.deleted = (0..deleted)
             .map(|i| DeletedTag {
-                tag: format!("mr-{i}"),
-                digest: None,
-                media_type: None,
-                created_at: None,
-                pushed_at: None,
                 rule: Some("r".into()),
-                referrer: false,
-                untagged_referrers: 0,
-                size_bytes: None,
+                ..DeletedTag::named(format!("mr-{i}"))
             })
             .collect();
         repository

@@ -329,15 +329,11 @@ pub fn report_from_journal(path: &Path, entries: Vec<JournalEntry>) -> Report {
             |what: &str| format!("{what}: the journal does not record why (the run's log does)");
         match entry.outcome.as_str() {
             "deleted" => repository.deleted.push(DeletedTag {
-                tag: entry.tag,
                 digest: entry.digest,
                 media_type: entry.media_type,
-                created_at: None,
-                pushed_at: None,
                 rule: entry.rule.map(std::sync::Arc::from),
                 referrer: entry.referrer,
-                untagged_referrers: 0,
-                size_bytes: None,
+                ..DeletedTag::named(entry.tag)
             }),
             "already_absent" => repository.already_absent.push(AbsentTag { tag: entry.tag }),
             "skipped" => repository.skipped.push(SkippedTag {

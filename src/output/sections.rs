@@ -136,15 +136,9 @@ mod tests {
         api.tags = 2;
         api.kept = 1;
         api.deleted.push(DeletedTag {
-            tag: "mr-1".into(),
-            digest: None,
-            media_type: None,
-            created_at: None,
-            pushed_at: None,
             rule: Some("review".into()),
-            referrer: false,
-            untagged_referrers: 0,
             size_bytes: Some(2048),
+            ..DeletedTag::named("mr-1")
         });
         report.push(api);
         let mut web = RepositoryReport::new("g/p/web");
