@@ -37,6 +37,8 @@ fn start_run(emulator: &Emulator, dir: &tempfile::TempDir) -> (Child, std::path:
         .envs(emulator.ci_env())
         .args(["run", "--policy", &policy, "--report"])
         .arg(&report)
+        .arg("--dotenv")
+        .arg(dir.path().join("cleanup.env"))
         .args(["--concurrency", "4"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,6 +67,29 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success(), "kill -{name}");
 }
 
+/// Starts a run, sends `name` once 20 tags are deleted, and waits for the
+/// process to end.
+fn stopped_run(
+    emulator: &Emulator,
+    dir: &tempfile::TempDir,
+    name: &str,
+) -> (std::process::Output, std::path::PathBuf) {
+    let (child, report) = start_run(emulator, dir);
+    wait_for_deletes(emulator, 20);
+    signal(&child, name);
+    (child.wait_with_output().expect("the run ends"), report)
+}
+
+/// A second run after a stopped one deletes the rest of the plan.
+fn finish_the_plan(emulator: &Emulator, dir: &tempfile::TempDir) {
+    let out = run(
+        &emulator.ci_env(),
+        &["run", "--policy", &write_file(dir, "again.yml", POLICY)],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(names(emulator, "group/project"), ["main"]);
+}
+
 fn gone(emulator: &Emulator) -> BTreeSet<String> {
     let left = emulator.tags("group/project");
     (0..TAGS)
@@ -91,10 +116,7 @@ fn journal_tags(report: &std::path::Path, outcomes: &[&str]) -> BTreeSet<String>
 fn sigterm_leaves_a_true_report_and_exits_143() {
     let emulator = slow_emulator();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (child, report) = start_run(&emulator, &dir);
-    wait_for_deletes(&emulator, 20);
-    signal(&child, "TERM");
-    let output = child.wait_with_output().expect("the run ends");
+    let (output, report) = stopped_run(&emulator, &dir, "TERM");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(143), "{stdout}\n{stderr}");
@@ -121,12 +143,7 @@ fn sigterm_leaves_a_true_report_and_exits_143() {
     assert_eq!(journal_tags(&report, &["deleted"]), gone);
 
     // Run again: the rest of the plan.
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--policy", &write_file(&dir, "again.yml", POLICY)],
-    );
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(names(&emulator, "group/project"), ["main"]);
+    finish_the_plan(&emulator, &dir);
 }
 
 /// SIGKILL: no report, but the journal lists every tag that is gone (each
@@ -136,10 +153,7 @@ fn sigterm_leaves_a_true_report_and_exits_143() {
 fn after_sigkill_the_journal_lists_every_tag_that_is_gone() {
     let emulator = slow_emulator();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (child, report) = start_run(&emulator, &dir);
-    wait_for_deletes(&emulator, 20);
-    signal(&child, "KILL");
-    let output = child.wait_with_output().expect("the run ends");
+    let (output, report) = stopped_run(&emulator, &dir, "KILL");
     assert_eq!(output.status.code(), None, "killed by the signal");
     assert!(!report.exists(), "no report after a kill");
 
@@ -154,10 +168,24 @@ fn after_sigkill_the_journal_lists_every_tag_that_is_gone() {
     // Every tag the journal says deleted is gone.
     assert!(journal_tags(&report, &["deleted"]).is_subset(&gone));
 
-    let out = run(
-        &emulator.ci_env(),
-        &["run", "--policy", &write_file(&dir, "again.yml", POLICY)],
+    finish_the_plan(&emulator, &dir);
+}
+
+/// SIGINT (Ctrl-C): exit 130, and the count files are written as after any
+/// run, counting what was deleted up to then.
+#[test]
+fn sigint_exits_130_and_writes_the_count_files() {
+    let emulator = slow_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (output, report) = stopped_run(&emulator, &dir, "INT");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(report_json(&report)["interrupted"], true);
+    let dotenv = std::fs::read_to_string(dir.path().join("cleanup.env")).expect("dotenv");
+    let gone = gone(&emulator).len();
+    assert!(
+        dotenv.contains(&format!("CLEANUP_DELETED={gone}\n")),
+        "{gone} gone:\n{dotenv}"
     );
-    assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(names(&emulator, "group/project"), ["main"]);
+    assert!(stderr.contains("SIGINT"), "{stderr}");
 }

@@ -208,21 +208,15 @@ async fn execute(
     outcomes
 }
 
+/// Deleting by reference lists nothing: the name, and the digest if that
+/// was the reference, are all that is known.
 fn deleted_entry(reference: &Reference) -> DeletedTag {
     DeletedTag {
-        tag: reference.to_string(),
         digest: match reference {
             Reference::Digest(digest) => Some(Digest::to_string(digest)),
             Reference::Tag(_) => None,
         },
-        media_type: None,
-        created_at: None,
-        pushed_at: None,
-        rule: None,
-        referrer: false,
-        untagged_referrers: 0,
-        // Deleting by reference lists nothing, so no size is known.
-        size_bytes: None,
+        ..DeletedTag::named(reference.to_string())
     }
 }
 

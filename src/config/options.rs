@@ -281,14 +281,7 @@ fn delete_options(
     env: &CleanupEnv,
     connection: impl Fn(&NetworkArgs) -> Result<Connection, ConfigError>,
 ) -> Result<Invocation, ConfigError> {
-    let report = report_path(args.common.report.clone(), env)?;
-    let counts = count_files(
-        &args.common.dotenv,
-        &args.common.metrics,
-        &args.common.html,
-        env,
-    )?;
-    let (dry_run, connection) = common(&args.common, env, connection)?;
+    let (report, counts, dry_run, connection) = common(&args.common, env, connection)?;
     let references = args
         .refs
         .iter()
@@ -321,14 +314,7 @@ fn run_options(
     env: &CleanupEnv,
     connection: impl Fn(&NetworkArgs) -> Result<Connection, ConfigError>,
 ) -> Result<Invocation, ConfigError> {
-    let report = report_path(args.common.report.clone(), env)?;
-    let counts = count_files(
-        &args.common.dotenv,
-        &args.common.metrics,
-        &args.common.html,
-        env,
-    )?;
-    let (dry_run, mut connection) = common(&args.common, env, connection)?;
+    let (report, counts, dry_run, mut connection) = common(&args.common, env, connection)?;
     connection.ledger =
         crate::config::ledger::target(args.ledger, env, connection.allow_insecure_http)?;
     let max_deletions = env.max_deletions(args.max_deletions)?;
@@ -470,13 +456,17 @@ fn names_list(variable: &Option<String>, env: &CleanupEnv) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What `run` and `delete` share: the report, the count files, dry run and
+/// the connection. The files are checked writable before anything else.
 fn common(
     args: &CommonRunArgs,
     env: &CleanupEnv,
     connection: impl Fn(&NetworkArgs) -> Result<Connection, ConfigError>,
-) -> Result<(bool, Connection), ConfigError> {
+) -> Result<(Option<PathBuf>, CountFiles, bool, Connection), ConfigError> {
+    let report = report_path(args.report.clone(), env)?;
+    let counts = count_files(&args.dotenv, &args.metrics, &args.html, env)?;
     let dry_run = args.dry_run || env.dry_run()?;
-    Ok((dry_run, connection(&args.network)?))
+    Ok((report, counts, dry_run, connection(&args.network)?))
 }
 
 /// `--engine`, else `CLEANUP_ENGINE`, else the client engine.

@@ -82,15 +82,8 @@ mod tests {
 
     fn deleted(tag: &str, digest: Option<&str>) -> DeletedTag {
         DeletedTag {
-            tag: tag.to_string(),
             digest: digest.map(str::to_string),
-            media_type: None,
-            created_at: None,
-            pushed_at: None,
-            rule: None,
-            referrer: false,
-            untagged_referrers: 0,
-            size_bytes: None,
+            ..DeletedTag::named(tag)
         }
     }
 
