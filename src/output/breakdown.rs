@@ -421,15 +421,9 @@ mod tests {
 
     fn deleted(tag: &str, rule: &str, size: Option<u64>) -> DeletedTag {
         DeletedTag {
-            tag: tag.into(),
-            digest: None,
-            media_type: None,
-            created_at: None,
-            pushed_at: None,
             rule: Some(rule.into()),
-            referrer: false,
-            untagged_referrers: 0,
             size_bytes: size,
+            ..DeletedTag::named(tag)
         }
     }
 

@@ -497,15 +497,10 @@ mod tests {
 
     fn deleted(tag: &str, digest: &Digest) -> DeletedTag {
         DeletedTag {
-            tag: tag.into(),
             digest: Some(digest.to_string()),
             media_type: Some(IMAGE.into()),
-            created_at: None,
-            pushed_at: None,
             rule: Some("review images".into()),
-            referrer: false,
-            untagged_referrers: 0,
-            size_bytes: None,
+            ..DeletedTag::named(tag)
         }
     }
 

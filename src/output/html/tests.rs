@@ -3,15 +3,11 @@ use crate::output::report::{AbsentTag, DeletedTag, FailedTag, KeptTagEntry, Skip
 
 fn deleted(tag: &str, rule: &str, size: Option<u64>) -> DeletedTag {
     DeletedTag {
-        tag: tag.into(),
         digest: Some(format!("sha256:{:0>64}", tag.len())),
-        media_type: None,
         created_at: Some("2026-10-01T00:00:00Z".parse().expect("date")),
-        pushed_at: None,
         rule: Some(rule.into()),
-        referrer: false,
-        untagged_referrers: 0,
         size_bytes: size,
+        ..DeletedTag::named(tag)
     }
 }
 
